@@ -1,0 +1,30 @@
+{
+  "target_defaults": {
+    "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fno-trapping-math", "-fexceptions", "-Wall", "-Wno-unused-function"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"],
+    "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native"],
+    "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"]
+  },
+  "targets": [
+    {
+      "target_name": "sft_avx512",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/list-sources.cjs simd)"],
+      "defines": ["SFT_ISA=2"],
+      "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", "-fPIC"]
+    },
+    {
+      "target_name": "sft_avx2",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/list-sources.cjs simd)"],
+      "defines": ["SFT_ISA=1"],
+      "cflags_cc": ["-mavx2", "-mfma", "-mf16c", "-fPIC"]
+    },
+    {
+      "target_name": "sftkit",
+      "sources": ["<!@(node scripts/list-sources.cjs base)"],
+      "dependencies": ["sft_avx512", "sft_avx2"],
+      "libraries": ["-lpthread"]
+    }
+  ]
+}

@@ -1,0 +1,180 @@
+// ISA detection and the persistent thread pool (static splitting, no work stealing).
+#include "runtime.h"
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+#include <vector>
+#include <sched.h>
+#include <cpuid.h>
+
+namespace sft {
+
+namespace {
+
+uint64_t xgetbv0() {
+  uint32_t eax, edx;
+  __asm__ volatile("xgetbv" : "=a"(eax), "=d"(edx) : "c"(0));
+  return (static_cast<uint64_t>(edx) << 32) | eax;
+}
+
+int detect() {
+  unsigned a, b, c, d;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return kScalar;
+  bool osxsave = c & (1u << 27), fma = c & (1u << 12), f16c = c & (1u << 29);
+  if (!osxsave) return kScalar;
+  uint64_t xcr = xgetbv0();
+  bool ymm = (xcr & 0x6) == 0x6, zmm = (xcr & 0xe6) == 0xe6;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return kScalar;
+  bool avx2 = b & (1u << 5);
+  bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30), avx512vl = b & (1u << 31);
+  if (zmm && avx512f && avx512dq && avx512bw && avx512vl && avx2 && fma && f16c) return kAvx512;
+  if (ymm && avx2 && fma && f16c) return kAvx2;
+  return kScalar;
+}
+
+const int g_detected = detect();
+std::atomic<int> g_active{g_detected};
+
+int default_threads() {
+  if (const char* env = std::getenv("SFTKIT_THREADS")) {
+    int n = std::atoi(env);
+    if (n > 0) return n;
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  int cores = 0;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cores = CPU_COUNT(&set);
+  if (cores <= 0) cores = static_cast<int>(std::thread::hardware_concurrency());
+  int local = 1;
+  for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+    if (const char* env = std::getenv(var)) {
+      int n = std::atoi(env);
+      if (n > 0) { local = n; break; }
+    }
+  }
+  int n = cores / local;
+  return n < 1 ? 1 : n;
+}
+
+// Workers wait on a generation counter; each job is split statically by thread index.
+class Pool {
+ public:
+  explicit Pool(int n) { resize(n); }
+  ~Pool() { stop(); }
+
+  int size() const { return size_; }
+
+  void resize(int n) {
+    if (n < 1) n = 1;
+    stop();
+    size_ = n;
+    quit_ = false;
+    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { loop(t); });
+  }
+
+  void run(int parts, const std::function<void(int)>& task) {
+    if (parts <= 1 || size_ == 1) {
+      for (int p = 0; p < parts; ++p) task(p);
+      return;
+    }
+    std::lock_guard<std::mutex> serial(run_mutex_);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      task_ = &task;
+      parts_ = parts;
+      pending_ = size_ - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    for (int p = 0; p < parts; p += size_) task(p);
+    std::unique_lock<std::mutex> lock(mutex_);
+    done_cv_.wait(lock, [this] { return pending_ == 0; });
+    task_ = nullptr;
+  }
+
+ private:
+  void loop(int t) {
+    uint64_t seen = 0;
+    for (;;) {
+      const std::function<void(int)>* task;
+      int parts;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return quit_ || generation_ != seen; });
+        if (quit_) return;
+        seen = generation_;
+        task = task_;
+        parts = parts_;
+      }
+      for (int p = t; p < parts; p += size_) (*task)(p);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (--pending_ == 0) done_cv_.notify_one();
+      }
+    }
+  }
+
+  void stop() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      quit_ = true;
+    }
+    cv_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  int size_ = 1;
+  bool quit_ = false;
+  std::vector<std::thread> workers_;
+  std::mutex mutex_, run_mutex_;
+  std::condition_variable cv_, done_cv_;
+  const std::function<void(int)>* task_ = nullptr;
+  int parts_ = 0;
+  int pending_ = 0;
+  uint64_t generation_ = 0;
+};
+
+Pool& pool() {
+  static Pool p(default_threads());
+  return p;
+}
+
+}  // namespace
+
+int detected_isa() { return g_detected; }
+int active_isa() { return g_active.load(std::memory_order_relaxed); }
+void set_active_isa(int isa) { g_active = isa < 0 ? 0 : (isa > g_detected ? g_detected : isa); }
+
+bool cpu_has_avx512_bf16() {
+  unsigned a, b, c, d;
+  if (g_detected < kAvx512) return false;
+  if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
+  return a & (1u << 5);
+}
+
+int num_threads() { return pool().size(); }
+void set_num_threads(int n) { pool().resize(n); }
+
+void parallel_for_grain(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t, int)>& fn) {
+  if (n <= 0) return;
+  if (grain < 1) grain = 1;
+  int64_t threads = pool().size();
+  int64_t parts = (n + grain - 1) / grain;
+  if (parts > threads) parts = threads;
+  if (parts <= 1) {
+    fn(0, n, 0);
+    return;
+  }
+  pool().run(static_cast<int>(parts), [&](int p) {
+    int64_t begin = n * p / parts, end = n * (p + 1) / parts;
+    if (begin < end) fn(begin, end, p);
+  });
+}
+
+void parallel_for(int64_t n, const std::function<void(int64_t, int64_t, int)>& fn) { parallel_for_grain(n, 1, fn); }
+
+}  // namespace sft

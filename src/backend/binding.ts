@@ -1,0 +1,199 @@
+// The addon's whole surface, typed: every export of native/glue/*.cc is listed here and nowhere else.
+// Buffers are passed as (handle, byteOffset) pairs; the glue bounds-checks them against the handle table.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** A native buffer handle (an id in the addon's handle table; 0 = absent where a buffer is optional). */
+export type Handle = number;
+/** Byte offset into a native buffer. */
+export type ByteOffset = number;
+
+export const DTYPE_CODE = { float32: 0, bfloat16: 1, float16: 2, int32: 3 } as const;
+export const UNARY_OP = {
+  neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, silu: 5, gelu: 6, scale: 7, powScalar: 8, addScalar: 9, square: 10, relu: 11,
+} as const;
+export const BINARY_OP = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5 } as const;
+export const REDUCE_OP = { sum: 0, mean: 1, max: 2 } as const;
+export const ISA = { scalar: 0, avx2: 1, avx512: 2 } as const;
+
+export interface MemStats {
+  liveBytes: number;
+  peakBytes: number;
+  cachedBytes: number;
+  osAllocs: number;
+  liveBlocks: number;
+  mappedBytes: number;
+}
+
+export interface Binding {
+  // --- memory and runtime (native/glue/services.cc)
+  alloc(bytes: number, zero: boolean): Handle;
+  free(h: Handle): void;
+  /** Read-only mapping of a whole file: [handle, size in bytes]. */
+  mmap(path: string): [Handle, number];
+  write(h: Handle, off: ByteOffset, src: ArrayBufferView): void;
+  read(h: Handle, off: ByteOffset, dst: ArrayBufferView): void;
+  /** Size in bytes of a live handle, -1 when unknown. */
+  size(h: Handle): number;
+  memStats(): MemStats;
+  resetPeak(): void;
+  emptyCache(): void;
+  getThreads(): number;
+  setThreads(n: number): void;
+  detectedIsa(): number;
+  getIsa(): number;
+  /** Clamps to the detected level; returns the level now active. */
+  setIsa(isa: number): number;
+  hasAvx512Bf16(): boolean;
+
+  // --- GEMM (native/glue/gemm.cc): C[b] = alpha op(A[b]) op(B[b]) + beta C[b]; op(A) (M,K), op(B) (K,N), C (M,N)
+  gemm(
+    transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+    a: Handle, aOff: ByteOffset, lda: number,
+    b: Handle, bOff: ByteOffset, ldb: number,
+    beta: number, c: Handle, cOff: ByteOffset, ldc: number,
+    batch: number, strideA: number, strideB: number, strideC: number,
+  ): void;
+
+  // --- elementwise, reductions, data movement, optimizer (native/glue/elementwise.cc); all fp32 unless noted
+  unary(op: number, x: Handle, xOff: ByteOffset, y: Handle, yOff: ByteOffset, n: number, alpha: number): void;
+  /** dx = dy * f'(x) (y = f(x) is given too, for ops whose derivative reads the output). */
+  unaryBackward(
+    op: number, x: Handle, xOff: ByteOffset, y: Handle, yOff: ByteOffset, dy: Handle, dyOff: ByteOffset,
+    dx: Handle, dxOff: ByteOffset, n: number, alpha: number,
+  ): void;
+  /** Broadcasting binary op: a, b read through element strides (0 on broadcast dims) over shape; out contiguous. */
+  binary(
+    op: number, a: Handle, aOff: ByteOffset, aStrides: number[], b: Handle, bOff: ByteOffset, bStrides: number[],
+    out: Handle, outOff: ByteOffset, shape: number[],
+  ): void;
+  /** Reduce x viewed as (outer, dim, inner) over dim into y (outer, inner); idx (int32, optional) gets argmax for max. */
+  reduce(
+    op: number, x: Handle, xOff: ByteOffset, y: Handle, yOff: ByteOffset, idx: Handle, idxOff: ByteOffset,
+    outer: number, dim: number, inner: number,
+  ): void;
+  softmax(x: Handle, xOff: ByteOffset, y: Handle, yOff: ByteOffset, rows: number, cols: number, log: boolean): void;
+  softmaxBackward(
+    y: Handle, yOff: ByteOffset, dy: Handle, dyOff: ByteOffset, dx: Handle, dxOff: ByteOffset,
+    rows: number, cols: number, log: boolean,
+  ): void;
+  where(
+    cond: Handle, condOff: ByteOffset, a: Handle, aOff: ByteOffset, b: Handle, bOff: ByteOffset,
+    out: Handle, outOff: ByteOffset, n: number,
+  ): void;
+  /** Strided copy (elemBytes 1, 2 or 4); accumulate adds (fp32 only). Strides in elements, non-negative. */
+  stridedCopy(
+    src: Handle, srcOff: ByteOffset, srcStrides: number[], dst: Handle, dstOff: ByteOffset, dstStrides: number[],
+    shape: number[], elemBytes: number, accumulate: boolean,
+  ): void;
+  fill(x: Handle, xOff: ByteOffset, n: number, value: number, dtype: number): void;
+  cast(src: Handle, srcOff: ByteOffset, srcDtype: number, dst: Handle, dstOff: ByteOffset, dstDtype: number, n: number): void;
+  /** ids int32 (n); weight (vocab, dim); out (n, dim). Throws naming the first out-of-range id. */
+  embedding(
+    weight: Handle, wOff: ByteOffset, ids: Handle, idsOff: ByteOffset, out: Handle, outOff: ByteOffset,
+    n: number, vocab: number, dim: number,
+  ): void;
+  /** dweight (vocab, dim) += rows of dout (n, dim) scattered by ids. */
+  embeddingBackward(
+    ids: Handle, idsOff: ByteOffset, dout: Handle, doutOff: ByteOffset, dweight: Handle, dwOff: ByteOffset,
+    n: number, vocab: number, dim: number,
+  ): void;
+  /** Row-wise argmax into int32 out (rows). */
+  argmax(x: Handle, xOff: ByteOffset, out: Handle, outOff: ByteOffset, rows: number, cols: number): void;
+  /** Row-wise top-k: values fp32 (rows, k) and indices int32 (rows, k), descending. */
+  topk(
+    x: Handle, xOff: ByteOffset, values: Handle, vOff: ByteOffset, indices: Handle, iOff: ByteOffset,
+    rows: number, cols: number, k: number,
+  ): void;
+  /** Fused AdamW on n elements of p, g, m, v. */
+  adamw(
+    p: Handle, pOff: ByteOffset, g: Handle, gOff: ByteOffset, m: Handle, mOff: ByteOffset, v: Handle, vOff: ByteOffset,
+    n: number, lr: number, beta1: number, beta2: number, eps: number, weightDecay: number,
+    bc1: number, bc2: number, gradScale: number,
+  ): void;
+  /** Sum of squares (accumulated in double, deterministic). */
+  sumsq(x: Handle, xOff: ByteOffset, n: number): number;
+
+  // --- fused NN kernels (native/glue/nn.cc)
+  rmsnormForward(
+    x: Handle, xOff: ByteOffset, w: Handle, wOff: ByteOffset, y: Handle, yOff: ByteOffset,
+    rstd: Handle, rstdOff: ByteOffset, rows: number, dim: number, eps: number,
+  ): void;
+  /** dx overwritten; dw (dim) accumulated (+=). */
+  rmsnormBackward(
+    x: Handle, xOff: ByteOffset, w: Handle, wOff: ByteOffset, rstd: Handle, rstdOff: ByteOffset,
+    dy: Handle, dyOff: ByteOffset, dx: Handle, dxOff: ByteOffset, dw: Handle, dwOff: ByteOffset,
+    rows: number, dim: number,
+  ): void;
+  /** w, b optional (handle 0). */
+  layernormForward(
+    x: Handle, xOff: ByteOffset, w: Handle, wOff: ByteOffset, b: Handle, bOff: ByteOffset, y: Handle, yOff: ByteOffset,
+    mean: Handle, meanOff: ByteOffset, rstd: Handle, rstdOff: ByteOffset, rows: number, dim: number, eps: number,
+  ): void;
+  /** dx overwritten; dw, db (dim) accumulated (+=), optional. */
+  layernormBackward(
+    x: Handle, xOff: ByteOffset, w: Handle, wOff: ByteOffset, mean: Handle, meanOff: ByteOffset,
+    rstd: Handle, rstdOff: ByteOffset, dy: Handle, dyOff: ByteOffset, dx: Handle, dxOff: ByteOffset,
+    dw: Handle, dwOff: ByteOffset, db: Handle, dbOff: ByteOffset, rows: number, dim: number,
+  ): void;
+  /** x, y (rows, H, D); cos, sin (posCount, rotDim/2); positions int32 (rows). Throws on an out-of-range position. */
+  rope(
+    x: Handle, xOff: ByteOffset, y: Handle, yOff: ByteOffset, cos: Handle, cosOff: ByteOffset, sin: Handle, sinOff: ByteOffset,
+    positions: Handle, posOff: ByteOffset, rows: number, H: number, D: number, rotDim: number, posCount: number,
+    backward: boolean,
+  ): void;
+  swigluForward(gate: Handle, gOff: ByteOffset, up: Handle, uOff: ByteOffset, out: Handle, oOff: ByteOffset, n: number): void;
+  swigluBackward(
+    gate: Handle, gOff: ByteOffset, up: Handle, uOff: ByteOffset, dout: Handle, doOff: ByteOffset,
+    dgate: Handle, dgOff: ByteOffset, dup: Handle, duOff: ByteOffset, n: number,
+  ): void;
+  /**
+   * q (B,T,Hq,D); k, v (B,S,Hkv,D) with batch stride kvBatchStride elements; out (B,T,Hq,D); lse (B,Hq,T).
+   * qSeg (B,T) and kSeg (B,S) int32 optional (handle 0).
+   */
+  attentionForward(
+    q: Handle, qOff: ByteOffset, k: Handle, kOff: ByteOffset, v: Handle, vOff: ByteOffset,
+    out: Handle, outOff: ByteOffset, lse: Handle, lseOff: ByteOffset,
+    qSeg: Handle, qSegOff: ByteOffset, kSeg: Handle, kSegOff: ByteOffset,
+    B: number, T: number, S: number, Hq: number, Hkv: number, D: number, kvBatchStride: number, qOffset: number,
+    scale: number, causal: boolean,
+  ): void;
+  /** dq (B,T,Hq,D), dk, dv (B,S,Hkv,D) contiguous, all overwritten. */
+  attentionBackward(
+    q: Handle, qOff: ByteOffset, k: Handle, kOff: ByteOffset, v: Handle, vOff: ByteOffset,
+    out: Handle, outOff: ByteOffset, lse: Handle, lseOff: ByteOffset, dout: Handle, doutOff: ByteOffset,
+    dq: Handle, dqOff: ByteOffset, dk: Handle, dkOff: ByteOffset, dv: Handle, dvOff: ByteOffset,
+    qSeg: Handle, qSegOff: ByteOffset, kSeg: Handle, kSegOff: ByteOffset,
+    B: number, T: number, S: number, Hq: number, Hkv: number, D: number, kvBatchStride: number, qOffset: number,
+    scale: number, causal: boolean,
+  ): void;
+  /**
+   * Final projection + cross-entropy in vocab chunks. h (N,d), w (V,d), labels int32 (N, -100 ignored);
+   * lse (N); rowLoss (N) optional. Returns [lossSum, count]. Throws naming the first out-of-range label.
+   */
+  crossEntropyForward(
+    h: Handle, hOff: ByteOffset, w: Handle, wOff: ByteOffset, labels: Handle, lOff: ByteOffset,
+    lse: Handle, lseOff: ByteOffset, rowLoss: Handle, rowLossOff: ByteOffset,
+    N: number, d: number, V: number, chunk: number,
+  ): [number, number];
+  /** dh (N,d) overwritten; dw (V,d) accumulated; both times gradScale (= d loss / d lossSum). */
+  crossEntropyBackward(
+    h: Handle, hOff: ByteOffset, w: Handle, wOff: ByteOffset, labels: Handle, lOff: ByteOffset,
+    lse: Handle, lseOff: ByteOffset, dh: Handle, dhOff: ByteOffset, dw: Handle, dwOff: ByteOffset,
+    N: number, d: number, V: number, chunk: number, gradScale: number,
+  ): void;
+}
+
+function findAddon(): string {
+  const here = dirname(fileURLToPath(import.meta.url));
+  // src/backend or dist/backend -> package root
+  for (const root of [join(here, '..', '..'), join(here, '..', '..', '..')]) {
+    const p = join(root, 'build', 'Release', 'sftkit.node');
+    if (existsSync(p)) return p;
+  }
+  throw new Error('sftkit: native addon not built (build/Release/sftkit.node missing); run `npm ci` or `npm run build`.');
+}
+
+export const native: Binding = createRequire(import.meta.url)(findAddon()) as Binding;
