@@ -1,0 +1,72 @@
+// Test helpers for kernel tests: native buffers from typed arrays and back, relative errors, ISA paths.
+import { native, ISA } from '../../src/backend/binding.ts';
+
+/** Copies a typed array into a new native buffer; returns its handle. Free with native.free. */
+export function toNative(data: Float32Array | Int32Array | Uint16Array): number {
+  const h = native.alloc(Math.max(data.byteLength, 4), false);
+  native.write(h, 0, data);
+  return h;
+}
+
+export function readF32(h: number, n: number, byteOffset = 0): Float32Array {
+  const out = new Float32Array(n);
+  native.read(h, byteOffset, out);
+  return out;
+}
+
+export function readI32(h: number, n: number, byteOffset = 0): Int32Array {
+  const out = new Int32Array(n);
+  native.read(h, byteOffset, out);
+  return out;
+}
+
+/** ‖a − b‖ / ‖b‖ (‖a‖ when b is all zeros). */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) throw new Error(`length mismatch ${a.length} vs ${b.length}`);
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = (a[i] as number) - (b[i] as number);
+    num += d * d;
+    den += (b[i] as number) * (b[i] as number);
+  }
+  if (den === 0) return Math.sqrt(num);
+  return Math.sqrt(num / den);
+}
+
+/** A seeded stream of uniform floats in [lo, hi) (mulberry32), for reproducible test data. */
+export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float32Array {
+  let s = seed >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (s + 0x6d2b79f5) >>> 0;
+    let t = s;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    const u = ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    out[i] = lo + (hi - lo) * u;
+  }
+  return out;
+}
+
+/** The ISA levels this machine supports, from scalar (the naive reference) up, with names. */
+export function isaPaths(): { name: string; level: number }[] {
+  const detected = native.detectedIsa();
+  return Object.entries(ISA)
+    .filter(([, level]) => level <= detected)
+    .map(([name, level]) => ({ name, level }));
+}
+
+/** Runs fn with the given ISA level active, restoring the previous level afterwards. */
+export function withIsa<T>(level: number, fn: () => T): T {
+  const before = native.getIsa();
+  native.setIsa(level);
+  try {
+    return fn();
+  } finally {
+    native.setIsa(before);
+  }
+}
+
+/** Sizes that exercise SIMD tails and blocking edges (STYLE.md). */
+export const ODD_SIZES = [1, 7, 63, 65, 257] as const;
