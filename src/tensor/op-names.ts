@@ -1,0 +1,21 @@
+// The closed set of differentiable primitive ops. Each has exactly one backward rule (ops/*.ts); the
+// table in op-table.ts is typed Record<OpName, ...>, so a missing rule fails to compile.
+export const OP_NAMES = [
+  // elementwise binary (broadcasting)
+  'add', 'sub', 'mul', 'div', 'pow',
+  // elementwise unary
+  'neg', 'exp', 'log', 'sqrt', 'rsqrt', 'silu', 'gelu', 'scale', 'powScalar', 'addScalar', 'square', 'relu',
+  'where',
+  // reductions over one axis
+  'sum', 'mean', 'max',
+  'softmax', 'logSoftmax',
+  'matmul',
+  // views and copies
+  'reshape', 'transpose', 'permute', 'slice', 'expand', 'contiguous', 'concat', 'cast',
+  // fused NN primitives
+  'embedding', 'rmsNorm', 'layerNorm', 'rope', 'swiglu', 'attention', 'crossEntropy',
+  // activation recompute of a block
+  'recompute',
+] as const;
+
+export type OpName = (typeof OP_NAMES)[number];

@@ -1,0 +1,283 @@
+// Fused NN primitives over native forward/backward kernels: embedding, RMSNorm, LayerNorm, RoPE, SwiGLU,
+// attention (causal, GQA, KV-cache offset, packed segments) and final projection + cross-entropy.
+import { native } from '../../backend/binding.ts';
+import { record } from '../autograd.ts';
+import { fmt, sameShape } from '../shape.ts';
+import { Tensor } from '../tensor.ts';
+import { type Rule, dense, expectDType, expectF32, expectNdim, shapeError } from './util.ts';
+
+const NONE = 0;
+
+interface EmbeddingCtx { weight: Tensor; ids: Tensor }
+
+/** Rows of weight (vocab, dim) picked by int32 ids (any shape) → (...ids.shape, dim). */
+export function embedding(weight: Tensor, ids: Tensor): Tensor {
+  expectF32('embedding', ['weight', weight]);
+  expectDType('embedding', 'ids', ids, 'int32');
+  expectNdim('embedding', 'weight', weight, 2);
+  const [vocab, dim] = weight.shape as [number, number];
+  const w = dense(weight);
+  const idd = dense(ids);
+  const out = Tensor.empty([...ids.shape, dim]);
+  if (out.size > 0) native.embedding(w.handle, w.byteOffset, idd.handle, idd.byteOffset, out.handle, 0, ids.size, vocab, dim);
+  const ctx: EmbeddingCtx = { weight, ids: idd };
+  return record(out, 'embedding', [weight, null], (g) => rules.embedding(ctx, g));
+}
+
+interface NormCtx { x: Tensor; w: Tensor | null; b: Tensor | null; mean: Tensor | null; rstd: Tensor; rows: number; dim: number }
+
+/** HF LlamaRMSNorm over the last dim: w * x / sqrt(mean(x²) + eps). */
+export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+  expectF32('rmsNorm', ['x', x], ['w', w]);
+  const dim = x.shape[x.ndim - 1] ?? 0;
+  if (w.ndim !== 1 || w.shape[0] !== dim) throw shapeError('rmsNorm', `weight ${fmt(w.shape)} does not match x ${fmt(x.shape)}`);
+  const xd = dense(x);
+  const wd = dense(w);
+  const rows = dim === 0 ? 0 : x.size / dim;
+  const y = Tensor.empty(x.shape);
+  const rstd = Tensor.empty([rows]);
+  if (y.size > 0) native.rmsnormForward(xd.handle, xd.byteOffset, wd.handle, wd.byteOffset, y.handle, 0, rstd.handle, 0, rows, dim, eps);
+  const ctx: NormCtx = { x: xd, w: wd, b: null, mean: null, rstd, rows, dim };
+  return record(y, 'rmsNorm', [x, w], (g) => rules.rmsNorm(ctx, g));
+}
+
+/** torch LayerNorm over the last dim (biased variance); weight and bias optional. */
+export function layerNorm(x: Tensor, w: Tensor | null, b: Tensor | null, eps: number): Tensor {
+  expectF32('layerNorm', ['x', x]);
+  const dim = x.shape[x.ndim - 1] ?? 0;
+  for (const [name, p] of [['weight', w], ['bias', b]] as const) {
+    if (p && (p.dtype !== 'float32' || p.ndim !== 1 || p.shape[0] !== dim)) throw shapeError('layerNorm', `${name} ${fmt(p.shape)} does not match x ${fmt(x.shape)}`);
+  }
+  const xd = dense(x);
+  const wd = w ? dense(w) : null;
+  const bd = b ? dense(b) : null;
+  const rows = dim === 0 ? 0 : x.size / dim;
+  const y = Tensor.empty(x.shape);
+  const mean = Tensor.empty([rows]);
+  const rstd = Tensor.empty([rows]);
+  if (y.size > 0) {
+    native.layernormForward(
+      xd.handle, xd.byteOffset, wd?.handle ?? NONE, wd?.byteOffset ?? 0, bd?.handle ?? NONE, bd?.byteOffset ?? 0,
+      y.handle, 0, mean.handle, 0, rstd.handle, 0, rows, dim, eps,
+    );
+  }
+  const ctx: NormCtx = { x: xd, w: wd, b: bd, mean, rstd, rows, dim };
+  return record(y, 'layerNorm', [x, w, b], (g) => rules.layerNorm(ctx, g));
+}
+
+/** Cos/sin tables (positions, rotDim/2) and int32 positions (rows) for rope(). */
+export interface RopeTables { cos: Tensor; sin: Tensor; positions: Tensor }
+
+interface RopeCtx { tables: RopeTables; rows: number; H: number; D: number; rotDim: number }
+
+/** HF rotate_half RoPE on x (B, T, H, D) (or (rows, H, D)); the first rotDim dims of each head rotate. */
+export function rope(x: Tensor, tables: RopeTables, rotDim: number): Tensor {
+  expectF32('rope', ['x', x], ['cos', tables.cos], ['sin', tables.sin]);
+  expectDType('rope', 'positions', tables.positions, 'int32');
+  if (x.ndim < 3) throw shapeError('rope', `x must be (..., H, D), got ${fmt(x.shape)}`);
+  const D = x.shape[x.ndim - 1] as number;
+  const H = x.shape[x.ndim - 2] as number;
+  const rows = H * D === 0 ? 0 : x.size / (H * D);
+  if (rotDim % 2 !== 0 || rotDim > D || rotDim <= 0) throw shapeError('rope', `rotary dims ${rotDim} must be even and in 1..${D}`);
+  if (tables.positions.size !== rows) throw shapeError('rope', `${tables.positions.size} positions for ${rows} rows of ${fmt(x.shape)}`);
+  if (!sameShape(tables.cos.shape, tables.sin.shape) || tables.cos.ndim !== 2 || tables.cos.shape[1] !== rotDim / 2) {
+    throw shapeError('rope', `tables ${fmt(tables.cos.shape)} / ${fmt(tables.sin.shape)} must be (positions, ${rotDim / 2})`);
+  }
+  const ctx: RopeCtx = { tables, rows, H, D, rotDim };
+  const y = ropeRaw(dense(x), ctx, false);
+  return record(y, 'rope', [x], (g) => rules.rope(ctx, g));
+}
+
+function ropeRaw(x: Tensor, c: RopeCtx, backward: boolean): Tensor {
+  const y = Tensor.empty(x.shape);
+  const { cos, sin, positions } = c.tables;
+  if (y.size > 0) {
+    native.rope(
+      x.handle, x.byteOffset, y.handle, 0, cos.handle, cos.byteOffset, sin.handle, sin.byteOffset,
+      positions.handle, positions.byteOffset, c.rows, c.H, c.D, c.rotDim, cos.shape[0] as number, backward,
+    );
+  }
+  return y;
+}
+
+interface SwigluCtx { gate: Tensor; up: Tensor }
+
+/** silu(gate) * up. */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  expectF32('swiglu', ['gate', gate], ['up', up]);
+  if (!sameShape(gate.shape, up.shape)) throw shapeError('swiglu', `gate ${fmt(gate.shape)} and up ${fmt(up.shape)} differ`);
+  const gd = dense(gate);
+  const ud = dense(up);
+  const out = Tensor.empty(gate.shape);
+  if (out.size > 0) native.swigluForward(gd.handle, gd.byteOffset, ud.handle, ud.byteOffset, out.handle, 0, out.size);
+  const ctx: SwigluCtx = { gate: gd, up: ud };
+  return record(out, 'swiglu', [gate, up], (g) => rules.swiglu(ctx, g));
+}
+
+export interface AttentionOptions {
+  causal?: boolean;
+  /** Position of query 0 among the keys (KV-cache decoding). */
+  qOffset?: number;
+  /** Segment ids (B, T) / (B, S), int32: queries see only keys of their own segment (packed rows). */
+  qSegments?: Tensor | null;
+  kSegments?: Tensor | null;
+  /** Defaults to 1/sqrt(D). */
+  scale?: number;
+}
+
+interface AttentionCtx {
+  q: Tensor; k: Tensor; v: Tensor; out: Tensor; lse: Tensor;
+  qSeg: Tensor | null; kSeg: Tensor | null;
+  dims: { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; kvStride: number; qOffset: number; scale: number; causal: boolean };
+}
+
+/** Rows (S, Hkv, D) must be dense; the batch may be strided (a KV cache). Returns the batch stride. */
+function kvBatchStride(name: string, t: Tensor): number {
+  const [, S, H, D] = t.shape as [number, number, number, number];
+  if (t.strides[3] !== 1 || t.strides[2] !== D || t.strides[1] !== H * D) {
+    throw shapeError('attention', `${name} ${fmt(t.shape)} must have dense (S, H, D) rows`);
+  }
+  return Math.max(t.strides[0] as number, S * H * D);
+}
+
+/** Scaled dot-product attention: q (B,T,Hq,D), k and v (B,S,Hkv,D) → (B,T,Hq,D). */
+export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOptions = {}): Tensor {
+  expectF32('attention', ['q', q], ['k', k], ['v', v]);
+  for (const [name, t] of [['q', q], ['k', k], ['v', v]] as const) expectNdim('attention', name, t, 4);
+  const [B, T, Hq, D] = q.shape as [number, number, number, number];
+  const [Bk, S, Hkv, Dk] = k.shape as [number, number, number, number];
+  if (Bk !== B || Dk !== D || !sameShape(k.shape, v.shape)) throw shapeError('attention', `q ${fmt(q.shape)}, k ${fmt(k.shape)}, v ${fmt(v.shape)} do not fit`);
+  if (Hkv === 0 || Hq % Hkv !== 0) throw shapeError('attention', `${Hq} query heads are not a multiple of ${Hkv} kv heads`);
+  const qd = dense(q);
+  const kStride = kvBatchStride('k', k);
+  const vStride = kvBatchStride('v', v);
+  if (kStride !== vStride) throw shapeError('attention', 'k and v must share one batch stride');
+  const qSeg = opts.qSegments ? dense(opts.qSegments) : null;
+  const kSeg = opts.kSegments ? dense(opts.kSegments) : null;
+  if ((qSeg === null) !== (kSeg === null)) throw shapeError('attention', 'give both qSegments and kSegments, or neither');
+  if (qSeg && kSeg) {
+    expectDType('attention', 'qSegments', qSeg, 'int32');
+    expectDType('attention', 'kSegments', kSeg, 'int32');
+    if (!sameShape(qSeg.shape, [B, T]) || !sameShape(kSeg.shape, [B, S])) throw shapeError('attention', `segments ${fmt(qSeg.shape)} / ${fmt(kSeg.shape)} must be [${B}, ${T}] / [${B}, ${S}]`);
+  }
+  const dims = {
+    B, T, S, Hq, Hkv, D, kvStride: kStride, qOffset: opts.qOffset ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D), causal: opts.causal ?? true,
+  };
+  const out = Tensor.empty(q.shape);
+  const lse = Tensor.empty([B, Hq, T]);
+  if (out.size > 0) {
+    native.attentionForward(
+      qd.handle, qd.byteOffset, k.handle, k.byteOffset, v.handle, v.byteOffset, out.handle, 0, lse.handle, 0,
+      qSeg?.handle ?? NONE, qSeg?.byteOffset ?? 0, kSeg?.handle ?? NONE, kSeg?.byteOffset ?? 0,
+      B, T, S, Hq, Hkv, D, kStride, dims.qOffset, dims.scale, dims.causal,
+    );
+  }
+  const ctx: AttentionCtx = { q: qd, k, v, out, lse, qSeg, kSeg, dims };
+  return record(out, 'attention', [q, k, v], (g) => rules.attention(ctx, g));
+}
+
+export interface CrossEntropyResult {
+  /** Sum of token losses over trained labels (a differentiable scalar). */
+  lossSum: Tensor;
+  /** Number of trained labels (labels != -100). */
+  count: number;
+}
+
+interface CeCtx { h: Tensor; w: Tensor; labels: Tensor; lse: Tensor; N: number; d: number; V: number; chunk: number }
+
+/**
+ * Final projection fused with cross-entropy: logits = h (N, d) @ wᵀ (w: (V, d)), computed in vocab chunks
+ * so (N, V) logits never exist at once; labels int32 (N), -100 ignored.
+ */
+export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: { chunk?: number; rowLoss?: Tensor } = {}): CrossEntropyResult {
+  expectF32('crossEntropy', ['h', h], ['w', w]);
+  expectDType('crossEntropy', 'labels', labels, 'int32');
+  expectNdim('crossEntropy', 'h', h, 2);
+  expectNdim('crossEntropy', 'w', w, 2);
+  const [N, d] = h.shape as [number, number];
+  const [V, dw] = w.shape as [number, number];
+  if (dw !== d) throw shapeError('crossEntropy', `h ${fmt(h.shape)} and w ${fmt(w.shape)} differ in hidden size`);
+  if (labels.size !== N) throw shapeError('crossEntropy', `${labels.size} labels for ${N} rows`);
+  if (opts.rowLoss && (opts.rowLoss.dtype !== 'float32' || opts.rowLoss.size !== N || !opts.rowLoss.isContiguous)) {
+    throw shapeError('crossEntropy', `rowLoss must be a dense float32 tensor of ${N} elements`);
+  }
+  const chunk = Math.max(1, Math.min(opts.chunk ?? 4096, Math.max(V, 1)));
+  const hd = dense(h);
+  const wd = dense(w);
+  const ld = dense(labels);
+  const lse = Tensor.empty([N]);
+  const [lossSum, count] = native.crossEntropyForward(
+    hd.handle, hd.byteOffset, wd.handle, wd.byteOffset, ld.handle, ld.byteOffset, lse.handle, 0,
+    opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, N, d, V, chunk,
+  );
+  const loss = Tensor.scalar(lossSum);
+  const ctx: CeCtx = { h: hd, w: wd, labels: ld, lse, N, d, V, chunk };
+  return { lossSum: record(loss, 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
+}
+
+export const rules = {
+  embedding: ((c, g) => {
+    const [vocab, dim] = c.weight.shape as [number, number];
+    const gd = dense(g);
+    const dw = Tensor.zeros([vocab, dim]);
+    if (gd.size > 0) native.embeddingBackward(c.ids.handle, c.ids.byteOffset, gd.handle, gd.byteOffset, dw.handle, 0, c.ids.size, vocab, dim);
+    return [dw, null];
+  }) as Rule<EmbeddingCtx>,
+  rmsNorm: ((c, g) => {
+    const gd = dense(g);
+    const dx = Tensor.empty(c.x.shape);
+    const dw = Tensor.zeros([c.dim]);
+    const w = c.w as Tensor;
+    if (dx.size > 0) {
+      native.rmsnormBackward(c.x.handle, c.x.byteOffset, w.handle, w.byteOffset, c.rstd.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dw.handle, 0, c.rows, c.dim);
+    }
+    return [dx, dw];
+  }) as Rule<NormCtx>,
+  layerNorm: ((c, g) => {
+    const gd = dense(g);
+    const dx = Tensor.empty(c.x.shape);
+    const dw = c.w ? Tensor.zeros([c.dim]) : null;
+    const db = c.b ? Tensor.zeros([c.dim]) : null;
+    if (dx.size > 0) {
+      native.layernormBackward(
+        c.x.handle, c.x.byteOffset, c.w?.handle ?? NONE, c.w?.byteOffset ?? 0, (c.mean as Tensor).handle, 0, c.rstd.handle, 0,
+        gd.handle, gd.byteOffset, dx.handle, 0, dw?.handle ?? NONE, 0, db?.handle ?? NONE, 0, c.rows, c.dim,
+      );
+    }
+    return [dx, dw, db];
+  }) as Rule<NormCtx>,
+  rope: ((c, g) => [ropeRaw(dense(g), c, true)]) as Rule<RopeCtx>,
+  swiglu: ((c, g) => {
+    const gd = dense(g);
+    const dgate = Tensor.empty(c.gate.shape);
+    const dup = Tensor.empty(c.up.shape);
+    if (gd.size > 0) native.swigluBackward(c.gate.handle, c.gate.byteOffset, c.up.handle, c.up.byteOffset, gd.handle, gd.byteOffset, dgate.handle, 0, dup.handle, 0, gd.size);
+    return [dgate, dup];
+  }) as Rule<SwigluCtx>,
+  attention: ((c, g) => {
+    const { B, T, S, Hq, Hkv, D, kvStride, qOffset, scale, causal } = c.dims;
+    const gd = dense(g);
+    const dq = Tensor.empty(c.q.shape);
+    const dk = Tensor.empty([B, S, Hkv, D]);
+    const dv = Tensor.empty([B, S, Hkv, D]);
+    if (dq.size > 0 || dk.size > 0) {
+      native.attentionBackward(
+        c.q.handle, c.q.byteOffset, c.k.handle, c.k.byteOffset, c.v.handle, c.v.byteOffset, c.out.handle, 0, c.lse.handle, 0,
+        gd.handle, gd.byteOffset, dq.handle, 0, dk.handle, 0, dv.handle, 0,
+        c.qSeg?.handle ?? NONE, c.qSeg?.byteOffset ?? 0, c.kSeg?.handle ?? NONE, c.kSeg?.byteOffset ?? 0,
+        B, T, S, Hq, Hkv, D, kvStride, qOffset, scale, causal,
+      );
+    }
+    return [dq, dk, dv];
+  }) as Rule<AttentionCtx>,
+  crossEntropy: ((c, g) => {
+    const scale = g.item();
+    const dh = Tensor.empty([c.N, c.d]);
+    const dw = Tensor.zeros([c.V, c.d]);
+    native.crossEntropyBackward(
+      c.h.handle, c.h.byteOffset, c.w.handle, c.w.byteOffset, c.labels.handle, c.labels.byteOffset, c.lse.handle, 0,
+      dh.handle, 0, dw.handle, 0, c.N, c.d, c.V, c.chunk, scale,
+    );
+    return [dh, dw, null];
+  }) as Rule<CeCtx>,
+};

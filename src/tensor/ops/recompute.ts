@@ -1,0 +1,38 @@
+// Activation recompute: run a block without keeping its activations, and run it again during backward.
+import { backward, noGrad, record, withGrad } from '../autograd.ts';
+import { currentScope } from '../storage.ts';
+import { Tensor } from '../tensor.ts';
+import type { Rule } from './util.ts';
+
+interface RecomputeCtx { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[] }
+
+/**
+ * out = fn(...inputs), keeping only the inputs for backward: the block's intermediates are freed with the
+ * step scope as usual, and backward recomputes them. fn must be deterministic (our kernels are) and may use
+ * trainable parameters, whose gradients accumulate as if fn had run normally.
+ */
+export function recompute(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
+  const out = noGrad(() => fn(...inputs));
+  const ctx: RecomputeCtx = { fn, inputs };
+  // A fresh output tensor object whose node is the whole block.
+  const node = new Tensor(out.storage, out.shape, out.strides, out.offset, out.dtype);
+  return record(node, 'recompute', [...inputs], (g) => rules.recompute(ctx, g));
+}
+
+export const rules = {
+  recompute: ((c, g) => {
+    const detached = c.inputs.map((x) => {
+      const d = x.detach();
+      d.requiresGrad = x.requiresGrad;
+      return d;
+    });
+    const out = withGrad(() => c.fn(...detached));
+    if (out.requiresGrad) withGrad(() => backward(out, g));
+    // The inputs' gradients were made persistent (as leaves' are); hand them to the step scope instead.
+    return detached.map((d) => {
+      if (!d.requiresGrad || !d.grad) return null;
+      d.grad.storage.escape(currentScope());
+      return d.grad;
+    });
+  }) as Rule<RecomputeCtx>,
+};

@@ -1,0 +1,34 @@
+// Shared helpers of the op files: dtype/shape checks and the backward-rule type.
+import { ShapeError } from '../../errors.ts';
+import type { DType } from '../dtype.ts';
+import { fmt } from '../shape.ts';
+import { Tensor, copyContiguous } from '../tensor.ts';
+
+/** A backward rule: from what the forward saved and d loss / d out, the gradient of each input. */
+export type Rule<Ctx> = (ctx: Ctx, gradOut: Tensor) => (Tensor | null)[];
+
+export function expectDType(op: string, name: string, t: Tensor, dtype: DType): void {
+  if (t.dtype !== dtype) throw new ShapeError(`${op}: ${name} must be ${dtype}, got ${t.dtype} ${fmt(t.shape)}`, { where: op });
+}
+
+export function expectF32(op: string, ...named: [string, Tensor][]): void {
+  for (const [name, t] of named) expectDType(op, name, t, 'float32');
+}
+
+export function expectNdim(op: string, name: string, t: Tensor, ndim: number): void {
+  if (t.ndim !== ndim) throw new ShapeError(`${op}: ${name} must have ${ndim} dims, got ${fmt(t.shape)}`, { where: op });
+}
+
+export function shapeError(op: string, message: string): ShapeError {
+  return new ShapeError(`${op}: ${message}`, { where: op });
+}
+
+/** The tensor itself when contiguous, else a contiguous copy (no autograd: for kernel inputs). */
+export function dense(t: Tensor): Tensor {
+  return t.isContiguous ? t : copyContiguous(t);
+}
+
+/** Shape and strides as the N-d kernels take them (scalars become one element). */
+export function ndArgs(shape: readonly number[], strides: readonly number[]): [number[], number[]] {
+  return shape.length === 0 ? [[1], [0]] : [[...shape], [...strides]];
+}

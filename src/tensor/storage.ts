@@ -1,0 +1,101 @@
+// Native storage blocks and their ownership: step scopes release every block made inside them when they
+// close (except what escapes); a FinalizationRegistry is only a backstop for blocks nobody released.
+import { native } from '../backend/binding.ts';
+
+/** Frees native memory of storages that were garbage-collected without being released. */
+const backstop = new FinalizationRegistry<number>((handle) => {
+  try {
+    native.free(handle);
+  } catch {
+    // already freed by its owner: nothing to do
+  }
+});
+
+/** Scopes currently open, innermost last; each owns the storages allocated while it was innermost. */
+const scopes: Set<Storage>[] = [];
+
+export class Storage {
+  readonly handle: number;
+  readonly bytes: number;
+  readonly readonly: boolean;
+  private freed = false;
+  /** The scope that will release this storage, or null when it is persistent (released by hand or by GC). */
+  owner: Set<Storage> | null = null;
+
+  private constructor(handle: number, bytes: number, readonly: boolean) {
+    this.handle = handle;
+    this.bytes = bytes;
+    this.readonly = readonly;
+    backstop.register(this, handle, this);
+  }
+
+  /** Allocates `bytes` of 64-byte-aligned native memory, owned by the innermost open scope (if any). */
+  static alloc(bytes: number, opts: { zero?: boolean; persistent?: boolean } = {}): Storage {
+    const s = new Storage(native.alloc(bytes, opts.zero ?? false), bytes, false);
+    const scope = scopes[scopes.length - 1];
+    if (scope && !opts.persistent) {
+      scope.add(s);
+      s.owner = scope;
+    }
+    return s;
+  }
+
+  /** Maps a file read-only; the mapping is persistent until released. */
+  static mmap(path: string): Storage {
+    const [handle, size] = native.mmap(path);
+    return new Storage(handle, size, true);
+  }
+
+  get isFreed(): boolean {
+    return this.freed;
+  }
+
+  release(): void {
+    if (this.freed) return;
+    this.freed = true;
+    this.owner?.delete(this);
+    this.owner = null;
+    backstop.unregister(this);
+    native.free(this.handle);
+  }
+
+  /** Moves this storage out of its scope into the enclosing one (or makes it persistent at the outermost). */
+  escape(to: Set<Storage> | null): void {
+    if (this.owner === to) return;
+    this.owner?.delete(this);
+    this.owner = to;
+    to?.add(this);
+  }
+}
+
+/** Opens a scope, runs fn, and releases every storage allocated inside it that fn did not return or keep. */
+export function withScope<T>(fn: () => T, collectReturned: (value: T) => Storage[]): T {
+  const scope = new Set<Storage>();
+  scopes.push(scope);
+  let value: T;
+  try {
+    value = fn();
+  } catch (err) {
+    scopes.pop();
+    for (const s of [...scope]) s.release();
+    throw err;
+  }
+  scopes.pop();
+  const parent = scopes[scopes.length - 1] ?? null;
+  for (const s of collectReturned(value)) if (s.owner === scope) s.escape(parent);
+  for (const s of [...scope]) s.release();
+  return value;
+}
+
+/** The scope that would own a storage allocated now, and its parent. */
+export function currentScope(): Set<Storage> | null {
+  return scopes[scopes.length - 1] ?? null;
+}
+
+export function parentScope(): Set<Storage> | null {
+  return scopes[scopes.length - 2] ?? null;
+}
+
+export function scopeDepth(): number {
+  return scopes.length;
+}
