@@ -1,0 +1,78 @@
+// The addon's runtime services: handles and bounds checks, the caching allocator's statistics, mmap,
+// the thread pool size (SFTKIT_THREADS) and ISA selection.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ISA, native } from '../../src/backend/binding.ts';
+
+test('buffers round-trip bytes and refuse out-of-bounds, misaligned and freed access', () => {
+  const h = native.alloc(64, true);
+  native.write(h, 8, new Float32Array([1.5, -2]));
+  const back = new Float32Array(4);
+  native.read(h, 0, back);
+  assert.deepEqual([...back], [0, 0, 1.5, -2]);
+  assert.throws(() => native.read(h, 60, new Float32Array(2)), /too small/);
+  assert.throws(() => native.write(h, -4, new Float32Array(1)), /misaligned|offset/);
+  assert.equal(native.size(h), 64);
+  native.free(h);
+  assert.throws(() => native.read(h, 0, back), /not a live native buffer/);
+  assert.throws(() => native.free(h), /unknown or already freed/);
+  assert.throws(() => native.read(123456789, 0, back), /not a live native buffer/);
+});
+
+test('the allocator reuses freed blocks of the same bucket and tracks live and peak bytes', () => {
+  native.emptyCache();
+  const before = native.memStats();
+  const a = native.alloc(10_000, false);
+  const mid = native.memStats();
+  assert.ok(mid.liveBytes - before.liveBytes >= 10_000);
+  assert.ok(mid.peakBytes >= mid.liveBytes);
+  native.free(a);
+  const freed = native.memStats();
+  assert.equal(freed.liveBytes, before.liveBytes);
+  assert.ok(freed.cachedBytes > 0);
+  const b = native.alloc(9_000, false); // same bucket (8192 < n <= 10240)
+  assert.equal(native.memStats().osAllocs, freed.osAllocs, 'served from the cache');
+  native.free(b);
+});
+
+test('mmap maps a file read-only', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sftkit-mmap-'));
+  try {
+    const path = join(dir, 'ids.bin');
+    writeFileSync(path, Buffer.from(new Int32Array([7, 8, 9]).buffer));
+    const [h, size] = native.mmap(path);
+    assert.equal(size, 12);
+    const out = new Int32Array(3);
+    native.read(h, 0, out);
+    assert.deepEqual([...out], [7, 8, 9]);
+    assert.throws(() => native.write(h, 0, new Int32Array(1)), /read-only/);
+    native.free(h);
+    assert.throws(() => native.mmap(join(dir, 'missing.bin')), /cannot open .*missing\.bin/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('SFTKIT_THREADS sets the pool size; setThreads resizes it', () => {
+  const code = "import('./src/backend/binding.ts').then(({native}) => console.log(native.getThreads()))";
+  const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { env: { ...process.env, SFTKIT_THREADS: '3' }, encoding: 'utf8' });
+  assert.equal(run.stdout.trim(), '3', run.stderr);
+  const n = native.getThreads();
+  native.setThreads(1);
+  assert.equal(native.getThreads(), 1);
+  native.setThreads(n);
+  assert.throws(() => native.setThreads(0), /thread count/);
+});
+
+test('ISA selection clamps to what the CPU supports', () => {
+  const detected = native.detectedIsa();
+  assert.ok(detected >= ISA.scalar && detected <= ISA.avx512);
+  const before = native.getIsa();
+  assert.equal(native.setIsa(ISA.scalar), ISA.scalar);
+  assert.equal(native.setIsa(99), detected);
+  native.setIsa(before);
+});
