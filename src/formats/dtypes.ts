@@ -1,0 +1,138 @@
+// Weight dtypes as stored on disk (safetensors names), their sizes, and exact casts between float dtypes
+// done in TypeScript (round-to-nearest-even, like PyTorch's `.to()`), so conversion needs no tensor engine.
+import { FormatError } from '../errors.ts';
+
+export const WEIGHT_DTYPES = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'] as const;
+export type WeightDtype = (typeof WEIGHT_DTYPES)[number];
+
+export const DTYPE_BYTES: Record<WeightDtype, number> = {
+  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
+};
+
+/** The float dtypes a user may ask conversion to produce, by their PyTorch names. */
+export const TARGET_DTYPES = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' } as const satisfies Record<string, WeightDtype>;
+export type TargetDtypeName = keyof typeof TARGET_DTYPES;
+
+const TORCH_NAMES: Record<WeightDtype, string> = {
+  F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16',
+  I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool',
+};
+
+export function isWeightDtype(s: unknown): s is WeightDtype {
+  return typeof s === 'string' && (WEIGHT_DTYPES as readonly string[]).includes(s);
+}
+
+export function isFloatDtype(d: WeightDtype): boolean {
+  return d === 'F64' || d === 'F32' || d === 'F16' || d === 'BF16';
+}
+
+/** PyTorch's name of a dtype (`torch_dtype` in config.json, `--dtype` on the command line). */
+export function torchDtypeName(d: WeightDtype): string {
+  return TORCH_NAMES[d];
+}
+
+/** Element count of a shape, or null when it is not a safe integer (an absurd shape claimed by a bad file). */
+export function numelOf(shape: readonly number[]): number | null {
+  let n = 1;
+  for (const s of shape) {
+    if (!Number.isSafeInteger(s) || s < 0) return null;
+    n *= s;
+    if (!Number.isSafeInteger(n)) return null;
+  }
+  return n;
+}
+
+// One shared scratch word for bit casts between f32 and u32.
+const f32 = new Float32Array(1);
+const u32 = new Uint32Array(f32.buffer);
+
+/** f32 bits -> bf16 bits, round to nearest even; NaN stays a quiet NaN with its sign. */
+export function f32BitsToBf16(bits: number): number {
+  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >>> 16) | 0x0040) & 0xffff;
+  return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
+}
+
+/** f32 bits -> f16 bits, round to nearest even, overflow to inf, gradual underflow to subnormals. */
+export function f32BitsToF16(bits: number): number {
+  const sign = (bits >>> 16) & 0x8000;
+  const exp = (bits >>> 23) & 0xff;
+  let mant = bits & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 | (mant >>> 13) : 0);
+  const e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign; // below half the smallest subnormal: rounds to zero
+    mant |= 0x800000;
+    const shift = 14 - e; // 14..24
+    const half = 1 << (shift - 1);
+    const rest = mant & ((1 << shift) - 1);
+    let out = mant >>> shift;
+    if (rest > half || (rest === half && (out & 1) === 1)) out += 1;
+    return sign | out;
+  }
+  let out = (e << 10) | (mant >>> 13);
+  const rest = mant & 0x1fff;
+  if (rest > 0x1000 || (rest === 0x1000 && (out & 1) === 1)) out += 1; // may carry into the exponent: correct
+  return sign | out;
+}
+
+export function bf16BitsToF32(h: number): number {
+  u32[0] = (h & 0xffff) << 16;
+  return f32[0]!;
+}
+
+export function f16BitsToF32(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const exp = (h >>> 10) & 0x1f;
+  const mant = h & 0x3ff;
+  if (exp === 0) return sign * mant * 2 ** -24;
+  if (exp === 0x1f) return mant === 0 ? sign * Infinity : NaN;
+  return sign * (1 + mant / 1024) * 2 ** (exp - 15);
+}
+
+function toFloat32(src: Uint8Array, from: WeightDtype): Float32Array {
+  const n = src.byteLength / DTYPE_BYTES[from];
+  const out = new Float32Array(n);
+  const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  if (from === 'F32') {
+    new Uint8Array(out.buffer).set(src);
+  } else if (from === 'F64') {
+    for (let i = 0; i < n; i++) out[i] = dv.getFloat64(i * 8, true);
+  } else if (from === 'BF16') {
+    const o = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) o[i] = dv.getUint16(i * 2, true) << 16;
+  } else if (from === 'F16') {
+    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(dv.getUint16(i * 2, true));
+  } else {
+    throw new FormatError(`cannot cast ${from} to a float dtype`);
+  }
+  return out;
+}
+
+/**
+ * Casts little-endian float data between F64/F32/F16/BF16. Wider-to-narrower goes through f32 (as PyTorch
+ * does for double -> half types); f32 -> bf16/f16 rounds to nearest even. Returns `src` itself when no cast is needed.
+ */
+export function castFloat(src: Uint8Array, from: WeightDtype, to: WeightDtype): Uint8Array {
+  if (from === to) return src;
+  if (!isFloatDtype(from) || !isFloatDtype(to)) throw new FormatError(`cannot cast ${from} to ${to}: only float dtypes are cast`);
+  const x = toFloat32(src, from);
+  const n = x.length;
+  if (to === 'F32') return new Uint8Array(x.buffer);
+  const bits = new Uint32Array(x.buffer);
+  if (to === 'F64') {
+    const out = new Float64Array(n);
+    for (let i = 0; i < n; i++) out[i] = x[i]!;
+    return new Uint8Array(out.buffer);
+  }
+  const out = new Uint16Array(n);
+  if (to === 'BF16') for (let i = 0; i < n; i++) out[i] = f32BitsToBf16(bits[i]!);
+  else for (let i = 0; i < n; i++) out[i] = f32BitsToF16(bits[i]!);
+  return new Uint8Array(out.buffer);
+}
+
+/** Bits of one f32 value (for tests and probes). */
+export function f32Bits(x: number): number {
+  f32[0] = x;
+  return u32[0]!;
+}
