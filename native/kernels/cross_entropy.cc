@@ -1,0 +1,95 @@
+// Naive reference of the final projection fused with cross-entropy: one row at a time, logits of one
+// vocab chunk at a time with an online max / sum-exp, double dot products, single-threaded.
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace sft::naive {
+
+namespace {
+
+constexpr int32_t kIgnore = -100;
+
+int64_t first_bad_label(const CrossEntropyArgs& a) {
+  for (int64_t r = 0; r < a.N; ++r)
+    if (a.labels[r] != kIgnore && (a.labels[r] < 0 || a.labels[r] >= a.V)) return r;
+  return -1;
+}
+
+// logits[j] = h_r . w_{c0 + j} for j < n
+void chunk_logits(const CrossEntropyArgs& a, int64_t r, int64_t c0, int64_t n, std::vector<double>& logits) {
+  const float* h = a.h + r * a.d;
+  for (int64_t j = 0; j < n; ++j) {
+    const float* w = a.w + (c0 + j) * a.d;
+    double dot = 0;
+    for (int64_t i = 0; i < a.d; ++i) dot += static_cast<double>(h[i]) * w[i];
+    logits[j] = dot;
+  }
+}
+
+}  // namespace
+
+int64_t ce_fused_fwd(const CrossEntropyArgs& a) {
+  if (int64_t bad = first_bad_label(a); bad >= 0) return bad;
+  std::vector<double> logits(a.chunk < a.V ? a.chunk : a.V);
+  double loss_sum = 0;
+  int64_t count = 0;
+  for (int64_t r = 0; r < a.N; ++r) {
+    double m = -std::numeric_limits<double>::infinity(), l = 0, target = 0;
+    for (int64_t c0 = 0; c0 < a.V; c0 += a.chunk) {
+      int64_t n = a.V - c0 < a.chunk ? a.V - c0 : a.chunk;
+      chunk_logits(a, r, c0, n, logits);
+      double mx = m;
+      for (int64_t j = 0; j < n; ++j) mx = logits[j] > mx ? logits[j] : mx;
+      l = l * std::exp(m - mx);
+      m = mx;
+      for (int64_t j = 0; j < n; ++j) l += std::exp(logits[j] - m);
+      if (a.labels[r] >= c0 && a.labels[r] < c0 + n) target = logits[a.labels[r] - c0];
+    }
+    double lse = m + std::log(l);
+    a.lse[r] = static_cast<float>(lse);
+    double loss = a.labels[r] == kIgnore ? 0.0 : lse - target;
+    if (a.row_loss) a.row_loss[r] = static_cast<float>(loss);
+    if (a.labels[r] != kIgnore) {
+      loss_sum += loss;
+      ++count;
+    }
+  }
+  *a.loss_sum = loss_sum;
+  *a.count = count;
+  return -1;
+}
+
+// dlogits = (softmax - onehot(label)) * grad_scale for trained rows; dh = dlogits @ w; dw += dlogits^T @ h.
+int64_t ce_fused_bwd(const CrossEntropyArgs& a) {
+  if (int64_t bad = first_bad_label(a); bad >= 0) return bad;
+  std::memset(a.dh, 0, sizeof(float) * a.N * a.d);
+  std::vector<double> logits(a.chunk < a.V ? a.chunk : a.V), dh(a.d);
+  for (int64_t r = 0; r < a.N; ++r) {
+    if (a.labels[r] == kIgnore) continue;
+    const float* h = a.h + r * a.d;
+    for (int64_t i = 0; i < a.d; ++i) dh[i] = 0;
+    for (int64_t c0 = 0; c0 < a.V; c0 += a.chunk) {
+      int64_t n = a.V - c0 < a.chunk ? a.V - c0 : a.chunk;
+      chunk_logits(a, r, c0, n, logits);
+      for (int64_t j = 0; j < n; ++j) {
+        double g = std::exp(logits[j] - a.lse[r]);
+        if (c0 + j == a.labels[r]) g -= 1.0;
+        g *= a.grad_scale;
+        const float* w = a.w + (c0 + j) * a.d;
+        float* dw = a.dw + (c0 + j) * a.d;
+        for (int64_t i = 0; i < a.d; ++i) {
+          dh[i] += g * w[i];
+          dw[i] += static_cast<float>(g * h[i]);
+        }
+      }
+    }
+    for (int64_t i = 0; i < a.d; ++i) a.dh[r * a.d + i] = static_cast<float>(dh[i]);
+  }
+  return -1;
+}
+
+}  // namespace sft::naive

@@ -1,0 +1,232 @@
+// Tiled causal attention with GQA, a query offset and segment ids, forward and backward (FlashAttention-2
+// style): scores exist only as a (BQ, BK) tile; the forward keeps an online max / sum-exp per query row and
+// saves lse; the backward recomputes the tiles from lse. Forward tasks are (batch, query head, query block);
+// backward tasks are (batch, kv head), each owning its dk/dv rows and its query heads' dq rows, so no two
+// threads write the same element and results do not depend on the thread count.
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "kernels/kernels.h"
+#include "kernels/simd/nn_util.h"
+
+namespace sft {
+namespace SFT_NS {
+
+using namespace simd;
+
+namespace {
+
+constexpr int64_t BK = 64;                      // keys per tile
+constexpr int64_t BQ = 32;                      // queries per tile
+constexpr int NV = static_cast<int>(BK / W);    // vectors per tile row
+constexpr int RB = NV >= 8 ? 1 : 8 / NV;        // query rows per micro-step: ~8 independent FMA chains
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// kt (D, BK) = rows [0, n) of src (row stride rs, D floats each) transposed; columns n..BK are zero.
+void pack_t(const float* src, int64_t rs, int64_t n, int64_t D, float* kt) {
+  for (int64_t d = 0; d < D; ++d) {
+    float* row = kt + d * BK;
+    for (int64_t j = 0; j < n; ++j) row[j] = src[j * rs + d];
+    for (int64_t j = n; j < BK; ++j) row[j] = 0.f;
+  }
+}
+
+template <int R>
+void score_rows(const float* A, int64_t as, const float* kt, int64_t D, float* sc) {
+  VF acc[R][NV];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = zero();
+  for (int64_t d = 0; d < D; ++d) {
+    const float* kr = kt + d * BK;
+    for (int r = 0; r < R; ++r) {
+      const VF ad = set1(A[r * as + d]);
+      for (int v = 0; v < NV; ++v) acc[r][v] = fmadd(ad, load(kr + v * W), acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NV; ++v) store(sc + r * BK + v * W, acc[r][v]);
+}
+
+// sc (nq, BK) = A (nq rows of D, row stride as) times kt (D, BK).
+void tile_scores(const float* A, int64_t as, int64_t nq, const float* kt, int64_t D, float* sc) {
+  int64_t i = 0;
+  for (; i + RB <= nq; i += RB) score_rows<RB>(A + i * as, as, kt, D, sc + i * BK);
+  for (; i < nq; ++i) score_rows<1>(A + i * as, as, kt, D, sc + i * BK);
+}
+
+// Number of leading keys of the tile [s0, s0 + n) that query t may see under the causal rule.
+inline int64_t visible_keys(const AttentionArgs& a, int64_t t, int64_t s0, int64_t n) {
+  if (!a.causal) return n;
+  int64_t lim = t + a.q_offset - s0 + 1;
+  return lim < 0 ? 0 : (lim > n ? n : lim);
+}
+
+// Scales a score row and sets invisible keys to -inf: j >= lim, and (with segments) other segments' keys.
+inline void scale_mask_row(const AttentionArgs& a, float* row, int64_t lim, int64_t b, int64_t t, int64_t s0) {
+  const VF vs = set1(a.scale);
+  for (int v = 0; v < NV; ++v) store(row + v * W, mul(load(row + v * W), vs));
+  for (int64_t j = lim; j < BK; ++j) row[j] = kNegInf;
+  if (a.q_seg) {
+    const int32_t qs = a.q_seg[b * a.T + t];
+    const int32_t* ks = a.k_seg + b * a.S + s0;
+    for (int64_t j = 0; j < lim; ++j)
+      if (ks[j] != qs) row[j] = kNegInf;
+  }
+}
+
+}  // namespace
+
+void attention_fwd(const AttentionArgs& a) {
+  const int64_t T = a.T, S = a.S, Hq = a.Hq, D = a.D, G = a.Hq / a.Hkv;
+  if (a.B == 0 || T == 0 || Hq == 0) return;
+  const int64_t nqb = (T + BQ - 1) / BQ;
+  const int64_t tasks = a.B * Hq * nqb;
+  const int64_t per = D * BK + BQ * BK + BQ * D + 2 * BQ;
+  nnk::Scratch scratch(per * num_threads());
+  const int64_t qs = Hq * D, kvs = a.Hkv * D;
+  parallel_for(tasks, [&](int64_t j0, int64_t j1, int tid) {
+    float* kt = scratch.get() + tid * per;
+    float* sc = kt + D * BK;
+    float* acc = sc + BQ * BK;
+    float* m = acc + BQ * D;
+    float* l = m + BQ;
+    for (int64_t task = j0; task < j1; ++task) {
+      const int64_t bh = task / nqb, qi = task % nqb;
+      // Zig-zag over query blocks (0, n-1, 1, n-2, ...) so contiguous task ranges get similar causal work.
+      const int64_t qb = qi % 2 == 0 ? qi / 2 : nqb - 1 - qi / 2;
+      const int64_t b = bh / Hq, h = bh % Hq, kvh = h / G;
+      const int64_t t0 = qb * BQ, nq = T - t0 < BQ ? T - t0 : BQ;
+      const float* q = a.q + ((b * T + t0) * Hq + h) * D;
+      const float* kb = a.k + b * a.kv_bstride + kvh * D;
+      const float* vb = a.v + b * a.kv_bstride + kvh * D;
+      for (int64_t i = 0; i < nq; ++i) {
+        m[i] = kNegInf;
+        l[i] = 0.f;
+      }
+      std::memset(acc, 0, sizeof(float) * nq * D);
+      int64_t s_end = S;
+      if (a.causal && t0 + nq + a.q_offset < s_end) s_end = t0 + nq + a.q_offset;
+      for (int64_t s0 = 0; s0 < s_end; s0 += BK) {
+        const int64_t n = s_end - s0 < BK ? s_end - s0 : BK;
+        pack_t(kb + s0 * kvs, kvs, n, D, kt);
+        tile_scores(q, qs, nq, kt, D, sc);
+        for (int64_t i = 0; i < nq; ++i) {
+          const int64_t t = t0 + i;
+          const int64_t lim = visible_keys(a, t, s0, n);
+          if (lim == 0) continue;
+          float* row = sc + i * BK;
+          scale_mask_row(a, row, lim, b, t, s0);
+          VF mx = load(row);
+          for (int v = 1; v < NV; ++v) mx = max(mx, load(row + v * W));
+          const float rowmax = reduce_max(mx);
+          if (rowmax == kNegInf) continue;  // every key of this tile is in another segment
+          const float mnew = rowmax > m[i] ? rowmax : m[i];
+          const float corr = std::exp(m[i] - mnew);
+          const VF vm = set1(mnew);
+          VF sum = zero();
+          for (int v = 0; v < NV; ++v) {
+            VF p = exp(sub(load(row + v * W), vm));
+            store(row + v * W, p);
+            sum = add(sum, p);
+          }
+          l[i] = l[i] * corr + reduce_add(sum);
+          m[i] = mnew;
+          if (corr != 1.f) nnk::scale_row(acc + i * D, D, corr);
+          nnk::rows_axpy(row, 1, lim, vb + s0 * kvs, kvs, acc + i * D, D);
+        }
+      }
+      for (int64_t i = 0; i < nq; ++i) {
+        const int64_t t = t0 + i;
+        float* o = a.out + ((b * T + t) * Hq + h) * D;
+        float* lse = a.lse + (b * Hq + h) * T + t;
+        if (l[i] == 0.f) {
+          nnk::zero_row(o, D);
+          *lse = kNegInf;
+          continue;
+        }
+        const VF inv = set1(1.f / l[i]);
+        const float* ar = acc + i * D;
+        for (int64_t d = 0; d < D; d += W) {
+          const int64_t len = D - d < W ? D - d : W;
+          store_partial(o + d, mul(load_partial(ar + d, len), inv), len);
+        }
+        *lse = m[i] + std::log(l[i]);
+      }
+    }
+  });
+}
+
+void attention_bwd(const AttentionArgs& a) {
+  const int64_t T = a.T, S = a.S, Hq = a.Hq, Hkv = a.Hkv, D = a.D, G = a.Hq / a.Hkv;
+  const int64_t tasks = a.B * Hkv;
+  const int64_t per = 2 * D * BK + 2 * BQ * BK;
+  nnk::Scratch scratch(per * num_threads());
+  const int64_t qs = Hq * D, kvs = Hkv * D;
+  parallel_for(tasks, [&](int64_t j0, int64_t j1, int tid) {
+    float* kt = scratch.get() + tid * per;
+    float* vt = kt + D * BK;
+    float* P = vt + D * BK;
+    float* dS = P + BQ * BK;
+    for (int64_t task = j0; task < j1; ++task) {
+      const int64_t b = task / Hkv, kvh = task % Hkv;
+      const float* kb = a.k + b * a.kv_bstride + kvh * D;
+      const float* vb = a.v + b * a.kv_bstride + kvh * D;
+      float* dkb = a.dk + (b * S * Hkv + kvh) * D;
+      float* dvb = a.dv + (b * S * Hkv + kvh) * D;
+      for (int64_t s = 0; s < S; ++s) {
+        nnk::zero_row(dkb + s * kvs, D);
+        nnk::zero_row(dvb + s * kvs, D);
+      }
+      for (int64_t t = 0; t < T; ++t) std::memset(a.dq + ((b * T + t) * Hq + kvh * G) * D, 0, sizeof(float) * G * D);
+      for (int64_t s0 = 0; s0 < S; s0 += BK) {
+        const int64_t n = S - s0 < BK ? S - s0 : BK;
+        pack_t(kb + s0 * kvs, kvs, n, D, kt);
+        pack_t(vb + s0 * kvs, kvs, n, D, vt);
+        for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) {
+          int64_t t_start = 0;
+          if (a.causal && s0 - a.q_offset > 0) t_start = s0 - a.q_offset;
+          for (int64_t t0 = t_start; t0 < T; t0 += BQ) {
+            const int64_t nq = T - t0 < BQ ? T - t0 : BQ;
+            const int64_t row0 = (b * T + t0) * Hq + h;
+            const float* q = a.q + row0 * D;
+            const float* dout = a.dout + row0 * D;
+            const float* out = a.out + row0 * D;
+            float* dq = a.dq + row0 * D;
+            tile_scores(q, qs, nq, kt, D, P);
+            tile_scores(dout, qs, nq, vt, D, dS);  // dP = dout . v
+            for (int64_t i = 0; i < nq; ++i) {
+              const int64_t t = t0 + i;
+              const float lse = a.lse[(b * Hq + h) * T + t];
+              const int64_t lim = visible_keys(a, t, s0, n);
+              float* prow = P + i * BK;
+              float* drow = dS + i * BK;
+              if (lim == 0 || lse == kNegInf) {
+                for (int v = 0; v < NV; ++v) {
+                  store(prow + v * W, zero());
+                  store(drow + v * W, zero());
+                }
+                continue;
+              }
+              scale_mask_row(a, prow, lim, b, t, s0);
+              const VF vl = set1(lse), di = set1(nnk::dot(dout + i * qs, out + i * qs, D)), vs = set1(a.scale);
+              for (int v = 0; v < NV; ++v) {
+                VF p = exp(sub(load(prow + v * W), vl));
+                store(prow + v * W, p);
+                store(drow + v * W, mul(mul(p, sub(load(drow + v * W), di)), vs));  // P (dP - Di) scale
+              }
+            }
+            for (int64_t j = 0; j < n; ++j) {
+              nnk::rows_axpy(P + j, BK, nq, dout, qs, dvb + (s0 + j) * kvs, D);  // dv_j += sum_i P_ij dout_i
+              nnk::rows_axpy(dS + j, BK, nq, q, qs, dkb + (s0 + j) * kvs, D);    // dk_j += sum_i dS_ij q_i
+            }
+            for (int64_t i = 0; i < nq; ++i) nnk::rows_axpy(dS + i * BK, 1, n, kb + s0 * kvs, kvs, dq + i * qs, D);
+          }
+        }
+      }
+    }
+  });
+}
+
+}  // namespace SFT_NS
+}  // namespace sft
