@@ -1,0 +1,225 @@
+// The run configuration (DESIGN.md's config contract): one zod schema, YAML files, dotted overrides,
+// and errors that name the unknown key and the nearest valid one.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+
+const positiveInt = z.number().int().positive();
+
+const datasetSchema = (shuffle: boolean, dropRemainder: boolean) =>
+  z.strictObject({
+    dataset_dir: z.string().default(''),
+    shuffle: z.boolean().default(shuffle),
+    drop_remainder: z.boolean().default(dropRemainder),
+  });
+
+export const runConfigSchema = z.strictObject({
+  seed: z.number().int().min(0).default(0),
+  output_dir: z.string().default('./output'),
+  run_mode: z.enum(['train', 'finetune', 'eval', 'predict']).default('finetune'),
+  load_checkpoint: z.string().default(''),
+  resume_training: z.union([z.boolean(), z.string()]).default(false),
+  model: z
+    .strictObject({
+      arch: z.string().default(''),
+      dtype: z.enum(['float32', 'bfloat16']).default('float32'),
+      recompute: z.boolean().default(false),
+    })
+    .prefault({}),
+  tokenizer: z.string().default(''),
+  train_dataset: datasetSchema(true, true).prefault({}),
+  eval_dataset: datasetSchema(false, false).prefault({}),
+  runner_config: z
+    .strictObject({
+      epochs: positiveInt.default(1),
+      max_steps: z.number().int().min(-1).default(-1),
+      batch_size: positiveInt.default(1),
+      gradient_accumulation_steps: positiveInt.default(1),
+      clip_grad_norm: z.number().min(0).default(1.0),
+    })
+    .prefault({}),
+  optimizer: z
+    .strictObject({
+      type: z.literal('AdamW').default('AdamW'),
+      learning_rate: z.number().positive().default(1e-5),
+      beta1: z.number().min(0).lt(1).default(0.9),
+      beta2: z.number().min(0).lt(1).default(0.999),
+      eps: z.number().positive().default(1e-8),
+      weight_decay: z.number().min(0).default(0),
+    })
+    .prefault({}),
+  lr_schedule: z
+    .strictObject({
+      type: z.enum(['constant', 'linear', 'cosine']).default('cosine'),
+      warmup_ratio: z.number().min(0).max(1).default(0.03),
+      warmup_steps: z.number().int().min(0).default(0),
+      lr_end: z.number().min(0).default(0),
+    })
+    .prefault({}),
+  parallel_config: z
+    .strictObject({
+      data_parallel: z.union([z.literal('auto'), positiveInt]).default('auto'),
+      optimizer_shard: z.boolean().default(false),
+    })
+    .prefault({}),
+  freeze: z
+    .strictObject({
+      include: z.array(z.string()).default([]),
+      exclude: z.array(z.string()).default([]),
+    })
+    .prefault({}),
+  callbacks: z
+    .strictObject({
+      loss_monitor: z.strictObject({ log_every: positiveInt.default(1) }).prefault({}),
+      checkpoint: z
+        .strictObject({
+          prefix: z.string().regex(/^[A-Za-z0-9_.-]+$/).default('model'),
+          save_checkpoint_steps: positiveInt.default(100),
+          keep_checkpoint_max: positiveInt.default(5),
+        })
+        .prefault({}),
+      eval: z
+        .strictObject({
+          do_eval: z.boolean().default(false),
+          eval_steps: positiveInt.default(100),
+          metrics: z.array(z.enum(['perplexity', 'em', 'f1', 'rouge_l', 'bleu4'])).default(['perplexity']),
+        })
+        .prefault({}),
+    })
+    .prefault({}),
+  generation: z
+    .strictObject({
+      template: z.string().default('vicuna'),
+      max_new_tokens: positiveInt.default(128),
+      do_sample: z.boolean().default(false),
+      top_k: z.number().int().min(0).default(0),
+      top_p: z.number().gt(0).max(1).default(1.0),
+      temperature: z.number().positive().default(1.0),
+      repetition_penalty: z.number().positive().default(1.0),
+      batch_size: positiveInt.default(1),
+    })
+    .prefault({}),
+});
+
+export type RunConfig = z.infer<typeof runConfigSchema>;
+
+/** Every valid dotted key (for overrides and "did you mean" hints). */
+export function configKeys(): string[] {
+  const out: string[] = [];
+  const walk = (schema: z.ZodType, prefix: string): void => {
+    let s: z.ZodType = schema;
+    // Unwrap defaults/prefaults to reach objects.
+    for (;;) {
+      const def = (s as unknown as { def: { type: string; innerType?: z.ZodType } }).def;
+      if ((def.type === 'default' || def.type === 'prefault' || def.type === 'optional') && def.innerType) s = def.innerType;
+      else break;
+    }
+    const def = (s as unknown as { def: { type: string; shape?: Record<string, z.ZodType> } }).def;
+    if (def.type === 'object' && def.shape) {
+      for (const [k, v] of Object.entries(def.shape)) walk(v, prefix ? `${prefix}.${k}` : k);
+    } else {
+      out.push(prefix);
+    }
+  };
+  walk(runConfigSchema, '');
+  return out;
+}
+
+function editDistance(a: string, b: string): number {
+  const dp = Array.from({ length: a.length + 1 }, (_, i) => [i, ...new Array<number>(b.length).fill(0)]);
+  for (let j = 1; j <= b.length; j++) (dp[0] as number[])[j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const row = dp[i] as number[];
+      const prev = dp[i - 1] as number[];
+      row[j] = Math.min((prev[j] as number) + 1, (row[j - 1] as number) + 1, (prev[j - 1] as number) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+  }
+  return (dp[a.length] as number[])[b.length] as number;
+}
+
+/** The valid key closest to `key` (by edit distance on the full dotted path and on its last part). */
+export function nearestKey(key: string): string {
+  const keys = configKeys();
+  const last = key.split('.').pop() ?? key;
+  let best = keys[0] as string;
+  let bestScore = Infinity;
+  for (const k of keys) {
+    const score = Math.min(editDistance(key, k), editDistance(last, k.split('.').pop() ?? k) + 0.5);
+    if (score < bestScore) {
+      bestScore = score;
+      best = k;
+    }
+  }
+  return best;
+}
+
+/** Validates a plain object; `source` names the file (or "overrides") in errors. */
+export function parseRunConfig(raw: unknown, source: string): RunConfig {
+  const result = runConfigSchema.safeParse(raw ?? {});
+  if (result.success) return result.data;
+  const issue = result.error.issues[0] as z.core.$ZodIssue;
+  const path = issue.path.join('.');
+  if (issue.code === 'unrecognized_keys') {
+    const key = (path ? `${path}.` : '') + (issue.keys[0] ?? '');
+    throw new ConfigError(`${source}: unknown key '${key}' (did you mean '${nearestKey(key)}'?)`, { where: `${source}: ${key}` });
+  }
+  throw new ConfigError(`${source}: ${path || '(root)'}: ${issue.message}`, { where: `${source}: ${path}` });
+}
+
+/** Reads a YAML config file (without validating it). */
+export function readConfigFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(`${path}: cannot read config (${(err as Error).message})`, { where: path });
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(`${path}: invalid YAML (${(err as Error).message.split('\n')[0]})`, { where: path });
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(`${path}: the top level must be a mapping`, { where: path });
+  return doc as Record<string, unknown>;
+}
+
+/** Parses a CLI value the way YAML would ("1e-5" → number, "true" → boolean, "[a, b]" → list). */
+export function parseValue(text: string): unknown {
+  try {
+    return parseYaml(text) ?? '';
+  } catch {
+    return text;
+  }
+}
+
+/** Applies `a.b.c = value` overrides to a raw config object (a copy); unknown keys are errors. */
+export function applyOverrides(raw: Record<string, unknown>, overrides: Record<string, unknown>): Record<string, unknown> {
+  const out = structuredClone(raw);
+  const valid = new Set(configKeys());
+  for (const [key, value] of Object.entries(overrides)) {
+    if (!valid.has(key)) throw new ConfigError(`override --${key}: unknown key (did you mean '--${nearestKey(key)}'?)`, { where: key });
+    const parts = key.split('.');
+    let node: Record<string, unknown> = out;
+    for (const p of parts.slice(0, -1)) {
+      const next = node[p];
+      if (next === undefined || next === null) node[p] = {};
+      else if (typeof next !== 'object' || Array.isArray(next)) throw new ConfigError(`override --${key}: '${p}' is not a section`, { where: key });
+      node = node[p] as Record<string, unknown>;
+    }
+    node[parts[parts.length - 1] as string] = value;
+  }
+  return out;
+}
+
+/** Loads a config file (or the defaults when path is empty) with overrides applied, validated. */
+export function loadRunConfig(path: string, overrides: Record<string, unknown> = {}): RunConfig {
+  const raw = path ? readConfigFile(path) : {};
+  const source = path || 'defaults';
+  const validated = parseRunConfig(raw, source); // report file errors against the file first
+  void validated;
+  return parseRunConfig(applyOverrides(raw, overrides), Object.keys(overrides).length ? `${source} with overrides` : source);
+}

@@ -1,0 +1,66 @@
+// The run config schema: every shipped YAML under configs/ validates; defaults follow the contract;
+// dotted overrides reach any key; unknown keys name the nearest valid key.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError } from '../../src/errors.ts';
+import { applyOverrides, configKeys, loadRunConfig, parseRunConfig, parseValue } from '../../src/train/config.ts';
+
+const root = join(import.meta.dirname, '..', '..');
+
+function yamlFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+    e.isDirectory() ? yamlFiles(join(dir, e.name)) : /\.ya?ml$/.test(e.name) ? [join(dir, e.name)] : [],
+  );
+}
+
+test('every YAML under configs/ validates', () => {
+  const files = yamlFiles(join(root, 'configs'));
+  assert.ok(files.length >= 3);
+  for (const f of files) assert.doesNotThrow(() => loadRunConfig(f), `${f}`);
+});
+
+test('defaults follow the config contract', () => {
+  const c = parseRunConfig({}, 'defaults');
+  assert.equal(c.run_mode, 'finetune');
+  assert.equal(c.optimizer.learning_rate, 1e-5);
+  assert.equal(c.lr_schedule.type, 'cosine');
+  assert.equal(c.lr_schedule.warmup_ratio, 0.03);
+  assert.equal(c.parallel_config.data_parallel, 'auto');
+  assert.equal(c.callbacks.checkpoint.keep_checkpoint_max, 5);
+  assert.equal(c.train_dataset.shuffle, true);
+  assert.equal(c.eval_dataset.shuffle, false);
+  assert.equal(c.generation.template, 'vicuna');
+});
+
+test('MindFormers llama2-7b settings are kept', () => {
+  const c = loadRunConfig(join(root, 'configs/llama2/finetune_llama2_7b.yaml'));
+  assert.equal(c.runner_config.epochs, 2);
+  assert.equal(c.runner_config.batch_size, 2);
+  assert.equal(c.optimizer.learning_rate, 1e-6);
+  assert.equal(c.parallel_config.optimizer_shard, true);
+  assert.equal(c.callbacks.checkpoint.save_checkpoint_steps, 100);
+});
+
+test('dotted overrides reach any key and are typed like YAML', () => {
+  const c = loadRunConfig(join(root, 'configs/gpt2/finetune_gpt2.yaml'), {
+    'optimizer.learning_rate': parseValue('2e-5'),
+    'runner_config.batch_size': parseValue('8'),
+    'freeze.include': parseValue("[wte, 'h\\.0\\..*']"),
+    'callbacks.eval.do_eval': parseValue('true'),
+  });
+  assert.equal(c.optimizer.learning_rate, 2e-5);
+  assert.equal(c.runner_config.batch_size, 8);
+  assert.deepEqual(c.freeze.include, ['wte', 'h\\.0\\..*']);
+  assert.equal(c.callbacks.eval.do_eval, true);
+  assert.ok(configKeys().includes('generation.top_p'));
+});
+
+test('unknown keys and bad values are ConfigErrors naming the key', () => {
+  assert.throws(() => parseRunConfig({ optimizer: { learnig_rate: 1 } }, 'a.yaml'), (e: unknown) =>
+    e instanceof ConfigError && /a\.yaml: unknown key 'optimizer\.learnig_rate' \(did you mean 'optimizer\.learning_rate'\?\)/.test(e.message));
+  assert.throws(() => applyOverrides({}, { 'runner_config.batchsize': 2 }), /did you mean '--runner_config\.batch_size'/);
+  assert.throws(() => parseRunConfig({ run_mode: 'fintune' }, 'b.yaml'), (e: unknown) => e instanceof ConfigError && /b\.yaml: run_mode/.test(e.message));
+  assert.throws(() => parseRunConfig({ runner_config: { batch_size: 0 } }, 'c.yaml'), /c\.yaml: runner_config\.batch_size/);
+});
