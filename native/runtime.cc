@@ -72,7 +72,8 @@ class Pool {
     stop();
     size_ = n;
     quit_ = false;
-    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { loop(t); });
+    // New workers start at the current generation, or they would rerun the last (finished) job.
+    for (int t = 1; t < n; ++t) workers_.emplace_back([this, t, g = generation_] { loop(t, g); });
   }
 
   void run(int parts, const std::function<void(int)>& task) {
@@ -96,8 +97,7 @@ class Pool {
   }
 
  private:
-  void loop(int t) {
-    uint64_t seen = 0;
+  void loop(int t, uint64_t seen) {
     for (;;) {
       const std::function<void(int)>* task;
       int parts;
