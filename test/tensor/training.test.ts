@@ -55,7 +55,7 @@ function train(steps: number, seed: number): { losses: number[]; final: Float32A
   const xs = Tensor.from(x, [64, IN], 'float32', { persistent: true });
   const ys = Tensor.from(y, [64], 'float32', { persistent: true });
   const losses: number[] = [];
-  for (let i = 0; i < steps; i++) losses.push(step(params, opt, xs, ys, i < 400 ? 1e-2 : 2e-3));
+  for (let i = 0; i < steps; i++) losses.push(step(params, opt, xs, ys, i < steps / 2 ? 1e-2 : 1e-3));
   const final = params.values.all.toArray() as Float32Array;
   params.release();
   opt.release();
@@ -65,11 +65,11 @@ function train(steps: number, seed: number): { losses: number[]; final: Float32A
 }
 
 test('a 2-layer MLP learns sin(2a) + bc to near-zero loss', () => {
-  const { losses } = train(600, 3);
+  const { losses } = train(1000, 3);
   const first = losses[0] as number;
   const last = losses[losses.length - 1] as number;
   assert.ok(first > 0.1, `initial loss ${first}`);
-  assert.ok(last < 2e-3, `final loss ${last} (from ${first})`);
+  assert.ok(last < 1e-3, `final loss ${last} (from ${first})`);
 });
 
 test('two runs with the same seed give identical bits', () => {

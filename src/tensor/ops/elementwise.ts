@@ -70,7 +70,7 @@ function unaryGrad(op: UnaryName, ctx: UnaryCtx, g: Tensor): Tensor {
   return dx;
 }
 
-interface WhereCtx { cond: Tensor; zeros: Tensor }
+interface WhereCtx { cond: Tensor; zeros: Tensor; aShape: readonly number[]; bShape: readonly number[] }
 
 /** out = cond != 0 ? a : b; cond (float32, no gradient), a and b broadcast to cond's shape. */
 export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
@@ -81,7 +81,7 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const bd = dense(expandRaw(b, shape));
   const out = Tensor.empty(shape);
   if (out.size > 0) native.where(c.handle, c.byteOffset, ad.handle, ad.byteOffset, bd.handle, bd.byteOffset, out.handle, 0, out.size);
-  const ctx: WhereCtx = { cond: c, zeros: Tensor.zeros(shape) };
+  const ctx: WhereCtx = { cond: c, zeros: Tensor.zeros(shape), aShape: a.shape, bShape: b.shape };
   const node = record(out, 'where', [null, a, b], (g) => rules.where(ctx, g));
   return node;
 }
@@ -121,7 +121,7 @@ export const rules = {
   addScalar: ((c, g) => [unaryGrad('addScalar', c, g)]) as Rule<UnaryCtx>,
   square: ((c, g) => [unaryGrad('square', c, g)]) as Rule<UnaryCtx>,
   relu: ((c, g) => [unaryGrad('relu', c, g)]) as Rule<UnaryCtx>,
-  where: ((c, g) => [null, whereRaw(c.cond, g, c.zeros), whereRaw(c.cond, c.zeros, g)]) as Rule<WhereCtx>,
+  where: ((c, g) => [null, sumTo(whereRaw(c.cond, g, c.zeros), c.aShape), sumTo(whereRaw(c.cond, c.zeros, g), c.bShape)]) as Rule<WhereCtx>,
 };
 
 /** acc += g in place (autograd's accumulation into leaves' .grad). */

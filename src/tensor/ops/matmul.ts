@@ -5,6 +5,7 @@ import { record } from '../autograd.ts';
 import { fmt, numel } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
 import { type Rule, dense, expectF32, shapeError } from './util.ts';
+import { transpose } from './views.ts';
 
 /** How GEMM reads a (rows, cols) matrix view: transposed or not, and its leading dimension. */
 interface MatView { t: Tensor; trans: boolean; ld: number }
@@ -106,8 +107,13 @@ function contiguous(shape: number[]): number[] {
   return s;
 }
 
-/** Swaps the last two dims (a view). */
+/** Swaps the last two dims (a differentiable view). */
 export function mT(x: Tensor): Tensor {
+  return transpose(x, -2, -1);
+}
+
+/** Swaps the last two dims without recording (inside backward rules). */
+function mTRaw(x: Tensor): Tensor {
   const n = x.ndim;
   const shape = [...x.shape];
   const strides = [...x.strides];
@@ -127,13 +133,13 @@ export const rules = {
       const g2 = new Tensor(gd.storage, [rows, N], [N, 1], gd.offset, 'float32');
       const ad = dense(a);
       const a2 = new Tensor(ad.storage, [rows, K], [K, 1], ad.offset, 'float32');
-      const da2 = a.requiresGrad ? gemm(g2, mT(b), [rows, K]) : null;
-      const db = b.requiresGrad ? gemm(mT(a2), g2, [K, N]) : null;
+      const da2 = a.requiresGrad ? gemm(g2, mTRaw(b), [rows, K]) : null;
+      const db = b.requiresGrad ? gemm(mTRaw(a2), g2, [K, N]) : null;
       const da = da2 ? new Tensor(da2.storage, [...a.shape], contiguous([...a.shape]), 0, 'float32') : null;
       return [da, db];
     }
-    const da = a.requiresGrad ? gemm(g, mT(b), [...a.shape]) : null;
-    const db = b.requiresGrad ? gemm(mT(a), g, [...b.shape]) : null;
+    const da = a.requiresGrad ? gemm(g, mTRaw(b), [...a.shape]) : null;
+    const db = b.requiresGrad ? gemm(mTRaw(a), g, [...b.shape]) : null;
     return [da, db];
   }) as Rule<MatmulCtx>,
 };
