@@ -72,6 +72,8 @@ interface Target {
   present(): Promise<boolean>;
   /** Staging file for the transfer. */
   staging: string;
+  /** Create the folders the staging and final paths need (refusing links that lead outside). */
+  prepare(): Promise<void>;
   /** Move the verified staging file into place. */
   place(): Promise<void>;
   /** The content is already stored (a blob shared with another revision): place without a transfer. */
@@ -104,6 +106,9 @@ function cacheTarget(repoFolder: string, commit: string, file: RepoFile): Target
   return {
     finalPath,
     staging: `${blob}.incomplete`,
+    async prepare() {
+      await ensureDirInside(repoFolder, 'blobs');
+    },
     async present() {
       try {
         const st = await lstat(finalPath);
@@ -134,6 +139,10 @@ function localTarget(localDir: string, commit: string, file: RepoFile): Target {
   return {
     finalPath,
     staging,
+    async prepare() {
+      await ensureDirInside(localDir, dir);
+      await ensureDirInside(localDir, join('.cache/huggingface/download', dir));
+    },
     async present() {
       if (!(await fileSizeIs(finalPath, file.size)) || (await lstat(finalPath)).isSymbolicLink()) return false;
       const meta = await readFile(metadata, 'utf8').catch(() => '');
@@ -221,6 +230,7 @@ export async function snapshotDownload(opts: DownloadOptions): Promise<DownloadR
   // Two paths with the same content share one blob: one transfer, the other waits for it and links.
   const inflight = new Map<string, Promise<void>>();
   const fetchFile = async (file: RepoFile, t: Target): Promise<void> => {
+    await t.prepare();
     const resumeFrom = Math.min(await sizeOf(t.staging), file.size);
     emit({ type: 'start', path: file.path, size: file.size, resumeFrom });
     let last = resumeFrom;
