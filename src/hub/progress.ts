@@ -69,8 +69,10 @@ export class DownloadProgress {
   private totalBytes = 0;
   private filesTotal = 0;
   private filesDone = 0;
-  /** Bytes of finished and cached files, plus the on-disk bytes of active ones. */
+  /** Bytes of finished and cached files (active ones are added from `files`). */
   private doneBytes = 0;
+  /** Bytes received in this run: what speed is measured on (resumed and cached bytes are not speed). */
+  private received = 0;
 
   constructor(private readonly now: () => number = () => performance.now()) {}
 
@@ -86,7 +88,7 @@ export class DownloadProgress {
             this.doneBytes += f.size;
           }
         }
-        this.overallMeter.add(t, this.bytes());
+        this.overallMeter.add(t, this.received);
         break;
       case 'start': {
         const state = { path: event.path, size: event.size, bytes: event.resumeFrom, meter: new RateMeter() };
@@ -99,16 +101,17 @@ export class DownloadProgress {
         if (state === undefined) break;
         // A restart from 0 (server ignored the range) must not count as negative speed.
         if (event.bytesOnDisk < state.bytes) state.meter = new RateMeter();
+        else this.received += event.bytesOnDisk - state.bytes;
         state.bytes = event.bytesOnDisk;
         state.meter.add(t, state.bytes);
-        this.overallMeter.add(t, this.bytes());
+        this.overallMeter.add(t, this.received);
         break;
       }
       case 'done': {
         this.files.delete(event.path);
         this.filesDone++;
         this.doneBytes += event.size;
-        this.overallMeter.add(t, this.bytes());
+        this.overallMeter.add(t, this.received);
         break;
       }
       case 'retry':

@@ -1,6 +1,6 @@
 // snapshotDownload against the mock hub: cache layout, revisions, filters, resume, verification, auth,
 // local dirs and offline mode.
-import { after, before, beforeEach, describe, test } from 'node:test';
+import { after, afterEach, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, lstatSync, readFileSync, readdirSync, readlinkSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import { join, relative } from 'node:path';
@@ -21,7 +21,7 @@ before(async () => {
 after(async () => {
   await hub.close();
 });
-beforeEach((t) => {
+beforeEach(() => {
   tmp = tempDir('hub');
   cacheDir = join(tmp.dir, 'cache');
   hub.requests.length = 0;
@@ -31,8 +31,8 @@ beforeEach((t) => {
   hub.faults.ignoreRange.clear();
   hub.faults.extraTreeEntries.length = 0;
   hub.treePageSize = 1000;
-  t.after(() => tmp.cleanup());
 });
+afterEach(() => tmp.cleanup());
 
 function download(extra: Partial<DownloadOptions> = {}): ReturnType<typeof snapshotDownload> {
   return snapshotDownload({ repoId: REPO, cacheDir, endpoint: hub.endpoint, env: {}, retryDelayMs: 0, ...extra });
