@@ -27,12 +27,23 @@ function pct(bytes: number, total: number): string {
 }
 
 function rateText(p: { speed: number; etaSeconds: number | undefined }): string {
-  return p.speed > 0 ? `${formatBytes(Math.round(p.speed))}/s ETA ${formatDuration(p.etaSeconds)}` : '';
+  if (p.speed <= 0) return '';
+  return p.etaSeconds !== undefined && p.etaSeconds >= 0.5 ? `${formatBytes(Math.round(p.speed))}/s ETA ${formatDuration(p.etaSeconds)}` : `${formatBytes(Math.round(p.speed))}/s`;
 }
 
-function fileLine(f: FileProgress, nameWidth: number): string {
-  const name = f.path.length > nameWidth ? `…${f.path.slice(-(nameWidth - 1))}` : f.path.padEnd(nameWidth);
-  return `${name} ${bar(f.bytes / Math.max(1, f.size), 20)} ${pct(f.bytes, f.size)} ${formatBytes(f.bytes)}/${formatBytes(f.size)} ${rateText(f)}`;
+/** Name and bar widths for a terminal this wide; the rest of a line (percent, bytes, files, speed, ETA) takes ~60. */
+function widths(columns: number): { name: number; bar: number } {
+  const avail = Math.max(0, columns - 60);
+  const name = Math.max(12, Math.min(40, Math.floor(avail * 0.6)));
+  return { name, bar: Math.max(10, Math.min(30, avail - name)) };
+}
+
+function fitName(path: string, width: number): string {
+  return path.length > width ? `…${path.slice(-(width - 1))}` : path.padEnd(width);
+}
+
+function fileLine(f: FileProgress, w: { name: number; bar: number }): string {
+  return `${fitName(f.path, w.name)} ${bar(f.bytes / Math.max(1, f.size), w.bar)} ${pct(f.bytes, f.size)} ${formatBytes(f.bytes)}/${formatBytes(f.size)} ${rateText(f)}`;
 }
 
 /** Draws progress on stderr: a redrawn block of bars on a terminal, occasional plain lines in logs. */
@@ -109,11 +120,12 @@ class ProgressView {
     const now = Date.now();
     if (!force && now - this.lastDraw < REDRAW_MS) return;
     this.lastDraw = now;
-    const columns = this.out.columns ?? 100;
-    const nameWidth = Math.max(12, Math.min(40, columns - 70));
+    const columns = this.out.columns || 100; // 0 on a pseudo-terminal with no size
+    const w = widths(columns);
     const o = this.progress.overall();
-    const lines = this.progress.active().map((f) => fileLine(f, nameWidth));
-    lines.push(`${'total'.padEnd(nameWidth)} ${bar(o.bytes / Math.max(1, o.totalBytes), 20)} ${pct(o.bytes, o.totalBytes)} ${formatBytes(o.bytes)}/${formatBytes(o.totalBytes)} ${o.filesDone}/${o.filesTotal} files ${rateText(o)}`);
+    const lines = this.progress.active().map((f) => fileLine(f, w));
+    const files = `${o.filesDone}/${o.filesTotal} files`;
+    lines.push(`${fitName('total', w.name)} ${bar(o.bytes / Math.max(1, o.totalBytes), w.bar)} ${pct(o.bytes, o.totalBytes)} ${formatBytes(o.bytes)}/${formatBytes(o.totalBytes)} ${files} ${rateText(o)}`);
     this.clear();
     this.write(lines.map((l) => l.slice(0, columns - 1)).join('\n') + '\n');
     this.drawnLines = lines.length;
