@@ -201,7 +201,10 @@ async function attemptTransfer(opts: TransferOptions): Promise<void> {
           throw new HubError(`the server sent more than the ${file.size} bytes listed for ${file.path}`, { where });
         }
         try {
-          await out.write(chunk.value);
+          // A write may take only part of the buffer; loop until the chunk is on disk.
+          for (let written = 0; written < chunk.value.length; ) {
+            written += (await out.write(chunk.value, written, chunk.value.length - written)).bytesWritten;
+          }
         } catch (err) {
           throw new HubError(`could not write ${staging}: ${err instanceof Error ? err.message : String(err)}`, {
             where: staging,
