@@ -37,7 +37,7 @@ function mutate(base: Uint8Array, r: () => number, hot: Array<[number, number]>)
   };
   const kind = Math.floor(r() * 6);
   if (kind === 0) {
-    for (let i = 0, n = 1 + Math.floor(r() * 8); i < n; i++) b[pick() % b.byteLength] ^= 1 << Math.floor(r() * 8);
+    for (let i = 0, n = 1 + Math.floor(r() * 8); i < n; i++) { const at = pick() % b.byteLength; b[at] = b[at]! ^ (1 << Math.floor(r() * 8)); }
     return b;
   }
   if (kind === 1) {
