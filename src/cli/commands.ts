@@ -1,9 +1,11 @@
 // The list of sub-commands; each lives in its own file under src/cli/commands/.
 import type { Command } from 'commander';
+import { registerConvert } from './commands/convert.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
 
 export function registerCommands(program: Command): void {
   registerDemo(program);
   registerDownload(program);
+  registerConvert(program);
 }

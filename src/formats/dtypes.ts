@@ -46,9 +46,9 @@ export function numelOf(shape: readonly number[]): number | null {
 const f32 = new Float32Array(1);
 const u32 = new Uint32Array(f32.buffer);
 
-/** f32 bits -> bf16 bits, round to nearest even; NaN stays a quiet NaN with its sign. */
+/** f32 bits -> bf16 bits, round to nearest even; every NaN becomes 0x7fc0 (as c10::BFloat16 does). */
 export function f32BitsToBf16(bits: number): number {
-  if ((bits & 0x7fffffff) > 0x7f800000) return ((bits >>> 16) | 0x0040) & 0xffff;
+  if ((bits & 0x7fffffff) > 0x7f800000) return 0x7fc0;
   return ((bits + 0x7fff + ((bits >>> 16) & 1)) >>> 16) & 0xffff;
 }
 
@@ -57,7 +57,7 @@ export function f32BitsToF16(bits: number): number {
   const sign = (bits >>> 16) & 0x8000;
   const exp = (bits >>> 23) & 0xff;
   let mant = bits & 0x7fffff;
-  if (exp === 0xff) return sign | 0x7c00 | (mant !== 0 ? 0x200 | (mant >>> 13) : 0);
+  if (exp === 0xff) return sign | (mant !== 0 ? 0x7e00 : 0x7c00); // NaN -> quiet NaN with its sign (as c10::Half)
   const e = exp - 127 + 15;
   if (e >= 0x1f) return sign | 0x7c00;
   if (e <= 0) {
@@ -90,23 +90,18 @@ export function f16BitsToF32(h: number): number {
   return sign * (1 + mant / 1024) * 2 ** (exp - 15);
 }
 
-function toFloat32(src: Uint8Array, from: WeightDtype): Float32Array {
-  const n = src.byteLength / DTYPE_BYTES[from];
-  const out = new Float32Array(n);
-  const dv = new DataView(src.buffer, src.byteOffset, src.byteLength);
-  if (from === 'F32') {
-    new Uint8Array(out.buffer).set(src);
-  } else if (from === 'F64') {
-    for (let i = 0; i < n; i++) out[i] = dv.getFloat64(i * 8, true);
-  } else if (from === 'BF16') {
-    const o = new Uint32Array(out.buffer);
-    for (let i = 0; i < n; i++) o[i] = dv.getUint16(i * 2, true) << 16;
-  } else if (from === 'F16') {
-    for (let i = 0; i < n; i++) out[i] = f16BitsToF32(dv.getUint16(i * 2, true));
-  } else {
-    throw new FormatError(`cannot cast ${from} to a float dtype`);
+// Casts run in blocks so the f32 scratch stays small whatever the tensor size.
+const BLOCK = 1 << 16;
+
+function blockToFloat32(dv: DataView, from: WeightDtype, start: number, out: Float32Array, n: number): void {
+  const u = new Uint32Array(out.buffer, out.byteOffset, out.length);
+  for (let i = 0; i < n; i++) {
+    const j = start + i;
+    if (from === 'F32') u[i] = dv.getUint32(j * 4, true); // bits, so NaN payloads survive
+    else if (from === 'F64') out[i] = dv.getFloat64(j * 8, true);
+    else if (from === 'BF16') u[i] = dv.getUint16(j * 2, true) << 16;
+    else out[i] = f16BitsToF32(dv.getUint16(j * 2, true));
   }
-  return out;
 }
 
 /**
@@ -116,19 +111,24 @@ function toFloat32(src: Uint8Array, from: WeightDtype): Float32Array {
 export function castFloat(src: Uint8Array, from: WeightDtype, to: WeightDtype): Uint8Array {
   if (from === to) return src;
   if (!isFloatDtype(from) || !isFloatDtype(to)) throw new FormatError(`cannot cast ${from} to ${to}: only float dtypes are cast`);
-  const x = toFloat32(src, from);
-  const n = x.length;
-  if (to === 'F32') return new Uint8Array(x.buffer);
-  const bits = new Uint32Array(x.buffer);
-  if (to === 'F64') {
-    const out = new Float64Array(n);
-    for (let i = 0; i < n; i++) out[i] = x[i]!;
-    return new Uint8Array(out.buffer);
+  const n = src.byteLength / DTYPE_BYTES[from];
+  const out = new Uint8Array(n * DTYPE_BYTES[to]);
+  const dvIn = new DataView(src.buffer, src.byteOffset, src.byteLength);
+  const dvOut = new DataView(out.buffer);
+  const scratch = new Float32Array(Math.min(BLOCK, n));
+  const bits = new Uint32Array(scratch.buffer);
+  for (let start = 0; start < n; start += BLOCK) {
+    const m = Math.min(BLOCK, n - start);
+    blockToFloat32(dvIn, from, start, scratch, m);
+    for (let i = 0; i < m; i++) {
+      const j = start + i;
+      if (to === 'F32') dvOut.setUint32(j * 4, bits[i]!, true);
+      else if (to === 'F64') dvOut.setFloat64(j * 8, scratch[i]!, true);
+      else if (to === 'BF16') dvOut.setUint16(j * 2, f32BitsToBf16(bits[i]!), true);
+      else dvOut.setUint16(j * 2, f32BitsToF16(bits[i]!), true);
+    }
   }
-  const out = new Uint16Array(n);
-  if (to === 'BF16') for (let i = 0; i < n; i++) out[i] = f32BitsToBf16(bits[i]!);
-  else for (let i = 0; i < n; i++) out[i] = f32BitsToF16(bits[i]!);
-  return new Uint8Array(out.buffer);
+  return out;
 }
 
 /** Bits of one f32 value (for tests and probes). */

@@ -198,7 +198,7 @@ export function unpickle(data: Uint8Array, opts: UnpickleOptions): unknown {
       case 0x67: { const k = Number(line()); if (!Number.isSafeInteger(k)) fail('bad GET'); memoGet(k); break; } // GET
       default:
         pos = opPos;
-        fail(`unsupported pickle opcode 0x${op.toString(16).padStart(2, '0')} (object construction opcodes are refused)`);
+        fail(`unsupported pickle opcode 0x${op.toString(16).padStart(2, '0')} (only data opcodes are accepted; object construction is refused)`);
     }
   }
 }

@@ -33,6 +33,10 @@ export interface TorchTensorEntry {
   storageKey: string;
 }
 
+export interface TorchBinFile extends TensorFile {
+  readonly tensors: readonly TorchTensorEntry[];
+}
+
 function isTensorRef(v: unknown): v is TensorRef {
   return typeof v === 'object' && v !== null && (v as TensorRef).kind === 'tensor';
 }
@@ -119,7 +123,7 @@ function legacyError(path: string): FormatError {
 }
 
 /** Reads a torch.save zip from a byte source (the source is closed by the returned file's close()). */
-export function parseTorchBin(src: ByteSource): TensorFile & { tensors: TorchTensorEntry[] } {
+export function parseTorchBin(src: ByteSource): TorchBinFile {
   const path = src.name;
   if (!looksLikeZip(src)) {
     // Legacy torch.save files start with a pickle (PROTO opcode) holding the magic number.
@@ -204,7 +208,7 @@ function readStrided(archive: ZipArchive, t: TensorRef, what: string): Uint8Arra
   return out;
 }
 
-export function openTorchBin(path: string): TensorFile & { tensors: TorchTensorEntry[] } {
+export function openTorchBin(path: string): TorchBinFile {
   const src = openFileSource(path);
   try {
     return parseTorchBin(src);

@@ -1,0 +1,57 @@
+// `sftkit convert`: HF model folder -> sftkit model checkpoint, or back with --reversed.
+import type { Command } from 'commander';
+import { ConfigError } from '../../errors.ts';
+import { convertCheckpointToHf } from '../../convert/checkpoint-to-hf.ts';
+import { convertHfToCheckpoint, type ConvertReport } from '../../convert/hf-to-checkpoint.ts';
+import { parseShardSize } from '../../convert/shard-size.ts';
+import { TARGET_DTYPES, type TargetDtypeName } from '../../formats/dtypes.ts';
+import type { ModelFamily } from '../../models/config.ts';
+
+interface ConvertFlags {
+  input_path: string;
+  output_path: string;
+  model?: string;
+  dtype?: string;
+  reversed?: boolean;
+  max_shard_size: string;
+}
+
+function report(r: ConvertReport, reversed: boolean): void {
+  const gb = r.bytes / 1e9;
+  console.log(
+    `${reversed ? 'exported' : 'converted'} ${r.modelType}: ${r.tensors} tensors, ${gb.toFixed(3)} GB ${r.dtype} ` +
+      `in ${r.seconds.toFixed(1)} s (${(gb / Math.max(r.seconds, 1e-9)).toFixed(2)} GB/s) -> ${r.outputPath}`,
+  );
+  if (r.skipped.length > 0) console.log(`skipped: ${r.skipped.join(', ')}`);
+}
+
+export function registerConvert(program: Command): void {
+  program
+    .command('convert')
+    .description('convert an HF model folder into a sftkit model checkpoint (or back with --reversed)')
+    .requiredOption('--input_path <dir>', 'HF model folder (or, with --reversed, a sftkit model/training checkpoint)')
+    .requiredOption('--output_path <dir>', 'directory to create (must not exist, or be empty)')
+    .option('--model <name>', 'llama | gpt2: must agree with config.json model_type')
+    .option('--dtype <dtype>', 'float32 | bfloat16 | float16 (default: keep the stored dtype)')
+    .option('--max_shard_size <size>', 'largest safetensors shard', '5GB')
+    .option('--reversed', 'sftkit checkpoint -> HF folder')
+    .action(async (flags: ConvertFlags) => {
+      if (flags.dtype !== undefined && !(flags.dtype in TARGET_DTYPES)) {
+        throw new ConfigError(`--dtype ${flags.dtype} is not supported (supported: ${Object.keys(TARGET_DTYPES).join(', ')})`, { where: '--dtype' });
+      }
+      if (flags.model !== undefined && flags.model !== 'llama' && flags.model !== 'gpt2') {
+        throw new ConfigError(`--model ${flags.model} is not supported (supported: llama, gpt2)`, { where: '--model' });
+      }
+      if (flags.reversed && flags.model !== undefined) throw new ConfigError('--model is not used with --reversed (the checkpoint has its config)', { where: '--model' });
+      const common = {
+        inputPath: flags.input_path,
+        outputPath: flags.output_path,
+        dtype: flags.dtype as TargetDtypeName | undefined,
+        maxShardBytes: parseShardSize(flags.max_shard_size),
+      };
+      const r = flags.reversed
+        ? await convertCheckpointToHf(common)
+        : await convertHfToCheckpoint({ ...common, model: flags.model as ModelFamily | undefined });
+      report(r, flags.reversed === true);
+    });
+}

@@ -1,0 +1,81 @@
+// `sftkit convert`: an HF model folder (safetensors or PyTorch .bin, single or sharded) -> a sftkit model
+// checkpoint. Names and layouts stay HF's; tensors are checked against config.json, then streamed out.
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { ConfigError } from '../errors.ts';
+import { writeDirAtomically, writeManifest } from '../formats/checkpoint-dir.ts';
+import { TARGET_DTYPES, type TargetDtypeName } from '../formats/dtypes.ts';
+import { openWeightSource } from '../formats/weight-source.ts';
+import { modelFamily, readModelConfig, type ModelFamily } from '../models/config.ts';
+import { planConversion } from './plan.ts';
+import { writeModel } from './write-model.ts';
+
+export interface ConvertOptions {
+  inputPath: string;
+  outputPath: string;
+  /** When given, must agree with config.json's model_type. */
+  model?: ModelFamily;
+  dtype?: TargetDtypeName;
+  /** Default 5 GB, as transformers' save_pretrained. */
+  maxShardBytes?: number;
+  onTensor?: (name: string, bytesDone: number) => void;
+}
+
+export interface ConvertReport {
+  outputPath: string;
+  modelType: string;
+  tensors: number;
+  skipped: string[];
+  bytes: number;
+  dtype: string;
+  files: string[];
+  seconds: number;
+}
+
+export const DEFAULT_MAX_SHARD_BYTES = 5e9;
+
+export function checkInputDir(path: string): void {
+  if (!existsSync(path) || !statSync(path).isDirectory()) throw new ConfigError(`--input_path ${path} is not a directory`, { where: path });
+  if (!existsSync(join(path, 'config.json'))) throw new ConfigError(`${path} has no config.json`, { where: join(path, 'config.json'), hint: 'pass an HF model folder' });
+}
+
+export async function convertHfToCheckpoint(o: ConvertOptions): Promise<ConvertReport> {
+  const t0 = performance.now();
+  checkInputDir(o.inputPath);
+  const cfg = readModelConfig(join(o.inputPath, 'config.json'));
+  if (o.model !== undefined && modelFamily(cfg.modelType) !== o.model) {
+    throw new ConfigError(`--model ${o.model} does not match model_type "${cfg.modelType}" in ${join(o.inputPath, 'config.json')}`, { where: '--model' });
+  }
+  const source = openWeightSource(o.inputPath);
+  try {
+    const plan = planConversion(cfg, source.tensors, o.inputPath);
+    return await writeDirAtomically(o.outputPath, (tmp) => {
+      const written = writeModel(tmp, {
+        cfg,
+        inputDir: o.inputPath,
+        source,
+        plan,
+        dtype: o.dtype === undefined ? undefined : TARGET_DTYPES[o.dtype],
+        maxShardBytes: o.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
+        onTensor: o.onTensor,
+      });
+      const manifest = writeManifest(tmp, {
+        model_type: cfg.modelType,
+        dtype: written.dtype,
+        source: { path: resolve(o.inputPath), format: source.format },
+      }, written.files);
+      return {
+        outputPath: o.outputPath,
+        modelType: cfg.modelType,
+        tensors: plan.tensors.length,
+        skipped: plan.skipped.map((s) => `${s.name} (${s.reason})`),
+        bytes: written.bytes,
+        dtype: written.dtype,
+        files: [...Object.keys(manifest.files), 'sftkit.json'].sort(),
+        seconds: (performance.now() - t0) / 1000,
+      };
+    });
+  } finally {
+    source.close();
+  }
+}

@@ -1,0 +1,86 @@
+// Writes the parts a model checkpoint and an HF folder share: weights as safetensors (cast when asked),
+// config.json, generation_config.json (with eos), and the tokenizer files, streaming one tensor at a time.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { FormatError } from '../errors.ts';
+import { TOKENIZER_FILES, copyInto } from '../formats/checkpoint-dir.ts';
+import { castFloat, torchDtypeName, type WeightDtype } from '../formats/dtypes.ts';
+import { writeSafetensorsSharded, writeTextFile, type TensorSpec, type WrittenFile } from '../formats/safetensors-writer.ts';
+import type { WeightSource } from '../formats/weight-source.ts';
+import type { ModelConfig } from '../models/config.ts';
+import type { ConversionPlan } from './plan.ts';
+
+export interface WriteModelOptions {
+  cfg: ModelConfig;
+  inputDir: string;
+  source: WeightSource;
+  plan: ConversionPlan;
+  /** Float dtype to write; undefined keeps each tensor's own. */
+  dtype: WeightDtype | undefined;
+  maxShardBytes: number;
+  /** Called after each tensor with the bytes written so far. */
+  onTensor?: (name: string, bytesDone: number) => void;
+}
+
+export interface WrittenModel {
+  files: WrittenFile[];
+  /** PyTorch name of the weights' dtype, or "mixed". */
+  dtype: string;
+  bytes: number;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${path}: not a JSON object`, { where: path });
+  return json as Record<string, unknown>;
+}
+
+const eosValue = (ids: number[]): number | number[] | undefined => (ids.length === 0 ? undefined : ids.length === 1 ? ids[0] : ids);
+
+export function writeModel(tmp: string, o: WriteModelOptions): WrittenModel {
+  const specs: TensorSpec[] = o.plan.tensors.map((t) => ({ name: t.name, dtype: o.dtype ?? t.dtype, shape: t.shape }));
+  const sourceOf = new Map(o.plan.tensors.map((t) => [t.name, t]));
+  let done = 0;
+  const files = writeSafetensorsSharded(
+    tmp,
+    specs,
+    (spec) => {
+      const t = sourceOf.get(spec.name)!;
+      const bytes = castFloat(o.source.read(t.source), t.dtype, spec.dtype);
+      done += bytes.byteLength;
+      o.onTensor?.(spec.name, done);
+      return bytes;
+    },
+    { maxShardBytes: o.maxShardBytes },
+  );
+  const dtypes = new Set(specs.map((s) => s.dtype));
+  const dtype = dtypes.size === 1 ? torchDtypeName([...dtypes][0]!) : 'mixed';
+
+  // config.json: copied byte for byte unless the dtype it states changed.
+  const cfgPath = join(o.inputDir, 'config.json');
+  if (dtype !== 'mixed' && o.cfg.torchDtype !== dtype) {
+    files.push(writeTextFile(join(tmp, 'config.json'), `${JSON.stringify({ ...o.cfg.raw, torch_dtype: dtype }, null, 2)}\n`, () => 'config.json'));
+  } else {
+    files.push(copyInto(cfgPath, tmp));
+  }
+
+  // generation_config.json: the source's, with eos/bos filled in from config.json when it lacks them.
+  const genPath = join(o.inputDir, 'generation_config.json');
+  const gen: Record<string, unknown> = existsSync(genPath) ? readJson(genPath) : { _from_model_config: true };
+  const before = JSON.stringify(gen);
+  if (gen['bos_token_id'] === undefined && o.cfg.bosTokenId !== null) gen['bos_token_id'] = o.cfg.bosTokenId;
+  if (gen['eos_token_id'] === undefined && eosValue(o.cfg.eosTokenIds) !== undefined) gen['eos_token_id'] = eosValue(o.cfg.eosTokenIds);
+  if (gen['pad_token_id'] === undefined && o.cfg.padTokenId !== null) gen['pad_token_id'] = o.cfg.padTokenId;
+  if (existsSync(genPath) && JSON.stringify(gen) === before) files.push(copyInto(genPath, tmp));
+  else files.push(writeTextFile(join(tmp, 'generation_config.json'), `${JSON.stringify(gen, null, 2)}\n`, () => 'generation_config.json'));
+
+  for (const name of TOKENIZER_FILES) {
+    if (existsSync(join(o.inputDir, name))) files.push(copyInto(join(o.inputDir, name), tmp));
+  }
+  return { files, dtype, bytes: done };
+}
