@@ -31,9 +31,16 @@ export class BpeModel {
   private symFrozen = new Uint8Array(0);
   private heap = new PairHeap();
 
+  /** Whether text can be cut before each whitespace run (see `encode`), and the cache of cut pieces' results. */
+  private readonly cuttable: boolean;
+  private readonly cache = new Map<string, Int32Array>();
+  private readonly cacheLimit = 1 << 16;
+
   constructor(
     table: PieceTable,
     private readonly userDefined: ByteTrie | null,
+    /** The normalized whitespace (▁, or a space when whitespace is not escaped). */
+    private readonly space: Uint8Array,
   ) {
     this.scores = table.scores;
     this.types = table.types;
@@ -68,6 +75,7 @@ export class BpeModel {
       }
     }
     this.hasUnused = hasUnused;
+    this.cuttable = !hasUnused && [...table.normal.values()].every((id) => !hasSpaceAfterOther(table.bytes[id]!, space));
     this.keyBytes = keyBytes;
     this.keyOutId = Int32Array.from(keyOutId);
     this.keys = new ByteTrie([...keyOf].map(([s, k]) => [Buffer.from(s, 'latin1'), k] as const));
@@ -108,13 +116,52 @@ export class BpeModel {
     this.symFrozen = new Uint8Array(cap);
   }
 
+  /**
+   * Segments norm[0, n). When no piece has whitespace after another character (true of SentencePiece-trained and Llama
+   * vocabularies), no merge can cross the start of a whitespace run, so each stretch from one run to the next is
+   * merged on its own, with the same result, and repeated words come from a cache.
+   */
   encode(norm: Uint8Array, n: number, out: Segments): void {
-    if (n === 0) return;
-    this.ensure(n);
+    if (!this.cuttable) return this.encodeRange(norm, 0, n, out);
+    const [w0, w1, w2] = [this.space[0]!, this.space[1], this.space[2]];
+    const wl = this.space.length;
+    let from = 0;
+    for (let i = 1; i + wl <= n; i++) {
+      if (norm[i] !== w0 || (wl === 3 && (norm[i + 1] !== w1 || norm[i + 2] !== w2))) continue;
+      const prevIsSpace = i >= wl && norm[i - wl] === w0 && (wl === 1 || (norm[i - 2] === w1 && norm[i - 1] === w2));
+      if (prevIsSpace) continue;
+      this.encodeCached(norm, from, i, out);
+      from = i;
+    }
+    this.encodeCached(norm, from, n, out);
+  }
+
+  private encodeCached(norm: Uint8Array, from: number, to: number, out: Segments): void {
+    const key = Buffer.from(norm.buffer, norm.byteOffset + from, to - from).toString('latin1');
+    const hit = this.cache.get(key);
+    if (hit !== undefined) {
+      for (let k = 0; k < hit.length; k += 3) out.push(from + hit[k]!, hit[k + 1]!, hit[k + 2]!);
+      return;
+    }
+    const first = out.count;
+    this.encodeRange(norm, from, to, out);
+    const rec = new Int32Array((out.count - first) * 3);
+    for (let k = first, j = 0; k < out.count; k++, j += 3) {
+      rec[j] = out.start[k]! - from;
+      rec[j + 1] = out.len[k]!;
+      rec[j + 2] = out.id[k]!;
+    }
+    if (this.cache.size >= this.cacheLimit) this.cache.clear();
+    this.cache.set(key, rec);
+  }
+
+  private encodeRange(norm: Uint8Array, from: number, n: number, out: Segments): void {
+    if (n <= from) return;
+    this.ensure(n - from);
     const { symStart, symLen, symKey, symPrev, symNext, symFrozen, heap, keys, asciiKey } = this;
     // Split into characters; user-defined symbols (longest match) become single frozen symbols.
     let count = 0;
-    for (let pos = 0; pos < n; ) {
+    for (let pos = from; pos < n; ) {
       const b = norm[pos]!;
       let len = 0;
       let frozen = 0;
@@ -186,6 +233,19 @@ export class BpeModel {
     this.resegment(rev[0], start, out);
     this.resegment(rev[1], start + this.keyBytes[rev[0]]!.length, out);
   }
+}
+
+/** True when `piece` has the whitespace symbol right after some other character. */
+function hasSpaceAfterOther(piece: Uint8Array, space: Uint8Array): boolean {
+  const wl = space.length;
+  let prevIsSpace = true;
+  for (let i = 0; i < piece.length; ) {
+    const isSpace = i + wl <= piece.length && space.every((b, k) => piece[i + k] === b);
+    if (isSpace && !prevIsSpace) return true;
+    prevIsSpace = isSpace;
+    i += isSpace ? wl : oneCharLen(piece[i]!);
+  }
+  return false;
 }
 
 function pairHash(l: number, r: number): number {

@@ -8,7 +8,7 @@ import { SentencePieceNormalizer } from './normalizer.ts';
 import { byteToPiece, parseSentencePieceModel, pieceToByte, PieceType, type SentencePieceModel } from './sentencepiece-model.ts';
 import { latin1, pieceIdOf, Segments, type PieceTable } from './segments.ts';
 import { UnigramModel } from './unigram.ts';
-import { ByteBuffer, REPLACEMENT, validCharLen } from './utf8.ts';
+import { ByteBuffer, REPLACEMENT, SPACE_SYMBOL, validCharLen } from './utf8.ts';
 
 const encoder = new TextEncoder();
 // ignoreBOM: a leading U+FEFF is text to SentencePiece, not a byte-order mark.
@@ -75,7 +75,7 @@ export class SentencePieceProcessor {
       ? new PrecompiledCharsmap(normalizerSpec.precompiledCharsmap, `${source}: normalizer_spec.precompiled_charsmap`)
       : null;
     this.normalizer = new SentencePieceNormalizer(normalizerSpec, charsmap, userDefined);
-    this.impl = trainerSpec.modelType === 2 ? new BpeModel(this.table, userDefined) : new UnigramModel(this.table);
+    this.impl = trainerSpec.modelType === 2 ? new BpeModel(this.table, userDefined, normalizerSpec.escapeWhitespaces ? SPACE_SYMBOL : Uint8Array.of(0x20)) : new UnigramModel(this.table);
     this.byteFallback = trainerSpec.byteFallback;
     for (let b = 0; b < 256; b++) this.byteIds[b] = this.pieceToId(byteToPiece(b));
     this.byteOfId = Int16Array.from(pieces, (p) => (p.type === PieceType.BYTE ? pieceToByte(p.piece) : -1));
