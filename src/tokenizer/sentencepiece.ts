@@ -190,8 +190,11 @@ export class SentencePieceProcessor {
     }
   }
 
-  /** Text of `ids`, as `spm_decode --input_format=id`. Throws a DataError for an id outside the vocabulary. */
-  decode(ids: ArrayLike<number>): string {
+  /**
+   * Text of `ids`, as `spm_decode --input_format=id`. Control pieces decode to nothing, except those in
+   * `controlAsText`, which show as their piece text. Throws a DataError for an id outside the vocabulary.
+   */
+  decode(ids: ArrayLike<number>, controlAsText: ReadonlySet<number> | null = null): string {
     const out = new ByteBuffer(ids.length * 4 + 16);
     const types = this.table.types;
     let isBosWs = true;
@@ -221,7 +224,10 @@ export class SentencePieceProcessor {
       if (bytes.length > 0) flushBytes();
       if (bosWsSeen || out.length > 0) isBosWs = false;
       bosWsSeen = false;
-      if (type === PieceType.CONTROL) continue;
+      if (type === PieceType.CONTROL) {
+        if (controlAsText?.has(id)) out.append(encoder.encode(this.model.pieces[id]!.piece));
+        continue;
+      }
       if (type === PieceType.UNKNOWN) {
         out.append(this.unkSurface);
         continue;
