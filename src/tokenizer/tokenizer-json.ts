@@ -65,6 +65,7 @@ export class TokenizerJsonBackend implements TokenizerBackend {
   decode(ids: ArrayLike<number>, skipSpecial: boolean): string {
     const list = Array.from(ids);
     for (const id of list) this.idToPiece(id);
+    if (list.length === 0) return '';
     return this.full.decode(list, { skip_special_tokens: skipSpecial, clean_up_tokenization_spaces: false });
   }
 
