@@ -6,8 +6,8 @@ export interface TokenizerBackend {
   /** One past the largest token id. */
   readonly vocabSize: number;
   /** Ids of `text`; special-token text is matched only when `parseSpecial` is true. No BOS/EOS are added. */
-  encode(text: string, parseSpecial: boolean): number[];
-  encodeAsPieces(text: string, parseSpecial: boolean): string[];
+  encode(text: string | Uint8Array, parseSpecial: boolean): number[];
+  encodeAsPieces(text: string | Uint8Array, parseSpecial: boolean): string[];
   decode(ids: ArrayLike<number>, skipSpecial: boolean): string;
   /** Throws a DataError for an id outside the vocabulary. */
   idToPiece(id: number): string;

@@ -5,6 +5,11 @@ import type { TokenizerBackend } from './backend.ts';
 import { PieceType } from './sentencepiece-model.ts';
 import type { SentencePieceProcessor } from './sentencepiece.ts';
 
+const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+function asString(text: string | Uint8Array): string {
+  return typeof text === 'string' ? text : decoder.decode(text);
+}
+
 export class SentencePieceBackend implements TokenizerBackend {
   readonly kind = 'sentencepiece' as const;
   /** Special token texts (control pieces and the config's special tokens), longest first. */
@@ -29,14 +34,14 @@ export class SentencePieceBackend implements TokenizerBackend {
     return this.sp.vocabSize;
   }
 
-  encode(text: string, parseSpecial: boolean): number[] {
+  encode(text: string | Uint8Array, parseSpecial: boolean): number[] {
     if (!parseSpecial) return this.sp.encode(text);
-    return this.splitSpecial(text).flatMap((part) => (typeof part === 'number' ? [part] : this.sp.encode(part)));
+    return this.splitSpecial(asString(text)).flatMap((part) => (typeof part === 'number' ? [part] : this.sp.encode(part)));
   }
 
-  encodeAsPieces(text: string, parseSpecial: boolean): string[] {
+  encodeAsPieces(text: string | Uint8Array, parseSpecial: boolean): string[] {
     if (!parseSpecial) return this.sp.encodeAsPieces(text);
-    return this.splitSpecial(text).flatMap((part) => (typeof part === 'number' ? [this.sp.idToPiece(part)] : this.sp.encodeAsPieces(part)));
+    return this.splitSpecial(asString(text)).flatMap((part) => (typeof part === 'number' ? [this.sp.idToPiece(part)] : this.sp.encodeAsPieces(part)));
   }
 
   /**

@@ -10,6 +10,11 @@ interface AddedTokenJson {
   special?: boolean;
 }
 
+const decoder = new TextDecoder('utf-8', { ignoreBOM: true });
+function asString(text: string | Uint8Array): string {
+  return typeof text === 'string' ? text : decoder.decode(text);
+}
+
 /** JSON with object keys sorted, so the identity does not depend on how the file was written. */
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
@@ -53,12 +58,12 @@ export class TokenizerJsonBackend implements TokenizerBackend {
     this.vocabSize = maxId + 1;
   }
 
-  encode(text: string, parseSpecial: boolean): number[] {
-    return (parseSpecial ? this.full : this.plain).encode(text, { add_special_tokens: false }).ids;
+  encode(text: string | Uint8Array, parseSpecial: boolean): number[] {
+    return (parseSpecial ? this.full : this.plain).encode(asString(text), { add_special_tokens: false }).ids;
   }
 
-  encodeAsPieces(text: string, parseSpecial: boolean): string[] {
-    return (parseSpecial ? this.full : this.plain).encode(text, { add_special_tokens: false }).tokens;
+  encodeAsPieces(text: string | Uint8Array, parseSpecial: boolean): string[] {
+    return (parseSpecial ? this.full : this.plain).encode(asString(text), { add_special_tokens: false }).tokens;
   }
 
   /** No clean-up of spaces before punctuation: decoding stays a faithful inverse, as in the Rust library. */

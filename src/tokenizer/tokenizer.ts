@@ -113,7 +113,8 @@ export class Tokenizer {
     return this.backend.vocabSize;
   }
 
-  encode(text: string, options: EncodeOptions = {}): number[] {
+  /** Raw bytes are taken as SentencePiece takes them (a bad UTF-8 byte is U+FFFD), so a file's lines can be passed as read. */
+  encode(text: string | Uint8Array, options: EncodeOptions = {}): number[] {
     const ids = this.backend.encode(text, options.parseSpecial ?? false);
     if ((options.addBos ?? this.addBos) && this.bosId !== null) ids.unshift(this.bosId);
     if ((options.addEos ?? this.addEos) && this.eosId !== null) ids.push(this.eosId);
@@ -121,7 +122,7 @@ export class Tokenizer {
   }
 
   /** The pieces `encode` would give (without BOS/EOS), e.g. `▁Hello` or `<0x0A>`. */
-  encodeAsPieces(text: string, options: Pick<EncodeOptions, 'parseSpecial'> = {}): string[] {
+  encodeAsPieces(text: string | Uint8Array, options: Pick<EncodeOptions, 'parseSpecial'> = {}): string[] {
     return this.backend.encodeAsPieces(text, options.parseSpecial ?? false);
   }
 
