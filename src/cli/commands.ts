@@ -8,4 +8,9 @@ export function registerCommands(program: Command): void {
   registerDemo(program);
   registerDownload(program);
   registerConvert(program);
+import { registerTokenize } from './commands/tokenize.ts';
+
+export function registerCommands(program: Command): void {
+  registerDemo(program);
+  registerTokenize(program);
 }
