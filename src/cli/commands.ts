@@ -3,14 +3,11 @@ import type { Command } from 'commander';
 import { registerConvert } from './commands/convert.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
+import { registerTokenize } from './commands/tokenize.ts';
 
 export function registerCommands(program: Command): void {
   registerDemo(program);
   registerDownload(program);
   registerConvert(program);
-import { registerTokenize } from './commands/tokenize.ts';
-
-export function registerCommands(program: Command): void {
-  registerDemo(program);
   registerTokenize(program);
 }
