@@ -72,6 +72,7 @@ class Pool {
     stop();
     size_ = n;
     quit_ = false;
+    generation_ = 0;  // new workers start with seen = 0: they must not rerun the last (finished) job
     for (int t = 1; t < n; ++t) workers_.emplace_back([this, t] { loop(t); });
   }
 
