@@ -59,6 +59,8 @@ function copyCases(): CopyCase[] {
   cases.push({ label: 'slice (65,63) of (65,257) into (65,100)', shape: [65, 63], src: [257, 1], dst: [100, 1] });
   cases.push({ label: 'permute (3,7,5,9)', shape: [3, 7, 5, 9], src: [315, 9, 63, 1], dst: [315, 45, 9, 1] });
   cases.push({ label: 'large transpose (257,257)', shape: [257, 257], src: [1, 257], dst: [257, 1] });
+  cases.push({ label: 'batched transpose (3,65,33)', shape: [3, 65, 33], src: [65 * 33, 1, 65], dst: [65 * 33, 33, 1] });
+  cases.push({ label: 'transpose into a strided destination', shape: [33, 65], src: [1, 40], dst: [70, 1] });
   return cases;
 }
 
