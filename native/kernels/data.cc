@@ -123,6 +123,45 @@ void copy_nd(const T* src, T* dst, const int64_t* sh, const int64_t* ss, const i
   });
 }
 
+// The last two dims form a transpose (src contiguous along dim m-2, dst along dim m-1): copy in square
+// tiles so both sides touch few cache lines, instead of striding through src one element per line.
+template <typename T, bool kAccumulate>
+void copy_transposed(const T* src, T* dst, const int64_t* sh, const int64_t* ss, const int64_t* ds, int m) {
+  constexpr int64_t kTile = 32;
+  const int64_t R = sh[m - 2], C = sh[m - 1], src_c = ss[m - 1], dst_r = ds[m - 2];
+  const int64_t tr = (R + kTile - 1) / kTile, tc = (C + kTile - 1) / kTile;
+  int64_t outer = 1;
+  for (int i = 0; i < m - 2; ++i) outer *= sh[i];
+  parallel_for_grain(outer * tr * tc, std::max<int64_t>(1, kGrain / (kTile * kTile)), [&](int64_t begin, int64_t end, int) {
+    for (int64_t item = begin; item < end; ++item) {
+      int64_t o = item / (tr * tc), t = item % (tr * tc);
+      int64_t r0 = (t / tc) * kTile, c0 = (t % tc) * kTile;
+      int64_t r1 = std::min(R, r0 + kTile), c1 = std::min(C, c0 + kTile);
+      int64_t offs = 0, offd = 0;
+      for (int d = m - 3; d >= 0; --d) {
+        int64_t i = o % sh[d];
+        o /= sh[d];
+        offs += i * ss[d];
+        offd += i * ds[d];
+      }
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* s = src + offs + r;
+        T* dr = dst + offd + r * dst_r;
+        for (int64_t c = c0; c < c1; ++c) {
+          if constexpr (kAccumulate) dr[c] += s[c * src_c];
+          else dr[c] = s[c * src_c];
+        }
+      }
+    }
+  });
+}
+
+template <typename T, bool kAccumulate>
+void copy_any(const T* src, T* dst, const int64_t* sh, const int64_t* ss, const int64_t* ds, int m) {
+  if (m >= 2 && ss[m - 2] == 1 && ds[m - 1] == 1 && ss[m - 1] != 1) copy_transposed<T, kAccumulate>(src, dst, sh, ss, ds, m);
+  else copy_nd<T, kAccumulate>(src, dst, sh, ss, ds, m);
+}
+
 }  // namespace
 
 void strided_copy(const void* src, const int64_t* src_strides, void* dst, const int64_t* dst_strides,
@@ -132,13 +171,13 @@ void strided_copy(const void* src, const int64_t* src_strides, void* dst, const 
   int64_t sh[8], ss[8], ds[8];
   int m = collapse(shape, src_strides, dst_strides, ndim, sh, ss, ds);
   if (accumulate) {
-    copy_nd<float, true>(static_cast<const float*>(src), static_cast<float*>(dst), sh, ss, ds, m);
+    copy_any<float, true>(static_cast<const float*>(src), static_cast<float*>(dst), sh, ss, ds, m);
   } else if (elem_bytes == 4) {
-    copy_nd<uint32_t, false>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), sh, ss, ds, m);
+    copy_any<uint32_t, false>(static_cast<const uint32_t*>(src), static_cast<uint32_t*>(dst), sh, ss, ds, m);
   } else if (elem_bytes == 2) {
-    copy_nd<uint16_t, false>(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), sh, ss, ds, m);
+    copy_any<uint16_t, false>(static_cast<const uint16_t*>(src), static_cast<uint16_t*>(dst), sh, ss, ds, m);
   } else {
-    copy_nd<uint8_t, false>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), sh, ss, ds, m);
+    copy_any<uint8_t, false>(static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), sh, ss, ds, m);
   }
 }
 

@@ -237,6 +237,22 @@ test('binary maximum propagates NaN and binary reads through a byte offset', () 
   });
 });
 
+test('binary accepts 0-d (scalar) shapes and empty shapes', () => {
+  withBuffers((keep) => {
+    const ha = keep(toNative(new Float32Array([3])));
+    const hb = keep(toNative(new Float32Array([4])));
+    const ho = keep(toNative(new Float32Array([-1])));
+    for (const isa of isaPaths()) {
+      withIsa(isa.level, () => {
+        native.binary(BINARY_OP.mul, ha, 0, [], hb, 0, [], ho, 0, []);
+        assert.equal(readF32(ho, 1)[0], 12, isa.name);
+        native.binary(BINARY_OP.add, ha, 0, [1, 1], hb, 0, [1, 1], ho, 0, [0, 5]);  // nothing to do
+        assert.equal(readF32(ho, 1)[0], 12, isa.name);
+      });
+    }
+  });
+});
+
 test('where selects a where cond != 0 and b elsewhere', () => {
   for (const n of SIZES) {
     withBuffers((keep) => {

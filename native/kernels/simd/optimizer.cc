@@ -1,5 +1,5 @@
 // SIMD fused AdamW step (compiled per ISA into SFT_NS). The same unfused multiplies and adds, in the same
-// order, as the naive reference, so both paths give identical bits.
+// order, as the naive reference (torch's order), so every path gives identical bits.
 // GCC 12 reports its own _mm512_undefined_* placeholders inside immintrin.h as uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -18,6 +18,13 @@ using namespace simd;
 
 constexpr int64_t kGrain = 16384;
 
+// Materialises a product so it is rounded on its own: GCC otherwise fuses a multiply and the add that
+// follows into one FMA (a single rounding), and the step would no longer match torch's order or naive.
+inline VF rounded(VF a) {
+  __asm__("" : "+v"(a.v));
+  return a;
+}
+
 }  // namespace
 
 void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a) {
@@ -29,12 +36,12 @@ void adamw(float* p, const float* g, float* m, float* v, int64_t n, const AdamWA
   const VF vstep = set1(neg_step), vbc2 = set1(bc2_sqrt), veps = set1(a.eps), vgs = set1(a.grad_scale);
   // One vector of the update; the tail uses the same code on masked loads.
   auto step = [&](VF pv, VF gv, VF mv, VF vv, VF* po, VF* mo, VF* vo) {
-    gv = mul(gv, vgs);
-    pv = mul(pv, vdecay);
-    mv = add(mul(mv, vb1), mul(v1b1, gv));
-    vv = add(mul(vv, vb2), mul(mul(v1b2, gv), gv));
+    gv = rounded(mul(gv, vgs));
+    pv = rounded(mul(pv, vdecay));
+    mv = add(rounded(mul(mv, vb1)), rounded(mul(v1b1, gv)));
+    vv = add(rounded(mul(vv, vb2)), rounded(mul(rounded(mul(v1b2, gv)), gv)));
     VF denom = add(div(simd::sqrt(vv), vbc2), veps);
-    *po = add(pv, mul(vstep, div(mv, denom)));
+    *po = add(pv, rounded(mul(vstep, div(mv, denom))));
     *mo = mv;
     *vo = vv;
   };
