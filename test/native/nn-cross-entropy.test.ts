@@ -8,7 +8,7 @@ import { native } from '../../src/backend/binding.ts';
 import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES } from '../helpers/native.ts';
 
 interface CeInputs { N: number; d: number; V: number; h: ArrayLike<number>; w: ArrayLike<number>; labels: ArrayLike<number>; gradScale: number }
-interface CeCase extends CeInputs { name: string; lossSum: number; count: number; lse: number[]; rowLoss: number[]; dh: number[]; dw: number[] }
+interface CeCase extends CeInputs { name: string; labels: number[]; lossSum: number; count: number; lse: number[]; rowLoss: number[]; dh: number[]; dw: number[] }
 interface CeOutputs { lossSum: number; count: number; lse: Float32Array; rowLoss: Float32Array; dh: Float32Array; dw: Float32Array }
 
 const fixtures = JSON.parse(readFileSync(new URL('../fixtures/nn_ops.json', import.meta.url), 'utf8')) as { crossEntropy: CeCase[] };
