@@ -205,3 +205,12 @@ test('cross-entropy is bit-identical run to run at 2 threads and releases its sc
     native.setThreads(before);
   }
 });
+
+test('cross-entropy with no rows returns a zero sum and count', () => {
+  for (const { name, level } of isaPaths()) {
+    const got = withIsa(level, () => crossEntropy({ N: 0, d: 8, V: 5, h: [], w: randomF32(40, 1), labels: [], gradScale: 1 }, 2));
+    assert.equal(got.lossSum, 0, `[${name}] lossSum`);
+    assert.equal(got.count, 0, `[${name}] count`);
+    assert.ok(got.dw.every((x) => x === 0), `[${name}] dw untouched`);
+  }
+});
