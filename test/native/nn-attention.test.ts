@@ -241,14 +241,16 @@ test('a query with no visible key gets zeros, lse = -inf, and no gradient (no Na
   }
 });
 
-test('attention is bit-identical run to run at 2 threads, and equal to 1 thread', () => {
+test('attention is bit-identical run to run at 2 threads, equal to 1 thread, and releases its scratch', () => {
   const c = randomAttention({ B: 2, T: 97, S: 97, Hq: 4, Hkv: 2, D: 64, qOffset: 0, causal: true }, 41, 30);
   const before = native.getThreads();
   try {
     for (const { name, level } of isaPaths()) {
       native.setThreads(2);
       const a = withIsa(level, () => attention(c));
+      const live = native.memStats().liveBytes;
       const b = withIsa(level, () => attention(c));
+      assert.equal(native.memStats().liveBytes, live, `[${name}] scratch released`);
       native.setThreads(1);
       const one = withIsa(level, () => attention(c));
       for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
@@ -286,4 +288,16 @@ test('attention rejects bad shapes and too-small buffers, naming op, tensor and 
       /attentionBackward: buffer 'dk \(1, 4, 2, 8\)' too small/,
     );
   });
+});
+
+test('empty shapes: no keys gives zeros and lse = -inf; no queries or batches is a no-op', () => {
+  for (const { name, level } of isaPaths()) {
+    const noKeys = withIsa(level, () => attention(randomAttention({ B: 2, T: 3, S: 0, Hq: 2, Hkv: 1, D: 8, qOffset: 0, causal: true }, 51)));
+    assert.ok(noKeys.out.every((x) => x === 0) && noKeys.dq.every((x) => x === 0), `[${name}] zeros`);
+    assert.ok(noKeys.lse.every((x) => x === Number.NEGATIVE_INFINITY), `[${name}] lse`);
+    const noQueries = withIsa(level, () => attention(randomAttention({ B: 1, T: 0, S: 5, Hq: 2, Hkv: 1, D: 8, qOffset: 0, causal: true }, 52)));
+    assert.ok(noQueries.dk.every((x) => x === 0) && noQueries.dv.every((x) => x === 0), `[${name}] dk, dv zero`);
+    const noBatch = withIsa(level, () => attention(randomAttention({ B: 0, T: 4, S: 4, Hq: 2, Hkv: 1, D: 8, qOffset: 0, causal: true }, 53)));
+    assert.equal(noBatch.out.length, 0);
+  }
 });

@@ -18,16 +18,44 @@ using namespace simd;
 namespace {
 
 constexpr int64_t BK = 64;                      // keys per tile
-constexpr int64_t BQ = 32;                      // queries per tile
+constexpr int64_t BQ = 32;                      // queries per tile (backward)
+constexpr int64_t BQF = 64;                     // queries per tile (forward: fewer K packs per query)
 constexpr int NV = static_cast<int>(BK / W);    // vectors per tile row
 constexpr int RB = NV >= 8 ? 1 : 8 / NV;        // query rows per micro-step: ~8 independent FMA chains
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// dst[c * ds + r] = src[r * rs + c] for an 8x8 block, in registers (AVX, available in both ISA builds).
+inline void transpose8x8(const float* src, int64_t rs, float* dst, int64_t ds) {
+  __m256 r0 = _mm256_loadu_ps(src), r1 = _mm256_loadu_ps(src + rs), r2 = _mm256_loadu_ps(src + 2 * rs),
+         r3 = _mm256_loadu_ps(src + 3 * rs), r4 = _mm256_loadu_ps(src + 4 * rs), r5 = _mm256_loadu_ps(src + 5 * rs),
+         r6 = _mm256_loadu_ps(src + 6 * rs), r7 = _mm256_loadu_ps(src + 7 * rs);
+  __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1), t2 = _mm256_unpacklo_ps(r2, r3),
+         t3 = _mm256_unpackhi_ps(r2, r3), t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5),
+         t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+  __m256 u0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0)), u1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2)),
+         u2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0)), u3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2)),
+         u4 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(1, 0, 1, 0)), u5 = _mm256_shuffle_ps(t4, t6, _MM_SHUFFLE(3, 2, 3, 2)),
+         u6 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(1, 0, 1, 0)), u7 = _mm256_shuffle_ps(t5, t7, _MM_SHUFFLE(3, 2, 3, 2));
+  _mm256_storeu_ps(dst, _mm256_permute2f128_ps(u0, u4, 0x20));
+  _mm256_storeu_ps(dst + ds, _mm256_permute2f128_ps(u1, u5, 0x20));
+  _mm256_storeu_ps(dst + 2 * ds, _mm256_permute2f128_ps(u2, u6, 0x20));
+  _mm256_storeu_ps(dst + 3 * ds, _mm256_permute2f128_ps(u3, u7, 0x20));
+  _mm256_storeu_ps(dst + 4 * ds, _mm256_permute2f128_ps(u0, u4, 0x31));
+  _mm256_storeu_ps(dst + 5 * ds, _mm256_permute2f128_ps(u1, u5, 0x31));
+  _mm256_storeu_ps(dst + 6 * ds, _mm256_permute2f128_ps(u2, u6, 0x31));
+  _mm256_storeu_ps(dst + 7 * ds, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+
 // kt (D, BK) = rows [0, n) of src (row stride rs, D floats each) transposed; columns n..BK are zero.
 void pack_t(const float* src, int64_t rs, int64_t n, int64_t D, float* kt) {
+  const int64_t n8 = n / 8 * 8, d8 = D / 8 * 8;
+  for (int64_t j = 0; j < n8; j += 8)
+    for (int64_t d = 0; d < d8; d += 8) transpose8x8(src + j * rs + d, rs, kt + d * BK + j, BK);
   for (int64_t d = 0; d < D; ++d) {
     float* row = kt + d * BK;
-    for (int64_t j = 0; j < n; ++j) row[j] = src[j * rs + d];
+    if (d >= d8)
+      for (int64_t j = 0; j < n8; ++j) row[j] = src[j * rs + d];
+    for (int64_t j = n8; j < n; ++j) row[j] = src[j * rs + d];
     for (int64_t j = n; j < BK; ++j) row[j] = 0.f;
   }
 }
@@ -80,23 +108,23 @@ inline void scale_mask_row(const AttentionArgs& a, float* row, int64_t lim, int6
 void attention_fwd(const AttentionArgs& a) {
   const int64_t T = a.T, S = a.S, Hq = a.Hq, D = a.D, G = a.Hq / a.Hkv;
   if (a.B == 0 || T == 0 || Hq == 0) return;
-  const int64_t nqb = (T + BQ - 1) / BQ;
+  const int64_t nqb = (T + BQF - 1) / BQF;
   const int64_t tasks = a.B * Hq * nqb;
-  const int64_t per = D * BK + BQ * BK + BQ * D + 2 * BQ;
+  const int64_t per = D * BK + BQF * BK + BQF * D + 2 * BQF;
   nnk::Scratch scratch(per * num_threads());
   const int64_t qs = Hq * D, kvs = a.Hkv * D;
   parallel_for(tasks, [&](int64_t j0, int64_t j1, int tid) {
     float* kt = scratch.get() + tid * per;
     float* sc = kt + D * BK;
-    float* acc = sc + BQ * BK;
-    float* m = acc + BQ * D;
-    float* l = m + BQ;
+    float* acc = sc + BQF * BK;
+    float* m = acc + BQF * D;
+    float* l = m + BQF;
     for (int64_t task = j0; task < j1; ++task) {
       const int64_t bh = task / nqb, qi = task % nqb;
       // Zig-zag over query blocks (0, n-1, 1, n-2, ...) so contiguous task ranges get similar causal work.
       const int64_t qb = qi % 2 == 0 ? qi / 2 : nqb - 1 - qi / 2;
       const int64_t b = bh / Hq, h = bh % Hq, kvh = h / G;
-      const int64_t t0 = qb * BQ, nq = T - t0 < BQ ? T - t0 : BQ;
+      const int64_t t0 = qb * BQF, nq = T - t0 < BQF ? T - t0 : BQF;
       const float* q = a.q + ((b * T + t0) * Hq + h) * D;
       const float* kb = a.k + b * a.kv_bstride + kvh * D;
       const float* vb = a.v + b * a.kv_bstride + kvh * D;

@@ -58,28 +58,50 @@ inline float dot(const float* a, const float* b, int64_t n) {
 }
 
 // y[0:n] += sum_j a[j * as] * X[j * xs + 0:n] for j < m: a register-blocked sum of scaled rows.
+// Even and odd j go to separate accumulators (eight independent FMA chains hide the FMA latency);
+// the two halves are added at the end, so the order of the sum depends only on m.
 inline void rows_axpy(const float* a, int64_t as, int64_t m, const float* X, int64_t xs, float* y, int64_t n) {
   int64_t c = 0;
   for (; c + 4 * W <= n; c += 4 * W) {
     VF y0 = load(y + c), y1 = load(y + c + W), y2 = load(y + c + 2 * W), y3 = load(y + c + 3 * W);
-    for (int64_t j = 0; j < m; ++j) {
-      VF aj = set1(a[j * as]);
+    VF z0 = zero(), z1 = zero(), z2 = zero(), z3 = zero();
+    int64_t j = 0;
+    for (; j + 2 <= m; j += 2) {
+      const VF aj = set1(a[j * as]), ak = set1(a[(j + 1) * as]);
+      const float* x = X + j * xs + c;
+      const float* x2 = x + xs;
+      y0 = fmadd(aj, load(x), y0);
+      y1 = fmadd(aj, load(x + W), y1);
+      y2 = fmadd(aj, load(x + 2 * W), y2);
+      y3 = fmadd(aj, load(x + 3 * W), y3);
+      z0 = fmadd(ak, load(x2), z0);
+      z1 = fmadd(ak, load(x2 + W), z1);
+      z2 = fmadd(ak, load(x2 + 2 * W), z2);
+      z3 = fmadd(ak, load(x2 + 3 * W), z3);
+    }
+    if (j < m) {
+      const VF aj = set1(a[j * as]);
       const float* x = X + j * xs + c;
       y0 = fmadd(aj, load(x), y0);
       y1 = fmadd(aj, load(x + W), y1);
       y2 = fmadd(aj, load(x + 2 * W), y2);
       y3 = fmadd(aj, load(x + 3 * W), y3);
     }
-    store(y + c, y0);
-    store(y + c + W, y1);
-    store(y + c + 2 * W, y2);
-    store(y + c + 3 * W, y3);
+    store(y + c, add(y0, z0));
+    store(y + c + W, add(y1, z1));
+    store(y + c + 2 * W, add(y2, z2));
+    store(y + c + 3 * W, add(y3, z3));
   }
   for (; c < n; c += W) {
     const int64_t len = n - c < W ? n - c : W;
-    VF y0 = load_partial(y + c, len);
-    for (int64_t j = 0; j < m; ++j) y0 = fmadd(set1(a[j * as]), load_partial(X + j * xs + c, len), y0);
-    store_partial(y + c, y0, len);
+    VF y0 = load_partial(y + c, len), z0 = zero();
+    int64_t j = 0;
+    for (; j + 2 <= m; j += 2) {
+      y0 = fmadd(set1(a[j * as]), load_partial(X + j * xs + c, len), y0);
+      z0 = fmadd(set1(a[(j + 1) * as]), load_partial(X + (j + 1) * xs + c, len), z0);
+    }
+    if (j < m) y0 = fmadd(set1(a[j * as]), load_partial(X + j * xs + c, len), y0);
+    store_partial(y + c, add(y0, z0), len);
   }
 }
 

@@ -1,0 +1,216 @@
+// Final projection fused with cross-entropy in vocab chunks: PyTorch parity (F.linear + F.cross_entropy,
+// sum, ignore_index -100) on every ISA path, SIMD vs naive on odd sizes, chunk size changes nothing beyond
+// rounding, dw accumulates, bad labels and too-small buffers throw, determinism, no leaked scratch.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { native } from '../../src/backend/binding.ts';
+import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES } from '../helpers/native.ts';
+
+interface CeInputs { N: number; d: number; V: number; h: ArrayLike<number>; w: ArrayLike<number>; labels: ArrayLike<number>; gradScale: number }
+interface CeCase extends CeInputs { name: string; labels: number[]; lossSum: number; count: number; lse: number[]; rowLoss: number[]; dh: number[]; dw: number[] }
+interface CeOutputs { lossSum: number; count: number; lse: Float32Array; rowLoss: Float32Array; dh: Float32Array; dw: Float32Array }
+
+const fixtures = JSON.parse(readFileSync(new URL('../fixtures/nn_ops.json', import.meta.url), 'utf8')) as { crossEntropy: CeCase[] };
+
+const FWD_TOL = 1e-5;
+const GRAD_TOL = 1e-4;
+
+/** Native buffers of one op call, freed together. */
+class Arena {
+  private handles: number[] = [];
+  f32(data: ArrayLike<number>): number {
+    return this.keep(toNative(Float32Array.from(data)));
+  }
+  i32(data: ArrayLike<number>): number {
+    return this.keep(toNative(Int32Array.from(data)));
+  }
+  zeros(n: number): number {
+    return this.keep(native.alloc(Math.max(4 * n, 4), true));
+  }
+  private keep(h: number): number {
+    this.handles.push(h);
+    return h;
+  }
+  free(): void {
+    for (const h of this.handles) native.free(h);
+    this.handles = [];
+  }
+}
+
+function withArena<T>(fn: (a: Arena) => T): T {
+  const a = new Arena();
+  try {
+    return fn(a);
+  } finally {
+    a.free();
+  }
+}
+
+/**
+ * ‖got − want‖ / ‖want‖ ≤ tol; with `floorRms`, the denominator is at least floorRms · sqrt(n), for tensors
+ * that are zero in exact arithmetic (with V = 1 the softmax is 1 and every gradient is 0 up to rounding).
+ */
+function close(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number, floorRms = 0): void {
+  assert.equal(got.length, want.length, `${name}: length`);
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < want.length; i++) {
+    diff += ((got[i] as number) - (want[i] as number)) ** 2;
+    norm += (want[i] as number) ** 2;
+  }
+  const e = Math.sqrt(diff) / Math.max(Math.sqrt(norm), floorRms * Math.sqrt(want.length), Number.MIN_VALUE);
+  assert.ok(e <= tol, `${name}: relative error ${e.toExponential(2)} > ${tol}`);
+}
+
+function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+/** Forward, then backward into dw (starting from dw0, zeros by default). */
+function crossEntropy(c: CeInputs, chunk: number, dw0?: ArrayLike<number>): CeOutputs {
+  const { N, d, V } = c;
+  return withArena((a) => {
+    const h = a.f32(c.h), w = a.f32(c.w), labels = a.i32(c.labels);
+    const lse = a.zeros(N), rowLoss = a.zeros(N), dh = a.zeros(N * d), dw = dw0 ? a.f32(dw0) : a.zeros(V * d);
+    const [lossSum, count] = native.crossEntropyForward(h, 0, w, 0, labels, 0, lse, 0, rowLoss, 0, N, d, V, chunk);
+    native.crossEntropyBackward(h, 0, w, 0, labels, 0, lse, 0, dh, 0, dw, 0, N, d, V, chunk, c.gradScale);
+    return { lossSum, count, lse: readF32(lse, N), rowLoss: readF32(rowLoss, N), dh: readF32(dh, N * d), dw: readF32(dw, V * d) };
+  });
+}
+
+function randomCe(N: number, d: number, V: number, seed: number): CeInputs {
+  const labels = Int32Array.from({ length: N }, (_, r) => (r % 5 === 3 ? -100 : (r * 31 + seed) % V));
+  return { N, d, V, h: randomF32(N * d, seed, -1, 1), w: randomF32(V * d, seed + 1, -0.5, 0.5), labels, gradScale: 1 / N };
+}
+
+function compare(tag: string, got: CeOutputs, want: Omit<CeOutputs, 'lse' | 'rowLoss' | 'dh' | 'dw'> & Record<'lse' | 'rowLoss' | 'dh' | 'dw', ArrayLike<number>>, fwdTol: number, gradTol: number, floorRms = 0): void {
+  assert.equal(got.count, want.count, `${tag} count`);
+  close(`${tag} lossSum`, [got.lossSum], [want.lossSum], fwdTol);
+  close(`${tag} lse`, got.lse, want.lse, fwdTol);
+  close(`${tag} rowLoss`, got.rowLoss, want.rowLoss, fwdTol);
+  close(`${tag} dh`, got.dh, want.dh, gradTol, floorRms);
+  close(`${tag} dw`, got.dw, want.dw, gradTol, floorRms);
+}
+
+for (const { name, level } of isaPaths()) {
+  test(`cross-entropy matches F.cross_entropy(F.linear(h, w), sum, ignore_index=-100) for chunks 1, 7, V [${name}]`, () => {
+    for (const c of fixtures.crossEntropy) {
+      for (const chunk of [1, 7, c.V, c.V + 10]) {
+        const got = withIsa(level, () => crossEntropy(c, chunk));
+        compare(`${c.name} chunk ${chunk}`, got, c, FWD_TOL, GRAD_TOL);
+        const trained = c.labels.filter((y) => y !== -100).length;
+        assert.equal(got.count, trained);
+        c.labels.forEach((y, r) => y === -100 && assert.equal(got.rowLoss[r], 0, 'ignored rows have zero loss'));
+      }
+    }
+  });
+}
+
+test('cross-entropy chunk size does not change results beyond rounding', () => {
+  const c = randomCe(65, 33, 257, 3);
+  for (const { name, level } of isaPaths()) {
+    const ref = withIsa(level, () => crossEntropy(c, c.V));
+    for (const chunk of [1, 7, 64, 100]) {
+      compare(`[${name}] chunk ${chunk} vs V`, withIsa(level, () => crossEntropy(c, chunk)), ref, 1e-6, 1e-6);
+    }
+  }
+});
+
+test('SIMD cross-entropy matches the naive kernel on odd sizes', () => {
+  const simd = isaPaths().filter((p) => p.level > 0);
+  for (const N of ODD_SIZES) {
+    for (const [d, V] of [[64, 257], [7, 1], [65, 63], [1, 65], [257, 7]] as const) {
+      const c = randomCe(N, d, V, N + d + V);
+      const chunk = Math.max(1, Math.floor(V / 3));
+      const ref = withIsa(0, () => crossEntropy(c, chunk));
+      for (const { name, level } of simd) {
+        compare(`[${name}] N=${N} d=${d} V=${V}`, withIsa(level, () => crossEntropy(c, chunk)), ref, 1e-5, 1e-5, 1e-3);
+      }
+    }
+  }
+});
+
+test('cross-entropy accumulates into dw (+=) and scales both gradients by gradScale', () => {
+  const c = fixtures.crossEntropy[0]!;
+  const dw0 = randomF32(c.V * c.d, 5);
+  for (const { name, level } of isaPaths()) {
+    const got = withIsa(level, () => crossEntropy(c, 7, dw0));
+    close(`[${name}] dw accumulated`, got.dw, c.dw.map((g, i) => g + (dw0[i] as number)), GRAD_TOL);
+    const doubled = withIsa(level, () => crossEntropy({ ...c, gradScale: 2 * c.gradScale }, 7));
+    close(`[${name}] dh with twice the grad scale`, doubled.dh, c.dh.map((g) => 2 * g), GRAD_TOL);
+  }
+});
+
+test('cross-entropy throws naming the first out-of-range label, and -100 is the only ignored value', () => {
+  const c = fixtures.crossEntropy[0]!;
+  for (const { level } of isaPaths()) {
+    withIsa(level, () => {
+      for (const [row, label] of [[2, c.V], [4, -1], [0, -99]] as const) {
+        const labels = [...c.labels];
+        labels[row] = label;
+        assert.throws(
+          () => crossEntropy({ ...c, labels }, 7),
+          new RegExp(`crossEntropyForward: label ${label} at row ${row} is out of range for vocab size ${c.V}`),
+        );
+      }
+      withArena((a) => {
+        const h = a.f32(c.h), w = a.f32(c.w), labels = a.i32(c.labels.map((y, r) => (r === 6 ? 1000 : y)));
+        const lse = a.zeros(c.N), dh = a.zeros(c.N * c.d), dw = a.zeros(c.V * c.d);
+        assert.throws(
+          () => native.crossEntropyBackward(h, 0, w, 0, labels, 0, lse, 0, dh, 0, dw, 0, c.N, c.d, c.V, 7, 1),
+          /crossEntropyBackward: label 1000 at row 6 is out of range/,
+        );
+        assert.ok(readF32(dw, c.V * c.d).every((x) => x === 0), 'nothing written before the label check');
+      });
+    });
+  }
+});
+
+test('cross-entropy rejects bad sizes and too-small buffers, naming op, tensor and shape', () => {
+  withArena((a) => {
+    const N = 4, d = 8, V = 10;
+    const h = a.zeros(N * d), w = a.zeros(V * d), labels = a.i32([0, 1, 2, 3]), lse = a.zeros(N), small = a.zeros(3);
+    const fwd = (chunk: number, ww = w, rl = 0, ll = labels) =>
+      native.crossEntropyForward(h, 0, ww, 0, ll, 0, lse, 0, rl, 0, N, d, V, chunk);
+    assert.throws(() => fwd(0), /crossEntropyForward: d, V and chunk must be >= 1 \(N=4, d=8, V=10, chunk=0\)/);
+    assert.throws(() => fwd(4, small), /crossEntropyForward: buffer 'w \(10, 8\)' too small/);
+    assert.throws(() => fwd(4, w, small), /crossEntropyForward: buffer 'rowLoss \(4\)' too small/);
+    assert.throws(() => fwd(4, w, 0, small), /crossEntropyForward: buffer 'labels \(4\)' too small/);
+    assert.throws(
+      () => native.crossEntropyBackward(h, 0, w, 0, labels, 0, lse, 0, h, 0, small, 0, N, d, V, 4, 1),
+      /crossEntropyBackward: buffer 'dw \(10, 8\)' too small/,
+    );
+    assert.throws(
+      () => native.crossEntropyBackward(h, 0, w, 0, labels, 0, lse, 0, h, 0, w, 0, N, d, V, 4, Number.NaN),
+      /crossEntropyBackward: argument 'gradScale' must be finite/,
+    );
+  });
+});
+
+test('cross-entropy is bit-identical run to run at 2 threads and releases its scratch', () => {
+  const c = randomCe(257, 64, 1000, 9);
+  const before = native.getThreads();
+  native.setThreads(2);
+  try {
+    for (const { name, level } of isaPaths()) {
+      const a = withIsa(level, () => crossEntropy(c, 300));
+      const live = native.memStats().liveBytes;
+      const b = withIsa(level, () => crossEntropy(c, 300));
+      assert.equal(native.memStats().liveBytes, live, `[${name}] live native bytes back to baseline`);
+      assert.equal(b.lossSum, a.lossSum, `[${name}] lossSum`);
+      for (const key of ['lse', 'rowLoss', 'dh', 'dw'] as const) assert.deepEqual(bits(b[key]), bits(a[key]), `[${name}] ${key}`);
+    }
+  } finally {
+    native.setThreads(before);
+  }
+});
+
+test('cross-entropy with no rows returns a zero sum and count', () => {
+  for (const { name, level } of isaPaths()) {
+    const got = withIsa(level, () => crossEntropy({ N: 0, d: 8, V: 5, h: [], w: randomF32(40, 1), labels: [], gradScale: 1 }, 2));
+    assert.equal(got.lossSum, 0, `[${name}] lossSum`);
+    assert.equal(got.count, 0, `[${name}] count`);
+    assert.ok(got.dw.every((x) => x === 0), `[${name}] dw untouched`);
+  }
+});
