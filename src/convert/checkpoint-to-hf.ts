@@ -6,7 +6,7 @@ import { TARGET_DTYPES } from '../formats/dtypes.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
 import { readModelConfig } from '../models/config.ts';
 import { DEFAULT_MAX_SHARD_BYTES, checkInputDir, type ConvertOptions, type ConvertReport } from './hf-to-checkpoint.ts';
-import { planConversion } from './plan.ts';
+import { planConversion } from '../formats/weight-plan.ts';
 import { writeModel } from './write-model.ts';
 
 export async function convertCheckpointToHf(o: Omit<ConvertOptions, 'model'>): Promise<ConvertReport> {

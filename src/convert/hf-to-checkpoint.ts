@@ -7,7 +7,7 @@ import { writeDirAtomically, writeManifest } from '../formats/checkpoint-dir.ts'
 import { TARGET_DTYPES, type TargetDtypeName } from '../formats/dtypes.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
 import { modelFamily, readModelConfig, type ModelFamily } from '../models/config.ts';
-import { planConversion } from './plan.ts';
+import { planConversion } from '../formats/weight-plan.ts';
 import { writeModel } from './write-model.ts';
 
 export interface ConvertOptions {

@@ -8,7 +8,7 @@ import { castFloat, torchDtypeName, type WeightDtype } from '../formats/dtypes.t
 import { writeSafetensorsSharded, writeTextFile, type TensorSpec, type WrittenFile } from '../formats/safetensors-writer.ts';
 import type { WeightSource } from '../formats/weight-source.ts';
 import type { ModelConfig } from '../models/config.ts';
-import type { ConversionPlan } from './plan.ts';
+import type { ConversionPlan } from '../formats/weight-plan.ts';
 
 export interface WriteModelOptions {
   cfg: ModelConfig;

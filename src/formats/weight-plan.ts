@@ -1,8 +1,8 @@
 // Matches a checkpoint's tensors against its architecture's table: every expected tensor present with its
 // shape, every source tensor used (bar known non-weight buffers and a tied lm_head); errors name the tensor.
 import { FormatError } from '../errors.ts';
-import { isFloatDtype, type WeightDtype } from '../formats/dtypes.ts';
-import type { WeightTensor } from '../formats/weight-source.ts';
+import { isFloatDtype, type WeightDtype } from './dtypes.ts';
+import type { WeightTensor } from './weight-source.ts';
 import type { ModelConfig } from '../models/config.ts';
 import { BASE_MODEL_PREFIX, expectedTensors, isNonWeightBuffer } from '../models/tensor-table.ts';
 
