@@ -1,0 +1,93 @@
+// Models in and out of checkpoint directories: build a CausalLM from config.json (+ weights, any HF
+// layout, checked against the architecture), and write a model checkpoint of its current parameters.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, FormatError } from '../errors.ts';
+import { TOKENIZER_FILES, copyInto, writeManifest } from '../formats/checkpoint-dir.ts';
+import { castFloat } from '../formats/dtypes.ts';
+import { writeSafetensorsSharded, writeTextFile, type WrittenFile } from '../formats/safetensors-writer.ts';
+import { planConversion } from '../formats/weight-plan.ts';
+import { openWeightSource } from '../formats/weight-source.ts';
+import { type ModelConfig, readModelConfig } from '../models/config.ts';
+import { Gpt2 } from '../models/gpt2.ts';
+import { Llama } from '../models/llama.ts';
+import type { CausalLM } from '../models/model.ts';
+import { loadInto } from '../tensor/index.ts';
+
+export function createModel(config: ModelConfig, seed: number): CausalLM {
+  return config.family === 'llama' ? new Llama(config, { seed }) : new Gpt2(config, { seed });
+}
+
+/** A model from a folder holding config.json and weights (a sftkit model checkpoint or an HF folder). */
+export function loadModel(dir: string, seed = 0): CausalLM {
+  const cfgPath = join(dir, 'config.json');
+  if (!existsSync(cfgPath)) throw new ConfigError(`${dir}: no config.json`, { where: cfgPath, hint: 'pass a model checkpoint (sftkit convert) or an HF model folder' });
+  const config = readModelConfig(cfgPath);
+  const source = openWeightSource(dir);
+  const model = createModel(config, seed);
+  try {
+    const plan = planConversion(config, source.tensors, dir);
+    for (const t of plan.tensors) {
+      const data = castFloat(source.read(t.source), t.dtype, 'F32');
+      const f32 = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
+      loadInto(model.params.get(t.name), f32.byteOffset % 4 === 0 ? f32 : new Float32Array(f32));
+    }
+    return model;
+  } catch (err) {
+    model.release();
+    throw err;
+  } finally {
+    source.close();
+  }
+}
+
+/** Writes config.json, generation_config.json, model.safetensors (fp32) and tokenizer files into `dir`. */
+export function writeModelFiles(dir: string, model: CausalLM, opts: { assetsDir: string | null; maxShardBytes?: number }): WrittenFile[] {
+  const names = model.params.names;
+  const specs = names.map((name) => ({ name, dtype: 'F32' as const, shape: [...model.params.get(name).shape] }));
+  const files = writeSafetensorsSharded(
+    dir,
+    specs,
+    (spec) => {
+      const a = model.params.get(spec.name).toArray() as Float32Array;
+      return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    },
+    { maxShardBytes: opts.maxShardBytes ?? 5e9 },
+  );
+  const cfg = model.config;
+  files.push(writeTextFile(join(dir, 'config.json'), `${JSON.stringify({ ...cfg.raw, torch_dtype: 'float32' }, null, 2)}\n`, () => 'config.json'));
+  const genSrc = opts.assetsDir ? join(opts.assetsDir, 'generation_config.json') : null;
+  if (genSrc && existsSync(genSrc)) {
+    files.push(copyInto(genSrc, dir));
+  } else {
+    const gen: Record<string, unknown> = { _from_model_config: true };
+    if (cfg.bosTokenId !== null) gen['bos_token_id'] = cfg.bosTokenId;
+    if (cfg.eosTokenIds.length > 0) gen['eos_token_id'] = cfg.eosTokenIds.length === 1 ? cfg.eosTokenIds[0] : cfg.eosTokenIds;
+    if (cfg.padTokenId !== null) gen['pad_token_id'] = cfg.padTokenId;
+    files.push(writeTextFile(join(dir, 'generation_config.json'), `${JSON.stringify(gen, null, 2)}\n`, () => 'generation_config.json'));
+  }
+  if (opts.assetsDir) {
+    for (const name of TOKENIZER_FILES) {
+      if (existsSync(join(opts.assetsDir, name))) files.push(copyInto(join(opts.assetsDir, name), dir));
+    }
+  }
+  return files;
+}
+
+/** Writes a complete model checkpoint (the files above plus sftkit.json) into an existing empty `dir`. */
+export function writeModelCheckpoint(dir: string, model: CausalLM, opts: { assetsDir: string | null; source: { path: string; format: string } }): void {
+  const files = writeModelFiles(dir, model, opts);
+  writeManifest(dir, { model_type: model.config.modelType, dtype: 'float32', source: opts.source }, files);
+}
+
+/** Reads a JSON file as an object, with errors naming it. */
+export function readJsonFile(path: string): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${path}: not a JSON object`, { where: path });
+  return json as Record<string, unknown>;
+}

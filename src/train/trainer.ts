@@ -1,0 +1,291 @@
+// The training loop, top to bottom: gather a global batch, normalise the loss by its trained tokens,
+// forward/backward each micro-batch in a step scope, clip, AdamW, log, evaluate, checkpoint. Resume
+// restores weights, moments, step and data position exactly, so the losses continue bit for bit.
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConfigError, SftkitError } from '../errors.ts';
+import { type CausalLM, lossSum, noDecay } from '../models/model.ts';
+import { positionIds } from '../models/rope.ts';
+import * as T from '../tensor/index.ts';
+import { Rng, Tensor, backward, noGrad, scope } from '../tensor/index.ts';
+import { AdamW, clipScale, globalGradNorm } from './adamw.ts';
+import type { BatchSource, TrainBatch } from './batches.ts';
+import { type LoadedCheckpoint, checkpointName, loadOptimizerState, saveCheckpoint } from './checkpoint.ts';
+import type { RunConfig } from './config.ts';
+import { type LrSchedule, learningRate, warmupStepsOf } from './lr-schedule.ts';
+
+/** Training stopped on a non-finite loss or gradient. */
+export class TrainingError extends SftkitError {}
+
+export interface StepInfo {
+  step: number;
+  totalSteps: number;
+  epoch: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  /** Trained (label) tokens in this step's global batch. */
+  trainedTokens: number;
+  tokensPerSecond: number;
+  elapsedSeconds: number;
+  etaSeconds: number;
+}
+
+export interface EvalResult {
+  loss: number;
+  perplexity: number;
+  tokens: number;
+}
+
+export interface TrainerEvents {
+  step?(info: StepInfo): void;
+  eval?(step: number, result: EvalResult): void;
+  checkpoint?(dir: string): void;
+  warn?(message: string): void;
+}
+
+export interface TrainerOptions {
+  config: RunConfig;
+  model: CausalLM;
+  train: BatchSource;
+  /** Evaluation batches (epoch 0 is read in order). */
+  evalSource?: BatchSource | null;
+  /** Where tokenizer and generation files for checkpoints come from. */
+  assetsDir: string | null;
+  /** A training checkpoint to continue from (its weights are already in `model`). */
+  resume?: LoadedCheckpoint | null;
+  events?: TrainerEvents;
+}
+
+export interface TrainSummary {
+  steps: number;
+  lastLoss: number;
+  losses: number[];
+  stoppedEarly: boolean;
+  lastCheckpoint: string | null;
+}
+
+/** Splits rows of seq_length + 1 into model inputs [:, :-1] and targets [:, 1:]. */
+function shift(batch: TrainBatch, rows: number, rowLength: number): { ids: Int32Array; targets: Int32Array; segments: Int32Array | null } {
+  const T1 = rowLength - 1;
+  const ids = new Int32Array(rows * T1);
+  const targets = new Int32Array(rows * T1);
+  const segments = batch.segmentIds ? new Int32Array(rows * T1) : null;
+  for (let r = 0; r < rows; r++) {
+    ids.set(batch.inputIds.subarray(r * rowLength, r * rowLength + T1), r * T1);
+    targets.set(batch.labels.subarray(r * rowLength + 1, (r + 1) * rowLength), r * T1);
+    segments?.set((batch.segmentIds as Int32Array).subarray(r * rowLength, r * rowLength + T1), r * T1);
+  }
+  return { ids, targets, segments };
+}
+
+function countTrained(targets: Int32Array): number {
+  let n = 0;
+  for (let i = 0; i < targets.length; i++) if (targets[i] !== -100) n++;
+  return n;
+}
+
+/** Parameters matching freeze.include (and not freeze.exclude) are frozen. */
+export function frozenSet(names: readonly string[], freeze: { include: string[]; exclude: string[] }): Set<string> {
+  const compile = (patterns: string[], key: string): RegExp[] =>
+    patterns.map((p) => {
+      try {
+        return new RegExp(p);
+      } catch (err) {
+        throw new ConfigError(`freeze.${key}: invalid regex ${JSON.stringify(p)} (${(err as Error).message})`, { where: `freeze.${key}` });
+      }
+    });
+  const inc = compile(freeze.include, 'include');
+  const exc = compile(freeze.exclude, 'exclude');
+  return new Set(names.filter((n) => inc.some((r) => r.test(n)) && !exc.some((r) => r.test(n))));
+}
+
+/** Mean token loss over every batch of epoch 0 of `source`, without gradients and without full logits. */
+export function evaluateLoss(model: CausalLM, source: BatchSource): EvalResult {
+  let sum = 0;
+  let tokens = 0;
+  for (let i = 0; i < source.batchesPerEpoch; i++) {
+    const batch = source.batch(0, i);
+    const { ids, targets, segments } = shift(batch, source.batchSize, source.rowLength);
+    const S = source.rowLength - 1;
+    scope(() =>
+      noGrad(() => {
+        const hidden = model.forward(Tensor.from(ids, [source.batchSize, S], 'int32'), {
+          positions: positionIds(source.batchSize, S, { segments }),
+          segments,
+        });
+        const r = lossSum(model, hidden, Tensor.from(targets, [source.batchSize, S], 'int32'));
+        sum += r.lossSum.item();
+        tokens += r.count;
+      }),
+    );
+  }
+  const loss = tokens > 0 ? sum / tokens : NaN;
+  return { loss, perplexity: Math.exp(loss), tokens };
+}
+
+export class Trainer {
+  private stopRequested = false;
+  readonly opts: TrainerOptions;
+
+  constructor(opts: TrainerOptions) {
+    this.opts = opts;
+  }
+
+  /** Finish the current step, save a checkpoint, and stop (SIGINT). */
+  requestStop(): void {
+    this.stopRequested = true;
+  }
+
+  async run(): Promise<TrainSummary> {
+    const { config: cfg, model, train, events } = this.opts;
+    const rc = cfg.runner_config;
+    const accum = rc.gradient_accumulation_steps;
+    const stepsPerEpoch = Math.floor(train.batchesPerEpoch / accum);
+    if (stepsPerEpoch < 1) {
+      throw new ConfigError(`the training data has ${train.batchesPerEpoch} batches of ${train.batchSize}, fewer than one optimizer step (gradient_accumulation_steps ${accum})`, {
+        where: 'train_dataset',
+      });
+    }
+    const totalSteps = rc.max_steps > 0 ? rc.max_steps : rc.epochs * stepsPerEpoch;
+    const schedule: LrSchedule = {
+      type: cfg.lr_schedule.type,
+      warmupSteps: warmupStepsOf(cfg.lr_schedule, totalSteps),
+      totalSteps,
+      lr: cfg.optimizer.learning_rate,
+      lrEnd: cfg.lr_schedule.lr_end,
+    };
+
+    const frozen = frozenSet(model.params.names, cfg.freeze);
+    for (const name of model.params.names) model.params.get(name).requiresGrad = !frozen.has(name);
+    const optimizer = new AdamW(model.params.values, model.params.grads, {
+      lr: cfg.optimizer.learning_rate,
+      beta1: cfg.optimizer.beta1,
+      beta2: cfg.optimizer.beta2,
+      eps: cfg.optimizer.eps,
+      weightDecay: cfg.optimizer.weight_decay,
+      noDecay,
+    });
+    const rng = new Rng(cfg.seed);
+    let step = 0;
+    if (this.opts.resume) {
+      const r = this.opts.resume;
+      loadOptimizerState(r.dir, model, optimizer);
+      step = r.state.step;
+      if (r.state.lr_schedule.total_steps !== totalSteps) {
+        events?.warn?.(`resuming a run planned for ${r.state.lr_schedule.total_steps} steps with ${totalSteps} steps: the LR schedule changes`);
+      }
+      const rank0 = r.ranks[0];
+      if (rank0) rng.setState(rank0.rng);
+    }
+
+    const outDir = cfg.output_dir;
+    mkdirSync(outDir, { recursive: true });
+    const metricsPath = join(outDir, 'metrics.jsonl');
+    const ckRoot = join(outDir, 'checkpoint');
+    const ck = cfg.callbacks.checkpoint;
+    const losses: number[] = [];
+    let lastCheckpoint: string | null = null;
+    const started = performance.now();
+    const stepsAtStart = step;
+
+    const save = async (epoch: number): Promise<void> => {
+      const name = checkpointName(ck.prefix, epoch + 1, step);
+      lastCheckpoint = await saveCheckpoint({
+        root: ckRoot,
+        name,
+        model,
+        optimizer,
+        state: {
+          epoch,
+          step,
+          consumed_samples: step * accum * train.batchSize,
+          lr_schedule: { type: schedule.type, total_steps: totalSteps, warmup_steps: schedule.warmupSteps, lr: schedule.lr, lr_end: schedule.lrEnd },
+          loss_scale: 1,
+          world_size: 1,
+          config: cfg,
+        },
+        ranks: [{ rank: 0, rng: rng.getState(), loader: { epoch: Math.floor(step / stepsPerEpoch), batch: (step % stepsPerEpoch) * accum } }],
+        assetsDir: this.opts.assetsDir,
+        keepMax: ck.keep_checkpoint_max,
+      });
+      events?.checkpoint?.(lastCheckpoint);
+    };
+
+    try {
+      while (step < totalSteps) {
+        const epoch = Math.floor(step / stepsPerEpoch);
+        const inEpoch = step % stepsPerEpoch;
+        const t0 = performance.now();
+
+        // The global batch: its trained-token count normalises every micro-batch's loss.
+        const micro = Array.from({ length: accum }, (_, j) => shift(train.batch(epoch, inEpoch * accum + j), train.batchSize, train.rowLength));
+        const trainedTokens = micro.reduce((n, m) => n + countTrained(m.targets), 0);
+        model.params.zeroGrad();
+        let lossTotal = 0;
+        const S = train.rowLength - 1;
+        for (const m of micro) {
+          lossTotal += scope(() => {
+            const hidden = model.forward(Tensor.from(m.ids, [train.batchSize, S], 'int32'), {
+              positions: positionIds(train.batchSize, S, { segments: m.segments }),
+              segments: m.segments,
+              recompute: cfg.model.recompute,
+            });
+            const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [train.batchSize, S], 'int32'));
+            if (trainedTokens > 0) backward(T.scale(sum, 1 / trainedTokens));
+            return sum.item();
+          });
+        }
+        const loss = trainedTokens > 0 ? lossTotal / trainedTokens : 0;
+        const gradNorm = globalGradNorm(model.params.grads);
+        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+          throw new TrainingError(`step ${step + 1}: ${!Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${gradNorm}`}; stopped before updating the weights`, {
+            hint: lastCheckpoint ? `the last good checkpoint is ${lastCheckpoint}` : 'lower the learning rate or check the data',
+          });
+        }
+        const lr = learningRate(schedule, step);
+        if (trainedTokens > 0) optimizer.update(lr, clipScale(gradNorm, rc.clip_grad_norm), (n) => frozen.has(n));
+        step += 1;
+        losses.push(loss);
+
+        const now = performance.now();
+        const elapsed = (now - started) / 1000;
+        const perStep = elapsed / (step - stepsAtStart);
+        const info: StepInfo = {
+          step,
+          totalSteps,
+          epoch: epoch + 1,
+          loss,
+          lr,
+          gradNorm,
+          trainedTokens,
+          tokensPerSecond: (accum * train.batchSize * S) / ((now - t0) / 1000),
+          elapsedSeconds: elapsed,
+          etaSeconds: perStep * (totalSteps - step),
+        };
+        if (step % cfg.callbacks.loss_monitor.log_every === 0 || step === totalSteps) {
+          appendFileSync(metricsPath, `${JSON.stringify({ type: 'train', step, epoch: epoch + 1, loss, lr, grad_norm: gradNorm, trained_tokens: trainedTokens, tokens_per_s: info.tokensPerSecond })}\n`);
+        }
+        events?.step?.(info);
+
+        const evalCfg = cfg.callbacks.eval;
+        if (evalCfg.do_eval && this.opts.evalSource && (step % evalCfg.eval_steps === 0 || step === totalSteps)) {
+          const result = evaluateLoss(model, this.opts.evalSource);
+          appendFileSync(metricsPath, `${JSON.stringify({ type: 'eval', step, ...result })}\n`);
+          events?.eval?.(step, result);
+        }
+        if (step % ck.save_checkpoint_steps === 0 || step === totalSteps) await save(Math.floor((step - 1) / stepsPerEpoch));
+        // Let signal handlers run between steps.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        if (this.stopRequested) {
+          const saved = lastCheckpoint as string | null; // assigned inside save()
+          if (saved === null || !saved.endsWith(`_${step}`)) await save(Math.floor((step - 1) / stepsPerEpoch));
+          return { steps: step, lastLoss: loss, losses, stoppedEarly: true, lastCheckpoint };
+        }
+      }
+    } finally {
+      optimizer.release();
+    }
+    return { steps: step, lastLoss: losses[losses.length - 1] ?? NaN, losses, stoppedEarly: false, lastCheckpoint };
+  }
+}

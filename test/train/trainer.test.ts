@@ -1,0 +1,194 @@
+// The trainer: LR schedules, loss normalisation invariant to accumulation, exact resume, checkpoint
+// layout and fallback, freezing, the non-finite guard.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseModelConfig } from '../../src/models/config.ts';
+import type { CausalLM } from '../../src/models/model.ts';
+import { Rng, loadInto } from '../../src/tensor/index.ts';
+import { ArrayBatchSource } from '../../src/train/batches.ts';
+import { findResumeCheckpoint } from '../../src/train/checkpoint.ts';
+import { type RunConfig, parseRunConfig } from '../../src/train/config.ts';
+import { learningRate } from '../../src/train/lr-schedule.ts';
+import { createModel, loadModel } from '../../src/train/model-io.ts';
+import { Trainer, TrainingError } from '../../src/train/trainer.ts';
+
+const MODEL = {
+  model_type: 'llama', vocab_size: 37, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2,
+  num_attention_heads: 4, num_key_value_heads: 2, rms_norm_eps: 1e-5, max_position_embeddings: 64, bos_token_id: 1, eos_token_id: 2,
+};
+
+function rows(n: number, len: number, seed: number): { inputIds: Int32Array; labels: Int32Array }[] {
+  const rng = new Rng(seed);
+  return Array.from({ length: n }, (_, i) => {
+    const inputIds = Int32Array.from({ length: len }, () => 3 + rng.int(30));
+    const labels = Int32Array.from(inputIds);
+    // Mask a prompt of varying length, so rows hold different numbers of trained tokens.
+    for (let t = 0; t < 1 + (i % 5); t++) labels[t] = -100;
+    return { inputIds, labels };
+  });
+}
+
+function config(out: string, extra: Record<string, unknown> = {}): RunConfig {
+  return parseRunConfig(
+    {
+      seed: 0,
+      output_dir: out,
+      runner_config: { epochs: 2, batch_size: 2, gradient_accumulation_steps: 1, clip_grad_norm: 1.0 },
+      optimizer: { learning_rate: 1e-2, weight_decay: 0.1, beta2: 0.95 },
+      lr_schedule: { type: 'cosine', warmup_steps: 2, warmup_ratio: 0 },
+      callbacks: { checkpoint: { prefix: 'tiny', save_checkpoint_steps: 2, keep_checkpoint_max: 2 }, loss_monitor: { log_every: 1 } },
+      ...extra,
+    },
+    'test',
+  );
+}
+
+function model(): CausalLM {
+  return createModel(parseModelConfig(MODEL, 'tiny'), 3);
+}
+
+function tmp(): string {
+  return mkdtempSync(join(tmpdir(), 'sftkit-train-'));
+}
+
+test('LR schedules follow HF definitions', () => {
+  const s = { type: 'cosine' as const, warmupSteps: 10, totalSteps: 110, lr: 1e-3, lrEnd: 0 };
+  assert.equal(learningRate(s, 0), 0);
+  assert.equal(learningRate(s, 5), 5e-4);
+  assert.equal(learningRate(s, 10), 1e-3);
+  assert.ok(Math.abs(learningRate(s, 60) - 5e-4) < 1e-15);
+  assert.ok(Math.abs(learningRate({ ...s, lrEnd: 1e-4 }, 60) - 5.5e-4) < 1e-15);
+  assert.ok(Math.abs(learningRate({ ...s, type: 'linear' }, 35) - 7.5e-4) < 1e-15);
+  assert.equal(learningRate({ ...s, type: 'constant' }, 100), 1e-3);
+});
+
+test('the same data gives the same update with accumulation 1x4 and 4x1', () => {
+  const data = rows(8, 9, 1);
+  const finals = [
+    { batch_size: 4, gradient_accumulation_steps: 1 },
+    { batch_size: 1, gradient_accumulation_steps: 4 },
+  ].map(async (rc) => {
+    const out = tmp();
+    const m = model();
+    try {
+      const cfg = config(out, { runner_config: { epochs: 1, clip_grad_norm: 1.0, ...rc }, callbacks: { checkpoint: { save_checkpoint_steps: 1000 } } });
+      const src = new ArrayBatchSource(data, { batchSize: rc.batch_size, shuffle: false });
+      const summary = await new Trainer({ config: cfg, model: m, train: src, assetsDir: null }).run();
+      return { losses: summary.losses, params: m.params.values.all.toArray() as Float32Array };
+    } finally {
+      m.release();
+      rmSync(out, { recursive: true, force: true });
+    }
+  });
+  return Promise.all(finals).then(([a, b]) => {
+    const A = a as { losses: number[]; params: Float32Array };
+    const B = b as { losses: number[]; params: Float32Array };
+    assert.equal(A.losses.length, 2);
+    for (let i = 0; i < 2; i++) assert.ok(Math.abs((A.losses[i] as number) - (B.losses[i] as number)) <= 1e-6 * Math.abs(A.losses[i] as number));
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < A.params.length; i++) {
+      num += ((A.params[i] as number) - (B.params[i] as number)) ** 2;
+      den += (A.params[i] as number) ** 2;
+    }
+    assert.ok(Math.sqrt(num / den) <= 1e-6, `parameters differ by ${Math.sqrt(num / den)}`);
+  });
+});
+
+test('a run stopped after step k and resumed gives the same losses bit for bit', async () => {
+  const data = rows(12, 9, 2);
+  const outA = tmp();
+  const outB = tmp();
+  try {
+    const mA = model();
+    const full = await new Trainer({ config: config(outA), model: mA, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null }).run();
+    mA.release();
+    assert.equal(full.losses.length, 12);
+
+    const mB = model();
+    const trainer: Trainer = new Trainer({
+      config: config(outB),
+      model: mB,
+      train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }),
+      assetsDir: null,
+      events: { step: (s) => s.step === 7 && trainer.requestStop() },
+    });
+    const first = await trainer.run();
+    mB.release();
+    assert.equal(first.stoppedEarly, true);
+    assert.deepEqual(first.losses, full.losses.slice(0, 7));
+
+    const ck = findResumeCheckpoint(join(outB, 'checkpoint'), null, () => assert.fail('no warning expected'));
+    assert.equal(ck.name, 'tiny-2_7');
+    const mC = loadModel(ck.dir);
+    const rest = await new Trainer({ config: config(outB), model: mC, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null, resume: ck }).run();
+    mC.release();
+    assert.deepEqual(rest.losses, full.losses.slice(7));
+    const metrics = readFileSync(join(outA, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { step: number });
+    assert.deepEqual(metrics.map((m) => m.step), Array.from({ length: 12 }, (_, i) => i + 1));
+  } finally {
+    rmSync(outA, { recursive: true, force: true });
+    rmSync(outB, { recursive: true, force: true });
+  }
+});
+
+test('checkpoints follow the layout, keep at most keep_checkpoint_max, and a corrupt latest falls back', async () => {
+  const out = tmp();
+  try {
+    const m = model();
+    await new Trainer({ config: config(out), model: m, train: new ArrayBatchSource(rows(12, 9, 3), { batchSize: 2 }), assetsDir: null }).run();
+    m.release();
+    const root = join(out, 'checkpoint');
+    const meta = JSON.parse(readFileSync(join(root, 'meta.json'), 'utf8')) as { latest: string; checkpoints: string[] };
+    assert.deepEqual(meta, { latest: 'tiny-2_12', checkpoints: ['tiny-2_10', 'tiny-2_12'] });
+    assert.deepEqual(readdirSync(root).sort(), ['meta.json', 'tiny-2_10', 'tiny-2_12']);
+    const latest = join(root, 'tiny-2_12');
+    for (const f of ['config.json', 'generation_config.json', 'model.safetensors', 'sftkit.json', 'trainer_state.json', 'rank_0.json', 'optimizer/rank_0.safetensors']) {
+      assert.ok(existsSync(join(latest, f)), f);
+    }
+    // Corrupt the latest: resume falls back to the previous one, with a warning.
+    const w = join(latest, 'model.safetensors');
+    const bytes = readFileSync(w);
+    bytes[bytes.length - 1] = (bytes[bytes.length - 1] as number) ^ 0xff;
+    writeFileSync(w, bytes);
+    const warnings: string[] = [];
+    const ck = findResumeCheckpoint(root, null, (msg) => warnings.push(msg));
+    assert.equal(ck.name, 'tiny-2_10');
+    assert.match(warnings[0] ?? '', /tiny-2_12 is unusable.*model\.safetensors/);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('frozen parameters do not change', async () => {
+  const out = tmp();
+  const m = model();
+  try {
+    const before = m.params.get('model.embed_tokens.weight').toArray() as Float32Array;
+    const layer0 = m.params.get('model.layers.0.mlp.up_proj.weight').toArray() as Float32Array;
+    const cfg = config(out, { freeze: { include: ['embed_tokens', '^model\\.layers\\.0\\.'], exclude: ['layernorm'] }, runner_config: { epochs: 1, batch_size: 2 } });
+    await new Trainer({ config: cfg, model: m, train: new ArrayBatchSource(rows(4, 9, 4), { batchSize: 2 }), assetsDir: null }).run();
+    assert.deepEqual(m.params.get('model.embed_tokens.weight').toArray(), before);
+    assert.deepEqual(m.params.get('model.layers.0.mlp.up_proj.weight').toArray(), layer0);
+    assert.notDeepEqual(m.params.get('model.layers.0.input_layernorm.weight').toArray(), new Float32Array(16).fill(1));
+  } finally {
+    m.release();
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('a non-finite loss stops training, naming the step', async () => {
+  const out = tmp();
+  const m = model();
+  try {
+    loadInto(m.params.get('model.norm.weight'), new Float32Array(16).fill(NaN));
+    const run = new Trainer({ config: config(out), model: m, train: new ArrayBatchSource(rows(4, 9, 5), { batchSize: 2 }), assetsDir: null }).run();
+    await assert.rejects(run, (e: unknown) => e instanceof TrainingError && /step 1: loss is NaN/.test(e.message));
+  } finally {
+    m.release();
+    rmSync(out, { recursive: true, force: true });
+  }
+});
