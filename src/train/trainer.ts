@@ -66,8 +66,9 @@ export interface TrainSummary {
 }
 
 /** Splits rows of seq_length + 1 into model inputs [:, :-1] and targets [:, 1:]. */
-function shift(batch: TrainBatch, rows: number, rowLength: number): { ids: Int32Array; targets: Int32Array; segments: Int32Array | null } {
+function shift(batch: TrainBatch, rowLength: number): { rows: number; ids: Int32Array; targets: Int32Array; segments: Int32Array | null } {
   const T1 = rowLength - 1;
+  const rows = batch.inputIds.length / rowLength;
   const ids = new Int32Array(rows * T1);
   const targets = new Int32Array(rows * T1);
   const segments = batch.segmentIds ? new Int32Array(rows * T1) : null;
@@ -76,7 +77,7 @@ function shift(batch: TrainBatch, rows: number, rowLength: number): { ids: Int32
     targets.set(batch.labels.subarray(r * rowLength + 1, (r + 1) * rowLength), r * T1);
     segments?.set((batch.segmentIds as Int32Array).subarray(r * rowLength, r * rowLength + T1), r * T1);
   }
-  return { ids, targets, segments };
+  return { rows, ids, targets, segments };
 }
 
 function countTrained(targets: Int32Array): number {
@@ -106,15 +107,15 @@ export function evaluateLoss(model: CausalLM, source: BatchSource): EvalResult {
   let tokens = 0;
   for (let i = 0; i < source.batchesPerEpoch; i++) {
     const batch = source.batch(0, i);
-    const { ids, targets, segments } = shift(batch, source.batchSize, source.rowLength);
+    const { rows, ids, targets, segments } = shift(batch, source.rowLength);
     const S = source.rowLength - 1;
     scope(() =>
       noGrad(() => {
-        const hidden = model.forward(Tensor.from(ids, [source.batchSize, S], 'int32'), {
-          positions: positionIds(source.batchSize, S, { segments }),
+        const hidden = model.forward(Tensor.from(ids, [rows, S], 'int32'), {
+          positions: positionIds(rows, S, { segments }),
           segments,
         });
-        const r = lossSum(model, hidden, Tensor.from(targets, [source.batchSize, S], 'int32'));
+        const r = lossSum(model, hidden, Tensor.from(targets, [rows, S], 'int32'));
         sum += r.lossSum.item();
         tokens += r.count;
       }),
@@ -219,19 +220,19 @@ export class Trainer {
         const t0 = performance.now();
 
         // The global batch: its trained-token count normalises every micro-batch's loss.
-        const micro = Array.from({ length: accum }, (_, j) => shift(train.batch(epoch, inEpoch * accum + j), train.batchSize, train.rowLength));
+        const micro = Array.from({ length: accum }, (_, j) => shift(train.batch(epoch, inEpoch * accum + j), train.rowLength));
         const trainedTokens = micro.reduce((n, m) => n + countTrained(m.targets), 0);
         model.params.zeroGrad();
         let lossTotal = 0;
         const S = train.rowLength - 1;
         for (const m of micro) {
           lossTotal += scope(() => {
-            const hidden = model.forward(Tensor.from(m.ids, [train.batchSize, S], 'int32'), {
-              positions: positionIds(train.batchSize, S, { segments: m.segments }),
+            const hidden = model.forward(Tensor.from(m.ids, [m.rows, S], 'int32'), {
+              positions: positionIds(m.rows, S, { segments: m.segments }),
               segments: m.segments,
               recompute: cfg.model.recompute,
             });
-            const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [train.batchSize, S], 'int32'));
+            const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [m.rows, S], 'int32'));
             if (trainedTokens > 0) backward(T.scale(sum, 1 / trainedTokens));
             return sum.item();
           });

@@ -1,0 +1,68 @@
+// One side of bench/train: sftkit training steps (forward, backward, AdamW) on random tokens for one
+// config of DESIGN.md; prints a JSON line {steps, median_s, tokens_per_s, fwd_tokens_per_s, peak_rss_mb}.
+import { readFileSync } from 'node:fs';
+import { parseModelConfig } from '../../src/models/config.ts';
+import { Llama } from '../../src/models/llama.ts';
+import { lossSum, logits } from '../../src/models/model.ts';
+import { positionIds } from '../../src/models/rope.ts';
+import * as T from '../../src/tensor/index.ts';
+import { Rng, Tensor, backward, noGrad, scope } from '../../src/tensor/index.ts';
+import { AdamW, clipScale, globalGradNorm } from '../../src/train/adamw.ts';
+
+const name = process.argv[2] ?? 'S';
+const steps = Number(process.argv[3] ?? 5);
+const c = (JSON.parse(readFileSync(new URL('./configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[name];
+if (!c) throw new Error(`unknown config ${name}`);
+const cfg = parseModelConfig(
+  {
+    model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
+    num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: c['seq'], rms_norm_eps: 1e-5,
+  },
+  name,
+);
+const B = c['batch'] as number;
+const S = c['seq'] as number;
+const model = new Llama(cfg, { seed: 0 });
+const opt = new AdamW(model.params.values, model.params.grads, { lr: 1e-4, weightDecay: 0.1 });
+const rng = new Rng(1);
+const ids = Int32Array.from({ length: B * S }, () => rng.int(cfg.vocabSize));
+const labels = Int32Array.from({ length: B * S }, () => rng.int(cfg.vocabSize));
+const positions = positionIds(B, S);
+
+function step(): void {
+  model.params.zeroGrad();
+  scope(() => {
+    const hidden = model.forward(Tensor.from(ids, [B, S], 'int32'), { positions });
+    const { lossSum: sum, count } = lossSum(model, hidden, Tensor.from(labels, [B, S], 'int32'));
+    backward(T.scale(sum, 1 / count));
+  });
+  opt.update(1e-4, clipScale(globalGradNorm(model.params.grads), 1.0));
+}
+
+function forward(): void {
+  scope(() => noGrad(() => logits(model, model.forward(Tensor.from(ids, [B, S], 'int32'), { positions })).size));
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+step(); // warm-up
+const times: number[] = [];
+for (let i = 0; i < steps; i++) {
+  const t0 = performance.now();
+  step();
+  times.push((performance.now() - t0) / 1000);
+}
+forward();
+const ftimes: number[] = [];
+for (let i = 0; i < steps; i++) {
+  const t0 = performance.now();
+  forward();
+  ftimes.push((performance.now() - t0) / 1000);
+}
+const med = median(times);
+const params = model.params.values.layout.names.reduce((n, k) => n + model.params.get(k).size, 0);
+console.log(
+  JSON.stringify({
+    engine: 'sftkit', config: name, params, steps, median_s: med, tokens_per_s: (B * S) / med,
+    fwd_tokens_per_s: (B * S) / median(ftimes), peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+  }),
+);

@@ -1,0 +1,262 @@
+// `sftkit run`: MindFormers' run_mindformer.py — train, finetune, eval or predict from a YAML config,
+// with flags and dotted overrides (--optimizer.learning_rate 2e-5) mapped onto config keys.
+import { existsSync, writeFileSync } from 'node:fs';
+import { freemem, totalmem } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { type Records, openRecords, validateRecordsFor } from '../../data/records.ts';
+import { ConfigError } from '../../errors.ts';
+import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
+import { resolveModelDir } from '../../hub/index.ts';
+import { readModelConfig } from '../../models/config.ts';
+import type { CausalLM } from '../../models/model.ts';
+import { Tokenizer } from '../../tokenizer/index.ts';
+import { findResumeCheckpoint } from '../../train/checkpoint.ts';
+import { type RunConfig, applyOverrides, loadRunConfig, parseRunConfig, parseValue, readConfigFile } from '../../train/config.ts';
+import { createModel, loadModel } from '../../train/model-io.ts';
+import { RecordsBatchSource } from '../../train/records-source.ts';
+import { Trainer, evaluateLoss } from '../../train/trainer.ts';
+import { StepPrinter } from '../progress.ts';
+
+/** CLI flags and the config key each one sets. */
+const FLAG_KEYS: Record<string, string> = {
+  run_mode: 'run_mode',
+  load_checkpoint: 'load_checkpoint',
+  train_dataset_dir: 'train_dataset.dataset_dir',
+  eval_dataset_dir: 'eval_dataset.dataset_dir',
+  do_eval: 'callbacks.eval.do_eval',
+  resume_training: 'resume_training',
+  output_dir: 'output_dir',
+  epochs: 'runner_config.epochs',
+  batch_size: 'runner_config.batch_size',
+  gradient_accumulation_steps: 'runner_config.gradient_accumulation_steps',
+  seed: 'seed',
+  predict_batch_size: 'generation.batch_size',
+  template: 'generation.template',
+  max_new_tokens: 'generation.max_new_tokens',
+  do_sample: 'generation.do_sample',
+  top_k: 'generation.top_k',
+  top_p: 'generation.top_p',
+  temperature: 'generation.temperature',
+};
+
+interface RunFlags {
+  config?: string;
+  force?: boolean;
+  usePar?: boolean;
+  predict_data?: string;
+  [key: string]: unknown;
+}
+
+/** Splits `--a.b.c value` pairs (unknown to commander) into overrides. */
+export function dottedOverrides(args: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i] as string;
+    if (!a.startsWith('--')) throw new ConfigError(`unexpected argument ${JSON.stringify(a)}`, { hint: 'overrides are written --section.key value' });
+    const eq = a.indexOf('=');
+    const key = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    let value: string;
+    if (eq >= 0) value = a.slice(eq + 1);
+    else {
+      const next = args[i + 1];
+      if (next === undefined || next.startsWith('--')) value = 'true';
+      else {
+        value = next;
+        i++;
+      }
+    }
+    out[key] = parseValue(value);
+  }
+  return out;
+}
+
+export function buildRunConfig(flags: RunFlags, rest: readonly string[]): RunConfig {
+  const overrides: Record<string, unknown> = {};
+  for (const [flag, key] of Object.entries(FLAG_KEYS)) {
+    const v = flags[flag];
+    if (v !== undefined) overrides[key] = typeof v === 'string' ? parseValue(v) : v;
+  }
+  if (overrides['resume_training'] === '' || overrides['resume_training'] === null) overrides['resume_training'] = true;
+  Object.assign(overrides, dottedOverrides(rest));
+  if (!flags.config) return parseRunConfig(applyOverrides({}, overrides), 'flags');
+  if (!existsSync(flags.config)) throw new ConfigError(`--config ${flags.config}: no such file`, { where: flags.config });
+  void readConfigFile;
+  return loadRunConfig(flags.config, overrides);
+}
+
+/** The directory a model comes from: a checkpoint, a checkpoint/ root, an HF folder, or a hub repo id. */
+async function modelDirOf(pathOrRepo: string): Promise<string> {
+  if (existsSync(pathOrRepo)) {
+    if (existsSync(join(pathOrRepo, 'config.json'))) return pathOrRepo;
+    return resolveCheckpointDir(pathOrRepo);
+  }
+  return (await resolveModelDir(pathOrRepo)).path;
+}
+
+function archConfigPath(arch: string): string {
+  const candidates = [arch, join(arch, 'config.json'), join('configs', 'tiny', `${arch}.json`)];
+  for (const c of candidates) if (existsSync(c) && c.endsWith('.json')) return c;
+  throw new ConfigError(`model.arch ${JSON.stringify(arch)}: no such config.json (or preset under configs/tiny/)`, { where: 'model.arch' });
+}
+
+function estimateBytes(model: CausalLM, cfg: RunConfig, seqLength: number): { params: number; bytes: number } {
+  const params = model.params.values.layout.size;
+  const c = model.config;
+  const hidden = c.family === 'llama' ? c.hiddenSize : c.nEmbd;
+  const layers = c.numHiddenLayers;
+  // Weights, gradients, two AdamW moments in fp32; activations kept per layer (about 16 hidden-sized
+  // tensors per token and layer), a quarter of that with recompute.
+  const act = cfg.runner_config.batch_size * seqLength * hidden * layers * 16 * 4 * (cfg.model.recompute ? 0.25 : 1);
+  return { params, bytes: params * 16 + act };
+}
+
+function openDataset(dir: string, what: string): Records {
+  if (!dir) throw new ConfigError(`${what}.dataset_dir is not set`, { where: `${what}.dataset_dir`, hint: `pass --${what}_dir DIR (the output of sftkit data preprocess)` });
+  return openRecords(dir);
+}
+
+async function run(flags: RunFlags, rest: string[]): Promise<void> {
+  const cfg = buildRunConfig(flags, rest);
+  const out = new StepPrinter();
+  if (cfg.model.dtype === 'bfloat16') {
+    throw new ConfigError('model.dtype bfloat16: bf16 mixed-precision compute is not available yet in this sftkit build', {
+      where: 'model.dtype',
+      hint: 'set model.dtype: float32 (the weights are trained in fp32)',
+    });
+  }
+  if (flags.usePar) out.line('note: --use_parallel is implied by `sftkit launch`; this process trains alone');
+  const mode = cfg.run_mode;
+
+  // The model: from the checkpoint to resume, --load_checkpoint, or model.arch (train from scratch).
+  let resume = null;
+  let modelDir: string | null = null;
+  if (cfg.resume_training !== false) {
+    const name = typeof cfg.resume_training === 'string' ? cfg.resume_training : null;
+    resume = findResumeCheckpoint(join(cfg.output_dir, 'checkpoint'), name, (m) => out.line(`warning: ${m}`));
+    modelDir = resume.dir;
+    out.line(`resuming from ${resume.dir} (step ${resume.state.step})`);
+  } else if (cfg.load_checkpoint) {
+    modelDir = await modelDirOf(cfg.load_checkpoint);
+  } else if (mode !== 'train') {
+    throw new ConfigError(`run_mode ${mode} needs --load_checkpoint`, { where: 'load_checkpoint' });
+  }
+  const model: CausalLM = modelDir ? loadModel(modelDir, cfg.seed) : createModel(readModelConfig(archConfigPath(cfg.model.arch)), cfg.seed);
+  const tokenizerDir = cfg.tokenizer || modelDir;
+  try {
+    const vocab = model.config.vocabSize;
+    const setupFor = (records: Records): void => {
+      if (tokenizerDir && (existsSync(join(tokenizerDir, 'tokenizer.json')) || existsSync(join(tokenizerDir, 'tokenizer.model')))) {
+        const tok = Tokenizer.fromDir(tokenizerDir);
+        validateRecordsFor(records, { tokenizerIdentity: tok.identity, seqLength: records.seqLength, vocabSize: vocab });
+      } else if (records.manifest.tokenizer.vocab_size > vocab) {
+        validateRecordsFor(records, { tokenizerIdentity: records.manifest.tokenizer.identity, seqLength: records.seqLength, vocabSize: vocab });
+      }
+    };
+
+    if (mode === 'eval') {
+      const records = openDataset(cfg.eval_dataset.dataset_dir, 'eval_dataset');
+      try {
+        setupFor(records);
+        const src = new RecordsBatchSource(records, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed });
+        const result = evaluateLoss(model, src);
+        const json = { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens };
+        writeFileSync(join(cfg.output_dir, 'eval_results.json'), `${JSON.stringify(json, null, 2)}\n`);
+        console.log(JSON.stringify(json));
+      } finally {
+        records.close();
+      }
+      return;
+    }
+    if (mode === 'predict') {
+      throw new ConfigError('run_mode predict: generation is not wired into `sftkit run` yet', { where: 'run_mode' });
+    }
+
+    const records = openDataset(cfg.train_dataset.dataset_dir, 'train_dataset');
+    const evalRecords = cfg.callbacks.eval.do_eval ? openDataset(cfg.eval_dataset.dataset_dir, 'eval_dataset') : null;
+    try {
+      setupFor(records);
+      if (evalRecords) setupFor(evalRecords);
+      const { params, bytes } = estimateBytes(model, cfg, records.seqLength);
+      const trainable = params; // freezing is applied by the trainer
+      out.line(`model: ${model.config.modelType}, ${params.toLocaleString('en-US')} parameters (${trainable.toLocaleString('en-US')} trainable before freezing)`);
+      out.line(`estimated peak memory: ${(bytes / 2 ** 30).toFixed(2)} GiB (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);
+      if (bytes > freemem() && !flags.force) {
+        throw new ConfigError(`training needs about ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(freemem() / 2 ** 30).toFixed(1)} GiB available`, {
+          hint: 'lower batch_size, enable model.recompute, or pass --force',
+        });
+      }
+      const train = new RecordsBatchSource(records, {
+        batchSize: cfg.runner_config.batch_size,
+        shuffle: cfg.train_dataset.shuffle,
+        dropRemainder: cfg.train_dataset.drop_remainder,
+        seed: cfg.seed,
+      });
+      const evalSource = evalRecords ? new RecordsBatchSource(evalRecords, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed }) : null;
+      const trainer = new Trainer({
+        config: cfg,
+        model,
+        train,
+        evalSource,
+        assetsDir: tokenizerDir ? resolve(tokenizerDir) : null,
+        resume,
+        events: {
+          step: (s) => out.step(s, cfg.callbacks.loss_monitor.log_every),
+          eval: (step, r) => out.line(`eval at step ${step}: loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  (${r.tokens} tokens)`),
+          checkpoint: (dir) => out.line(`checkpoint: ${dir}`),
+          warn: (m) => out.line(`warning: ${m}`),
+        },
+      });
+      const onSigint = (): void => {
+        out.line('interrupted: finishing the step and saving a checkpoint (Ctrl-C again to abort)');
+        trainer.requestStop();
+        process.once('SIGINT', () => process.exit(130));
+      };
+      process.once('SIGINT', onSigint);
+      const summary = await trainer.run();
+      process.removeListener('SIGINT', onSigint);
+      out.line(`done: ${summary.steps} steps, last loss ${summary.lastLoss.toFixed(4)}${summary.lastCheckpoint ? `, checkpoint ${summary.lastCheckpoint}` : ''}`);
+      if (summary.stoppedEarly) process.exitCode = 130;
+    } finally {
+      records.close();
+      evalRecords?.close();
+    }
+  } finally {
+    model.release();
+  }
+}
+
+export function registerRun(program: Command): void {
+  const cmd = program
+    .command('run')
+    .description('train, fine-tune, evaluate or predict (MindFormers run_mindformer.py)')
+    .option('--config <file>', 'YAML run config (configs/...)')
+    .option('--run_mode <mode>', 'train | finetune | eval | predict')
+    .option('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder or hub repo id')
+    .option('--train_dataset_dir <dir>', 'token records for training (sftkit data preprocess)')
+    .option('--eval_dataset_dir <dir>', 'token records for evaluation')
+    .option('--do_eval', 'evaluate every callbacks.eval.eval_steps steps')
+    .option('--resume_training [name]', 'continue from the latest (or the named) checkpoint under output_dir/checkpoint')
+    .option('--output_dir <dir>', 'where checkpoints, metrics and results go')
+    .option('--epochs <n>', 'epochs')
+    .option('--batch_size <n>', 'rows per batch')
+    .option('--gradient_accumulation_steps <n>', 'micro-batches per optimizer step')
+    .option('--seed <n>', 'seed of initialisation and shuffling')
+    .option('--use_parallel', 'MindFormers compatibility: parallel runs go through `sftkit launch`')
+    .option('--predict_data <text|file>', 'a prompt, or a file with one prompt per line')
+    .option('--predict_batch_size <n>', 'prompts decoded together')
+    .option('--template <name>', 'chat template for predict (none for raw text)')
+    .option('--max_new_tokens <n>', 'tokens to generate')
+    .option('--do_sample', 'sample instead of greedy decoding')
+    .option('--top_k <k>', 'top-k sampling')
+    .option('--top_p <p>', 'nucleus sampling')
+    .option('--temperature <t>', 'sampling temperature')
+    .option('--force', 'train even when the memory estimate exceeds free memory')
+    .allowUnknownOption(true)
+    .allowExcessArguments(true)
+    .action(async (opts: RunFlags, command: Command) => {
+      const flags = { ...opts, usePar: opts['use_parallel'] === true };
+      await run(flags, command.args);
+    });
+  void cmd;
+}
