@@ -35,6 +35,8 @@ export class BpeModel {
   private readonly cuttable: boolean;
   private readonly cache = new Map<string, Int32Array>();
   private readonly cacheLimit = 1 << 16;
+  /** Longer stretches (text without spaces, such as CJK) are not cached, which bounds the cache's memory. */
+  private readonly cacheMaxBytes = 256;
 
   constructor(
     table: PieceTable,
@@ -137,6 +139,7 @@ export class BpeModel {
   }
 
   private encodeCached(norm: Uint8Array, from: number, to: number, out: Segments): void {
+    if (to - from > this.cacheMaxBytes) return this.encodeRange(norm, from, to, out);
     const key = Buffer.from(norm.buffer, norm.byteOffset + from, to - from).toString('latin1');
     const hit = this.cache.get(key);
     if (hit !== undefined) {
