@@ -8,7 +8,7 @@ const stepsAt = args.indexOf('--steps');
 const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 5;
 const configs = args.filter((a, i) => !a.startsWith('--') && (stepsAt < 0 || i !== stepsAt + 1));
 const names = configs.length > 0 ? configs : ['S', 'M', 'L'];
-const env = { ...process.env, SFTKIT_THREADS: '2', BENCH_THREADS: '2', OMP_NUM_THREADS: '2' };
+const env: NodeJS.ProcessEnv = { ...process.env, SFTKIT_THREADS: '2', BENCH_THREADS: '2', OMP_NUM_THREADS: '2' };
 delete env['OPENBLAS_CORETYPE'];
 delete env['OPENBLAS_L2_SIZE'];
 

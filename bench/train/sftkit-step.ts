@@ -1,7 +1,7 @@
 // One side of bench/train: sftkit training steps (forward, backward, AdamW) on random tokens for one
 // config of DESIGN.md; prints a JSON line {steps, median_s, tokens_per_s, fwd_tokens_per_s, peak_rss_mb}.
 import { readFileSync } from 'node:fs';
-import { parseModelConfig } from '../../src/models/config.ts';
+import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { lossSum, logits } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
@@ -19,7 +19,7 @@ const cfg = parseModelConfig(
     num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: c['seq'], rms_norm_eps: 1e-5,
   },
   name,
-);
+) as LlamaConfig;
 const B = c['batch'] as number;
 const S = c['seq'] as number;
 const model = new Llama(cfg, { seed: 0 });
