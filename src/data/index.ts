@@ -9,3 +9,4 @@ export { chatEncoder, padIdOf, paragraphs, preprocess, type DatasetType, type Pr
 export { openRecords, readRecordsManifest, Records, RecordsWriter, validateRecordsFor, RECORDS_MAGIC, RECORDS_VERSION, type RecordsManifest, type TrainingSetup } from './records.ts';
 export { formatReport, type PreprocessReport } from './report.ts';
 export { PART_TEMPLATES, TEMPLATE_NAMES, VICUNA_SYSTEM, type TemplateName } from './templates.ts';
+export { DataLoader, epochOrder, type Batch, type LoaderCursor, type LoaderOptions } from './loader.ts';
