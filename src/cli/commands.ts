@@ -1,6 +1,7 @@
 // The list of sub-commands; each lives in its own file under src/cli/commands/.
 import type { Command } from 'commander';
 import { registerConvert } from './commands/convert.ts';
+import { registerData } from './commands/data.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
 import { registerTokenize } from './commands/tokenize.ts';
@@ -10,4 +11,5 @@ export function registerCommands(program: Command): void {
   registerDownload(program);
   registerConvert(program);
   registerTokenize(program);
+  registerData(program);
 }

@@ -1,0 +1,89 @@
+// `sftkit data alpaca` (MindFormers' alpaca_converter) and `sftkit data preprocess` (its llama_preprocess).
+import type { Command } from 'commander';
+import { convertAlpacaFile, formatReport, preprocess, type DatasetType, type TemplateName } from '../../data/index.ts';
+import { ConfigError } from '../../errors.ts';
+import { Tokenizer } from '../../tokenizer/index.ts';
+
+interface AlpacaFlags {
+  data_path?: string;
+  output_path?: string;
+  force?: boolean;
+}
+
+interface PreprocessFlags {
+  dataset_type: string;
+  input_glob?: string;
+  model_file?: string;
+  tokenizer?: string;
+  seq_length?: string;
+  output_file?: string;
+  template?: string;
+  packing?: boolean;
+  truncation: string;
+  samples_num?: string;
+  repeat: string;
+}
+
+function int(flag: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new ConfigError(`${flag} must be a positive integer (got ${value})`, { where: flag });
+  return n;
+}
+
+function required<T>(flag: string, value: T | undefined): T {
+  if (value === undefined) throw new ConfigError(`data: ${flag} is required`, { where: flag });
+  return value;
+}
+
+export function registerData(program: Command): void {
+  const data = program.command('data').description('prepare training data: alpaca conversion and token records');
+  data
+    .command('alpaca')
+    .description('convert Stanford Alpaca records (JSON array or JSONL) to MindFormers conversations')
+    .option('--data_path <file>', 'alpaca_data.json: [{instruction, input, output}]')
+    .option('--output_path <file>', 'the conversation JSON to write')
+    .option('--force', 'overwrite an existing --output_path')
+    .action((flags: AlpacaFlags) => {
+      const dataPath = required('--data_path', flags.data_path);
+      const outputPath = required('--output_path', flags.output_path);
+      const r = convertAlpacaFile(dataPath, outputPath, { force: flags.force === true });
+      console.log(`wrote ${r.samples} conversations (${r.withInput} with input) to ${outputPath}`);
+    });
+  data
+    .command('preprocess')
+    .description('tokenize conversations (qa) or text (wiki, text) into token records of seq_length + 1')
+    .option('--dataset_type <type>', 'qa | wiki | text', 'qa')
+    .option('--input_glob <glob>', 'input file(s): conversations (JSON array or JSONL) for qa, text files for wiki/text')
+    .option('--model_file <path>', 'a SentencePiece tokenizer.model')
+    .option('--tokenizer <dir>', 'a model folder with tokenizer.model or tokenizer.json (and tokenizer_config.json)')
+    .option('--seq_length <n>', 'tokens per training sample (rows hold seq_length + 1)')
+    .option('--output_file <dir>', 'the token records directory to write')
+    .option('--template <name>', 'qa chat template: vicuna | alpaca | chatml | llama2 | hf (default vicuna)')
+    .option('--packing', 'pack several samples per row with segment ids')
+    .option('--truncation <mode>', 'samples longer than a row: right (cut) | drop', 'right')
+    .option('--samples_num <n>', 'use only the first N samples of the input')
+    .option('--repeat <k>', 'pass over the input K times', '1')
+    .action(async (flags: PreprocessFlags) => {
+      if ((flags.model_file === undefined) === (flags.tokenizer === undefined)) {
+        throw new ConfigError('data preprocess: give exactly one of --model_file PATH or --tokenizer DIR', { where: '--model_file' });
+      }
+      const tokenizer = flags.model_file !== undefined ? Tokenizer.fromSentencePiece(flags.model_file) : Tokenizer.fromDir(flags.tokenizer as string);
+      const output = required('--output_file', flags.output_file);
+      const started = Date.now();
+      const { report } = await preprocess({
+        datasetType: flags.dataset_type as DatasetType,
+        inputGlob: required('--input_glob', flags.input_glob),
+        tokenizer,
+        seqLength: required('--seq_length', int('--seq_length', flags.seq_length)),
+        outputDir: output,
+        ...(flags.template !== undefined ? { template: flags.template as TemplateName } : {}),
+        packing: flags.packing === true,
+        truncation: flags.truncation as 'right' | 'drop',
+        ...(flags.samples_num !== undefined ? { samplesNum: int('--samples_num', flags.samples_num) as number } : {}),
+        repeat: int('--repeat', flags.repeat) as number,
+      });
+      console.log(formatReport(report));
+      console.log(`wrote ${report.rows_out} rows to ${output} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+    });
+}

@@ -1,0 +1,12 @@
+// Public surface of src/data: alpaca conversion, conversation readers, templates, QA tokenization, token records, loader.
+export { alpacaPrompt, convertAlpacaFile, convertAlpacaRecords, type ConvertedSample } from './alpaca.ts';
+export { parseConversation, type Conversation, type Round } from './conversation.ts';
+export { expandGlob } from './glob.ts';
+export { HfTemplateEncoder } from './hf-template.ts';
+export { readJsonRecords, type SourcedRecord } from './json-input.ts';
+export { commonPrefix, encodeParts, IGNORE_ID, PartEncoder, type ChatEncoder, type EncodedSample } from './qa-tokenize.ts';
+export { chatEncoder, padIdOf, paragraphs, preprocess, type DatasetType, type PreprocessOptions, type PreprocessResult } from './preprocess.ts';
+export { openRecords, readRecordsManifest, Records, RecordsWriter, validateRecordsFor, RECORDS_MAGIC, RECORDS_VERSION, type RecordsManifest, type TrainingSetup } from './records.ts';
+export { formatReport, type PreprocessReport } from './report.ts';
+export { PART_TEMPLATES, TEMPLATE_NAMES, VICUNA_SYSTEM, type TemplateName } from './templates.ts';
+export { DataLoader, epochOrder, type Batch, type LoaderCursor, type LoaderOptions } from './loader.ts';

@@ -1,0 +1,163 @@
+// `sftkit data preprocess`: conversations (qa) or raw text (wiki, text) into token records, with a report.
+import { readFileSync } from 'node:fs';
+import { writeDirAtomically } from '../formats/checkpoint-dir.ts';
+import { ConfigError, DataError } from '../errors.ts';
+import type { Tokenizer } from '../tokenizer/index.ts';
+import { parseConversation } from './conversation.ts';
+import { expandGlob } from './glob.ts';
+import { HfTemplateEncoder } from './hf-template.ts';
+import { readJsonRecords } from './json-input.ts';
+import { PartEncoder, type ChatEncoder } from './qa-tokenize.ts';
+import { RecordsWriter, type RecordsManifest } from './records.ts';
+import { countDrop, emptyReport, type PreprocessReport } from './report.ts';
+import { RowAssembler, StreamChunker, type Truncation } from './rows.ts';
+import { checkTemplateName, PART_TEMPLATES, type TemplateName } from './templates.ts';
+
+export type DatasetType = 'qa' | 'wiki' | 'text';
+
+export interface PreprocessOptions {
+  datasetType: DatasetType;
+  inputGlob: string;
+  tokenizer: Tokenizer;
+  seqLength: number;
+  outputDir: string;
+  /** qa only (default vicuna). */
+  template?: TemplateName;
+  packing?: boolean;
+  truncation?: Truncation;
+  /** Use only the first N samples (conversations, or paragraphs for wiki/text) of the input. */
+  samplesNum?: number;
+  /** Pass over the (limited) input K times. */
+  repeat?: number;
+  /** Called every so many samples, for progress output. */
+  onProgress?: (samplesIn: number) => void;
+}
+
+export interface PreprocessResult {
+  manifest: RecordsManifest;
+  report: PreprocessReport;
+}
+
+/** The tokenizer's pad id per the contract: pad, else unk, else EOS. */
+export function padIdOf(tok: Tokenizer): number {
+  const id = tok.padId ?? tok.unkId ?? tok.eosId;
+  if (id === null) throw new ConfigError('the tokenizer has no pad, unk or EOS token to pad rows with', { where: 'tokenizer' });
+  return id;
+}
+
+export function chatEncoder(tok: Tokenizer, template: TemplateName): ChatEncoder {
+  if (template === 'hf') return new HfTemplateEncoder(tok);
+  return new PartEncoder(tok, PART_TEMPLATES[template] as NonNullable<(typeof PART_TEMPLATES)[string]>);
+}
+
+/** Paragraphs of a text: split on blank lines (lines of only whitespace count as blank). */
+export function paragraphs(text: string): string[] {
+  return text.split(/\n(?:[ \t\r\f\v]*\n)+/).filter((p) => p.trim() !== '');
+}
+
+function checkOptions(o: PreprocessOptions): void {
+  if (!['qa', 'wiki', 'text'].includes(o.datasetType)) throw new ConfigError(`--dataset_type must be qa, wiki or text (got ${o.datasetType})`, { where: '--dataset_type' });
+  if (!Number.isInteger(o.seqLength) || o.seqLength < 1) throw new ConfigError(`--seq_length must be a positive integer (got ${o.seqLength})`, { where: '--seq_length' });
+  if (o.truncation !== undefined && o.truncation !== 'right' && o.truncation !== 'drop') {
+    throw new ConfigError(`--truncation must be right or drop (got ${o.truncation})`, { where: '--truncation' });
+  }
+  if (o.samplesNum !== undefined && (!Number.isInteger(o.samplesNum) || o.samplesNum < 1)) throw new ConfigError(`--samples_num must be a positive integer`, { where: '--samples_num' });
+  if (o.repeat !== undefined && (!Number.isInteger(o.repeat) || o.repeat < 1)) throw new ConfigError(`--repeat must be a positive integer`, { where: '--repeat' });
+  if (o.template !== undefined) checkTemplateName(o.template);
+  if (o.template !== undefined && o.datasetType !== 'qa') throw new ConfigError('--template applies to --dataset_type qa only', { where: '--template' });
+}
+
+export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult> {
+  checkOptions(o);
+  const tok = o.tokenizer;
+  const files = expandGlob(o.inputGlob);
+  const template = o.datasetType === 'qa' ? (o.template ?? 'vicuna') : null;
+  const encoder = template === null ? null : chatEncoder(tok, template);
+  const padId = padIdOf(tok);
+  const packing = o.packing === true;
+  const repeat = o.repeat ?? 1;
+  const limit = o.samplesNum ?? Infinity;
+  const report = emptyReport();
+  const progress = (): void => {
+    if (o.onProgress !== undefined && report.samples_in % 1000 === 0) o.onProgress(report.samples_in);
+  };
+
+  return writeDirAtomically(o.outputDir, (tmp) => {
+    const writer = new RecordsWriter(tmp, { seqLength: o.seqLength, segments: packing });
+    try {
+      const rowOpts = { rowLength: o.seqLength + 1, padId, packing, truncation: o.truncation ?? 'right', maskSegmentStart: template === null };
+      const rows = new RowAssembler(rowOpts, writer, report);
+      const chunker = new StreamChunker(o.seqLength + 1, writer, report);
+      if (encoder !== null) {
+        // Parse and validate everything first: a bad sample stops the run before any work is wasted.
+        const convs = [];
+        for (const f of files) {
+          for (const rec of readJsonRecords(f)) {
+            if (convs.length >= limit) break;
+            convs.push(parseConversation(rec));
+          }
+        }
+        for (let pass = 0; pass < repeat; pass++) {
+          for (const conv of convs) {
+            report.samples_in++;
+            const enc = encoder.encode(conv);
+            if ('drop' in enc) countDrop(report, enc.drop);
+            else rows.add(enc);
+            progress();
+          }
+        }
+        rows.finish();
+      } else {
+        for (let pass = 0; pass < repeat; pass++) {
+          let taken = 0;
+          for (const f of files) {
+            let text: string;
+            try {
+              text = readFileSync(f, 'utf8');
+            } catch (err) {
+              throw new DataError(`${f}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { where: f });
+            }
+            for (const para of paragraphs(text)) {
+              if (taken >= limit) break;
+              taken++;
+              report.samples_in++;
+              progress();
+              // WikiText's `= Title =` lines are headings, not prose (MindFormers drops them).
+              if (o.datasetType === 'wiki' && para.trim().startsWith('=')) {
+                countDrop(report, 'wiki heading');
+                continue;
+              }
+              const ids = tok.encode(para, { addBos: true, addEos: true, parseSpecial: false });
+              if (packing) rows.add({ ids, labels: ids });
+              else chunker.add(ids);
+            }
+          }
+        }
+        if (packing) rows.finish();
+        else chunker.finish();
+      }
+      if (report.rows_out === 0) {
+        throw new DataError(`${o.inputGlob}: no rows to write (${report.samples_in} samples in, ${report.dropped.count} dropped, ${report.tail_tokens_dropped} tail tokens)`, {
+          where: o.inputGlob,
+          hint: 'check the input, --seq_length and --truncation',
+        });
+      }
+      const manifest = writer.finish(
+        {
+          seq_length: o.seqLength,
+          dataset_type: o.datasetType,
+          template,
+          packed: packing,
+          pad_id: padId,
+          ignore_id: -100,
+          tokenizer: { identity: tok.identity, kind: tok.kind, vocab_size: tok.vocabSize, bos_id: tok.bosId, eos_id: tok.eosId },
+        },
+        report,
+      );
+      return { manifest, report };
+    } catch (err) {
+      writer.abort();
+      throw err;
+    }
+  });
+}

@@ -1,0 +1,337 @@
+// Token records (DESIGN.md contract): manifest.json plus raw little-endian int32 shards [rows, seq_length + 1]
+// per column; written by RecordsWriter into a temp directory, read back memory-mapped by openRecords.
+import { createHash, type Hash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync, writeFileSync } from 'node:fs';
+import { endianness } from 'node:os';
+import { join } from 'node:path';
+import { native, type Handle } from '../backend/binding.ts';
+import { DataError, FormatError } from '../errors.ts';
+import type { PreprocessReport } from './report.ts';
+
+export const RECORDS_MAGIC = 'sftkit-records';
+export const RECORDS_VERSION = 1;
+export const MANIFEST_NAME = 'manifest.json';
+
+export type Column = 'input_ids' | 'labels' | 'segment_ids';
+
+export interface ShardEntry {
+  rows: number;
+  /** File name and sha256 of each column's shard. */
+  files: Partial<Record<Column, { name: string; sha256: string }>>;
+}
+
+export interface RecordsManifest {
+  magic: typeof RECORDS_MAGIC;
+  version: number;
+  seq_length: number;
+  /** seq_length + 1: the trainer's inputs are [:, :-1], its targets labels[:, 1:]. */
+  row_length: number;
+  rows: number;
+  columns: Partial<Record<Column, 'int32'>>;
+  byte_order: 'little';
+  dataset_type: string;
+  template: string | null;
+  packed: boolean;
+  pad_id: number;
+  ignore_id: -100;
+  tokenizer: { identity: string; kind: string; vocab_size: number; bos_id: number | null; eos_id: number | null };
+  shards: ShardEntry[];
+  report: PreprocessReport;
+}
+
+export type RecordsInfo = Omit<RecordsManifest, 'magic' | 'version' | 'row_length' | 'rows' | 'columns' | 'byte_order' | 'shards' | 'report'>;
+
+const shardName = (col: Column, i: number): string => `${col}-${String(i).padStart(5, '0')}.bin`;
+
+function assertLittleEndian(): void {
+  if (endianness() !== 'LE') throw new FormatError('token records are little-endian int32; this machine is big-endian', { where: 'records' });
+}
+
+interface OpenShard {
+  fd: number;
+  hash: Hash;
+  name: string;
+}
+
+/** Streams rows into column shards, hashing as it writes; `finish` writes manifest.json. */
+export class RecordsWriter {
+  readonly rowLength: number;
+  private readonly columns: Column[];
+  private readonly buffers: Record<string, Int32Array>;
+  private buffered = 0;
+  private shards: ShardEntry[] = [];
+  private open: Partial<Record<Column, OpenShard>> = {};
+  private rowsInShard = 0;
+  private rows = 0;
+  private readonly rowsPerShard: number;
+
+  constructor(
+    private readonly dir: string,
+    opts: { seqLength: number; segments: boolean; rowsPerShard?: number; bufferRows?: number },
+  ) {
+    assertLittleEndian();
+    this.rowLength = opts.seqLength + 1;
+    this.columns = opts.segments ? ['input_ids', 'labels', 'segment_ids'] : ['input_ids', 'labels'];
+    // Shards of at most ~1 GiB per column keep each mapping modest.
+    this.rowsPerShard = opts.rowsPerShard ?? Math.max(1, Math.floor(2 ** 30 / (4 * this.rowLength)));
+    const bufferRows = Math.max(1, Math.min(opts.bufferRows ?? 256, this.rowsPerShard));
+    this.buffers = Object.fromEntries(this.columns.map((c) => [c, new Int32Array(bufferRows * this.rowLength)]));
+  }
+
+  get rowCount(): number {
+    return this.rows;
+  }
+
+  /** Appends one row; each array has row_length values. */
+  push(ids: Int32Array, labels: Int32Array, segments?: Int32Array): void {
+    const L = this.rowLength;
+    const at = this.buffered * L;
+    (this.buffers['input_ids'] as Int32Array).set(ids, at);
+    (this.buffers['labels'] as Int32Array).set(labels, at);
+    if (this.columns.length === 3) {
+      if (segments === undefined) throw new DataError('records: a packed row needs segment ids', { where: this.dir });
+      (this.buffers['segment_ids'] as Int32Array).set(segments, at);
+    }
+    this.buffered++;
+    this.rows++;
+    if (this.buffered * L === (this.buffers['input_ids'] as Int32Array).length || this.rowsInShard + this.buffered === this.rowsPerShard) this.flush();
+  }
+
+  private flush(): void {
+    if (this.buffered === 0) return;
+    if (this.open.input_ids === undefined) {
+      const index = this.shards.length;
+      for (const c of this.columns) {
+        const name = shardName(c, index);
+        this.open[c] = { fd: openSync(join(this.dir, name), 'w'), hash: createHash('sha256'), name };
+      }
+    }
+    for (const c of this.columns) {
+      const s = this.open[c] as OpenShard;
+      const buf = this.buffers[c] as Int32Array;
+      const bytes = new Uint8Array(buf.buffer, 0, this.buffered * this.rowLength * 4);
+      s.hash.update(bytes);
+      let off = 0;
+      while (off < bytes.length) off += writeSync(s.fd, bytes, off);
+    }
+    this.rowsInShard += this.buffered;
+    this.buffered = 0;
+    if (this.rowsInShard === this.rowsPerShard) this.closeShard();
+  }
+
+  private closeShard(): void {
+    if (this.open.input_ids === undefined) return;
+    const entry: ShardEntry = { rows: this.rowsInShard, files: {} };
+    for (const c of this.columns) {
+      const s = this.open[c] as OpenShard;
+      fsyncSync(s.fd);
+      closeSync(s.fd);
+      entry.files[c] = { name: s.name, sha256: s.hash.digest('hex') };
+    }
+    this.shards.push(entry);
+    this.open = {};
+    this.rowsInShard = 0;
+  }
+
+  /** Flushes the last shard and writes manifest.json; returns the manifest. */
+  finish(info: RecordsInfo, report: PreprocessReport): RecordsManifest {
+    this.flush();
+    this.closeShard();
+    const manifest: RecordsManifest = {
+      magic: RECORDS_MAGIC,
+      version: RECORDS_VERSION,
+      seq_length: info.seq_length,
+      row_length: this.rowLength,
+      rows: this.rows,
+      columns: Object.fromEntries(this.columns.map((c) => [c, 'int32'])),
+      byte_order: 'little',
+      dataset_type: info.dataset_type,
+      template: info.template,
+      packed: info.packed,
+      pad_id: info.pad_id,
+      ignore_id: -100,
+      tokenizer: info.tokenizer,
+      shards: this.shards,
+      report,
+    };
+    const path = join(this.dir, MANIFEST_NAME);
+    writeFileSync(path, `${JSON.stringify(manifest, null, 2)}\n`);
+    const fd = openSync(path, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
+    return manifest;
+  }
+
+  /** Closes open files after an error (the temp directory is then removed by the caller). */
+  abort(): void {
+    for (const s of Object.values(this.open)) closeSync(s.fd);
+    this.open = {};
+  }
+}
+
+export function readRecordsManifest(dir: string): RecordsManifest {
+  const path = join(dir, MANIFEST_NAME);
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new FormatError(`${path}: cannot read token records (${(err as Error).message})`, {
+      where: path,
+      hint: 'make token records with `sftkit data preprocess`',
+    });
+  }
+  const m = json as Partial<RecordsManifest> | null;
+  if (m?.magic !== RECORDS_MAGIC) throw new FormatError(`${path}: magic is ${JSON.stringify(m?.magic)}, not "${RECORDS_MAGIC}"`, { where: path });
+  if (m.version !== RECORDS_VERSION) {
+    throw new FormatError(`${path}: token records version ${m.version} is not supported (this sftkit reads version ${RECORDS_VERSION})`, {
+      where: path,
+      hint: 'run `sftkit data preprocess` again with this sftkit',
+    });
+  }
+  for (const k of ['seq_length', 'row_length', 'rows', 'pad_id'] as const) {
+    if (!Number.isInteger(m[k])) throw new FormatError(`${path}: field "${k}" must be an integer`, { where: `${path}.${k}` });
+  }
+  if (m.row_length !== (m.seq_length as number) + 1) throw new FormatError(`${path}: row_length ${m.row_length} is not seq_length + 1`, { where: path });
+  if (!Array.isArray(m.shards) || m.columns?.input_ids !== 'int32' || m.columns.labels !== 'int32') {
+    throw new FormatError(`${path}: needs int32 input_ids and labels columns and a shard list`, { where: path });
+  }
+  const total = m.shards.reduce((s, e) => s + e.rows, 0);
+  if (total !== m.rows) throw new FormatError(`${path}: shards hold ${total} rows, the manifest says ${m.rows}`, { where: path });
+  return m as RecordsManifest;
+}
+
+interface MappedShard {
+  first: number;
+  rows: number;
+  handles: Partial<Record<Column, Handle>>;
+}
+
+/** Token records opened for reading: each shard file memory-mapped, rows copied out on demand. */
+export class Records {
+  readonly dir: string;
+  readonly manifest: RecordsManifest;
+  readonly rows: number;
+  readonly seqLength: number;
+  readonly rowLength: number;
+  readonly hasSegments: boolean;
+  private readonly shards: MappedShard[] = [];
+  private closed = false;
+
+  constructor(dir: string) {
+    assertLittleEndian();
+    this.dir = dir;
+    this.manifest = readRecordsManifest(dir);
+    this.rows = this.manifest.rows;
+    this.seqLength = this.manifest.seq_length;
+    this.rowLength = this.manifest.row_length;
+    this.hasSegments = this.manifest.columns.segment_ids === 'int32';
+    let first = 0;
+    try {
+      for (const s of this.manifest.shards) {
+        const shard: MappedShard = { first, rows: s.rows, handles: {} };
+        this.shards.push(shard);
+        for (const col of this.columns()) {
+          const f = s.files[col];
+          const path = join(dir, f?.name ?? '');
+          if (f === undefined) throw new FormatError(`${join(dir, MANIFEST_NAME)}: a shard has no ${col} file`, { where: dir });
+          const want = s.rows * this.rowLength * 4;
+          let size: number;
+          try {
+            size = statSync(path).size;
+          } catch {
+            throw new FormatError(`${path}: missing shard file`, { where: path });
+          }
+          if (size !== want) throw new FormatError(`${path}: ${size} bytes, expected ${want} (${s.rows} rows × ${this.rowLength} int32)`, { where: path });
+          if (want > 0) shard.handles[col] = native.mmap(path)[0];
+        }
+        first += s.rows;
+      }
+    } catch (err) {
+      this.close();
+      throw err;
+    }
+  }
+
+  columns(): Column[] {
+    return this.hasSegments ? ['input_ids', 'labels', 'segment_ids'] : ['input_ids', 'labels'];
+  }
+
+  private shardOf(row: number): MappedShard {
+    let lo = 0;
+    let hi = this.shards.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if ((this.shards[mid] as MappedShard).first <= row) lo = mid;
+      else hi = mid - 1;
+    }
+    return this.shards[lo] as MappedShard;
+  }
+
+  /** Copies row `row` of `column` into `dst` at element offset `at`. */
+  readRow(row: number, column: Column, dst: Int32Array, at = 0): void {
+    if (this.closed) throw new DataError(`${this.dir}: records are closed`, { where: this.dir });
+    if (!Number.isInteger(row) || row < 0 || row >= this.rows) throw new DataError(`${this.dir}: row ${row} out of range [0, ${this.rows})`, { where: this.dir });
+    const shard = this.shardOf(row);
+    const h = shard.handles[column];
+    if (h === undefined) throw new DataError(`${this.dir}: no ${column} column`, { where: this.dir });
+    native.read(h, (row - shard.first) * this.rowLength * 4, dst.subarray(at, at + this.rowLength));
+  }
+
+  /** One row of every column, freshly allocated (tests and tools; the loader reads into its own buffers). */
+  row(row: number): { inputIds: Int32Array; labels: Int32Array; segmentIds?: Int32Array } {
+    const get = (c: Column): Int32Array => {
+      const a = new Int32Array(this.rowLength);
+      this.readRow(row, c, a);
+      return a;
+    };
+    return this.hasSegments ? { inputIds: get('input_ids'), labels: get('labels'), segmentIds: get('segment_ids') } : { inputIds: get('input_ids'), labels: get('labels') };
+  }
+
+  /** Re-hashes every shard file against the manifest (reads all the data). */
+  verify(): void {
+    for (const s of this.manifest.shards) {
+      for (const f of Object.values(s.files)) {
+        const path = join(this.dir, f.name);
+        const got = createHash('sha256').update(readFileSync(path)).digest('hex');
+        if (got !== f.sha256) throw new FormatError(`${path}: sha256 ${got} does not match the manifest's ${f.sha256}`, { where: path, hint: 'the file is corrupt; run preprocess again' });
+      }
+    }
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const s of this.shards) for (const h of Object.values(s.handles)) native.free(h);
+  }
+}
+
+export function openRecords(dir: string): Records {
+  return new Records(dir);
+}
+
+export interface TrainingSetup {
+  tokenizerIdentity: string;
+  seqLength: number;
+  vocabSize: number;
+}
+
+/** Errors (before training starts) when records were made for another tokenizer, sequence length or vocabulary. */
+export function validateRecordsFor(records: Records | RecordsManifest, setup: TrainingSetup, where = records instanceof Records ? records.dir : 'records'): void {
+  const m = records instanceof Records ? records.manifest : records;
+  if (m.tokenizer.identity !== setup.tokenizerIdentity) {
+    throw new DataError(`${where}: the records were tokenized with another tokenizer (identity ${m.tokenizer.identity.slice(0, 12)}…, the model's is ${setup.tokenizerIdentity.slice(0, 12)}…)`, {
+      where,
+      hint: "run `sftkit data preprocess` again with the model's tokenizer",
+    });
+  }
+  if (m.seq_length !== setup.seqLength) {
+    throw new DataError(`${where}: the records have seq_length ${m.seq_length}, training uses ${setup.seqLength}`, { where, hint: 'preprocess again with --seq_length or change the training seq_length' });
+  }
+  const maxId = Math.max(m.report.max_token_id, m.pad_id);
+  if (m.tokenizer.vocab_size > setup.vocabSize || maxId >= setup.vocabSize) {
+    throw new DataError(`${where}: the records use token ids up to ${maxId} (tokenizer vocabulary ${m.tokenizer.vocab_size}), the model's vocabulary has ${setup.vocabSize}`, {
+      where,
+      hint: 'the model and the tokenizer of the records do not belong together',
+    });
+  }
+}
