@@ -4,6 +4,7 @@ import { registerConvert } from './commands/convert.ts';
 import { registerData } from './commands/data.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
+import { registerRun } from './commands/run.ts';
 import { registerTokenize } from './commands/tokenize.ts';
 
 export function registerCommands(program: Command): void {
@@ -12,4 +13,5 @@ export function registerCommands(program: Command): void {
   registerConvert(program);
   registerTokenize(program);
   registerData(program);
+  registerRun(program);
 }
