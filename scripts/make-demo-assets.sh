@@ -9,8 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ASSETS=assets/demo
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+if [ -n "${DEMO_WORK:-}" ]; then WORK=$DEMO_WORK; mkdir -p "$WORK"; else WORK=$(mktemp -d); trap 'rm -rf "$WORK"' EXIT; fi
 mkdir -p "$ASSETS"
 
 node scripts/demo/corpus.mjs "$WORK/sotu.txt"
@@ -22,12 +21,9 @@ spm_train --input="$WORK/sotu.txt" --model_prefix="$WORK/tokenizer" --vocab_size
 node scripts/demo/make-tasks.mjs "$WORK/sotu.txt" "$ASSETS" 400 30
 
 # The base model: pretrain on the corpus with sftkit, then export an HF folder.
-node bin/sftkit.js data preprocess --dataset_type text --input_glob "$WORK/sotu.txt" --model_file "$WORK/tokenizer.model" \
-  --seq_length 128 --output_file "$WORK/records"
-node bin/sftkit.js run --config configs/demo/pretrain.yaml --train_dataset_dir "$WORK/records" --output_dir "$WORK/pretrain"
-MODEL="$WORK/pretrain/checkpoint/$(node -p "require('$WORK/pretrain/checkpoint/meta.json').latest")"
-cp "$WORK/tokenizer.model" "$MODEL/"
-cat > "$MODEL/tokenizer_config.json" <<'JSON'
+mkdir -p "$WORK/tok"
+cp "$WORK/tokenizer.model" "$WORK/tok/"
+cat > "$WORK/tok/tokenizer_config.json" <<'JSON'
 {
   "tokenizer_class": "LlamaTokenizer",
   "add_bos_token": true,
@@ -38,6 +34,13 @@ cat > "$MODEL/tokenizer_config.json" <<'JSON'
   "model_max_length": 256
 }
 JSON
+rm -rf "$WORK/records"
+node bin/sftkit.js data preprocess --dataset_type text --input_glob "$WORK/sotu.txt" --tokenizer "$WORK/tok" \
+  --seq_length 128 --output_file "$WORK/records"
+# Checkpoints carry the tokenizer files of `tokenizer:` along with the weights.
+node bin/sftkit.js run --config configs/demo/pretrain.yaml --train_dataset_dir "$WORK/records" --output_dir "$WORK/pretrain" \
+  --tokenizer "$WORK/tok"
+MODEL="$WORK/pretrain/checkpoint/$(node -p "require('$WORK/pretrain/checkpoint/meta.json').latest")"
 rm -rf "$ASSETS/base-model"
 node bin/sftkit.js convert --reversed --input_path "$MODEL" --output_path "$ASSETS/base-model" --dtype bfloat16
 cp "$WORK/pretrain/metrics.jsonl" "$ASSETS/base-model-pretrain-metrics.jsonl"
