@@ -39,7 +39,10 @@ test('seeded draws follow the processed distribution', () => {
   const rng = new Rng(5);
   const counts = [0, 0, 0, 0, 0];
   const n = 20000;
-  for (let i = 0; i < n; i++) counts[nextToken(logits, [], s, rng)]++;
+  for (let i = 0; i < n; i++) {
+    const id = nextToken(logits, [], s, rng);
+    counts[id] = (counts[id] as number) + 1;
+  }
   assert.equal(counts[0], 0);
   assert.equal(counts[4], 0);
   [2 / 9, 3 / 9, 4 / 9].forEach((p, j) => assert.ok(Math.abs((counts[j + 1] as number) / n - p) < 0.015, `token ${j + 1}: ${(counts[j + 1] as number) / n} vs ${p}`));
