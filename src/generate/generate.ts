@@ -138,18 +138,24 @@ function stepLogits(model: CausalLM, ids: Int32Array, S: number, fwd: { position
   );
 }
 
+/** The EOS ids generation stops at by default: the model config's and the tokenizer's. */
+export function defaultEosIds(model: CausalLM, tokenizer: Tokenizer): number[] {
+  return [...new Set([...model.config.eosTokenIds, ...(tokenizer.eosId === null ? [] : [tokenizer.eosId])])];
+}
+
+/** A generation's text: its tokens decoded without the stopping EOS and without special tokens. */
+export function generationText(tokenizer: Tokenizer, g: Generation): string {
+  return tokenizer.decode(g.finishReason === 'eos' ? g.tokens.slice(0, -1) : g.tokens, { skipSpecial: true });
+}
+
 /**
  * Encodes text prompts (BOS per the tokenizer's settings), generates, and decodes. EOS defaults to the
- * model config's eos ids and the tokenizer's EOS.
+ * model config's eos ids and the tokenizer's EOS; padding to the tokenizer's pad id, else the first EOS.
  */
 export function generateText(model: CausalLM, tokenizer: Tokenizer, prompts: readonly string[], opts: GenerationOptions & { addBos?: boolean }): TextGeneration[] {
-  const eos = opts.eosTokenIds ?? [...new Set([...model.config.eosTokenIds, ...(tokenizer.eosId === null ? [] : [tokenizer.eosId])])];
+  const eos = opts.eosTokenIds ?? defaultEosIds(model, tokenizer);
   const promptIds = prompts.map((p) => tokenizer.encode(p, { ...(opts.addBos === undefined ? {} : { addBos: opts.addBos }), addEos: false }));
   const pad = opts.padTokenId ?? tokenizer.padId ?? eos[0] ?? 0;
   const gens = generate(model, promptIds, { ...opts, eosTokenIds: eos, padTokenId: pad });
-  const eosSet = new Set(eos);
-  return gens.map((g, i) => {
-    const body = g.finishReason === 'eos' && eosSet.has(g.tokens[g.tokens.length - 1] as number) ? g.tokens.slice(0, -1) : g.tokens;
-    return { ...g, prompt: prompts[i] as string, promptIds: promptIds[i] as number[], text: tokenizer.decode(body, { skipSpecial: true }) };
-  });
+  return gens.map((g, i) => ({ ...g, prompt: prompts[i] as string, promptIds: promptIds[i] as number[], text: generationText(tokenizer, g) }));
 }
