@@ -34,6 +34,8 @@ export class Gpt2 implements CausalLM {
     const hd = D / H;
     const positions = Tensor.from(opts.positions, [B, S], 'int32');
     const segments = opts.segments ? Tensor.from(opts.segments, [B, S], 'int32') : null;
+    const cache = opts.cache ?? null;
+    const step = cache ? cache.begin(B, S, opts.segments ?? null) : { past: 0, qSegments: segments, kSegments: segments };
     let x = T.add(T.embedding(this.p('transformer.wte.weight'), ids), T.embedding(this.p('transformer.wpe.weight'), positions)); // (B, S, D)
     for (let i = 0; i < c.numHiddenLayers; i++) {
       const pre = `transformer.h.${i}`;
@@ -43,7 +45,8 @@ export class Gpt2 implements CausalLM {
         const q = T.reshape(T.slice(qkv, 2, 0, D), [B, S, H, hd]);
         const k = T.reshape(T.slice(qkv, 2, D, 2 * D), [B, S, H, hd]);
         const v = T.reshape(T.slice(qkv, 2, 2 * D, 3 * D), [B, S, H, hd]);
-        const att = T.attention(q, k, v, { causal: true, qSegments: segments, kSegments: segments }); // (B, S, H, hd)
+        const [kc, vc] = cache ? cache.append(i, k, v) : [k, v]; // (B, past + S, H, hd)
+        const att = T.attention(q, kc, vc, { causal: true, qOffset: step.past, qSegments: step.qSegments, kSegments: step.kSegments }); // (B, S, H, hd)
         const o = conv1d(T.reshape(att, [B, S, D]), this.p(`${pre}.attn.c_proj.weight`), this.p(`${pre}.attn.c_proj.bias`));
         const h2 = T.add(h, o);
         const m = T.layerNorm(h2, this.p(`${pre}.ln_2.weight`), this.p(`${pre}.ln_2.bias`), c.layerNormEpsilon);

@@ -48,6 +48,8 @@ export class Llama implements CausalLM {
     const positions = Tensor.from(opts.positions, [B * S], 'int32');
     const tables = { cos, sin, positions };
     const segments = opts.segments ? Tensor.from(opts.segments, [B, S], 'int32') : null;
+    const cache = opts.cache ?? null;
+    const step = cache ? cache.begin(B, S, opts.segments ?? null) : { past: 0, qSegments: segments, kSegments: segments };
 
     let x = T.embedding(this.p('model.embed_tokens.weight'), ids); // (B, S, D)
     for (let i = 0; i < c.numHiddenLayers; i++) {
@@ -60,7 +62,8 @@ export class Llama implements CausalLM {
         const v = T.reshape(linear(a, this.p(`${pre}.self_attn.v_proj.weight`), b('v')), [B, S, c.numKeyValueHeads, hd]);
         q = T.rope(q, tables, hd); // (B, S, Hq, hd)
         k = T.rope(k, tables, hd); // (B, S, Hkv, hd)
-        const att = T.attention(q, k, v, { causal: true, qSegments: segments, kSegments: segments }); // (B, S, Hq, hd)
+        const [kc, vc] = cache ? cache.append(i, k, v) : [k, v]; // (B, past + S, Hkv, hd)
+        const att = T.attention(q, kc, vc, { causal: true, qOffset: step.past, qSegments: step.qSegments, kSegments: step.kSegments }); // (B, S, Hq, hd)
         const o = linear(T.reshape(att, [B, S, c.numAttentionHeads * hd]), this.p(`${pre}.self_attn.o_proj.weight`), c.oBias ? this.p(`${pre}.self_attn.o_proj.bias`) : null);
         const h2 = T.add(h, o); // (B, S, D)
         const m = T.rmsNorm(h2, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps);

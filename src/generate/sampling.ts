@@ -1,0 +1,129 @@
+// Next-token choice from one row of logits, with Hugging Face transformers' semantics: repetition penalty,
+// then (when sampling) temperature, top-k and top-p, then a draw from the softmax through a seeded Rng.
+import { ConfigError } from '../errors.ts';
+import type { Rng } from '../tensor/index.ts';
+
+export interface SamplingOptions {
+  /** Sample from the distribution; false picks the most likely token (HF ignores the warpers then, so do we). */
+  doSample?: boolean;
+  /** Logits are divided by it before sampling (> 0). */
+  temperature?: number;
+  /** Keep the k most likely tokens (0: all); ties with the k-th are kept, as HF's TopKLogitsWarper does. */
+  topK?: number;
+  /** Keep the most likely tokens whose probabilities sum to at least p (1: all); the best token always stays. */
+  topP?: number;
+  /** HF's repetition penalty: logits of tokens already in the row (prompt and generated) are divided by it when positive, multiplied when negative. */
+  repetitionPenalty?: number;
+}
+
+export interface ResolvedSampling {
+  doSample: boolean;
+  temperature: number;
+  topK: number;
+  topP: number;
+  repetitionPenalty: number;
+}
+
+/** Checks the options and fills in the defaults (greedy, 1.0, 0, 1.0, 1.0). */
+export function resolveSampling(opts: SamplingOptions): ResolvedSampling {
+  const s = { doSample: opts.doSample ?? false, temperature: opts.temperature ?? 1, topK: opts.topK ?? 0, topP: opts.topP ?? 1, repetitionPenalty: opts.repetitionPenalty ?? 1 };
+  const bad = (field: string, value: number, rule: string): ConfigError => new ConfigError(`generation.${field} must be ${rule}, got ${value}`, { where: `generation.${field}` });
+  if (!(s.temperature > 0) || !Number.isFinite(s.temperature)) throw bad('temperature', s.temperature, 'a positive number');
+  if (!Number.isInteger(s.topK) || s.topK < 0) throw bad('top_k', s.topK, 'an integer >= 0');
+  if (!(s.topP > 0 && s.topP <= 1)) throw bad('top_p', s.topP, 'in (0, 1]');
+  if (!(s.repetitionPenalty > 0) || !Number.isFinite(s.repetitionPenalty)) throw bad('repetition_penalty', s.repetitionPenalty, 'a positive number');
+  return s;
+}
+
+/** HF RepetitionPenaltyLogitsProcessor on one row, in place: each distinct seen token is penalised once. */
+export function applyRepetitionPenalty(scores: Float64Array, seen: Iterable<number>, penalty: number): void {
+  if (penalty === 1) return;
+  for (const id of new Set(seen)) {
+    const s = scores[id];
+    if (s === undefined) continue;
+    scores[id] = s < 0 ? s * penalty : s / penalty;
+  }
+}
+
+/** HF TopKLogitsWarper: scores below the k-th largest become -inf. */
+export function applyTopK(scores: Float64Array, k: number): void {
+  if (k <= 0 || k >= scores.length) return;
+  const sorted = Float64Array.from(scores).sort();
+  const kth = sorted[sorted.length - k] as number;
+  for (let i = 0; i < scores.length; i++) if ((scores[i] as number) < kth) scores[i] = -Infinity;
+}
+
+/**
+ * HF TopPLogitsWarper: sorted ascending, tokens whose cumulative probability stays <= 1 - p are removed;
+ * the most likely token is always kept.
+ */
+export function applyTopP(scores: Float64Array, p: number): void {
+  if (p >= 1) return;
+  const order = Array.from(scores.keys()).filter((i) => scores[i] !== -Infinity);
+  order.sort((a, b) => (scores[a] as number) - (scores[b] as number) || a - b);
+  const probs = softmaxOf(order.map((i) => scores[i] as number));
+  let cum = 0;
+  for (let j = 0; j < order.length - 1; j++) {
+    cum += probs[j] as number;
+    if (cum > 1 - p) break;
+    scores[order[j] as number] = -Infinity;
+  }
+}
+
+function softmaxOf(values: readonly number[]): Float64Array {
+  let max = -Infinity;
+  for (const v of values) if (v > max) max = v;
+  const out = new Float64Array(values.length);
+  let sum = 0;
+  for (let i = 0; i < values.length; i++) {
+    const e = Math.exp((values[i] as number) - max);
+    out[i] = e;
+    sum += e;
+  }
+  for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) / sum;
+  return out;
+}
+
+/** Index of the largest score (the first on ties, as torch.argmax). */
+export function argmax(scores: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < scores.length; i++) if ((scores[i] as number) > (scores[best] as number)) best = i;
+  return best;
+}
+
+/** The processed scores of one row: what greedy takes the argmax of, or what sampling draws from (as logits). */
+export function processScores(logits: ArrayLike<number>, seen: Iterable<number>, s: ResolvedSampling): Float64Array {
+  const scores = Float64Array.from(logits);
+  applyRepetitionPenalty(scores, seen, s.repetitionPenalty);
+  if (!s.doSample) return scores;
+  if (s.temperature !== 1) for (let i = 0; i < scores.length; i++) scores[i] = (scores[i] as number) / s.temperature;
+  applyTopK(scores, s.topK);
+  applyTopP(scores, s.topP);
+  return scores;
+}
+
+/** Chooses the next token of one row. */
+export function nextToken(logits: ArrayLike<number>, seen: Iterable<number>, s: ResolvedSampling, rng: Rng): number {
+  const scores = processScores(logits, seen, s);
+  if (!s.doSample) return argmax(scores);
+  // Inverse-CDF draw over the softmax of the surviving scores, in vocabulary order.
+  let max = -Infinity;
+  for (const v of scores) if (v > max) max = v;
+  let sum = 0;
+  for (let i = 0; i < scores.length; i++) {
+    const e = scores[i] === -Infinity ? 0 : Math.exp((scores[i] as number) - max);
+    scores[i] = e;
+    sum += e;
+  }
+  const u = rng.uniform() * sum;
+  let cum = 0;
+  let last = 0;
+  for (let i = 0; i < scores.length; i++) {
+    const e = scores[i] as number;
+    if (e === 0) continue;
+    cum += e;
+    last = i;
+    if (u < cum) return i;
+  }
+  return last;
+}

@@ -1,0 +1,49 @@
+// Logits processing against PyTorch written to HF's warpers (scripts/reference/generate_parity.py), and
+// seeded draws that follow the processed distribution.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { nextToken, processScores, resolveSampling } from '../../src/generate/index.ts';
+import { Rng } from '../../src/tensor/index.ts';
+
+interface Case { temperature: number; top_k: number; top_p: number; repetition_penalty: number; scores: (number | null)[][] }
+const FIXTURE = JSON.parse(readFileSync(join(import.meta.dirname, '..', 'fixtures', 'generate', 'generate_parity.json'), 'utf8')) as {
+  processors: { rows: number[][]; seen: number[]; cases: Case[] };
+};
+
+test('repetition penalty, temperature, top-k and top-p give HF\'s processed scores', () => {
+  const { rows, seen, cases } = FIXTURE.processors;
+  for (const c of cases) {
+    const s = resolveSampling({ doSample: true, temperature: c.temperature, topK: c.top_k, topP: c.top_p, repetitionPenalty: c.repetition_penalty });
+    rows.forEach((row, r) => {
+      const got = processScores(row, seen, s);
+      const want = c.scores[r] as (number | null)[];
+      got.forEach((v, i) => {
+        const w = want[i];
+        if (w === null || w === undefined) assert.equal(v, -Infinity, `case ${JSON.stringify({ ...c, scores: undefined })} row ${r} token ${i}`);
+        else assert.ok(Math.abs(v - w) <= 1e-12 * Math.max(1, Math.abs(w)), `row ${r} token ${i}: ${v} vs ${w}`);
+      });
+    });
+  }
+});
+
+test('greedy applies only the repetition penalty (HF ignores the warpers without sampling)', () => {
+  const s = resolveSampling({ temperature: 0.1, topK: 1, topP: 0.1, repetitionPenalty: 2 });
+  assert.deepEqual([...processScores([1, 4, -2, 3], [1, 2], s)], [1, 2, -4, 3]);
+});
+
+test('seeded draws follow the processed distribution', () => {
+  const logits = [0, Math.log(2), Math.log(3), Math.log(4), -1e9];
+  const s = resolveSampling({ doSample: true, topK: 3 }); // keeps tokens 1..3 with probabilities 2/9, 3/9, 4/9
+  const rng = new Rng(5);
+  const counts = [0, 0, 0, 0, 0];
+  const n = 20000;
+  for (let i = 0; i < n; i++) {
+    const id = nextToken(logits, [], s, rng);
+    counts[id] = (counts[id] as number) + 1;
+  }
+  assert.equal(counts[0], 0);
+  assert.equal(counts[4], 0);
+  [2 / 9, 3 / 9, 4 / 9].forEach((p, j) => assert.ok(Math.abs((counts[j + 1] as number) / n - p) < 0.015, `token ${j + 1}: ${(counts[j + 1] as number) / n} vs ${p}`));
+});
