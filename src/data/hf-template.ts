@@ -73,4 +73,11 @@ export class HfTemplateEncoder implements ChatEncoder {
     });
     return labels.some((l) => l !== IGNORE_ID) ? { ids, labels } : { drop: 'nothing to train' };
   }
+
+  /** Prompt ids for generation: the messages rendered with the template's generation prompt. */
+  promptIds(system: string | null, user: string, where = 'prompt'): number[] {
+    const messages: Message[] = system === null ? [] : [{ role: 'system', content: system }];
+    messages.push({ role: 'user', content: user });
+    return this.render(messages, true, where);
+  }
 }

@@ -7,7 +7,8 @@ import { ConfigError, SftkitError } from '../errors.ts';
 import { type CausalLM, lossSum, noDecay } from '../models/model.ts';
 import { positionIds } from '../models/rope.ts';
 import * as T from '../tensor/index.ts';
-import { Rng, Tensor, backward, noGrad, scope } from '../tensor/index.ts';
+import { Rng, Tensor, backward, scope } from '../tensor/index.ts';
+import { PerplexityAccumulator } from '../eval/perplexity.ts';
 import { AdamW, clipScale, globalGradNorm } from './adamw.ts';
 import type { BatchSource, TrainBatch } from './batches.ts';
 import { type LoadedCheckpoint, checkpointName, loadOptimizerState, saveCheckpoint } from './checkpoint.ts';
@@ -103,26 +104,9 @@ export function frozenSet(names: readonly string[], freeze: { include: string[];
 
 /** Mean token loss over every batch of epoch 0 of `source`, without gradients and without full logits. */
 export function evaluateLoss(model: CausalLM, source: BatchSource): EvalResult {
-  let sum = 0;
-  let tokens = 0;
-  for (let i = 0; i < source.batchesPerEpoch; i++) {
-    const batch = source.batch(0, i);
-    const { rows, ids, targets, segments } = shift(batch, source.rowLength);
-    const S = source.rowLength - 1;
-    scope(() =>
-      noGrad(() => {
-        const hidden = model.forward(Tensor.from(ids, [rows, S], 'int32'), {
-          positions: positionIds(rows, S, { segments }),
-          segments,
-        });
-        const r = lossSum(model, hidden, Tensor.from(targets, [rows, S], 'int32'));
-        sum += r.lossSum.item();
-        tokens += r.count;
-      }),
-    );
-  }
-  const loss = tokens > 0 ? sum / tokens : NaN;
-  return { loss, perplexity: Math.exp(loss), tokens };
+  const acc = new PerplexityAccumulator(model, { seqLength: source.rowLength - 1 });
+  for (let i = 0; i < source.batchesPerEpoch; i++) acc.add(source.batch(0, i));
+  return acc.result();
 }
 
 export class Trainer {

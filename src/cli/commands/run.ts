@@ -1,11 +1,15 @@
 // `sftkit run`: MindFormers' run_mindformer.py — train, finetune, eval or predict from a YAML config,
 // with flags and dotted overrides (--optimizer.learning_rate 2e-5) mapped onto config keys.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type Records, openRecords, validateRecordsFor } from '../../data/records.ts';
+import { promptIds } from '../../data/prompt.ts';
 import { ConfigError } from '../../errors.ts';
+import { type MetricName, evaluateGeneration } from '../../eval/index.ts';
+import { examplesFromRecords } from '../../eval/record-examples.ts';
+import { defaultEosIds, generate, generationText } from '../../generate/index.ts';
 import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
 import { resolveModelDir } from '../../hub/index.ts';
 import { readModelConfig } from '../../models/config.ts';
@@ -154,13 +158,37 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       }
     };
 
+    const generation = cfg.generation;
+    const genOpts = {
+      maxNewTokens: generation.max_new_tokens,
+      doSample: generation.do_sample,
+      topK: generation.top_k,
+      topP: generation.top_p,
+      temperature: generation.temperature,
+      repetitionPenalty: generation.repetition_penalty,
+      batchSize: generation.batch_size,
+      seed: cfg.seed,
+    };
+    const needTokenizer = (what: string): Tokenizer => {
+      if (!tokenizerDir) throw new ConfigError(`${what} needs a tokenizer`, { where: 'tokenizer', hint: 'set tokenizer: DIR, or load a checkpoint that has its tokenizer files' });
+      return Tokenizer.fromDir(tokenizerDir);
+    };
+    mkdirSync(cfg.output_dir, { recursive: true });
+
     if (mode === 'eval') {
       const records = openDataset(cfg.eval_dataset.dataset_dir, 'eval_dataset');
       try {
         setupFor(records);
         const src = new RecordsBatchSource(records, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed });
         const result = evaluateLoss(model, src);
-        const json = { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens };
+        const json: Record<string, number> = { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens };
+        const genMetrics = cfg.callbacks.eval.metrics.filter((m): m is MetricName => m !== 'perplexity');
+        if (genMetrics.length > 0) {
+          const tok = needTokenizer('generation metrics');
+          const examples = examplesFromRecords(records, tok);
+          const r = evaluateGeneration(model, tok, examples, { ...genOpts, metrics: genMetrics, eosTokenIds: defaultEosIds(model, tok) });
+          Object.assign(json, r.metrics);
+        }
         writeFileSync(join(cfg.output_dir, 'eval_results.json'), `${JSON.stringify(json, null, 2)}\n`);
         console.log(JSON.stringify(json));
       } finally {
@@ -169,7 +197,17 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       return;
     }
     if (mode === 'predict') {
-      throw new ConfigError('run_mode predict: generation is not wired into `sftkit run` yet', { where: 'run_mode' });
+      const data = flags.predict_data;
+      if (!data) throw new ConfigError('run_mode predict needs --predict_data (a prompt, or a file with one prompt per line)', { where: '--predict_data' });
+      const prompts = existsSync(data) && statSync(data).isFile() ? readFileSync(data, 'utf8').split('\n').filter((l) => l.trim() !== '') : [data];
+      const tok = needTokenizer('predict');
+      const ids = prompts.map((p) => promptIds(tok, generation.template, p));
+      const eos = defaultEosIds(model, tok);
+      const gens = generate(model, ids, { ...genOpts, eosTokenIds: eos, padTokenId: tok.padId ?? eos[0] ?? 0 });
+      const lines = gens.map((g, i) => ({ prompt: prompts[i] as string, output: generationText(tok, g) }));
+      writeFileSync(join(cfg.output_dir, 'predict_results.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+      for (const l of lines) console.log(`${l.prompt}\n=> ${l.output}\n`);
+      return;
     }
 
     const records = openDataset(cfg.train_dataset.dataset_dir, 'train_dataset');
