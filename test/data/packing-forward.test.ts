@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openRecords, preprocess } from '../../src/data/index.ts';
-import { parseModelConfig } from '../../src/models/config.ts';
+import { parseModelConfig, type LlamaConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { positionIds } from '../../src/models/rope.ts';
 import * as T from '../../src/tensor/index.ts';
@@ -34,7 +34,8 @@ test('a packed row forward equals the forwards of its samples alone (within 1e-5
     { model_type: 'llama', vocab_size: 3000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 1024, rms_norm_eps: 1e-5 },
     'tiny-llama',
   );
-  const model = new Llama(config, { seed: 1, initStd: 0.2 });
+  assert.equal(config.family, 'llama');
+  const model = new Llama(config as LlamaConfig, { seed: 1, initStd: 0.2 });
   try {
     T.noGrad(() =>
       T.scope(() => {
