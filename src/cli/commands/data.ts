@@ -82,7 +82,9 @@ export function registerData(program: Command): void {
         truncation: flags.truncation as 'right' | 'drop',
         ...(flags.samples_num !== undefined ? { samplesNum: int('--samples_num', flags.samples_num) as number } : {}),
         repeat: int('--repeat', flags.repeat) as number,
+        ...(process.stderr.isTTY ? { onProgress: (n: number) => process.stderr.write(`\r${n} samples`) } : {}),
       });
+      if (process.stderr.isTTY) process.stderr.write('\r');
       console.log(formatReport(report));
       console.log(`wrote ${report.rows_out} rows to ${output} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
     });
