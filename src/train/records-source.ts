@@ -1,71 +1,34 @@
-// Token records (src/data) as the trainer's BatchSource: a seeded permutation per epoch, global batches
-// of batchSize × worldSize rows of which each rank reads its slice, so 2 ranks × b read exactly the rows
-// 1 rank reads with accumulation 2 × b, and any (epoch, batch) is addressable: resume replays nothing.
-import { DataError } from '../errors.ts';
+// Token records as the trainer's BatchSource, through the data loader (src/data/loader.ts): a batch is
+// addressed by (epoch, index), which is the loader's global cursor {epoch, position: index × global batch},
+// so resume replays nothing and 2 ranks × b read exactly the rows 1 rank reads with accumulation 2 × b.
+import type { LoaderCursor } from '../data/loader.ts';
+import { DataLoader, type LoaderOptions } from '../data/loader.ts';
 import type { Records } from '../data/records.ts';
-import { Rng } from '../tensor/index.ts';
 import type { BatchSource, TrainBatch } from './batches.ts';
-
-export interface RecordsSourceOptions {
-  batchSize: number;
-  shuffle: boolean;
-  dropRemainder: boolean;
-  seed: number;
-  rank?: number;
-  worldSize?: number;
-}
 
 export class RecordsBatchSource implements BatchSource {
   readonly batchSize: number;
   readonly rowLength: number;
   readonly batchesPerEpoch: number;
-  private readonly rank: number;
-  private readonly worldSize: number;
-  private order: { epoch: number; perm: Int32Array } | null = null;
+  private readonly loader: DataLoader;
 
-  constructor(
-    private readonly records: Records,
-    private readonly opts: RecordsSourceOptions,
-  ) {
-    this.batchSize = opts.batchSize;
+  constructor(records: Records, opts: LoaderOptions) {
+    this.loader = new DataLoader(records, opts);
+    this.batchSize = this.loader.batchSize;
     this.rowLength = records.rowLength;
-    this.rank = opts.rank ?? 0;
-    this.worldSize = opts.worldSize ?? 1;
-    const global = this.batchSize * this.worldSize;
-    this.batchesPerEpoch = opts.dropRemainder ? Math.floor(records.rows / global) : Math.ceil(records.rows / global);
-    if (this.batchesPerEpoch === 0) {
-      throw new DataError(`${records.dir}: ${records.rows} rows make no full batch of ${global} (batch_size ${this.batchSize} × ${this.worldSize} ranks)`, {
-        where: records.dir,
-        hint: 'lower batch_size, or set drop_remainder: false',
-      });
-    }
+    this.batchesPerEpoch = this.loader.stepsPerEpoch;
   }
 
-  private permutation(epoch: number): Int32Array {
-    if (!this.order || this.order.epoch !== epoch) {
-      const perm = this.opts.shuffle ? new Rng(this.opts.seed * 1_000_003 + epoch).permutation(this.records.rows) : Int32Array.from(this.records.rows === 0 ? [] : Array.from({ length: this.records.rows }, (_, i) => i));
-      this.order = { epoch, perm };
-    }
-    return this.order.perm;
+  /** The loader's cursor at the start of batch `index` of `epoch`. */
+  cursorAt(epoch: number, index: number): LoaderCursor {
+    const c = this.loader.cursor();
+    return { ...c, epoch, position: index * this.loader.globalBatch };
   }
 
   batch(epoch: number, index: number): TrainBatch {
-    if (index < 0 || index >= this.batchesPerEpoch) throw new DataError(`batch ${index} is past the end of the epoch (${this.batchesPerEpoch} batches)`);
-    const perm = this.permutation(epoch);
-    const global = this.batchSize * this.worldSize;
-    const start = Math.min(index * global + this.rank * this.batchSize, this.records.rows);
-    const end = Math.min(start + this.batchSize, this.records.rows, (index + 1) * global);
-    const n = end - start;
-    const L = this.rowLength;
-    const inputIds = new Int32Array(n * L);
-    const labels = new Int32Array(n * L);
-    const segmentIds = this.records.hasSegments ? new Int32Array(n * L) : undefined;
-    for (let i = 0; i < n; i++) {
-      const row = perm[start + i] as number;
-      this.records.readRow(row, 'input_ids', inputIds, i * L);
-      this.records.readRow(row, 'labels', labels, i * L);
-      if (segmentIds) this.records.readRow(row, 'segment_ids', segmentIds, i * L);
-    }
-    return { inputIds, labels, segmentIds };
+    this.loader.restore(this.cursorAt(epoch, index));
+    const b = this.loader.next();
+    if (!b) throw new Error(`records: batch ${index} of epoch ${epoch} is past the end of the epoch`);
+    return { inputIds: b.inputIds, labels: b.labels, segmentIds: b.segmentIds };
   }
 }

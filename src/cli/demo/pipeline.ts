@@ -138,7 +138,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const res = [];
     for (const [src, dst] of [[conv.train, records.train], [conv.eval, records.eval]] as const) {
       const r = await preprocess({ datasetType: 'qa', inputGlob: src, tokenizer: tok, seqLength, outputDir: dst, template: 'vicuna', packing: dst === records.train, truncation: 'drop' });
-      print.line(`   ${dst}: ${r.report.samples_in} samples -> ${r.report.rows_out} rows, ${r.report.trained_tokens} trained tokens, ${r.report.dropped_total} dropped`);
+      print.line(`   ${dst}: ${r.report.samples_in} samples -> ${r.report.rows_out} rows, ${r.report.trained_tokens} trained tokens, ${r.report.dropped.count} dropped`);
       res.push(r.report);
     }
     return res;
