@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { registerConvert } from './commands/convert.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
+import { registerLaunch } from './commands/launch.ts';
 import { registerTokenize } from './commands/tokenize.ts';
 
 export function registerCommands(program: Command): void {
@@ -10,4 +11,5 @@ export function registerCommands(program: Command): void {
   registerDownload(program);
   registerConvert(program);
   registerTokenize(program);
+  registerLaunch(program);
 }
