@@ -1,7 +1,7 @@
 // `sftkit launch`: starts N sftkit workers through OpenMPI's mpirun (one node, or many through a hostfile),
 // one log per worker (worker_<r>.log), optionally streamed; plus the hidden `mpi-info` check a worker can run.
 import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync, readSync, statSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -85,6 +85,7 @@ function follow(logDir: string, workers: number): { poll: () => void; stop: () =
       const path = join(logDir, `worker_${r}.log`);
       if (!existsSync(path)) continue;
       const size = statSync(path).size;
+      if (size < (at[r] as number)) at[r] = 0; // truncated: the worker started over
       if (size <= (at[r] as number)) continue;
       const fd = openSync(path, 'r');
       try {
@@ -130,6 +131,8 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
   }
   const logDir = resolve(flags.log_dir ?? defaultLogDir(args));
   mkdirSync(logDir, { recursive: true });
+  // Logs of an earlier run would be streamed again and make start-up look done: remove them first.
+  for (let r = 0; r < workers; r++) rmSync(join(logDir, `worker_${r}.log`), { force: true });
   const root = process.getuid?.() === 0;
   const argv = mpirunArgs({ workers, localWorkers, hostfile: flags.hostfile, logDir, args, root });
   const cores = cpus().length;
@@ -146,16 +149,12 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
   const tail = flags.join === true ? follow(logDir, workers) : null;
   const started = Date.now();
   let startedAll = false;
-  const startMark = Date.now() - 1000;
   const timer = setInterval(() => {
     tail?.poll();
     if (!startedAll) {
-      // A worker has started once its shell opened its log (files from an earlier run are older than this launch).
+      // A worker has started once its shell opened its log.
       let n = 0;
-      for (let r = 0; r < workers; r++) {
-        const p = join(logDir, `worker_${r}.log`);
-        if (existsSync(p) && statSync(p).mtimeMs >= startMark) n++;
-      }
+      for (let r = 0; r < workers; r++) if (existsSync(join(logDir, `worker_${r}.log`))) n++;
       if (n === workers) startedAll = true;
       else if (Date.now() - started > timeout * 1000) {
         process.stderr.write(`sftkit launch: only ${n} of ${workers} workers started within ${timeout} s (--cluster_time_out); stopping the job\n`);
