@@ -152,10 +152,12 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
   const timer = setInterval(() => {
     tail?.poll();
     if (!startedAll) {
-      // A worker has started once its shell opened its log.
+      // A worker has started once its shell opened its log. Across nodes only this node's logs are visible
+      // (unless --log_dir is shared), so there the bound is on rank 0, which mpirun places on this node.
       let n = 0;
       for (let r = 0; r < workers; r++) if (existsSync(join(logDir, `worker_${r}.log`))) n++;
-      if (n === workers) startedAll = true;
+      const need = flags.hostfile === undefined ? workers : 1;
+      if (n >= need) startedAll = true;
       else if (Date.now() - started > timeout * 1000) {
         process.stderr.write(`sftkit launch: only ${n} of ${workers} workers started within ${timeout} s (--cluster_time_out); stopping the job\n`);
         child.kill('SIGTERM');
