@@ -44,10 +44,16 @@ export function initProcessGroup(opts: { worldSize?: number } = {}): ProcessGrou
     current = pg;
     return pg;
   }
-  if (wanted > 1) {
+  if (wanted > 1 && !native.mpiAvailable()) {
     throw new ConfigError(`a run of ${wanted} processes needs MPI, but this sftkit addon was built without it`, {
       where: 'distributed',
       hint: INSTALL_MPI_HINT,
+    });
+  }
+  if (wanted > 1) {
+    throw new ConfigError(`a run of ${wanted} processes must be started by a launcher, but this process runs alone`, {
+      where: 'parallel_config.data_parallel',
+      hint: `start it with sftkit launch --worker_num ${wanted} -- <command> (or mpirun / srun)`,
     });
   }
   current = new SingleProcessGroup();
