@@ -57,6 +57,7 @@ export function mpirunArgs(opts: {
   workers: number;
   localWorkers: number | undefined;
   hostfile: string | undefined;
+  multiNode: boolean;
   logDir: string;
   args: readonly string[];
   root: boolean;
@@ -66,7 +67,7 @@ export function mpirunArgs(opts: {
   if (opts.hostfile !== undefined) a.push('--hostfile', opts.hostfile);
   if (opts.localWorkers !== undefined) a.push('--map-by', `ppr:${opts.localWorkers}:node`);
   // One node: the user chose the worker count, so more workers than cores is allowed (threads are shared out).
-  if (opts.hostfile === undefined) a.push('--oversubscribe');
+  if (!opts.multiNode) a.push('--oversubscribe');
   // Local ranks inherit the environment; remote ones get these explicitly.
   for (const v of ['PATH', 'LD_LIBRARY_PATH', 'NODE_OPTIONS', 'SFTKIT_THREADS', 'HF_HOME', 'HF_HUB_OFFLINE']) {
     if (process.env[v] !== undefined) a.push('-x', v);
@@ -117,7 +118,9 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
   const timeout = Number(flags.cluster_time_out);
   if (!(timeout > 0)) throw new ConfigError(`launch: --cluster_time_out must be > 0 seconds, got ${flags.cluster_time_out}`);
   if (args.length === 0) throw new ConfigError('launch: give the worker command after --, e.g. sftkit launch --worker_num 2 -- run --config c.yaml');
-  if (localWorkers !== undefined && localWorkers < workers && flags.hostfile === undefined) {
+  // Several nodes: named by a hostfile, or by the scheduler's allocation that mpirun reads itself (Slurm).
+  const multiNode = flags.hostfile !== undefined || (localWorkers !== undefined && localWorkers < workers);
+  if (multiNode && flags.hostfile === undefined && process.env.SLURM_JOB_NODELIST === undefined) {
     throw new ConfigError(`launch: ${workers} workers at ${localWorkers} per node need a --hostfile naming the nodes`, { where: '--hostfile' });
   }
   if (flags.hostfile !== undefined && !existsSync(flags.hostfile)) {
@@ -134,7 +137,7 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
   // Logs of an earlier run would be streamed again and make start-up look done: remove them first.
   for (let r = 0; r < workers; r++) rmSync(join(logDir, `worker_${r}.log`), { force: true });
   const root = process.getuid?.() === 0;
-  const argv = mpirunArgs({ workers, localWorkers, hostfile: flags.hostfile, logDir, args, root });
+  const argv = mpirunArgs({ workers, localWorkers, hostfile: flags.hostfile, multiNode, logDir, args, root });
   const cores = cpus().length;
   const perNode = localWorkers ?? workers;
   process.stderr.write(
@@ -156,7 +159,7 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
       // (unless --log_dir is shared), so there the bound is on rank 0, which mpirun places on this node.
       let n = 0;
       for (let r = 0; r < workers; r++) if (existsSync(join(logDir, `worker_${r}.log`))) n++;
-      const need = flags.hostfile === undefined ? workers : 1;
+      const need = multiNode ? 1 : workers;
       if (n >= need) startedAll = true;
       else if (Date.now() - started > timeout * 1000) {
         process.stderr.write(`sftkit launch: only ${n} of ${workers} workers started within ${timeout} s (--cluster_time_out); stopping the job\n`);
