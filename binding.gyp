@@ -1,4 +1,7 @@
 {
+  "variables": {
+    "sft_have_mpi": "<!(node scripts/detect-mpi.cjs have)"
+  },
   "target_defaults": {
     "cflags_cc": ["-std=c++17", "-O3", "-fno-math-errno", "-fno-trapping-math", "-fexceptions", "-Wall", "-Wno-unused-function"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++1y", "-std=gnu++17"],
@@ -24,7 +27,14 @@
       "target_name": "sftkit",
       "sources": ["<!@(node scripts/list-sources.cjs base)"],
       "dependencies": ["sft_avx512", "sft_avx2"],
-      "libraries": ["-lpthread"]
+      "libraries": ["-lpthread"],
+      "conditions": [
+        ["sft_have_mpi==1", {
+          "defines": ["SFT_HAVE_MPI=1"],
+          "cflags_cc": ["<!@(node scripts/detect-mpi.cjs cflags)"],
+          "libraries": ["<!@(node scripts/detect-mpi.cjs libs)", "-ldl"]
+        }]
+      ]
     }
   ]
 }

@@ -10,6 +10,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sft::glue::register_gemm(env, exports);
   sft::glue::register_elementwise(env, exports);
   sft::glue::register_nn(env, exports);
+  sft::glue::register_mpi(env, exports);
   return exports;
 }
 

@@ -87,5 +87,6 @@ void register_runtime(Napi::Env env, Napi::Object exports);
 void register_gemm(Napi::Env env, Napi::Object exports);
 void register_elementwise(Napi::Env env, Napi::Object exports);
 void register_nn(Napi::Env env, Napi::Object exports);
+void register_mpi(Napi::Env env, Napi::Object exports);
 
 }  // namespace sft::glue

@@ -17,6 +17,9 @@ export const UNARY_OP = {
 export const BINARY_OP = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5 } as const;
 export const REDUCE_OP = { sum: 0, mean: 1, max: 2 } as const;
 export const ISA = { scalar: 0, avx2: 1, avx512: 2 } as const;
+/** Element types of the MPI collectives (float32 and int32 share DTYPE_CODE's numbers). */
+export const MPI_DTYPE = { float32: 0, int32: 3, float64: 4 } as const;
+export const MPI_OP = { sum: 0, max: 1, min: 2 } as const;
 
 export interface MemStats {
   liveBytes: number;
@@ -184,6 +187,29 @@ export interface Binding {
     lse: Handle, lseOff: ByteOffset, dh: Handle, dhOff: ByteOffset, dw: Handle, dwOff: ByteOffset,
     N: number, d: number, V: number, chunk: number, gradScale: number,
   ): void;
+
+  // --- MPI collectives (native/glue/mpi.cc, native/mpi_comm.cc); every call but mpiAvailable throws when the
+  // addon was built without MPI. The first collective (or mpiInit) initializes MPI; only the main thread calls.
+  /** Whether the addon was built with MPI. */
+  mpiAvailable(): boolean;
+  /** Initializes MPI once (idempotent): [rank, size, localRank, localSize]. */
+  mpiInit(): [number, number, number, number];
+  mpiFinalize(): void;
+  /** In place over count elements of dtype (MPI_DTYPE) with op (MPI_OP). */
+  mpiAllReduce(h: Handle, off: ByteOffset, count: number, dtype: number, op: number): void;
+  /**
+   * send holds sum(counts) elements (one block per rank, in rank order); recv gets this rank's block reduced
+   * over ranks (counts[rank] elements). The ranges must not overlap.
+   */
+  mpiReduceScatter(
+    send: Handle, sendOff: ByteOffset, recv: Handle, recvOff: ByteOffset, counts: number[], dtype: number, op: number,
+  ): void;
+  /** In place: rank r's block (counts[r] elements at sum(counts[:r])) is copied to every rank. */
+  mpiAllGather(h: Handle, off: ByteOffset, counts: number[], dtype: number): void;
+  mpiBroadcast(h: Handle, off: ByteOffset, count: number, dtype: number, root: number): void;
+  mpiBarrier(): void;
+  /** Ends every rank of the job with this exit code; never returns. */
+  mpiAbort(code: number): never;
 }
 
 function findAddon(): string {

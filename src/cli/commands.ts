@@ -5,6 +5,7 @@ import { registerData } from './commands/data.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
 import { registerRun } from './commands/run.ts';
+import { registerLaunch } from './commands/launch.ts';
 import { registerTokenize } from './commands/tokenize.ts';
 
 export function registerCommands(program: Command): void {
@@ -14,4 +15,5 @@ export function registerCommands(program: Command): void {
   registerTokenize(program);
   registerData(program);
   registerRun(program);
+  registerLaunch(program);
 }

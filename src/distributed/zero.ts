@@ -1,0 +1,176 @@
+// ZeRO-1 optimizer sharding: each rank owns a contiguous, aligned slice of the flat parameters, keeps AdamW
+// moments only for it, updates it from the reduce-scattered gradients, then all-gathers the parameters.
+import { native } from '../backend/binding.ts';
+import { ConfigError, ShapeError } from '../errors.ts';
+import { type FlatBuffer, type FlatLayout, Storage } from '../tensor/index.ts';
+import type { ProcessGroup, Span } from './process-group.ts';
+
+/** Shard boundaries fall on multiples of 16 floats (64 bytes), like the tensors of a flat buffer. */
+const ALIGN = 16;
+
+export interface ShardRange {
+  /** First element of the flat buffer this rank owns. */
+  start: number;
+  count: number;
+}
+
+/** Elements owned by each rank: equal aligned blocks, the last ones shorter (or empty) at the end of the buffer. */
+export function shardCounts(layout: FlatLayout, size: number): number[] {
+  if (!Number.isInteger(size) || size < 1) throw new ShapeError(`shard: world size must be a positive integer, got ${size}`);
+  const per = Math.ceil(layout.size / (ALIGN * size)) * ALIGN;
+  return Array.from({ length: size }, (_, r) => Math.min(per, Math.max(0, layout.size - r * per)));
+}
+
+/** Which elements of the flat parameters rank `rank` of `size` owns. */
+export function shardRange(layout: FlatLayout, rank: number, size: number): ShardRange {
+  if (!Number.isInteger(rank) || rank < 0 || rank >= size) throw new ShapeError(`shard: rank ${rank} is not in a world of ${size}`);
+  const counts = shardCounts(layout, size);
+  const per = counts[0] as number;
+  return { start: Math.min(rank * per, layout.size), count: counts[rank] as number };
+}
+
+/** Pieces of tensors inside a shard: [tensor name, first element in the flat buffer, element count]. */
+export function tensorsInShard(layout: FlatLayout, shard: ShardRange): { name: string; start: number; count: number }[] {
+  const out: { name: string; start: number; count: number }[] = [];
+  const end = shard.start + shard.count;
+  layout.names.forEach((name, i) => {
+    const off = layout.offsets[i] as number;
+    const n = (layout.shapes[i] as number[]).reduce((a, b) => a * b, 1);
+    const lo = Math.max(off, shard.start);
+    const hi = Math.min(off + n, end);
+    if (hi > lo) out.push({ name, start: lo, count: hi - lo });
+  });
+  return out;
+}
+
+/** Reduces the full gradient buffer across ranks into `shardGrads`, which receives only this rank's shard. */
+export function reduceScatterGradients(grads: FlatBuffer, pg: ProcessGroup, shardGrads: Span, op: 'sum' | 'avg' = 'avg'): void {
+  const counts = shardCounts(grads.layout, pg.size);
+  pg.reduceScatter({ handle: grads.storage.handle, byteOffset: 0, count: grads.layout.size, dtype: 'float32' }, shardGrads, { op, counts });
+}
+
+/** After each rank updated its shard in place, every rank gets every shard. */
+export function allGatherParameters(params: FlatBuffer, pg: ProcessGroup): void {
+  if (pg.size === 1) return;
+  pg.allGather({ handle: params.storage.handle, byteOffset: 0, count: params.layout.size, dtype: 'float32' }, shardCounts(params.layout, pg.size));
+}
+
+export interface ShardedAdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  noDecay?: (name: string) => boolean;
+  /** How gradients combine across ranks: 'avg' (default) or 'sum' (loss already normalized by the global token count). */
+  gradOp?: 'sum' | 'avg';
+}
+
+/**
+ * AdamW (same arithmetic as train/adamw.ts, the fused native step) on this rank's shard only. A step is
+ * reduceGradients() → (optional gradNorm() for clipping) → update(lr, gradScale, skip), which ends with the
+ * all-gather, so every rank holds the same full parameters afterwards.
+ */
+export class ShardedAdamW {
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  step = 0;
+  readonly shard: ShardRange;
+  /** Moments of the shard (shard.count floats each) and the shard's reduced gradients. */
+  readonly m: Storage;
+  readonly v: Storage;
+  readonly shardGrads: Storage;
+  private readonly params: FlatBuffer;
+  private readonly grads: FlatBuffer;
+  private readonly pg: ProcessGroup;
+  private readonly gradOp: 'sum' | 'avg';
+  private readonly noDecay: (name: string) => boolean;
+  private readonly pieces: { name: string; start: number; count: number }[];
+
+  constructor(params: FlatBuffer, grads: FlatBuffer, pg: ProcessGroup, opts: ShardedAdamWOptions) {
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.999;
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0;
+    for (const [k, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
+      if (!(v >= 0 && v < 1)) throw new ConfigError(`optimizer.${k} must be in [0, 1), got ${v}`, { where: `optimizer.${k}` });
+    }
+    if (!(this.eps > 0)) throw new ConfigError(`optimizer.eps must be > 0, got ${this.eps}`, { where: 'optimizer.eps' });
+    if (params.layout.size !== grads.layout.size) {
+      throw new ShapeError(`sharded AdamW: parameters (${params.layout.size}) and gradients (${grads.layout.size}) differ in size`);
+    }
+    this.params = params;
+    this.grads = grads;
+    this.pg = pg;
+    this.gradOp = opts.gradOp ?? 'avg';
+    this.noDecay = opts.noDecay ?? (() => false);
+    this.shard = shardRange(params.layout, pg.rank, pg.size);
+    const bytes = Math.max(this.shard.count, 1) * 4;
+    this.m = Storage.alloc(bytes, { zero: true, persistent: true });
+    this.v = Storage.alloc(bytes, { zero: true, persistent: true });
+    this.shardGrads = Storage.alloc(bytes, { zero: true, persistent: true });
+    this.pieces = tensorsInShard(params.layout, this.shard);
+  }
+
+  /** Reduce-scatters the full gradient buffer into this rank's shard of gradients. */
+  reduceGradients(): void {
+    reduceScatterGradients(this.grads, this.pg, this.shardSpan(this.shardGrads), this.gradOp);
+  }
+
+  /** The global L2 norm of the reduced gradients (every rank gets the same value). */
+  gradNorm(): number {
+    const local = this.shard.count > 0 ? native.sumsq(this.shardGrads.handle, 0, this.shard.count) : 0;
+    return Math.sqrt(this.pg.allReduceNumbers([local])[0] as number);
+  }
+
+  /** One AdamW update of the shard (gradients times gradScale), then the all-gather of the parameters. */
+  update(lr: number, gradScale = 1, skip: (name: string) => boolean = () => false): void {
+    this.step += 1;
+    const bc1 = 1 - this.beta1 ** this.step;
+    const bc2 = 1 - this.beta2 ** this.step;
+    for (const { name, start, count } of this.pieces) {
+      if (skip(name)) continue;
+      const local = (start - this.shard.start) * 4;
+      const wd = this.noDecay(name) ? 0 : this.weightDecay;
+      native.adamw(
+        this.params.storage.handle, start * 4, this.shardGrads.handle, local, this.m.handle, local, this.v.handle, local,
+        count, lr, this.beta1, this.beta2, this.eps, wd, bc1, bc2, gradScale,
+      );
+    }
+    allGatherParameters(this.params, this.pg);
+  }
+
+  /** The moments as typed arrays (shard.count each), e.g. for optimizer/rank_<r>.safetensors. */
+  readState(): { m: Float32Array; v: Float32Array; step: number } {
+    const m = new Float32Array(this.shard.count);
+    const v = new Float32Array(this.shard.count);
+    if (this.shard.count > 0) {
+      native.read(this.m.handle, 0, m);
+      native.read(this.v.handle, 0, v);
+    }
+    return { m, v, step: this.step };
+  }
+
+  loadState(state: { m: Float32Array; v: Float32Array; step: number }): void {
+    if (state.m.length !== this.shard.count || state.v.length !== this.shard.count) {
+      throw new ShapeError(`sharded AdamW: state of ${state.m.length}/${state.v.length} moments for a shard of ${this.shard.count}`);
+    }
+    if (this.shard.count > 0) {
+      native.write(this.m.handle, 0, state.m);
+      native.write(this.v.handle, 0, state.v);
+    }
+    this.step = state.step;
+  }
+
+  release(): void {
+    this.m.release();
+    this.v.release();
+    this.shardGrads.release();
+  }
+
+  private shardSpan(s: Storage): Span {
+    return { handle: s.handle, byteOffset: 0, count: this.shard.count, dtype: 'float32' };
+  }
+}
