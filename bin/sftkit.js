@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const compiled = join(root, 'dist', 'cli', 'main.js');
-if (existsSync(compiled)) {
+// SFTKIT_FROM_SOURCE=1 (set by the test runner) runs the sources, so tests never see a stale dist/.
+if (existsSync(compiled) && process.env.SFTKIT_FROM_SOURCE !== '1') {
   await import(pathToFileURL(compiled).href);
 } else {
   const { register } = await import('tsx/esm/api');

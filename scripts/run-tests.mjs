@@ -22,5 +22,7 @@ if (selected.length === 0) {
 const result = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-reporter=spec', ...selected], {
   cwd: root,
   stdio: 'inherit',
+  // CLI tests spawn bin/sftkit.js: make it run the sources under test, not a possibly stale dist/.
+  env: { ...process.env, SFTKIT_FROM_SOURCE: '1' },
 });
 process.exit(result.status ?? 1);

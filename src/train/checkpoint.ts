@@ -2,15 +2,14 @@
 // model checkpoint plus trainer_state.json, optimizer/rank_<r>.safetensors and rank_<r>.json; meta.json
 // names the latest and is written last. Every directory is built in a temp dir and renamed; a corrupt
 // latest falls back to the previous checkpoint.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
-import { MANIFEST_FILE, readManifest, sha256File, writeDirAtomically, writeManifest } from '../formats/checkpoint-dir.ts';
-import { openSafetensors } from '../formats/safetensors.ts';
-import { writeSafetensors } from '../formats/safetensors-writer.ts';
+import type { ProcessGroup } from '../distributed/index.ts';
+import { MANIFEST_FILE, readManifest, sha256File, writeManifest } from '../formats/checkpoint-dir.ts';
 import type { CausalLM } from '../models/model.ts';
-import { type RngState, loadInto } from '../tensor/index.ts';
-import type { AdamW } from './adamw.ts';
+import type { RngState } from '../tensor/index.ts';
+import type { TrainOptimizer } from './optimizer.ts';
 import { readJsonFile, writeModelFiles } from './model-io.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
@@ -64,34 +63,67 @@ export interface SaveOptions {
   root: string;
   name: string;
   model: CausalLM;
-  optimizer: AdamW;
+  optimizer: TrainOptimizer;
   state: Omit<TrainerState, 'optimizer_files'>;
-  ranks: RankState[];
+  /** This rank's state. */
+  rank: RankState;
   assetsDir: string | null;
   keepMax: number;
+  pg: ProcessGroup;
 }
 
-/** Writes one training checkpoint atomically, then meta.json, then prunes beyond keep_checkpoint_max. */
+function fsyncPath(path: string): void {
+  try {
+    const fd = openSync(path, 'r');
+    fsyncSync(fd);
+    closeSync(fd);
+  } catch {
+    // Some file systems refuse fsync on directories; the rename is still atomic.
+  }
+}
+
+/**
+ * Writes one training checkpoint with every rank: rank 0 prepares a temp directory, each rank writes its
+ * optimizer shard and rank file into it, rank 0 adds the weights, trainer_state.json and sftkit.json, renames
+ * it into place, then writes meta.json and prunes beyond keep_checkpoint_max. Returns the directory.
+ */
 export async function saveCheckpoint(o: SaveOptions): Promise<string> {
-  mkdirSync(o.root, { recursive: true });
+  const { pg } = o;
   const dir = join(o.root, o.name);
-  if (existsSync(dir)) rmSync(dir, { recursive: true }); // the same step saved again (e.g. SIGINT right after a save)
-  await writeDirAtomically(dir, (tmp) => {
-    const files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
-    mkdirSync(join(tmp, 'optimizer'));
-    const optimizerFiles: Record<string, string> = {};
-    const shard = writeOptimizerShard(join(tmp, 'optimizer', 'rank_0.safetensors'), o.model, o.optimizer);
-    optimizerFiles['rank_0.safetensors'] = shard;
-    const state: TrainerState = { ...o.state, optimizer_files: optimizerFiles };
-    writeFileSync(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
-    for (const r of o.ranks) writeFileSync(join(tmp, `rank_${r.rank}.json`), `${JSON.stringify(r, null, 2)}\n`);
-    writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', source: { path: o.name, format: 'sftkit-training' } }, files);
-  });
-  const meta = readMetaSafe(o.root) ?? { latest: o.name, checkpoints: [] };
-  const checkpoints = [...meta.checkpoints.filter((c) => c !== o.name && existsSync(join(o.root, c))), o.name];
-  const keep = checkpoints.slice(Math.max(0, checkpoints.length - o.keepMax));
-  writeMeta(o.root, { latest: o.name, checkpoints: keep });
-  for (const old of checkpoints.slice(0, checkpoints.length - keep.length)) rmSync(join(o.root, old), { recursive: true, force: true });
+  const tmp = join(o.root, `.${o.name}.tmp`);
+  if (pg.rank === 0) {
+    mkdirSync(o.root, { recursive: true });
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(join(tmp, 'optimizer'), { recursive: true });
+  }
+  pg.barrier();
+  o.optimizer.save(join(tmp, 'optimizer'));
+  writeFileSync(join(tmp, `rank_${o.rank.rank}.json`), `${JSON.stringify(o.rank, null, 2)}\n`);
+  pg.barrier();
+  if (pg.rank === 0) {
+    try {
+      const files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
+      const optimizerFiles: Record<string, string> = {};
+      for (const f of readdirSync(join(tmp, 'optimizer')).sort()) optimizerFiles[f] = sha256File(join(tmp, 'optimizer', f));
+      const state: TrainerState = { ...o.state, optimizer_files: optimizerFiles };
+      writeFileSync(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
+      writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', source: { path: o.name, format: 'sftkit-training' } }, files);
+      fsyncPath(join(tmp, 'optimizer'));
+      fsyncPath(tmp);
+      if (existsSync(dir)) rmSync(dir, { recursive: true }); // the same step saved again (e.g. SIGINT right after a save)
+      renameSync(tmp, dir);
+      fsyncPath(o.root);
+      const meta = readMetaSafe(o.root) ?? { latest: o.name, checkpoints: [] };
+      const checkpoints = [...meta.checkpoints.filter((c) => c !== o.name && existsSync(join(o.root, c))), o.name];
+      const keep = checkpoints.slice(Math.max(0, checkpoints.length - o.keepMax));
+      writeMeta(o.root, { latest: o.name, checkpoints: keep });
+      for (const old of checkpoints.slice(0, checkpoints.length - keep.length)) rmSync(join(o.root, old), { recursive: true, force: true });
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw err;
+    }
+  }
+  pg.barrier();
   return dir;
 }
 
@@ -101,29 +133,6 @@ function readMetaSafe(root: string): Meta | null {
   } catch {
     return null;
   }
-}
-
-function writeOptimizerShard(path: string, model: CausalLM, opt: AdamW): string {
-  const names = model.params.names;
-  const specs = names.flatMap((name) => {
-    const shape = [...model.params.get(name).shape];
-    return [
-      { name: `exp_avg.${name}`, dtype: 'F32' as const, shape },
-      { name: `exp_avg_sq.${name}`, dtype: 'F32' as const, shape },
-    ];
-  });
-  const written = writeSafetensors(
-    path,
-    specs,
-    (spec) => {
-      const [kind, ...rest] = spec.name.split('.');
-      const buf = kind === 'exp_avg' ? opt.m : opt.v;
-      const a = buf.get(rest.join('.')).toArray() as Float32Array;
-      return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
-    },
-    { step: String(opt.step) },
-  );
-  return written.sha256;
 }
 
 export interface LoadedCheckpoint {
@@ -177,28 +186,4 @@ export function findResumeCheckpoint(root: string, name: string | null, warn: (m
     }
   }
   throw new FormatError(`${root}: no usable training checkpoint to resume from`, { where: root, hint: 'start without --resume_training' });
-}
-
-/** Loads a checkpoint's optimizer moments and step into `opt` (same parameter layout). */
-export function loadOptimizerState(dir: string, model: CausalLM, opt: AdamW): void {
-  const path = join(dir, 'optimizer', 'rank_0.safetensors');
-  const f = openSafetensors(path);
-  try {
-    for (const name of model.params.names) {
-      for (const [kind, buf] of [['exp_avg', opt.m], ['exp_avg_sq', opt.v]] as const) {
-        const entry = f.get(`${kind}.${name}`);
-        const view = buf.get(name);
-        if (!entry || entry.dtype !== 'F32' || entry.shape.join(',') !== view.shape.join(',')) {
-          throw new FormatError(`${path}: tensor ${kind}.${name} missing or of the wrong shape/dtype`, { where: `${path}: ${kind}.${name}` });
-        }
-        const bytes = f.read(entry.name);
-        loadInto(view, new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength)));
-      }
-    }
-    const step = Number(f.metadata['step']);
-    if (!Number.isInteger(step) || step < 0) throw new FormatError(`${path}: metadata "step" is missing`, { where: path });
-    opt.step = step;
-  } finally {
-    f.close();
-  }
 }

@@ -9,11 +9,13 @@ import { positionIds } from '../models/rope.ts';
 import * as T from '../tensor/index.ts';
 import { Rng, Tensor, backward, scope } from '../tensor/index.ts';
 import { PerplexityAccumulator } from '../eval/perplexity.ts';
-import { AdamW, clipScale, globalGradNorm } from './adamw.ts';
+import { type ProcessGroup, SingleProcessGroup } from '../distributed/index.ts';
+import { clipScale } from './adamw.ts';
 import type { BatchSource, TrainBatch } from './batches.ts';
-import { type LoadedCheckpoint, checkpointName, loadOptimizerState, saveCheckpoint } from './checkpoint.ts';
+import { type LoadedCheckpoint, checkpointName, saveCheckpoint } from './checkpoint.ts';
 import type { RunConfig } from './config.ts';
 import { type LrSchedule, learningRate, warmupStepsOf } from './lr-schedule.ts';
+import { ReplicatedAdamW, type TrainOptimizer, ZeroAdamW } from './optimizer.ts';
 
 /** Training stopped on a non-finite loss or gradient. */
 export class TrainingError extends SftkitError {}
@@ -55,6 +57,8 @@ export interface TrainerOptions {
   assetsDir: string | null;
   /** A training checkpoint to continue from (its weights are already in `model`). */
   resume?: LoadedCheckpoint | null;
+  /** Data-parallel ranks (default: this process alone). `train` must be this rank's shard of the batches. */
+  pg?: ProcessGroup;
   events?: TrainerEvents;
 }
 
@@ -143,29 +147,39 @@ export class Trainer {
 
     const frozen = frozenSet(model.params.names, cfg.freeze);
     for (const name of model.params.names) model.params.get(name).requiresGrad = !frozen.has(name);
-    const optimizer = new AdamW(model.params.values, model.params.grads, {
+    const pg = this.opts.pg ?? new SingleProcessGroup();
+    const dp = cfg.parallel_config.data_parallel;
+    if (dp !== 'auto' && dp !== pg.size) {
+      throw new ConfigError(`parallel_config.data_parallel is ${dp}, but the run has ${pg.size} process(es)`, {
+        where: 'parallel_config.data_parallel',
+        hint: `set data_parallel: auto, or launch ${dp} workers (sftkit launch --worker_num ${dp})`,
+      });
+    }
+    const adamw = {
       lr: cfg.optimizer.learning_rate,
       beta1: cfg.optimizer.beta1,
       beta2: cfg.optimizer.beta2,
       eps: cfg.optimizer.eps,
       weightDecay: cfg.optimizer.weight_decay,
       noDecay,
-    });
+    };
+    const optimizer: TrainOptimizer = cfg.parallel_config.optimizer_shard ? new ZeroAdamW(model.params, pg, adamw) : new ReplicatedAdamW(model.params, pg, adamw);
     const rng = new Rng(cfg.seed);
     let step = 0;
     if (this.opts.resume) {
       const r = this.opts.resume;
-      loadOptimizerState(r.dir, model, optimizer);
+      optimizer.load(join(r.dir, 'optimizer'));
       step = r.state.step;
       if (r.state.lr_schedule.total_steps !== totalSteps) {
         events?.warn?.(`resuming a run planned for ${r.state.lr_schedule.total_steps} steps with ${totalSteps} steps: the LR schedule changes`);
       }
-      const rank0 = r.ranks[0];
-      if (rank0) rng.setState(rank0.rng);
+      const mine = r.ranks.find((x) => x.rank === pg.rank) ?? r.ranks[0];
+      if (mine) rng.setState(mine.rng);
     }
 
     const outDir = cfg.output_dir;
-    mkdirSync(outDir, { recursive: true });
+    const lead = pg.rank === 0;
+    if (lead) mkdirSync(outDir, { recursive: true });
     const metricsPath = join(outDir, 'metrics.jsonl');
     const ckRoot = join(outDir, 'checkpoint');
     const ck = cfg.callbacks.checkpoint;
@@ -184,17 +198,18 @@ export class Trainer {
         state: {
           epoch,
           step,
-          consumed_samples: step * accum * train.batchSize,
+          consumed_samples: step * accum * train.batchSize * pg.size,
           lr_schedule: { type: schedule.type, total_steps: totalSteps, warmup_steps: schedule.warmupSteps, lr: schedule.lr, lr_end: schedule.lrEnd },
           loss_scale: 1,
-          world_size: 1,
+          world_size: pg.size,
           config: cfg,
         },
-        ranks: [{ rank: 0, rng: rng.getState(), loader: { epoch: Math.floor(step / stepsPerEpoch), batch: (step % stepsPerEpoch) * accum } }],
+        rank: { rank: pg.rank, rng: rng.getState(), loader: { epoch: Math.floor(step / stepsPerEpoch), batch: (step % stepsPerEpoch) * accum } },
         assetsDir: this.opts.assetsDir,
         keepMax: ck.keep_checkpoint_max,
+        pg,
       });
-      events?.checkpoint?.(lastCheckpoint);
+      if (lead) events?.checkpoint?.(lastCheckpoint);
     };
 
     try {
@@ -205,7 +220,7 @@ export class Trainer {
 
         // The global batch: its trained-token count normalises every micro-batch's loss.
         const micro = Array.from({ length: accum }, (_, j) => shift(train.batch(epoch, inEpoch * accum + j), train.rowLength));
-        const trainedTokens = micro.reduce((n, m) => n + countTrained(m.targets), 0);
+        const trainedTokens = pg.allReduceNumbers([micro.reduce((n, m) => n + countTrained(m.targets), 0)])[0] as number;
         model.params.zeroGrad();
         let lossTotal = 0;
         const S = train.rowLength - 1;
@@ -221,8 +236,9 @@ export class Trainer {
             return sum.item();
           });
         }
-        const loss = trainedTokens > 0 ? lossTotal / trainedTokens : 0;
-        const gradNorm = globalGradNorm(model.params.grads);
+        const loss = trainedTokens > 0 ? (pg.allReduceNumbers([lossTotal])[0] as number) / trainedTokens : 0;
+        optimizer.reduceGradients();
+        const gradNorm = optimizer.gradNorm();
         if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
           throw new TrainingError(`step ${step + 1}: ${!Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${gradNorm}`}; stopped before updating the weights`, {
             hint: lastCheckpoint ? `the last good checkpoint is ${lastCheckpoint}` : 'lower the learning rate or check the data',
@@ -244,25 +260,30 @@ export class Trainer {
           lr,
           gradNorm,
           trainedTokens,
-          tokensPerSecond: (accum * train.batchSize * S) / ((now - t0) / 1000),
+          tokensPerSecond: (accum * train.batchSize * S * pg.size) / ((now - t0) / 1000),
           elapsedSeconds: elapsed,
           etaSeconds: perStep * (totalSteps - step),
         };
-        if (step % cfg.callbacks.loss_monitor.log_every === 0 || step === totalSteps) {
+        if (lead && (step % cfg.callbacks.loss_monitor.log_every === 0 || step === totalSteps)) {
           appendFileSync(metricsPath, `${JSON.stringify({ type: 'train', step, epoch: epoch + 1, loss, lr, grad_norm: gradNorm, trained_tokens: trainedTokens, tokens_per_s: info.tokensPerSecond })}\n`);
         }
-        events?.step?.(info);
+        if (lead) events?.step?.(info);
 
         const evalCfg = cfg.callbacks.eval;
         if (evalCfg.do_eval && this.opts.evalSource && (step % evalCfg.eval_steps === 0 || step === totalSteps)) {
+          // Every rank evaluates the whole eval set (the replicas are equal); rank 0 reports.
           const result = evaluateLoss(model, this.opts.evalSource);
-          appendFileSync(metricsPath, `${JSON.stringify({ type: 'eval', step, ...result })}\n`);
-          events?.eval?.(step, result);
+          if (lead) {
+            appendFileSync(metricsPath, `${JSON.stringify({ type: 'eval', step, ...result })}\n`);
+            events?.eval?.(step, result);
+          }
         }
         if (step % ck.save_checkpoint_steps === 0 || step === totalSteps) await save(Math.floor((step - 1) / stepsPerEpoch));
         // Let signal handlers run between steps.
         await new Promise<void>((resolve) => setImmediate(resolve));
-        if (this.stopRequested) {
+        // A stop on any rank (SIGINT reaches every worker under mpirun) stops all of them at the same step.
+        const stop = pg.size > 1 ? (pg.allReduceNumbers([this.stopRequested ? 1 : 0], 'max')[0] as number) > 0 : this.stopRequested;
+        if (stop) {
           const saved = lastCheckpoint as string | null; // assigned inside save()
           if (saved === null || !saved.endsWith(`_${step}`)) await save(Math.floor((step - 1) / stepsPerEpoch));
           return { steps: step, lastLoss: loss, losses, stoppedEarly: true, lastCheckpoint };

@@ -10,6 +10,7 @@ import { ConfigError } from '../../errors.ts';
 import { type MetricName, evaluateGeneration } from '../../eval/index.ts';
 import { examplesFromRecords } from '../../eval/record-examples.ts';
 import { defaultEosIds, generate, generationText } from '../../generate/index.ts';
+import { initProcessGroup } from '../../distributed/index.ts';
 import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
 import { resolveModelDir } from '../../hub/index.ts';
 import { readModelConfig } from '../../models/config.ts';
@@ -21,6 +22,11 @@ import { createModel, loadModel } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
 import { Trainer, evaluateLoss } from '../../train/trainer.ts';
 import { StepPrinter } from '../progress.ts';
+
+/** A sink for the output of ranks other than 0. */
+function quietStream(): NodeJS.WriteStream {
+  return { isTTY: false, write: () => true } as unknown as NodeJS.WriteStream;
+}
 
 /** CLI flags and the config key each one sets. */
 const FLAG_KEYS: Record<string, string> = {
@@ -122,7 +128,10 @@ function openDataset(dir: string, what: string): Records {
 
 async function run(flags: RunFlags, rest: string[]): Promise<void> {
   const cfg = buildRunConfig(flags, rest);
-  const out = new StepPrinter();
+  const dp = cfg.parallel_config.data_parallel;
+  const pg = initProcessGroup(dp === 'auto' ? {} : { worldSize: dp });
+  // Only rank 0 prints; every rank logs to its own worker_<r>.log through the launcher anyway.
+  const out = new StepPrinter(pg.rank === 0 ? process.stdout : quietStream());
   if (cfg.model.dtype === 'bfloat16') {
     throw new ConfigError('model.dtype bfloat16: bf16 mixed-precision compute is not available yet in this sftkit build', {
       where: 'model.dtype',
@@ -189,8 +198,10 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
           const r = evaluateGeneration(model, tok, examples, { ...genOpts, metrics: genMetrics, eosTokenIds: defaultEosIds(model, tok) });
           Object.assign(json, r.metrics);
         }
-        writeFileSync(join(cfg.output_dir, 'eval_results.json'), `${JSON.stringify(json, null, 2)}\n`);
-        console.log(JSON.stringify(json));
+        if (pg.rank === 0) {
+          writeFileSync(join(cfg.output_dir, 'eval_results.json'), `${JSON.stringify(json, null, 2)}\n`);
+          console.log(JSON.stringify(json));
+        }
       } finally {
         records.close();
       }
@@ -205,8 +216,10 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       const eos = defaultEosIds(model, tok);
       const gens = generate(model, ids, { ...genOpts, eosTokenIds: eos, padTokenId: tok.padId ?? eos[0] ?? 0 });
       const lines = gens.map((g, i) => ({ prompt: prompts[i] as string, output: generationText(tok, g) }));
-      writeFileSync(join(cfg.output_dir, 'predict_results.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
-      for (const l of lines) console.log(`${l.prompt}\n=> ${l.output}\n`);
+      if (pg.rank === 0) {
+        writeFileSync(join(cfg.output_dir, 'predict_results.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+        for (const l of lines) console.log(`${l.prompt}\n=> ${l.output}\n`);
+      }
       return;
     }
 
@@ -229,7 +242,10 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
         shuffle: cfg.train_dataset.shuffle,
         dropRemainder: cfg.train_dataset.drop_remainder,
         seed: cfg.seed,
+        rank: pg.rank,
+        worldSize: pg.size,
       });
+      if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${cfg.runner_config.batch_size}${cfg.parallel_config.optimizer_shard ? ', optimizer state sharded (ZeRO-1)' : ''}`);
       const evalSource = evalRecords ? new RecordsBatchSource(evalRecords, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed }) : null;
       const trainer = new Trainer({
         config: cfg,
@@ -238,6 +254,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
         evalSource,
         assetsDir: tokenizerDir ? resolve(tokenizerDir) : null,
         resume,
+        pg,
         events: {
           step: (s) => out.step(s, cfg.callbacks.loss_monitor.log_every),
           eval: (step, r) => out.line(`eval at step ${step}: loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  (${r.tokens} tokens)`),

@@ -1,0 +1,185 @@
+// The trainer's optimizer over a process group: plain AdamW with gradients all-reduced across data-parallel
+// ranks, or ZeRO-1 (each rank keeps 1/N of the moments; reduce-scatter, local update, all-gather). Both save
+// and load optimizer/rank_<r>.safetensors, and either can resume from the other's files or another world size.
+import { existsSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { native } from '../backend/binding.ts';
+import { allReduceGradients, type ProcessGroup, ShardedAdamW, shardRange } from '../distributed/index.ts';
+import { FormatError } from '../errors.ts';
+import { openSafetensors } from '../formats/safetensors.ts';
+import { writeSafetensors } from '../formats/safetensors-writer.ts';
+import type { ParameterSet } from '../nn/parameters.ts';
+import type { FlatLayout } from '../tensor/index.ts';
+import { AdamW, type AdamWOptions, globalGradNorm } from './adamw.ts';
+
+export interface TrainOptimizer {
+  readonly step: number;
+  /** Combines this rank's gradients with the other ranks' (sum: the loss is already normalised globally). */
+  reduceGradients(): void;
+  /** Global L2 norm of the combined gradients (the same on every rank). */
+  gradNorm(): number;
+  update(lr: number, gradScale: number, skip: (name: string) => boolean): void;
+  /** Writes this rank's state file into `dir` (optimizer/); returns its file name. */
+  save(dir: string): string;
+  /** Restores from the optimizer/ directory of a checkpoint written with any world size and either kind. */
+  load(dir: string): void;
+  release(): void;
+}
+
+const f32 = (bytes: Uint8Array): Float32Array => new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+
+/** The full flat moments (layout order) and step from any checkpoint's optimizer/ directory. */
+export function readFullMoments(dir: string, layout: FlatLayout): { m: Float32Array; v: Float32Array; step: number } {
+  const files = existsSync(dir) ? readdirSync(dir).filter((f) => /^rank_\d+\.safetensors$/.test(f)) : [];
+  files.sort((a, b) => Number(a.match(/\d+/)?.[0]) - Number(b.match(/\d+/)?.[0]));
+  if (files.length === 0) throw new FormatError(`${dir}: no optimizer state (rank_<r>.safetensors)`, { where: dir });
+  const m = new Float32Array(layout.size);
+  const v = new Float32Array(layout.size);
+  let step = -1;
+  for (const file of files) {
+    const path = join(dir, file);
+    const f = openSafetensors(path);
+    try {
+      const s = Number(f.metadata['step']);
+      if (!Number.isInteger(s) || s < 0) throw new FormatError(`${path}: metadata "step" is missing`, { where: path });
+      if (step >= 0 && s !== step) throw new FormatError(`${path}: step ${s} differs from the other ranks' ${step}`, { where: path });
+      step = s;
+      if (f.metadata['kind'] === 'zero1-shard') {
+        // A flat shard [start, start + count) of the layout.
+        const start = Number(f.metadata['shard_start']);
+        const size = Number(f.metadata['layout_size']);
+        if (size !== layout.size) throw new FormatError(`${path}: saved for ${size} parameters, the model has ${layout.size}`, { where: path });
+        const em = f32(f.read('exp_avg'));
+        const ev = f32(f.read('exp_avg_sq'));
+        m.set(em, start);
+        v.set(ev, start);
+        continue;
+      }
+      layout.names.forEach((name, i) => {
+        const off = layout.offsets[i] as number;
+        const n = (layout.shapes[i] as number[]).reduce((a, b) => a * b, 1);
+        for (const [kind, dst] of [['exp_avg', m], ['exp_avg_sq', v]] as const) {
+          const e = f.get(`${kind}.${name}`);
+          if (!e || e.dtype !== 'F32') throw new FormatError(`${path}: tensor ${kind}.${name} is missing or not F32`, { where: `${path}: ${kind}.${name}` });
+          const data = f32(f.read(e.name));
+          if (data.length !== n) throw new FormatError(`${path}: tensor ${kind}.${name} has ${data.length} values, the model ${n}`, { where: `${path}: ${kind}.${name}` });
+          dst.set(data, off);
+        }
+      });
+    } finally {
+      f.close();
+    }
+  }
+  return { m, v, step };
+}
+
+/** AdamW on every rank with all-reduced gradients (identical updates keep the replicas equal). */
+export class ReplicatedAdamW implements TrainOptimizer {
+  private readonly opt: AdamW;
+  constructor(
+    private readonly params: ParameterSet,
+    private readonly pg: ProcessGroup,
+    opts: AdamWOptions,
+  ) {
+    this.opt = new AdamW(params.values, params.grads, opts);
+  }
+  get step(): number {
+    return this.opt.step;
+  }
+  reduceGradients(): void {
+    if (this.pg.size > 1) allReduceGradients(this.params.grads, this.pg, { op: 'sum' });
+  }
+  gradNorm(): number {
+    return globalGradNorm(this.params.grads);
+  }
+  update(lr: number, gradScale: number, skip: (name: string) => boolean): void {
+    this.opt.update(lr, gradScale, skip);
+  }
+  save(dir: string): string {
+    // Every rank holds the same moments: rank 0 writes them, named per tensor.
+    if (this.pg.rank !== 0) return '';
+    const names = this.params.names;
+    const specs = names.flatMap((name) => {
+      const shape = [...this.params.get(name).shape];
+      return [
+        { name: `exp_avg.${name}`, dtype: 'F32' as const, shape },
+        { name: `exp_avg_sq.${name}`, dtype: 'F32' as const, shape },
+      ];
+    });
+    writeSafetensors(
+      join(dir, 'rank_0.safetensors'),
+      specs,
+      (spec) => {
+        const [kind, ...rest] = spec.name.split('.');
+        const a = (kind === 'exp_avg' ? this.opt.m : this.opt.v).get(rest.join('.')).toArray() as Float32Array;
+        return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      },
+      { step: String(this.opt.step), kind: 'full' },
+    );
+    return 'rank_0.safetensors';
+  }
+  load(dir: string): void {
+    const { m, v, step } = readFullMoments(dir, this.params.values.layout);
+    // The moment buffers share the parameters' flat layout: write them whole.
+    if (m.length > 0) {
+      native.write(this.opt.m.storage.handle, 0, m);
+      native.write(this.opt.v.storage.handle, 0, v);
+    }
+    this.opt.step = step;
+  }
+  release(): void {
+    this.opt.release();
+  }
+}
+
+/** ZeRO-1: this rank's 1/N of the moments. */
+export class ZeroAdamW implements TrainOptimizer {
+  private readonly opt: ShardedAdamW;
+  constructor(
+    private readonly params: ParameterSet,
+    private readonly pg: ProcessGroup,
+    opts: AdamWOptions,
+  ) {
+    this.opt = new ShardedAdamW(params.values, params.grads, pg, { ...opts, gradOp: 'sum' });
+  }
+  get step(): number {
+    return this.opt.step;
+  }
+  reduceGradients(): void {
+    this.opt.reduceGradients();
+  }
+  gradNorm(): number {
+    return this.opt.gradNorm();
+  }
+  update(lr: number, gradScale: number, skip: (name: string) => boolean): void {
+    this.opt.update(lr, gradScale, skip);
+  }
+  save(dir: string): string {
+    const { m, v, step } = this.opt.readState();
+    const file = `rank_${this.pg.rank}.safetensors`;
+    const shard = this.opt.shard;
+    writeSafetensors(
+      join(dir, file),
+      [
+        { name: 'exp_avg', dtype: 'F32', shape: [m.length] },
+        { name: 'exp_avg_sq', dtype: 'F32', shape: [v.length] },
+      ],
+      (spec) => {
+        const a = spec.name === 'exp_avg' ? m : v;
+        return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+      },
+      { step: String(step), kind: 'zero1-shard', shard_start: String(shard.start), layout_size: String(this.params.values.layout.size), world_size: String(this.pg.size) },
+    );
+    return file;
+  }
+  load(dir: string): void {
+    // Whatever world size wrote it: rebuild the full moments, then take this rank's shard.
+    const layout = this.params.values.layout;
+    const { m, v, step } = readFullMoments(dir, layout);
+    const s = shardRange(layout, this.pg.rank, this.pg.size);
+    this.opt.loadState({ m: m.slice(s.start, s.start + s.count), v: v.slice(s.start, s.start + s.count), step });
+  }
+  release(): void {
+    this.opt.release();
+  }
+}
