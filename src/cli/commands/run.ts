@@ -20,7 +20,7 @@ import { findResumeCheckpoint } from '../../train/checkpoint.ts';
 import { type RunConfig, applyOverrides, loadRunConfig, parseRunConfig, parseValue, readConfigFile } from '../../train/config.ts';
 import { createModel, loadModel } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
-import { Trainer, evaluateLoss } from '../../train/trainer.ts';
+import { Trainer, evaluateLoss, frozenSet } from '../../train/trainer.ts';
 import { StepPrinter } from '../progress.ts';
 
 /** A sink for the output of ranks other than 0. */
@@ -229,8 +229,11 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       setupFor(records);
       if (evalRecords) setupFor(evalRecords);
       const { params, bytes } = estimateBytes(model, cfg, records.seqLength);
-      const trainable = params; // freezing is applied by the trainer
-      out.line(`model: ${model.config.modelType}, ${params.toLocaleString('en-US')} parameters (${trainable.toLocaleString('en-US')} trainable before freezing)`);
+      const frozen = frozenSet(model.params.names, cfg.freeze);
+      const count = (names: readonly string[]): number => names.reduce((n, k) => n + model.params.get(k).size, 0);
+      const total = count(model.params.names);
+      const trainable = count(model.params.names.filter((n) => !frozen.has(n)));
+      out.line(`model: ${model.config.modelType}, ${total.toLocaleString('en-US')} parameters, ${trainable.toLocaleString('en-US')} trainable${frozen.size > 0 ? ` (${frozen.size} tensors frozen)` : ''}`);
       out.line(`estimated peak memory: ${(bytes / 2 ** 30).toFixed(2)} GiB (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);
       if (bytes > freemem() && !flags.force) {
         throw new ConfigError(`training needs about ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(freemem() / 2 ** 30).toFixed(1)} GiB available`, {
