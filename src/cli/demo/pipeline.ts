@@ -32,6 +32,8 @@ export interface DemoOptions {
   evalSamples?: number;
   epochs?: number;
   seqLength?: number;
+  /** Extra dotted overrides of configs/demo/finetune.yaml (experiments). */
+  overrides?: Record<string, unknown>;
   print?: StepPrinter;
 }
 
@@ -101,11 +103,12 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const cfgPath = join(PACKAGE_ROOT, 'configs', 'demo', 'finetune.yaml');
   const overrides: Record<string, unknown> = { output_dir: out };
   if (o.epochs !== undefined) overrides['runner_config.epochs'] = o.epochs;
+  Object.assign(overrides, o.overrides ?? {});
   const cfg = loadRunConfig(cfgPath, overrides);
   void parseRunConfig;
   void applyOverrides;
   void readConfigFile;
-  const seqLength = o.seqLength ?? 256;
+  const seqLength = o.seqLength ?? 512;
 
   const allTrain = JSON.parse(readFileSync(join(assets, 'alpaca_train.json'), 'utf8')) as AlpacaSample[];
   const allEval = JSON.parse(readFileSync(join(assets, 'alpaca_eval.json'), 'utf8')) as AlpacaSample[];
@@ -137,7 +140,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   const reports = await timed(`3. conversations -> token records (vicuna template, tokenizer.model, seq_length ${seqLength}, packed)`, async () => {
     const res = [];
     for (const [src, dst] of [[conv.train, records.train], [conv.eval, records.eval]] as const) {
-      const r = await preprocess({ datasetType: 'qa', inputGlob: src, tokenizer: tok, seqLength, outputDir: dst, template: 'vicuna', packing: dst === records.train, truncation: 'drop' });
+      const r = await preprocess({ datasetType: 'qa', inputGlob: src, tokenizer: tok, seqLength, outputDir: dst, template: 'vicuna', packing: true, truncation: 'drop' });
       print.line(`   ${dst}: ${r.report.samples_in} samples -> ${r.report.rows_out} rows, ${r.report.trained_tokens} trained tokens, ${r.report.dropped.count} dropped`);
       res.push(r.report);
     }
