@@ -70,3 +70,47 @@ export function withIsa<T>(level: number, fn: () => T): T {
 
 /** Sizes that exercise SIMD tails and blocking edges (STYLE.md). */
 export const ODD_SIZES = [1, 7, 63, 65, 257] as const;
+
+/** Native buffers of one op call, freed together. */
+export class Arena {
+  private handles: number[] = [];
+  f32(data: ArrayLike<number>): number {
+    return this.keep(toNative(Float32Array.from(data)));
+  }
+  i32(data: ArrayLike<number>): number {
+    return this.keep(toNative(Int32Array.from(data)));
+  }
+  zeros(n: number): number {
+    return this.keep(native.alloc(Math.max(4 * n, 4), true));
+  }
+  private keep(h: number): number {
+    this.handles.push(h);
+    return h;
+  }
+  free(): void {
+    for (const h of this.handles) native.free(h);
+    this.handles = [];
+  }
+}
+
+export function withArena<T>(fn: (a: Arena) => T): T {
+  const a = new Arena();
+  try {
+    return fn(a);
+  } finally {
+    a.free();
+  }
+}
+
+/** Runs fn with a `keep` that registers native handles to free afterwards. */
+export function withBuffers<T>(fn: (keep: (h: number) => number) => T): T {
+  const handles: number[] = [];
+  try {
+    return fn((h) => {
+      handles.push(h);
+      return h;
+    });
+  } finally {
+    for (const h of handles) native.free(h);
+  }
+}

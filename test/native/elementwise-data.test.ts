@@ -3,19 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { native } from '../../src/backend/binding.ts';
-import { toNative, readF32, randomF32, ODD_SIZES } from '../helpers/native.ts';
-
-function withBuffers<T>(fn: (keep: (h: number) => number) => T): T {
-  const handles: number[] = [];
-  try {
-    return fn((h) => {
-      handles.push(h);
-      return h;
-    });
-  } finally {
-    for (const h of handles) native.free(h);
-  }
-}
+import { toNative, readF32, randomF32, ODD_SIZES, withBuffers } from '../helpers/native.ts';
 
 /** Reference strided copy over a multi-index: dst[dOff(idx)] = src[sOff(idx)] (or +=). */
 function copyRef(src: ArrayLike<number>, ss: number[], dst: number[], ds: number[], shape: number[], acc: boolean): void {

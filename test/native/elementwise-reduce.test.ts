@@ -3,19 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { native, REDUCE_OP } from '../../src/backend/binding.ts';
-import { toNative, readF32, readI32, relError, randomF32, isaPaths, withIsa, ODD_SIZES } from '../helpers/native.ts';
-
-function withBuffers<T>(fn: (keep: (h: number) => number) => T): T {
-  const handles: number[] = [];
-  try {
-    return fn((h) => {
-      handles.push(h);
-      return h;
-    });
-  } finally {
-    for (const h of handles) native.free(h);
-  }
-}
+import { toNative, readF32, readI32, relError, randomF32, isaPaths, withIsa, ODD_SIZES, withBuffers } from '../helpers/native.ts';
 
 /** Runs fn at the given pool size, restoring the previous size afterwards. */
 function withThreads<T>(n: number, fn: () => T): T {

@@ -3,21 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { native, UNARY_OP, BINARY_OP, DTYPE_CODE } from '../../src/backend/binding.ts';
-import { toNative, readF32, readI32, relError, randomF32, isaPaths, withIsa, ODD_SIZES } from '../helpers/native.ts';
+import { toNative, readF32, readI32, relError, randomF32, isaPaths, withIsa, ODD_SIZES, withBuffers } from '../helpers/native.ts';
 
 /** Runs fn with a tracker of native handles that are all freed afterwards. */
-function withBuffers<T>(fn: (keep: (h: number) => number) => T): T {
-  const handles: number[] = [];
-  try {
-    return fn((h) => {
-      handles.push(h);
-      return h;
-    });
-  } finally {
-    for (const h of handles) native.free(h);
-  }
-}
-
 const GELU_C = Math.sqrt(2 / Math.PI);
 const sigmoid = (x: number): number => 1 / (1 + Math.exp(-x));
 

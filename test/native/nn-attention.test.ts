@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { native } from '../../src/backend/binding.ts';
-import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES } from '../helpers/native.ts';
+import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES, Arena, withArena } from '../helpers/native.ts';
 
 interface AttnShape { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; qOffset: number; causal: boolean; scale: number }
 interface AttnInputs extends AttnShape {
@@ -19,37 +19,6 @@ const fixtures = JSON.parse(readFileSync(new URL('../fixtures/nn_ops.json', impo
 
 const FWD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
-
-/** Native buffers of one op call, freed together. */
-class Arena {
-  private handles: number[] = [];
-  f32(data: ArrayLike<number>): number {
-    return this.keep(toNative(Float32Array.from(data)));
-  }
-  i32(data: ArrayLike<number>): number {
-    return this.keep(toNative(Int32Array.from(data)));
-  }
-  zeros(n: number): number {
-    return this.keep(native.alloc(Math.max(4 * n, 4), true));
-  }
-  private keep(h: number): number {
-    this.handles.push(h);
-    return h;
-  }
-  free(): void {
-    for (const h of this.handles) native.free(h);
-    this.handles = [];
-  }
-}
-
-function withArena<T>(fn: (a: Arena) => T): T {
-  const a = new Arena();
-  try {
-    return fn(a);
-  } finally {
-    a.free();
-  }
-}
 
 /**
  * ‖got − want‖ / ‖want‖ ≤ tol; with `floorRms`, the denominator is at least floorRms · sqrt(n), for tensors

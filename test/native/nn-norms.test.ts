@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { native } from '../../src/backend/binding.ts';
-import { toNative, readF32, randomF32, relError, isaPaths, withIsa, ODD_SIZES } from '../helpers/native.ts';
+import { toNative, readF32, randomF32, relError, isaPaths, withIsa, ODD_SIZES, Arena, withArena } from '../helpers/native.ts';
 
 interface RmsCase { rows: number; dim: number; eps: number; x: number[]; w: number[]; dy: number[]; y: number[]; rstd: number[]; dx: number[]; dw: number[] }
 interface LnCase {
@@ -18,34 +18,6 @@ const fixtures = JSON.parse(readFileSync(new URL('../fixtures/nn_ops.json', impo
 
 const FWD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
-
-/** Native buffers of one op call, freed together. */
-class Arena {
-  private handles: number[] = [];
-  f32(data: ArrayLike<number>): number {
-    return this.keep(toNative(Float32Array.from(data)));
-  }
-  zeros(n: number): number {
-    return this.keep(native.alloc(Math.max(4 * n, 4), true));
-  }
-  private keep(h: number): number {
-    this.handles.push(h);
-    return h;
-  }
-  free(): void {
-    for (const h of this.handles) native.free(h);
-    this.handles = [];
-  }
-}
-
-function withArena<T>(fn: (a: Arena) => T): T {
-  const a = new Arena();
-  try {
-    return fn(a);
-  } finally {
-    a.free();
-  }
-}
 
 interface NormInputs { rows: number; dim: number; eps: number; x: ArrayLike<number>; dy: ArrayLike<number>; w?: ArrayLike<number>; b?: ArrayLike<number>; dw0?: ArrayLike<number>; db0?: ArrayLike<number> }
 interface NormOutputs { y: Float32Array; rstd: Float32Array; mean?: Float32Array; dx: Float32Array; dw?: Float32Array; db?: Float32Array }
