@@ -3,7 +3,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
-import { TOKENIZER_FILES, copyInto } from '../formats/checkpoint-dir.ts';
+import { TOKENIZER_FILES, copyInto, readJsonFile } from '../formats/checkpoint-dir.ts';
 import { castFloat, torchDtypeName, type WeightDtype } from '../formats/dtypes.ts';
 import { writeSafetensorsSharded, writeTextFile, type TensorSpec, type WrittenFile } from '../formats/safetensors-writer.ts';
 import type { WeightSource } from '../formats/weight-source.ts';
@@ -27,17 +27,6 @@ export interface WrittenModel {
   /** PyTorch name of the weights' dtype, or "mixed". */
   dtype: string;
   bytes: number;
-}
-
-function readJson(path: string): Record<string, unknown> {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path });
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${path}: not a JSON object`, { where: path });
-  return json as Record<string, unknown>;
 }
 
 const eosValue = (ids: number[]): number | number[] | undefined => (ids.length === 0 ? undefined : ids.length === 1 ? ids[0] : ids);
@@ -71,7 +60,7 @@ export function writeModel(tmp: string, o: WriteModelOptions): WrittenModel {
 
   // generation_config.json: the source's, with eos/bos filled in from config.json when it lacks them.
   const genPath = join(o.inputDir, 'generation_config.json');
-  const gen: Record<string, unknown> = existsSync(genPath) ? readJson(genPath) : { _from_model_config: true };
+  const gen: Record<string, unknown> = existsSync(genPath) ? readJsonFile(genPath) : { _from_model_config: true };
   const before = JSON.stringify(gen);
   if (gen['bos_token_id'] === undefined && o.cfg.bosTokenId !== null) gen['bos_token_id'] = o.cfg.bosTokenId;
   if (gen['eos_token_id'] === undefined && eosValue(o.cfg.eosTokenIds) !== undefined) gen['eos_token_id'] = eosValue(o.cfg.eosTokenIds);

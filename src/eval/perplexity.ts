@@ -1,5 +1,6 @@
 // Perplexity over token records: loss = Σ token losses / Σ trained tokens over every batch, through the
 // fused vocab-chunked cross-entropy (logits of a whole batch never exist at once).
+import { shiftRows } from '../data/shift.ts';
 import { DataError } from '../errors.ts';
 import { type CausalLM, lossSum } from '../models/model.ts';
 import { positionIds } from '../models/rope.ts';
@@ -42,17 +43,9 @@ export class PerplexityAccumulator {
     if (n === 0 || n % W !== 0) throw new DataError(`${where}: ${n} input ids are not rows of seq_length + 1 = ${W}`, { where: `${where} input_ids` });
     if (batch.labels.length !== n) throw new DataError(`${where}: ${batch.labels.length} labels for ${n} input ids`, { where: `${where} labels` });
     if (batch.segmentIds && batch.segmentIds.length !== n) throw new DataError(`${where}: ${batch.segmentIds.length} segment ids for ${n} input ids`, { where: `${where} segment_ids` });
-    const B = n / W;
     const S = this.seqLength;
     // Inputs are row[:-1] and targets labels[1:] (the token-records contract).
-    const ids = new Int32Array(B * S);
-    const targets = new Int32Array(B * S);
-    const segments = batch.segmentIds ? new Int32Array(B * S) : null;
-    for (let b = 0; b < B; b++) {
-      ids.set(batch.inputIds.subarray(b * W, b * W + S), b * S);
-      targets.set(batch.labels.subarray(b * W + 1, (b + 1) * W), b * S);
-      segments?.set((batch.segmentIds as Int32Array).subarray(b * W, b * W + S), b * S);
-    }
+    const { rows: B, ids, targets, segments } = shiftRows(batch, W);
     const { sum, count } = noGrad(() =>
       scope(() => {
         const hidden = this.model.forward(Tensor.from(ids, [B, S], 'int32'), { positions: positionIds(B, S, { segments }), segments }); // (B, S, D)

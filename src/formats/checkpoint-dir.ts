@@ -149,3 +149,15 @@ export function resolveCheckpointDir(path: string): string {
     hint: 'pass a directory written by `sftkit convert` or by training (output/checkpoint/...)',
   });
 }
+
+/** Reads a JSON file as an object, with errors naming it. */
+export function readJsonFile(path: string): Record<string, unknown> {
+  let json: unknown;
+  try {
+    json = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (err) {
+    throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path });
+  }
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${path}: not a JSON object`, { where: path });
+  return json as Record<string, unknown>;
+}

@@ -6,11 +6,11 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, ren
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import type { ProcessGroup } from '../distributed/index.ts';
-import { MANIFEST_FILE, readManifest, sha256File, writeManifest } from '../formats/checkpoint-dir.ts';
+import { MANIFEST_FILE, readJsonFile, readManifest, sha256File, writeManifest } from '../formats/checkpoint-dir.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { RngState } from '../tensor/index.ts';
 import type { TrainOptimizer } from './optimizer.ts';
-import { readJsonFile, writeModelFiles } from './model-io.ts';
+import { writeModelFiles } from './model-io.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const META_FILE = 'meta.json';

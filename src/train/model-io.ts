@@ -1,8 +1,8 @@
 // Models in and out of checkpoint directories: build a CausalLM from config.json (+ weights, any HF
 // layout, checked against the architecture), and write a model checkpoint of its current parameters.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConfigError, FormatError } from '../errors.ts';
+import { ConfigError } from '../errors.ts';
 import { TOKENIZER_FILES, copyInto, writeManifest } from '../formats/checkpoint-dir.ts';
 import { castFloat } from '../formats/dtypes.ts';
 import { writeSafetensorsSharded, writeTextFile, type WrittenFile } from '../formats/safetensors-writer.ts';
@@ -80,14 +80,3 @@ export function writeModelCheckpoint(dir: string, model: CausalLM, opts: { asset
   writeManifest(dir, { model_type: model.config.modelType, dtype: 'float32', source: opts.source }, files);
 }
 
-/** Reads a JSON file as an object, with errors naming it. */
-export function readJsonFile(path: string): Record<string, unknown> {
-  let json: unknown;
-  try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
-  } catch (err) {
-    throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path });
-  }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${path}: not a JSON object`, { where: path });
-  return json as Record<string, unknown>;
-}

@@ -9,9 +9,10 @@ import { positionIds } from '../models/rope.ts';
 import * as T from '../tensor/index.ts';
 import { Rng, Tensor, backward, scope } from '../tensor/index.ts';
 import { PerplexityAccumulator } from '../eval/perplexity.ts';
+import { shiftRows } from '../data/shift.ts';
 import { type ProcessGroup, SingleProcessGroup } from '../distributed/index.ts';
 import { clipScale } from './adamw.ts';
-import type { BatchSource, TrainBatch } from './batches.ts';
+import type { BatchSource } from './batches.ts';
 import { type LoadedCheckpoint, checkpointName, saveCheckpoint } from './checkpoint.ts';
 import type { RunConfig } from './config.ts';
 import { type LrSchedule, learningRate, warmupStepsOf } from './lr-schedule.ts';
@@ -68,21 +69,6 @@ export interface TrainSummary {
   losses: number[];
   stoppedEarly: boolean;
   lastCheckpoint: string | null;
-}
-
-/** Splits rows of seq_length + 1 into model inputs [:, :-1] and targets [:, 1:]. */
-function shift(batch: TrainBatch, rowLength: number): { rows: number; ids: Int32Array; targets: Int32Array; segments: Int32Array | null } {
-  const T1 = rowLength - 1;
-  const rows = batch.inputIds.length / rowLength;
-  const ids = new Int32Array(rows * T1);
-  const targets = new Int32Array(rows * T1);
-  const segments = batch.segmentIds ? new Int32Array(rows * T1) : null;
-  for (let r = 0; r < rows; r++) {
-    ids.set(batch.inputIds.subarray(r * rowLength, r * rowLength + T1), r * T1);
-    targets.set(batch.labels.subarray(r * rowLength + 1, (r + 1) * rowLength), r * T1);
-    segments?.set((batch.segmentIds as Int32Array).subarray(r * rowLength, r * rowLength + T1), r * T1);
-  }
-  return { rows, ids, targets, segments };
 }
 
 function countTrained(targets: Int32Array): number {
@@ -219,7 +205,7 @@ export class Trainer {
         const t0 = performance.now();
 
         // The global batch: its trained-token count normalises every micro-batch's loss.
-        const micro = Array.from({ length: accum }, (_, j) => shift(train.batch(epoch, inEpoch * accum + j), train.rowLength));
+        const micro = Array.from({ length: accum }, (_, j) => shiftRows(train.batch(epoch, inEpoch * accum + j), train.rowLength));
         const trainedTokens = pg.allReduceNumbers([micro.reduce((n, m) => n + countTrained(m.targets), 0)])[0] as number;
         model.params.zeroGrad();
         let lossTotal = 0;
