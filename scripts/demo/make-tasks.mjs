@@ -32,54 +32,44 @@ const short = sentences.filter((s) => {
   return n >= 6 && n <= 22 && /^[\x20-\x7e]+$/.test(s);
 });
 const words = [...new Set(text.toLowerCase().match(/\b[a-z]{4,9}\b/g))].filter((w) => w.length >= 4);
-const clean = (w) => w.replace(/[^A-Za-z0-9'-]/g, '');
+
+// Tasks read the input and answer briefly. A ~5M-parameter model learns classification and counting from a
+// few hundred examples each; copying arbitrary words needs induction heads it does not have, so only the
+// year stays as an extraction task (and the report shows how far it gets).
+const sentencesWithYear = short.filter((s) => (s.match(/\b(1[7-9]\d\d|20[0-2]\d)\b/g) ?? []).length === 1);
+const sentencesWithoutDigits = short.filter((s) => !/\d/.test(s));
+const questions = short.filter((s) => s.endsWith('?'));
+const statements = short.filter((s) => s.endsWith('.') && !/\d/.test(s));
+const randomYearSentence = () => {
+  const y = String(1790 + Math.floor(rand() * 232));
+  const base = pick(sentencesWithoutDigits).replace(/[.!?]$/, '');
+  return { text: `In ${y}, ${base.charAt(0).toLowerCase()}${base.slice(1)}.`, year: y };
+};
+const number = (digits) => String(Math.floor(10 ** (digits - 1) + rand() * (9 * 10 ** (digits - 1))));
 
 const tasks = {
   year: {
     instruction: 'Extract the year mentioned in the sentence.',
     make() {
-      for (;;) {
-        const s = pick(short);
-        const years = s.match(/\b(1[7-9]\d\d|20[0-2]\d)\b/g);
-        if (years && years.length === 1) return { input: s, output: years[0] };
-        if (rand() < 0.02) {
-          // Few corpus sentences name a year: also place one in a sentence.
-          const y = String(1790 + Math.floor(rand() * 232));
-          const base = pick(short).replace(/[.!?]$/, '');
-          return { input: `In ${y}, ${base.charAt(0).toLowerCase()}${base.slice(1)}.`, output: y };
-        }
+      if (rand() < 0.5) {
+        const s = pick(sentencesWithYear);
+        return { input: s, output: s.match(/\b(1[7-9]\d\d|20[0-2]\d)\b/)[0] };
       }
+      const { text, year } = randomYearSentence();
+      return { input: text, output: year };
     },
   },
-  first: {
-    instruction: 'What is the first word of the sentence?',
+  has_year: {
+    instruction: 'Does the sentence mention a year? Answer yes or no.',
     make() {
-      const s = pick(short);
-      return { input: s, output: clean(s.split(' ')[0]) };
+      if (rand() < 0.5) return { input: rand() < 0.5 ? pick(sentencesWithYear) : randomYearSentence().text, output: 'yes' };
+      return { input: pick(sentencesWithoutDigits), output: 'no' };
     },
   },
-  last: {
-    instruction: 'What is the last word of the sentence?',
+  question: {
+    instruction: 'Is the sentence a question? Answer yes or no.',
     make() {
-      const s = pick(short);
-      const ws = s.split(' ');
-      return { input: s, output: clean(ws[ws.length - 1]) };
-    },
-  },
-  copy: {
-    instruction: 'Repeat the list exactly.',
-    make() {
-      const n = 2 + Math.floor(rand() * 3);
-      const list = Array.from({ length: n }, () => pick(words)).join(', ');
-      return { input: list, output: list };
-    },
-  },
-  reverse: {
-    instruction: 'Reverse the order of the words in the list.',
-    make() {
-      const n = 2 + Math.floor(rand() * 2);
-      const ws = Array.from({ length: n }, () => pick(words));
-      return { input: ws.join(', '), output: [...ws].reverse().join(', ') };
+      return rand() < 0.5 ? { input: pick(questions), output: 'yes' } : { input: pick(statements), output: 'no' };
     },
   },
   contains: {
@@ -98,6 +88,20 @@ const tasks = {
     make() {
       const n = 2 + Math.floor(rand() * 4);
       return { input: Array.from({ length: n }, () => pick(words)).join(', '), output: String(n) };
+    },
+  },
+  digits: {
+    instruction: 'How many digits does the number have?',
+    make() {
+      const d = 1 + Math.floor(rand() * 6);
+      return { input: number(d), output: String(d) };
+    },
+  },
+  parity: {
+    instruction: 'Is the number even or odd?',
+    make() {
+      const n = number(1 + Math.floor(rand() * 4));
+      return { input: n, output: Number(n) % 2 === 0 ? 'even' : 'odd' };
     },
   },
 };

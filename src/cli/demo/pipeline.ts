@@ -212,7 +212,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     });
 
     const report: DemoReport = {
-      baseModel: relative(out, join(assets, 'base-model')),
+      baseModel: relative(PACKAGE_ROOT, join(assets, 'base-model')),
       params: model.params.values.layout.names.reduce((n, k) => n + model.params.get(k).size, 0),
       trainSamples: Math.min(allTrain.length, o.trainSamples ?? allTrain.length),
       evalSamples: evalSamples.length,
