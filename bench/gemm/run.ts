@@ -69,24 +69,44 @@ function timeOurs(s: Shape, reps: number): number[] {
   return times;
 }
 
-/** OpenBLAS with its own CPU detection (no forced core type or L2 size), 2 pthreads. */
-function openblasEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env, OPENBLAS_NUM_THREADS: String(THREADS), OMP_NUM_THREADS: String(THREADS) };
+/**
+ * OpenBLAS environment: 2 pthreads, no forced L2 size, and its own CPU detection (no forced core type)
+ * unless `coretype` is given.
+ */
+function openblasEnv(coretype: string | null): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(THREADS), OMP_NUM_THREADS: String(THREADS) };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   delete env.OPENBLAS_VERBOSE;
+  if (coretype) env.OPENBLAS_CORETYPE = coretype;
   return env;
 }
 
-function runOpenblas(exe: string, args: string[]): string {
-  const r = spawnSync(exe, args, { env: openblasEnv(), encoding: 'utf8' });
+function runOpenblas(exe: string, args: string[], coretype: string | null): string {
+  const r = spawnSync(exe, args, { env: openblasEnv(coretype), encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`bench:gemm: OpenBLAS harness failed (${r.status}): ${r.stderr}`);
   return r.stdout.trim();
 }
 
-function timeOpenblas(exe: string, s: Shape, reps: number): number[] {
-  const out = runOpenblas(exe, [s.M, s.K, s.N, s.transA ? 1 : 0, s.transB ? 1 : 0, WARMUP, reps].map(String));
+function timeOpenblas(exe: string, s: Shape, reps: number, coretype: string | null): number[] {
+  const out = runOpenblas(exe, [s.M, s.K, s.N, s.transA ? 1 : 0, s.transB ? 1 : 0, WARMUP, reps].map(String), coretype);
   return out.split(/\s+/).map(Number);
+}
+
+// OpenBLAS core types whose sgemm kernels are AVX-512.
+const AVX512_CORES = ['SkylakeX', 'Cooperlake', 'SapphireRapids'];
+
+/**
+ * The core type to force, or null to let OpenBLAS detect it. OpenBLAS 0.3.21 does not know every AVX-512
+ * CPU (e.g. a KVM guest reporting a generic "Intel Xeon Processor" with a newer model number) and then
+ * falls back to SSE3 (Prescott) kernels; on an AVX-512 CPU we force SkylakeX so it runs its AVX-512 kernels.
+ */
+function chooseCoretype(exe: string): { coretype: string | null; note: string } {
+  const detected = runOpenblas(exe, ['--info'], null).split(' | ')[0] ?? '';
+  if (AVX512_CORES.includes(detected)) return { coretype: null, note: `detected ${detected}` };
+  const flags = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
+  if (!/\bavx512f\b/.test(flags)) return { coretype: null, note: `detected ${detected} (no AVX-512 on this CPU)` };
+  return { coretype: 'SkylakeX', note: `detected ${detected}, not an AVX-512 core: forced OPENBLAS_CORETYPE=SkylakeX` };
 }
 
 function cpuModel(): string {
@@ -106,7 +126,8 @@ function main(): void {
     native.setThreads(THREADS);
     const isa = ['scalar', 'avx2', 'avx512'][native.getIsa()];
     console.log(`CPU: ${cpuModel()}; sftkit ISA ${isa}, ${native.getThreads()} threads`);
-    console.log(`OpenBLAS: ${runOpenblas(exe, ['--info'])}, ${THREADS} threads`);
+    const { coretype, note } = chooseCoretype(exe);
+    console.log(`OpenBLAS: ${runOpenblas(exe, ['--info'], coretype)}, ${THREADS} threads (${note})`);
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     console.log(`medians of ${reps} runs each (after ${WARMUP} warm-up runs), beta = 0\n`);
     console.log('| M×K×N | op | sftkit GFLOP/s | OpenBLAS GFLOP/s | ratio |');
@@ -116,9 +137,9 @@ function main(): void {
       // Alternate the two in halves so that load from other users of the machine hits both alike.
       const half = Math.ceil(reps / 2);
       const ours = timeOurs(s, half);
-      const theirs = timeOpenblas(exe, s, half);
+      const theirs = timeOpenblas(exe, s, half, coretype);
       ours.push(...timeOurs(s, reps - half));
-      theirs.push(...timeOpenblas(exe, s, reps - half));
+      theirs.push(...timeOpenblas(exe, s, reps - half, coretype));
       const g1 = gflops(s, median(ours)), g2 = gflops(s, median(theirs));
       ratios.push(g1 / g2);
       const op = `${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'}`;

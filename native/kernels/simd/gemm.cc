@@ -25,27 +25,18 @@ using namespace simd;
 //   rows of C in blocks of MB: the A block (MB x kc, packed once, shared by the threads) sits in L3;
 //   columns of C in blocks of NB per thread: that thread's B block (kc x NB) sits in its L2;
 //   one A micro-panel (MR x kc) stays in L1 while the micro-kernel streams the B micro-panels from L2.
-// K is cut into equal blocks of at most KC (K = 512 runs as 2 x 256 rather than 384 + 128).
-#ifndef SFT_GEMM_KC
-#if SFT_ISA == 2
-#define SFT_GEMM_KC 384
-#define SFT_GEMM_NB 640
-#else
-#define SFT_GEMM_KC 256
-#define SFT_GEMM_NB 256
-#endif
-#endif
-#ifndef SFT_GEMM_PF
-#define SFT_GEMM_PF 0
-#endif
+// K is cut into equal blocks of at most KC (K = 768 runs as 2 x 384 rather than 512 + 256). Sizes for
+// AVX-512 server cores (48 KiB L1d, 2 MiB L2): A micro-panel 14 x 512 floats = 28 KiB, B block 512 x 512
+// floats = 1 MiB; for AVX2 (32 KiB L1d, >= 256 KiB L2): 6 x 256 = 6 KiB and 256 x 128 = 128 KiB.
 #if SFT_ISA == 2
 constexpr int MR = 14, NV = 2;          // 28 accumulators + 2 B vectors + 1 broadcast of 32 zmm
+constexpr int64_t KC = 512, NB = 512;
 #else
 constexpr int MR = 6, NV = 2;           // 12 accumulators + 2 B vectors + 1 broadcast of 16 ymm
+constexpr int64_t KC = 256, NB = 128;
 #endif
 constexpr int NR = NV * W;
-constexpr int64_t KC = SFT_GEMM_KC, NB = SFT_GEMM_NB, MB = MR * 256;
-constexpr int kPrefetchB = SFT_GEMM_PF;   // k-steps ahead to prefetch B micro-panel lines (0: none)
+constexpr int64_t MB = MR * 256;
 
 // Below this many multiply-adds a GEMM stays on one thread (waking the pool would cost more).
 constexpr double kThreadMinMacs = 1 << 18;
@@ -71,6 +62,7 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) acc[r][v] = zero();
 
+  // C's rows are ldc apart (no hardware prefetcher follows them): fetch the tile while the k loop runs.
   for (int r = 0; r < MR; ++r) {
     if (!kFull && r >= mv) break;
     for (int v = 0; v < NV; ++v) _mm_prefetch(reinterpret_cast<const char*>(c + r * ldc + v * W), _MM_HINT_T0);
@@ -78,10 +70,6 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 
   for (int64_t k = 0; k < kc; ++k) {
     VF bv[NV];
-    if (kPrefetchB > 0) {
-#pragma GCC unroll 4
-      for (int v = 0; v < NV * W; v += 16) _mm_prefetch(reinterpret_cast<const char*>(b + kPrefetchB * NR + v), _MM_HINT_T0);
-    }
 #pragma GCC unroll 4
     for (int v = 0; v < NV; ++v) bv[v] = load(b + v * W);
 #pragma GCC unroll 32
