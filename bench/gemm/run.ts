@@ -7,7 +7,8 @@ import { join } from 'node:path';
 import { native } from '../../src/backend/binding.ts';
 
 const THREADS = 2;
-const WARMUP = 2;
+const WARMUP = 2;      // untimed runs before each round (thread start-up, page faults, caches)
+const ROUND = 3;       // timed runs per round
 
 interface Shape { M: number; K: number; N: number; transA: boolean; transB: boolean }
 
@@ -22,7 +23,7 @@ const SHAPES: Shape[] = [
 
 function parseReps(argv: string[]): number {
   const i = argv.indexOf('--reps');
-  const reps = i >= 0 ? Number(argv[i + 1]) : 9;
+  const reps = i >= 0 ? Number(argv[i + 1]) : 15;
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`bench:gemm: --reps must be a positive integer, got ${argv[i + 1]}`);
   return reps;
 }
@@ -129,21 +130,24 @@ function main(): void {
     const { coretype, note } = chooseCoretype(exe);
     console.log(`OpenBLAS: ${runOpenblas(exe, ['--info'], coretype)}, ${THREADS} threads (${note})`);
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-    console.log(`medians of ${reps} runs each (after ${WARMUP} warm-up runs), beta = 0\n`);
-    console.log('| M×K×N | op | sftkit GFLOP/s | OpenBLAS GFLOP/s | ratio |');
-    console.log('|---|---|---:|---:|---:|');
+    console.log(`medians (and bests) of ${reps} runs each, in rounds of ${ROUND} alternating the two, beta = 0\n`);
+    console.log('| M×K×N | op | sftkit GFLOP/s | OpenBLAS GFLOP/s | ratio | sftkit best | OpenBLAS best |');
+    console.log('|---|---|---:|---:|---:|---:|---:|');
     const ratios: number[] = [];
     for (const s of SHAPES) {
-      // Alternate the two in halves so that load from other users of the machine hits both alike.
-      const half = Math.ceil(reps / 2);
-      const ours = timeOurs(s, half);
-      const theirs = timeOpenblas(exe, s, half, coretype);
-      ours.push(...timeOurs(s, reps - half));
-      theirs.push(...timeOpenblas(exe, s, reps - half, coretype));
+      // Alternate the two in short rounds so that load from other users of the machine hits both alike.
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      for (let done = 0; done < reps; done += ROUND) {
+        const n = Math.min(ROUND, reps - done);
+        ours.push(...timeOurs(s, n));
+        theirs.push(...timeOpenblas(exe, s, n, coretype));
+      }
       const g1 = gflops(s, median(ours)), g2 = gflops(s, median(theirs));
+      const b1 = gflops(s, Math.min(...ours)), b2 = gflops(s, Math.min(...theirs));
       ratios.push(g1 / g2);
       const op = `${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'}`;
-      console.log(`| ${s.M}×${s.K}×${s.N} | ${op} | ${g1.toFixed(1)} | ${g2.toFixed(1)} | ${(g1 / g2).toFixed(2)} |`);
+      console.log(`| ${s.M}×${s.K}×${s.N} | ${op} | ${g1.toFixed(1)} | ${g2.toFixed(1)} | ${(g1 / g2).toFixed(2)} | ${b1.toFixed(1)} | ${b2.toFixed(1)} |`);
     }
     const geo = Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length);
     console.log(`\ngeometric mean ratio: ${geo.toFixed(2)}; load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
