@@ -209,8 +209,10 @@ test('gemm is deterministic: identical bits run to run at 2 threads, and the sam
       if (level === ISA.scalar) continue;
       withIsa(level, () => {
         const cases: GemmCase[] = [
+          // threads split columns; split rows (N small); take whole GEMMs of a batch
           { transA: false, transB: true, M: 257, N: 263, K: 300, alpha: 1, beta: 0 },
-          { transA: true, transB: false, M: 5, N: 600, K: 257, alpha: 1, beta: 1 },
+          { transA: true, transB: false, M: 5, N: 1200, K: 257, alpha: 1, beta: 1 },
+          { transA: false, transB: false, M: 1200, N: 5, K: 257, alpha: 1, beta: 0 },
           { transA: false, transB: false, M: 65, N: 63, K: 257, alpha: 1, beta: 0, batch: 6 },
         ];
         for (const c of cases) {

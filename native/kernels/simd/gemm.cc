@@ -39,7 +39,7 @@ constexpr int NR = NV * W;
 constexpr int64_t MB = MR * 256;
 
 // Below this many multiply-adds a GEMM stays on one thread (waking the pool would cost more).
-constexpr double kThreadMinMacs = 1 << 18;
+constexpr double kThreadMinMacs = 1 << 20;
 
 struct Problem {
   bool trans_a, trans_b;
