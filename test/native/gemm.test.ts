@@ -169,9 +169,11 @@ test('gemm batched with batch strides and leading dimensions larger than the row
   }
 });
 
-test('gemm across cache-block edges (M past MC, N past NC, K past KC)', () => {
+test('gemm across cache-block edges (rows past the A block, columns past a B block, K in several blocks)', () => {
   checkCase({ transA: false, transB: true, M: 350, N: 33, K: 520, alpha: 1, beta: 0.5 }, 300);
   checkCase({ transA: true, transB: false, M: 15, N: 2100, K: 260, alpha: 1, beta: 0, ldPad: 2 }, 301);
+  checkCase({ transA: false, transB: false, M: 3700, N: 9, K: 20, alpha: 1, beta: 0 }, 302);
+  checkCase({ transA: true, transB: true, M: 3700, N: 40, K: 9, alpha: 2, beta: 1 }, 303);
 });
 
 test('gemm degenerate sizes: K = 0 gives beta * C; M = 0 or N = 0 writes nothing', () => {
@@ -207,8 +209,10 @@ test('gemm is deterministic: identical bits run to run at 2 threads, and the sam
       if (level === ISA.scalar) continue;
       withIsa(level, () => {
         const cases: GemmCase[] = [
+          // threads split columns; split rows (N small); take whole GEMMs of a batch
           { transA: false, transB: true, M: 257, N: 263, K: 300, alpha: 1, beta: 0 },
-          { transA: true, transB: false, M: 5, N: 600, K: 257, alpha: 1, beta: 1 },
+          { transA: true, transB: false, M: 5, N: 1200, K: 257, alpha: 1, beta: 1 },
+          { transA: false, transB: false, M: 1200, N: 5, K: 257, alpha: 1, beta: 0 },
           { transA: false, transB: false, M: 65, N: 63, K: 257, alpha: 1, beta: 0, batch: 6 },
         ];
         for (const c of cases) {

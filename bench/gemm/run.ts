@@ -1,0 +1,159 @@
+// GEMM benchmark: GFLOP/s of sftkit's sgemm (through the addon) and of OpenBLAS's cblas_sgemm, same shapes,
+// 2 threads each, medians of several runs, printed as a markdown table. Usage: npm run bench:gemm [-- --reps N]
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { native } from '../../src/backend/binding.ts';
+
+const THREADS = 2;
+const WARMUP = 2;      // untimed runs before each round (thread start-up, page faults, caches)
+const ROUND = 3;       // timed runs per round
+
+interface Shape { M: number; K: number; N: number; transA: boolean; transB: boolean }
+
+const SHAPES: Shape[] = [
+  { M: 2048, K: 512, N: 2048, transA: false, transB: false },
+  { M: 2048, K: 512, N: 2048, transA: false, transB: true },
+  { M: 2048, K: 512, N: 2048, transA: true, transB: false },
+  { M: 512, K: 512, N: 512, transA: false, transB: false },
+  { M: 1024, K: 1024, N: 1024, transA: false, transB: false },
+  { M: 2048, K: 2048, N: 2048, transA: false, transB: false },
+];
+
+function parseReps(argv: string[]): number {
+  const i = argv.indexOf('--reps');
+  const reps = i >= 0 ? Number(argv[i + 1]) : 15;
+  if (!Number.isInteger(reps) || reps < 1) throw new Error(`bench:gemm: --reps must be a positive integer, got ${argv[i + 1]}`);
+  return reps;
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+}
+
+function gflops(s: Shape, seconds: number): number {
+  return (2 * s.M * s.N * s.K) / seconds / 1e9;
+}
+
+function randomBuffer(n: number, seed: number): number {
+  const data = new Float32Array(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) {
+    x = (Math.imul(x, 1664525) + 1013904223) >>> 0;
+    data[i] = (x >>> 8) / 16777216 * 2 - 1;
+  }
+  const h = native.alloc(n * 4, false);
+  native.write(h, 0, data);
+  return h;
+}
+
+/** Seconds of each timed run of our sgemm at one shape (C = op(A) op(B), beta = 0). */
+function timeOurs(s: Shape, reps: number): number[] {
+  const a = randomBuffer(s.M * s.K, 1), b = randomBuffer(s.K * s.N, 2), c = randomBuffer(s.M * s.N, 3);
+  const lda = s.transA ? s.M : s.K, ldb = s.transB ? s.K : s.N;
+  const times: number[] = [];
+  try {
+    for (let r = 0; r < WARMUP + reps; r++) {
+      const t0 = process.hrtime.bigint();
+      native.gemm(s.transA, s.transB, s.M, s.N, s.K, 1, a, 0, lda, b, 0, ldb, 0, c, 0, s.N, 1, 0, 0, 0);
+      const t = Number(process.hrtime.bigint() - t0) / 1e9;
+      if (r >= WARMUP) times.push(t);
+    }
+  } finally {
+    native.free(a);
+    native.free(b);
+    native.free(c);
+  }
+  return times;
+}
+
+/**
+ * OpenBLAS environment: 2 pthreads, no forced L2 size, and its own CPU detection (no forced core type)
+ * unless `coretype` is given.
+ */
+function openblasEnv(coretype: string | null): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, OPENBLAS_NUM_THREADS: String(THREADS), OMP_NUM_THREADS: String(THREADS) };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  delete env.OPENBLAS_VERBOSE;
+  if (coretype) env.OPENBLAS_CORETYPE = coretype;
+  return env;
+}
+
+function runOpenblas(exe: string, args: string[], coretype: string | null): string {
+  const r = spawnSync(exe, args, { env: openblasEnv(coretype), encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bench:gemm: OpenBLAS harness failed (${r.status}): ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+function timeOpenblas(exe: string, s: Shape, reps: number, coretype: string | null): number[] {
+  const out = runOpenblas(exe, [s.M, s.K, s.N, s.transA ? 1 : 0, s.transB ? 1 : 0, WARMUP, reps].map(String), coretype);
+  return out.split(/\s+/).map(Number);
+}
+
+// OpenBLAS core types whose sgemm kernels are AVX-512.
+const AVX512_CORES = ['SkylakeX', 'Cooperlake', 'SapphireRapids'];
+
+/**
+ * The core type to force, or null to let OpenBLAS detect it. OpenBLAS 0.3.21 does not know every AVX-512
+ * CPU (e.g. a KVM guest reporting a generic "Intel Xeon Processor" with a newer model number) and then
+ * falls back to SSE3 (Prescott) kernels; on an AVX-512 CPU we force SkylakeX so it runs its AVX-512 kernels.
+ */
+function chooseCoretype(exe: string): { coretype: string | null; note: string } {
+  const detected = runOpenblas(exe, ['--info'], null).split(' | ')[0] ?? '';
+  if (AVX512_CORES.includes(detected)) return { coretype: null, note: `detected ${detected}` };
+  const flags = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('flags')) ?? '';
+  if (!/\bavx512f\b/.test(flags)) return { coretype: null, note: `detected ${detected} (no AVX-512 on this CPU)` };
+  return { coretype: 'SkylakeX', note: `detected ${detected}, not an AVX-512 core: forced OPENBLAS_CORETYPE=SkylakeX` };
+}
+
+function cpuModel(): string {
+  const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'));
+  return line ? line.split(':')[1]!.trim() : 'unknown CPU';
+}
+
+function main(): void {
+  const reps = parseReps(process.argv.slice(2));
+  const dir = mkdtempSync(join(tmpdir(), 'sftkit-bench-gemm-'));
+  try {
+    const exe = join(dir, 'openblas-sgemm');
+    const src = join(import.meta.dirname, 'openblas.c');
+    const cc = spawnSync('cc', ['-O2', '-o', exe, src, '-lopenblas'], { encoding: 'utf8' });
+    if (cc.status !== 0) throw new Error(`bench:gemm: cannot build the OpenBLAS harness (needs libopenblas-dev): ${cc.stderr}`);
+
+    native.setThreads(THREADS);
+    const isa = ['scalar', 'avx2', 'avx512'][native.getIsa()];
+    console.log(`CPU: ${cpuModel()}; sftkit ISA ${isa}, ${native.getThreads()} threads`);
+    const { coretype, note } = chooseCoretype(exe);
+    console.log(`OpenBLAS: ${runOpenblas(exe, ['--info'], coretype)}, ${THREADS} threads (${note})`);
+    console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    console.log(`medians (and bests) of ${reps} runs each, in rounds of ${ROUND} alternating the two, beta = 0\n`);
+    console.log('| M×K×N | op | sftkit GFLOP/s | OpenBLAS GFLOP/s | ratio | sftkit best | OpenBLAS best |');
+    console.log('|---|---|---:|---:|---:|---:|---:|');
+    const ratios: number[] = [];
+    for (const s of SHAPES) {
+      // Alternate the two in short rounds so that load from other users of the machine hits both alike.
+      const ours: number[] = [];
+      const theirs: number[] = [];
+      for (let done = 0; done < reps; done += ROUND) {
+        const n = Math.min(ROUND, reps - done);
+        ours.push(...timeOurs(s, n));
+        theirs.push(...timeOpenblas(exe, s, n, coretype));
+      }
+      const g1 = gflops(s, median(ours)), g2 = gflops(s, median(theirs));
+      const b1 = gflops(s, Math.min(...ours)), b2 = gflops(s, Math.min(...theirs));
+      ratios.push(g1 / g2);
+      const op = `${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'}`;
+      console.log(`| ${s.M}×${s.K}×${s.N} | ${op} | ${g1.toFixed(1)} | ${g2.toFixed(1)} | ${(g1 / g2).toFixed(2)} | ${b1.toFixed(1)} | ${b2.toFixed(1)} |`);
+    }
+    const geo = Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length);
+    console.log(`\ngeometric mean ratio: ${geo.toFixed(2)}; load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main();
