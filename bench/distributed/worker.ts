@@ -23,7 +23,8 @@ const rows = Array.from({ length: 8 * (steps + 1) }, () => {
 });
 // Every rank takes its slice of each global batch, as the records loader does.
 const mine = rows.filter((_, i) => Math.floor((i % 8) / B) === pg.rank);
-const out = mkdtempSync(join(tmpdir(), 'sftkit-bench-dp-'));
+// One output directory for the whole job (checkpoints are written by every rank together).
+const out = process.argv[4] ?? mkdtempSync(join(tmpdir(), 'sftkit-bench-dp-'));
 const cfg = parseRunConfig(
   {
     output_dir: out,
@@ -69,4 +70,4 @@ console.log(
     optimizer_mb: ((shard ? paramFloats / pg.size : paramFloats) * 8) / 2 ** 20,
   }),
 );
-rmSync(out, { recursive: true, force: true });
+if (pg.rank === 0) rmSync(out, { recursive: true, force: true });

@@ -1,6 +1,7 @@
 // bench/train: sftkit vs PyTorch training (and forward-only) tokens/s, MFU and peak RSS, side by side in
 // one run, for the S/M/L configs of DESIGN.md. Usage: npm run bench:train -- [S M L] [--steps N]
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 
 const args = process.argv.slice(2);
@@ -11,11 +12,16 @@ const names = configs.length > 0 ? configs : ['S', 'M', 'L'];
 const env: NodeJS.ProcessEnv = { ...process.env, SFTKIT_THREADS: '2', BENCH_THREADS: '2', OMP_NUM_THREADS: '2' };
 delete env['OPENBLAS_CORETYPE'];
 delete env['OPENBLAS_L2_SIZE'];
+// Debian's PyTorch computes through OpenBLAS 0.3.21, whose runtime detection does not know recent Xeons and
+// falls back to SSE3 kernels (see the GEMM section of docs/BENCHMARKS.md): give it its AVX-512 kernels, as
+// tuning PyTorch fairly requires.
+const torchEnv: NodeJS.ProcessEnv = { ...env };
+if (/avx512f/.test(readFileSync('/proc/cpuinfo', 'utf8'))) torchEnv['OPENBLAS_CORETYPE'] = 'SkylakeX';
 
 interface Result { engine: string; config: string; params: number; median_s: number; tokens_per_s: number; fwd_tokens_per_s: number; peak_rss_mb: number }
 
-function runOne(cmd: string, argv: string[]): Result {
-  const r = spawnSync(cmd, argv, { env, encoding: 'utf8', maxBuffer: 1 << 24 });
+function runOne(cmd: string, argv: string[], e: NodeJS.ProcessEnv = env): Result {
+  const r = spawnSync(cmd, argv, { env: e, encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed:\n${r.stderr}`);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(line) as Result;
@@ -27,7 +33,7 @@ console.log('| config | engine | train tok/s | ratio | model GFLOP/s | fwd tok/s
 console.log('|---|---|---|---|---|---|---|');
 for (const name of names) {
   const ours = runOne(process.execPath, ['--import', 'tsx', 'bench/train/sftkit-step.ts', name, String(steps)]);
-  const torch = runOne('/usr/bin/python3', ['bench/train/torch_step.py', name, String(steps)]);
+  const torch = runOne('/usr/bin/python3', ['bench/train/torch_step.py', name, String(steps)], torchEnv);
   const d = dims[name] as { dim: number; layers: number; seq: number };
   // Model FLOPs per token: 6N + 12·L·T·d (DESIGN.md).
   const flopsPerToken = (p: number): number => 6 * p + 12 * d.layers * d.seq * d.dim;
