@@ -19,71 +19,22 @@ using namespace simd;
 namespace {
 
 constexpr int32_t kIgnore = -100;
-constexpr int64_t kRowBlock = 64;   // rows of one operand kept hot while the other streams past them
 
-// out[0..3] = a . b_k for four rows b_k, length K.
-inline void dot4(const float* a, const float* b0, const float* b1, const float* b2, const float* b3, int64_t K,
-                 float* out) {
-  VF s0 = zero(), s1 = zero(), s2 = zero(), s3 = zero();
-  int64_t k = 0;
-  for (; k + W <= K; k += W) {
-    const VF av = load(a + k);
-    s0 = fmadd(av, load(b0 + k), s0);
-    s1 = fmadd(av, load(b1 + k), s1);
-    s2 = fmadd(av, load(b2 + k), s2);
-    s3 = fmadd(av, load(b3 + k), s3);
-  }
-  if (k < K) {
-    const int64_t n = K - k;
-    const VF av = load_partial(a + k, n);
-    s0 = fmadd(av, load_partial(b0 + k, n), s0);
-    s1 = fmadd(av, load_partial(b1 + k, n), s1);
-    s2 = fmadd(av, load_partial(b2 + k, n), s2);
-    s3 = fmadd(av, load_partial(b3 + k, n), s3);
-  }
-  out[0] = reduce_add(s0);
-  out[1] = reduce_add(s1);
-  out[2] = reduce_add(s2);
-  out[3] = reduce_add(s3);
-}
-
-// C (M, N) = A (M, K) . B (N, K)^T, all row-major and contiguous.
+// The chunk products run on the packed GEMM of this ISA (called at the top level, never from inside a
+// parallel_for task: the pool is not re-entrant). Row-major, contiguous.
+// C (M, N) = A (M, K) . B (N, K)^T
 void gemm_nt(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K) {
-  parallel_for_grain(M, nnk::row_grain(N * K / 16 + 1), [&](int64_t m0, int64_t m1, int) {
-    for (int64_t mb = m0; mb < m1; mb += kRowBlock) {
-      const int64_t me = mb + kRowBlock < m1 ? mb + kRowBlock : m1;
-      for (int64_t nb = 0; nb < N; nb += 16) {
-        const int64_t ne = nb + 16 < N ? nb + 16 : N;
-        for (int64_t m = mb; m < me; ++m) {
-          const float* a = A + m * K;
-          float* c = C + m * N;
-          int64_t n = nb;
-          for (; n + 4 <= ne; n += 4) dot4(a, B + n * K, B + (n + 1) * K, B + (n + 2) * K, B + (n + 3) * K, K, c + n);
-          for (; n < ne; ++n) c[n] = nnk::dot(a, B + n * K, K);
-        }
-      }
-    }
-  });
+  gemm(GemmArgs{false, true, M, N, K, 1.f, A, K, B, K, 0.f, C, N, 1, 0, 0, 0});
 }
 
-// C (M, N) += A (M, K) . B (K, N), contiguous. Each row of C sums the K terms in blocks, in order.
+// C (M, N) += A (M, K) . B (K, N)
 void gemm_nn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K) {
-  parallel_for_grain(M, nnk::row_grain(N * K / 16 + 1), [&](int64_t m0, int64_t m1, int) {
-    for (int64_t kb = 0; kb < K; kb += kRowBlock) {
-      const int64_t nk = K - kb < kRowBlock ? K - kb : kRowBlock;
-      for (int64_t m = m0; m < m1; ++m) nnk::rows_axpy(A + m * K + kb, 1, nk, B + kb * N, N, C + m * N, N);
-    }
-  });
+  gemm(GemmArgs{false, false, M, N, K, 1.f, A, K, B, N, 1.f, C, N, 1, 0, 0, 0});
 }
 
-// C (M, N) += A (K, M)^T . B (K, N), contiguous. Each row of C sums the K terms in blocks, in order.
+// C (M, N) += A (K, M)^T . B (K, N)
 void gemm_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K) {
-  parallel_for_grain(M, nnk::row_grain(N * K / 16 + 1), [&](int64_t m0, int64_t m1, int) {
-    for (int64_t kb = 0; kb < K; kb += kRowBlock) {
-      const int64_t nk = K - kb < kRowBlock ? K - kb : kRowBlock;
-      for (int64_t m = m0; m < m1; ++m) nnk::rows_axpy(A + kb * M + m, M, nk, B + kb * N, N, C + m * N, N);
-    }
-  });
+  gemm(GemmArgs{true, false, M, N, K, 1.f, A, M, B, N, 1.f, C, N, 1, 0, 0, 0});
 }
 
 int64_t first_bad_label(const CrossEntropyArgs& a) {
