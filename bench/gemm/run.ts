@@ -7,7 +7,11 @@ import { join } from 'node:path';
 import { native } from '../../src/backend/binding.ts';
 
 const THREADS = 2;
-const WARMUP = 2;      // untimed runs before each round (thread start-up, page faults, caches)
+// Untimed runs before each round (thread start-up, page faults, caches): at least 2, and about 4 GFLOP
+// of work, so that short GEMMs find both thread pools awake.
+function warmups(s: Shape): number {
+  return Math.min(50, Math.max(2, Math.ceil(4e9 / (2 * s.M * s.N * s.K))));
+}
 const ROUND = 3;       // timed runs per round
 
 interface Shape { M: number; K: number; N: number; transA: boolean; transB: boolean }
@@ -56,11 +60,12 @@ function timeOurs(s: Shape, reps: number): number[] {
   const lda = s.transA ? s.M : s.K, ldb = s.transB ? s.K : s.N;
   const times: number[] = [];
   try {
-    for (let r = 0; r < WARMUP + reps; r++) {
+    const warm = warmups(s);
+    for (let r = 0; r < warm + reps; r++) {
       const t0 = process.hrtime.bigint();
       native.gemm(s.transA, s.transB, s.M, s.N, s.K, 1, a, 0, lda, b, 0, ldb, 0, c, 0, s.N, 1, 0, 0, 0);
       const t = Number(process.hrtime.bigint() - t0) / 1e9;
-      if (r >= WARMUP) times.push(t);
+      if (r >= warm) times.push(t);
     }
   } finally {
     native.free(a);
@@ -90,7 +95,7 @@ function runOpenblas(exe: string, args: string[], coretype: string | null): stri
 }
 
 function timeOpenblas(exe: string, s: Shape, reps: number, coretype: string | null): number[] {
-  const out = runOpenblas(exe, [s.M, s.K, s.N, s.transA ? 1 : 0, s.transB ? 1 : 0, WARMUP, reps].map(String), coretype);
+  const out = runOpenblas(exe, [s.M, s.K, s.N, s.transA ? 1 : 0, s.transB ? 1 : 0, warmups(s), reps].map(String), coretype);
   return out.split(/\s+/).map(Number);
 }
 
@@ -112,7 +117,7 @@ function chooseCoretype(exe: string): { coretype: string | null; note: string } 
 
 function cpuModel(): string {
   const line = readFileSync('/proc/cpuinfo', 'utf8').split('\n').find((l) => l.startsWith('model name'));
-  return line ? line.split(':')[1]!.trim() : 'unknown CPU';
+  return line?.split(':')[1]?.trim() ?? 'unknown CPU';
 }
 
 function main(): void {
@@ -130,7 +135,7 @@ function main(): void {
     const { coretype, note } = chooseCoretype(exe);
     console.log(`OpenBLAS: ${runOpenblas(exe, ['--info'], coretype)}, ${THREADS} threads (${note})`);
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-    console.log(`medians (and bests) of ${reps} runs each, in rounds of ${ROUND} alternating the two, beta = 0\n`);
+    console.log(`medians (and bests) of ${reps} runs each, in rounds of ${ROUND} alternating the two, each round after >= 2 warm-up runs (~4 GFLOP), beta = 0\n`);
     console.log('| M×K×N | op | sftkit GFLOP/s | OpenBLAS GFLOP/s | ratio | sftkit best | OpenBLAS best |');
     console.log('|---|---|---:|---:|---:|---:|---:|');
     const ratios: number[] = [];

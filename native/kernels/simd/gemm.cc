@@ -3,7 +3,10 @@
 // them inside cache blocks. Threads split C statically (never K), so every element of C is computed by
 // the same sequence of operations whatever the thread count: results are bit-identical.
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -265,43 +268,73 @@ int64_t ceil_div(int64_t x, int64_t m) { return (x + m - 1) / m; }
 // Depth of the K blocks: K cut into equal blocks of at most KC, rounded up to a multiple of 8.
 int64_t k_block(int64_t K) { return std::min(K, round_up(ceil_div(K, ceil_div(K, KC)), 8)); }
 
-// One GEMM. ap: the packed-A buffer (MB x KC); bp[t]: thread t's packed-B buffer (KC x NB).
-// threaded: split C over the pool (columns when there are enough, else rows).
-void gemm_one(const Problem& p, float* ap, float* const* bp, bool threaded) {
+// A spinning barrier for the threads of one parallel region. Waking pool threads costs ~50 us per
+// parallel_for on a VM, so a GEMM enters the pool once and syncs its threads here between K blocks.
+class SpinBarrier {
+ public:
+  explicit SpinBarrier(int n) : n_(n) {}
+  void wait() {
+    const int phase = phase_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      phase_.fetch_add(1, std::memory_order_release);
+      return;
+    }
+    // Spin briefly (the other threads are usually microseconds away), then yield the core.
+    for (int spins = 0; phase_.load(std::memory_order_acquire) == phase; ++spins) {
+      if (spins < 2048) _mm_pause();
+      else std::this_thread::yield();
+    }
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<int> phase_{0};
+};
+
+// Thread tid's share [begin, end) of n items split statically over nt threads.
+std::pair<int64_t, int64_t> share(int64_t n, int tid, int nt) { return {n * tid / nt, n * (tid + 1) / nt}; }
+
+// One GEMM, run by thread tid of nt (all nt call it together; nt == 1 runs alone). ap: the shared
+// packed-A buffer (MB x KC); bp: this thread's packed-B buffer (KC x NB). The threads split C's columns
+// when there are enough, else its rows; they pack the A block together and meet at the barrier.
+void gemm_one(const Problem& p, float* ap, float* bp, int tid, int nt, SpinBarrier* barrier) {
   if (p.M == 0 || p.N == 0) return;
   if (p.K == 0 || p.alpha == 0.f) {
-    scale_c(p);
+    auto [i0, i1] = share(p.M, tid, nt);
+    scale_c(Problem{p.trans_a, p.trans_b, i1 - i0, p.N, p.K, p.alpha, p.A, p.lda, p.B, p.ldb, p.beta,
+                    p.C + i0 * p.ldc, p.ldc});
     return;
   }
-  const int threads = threaded ? num_threads() : 1;
   const int64_t KB = k_block(p.K);
   const int64_t n_panels = ceil_div(p.N, NR);
   for (int64_t ic = 0; ic < p.M; ic += MB) {
     const int64_t mb = std::min(MB, p.M - ic);
     const int64_t m_panels = ceil_div(mb, MR);
-    const bool split_n = n_panels >= 2 * threads || n_panels >= m_panels;
+    const bool split_n = n_panels >= 2 * nt || n_panels >= m_panels;
     for (int64_t pc = 0; pc < p.K; pc += KB) {
       const int64_t kc = std::min(KB, p.K - pc);
       const float beta = pc == 0 ? p.beta : 1.f;
-      auto pack = [&](int64_t q0, int64_t q1, int) { pack_a(p, ic, mb, pc, kc, q0, q1, ap); };
-      if (threads > 1) parallel_for(m_panels, pack);
-      else pack(0, m_panels, 0);
+      auto [a0, a1] = share(m_panels, tid, nt);
+      pack_a(p, ic, mb, pc, kc, a0, a1, ap);
+      if (nt > 1) barrier->wait();   // the whole A block is packed
 
-      // A thread owns panels [s0, s1) of N (split_n) or of the A block (rows), and walks its columns in
-      // B blocks of at most NB, cut evenly.
-      auto work = [&](int64_t s0, int64_t s1, int tid) {
+      // This thread owns panels [s0, s1) of N (split_n) or of the A block (rows), and walks its columns
+      // in B blocks of at most NB, cut evenly.
+      auto [s0, s1] = share(split_n ? n_panels : m_panels, tid, nt);
+      if (s0 < s1) {
         const int64_t q0 = split_n ? s0 : 0, q1 = split_n ? s1 : n_panels;
         const int64_t pa0 = split_n ? 0 : s0, pa1 = split_n ? m_panels : s1;
         const int64_t j_begin = q0 * NR, j_end = std::min(p.N, q1 * NR);
         const int64_t nb_max = round_up(ceil_div(j_end - j_begin, ceil_div(j_end - j_begin, NB)), NR);
         for (int64_t jc = j_begin; jc < j_end; jc += nb_max) {
           const int64_t nb = std::min(nb_max, j_end - jc);
-          pack_b(p, pc, kc, jc, nb, bp[tid]);
-          macro_kernel(mb, nb, kc, pa0, pa1, ap, bp[tid], p.C + ic * p.ldc + jc, p.ldc, p.alpha, beta);
+          pack_b(p, pc, kc, jc, nb, bp);
+          macro_kernel(mb, nb, kc, pa0, pa1, ap, bp, p.C + ic * p.ldc + jc, p.ldc, p.alpha, beta);
         }
-      };
-      if (threads > 1) parallel_for(split_n ? n_panels : m_panels, work);
-      else work(0, split_n ? n_panels : m_panels, 0);
+      }
+      if (nt > 1) barrier->wait();   // every thread is done with this A block
     }
   }
 }
@@ -348,10 +381,17 @@ void gemm(const GemmArgs& g) {
   };
   if (by_batch) {
     parallel_for(g.batch, [&](int64_t b0, int64_t b1, int tid) {
-      for (int64_t b = b0; b < b1; ++b) gemm_one(problem(b), base + tid * a_elems, &b_bufs[tid], false);
+      for (int64_t b = b0; b < b1; ++b) gemm_one(problem(b), base + tid * a_elems, b_bufs[tid], 0, 1, nullptr);
+    });
+  } else if (within) {
+    // One parallel region for the whole call: part t runs on thread t, so the barrier sees all of them.
+    SpinBarrier barrier(threads);
+    parallel_for(threads, [&](int64_t t, int64_t, int) {
+      const int tid = static_cast<int>(t);
+      for (int64_t b = 0; b < g.batch; ++b) gemm_one(problem(b), base, b_bufs[tid], tid, threads, &barrier);
     });
   } else {
-    for (int64_t b = 0; b < g.batch; ++b) gemm_one(problem(b), base, b_bufs.data(), within);
+    for (int64_t b = 0; b < g.batch; ++b) gemm_one(problem(b), base, b_bufs[0], 0, 1, nullptr);
   }
 }
 
