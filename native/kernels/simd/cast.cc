@@ -1,9 +1,6 @@
 // SIMD dtype casts (compiled per ISA into SFT_NS): f32 <-> bf16 (round to nearest even, NaN kept quiet),
 // f32 <-> f16 with F16C, i32 <-> f32. Tails and the rarer pairs go through the naive reference, which
 // produces the same bits.
-// GCC 12 reports its own _mm512_undefined_* placeholders inside immintrin.h as uninitialised.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <algorithm>
 #include <cstring>

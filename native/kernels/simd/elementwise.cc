@@ -1,8 +1,5 @@
 // SIMD elementwise kernels (compiled per ISA into SFT_NS): unary ops and their backward, binary rows.
 // Transcendentals use simd::exp and a vector log below; pow with a general exponent stays scalar.
-// GCC 12 reports its own _mm512_undefined_* placeholders inside immintrin.h as uninitialised.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <cmath>
 

@@ -14,8 +14,6 @@
 #include "memory.h"
 #include "runtime.h"
 
-// GCC 12 reports the intrinsics' own undefined-lane temporaries in the transposes as maybe-uninitialized.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 namespace sft {
 namespace SFT_NS {

@@ -4,7 +4,6 @@
 // GCC 12 warns "'__Y' may be used uninitialized" inside its own AVX-512 intrinsics (_mm512_undefined_ps,
 // GCC bug 105593, fixed in GCC 13); the warning is about the header, not our code.
 #if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
 #include <cstdint>
 

@@ -1,8 +1,5 @@
 // SIMD fused AdamW step (compiled per ISA into SFT_NS). The same unfused multiplies and adds, in the same
 // order, as the naive reference (torch's order), so every path gives identical bits.
-// GCC 12 reports its own _mm512_undefined_* placeholders inside immintrin.h as uninitialised.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <cmath>
 

@@ -1,9 +1,6 @@
 // SIMD reductions (compiled per ISA into SFT_NS): sum/mean/max over an axis with argmax, softmax and
 // log-softmax with their backward, and the double-accumulated sum of squares. Every output is reduced by
 // one thread in a fixed order (or from fixed chunks combined in order), so results are reproducible.
-// GCC 12 reports its own _mm512_undefined_* placeholders inside immintrin.h as uninitialised.
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <algorithm>
 #include <cmath>

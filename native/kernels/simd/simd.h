@@ -1,6 +1,10 @@
 // A thin fp32 vector type over AVX-512 (16 lanes) or AVX2 (8 lanes), chosen by SFT_ISA at compile time.
 // Files under kernels/simd/ are compiled once per ISA and put their code in namespace SFT_NS.
 #pragma once
+// GCC 12 reports the _mm512_undefined_* placeholders inside its own immintrin.h (and the transposes built on
+// them) as uninitialised (GCC bug 105593): false alarms, silenced for every SIMD file here.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 #include <immintrin.h>
 #include <cmath>
 #include <cstdint>
