@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -50,4 +50,45 @@ test('a misspelt override exits non-zero naming the nearest key', () => {
   const r = sftkit(['run', '--config', 'configs/gpt2/finetune_gpt2.yaml', '--optimizer.learnig_rate', '1e-4']);
   assert.notEqual(r.status, 0);
   assert.match(r.stderr, /unknown key \(did you mean '--optimizer\.learning_rate'\?\)/);
+});
+
+test('SIGINT finishes the step, saves a checkpoint and exits 130; predict writes its results', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sftkit-cli-sigint-'));
+  try {
+    const text = Array.from({ length: 80 }, (_, i) => `The people of the year ${1800 + i} asked the Congress for roads, schools and peace.`).join('\n\n');
+    writeFileSync(join(dir, 'corpus.txt'), text);
+    const records = join(dir, 'records');
+    assert.equal(sftkit(['data', 'preprocess', '--dataset_type', 'text', '--input_glob', join(dir, 'corpus.txt'), '--model_file', 'test/fixtures/tokenizer/bpe.model', '--seq_length', '32', '--output_file', records]).status, 0);
+    const out = join(dir, 'out');
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [bin, 'run', '--config', 'configs/tiny/pretrain_llama_tiny.yaml', '--train_dataset_dir', records, '--output_dir', out, '--batch_size', '2', '--runner_config.max_steps', '100000', '--callbacks.checkpoint.save_checkpoint_steps', '100000'], {
+      cwd: root,
+      env: { ...process.env, SFTKIT_THREADS: '2' },
+    });
+    let stdout = '';
+    const code = await new Promise<number | null>((resolve) => {
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString();
+        if (/step\s+3\//.test(stdout) && !child.killed) child.kill('SIGINT');
+      });
+      child.on('close', (c) => resolve(c));
+    });
+    assert.equal(code, 130, stdout);
+    assert.match(stdout, /interrupted: finishing the step and saving a checkpoint/);
+    const meta = JSON.parse(readFileSync(join(out, 'checkpoint', 'meta.json'), 'utf8')) as { latest: string };
+    assert.match(meta.latest, /^tiny-1_\d+$/);
+
+    // Predict from that checkpoint with the tokenizer folder of the records' model.
+    const tok = join(dir, 'tok');
+    mkdirSync(tok);
+    copyFileSync('test/fixtures/tokenizer/bpe.model', join(tok, 'tokenizer.model'));
+    const pred = sftkit(['run', '--run_mode', 'predict', '--load_checkpoint', join(out, 'checkpoint'), '--tokenizer', tok, '--output_dir', out, '--predict_data', 'The Congress', '--template', 'none', '--max_new_tokens', '5']);
+    assert.equal(pred.status, 0, pred.stderr);
+    const lines = readFileSync(join(out, 'predict_results.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { prompt: string; output: string });
+    assert.equal(lines.length, 1);
+    assert.equal(lines[0]?.prompt, 'The Congress');
+    assert.equal(typeof lines[0]?.output, 'string');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
