@@ -1,6 +1,7 @@
 // `sftkit convert`: HF model folder -> sftkit model checkpoint, or back with --reversed.
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.ts';
+import { resolveModelDir } from '../../hub/index.ts';
 import { convertCheckpointToHf } from '../../convert/checkpoint-to-hf.ts';
 import { convertHfToCheckpoint, type ConvertReport } from '../../convert/hf-to-checkpoint.ts';
 import { parseShardSize } from '../../convert/shard-size.ts';
@@ -29,7 +30,7 @@ export function registerConvert(program: Command): void {
   program
     .command('convert')
     .description('convert an HF model folder into a sftkit model checkpoint (or back with --reversed)')
-    .requiredOption('--input_path <dir>', 'HF model folder (or, with --reversed, a sftkit model/training checkpoint)')
+    .requiredOption('--input_path <dir>', 'HF model folder or hub repo id (or, with --reversed, a sftkit model/training checkpoint)')
     .requiredOption('--output_path <dir>', 'directory to create (must not exist, or be empty)')
     .option('--model <name>', 'llama | gpt2: must agree with config.json model_type')
     .option('--dtype <dtype>', 'float32 | bfloat16 | float16 (default: keep the stored dtype)')
@@ -44,7 +45,8 @@ export function registerConvert(program: Command): void {
       }
       if (flags.reversed && flags.model !== undefined) throw new ConfigError('--model is not used with --reversed (the checkpoint has its config)', { where: '--model' });
       const common = {
-        inputPath: flags.input_path,
+        // An HF folder or a hub repo id (resolved through the cache, downloaded when missing).
+        inputPath: flags.reversed ? flags.input_path : (await resolveModelDir(flags.input_path)).path,
         outputPath: flags.output_path,
         dtype: flags.dtype as TargetDtypeName | undefined,
         maxShardBytes: parseShardSize(flags.max_shard_size),

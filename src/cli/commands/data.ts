@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { convertAlpacaFile, formatReport, preprocess, type DatasetType, type TemplateName } from '../../data/index.ts';
 import { ConfigError } from '../../errors.ts';
+import { resolveModelDir } from '../../hub/index.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 
 interface AlpacaFlags {
@@ -68,7 +69,7 @@ export function registerData(program: Command): void {
       if ((flags.model_file === undefined) === (flags.tokenizer === undefined)) {
         throw new ConfigError('data preprocess: give exactly one of --model_file PATH or --tokenizer DIR', { where: '--model_file' });
       }
-      const tokenizer = flags.model_file !== undefined ? Tokenizer.fromSentencePiece(flags.model_file) : Tokenizer.fromDir(flags.tokenizer as string);
+      const tokenizer = flags.model_file !== undefined ? Tokenizer.fromSentencePiece(flags.model_file) : Tokenizer.fromDir((await resolveModelDir(flags.tokenizer as string)).path);
       const output = required('--output_file', flags.output_file);
       const started = Date.now();
       const { report } = await preprocess({

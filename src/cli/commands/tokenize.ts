@@ -3,6 +3,7 @@ import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.ts';
+import { resolveModelDir } from '../../hub/index.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 
 interface TokenizeFlags {
@@ -35,7 +36,8 @@ async function tokenize(flags: TokenizeFlags): Promise<void> {
       where: 'tokenize',
     });
   }
-  const tok = flags.model_file !== undefined ? Tokenizer.fromSentencePiece(flags.model_file) : Tokenizer.fromDir(flags.tokenizer!);
+  // --tokenizer takes a folder or a hub repo id (resolved through the cache, downloaded when missing).
+  const tok = flags.model_file !== undefined ? Tokenizer.fromSentencePiece(flags.model_file) : Tokenizer.fromDir((await resolveModelDir(flags.tokenizer!)).path);
   const input = flags.input !== undefined ? createReadStream(flags.input) : process.stdin;
   const options = { addBos: flags.add_bos === true, addEos: flags.add_eos === true };
   let out: string[] = [];
@@ -65,7 +67,7 @@ export function registerTokenize(program: Command): void {
     .command('tokenize')
     .description('print the token ids of each input line as a JSON array (text such as <s> is ordinary text)')
     .option('--model_file <path>', 'a SentencePiece tokenizer.model')
-    .option('--tokenizer <dir>', 'a model folder with tokenizer.json or tokenizer.model (and tokenizer_config.json)')
+    .option('--tokenizer <dir>', 'a model folder (or hub repo id) with tokenizer.json or tokenizer.model (and tokenizer_config.json)')
     .option('--input <file>', 'read lines from this file instead of stdin')
     .option('--pieces', 'print pieces instead of ids')
     .option('--add_bos', 'prepend the BOS id to each line')
