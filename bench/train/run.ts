@@ -8,6 +8,7 @@ const args = process.argv.slice(2);
 const stepsAt = args.indexOf('--steps');
 const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 5;
 const configs = args.filter((a, i) => !a.startsWith('--') && (stepsAt < 0 || i !== stepsAt + 1));
+const profile = args.includes('--profile');
 const names = configs.length > 0 ? configs : ['S', 'M', 'L'];
 const env: NodeJS.ProcessEnv = { ...process.env, SFTKIT_THREADS: '2', BENCH_THREADS: '2', OMP_NUM_THREADS: '2' };
 delete env['OPENBLAS_CORETYPE'];
@@ -23,6 +24,7 @@ interface Result { engine: string; config: string; params: number; median_s: num
 function runOne(cmd: string, argv: string[], e: NodeJS.ProcessEnv = env): Result {
   const r = spawnSync(cmd, argv, { env: e, encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed:\n${r.stderr}`);
+  if (profile && r.stderr.includes('training step by kernel')) console.log(`\n\`\`\`\n${r.stderr.trim()}\n\`\`\`\n`);
   const line = r.stdout.trim().split('\n').pop() ?? '';
   return JSON.parse(line) as Result;
 }
@@ -32,7 +34,7 @@ console.log(`machine: ${cpus()[0]?.model ?? '?'} (${cpus().length} cores), 2 thr
 console.log('| config | engine | train tok/s | ratio | model GFLOP/s | fwd tok/s | peak RSS MB |');
 console.log('|---|---|---|---|---|---|---|');
 for (const name of names) {
-  const ours = runOne(process.execPath, ['--import', 'tsx', 'bench/train/sftkit-step.ts', name, String(steps)]);
+  const ours = runOne(process.execPath, ['--import', 'tsx', 'bench/train/sftkit-step.ts', name, String(steps), ...(profile ? ['--profile'] : [])]);
   const torch = runOne('/usr/bin/python3', ['bench/train/torch_step.py', name, String(steps)], torchEnv);
   const d = dims[name] as { dim: number; layers: number; seq: number };
   // Model FLOPs per token: 6N + 12·L·T·d (DESIGN.md).

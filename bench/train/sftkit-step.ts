@@ -8,6 +8,7 @@ import { positionIds } from '../../src/models/rope.ts';
 import * as T from '../../src/tensor/index.ts';
 import { Rng, Tensor, backward, noGrad, scope } from '../../src/tensor/index.ts';
 import { AdamW, clipScale, globalGradNorm } from '../../src/train/adamw.ts';
+import { formatProfile, profileRows, resetProfile, startProfile, stopProfile } from '../../src/backend/profile.ts';
 
 const name = process.argv[2] ?? 'S';
 const steps = Number(process.argv[3] ?? 5);
@@ -59,6 +60,14 @@ for (let i = 0; i < steps; i++) {
   ftimes.push((performance.now() - t0) / 1000);
 }
 const med = median(times);
+if (process.argv.includes('--profile')) {
+  // A separate pass, so the timing above is free of the profiler's overhead.
+  startProfile();
+  resetProfile();
+  for (let i = 0; i < steps; i++) step();
+  stopProfile();
+  console.error(`training step by kernel, config ${name}:\n${formatProfile(profileRows(), steps)}`);
+}
 const params = model.params.values.layout.names.reduce((n, k) => n + model.params.get(k).size, 0);
 console.log(
   JSON.stringify({

@@ -10,6 +10,7 @@ import { ConfigError } from '../../errors.ts';
 import { type MetricName, evaluateGeneration } from '../../eval/index.ts';
 import { examplesFromRecords } from '../../eval/record-examples.ts';
 import { defaultEosIds, generate, generationText } from '../../generate/index.ts';
+import { formatProfile, profileRows, startProfile, stopProfile } from '../../backend/profile.ts';
 import { initProcessGroup } from '../../distributed/index.ts';
 import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
 import { resolveModelDir } from '../../hub/index.ts';
@@ -53,6 +54,7 @@ const FLAG_KEYS: Record<string, string> = {
 interface RunFlags {
   config?: string;
   force?: boolean;
+  profile?: boolean;
   usePar?: boolean;
   predict_data?: string;
   [key: string]: unknown;
@@ -271,8 +273,13 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
         process.once('SIGINT', () => process.exit(130));
       };
       process.once('SIGINT', onSigint);
+      if (flags.profile) startProfile();
       const summary = await trainer.run();
       process.removeListener('SIGINT', onSigint);
+      if (flags.profile) {
+        stopProfile();
+        out.line(`native time by kernel (per optimizer step, over ${summary.steps} steps):\n${formatProfile(profileRows(), Math.max(1, summary.steps))}`);
+      }
       out.line(`done: ${summary.steps} steps, last loss ${summary.lastLoss.toFixed(4)}${summary.lastCheckpoint ? `, checkpoint ${summary.lastCheckpoint}` : ''}`);
       if (summary.stoppedEarly) process.exitCode = 130;
     } finally {
@@ -310,6 +317,7 @@ export function registerRun(program: Command): void {
     .option('--top_p <p>', 'nucleus sampling')
     .option('--temperature <t>', 'sampling temperature')
     .option('--force', 'train even when the memory estimate exceeds free memory')
+    .option('--profile', 'after training, print the native time per kernel per step')
     .allowUnknownOption(true)
     .allowExcessArguments(true)
     .action(async (opts: RunFlags, command: Command) => {
