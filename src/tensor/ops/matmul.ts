@@ -2,7 +2,7 @@
 // transposed views are passed to GEMM as transpose flags instead of being copied.
 import { native } from '../../backend/binding.ts';
 import { record } from '../autograd.ts';
-import { fmt, numel } from '../shape.ts';
+import { contiguousStrides, fmt, numel } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
 import { type Rule, dense, expectF32, shapeError } from './util.ts';
 import { transpose } from './views.ts';
@@ -86,7 +86,8 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const ad = a.isContiguous ? a : dense(a);
     const a2 = new Tensor(ad.storage, [rows, K], [K, 1], ad.offset, 'float32');
     const o2 = gemm(a2, b, [rows, b.shape[1] as number]);
-    out = new Tensor(o2.storage, [...a.shape.slice(0, -2), M, b.shape[1] as number], contiguous([...a.shape.slice(0, -2), M, b.shape[1] as number]), 0, 'float32');
+    const outShape = [...a.shape.slice(0, -2), M, b.shape[1] as number];
+    out = new Tensor(o2.storage, outShape, contiguousStrides(outShape), 0, 'float32');
   } else {
     if (a.ndim !== b.ndim || a.shape.slice(0, -2).some((d, i) => d !== b.shape[i])) {
       throw shapeError('matmul', `batch dims differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
@@ -95,16 +96,6 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   }
   const ctx: MatmulCtx = { a, b };
   return record(out, 'matmul', [a, b], (g) => rules.matmul(ctx, g));
-}
-
-function contiguous(shape: number[]): number[] {
-  const s = new Array<number>(shape.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    s[i] = acc;
-    acc *= shape[i] as number;
-  }
-  return s;
 }
 
 /** Swaps the last two dims (a differentiable view). */
@@ -135,7 +126,7 @@ export const rules = {
       const a2 = new Tensor(ad.storage, [rows, K], [K, 1], ad.offset, 'float32');
       const da2 = a.requiresGrad ? gemm(g2, mTRaw(b), [rows, K]) : null;
       const db = b.requiresGrad ? gemm(mTRaw(a2), g2, [K, N]) : null;
-      const da = da2 ? new Tensor(da2.storage, [...a.shape], contiguous([...a.shape]), 0, 'float32') : null;
+      const da = da2 ? new Tensor(da2.storage, [...a.shape], contiguousStrides(a.shape), 0, 'float32') : null;
       return [da, db];
     }
     const da = a.requiresGrad ? gemm(g, mTRaw(b), [...a.shape]) : null;

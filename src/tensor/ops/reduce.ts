@@ -1,7 +1,7 @@
 // Reductions over one axis (sum, mean, max), softmax and log-softmax over the last axis, with backward.
 import { REDUCE_OP, UNARY_OP, native } from '../../backend/binding.ts';
 import { record } from '../autograd.ts';
-import { broadcastStrides, normAxis, numel, sameShape } from '../shape.ts';
+import { broadcastStrides, contiguousStrides, normAxis, numel, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
 import { type Rule, dense, expectF32, shapeError } from './util.ts';
 
@@ -46,21 +46,11 @@ export function sumAll(x: Tensor): Tensor {
 function spread(g: Tensor, ctx: ReduceCtx): Tensor {
   const kept = ctx.x.shape.map((d, i) => (i === ctx.axis ? 1 : d));
   const gk = dense(g);
-  const view = new Tensor(gk.storage, kept, contiguousLike(kept), gk.offset, 'float32');
+  const view = new Tensor(gk.storage, kept, contiguousStrides(kept), gk.offset, 'float32');
   const expanded = new Tensor(view.storage, ctx.x.shape, broadcastStrides(kept, view.strides, ctx.x.shape), view.offset, 'float32');
   const out = Tensor.empty(ctx.x.shape);
   if (out.size > 0) native.stridedCopy(expanded.handle, expanded.byteOffset, [...expanded.strides], out.handle, 0, [...out.strides], [...out.shape], 4, false);
   return out;
-}
-
-function contiguousLike(shape: readonly number[]): number[] {
-  const strides = new Array<number>(shape.length);
-  let s = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    strides[i] = s;
-    s *= shape[i] as number;
-  }
-  return strides;
 }
 
 function maxGrad(ctx: ReduceCtx, g: Tensor): Tensor {
