@@ -1,7 +1,8 @@
 // ZeRO-1 optimizer sharding: each rank owns a contiguous, aligned slice of the flat parameters, keeps AdamW
 // moments only for it, updates it from the reduce-scattered gradients, then all-gathers the parameters.
 import { native } from '../backend/binding.ts';
-import { ConfigError, ShapeError } from '../errors.ts';
+import { ShapeError } from '../errors.ts';
+import { type AdamWHyper, type AdamWOptions, adamwHyper, adamwStep } from '../tensor/adamw.ts';
 import { type FlatBuffer, type FlatLayout, Storage } from '../tensor/index.ts';
 import type { ProcessGroup, Span } from './process-group.ts';
 
@@ -55,13 +56,7 @@ export function allGatherParameters(params: FlatBuffer, pg: ProcessGroup): void 
   pg.allGather({ handle: params.storage.handle, byteOffset: 0, count: params.layout.size, dtype: 'float32' }, shardCounts(params.layout, pg.size));
 }
 
-export interface ShardedAdamWOptions {
-  lr: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  weightDecay?: number;
-  noDecay?: (name: string) => boolean;
+export interface ShardedAdamWOptions extends AdamWOptions {
   /** How gradients combine across ranks: 'avg' (default) or 'sum' (loss already normalized by the global token count). */
   gradOp?: 'sum' | 'avg';
 }
@@ -86,18 +81,12 @@ export class ShardedAdamW {
   private readonly grads: FlatBuffer;
   private readonly pg: ProcessGroup;
   private readonly gradOp: 'sum' | 'avg';
-  private readonly noDecay: (name: string) => boolean;
+  private readonly hyper: AdamWHyper;
   private readonly pieces: { name: string; start: number; count: number }[];
 
   constructor(params: FlatBuffer, grads: FlatBuffer, pg: ProcessGroup, opts: ShardedAdamWOptions) {
-    this.beta1 = opts.beta1 ?? 0.9;
-    this.beta2 = opts.beta2 ?? 0.999;
-    this.eps = opts.eps ?? 1e-8;
-    this.weightDecay = opts.weightDecay ?? 0;
-    for (const [k, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
-      if (!(v >= 0 && v < 1)) throw new ConfigError(`optimizer.${k} must be in [0, 1), got ${v}`, { where: `optimizer.${k}` });
-    }
-    if (!(this.eps > 0)) throw new ConfigError(`optimizer.eps must be > 0, got ${this.eps}`, { where: 'optimizer.eps' });
+    this.hyper = adamwHyper(opts);
+    ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = this.hyper);
     if (params.layout.size !== grads.layout.size) {
       throw new ShapeError(`sharded AdamW: parameters (${params.layout.size}) and gradients (${grads.layout.size}) differ in size`);
     }
@@ -105,7 +94,6 @@ export class ShardedAdamW {
     this.grads = grads;
     this.pg = pg;
     this.gradOp = opts.gradOp ?? 'avg';
-    this.noDecay = opts.noDecay ?? (() => false);
     this.shard = shardRange(params.layout, pg.rank, pg.size);
     const bytes = Math.max(this.shard.count, 1) * 4;
     this.m = Storage.alloc(bytes, { zero: true, persistent: true });
@@ -128,17 +116,13 @@ export class ShardedAdamW {
   /** One AdamW update of the shard (gradients times gradScale), then the all-gather of the parameters. */
   update(lr: number, gradScale = 1, skip: (name: string) => boolean = () => false): void {
     this.step += 1;
-    const bc1 = 1 - this.beta1 ** this.step;
-    const bc2 = 1 - this.beta2 ** this.step;
-    for (const { name, start, count } of this.pieces) {
-      if (skip(name)) continue;
+    // Parameters are addressed in the full flat buffer; gradients and moments in the shard-sized buffers.
+    const pieces = this.pieces.map(({ name, start, count }) => {
       const local = (start - this.shard.start) * 4;
-      const wd = this.noDecay(name) ? 0 : this.weightDecay;
-      native.adamw(
-        this.params.storage.handle, start * 4, this.shardGrads.handle, local, this.m.handle, local, this.v.handle, local,
-        count, lr, this.beta1, this.beta2, this.eps, wd, bc1, bc2, gradScale,
-      );
-    }
+      return { name, count, pOff: start * 4, gOff: local, mOff: local, vOff: local };
+    });
+    const buffers = { p: this.params.storage.handle, g: this.shardGrads.handle, m: this.m.handle, v: this.v.handle };
+    adamwStep(this.hyper, this.step, lr, gradScale, buffers, pieces, skip);
     allGatherParameters(this.params, this.pg);
   }
 

@@ -1,18 +1,10 @@
 // AdamW (PyTorch's torch.optim.AdamW arithmetic) over flat parameter/gradient buffers, with the fused
 // native step, global-norm gradient clipping folded into the step, and state that can be saved and restored.
 import { native } from '../backend/binding.ts';
-import { ConfigError } from '../errors.ts';
+import { type AdamWHyper, type AdamWOptions, type AdamWPiece, adamwHyper, adamwStep } from '../tensor/adamw.ts';
 import { FlatBuffer, type FlatLayout } from '../tensor/index.ts';
 
-export interface AdamWOptions {
-  lr: number;
-  beta1?: number;
-  beta2?: number;
-  eps?: number;
-  weightDecay?: number;
-  /** Names of tensors that get no weight decay (norms, biases, embeddings by default in the trainer). */
-  noDecay?: (name: string) => boolean;
-}
+export type { AdamWOptions } from '../tensor/adamw.ts';
 
 export class AdamW {
   readonly beta1: number;
@@ -25,20 +17,13 @@ export class AdamW {
   readonly v: FlatBuffer;
   private readonly params: FlatBuffer;
   private readonly grads: FlatBuffer;
-  private readonly noDecay: (name: string) => boolean;
+  private readonly hyper: AdamWHyper;
 
   constructor(params: FlatBuffer, grads: FlatBuffer, opts: AdamWOptions) {
-    this.beta1 = opts.beta1 ?? 0.9;
-    this.beta2 = opts.beta2 ?? 0.999;
-    this.eps = opts.eps ?? 1e-8;
-    this.weightDecay = opts.weightDecay ?? 0;
-    for (const [k, v] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
-      if (!(v >= 0 && v < 1)) throw new ConfigError(`optimizer.${k} must be in [0, 1), got ${v}`, { where: `optimizer.${k}` });
-    }
-    if (!(this.eps > 0)) throw new ConfigError(`optimizer.eps must be > 0, got ${this.eps}`, { where: 'optimizer.eps' });
+    this.hyper = adamwHyper(opts);
+    ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = this.hyper);
     this.params = params;
     this.grads = grads;
-    this.noDecay = opts.noDecay ?? (() => false);
     this.m = new FlatBuffer(params.layout);
     this.v = new FlatBuffer(params.layout);
   }
@@ -53,19 +38,14 @@ export class AdamW {
    */
   update(lr: number, gradScale = 1, skip: (name: string) => boolean = () => false): void {
     this.step += 1;
-    const bc1 = 1 - this.beta1 ** this.step;
-    const bc2 = 1 - this.beta2 ** this.step;
     const { names, shapes, offsets } = this.layout;
-    names.forEach((name, i) => {
-      if (skip(name)) return;
-      const n = (shapes[i] as number[]).reduce((a, b) => a * b, 1);
+    // The four buffers share one layout: a tensor sits at the same byte offset in each.
+    const pieces: AdamWPiece[] = names.map((name, i) => {
       const off = (offsets[i] as number) * 4;
-      const wd = this.noDecay(name) ? 0 : this.weightDecay;
-      native.adamw(
-        this.params.storage.handle, off, this.grads.storage.handle, off, this.m.storage.handle, off, this.v.storage.handle, off,
-        n, lr, this.beta1, this.beta2, this.eps, wd, bc1, bc2, gradScale,
-      );
+      return { name, count: (shapes[i] as number[]).reduce((a, b) => a * b, 1), pOff: off, gOff: off, mOff: off, vOff: off };
     });
+    const buffers = { p: this.params.storage.handle, g: this.grads.storage.handle, m: this.m.storage.handle, v: this.v.storage.handle };
+    adamwStep(this.hyper, this.step, lr, gradScale, buffers, pieces, skip);
   }
 
   release(): void {
