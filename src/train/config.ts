@@ -219,7 +219,6 @@ export function applyOverrides(raw: Record<string, unknown>, overrides: Record<s
 export function loadRunConfig(path: string, overrides: Record<string, unknown> = {}): RunConfig {
   const raw = path ? readConfigFile(path) : {};
   const source = path || 'defaults';
-  const validated = parseRunConfig(raw, source); // report file errors against the file first
-  void validated;
+  parseRunConfig(raw, source); // errors in the file itself are reported against the file, before the overrides
   return parseRunConfig(applyOverrides(raw, overrides), Object.keys(overrides).length ? `${source} with overrides` : source);
 }

@@ -18,7 +18,7 @@ import { readModelConfig } from '../../models/config.ts';
 import type { CausalLM } from '../../models/model.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 import { findResumeCheckpoint } from '../../train/checkpoint.ts';
-import { type RunConfig, applyOverrides, loadRunConfig, parseRunConfig, parseValue, readConfigFile } from '../../train/config.ts';
+import { type RunConfig, applyOverrides, loadRunConfig, parseRunConfig, parseValue } from '../../train/config.ts';
 import { createModel, loadModel } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
 import { Trainer, evaluateLoss, frozenSet } from '../../train/trainer.ts';
@@ -93,7 +93,6 @@ export function buildRunConfig(flags: RunFlags, rest: readonly string[]): RunCon
   Object.assign(overrides, dottedOverrides(rest));
   if (!flags.config) return parseRunConfig(applyOverrides({}, overrides), 'flags');
   if (!existsSync(flags.config)) throw new ConfigError(`--config ${flags.config}: no such file`, { where: flags.config });
-  void readConfigFile;
   return loadRunConfig(flags.config, overrides);
 }
 
@@ -112,7 +111,7 @@ function archConfigPath(arch: string): string {
   throw new ConfigError(`model.arch ${JSON.stringify(arch)}: no such config.json (or preset under configs/tiny/)`, { where: 'model.arch' });
 }
 
-function estimateBytes(model: CausalLM, cfg: RunConfig, seqLength: number): { params: number; bytes: number } {
+function estimateBytes(model: CausalLM, cfg: RunConfig, seqLength: number): number {
   const params = model.params.values.layout.size;
   const c = model.config;
   const hidden = c.family === 'llama' ? c.hiddenSize : c.nEmbd;
@@ -120,7 +119,7 @@ function estimateBytes(model: CausalLM, cfg: RunConfig, seqLength: number): { pa
   // Weights, gradients, two AdamW moments in fp32; activations kept per layer (about 16 hidden-sized
   // tensors per token and layer), a quarter of that with recompute.
   const act = cfg.runner_config.batch_size * seqLength * hidden * layers * 16 * 4 * (cfg.model.recompute ? 0.25 : 1);
-  return { params, bytes: params * 16 + act };
+  return params * 16 + act;
 }
 
 function openDataset(dir: string, what: string): Records {
@@ -160,9 +159,18 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
   const tokenizerDir = cfg.tokenizer || modelDir;
   try {
     const vocab = model.config.vocabSize;
+    // The tokenizer is read once, when something first needs it (a 32k-piece model takes ~0.5 s to load).
+    let tokenizer: Tokenizer | null | undefined;
+    const tokenizerOf = (): Tokenizer | null => {
+      if (tokenizer === undefined) {
+        const has = tokenizerDir !== null && tokenizerDir !== '' && ['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(tokenizerDir, f)));
+        tokenizer = has ? Tokenizer.fromDir(tokenizerDir as string) : null;
+      }
+      return tokenizer;
+    };
     const setupFor = (records: Records): void => {
-      if (tokenizerDir && (existsSync(join(tokenizerDir, 'tokenizer.json')) || existsSync(join(tokenizerDir, 'tokenizer.model')))) {
-        const tok = Tokenizer.fromDir(tokenizerDir);
+      const tok = tokenizerOf();
+      if (tok) {
         validateRecordsFor(records, { tokenizerIdentity: tok.identity, seqLength: records.seqLength, vocabSize: vocab });
       } else if (records.manifest.tokenizer.vocab_size > vocab) {
         validateRecordsFor(records, { tokenizerIdentity: records.manifest.tokenizer.identity, seqLength: records.seqLength, vocabSize: vocab });
@@ -181,8 +189,9 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       seed: cfg.seed,
     };
     const needTokenizer = (what: string): Tokenizer => {
-      if (!tokenizerDir) throw new ConfigError(`${what} needs a tokenizer`, { where: 'tokenizer', hint: 'set tokenizer: DIR, or load a checkpoint that has its tokenizer files' });
-      return Tokenizer.fromDir(tokenizerDir);
+      const tok = tokenizerOf();
+      if (!tok) throw new ConfigError(`${what} needs a tokenizer`, { where: 'tokenizer', hint: 'set tokenizer: DIR, or load a checkpoint that has its tokenizer files' });
+      return tok;
     };
     mkdirSync(cfg.output_dir, { recursive: true });
 
@@ -230,7 +239,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
     try {
       setupFor(records);
       if (evalRecords) setupFor(evalRecords);
-      const { params, bytes } = estimateBytes(model, cfg, records.seqLength);
+      const bytes = estimateBytes(model, cfg, records.seqLength);
       const frozen = frozenSet(model.params.names, cfg.freeze);
       const count = (names: readonly string[]): number => names.reduce((n, k) => n + model.params.get(k).size, 0);
       const total = count(model.params.names);
@@ -292,7 +301,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
 }
 
 export function registerRun(program: Command): void {
-  const cmd = program
+  program
     .command('run')
     .description('train, fine-tune, evaluate or predict (MindFormers run_mindformer.py)')
     .option('--config <file>', 'YAML run config (configs/...)')
@@ -324,5 +333,4 @@ export function registerRun(program: Command): void {
       const flags = { ...opts, usePar: opts['use_parallel'] === true };
       await run(flags, command.args);
     });
-  void cmd;
 }

@@ -10,11 +10,11 @@ import { promptIds } from '../../data/prompt.ts';
 import { preprocess } from '../../data/preprocess.ts';
 import { openRecords } from '../../data/records.ts';
 import { ConfigError } from '../../errors.ts';
+import { evaluateGeneration } from '../../eval/generation-eval.ts';
 import { exactMatch } from '../../eval/metrics.ts';
-import { defaultEosIds, generate, generationText } from '../../generate/index.ts';
 import type { CausalLM } from '../../models/model.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
-import { applyOverrides, loadRunConfig, parseRunConfig, readConfigFile } from '../../train/config.ts';
+import { loadRunConfig } from '../../train/config.ts';
 import { loadModel } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
 import { type EvalResult, Trainer, evaluateLoss } from '../../train/trainer.ts';
@@ -51,10 +51,8 @@ export interface Scored {
 
 /** Greedy answers to held-out prompts (vicuna around the alpaca prompt, as in training), scored by EM. */
 function scoreExactMatch(model: CausalLM, tok: Tokenizer, samples: readonly AlpacaSample[], tasks: readonly string[], maxNewTokens: number): Scored {
-  const prompts = samples.map((s) => promptIds(tok, 'vicuna', alpacaPrompt(s.instruction, s.input)));
-  const eos = defaultEosIds(model, tok);
-  const gens = generate(model, prompts, { maxNewTokens, eosTokenIds: eos, padTokenId: tok.padId ?? tok.unkId ?? eos[0] ?? 0, batchSize: 32 });
-  const predictions = gens.map((g) => generationText(tok, g).trim());
+  const examples = samples.map((s) => ({ prompt: promptIds(tok, 'vicuna', alpacaPrompt(s.instruction, s.input)), references: s.output }));
+  const predictions = evaluateGeneration(model, tok, examples, { maxNewTokens, batchSize: 32, metrics: [] }).predictions.map((p) => p.trim());
   const hits = predictions.map((p, i) => exactMatch(p, (samples[i] as AlpacaSample).output));
   const byTask: Record<string, number> = {};
   const counts: Record<string, number> = {};
@@ -105,9 +103,6 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   if (o.epochs !== undefined) overrides['runner_config.epochs'] = o.epochs;
   Object.assign(overrides, o.overrides ?? {});
   const cfg = loadRunConfig(cfgPath, overrides);
-  void parseRunConfig;
-  void applyOverrides;
-  void readConfigFile;
   const seqLength = o.seqLength ?? 512;
 
   const allTrain = JSON.parse(readFileSync(join(assets, 'alpaca_train.json'), 'utf8')) as AlpacaSample[];
