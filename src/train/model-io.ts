@@ -29,8 +29,9 @@ export function loadModel(dir: string, seed = 0): CausalLM {
     const plan = planConversion(config, source.tensors, dir);
     for (const t of plan.tensors) {
       const data = castFloat(source.read(t.source), t.dtype, 'F32');
-      const f32 = new Float32Array(data.buffer, data.byteOffset, data.byteLength / 4);
-      loadInto(model.params.get(t.name), f32.byteOffset % 4 === 0 ? f32 : new Float32Array(f32));
+      // A Float32Array view needs a 4-byte-aligned offset; bytes read at an odd place are copied first.
+      const aligned = data.byteOffset % 4 === 0 ? data : data.slice();
+      loadInto(model.params.get(t.name), new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4));
     }
     return model;
   } catch (err) {
