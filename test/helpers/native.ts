@@ -1,4 +1,5 @@
 // Test helpers for kernel tests: native buffers from typed arrays and back, relative errors, ISA paths.
+import assert from 'node:assert/strict';
 import { native, ISA } from '../../src/backend/binding.ts';
 
 /** Copies a typed array into a new native buffer; returns its handle. Free with native.free. */
@@ -114,3 +115,25 @@ export function withBuffers<T>(fn: (keep: (h: number) => number) => T): T {
     for (const h of handles) native.free(h);
   }
 }
+
+/** The raw bits of float32 values, for bit-exact comparisons. */
+export function bits(a: Float32Array): Uint32Array {
+  return new Uint32Array(a.buffer, a.byteOffset, a.length);
+}
+
+/**
+ * ‖got − want‖ / ‖want‖ ≤ tol; with `floorRms`, the denominator is at least floorRms · sqrt(n), for tensors
+ * that are zero in exact arithmetic (e.g. a softmax over one class, whose gradients are 0 up to rounding).
+ */
+export function closeRel(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number, floorRms = 0): void {
+  assert.equal(got.length, want.length, `${name}: length`);
+  let diff = 0;
+  let norm = 0;
+  for (let i = 0; i < want.length; i++) {
+    diff += ((got[i] as number) - (want[i] as number)) ** 2;
+    norm += (want[i] as number) ** 2;
+  }
+  const e = Math.sqrt(diff) / Math.max(Math.sqrt(norm), floorRms * Math.sqrt(want.length), Number.MIN_VALUE);
+  assert.ok(e <= tol, `${name}: relative error ${e.toExponential(2)} > ${tol}`);
+}
+

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { native } from '../../src/backend/binding.ts';
-import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES, Arena, withArena } from '../helpers/native.ts';
+import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits, closeRel } from '../helpers/native.ts';
 
 interface AttnShape { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; qOffset: number; causal: boolean; scale: number }
 interface AttnInputs extends AttnShape {
@@ -19,26 +19,6 @@ const fixtures = JSON.parse(readFileSync(new URL('../fixtures/nn_ops.json', impo
 
 const FWD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
-
-/**
- * ‖got − want‖ / ‖want‖ ≤ tol; with `floorRms`, the denominator is at least floorRms · sqrt(n), for tensors
- * that are zero in exact arithmetic (with a single visible key, dq = dk = 0 up to rounding).
- */
-function close(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number, floorRms = 0): void {
-  assert.equal(got.length, want.length, `${name}: length`);
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff += ((got[i] as number) - (want[i] as number)) ** 2;
-    norm += (want[i] as number) ** 2;
-  }
-  const e = Math.sqrt(diff) / Math.max(Math.sqrt(norm), floorRms * Math.sqrt(want.length), Number.MIN_VALUE);
-  assert.ok(e <= tol, `${name}: relative error ${e.toExponential(2)} > ${tol}`);
-}
-
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
-}
 
 /** k or v (B, S, Hkv, D) copied into a KV cache of `capacity` rows per batch; unused rows hold NaN. */
 function inCache(x: ArrayLike<number>, c: AttnShape, capacity: number): Float32Array {
@@ -109,11 +89,11 @@ for (const { name, level } of isaPaths()) {
   test(`attention matches explicit softmax(QK^T scale + mask) V in PyTorch, with its gradients [${name}]`, () => {
     for (const c of fixtures.attention) {
       const got = withIsa(level, () => attention(c));
-      close(`${c.name} out`, got.out, c.out, FWD_TOL);
-      close(`${c.name} lse`, got.lse, c.lse, FWD_TOL);
-      close(`${c.name} dq`, got.dq, c.dq, GRAD_TOL);
-      close(`${c.name} dk`, got.dk, c.dk, GRAD_TOL);
-      close(`${c.name} dv`, got.dv, c.dv, GRAD_TOL);
+      closeRel(`${c.name} out`, got.out, c.out, FWD_TOL);
+      closeRel(`${c.name} lse`, got.lse, c.lse, FWD_TOL);
+      closeRel(`${c.name} dq`, got.dq, c.dq, GRAD_TOL);
+      closeRel(`${c.name} dk`, got.dk, c.dk, GRAD_TOL);
+      closeRel(`${c.name} dv`, got.dv, c.dv, GRAD_TOL);
     }
   });
 }
@@ -134,7 +114,7 @@ test('SIMD attention matches the naive kernel on odd sizes (T, S, head dim, GQA,
       for (const { name, level } of simd) {
         const got = withIsa(level, () => attention(c));
         const tag = `[${name}] ${JSON.stringify(shape)} seg=${segLen ?? 0}`;
-        for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) close(`${tag} ${key}`, got[key], ref[key], 1e-5, 0.1);
+        for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) closeRel(`${tag} ${key}`, got[key], ref[key], 1e-5, 0.1);
       }
     }
   }
@@ -152,8 +132,8 @@ test('KV-cache decoding: queries at an offset over a cache equal the matching ro
         q: queryRows(full.q, full, t0, t1), k: kv(full.k), v: kv(full.v), dout: queryRows(full.dout, full, t0, t1),
       };
       const got = withIsa(level, () => attention(step, 96));
-      close(`[${name}] rows ${t0}..${t1} out`, got.out, queryRows(ref.out, full, t0, t1), 1e-6);
-      close(`[${name}] rows ${t0}..${t1} lse`, got.lse, lseRows(ref.lse, full, t0, t1), 1e-6);
+      closeRel(`[${name}] rows ${t0}..${t1} out`, got.out, queryRows(ref.out, full, t0, t1), 1e-6);
+      closeRel(`[${name}] rows ${t0}..${t1} lse`, got.lse, lseRows(ref.lse, full, t0, t1), 1e-6);
       assert.ok(got.dk.every(Number.isFinite) && got.dv.every(Number.isFinite), 'NaN cache rows beyond S are never read');
     }
   }

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { native } from '../../src/backend/binding.ts';
-import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES, Arena, withArena } from '../helpers/native.ts';
+import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits, closeRel } from '../helpers/native.ts';
 
 interface CeInputs { N: number; d: number; V: number; h: ArrayLike<number>; w: ArrayLike<number>; labels: ArrayLike<number>; gradScale: number }
 interface CeCase extends CeInputs { name: string; labels: number[]; lossSum: number; count: number; lse: number[]; rowLoss: number[]; dh: number[]; dw: number[] }
@@ -15,26 +15,6 @@ const fixtures = JSON.parse(readFileSync(new URL('../fixtures/nn_ops.json', impo
 
 const FWD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
-
-/**
- * ‖got − want‖ / ‖want‖ ≤ tol; with `floorRms`, the denominator is at least floorRms · sqrt(n), for tensors
- * that are zero in exact arithmetic (with V = 1 the softmax is 1 and every gradient is 0 up to rounding).
- */
-function close(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number, floorRms = 0): void {
-  assert.equal(got.length, want.length, `${name}: length`);
-  let diff = 0;
-  let norm = 0;
-  for (let i = 0; i < want.length; i++) {
-    diff += ((got[i] as number) - (want[i] as number)) ** 2;
-    norm += (want[i] as number) ** 2;
-  }
-  const e = Math.sqrt(diff) / Math.max(Math.sqrt(norm), floorRms * Math.sqrt(want.length), Number.MIN_VALUE);
-  assert.ok(e <= tol, `${name}: relative error ${e.toExponential(2)} > ${tol}`);
-}
-
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
-}
 
 /** Forward, then backward into dw (starting from dw0, zeros by default). */
 function crossEntropy(c: CeInputs, chunk: number, dw0?: ArrayLike<number>): CeOutputs {
@@ -55,11 +35,11 @@ function randomCe(N: number, d: number, V: number, seed: number): CeInputs {
 
 function compare(tag: string, got: CeOutputs, want: Omit<CeOutputs, 'lse' | 'rowLoss' | 'dh' | 'dw'> & Record<'lse' | 'rowLoss' | 'dh' | 'dw', ArrayLike<number>>, fwdTol: number, gradTol: number, floorRms = 0): void {
   assert.equal(got.count, want.count, `${tag} count`);
-  close(`${tag} lossSum`, [got.lossSum], [want.lossSum], fwdTol);
-  close(`${tag} lse`, got.lse, want.lse, fwdTol);
-  close(`${tag} rowLoss`, got.rowLoss, want.rowLoss, fwdTol);
-  close(`${tag} dh`, got.dh, want.dh, gradTol, floorRms);
-  close(`${tag} dw`, got.dw, want.dw, gradTol, floorRms);
+  closeRel(`${tag} lossSum`, [got.lossSum], [want.lossSum], fwdTol);
+  closeRel(`${tag} lse`, got.lse, want.lse, fwdTol);
+  closeRel(`${tag} rowLoss`, got.rowLoss, want.rowLoss, fwdTol);
+  closeRel(`${tag} dh`, got.dh, want.dh, gradTol, floorRms);
+  closeRel(`${tag} dw`, got.dw, want.dw, gradTol, floorRms);
 }
 
 for (const { name, level } of isaPaths()) {
@@ -105,9 +85,9 @@ test('cross-entropy accumulates into dw (+=) and scales both gradients by gradSc
   const dw0 = randomF32(c.V * c.d, 5);
   for (const { name, level } of isaPaths()) {
     const got = withIsa(level, () => crossEntropy(c, 7, dw0));
-    close(`[${name}] dw accumulated`, got.dw, c.dw.map((g, i) => g + (dw0[i] as number)), GRAD_TOL);
+    closeRel(`[${name}] dw accumulated`, got.dw, c.dw.map((g, i) => g + (dw0[i] as number)), GRAD_TOL);
     const doubled = withIsa(level, () => crossEntropy({ ...c, gradScale: 2 * c.gradScale }, 7));
-    close(`[${name}] dh with twice the grad scale`, doubled.dh, c.dh.map((g) => 2 * g), GRAD_TOL);
+    closeRel(`[${name}] dh with twice the grad scale`, doubled.dh, c.dh.map((g) => 2 * g), GRAD_TOL);
   }
 });
 

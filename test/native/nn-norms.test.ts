@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { native } from '../../src/backend/binding.ts';
-import { toNative, readF32, randomF32, relError, isaPaths, withIsa, ODD_SIZES, Arena, withArena } from '../helpers/native.ts';
+import { toNative, readF32, randomF32, relError, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits } from '../helpers/native.ts';
 
 interface RmsCase { rows: number; dim: number; eps: number; x: number[]; w: number[]; dy: number[]; y: number[]; rstd: number[]; dx: number[]; dw: number[] }
 interface LnCase {
@@ -67,10 +67,6 @@ function randomInputs(rows: number, dim: number, seed: number): NormInputs {
     x: randomF32(rows * dim, seed, -2, 2), dy: randomF32(rows * dim, seed + 1),
     w: randomF32(dim, seed + 2, 0.5, 1.5), b: randomF32(dim, seed + 3), dw0: randomF32(dim, seed + 4), db0: randomF32(dim, seed + 5),
   };
-}
-
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
 }
 
 for (const { name, level } of isaPaths()) {

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { native } from '../../src/backend/binding.ts';
-import { toNative, readF32, randomF32, relError, isaPaths, withIsa, ODD_SIZES, Arena, withArena } from '../helpers/native.ts';
+import { toNative, readF32, randomF32, relError, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits } from '../helpers/native.ts';
 
 interface RopeCase {
   rows: number; H: number; D: number; rotDim: number; posCount: number; positions: number[];
@@ -22,10 +22,6 @@ const GRAD_TOL = 1e-4;
 function close(name: string, got: ArrayLike<number>, want: ArrayLike<number>, tol: number): void {
   const e = relError(got, want);
   assert.ok(e <= tol, `${name}: relative error ${e.toExponential(2)} > ${tol}`);
-}
-
-function bits(a: Float32Array): Uint32Array {
-  return new Uint32Array(a.buffer, a.byteOffset, a.length);
 }
 
 interface RopeInputs { rows: number; H: number; D: number; rotDim: number; posCount: number; positions: ArrayLike<number>; cos: ArrayLike<number>; sin: ArrayLike<number>; x: ArrayLike<number>; dy: ArrayLike<number> }
