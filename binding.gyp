@@ -17,6 +17,12 @@
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma", "-mf16c", "-fPIC"]
     },
     {
+      "target_name": "sft_avx512bf16",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/list-sources.cjs bf16)"],
+      "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mavx2", "-mfma", "-fPIC"]
+    },
+    {
       "target_name": "sft_avx2",
       "type": "static_library",
       "sources": ["<!@(node scripts/list-sources.cjs simd)"],
@@ -26,7 +32,7 @@
     {
       "target_name": "sftkit",
       "sources": ["<!@(node scripts/list-sources.cjs base)"],
-      "dependencies": ["sft_avx512", "sft_avx2"],
+      "dependencies": ["sft_avx512", "sft_avx512bf16", "sft_avx2"],
       "libraries": ["-lpthread"],
       "conditions": [
         ["sft_have_mpi==1", {

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 #include <sched.h>
@@ -151,9 +152,36 @@ void set_active_isa(int isa) { g_active = isa < 0 ? 0 : (isa > g_detected ? g_de
 
 bool cpu_has_avx512_bf16() {
   unsigned a, b, c, d;
-  if (g_detected < kAvx512) return false;
+  if (g_detected < kAvx512) return false;   // also covers the OS saving zmm state (XCR0)
   if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
   return a & (1u << 5);
+}
+
+namespace {
+// vdpbf16ps wherever the CPU has it, unless SFTKIT_NO_AVX512BF16 (non-empty, not "0") turns it off.
+int initial_bf16_path() {
+  const char* env = std::getenv("SFTKIT_NO_AVX512BF16");
+  const bool off = env && *env && std::string(env) != "0";
+  return !off && cpu_has_avx512_bf16() ? kBf16Native : kBf16Fallback;
+}
+std::atomic<int> g_bf16_path{-1};
+}  // namespace
+
+int bf16_path() {
+  int p = g_bf16_path.load(std::memory_order_relaxed);
+  if (p < 0) {
+    p = initial_bf16_path();
+    g_bf16_path.store(p, std::memory_order_relaxed);
+  }
+  return p;
+}
+
+int set_bf16_path(int path) {
+  int p = kBf16Fallback;
+  if (path == kBf16Native && cpu_has_avx512_bf16()) p = kBf16Native;
+  if (path == kBf16Emulated && g_detected >= kAvx512) p = kBf16Emulated;
+  g_bf16_path.store(p, std::memory_order_relaxed);
+  return p;
 }
 
 int num_threads() { return pool().size(); }

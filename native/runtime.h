@@ -11,7 +11,16 @@ enum Isa : int { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 int detected_isa();          // best level this CPU (and OS) supports
 int active_isa();            // level kernels dispatch to now (<= detected)
 void set_active_isa(int);    // clamps to detected; used by tests to run every path
-bool cpu_has_avx512_bf16();
+bool cpu_has_avx512_bf16();   // AVX512_BF16 (CPUID 7.1 EAX bit 5) with AVX-512 state enabled by the OS
+
+// Paths of the bf16 GEMM on AVX-512 CPUs (the others always round into the fp32 kernel):
+// kBf16Fallback rounds into the fp32 micro-kernel; kBf16Native runs vdpbf16ps (CPUs with AVX512_BF16);
+// kBf16Emulated runs the vdpbf16ps path's packing and blocking with the instruction emulated in AVX-512F,
+// so tests can check that path's layout on CPUs without the instruction.
+enum Bf16Path : int { kBf16Fallback = 0, kBf16Native = 1, kBf16Emulated = 2 };
+int bf16_path();
+// Sets the path, clamped to what the CPU can run (native needs AVX512_BF16, emulated AVX-512); returns it.
+int set_bf16_path(int path);
 
 // Thread pool: one persistent pool; the calling thread works as thread 0.
 int num_threads();

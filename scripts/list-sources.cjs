@@ -1,4 +1,5 @@
-// Lists native sources for binding.gyp: argv[2] is a folder, argv[3] an optional sub-folder filter ("simd" or "base").
+// Lists native sources for binding.gyp: argv[2] picks "simd" (kernels/simd/, built once per ISA), "bf16"
+// (kernels/bf16/, built with -mavx512bf16) or "base" (everything else).
 const fs = require('node:fs');
 const path = require('node:path');
 const root = path.join(__dirname, '..');
@@ -13,5 +14,6 @@ function walk(dir) {
 }
 walk('native');
 const simd = files.filter((f) => f.startsWith('native/kernels/simd/'));
-const base = files.filter((f) => !f.startsWith('native/kernels/simd/'));
-process.stdout.write((which === 'simd' ? simd : base).sort().join(' '));
+const bf16 = files.filter((f) => f.startsWith('native/kernels/bf16/'));
+const base = files.filter((f) => !simd.includes(f) && !bf16.includes(f));
+process.stdout.write((which === 'simd' ? simd : which === 'bf16' ? bf16 : base).sort().join(' '));

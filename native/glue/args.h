@@ -38,6 +38,12 @@ inline bool flag(const Napi::CallbackInfo& info, size_t i, const char* op, const
   return info[i].As<Napi::Boolean>().Value();
 }
 
+// A trailing boolean that callers may leave out (false when absent or undefined).
+inline bool optional_flag(const Napi::CallbackInfo& info, size_t i, const char* op, const char* name) {
+  if (i >= info.Length() || info[i].IsUndefined()) return false;
+  return flag(info, i, op, name);
+}
+
 // A buffer argument: handle at info[i], byte offset at info[i + 1]. `elems` elements of T must fit.
 // Handle 0 means "absent" when `optional`, and yields nullptr.
 template <typename T>

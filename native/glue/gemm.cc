@@ -46,6 +46,7 @@ Napi::Value Gemm(const Napi::CallbackInfo& info) {
   g.stride_a = dim(info, 17, kOp, "strideA");
   g.stride_b = dim(info, 18, kOp, "strideB");
   g.stride_c = dim(info, 19, kOp, "strideC");
+  g.bf16 = optional_flag(info, 20, kOp, "bf16");
 
   // Stored shapes: A is (M, K), or (K, M) with transA; B is (K, N), or (N, K) with transB; C is (M, N).
   const int64_t a_rows = g.trans_a ? g.K : g.M, a_cols = g.trans_a ? g.M : g.K;

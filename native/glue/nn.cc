@@ -289,6 +289,7 @@ Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   a.labels = buf<const int32_t>(info, 4, op, tensor("labels", {m.N}).c_str(), m.N, false);
   a.lse = buf<float>(info, 6, op, tensor("lse", {m.N}).c_str(), m.N, true);
   a.row_loss = buf<float>(info, 8, op, tensor("rowLoss", {m.N}).c_str(), m.N, true, true);
+  a.bf16 = optional_flag(info, 14, op, "bf16");
   double loss_sum = 0;
   int64_t count = 0;
   a.loss_sum = &loss_sum;
@@ -317,6 +318,7 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   a.lse = const_cast<float*>(buf<const float>(info, 6, op, tensor("lse", {m.N}).c_str(), m.N, false));
   a.dh = buf<float>(info, 8, op, tensor("dh", {m.N, m.d}).c_str(), nd, true);
   a.dw = buf<float>(info, 10, op, tensor("dw", {m.V, m.d}).c_str(), vd, true);
+  a.bf16 = optional_flag(info, 17, op, "bf16");
   int64_t bad = guarded(info, op, [&] { return k::ce_fused_bwd(a); });
   if (bad >= 0) bad_label(info, op, m, a.labels, bad);
   return info.Env().Undefined();

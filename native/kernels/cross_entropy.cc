@@ -25,7 +25,10 @@ void chunk_logits(const CrossEntropyArgs& a, int64_t r, int64_t c0, int64_t n, s
   for (int64_t j = 0; j < n; ++j) {
     const float* w = a.w + (c0 + j) * a.d;
     double dot = 0;
-    for (int64_t i = 0; i < a.d; ++i) dot += static_cast<double>(h[i]) * w[i];
+    if (a.bf16)
+      for (int64_t i = 0; i < a.d; ++i) dot += static_cast<double>(round_bf16(h[i])) * round_bf16(w[i]);
+    else
+      for (int64_t i = 0; i < a.d; ++i) dot += static_cast<double>(h[i]) * w[i];
     logits[j] = dot;
   }
 }
@@ -81,6 +84,15 @@ int64_t ce_fused_bwd(const CrossEntropyArgs& a) {
         g *= a.grad_scale;
         const float* w = a.w + (c0 + j) * a.d;
         float* dw = a.dw + (c0 + j) * a.d;
+        if (a.bf16) {
+          // bf16 compute: the backward products read dlogits, w and h rounded to bf16
+          const double gb = round_bf16(static_cast<float>(g));
+          for (int64_t i = 0; i < a.d; ++i) {
+            dh[i] += gb * round_bf16(w[i]);
+            dw[i] += static_cast<float>(gb * round_bf16(h[i]));
+          }
+          continue;
+        }
         for (int64_t i = 0; i < a.d; ++i) {
           dh[i] += g * w[i];
           dw[i] += static_cast<float>(g * h[i]);

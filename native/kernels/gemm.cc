@@ -1,5 +1,6 @@
 // Naive reference GEMM: the plain triple loop that the SIMD paths are tested against, and the path
-// used on CPUs without AVX2. Same contract as GemmArgs (row-major, all transposes, batched, alpha/beta).
+// used on CPUs without AVX2. Same contract as GemmArgs (row-major, all transposes, batched, alpha/beta,
+// bf16 compute).
 #include "kernels/kernels.h"
 
 namespace sft::naive {
@@ -18,6 +19,10 @@ void gemm(const GemmArgs& g) {
           for (int64_t k = 0; k < g.K; ++k) {
             float a = g.trans_a ? A[k * g.lda + i] : A[i * g.lda + k];
             float bk = g.trans_b ? B[j * g.ldb + k] : B[k * g.ldb + j];
+            if (g.bf16) {
+              a = round_bf16(a);
+              bk = round_bf16(bk);
+            }
             acc += a * bk;
           }
         }

@@ -17,6 +17,10 @@ enum ReduceOp : int { kSum = 0, kMean, kMax, kReduceCount };
 
 // C[b] = alpha * op(A[b]) * op(B[b]) + beta * C[b]; op(A) is (M, K), op(B) is (K, N), C is (M, N).
 // beta == 0 overwrites C without reading it (NaNs in C do not propagate).
+// bf16: mixed-precision compute. Every element of A and B is rounded to bf16 (round to nearest even, NaN
+// stays NaN) as it is packed, products accumulate in fp32 and C stays fp32. A product of two bf16 values
+// is exact in fp32, so every path (vdpbf16ps, or the fp32 micro-kernel over rounded panels) computes the
+// same sums up to summation order and vdpbf16ps's flushing of denormals.
 struct GemmArgs {
   bool trans_a, trans_b;
   int64_t M, N, K;
@@ -26,6 +30,7 @@ struct GemmArgs {
   float beta;
   float* C; int64_t ldc;
   int64_t batch, stride_a, stride_b, stride_c;
+  bool bf16 = false;
 };
 
 // Causal (or full) attention with GQA. q (B,T,Hq,D) contiguous; k, v (B,S,Hkv,D) with batch stride
@@ -65,6 +70,7 @@ struct CrossEntropyArgs {
   int64_t N, d, V, chunk;
   float* lse; float* row_loss; double* loss_sum; int64_t* count;
   float grad_scale; float* dh; float* dw;
+  bool bf16 = false;  // the chunk products run as bf16 GEMMs (GemmArgs::bf16)
 };
 
 // PyTorch AdamW (decoupled weight decay): p -= lr*wd*p; m, v moments; p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps).
@@ -137,6 +143,23 @@ void strided_copy(const void* src, const int64_t* src_strides, void* dst, const 
 void fill_f32(float* dst, int64_t n, float value);
 void fill_i32(int32_t* dst, int64_t n, int32_t value);
 }  // namespace k
+
+// f32 -> the nearest bf16 (ties to even), kept in f32 format (low 16 bits zero); NaN stays a quiet NaN.
+// The scalar reference of the bf16 GEMM's operand rounding; bit-exact with the cast kernels' f32 -> bf16.
+inline float round_bf16(float f) {
+  uint32_t u;
+  __builtin_memcpy(&u, &f, 4);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) u |= 0x00400000u;   // quiet the NaN so truncation keeps it a NaN
+  else u += 0x7FFFu + ((u >> 16) & 1u);                      // ties go to the even upper half
+  u &= 0xFFFF0000u;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+namespace avx512bf16 {
+// The bf16 GEMM on bf16 pair panels (native/kernels/bf16/gemm_dpbf16.cc): emulate = false uses vdpbf16ps.
+void gemm(const GemmArgs& a, bool emulate);
+}
 
 // Bytes per element of a storage dtype.
 inline int dtype_bytes(int dtype) { return dtype == kBF16 || dtype == kF16 ? 2 : 4; }

@@ -17,6 +17,12 @@ export const UNARY_OP = {
 export const BINARY_OP = { add: 0, sub: 1, mul: 2, div: 3, pow: 4, maximum: 5 } as const;
 export const REDUCE_OP = { sum: 0, mean: 1, max: 2 } as const;
 export const ISA = { scalar: 0, avx2: 1, avx512: 2 } as const;
+/**
+ * Paths of the bf16 GEMM on AVX-512 CPUs: vdpbf16ps (`native`, CPUs with AVX512_BF16), operands rounded into
+ * the fp32 micro-kernel (`fallback`; always the path below AVX-512), or the vdpbf16ps path's packing with the
+ * instruction emulated (`emulated`, for tests on CPUs without it).
+ */
+export const BF16_PATH = { fallback: 0, native: 1, emulated: 2 } as const;
 /** Element types of the MPI collectives (float32 and int32 share DTYPE_CODE's numbers). */
 export const MPI_DTYPE = { float32: 0, int32: 3, float64: 4 } as const;
 export const MPI_OP = { sum: 0, max: 1, min: 2 } as const;
@@ -50,14 +56,19 @@ export interface Binding {
   /** Clamps to the detected level; returns the level now active. */
   setIsa(isa: number): number;
   hasAvx512Bf16(): boolean;
+  /** The bf16 GEMM path (BF16_PATH); starts at native where the CPU has AVX512_BF16, unless SFTKIT_NO_AVX512BF16 is set. */
+  getBf16Path(): number;
+  /** Clamps to what the CPU runs (native needs AVX512_BF16, emulated AVX-512); returns the path now active. */
+  setBf16Path(path: number): number;
 
-  // --- GEMM (native/glue/gemm.cc): C[b] = alpha op(A[b]) op(B[b]) + beta C[b]; op(A) (M,K), op(B) (K,N), C (M,N)
+  // --- GEMM (native/glue/gemm.cc): C[b] = alpha op(A[b]) op(B[b]) + beta C[b]; op(A) (M,K), op(B) (K,N), C (M,N).
+  // bf16: A and B are rounded to bf16 (nearest even) and the products accumulate in fp32 (mixed precision).
   gemm(
     transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
     a: Handle, aOff: ByteOffset, lda: number,
     b: Handle, bOff: ByteOffset, ldb: number,
     beta: number, c: Handle, cOff: ByteOffset, ldc: number,
-    batch: number, strideA: number, strideB: number, strideC: number,
+    batch: number, strideA: number, strideB: number, strideC: number, bf16?: boolean,
   ): void;
 
   // --- elementwise, reductions, data movement, optimizer (native/glue/elementwise.cc); all fp32 unless noted
@@ -175,17 +186,18 @@ export interface Binding {
   /**
    * Final projection + cross-entropy in vocab chunks. h (N,d), w (V,d), labels int32 (N, -100 ignored);
    * lse (N); rowLoss (N) optional. Returns [lossSum, count]. Throws naming the first out-of-range label.
+   * bf16: the chunk products are bf16 GEMMs (see gemm).
    */
   crossEntropyForward(
     h: Handle, hOff: ByteOffset, w: Handle, wOff: ByteOffset, labels: Handle, lOff: ByteOffset,
     lse: Handle, lseOff: ByteOffset, rowLoss: Handle, rowLossOff: ByteOffset,
-    N: number, d: number, V: number, chunk: number,
+    N: number, d: number, V: number, chunk: number, bf16?: boolean,
   ): [number, number];
   /** dh (N,d) overwritten; dw (V,d) accumulated; both times gradScale (= d loss / d lossSum). */
   crossEntropyBackward(
     h: Handle, hOff: ByteOffset, w: Handle, wOff: ByteOffset, labels: Handle, lOff: ByteOffset,
     lse: Handle, lseOff: ByteOffset, dh: Handle, dhOff: ByteOffset, dw: Handle, dwOff: ByteOffset,
-    N: number, d: number, V: number, chunk: number, gradScale: number,
+    N: number, d: number, V: number, chunk: number, gradScale: number, bf16?: boolean,
   ): void;
 
   // --- MPI collectives (native/glue/mpi.cc, native/mpi_comm.cc); every call but mpiAvailable throws when the

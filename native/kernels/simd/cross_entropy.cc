@@ -23,18 +23,18 @@ constexpr int32_t kIgnore = -100;
 // The chunk products run on the packed GEMM of this ISA (called at the top level, never from inside a
 // parallel_for task: the pool is not re-entrant). Row-major, contiguous.
 // C (M, N) = A (M, K) . B (N, K)^T
-void gemm_nt(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K) {
-  gemm(GemmArgs{false, true, M, N, K, 1.f, A, K, B, K, 0.f, C, N, 1, 0, 0, 0});
+void gemm_nt(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool bf16) {
+  gemm(GemmArgs{false, true, M, N, K, 1.f, A, K, B, K, 0.f, C, N, 1, 0, 0, 0, bf16});
 }
 
 // C (M, N) += A (M, K) . B (K, N)
-void gemm_nn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K) {
-  gemm(GemmArgs{false, false, M, N, K, 1.f, A, K, B, N, 1.f, C, N, 1, 0, 0, 0});
+void gemm_nn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool bf16) {
+  gemm(GemmArgs{false, false, M, N, K, 1.f, A, K, B, N, 1.f, C, N, 1, 0, 0, 0, bf16});
 }
 
 // C (M, N) += A (K, M)^T . B (K, N)
-void gemm_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K) {
-  gemm(GemmArgs{true, false, M, N, K, 1.f, A, M, B, N, 1.f, C, N, 1, 0, 0, 0});
+void gemm_tn_acc(const float* A, const float* B, float* C, int64_t M, int64_t N, int64_t K, bool bf16) {
+  gemm(GemmArgs{true, false, M, N, K, 1.f, A, M, B, N, 1.f, C, N, 1, 0, 0, 0, bf16});
 }
 
 int64_t first_bad_label(const CrossEntropyArgs& a) {
@@ -59,7 +59,7 @@ int64_t ce_fused_fwd(const CrossEntropyArgs& a) {
   }
   for (int64_t c0 = 0; c0 < V; c0 += C) {
     const int64_t n = V - c0 < C ? V - c0 : C;
-    gemm_nt(a.h, a.w + c0 * d, logits, N, n, d);
+    gemm_nt(a.h, a.w + c0 * d, logits, N, n, d, a.bf16);
     parallel_for_grain(N, nnk::row_grain(n), [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* row = logits + r * n;
@@ -104,7 +104,7 @@ int64_t ce_fused_bwd(const CrossEntropyArgs& a) {
   std::memset(a.dh, 0, sizeof(float) * N * d);
   for (int64_t c0 = 0; c0 < V; c0 += C) {
     const int64_t n = V - c0 < C ? V - c0 : C;
-    gemm_nt(a.h, a.w + c0 * d, dl, N, n, d);
+    gemm_nt(a.h, a.w + c0 * d, dl, N, n, d, a.bf16);
     // dlogits = (softmax - onehot) * grad_scale; ignored rows contribute nothing
     parallel_for_grain(N, nnk::row_grain(n), [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
@@ -122,8 +122,8 @@ int64_t ce_fused_bwd(const CrossEntropyArgs& a) {
         if (y >= c0 && y < c0 + n) row[y - c0] -= a.grad_scale;
       }
     });
-    gemm_nn_acc(dl, a.w + c0 * d, a.dh, N, d, n);       // dh += dlogits . w_c
-    gemm_tn_acc(dl, a.h, a.dw + c0 * d, n, d, N);       // dw_c += dlogits^T . h
+    gemm_nn_acc(dl, a.w + c0 * d, a.dh, N, d, n, a.bf16);       // dh += dlogits . w_c
+    gemm_tn_acc(dl, a.h, a.dw + c0 * d, n, d, N, a.bf16);       // dw_c += dlogits^T . h
   }
   return -1;
 }
