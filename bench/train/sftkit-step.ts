@@ -1,5 +1,6 @@
 // One side of bench/train: sftkit training steps (forward, backward, AdamW) on random tokens for one
 // config of DESIGN.md; prints a JSON line {steps, median_s, tokens_per_s, fwd_tokens_per_s, peak_rss_mb}.
+// `--dtype bfloat16` runs forward and backward under T.autocast (bf16 GEMMs, fp32 everything else).
 import { readFileSync } from 'node:fs';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
@@ -10,6 +11,8 @@ import { Rng, Tensor, backward, noGrad, scope } from '../../src/tensor/index.ts'
 import { AdamW, clipScale, globalGradNorm } from '../../src/train/adamw.ts';
 import { formatProfile, profileRows, resetProfile, startProfile, stopProfile } from '../../src/backend/profile.ts';
 
+const dtypeAt = process.argv.indexOf('--dtype');
+const dtype: T.ComputeDtype = dtypeAt >= 0 && process.argv[dtypeAt + 1] === 'bfloat16' ? 'bfloat16' : 'float32';
 const name = process.argv[2] ?? 'S';
 const steps = Number(process.argv[3] ?? 5);
 const c = (JSON.parse(readFileSync(new URL('./configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[name];
@@ -32,16 +35,18 @@ const positions = positionIds(B, S);
 
 function step(): void {
   model.params.zeroGrad();
-  scope(() => {
-    const hidden = model.forward(Tensor.from(ids, [B, S], 'int32'), { positions });
-    const { lossSum: sum, count } = lossSum(model, hidden, Tensor.from(labels, [B, S], 'int32'));
-    backward(T.scale(sum, 1 / count));
-  });
+  scope(() =>
+    T.autocast(dtype, () => {
+      const hidden = model.forward(Tensor.from(ids, [B, S], 'int32'), { positions });
+      const { lossSum: sum, count } = lossSum(model, hidden, Tensor.from(labels, [B, S], 'int32'));
+      backward(T.scale(sum, 1 / count));
+    }),
+  );
   opt.update(1e-4, clipScale(globalGradNorm(model.params.grads), 1.0));
 }
 
 function forward(): void {
-  scope(() => noGrad(() => logits(model, model.forward(Tensor.from(ids, [B, S], 'int32'), { positions })).size));
+  scope(() => T.autocast(dtype, () => noGrad(() => logits(model, model.forward(Tensor.from(ids, [B, S], 'int32'), { positions })).size)));
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
@@ -71,7 +76,7 @@ if (process.argv.includes('--profile')) {
 const params = model.params.values.layout.names.reduce((n, k) => n + model.params.get(k).size, 0);
 console.log(
   JSON.stringify({
-    engine: 'sftkit', config: name, params, steps, median_s: med, tokens_per_s: (B * S) / med,
+    engine: dtype === 'bfloat16' ? 'sftkit bf16' : 'sftkit', config: name, ...(dtype === 'bfloat16' ? { gemm: T.bf16GemmPath() } : {}), params, steps, median_s: med, tokens_per_s: (B * S) / med,
     fwd_tokens_per_s: (B * S) / median(ftimes), peak_rss_mb: process.resourceUsage().maxRSS / 1024,
   }),
 );

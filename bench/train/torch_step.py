@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The PyTorch side of bench/train: the same Llama (HF math, plain PyTorch 1.13), AdamW, random tokens.
-Tuned as DESIGN.md says: 2 threads, no OpenBLAS core-type override (unset by run.ts). Prints one JSON line."""
+Tuned as DESIGN.md says: 2 threads, no OpenBLAS core-type override (unset by run.ts). Prints one JSON line.
+--bf16 runs forward and loss under torch.autocast('cpu', dtype=torch.bfloat16) (fp32 weights and AdamW)."""
 import json
 import math
 import os
@@ -12,8 +13,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-name = sys.argv[1] if len(sys.argv) > 1 else 'S'
-steps = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+bf16 = '--bf16' in sys.argv
+argv = [a for a in sys.argv[1:] if not a.startswith('--')]
+name = argv[0] if len(argv) > 0 else 'S'
+steps = int(argv[1]) if len(argv) > 1 else 5
 threads = int(os.environ.get('BENCH_THREADS', '2'))
 torch.set_num_threads(threads)
 c = json.load(open(os.path.join(os.path.dirname(__file__), 'configs.json')))[name]
@@ -87,7 +90,8 @@ labels = torch.randint(0, V, (B, S))
 
 def step():
     opt.zero_grad(set_to_none=True)
-    loss = F.cross_entropy(model(ids).view(-1, V), labels.view(-1))
+    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+        loss = F.cross_entropy(model(ids).view(-1, V), labels.view(-1))
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
@@ -103,7 +107,7 @@ for _ in range(steps):
     t0 = time.perf_counter()
     step()
     times.append(time.perf_counter() - t0)
-with torch.no_grad():
+with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
     model(ids)
     ftimes = []
     for _ in range(steps):
@@ -112,6 +116,6 @@ with torch.no_grad():
         ftimes.append(time.perf_counter() - t0)
 med = median(times)
 params = sum(p.numel() for p in model.parameters())
-print(json.dumps({'engine': 'pytorch ' + torch.__version__, 'config': name, 'params': params, 'steps': steps, 'median_s': med,
+print(json.dumps({'engine': 'pytorch ' + torch.__version__ + (' bf16 autocast' if bf16 else ''), 'config': name, 'params': params, 'steps': steps, 'median_s': med,
                   'tokens_per_s': B * S / med, 'fwd_tokens_per_s': B * S / median(ftimes),
                   'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))

@@ -215,19 +215,20 @@ def write(name, cfg, params, forward, B=2, S=9):
     print(name, 'loss', loss.item(), 'floats', len(blob) // 4)
 
 
-os.makedirs(OUT, exist_ok=True)
-llama_gqa = {
-    'model_type': 'llama', 'vocab_size': 61, 'hidden_size': 32, 'intermediate_size': 40, 'num_hidden_layers': 2,
-    'num_attention_heads': 4, 'num_key_value_heads': 2, 'rms_norm_eps': 1e-5, 'rope_theta': 500000.0,
-    'max_position_embeddings': 64, 'tie_word_embeddings': False,
-    'rope_scaling': {'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': 1.0, 'high_freq_factor': 4.0, 'original_max_position_embeddings': 16},
-}
-write('llama_gqa', llama_gqa, llama_params(llama_gqa), llama_forward)
-qwen_tied = {
-    'model_type': 'qwen2', 'vocab_size': 50, 'hidden_size': 24, 'intermediate_size': 36, 'num_hidden_layers': 2,
-    'num_attention_heads': 3, 'num_key_value_heads': 1, 'rms_norm_eps': 1e-6, 'rope_theta': 10000.0,
-    'max_position_embeddings': 64, 'tie_word_embeddings': True,
-}
-write('qwen2_tied', qwen_tied, llama_params(qwen_tied), llama_forward)
-gpt2 = {'model_type': 'gpt2', 'vocab_size': 57, 'n_embd': 32, 'n_head': 4, 'n_layer': 2, 'n_positions': 16, 'layer_norm_epsilon': 1e-5}
-write('gpt2', gpt2, gpt2_params(gpt2), gpt2_forward)
+if __name__ == '__main__':  # bf16_parity.py imports the model code without writing these fixtures
+    os.makedirs(OUT, exist_ok=True)
+    llama_gqa = {
+        'model_type': 'llama', 'vocab_size': 61, 'hidden_size': 32, 'intermediate_size': 40, 'num_hidden_layers': 2,
+        'num_attention_heads': 4, 'num_key_value_heads': 2, 'rms_norm_eps': 1e-5, 'rope_theta': 500000.0,
+        'max_position_embeddings': 64, 'tie_word_embeddings': False,
+        'rope_scaling': {'rope_type': 'llama3', 'factor': 8.0, 'low_freq_factor': 1.0, 'high_freq_factor': 4.0, 'original_max_position_embeddings': 16},
+    }
+    write('llama_gqa', llama_gqa, llama_params(llama_gqa), llama_forward)
+    qwen_tied = {
+        'model_type': 'qwen2', 'vocab_size': 50, 'hidden_size': 24, 'intermediate_size': 36, 'num_hidden_layers': 2,
+        'num_attention_heads': 3, 'num_key_value_heads': 1, 'rms_norm_eps': 1e-6, 'rope_theta': 10000.0,
+        'max_position_embeddings': 64, 'tie_word_embeddings': True,
+    }
+    write('qwen2_tied', qwen_tied, llama_params(qwen_tied), llama_forward)
+    gpt2 = {'model_type': 'gpt2', 'vocab_size': 57, 'n_embd': 32, 'n_head': 4, 'n_layer': 2, 'n_positions': 16, 'layer_norm_epsilon': 1e-5}
+    write('gpt2', gpt2, gpt2_params(gpt2), gpt2_forward)

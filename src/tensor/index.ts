@@ -6,6 +6,8 @@ export { Tensor, copyContiguous } from './tensor.ts';
 export type { DType } from './dtype.ts';
 export { dtypeBytes, isDType } from './dtype.ts';
 export { backward, noGrad, isGradEnabled, needsGrad } from './autograd.ts';
+export { autocast, bf16GemmPath, computeDtype } from './autocast.ts';
+export type { ComputeDtype } from './autocast.ts';
 export type { GradNode } from './autograd.ts';
 export { OP_NAMES } from './op-names.ts';
 export type { OpName } from './op-names.ts';

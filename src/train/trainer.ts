@@ -211,16 +211,20 @@ export class Trainer {
         let lossTotal = 0;
         const S = train.rowLength - 1;
         for (const m of micro) {
-          lossTotal += scope(() => {
-            const hidden = model.forward(Tensor.from(m.ids, [m.rows, S], 'int32'), {
-              positions: positionIds(m.rows, S, { segments: m.segments }),
-              segments: m.segments,
-              recompute: cfg.model.recompute,
-            });
-            const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [m.rows, S], 'int32'));
-            if (trainedTokens > 0) backward(T.scale(sum, 1 / trainedTokens));
-            return sum.item();
-          });
+          // model.dtype bfloat16: the GEMMs of forward and backward run in bf16 compute (T.autocast); the
+          // weights, their gradients, the optimizer state and every other op stay fp32.
+          lossTotal += scope(() =>
+            T.autocast(cfg.model.dtype, () => {
+              const hidden = model.forward(Tensor.from(m.ids, [m.rows, S], 'int32'), {
+                positions: positionIds(m.rows, S, { segments: m.segments }),
+                segments: m.segments,
+                recompute: cfg.model.recompute,
+              });
+              const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [m.rows, S], 'int32'));
+              if (trainedTokens > 0) backward(T.scale(sum, 1 / trainedTokens));
+              return sum.item();
+            }),
+          );
         }
         const loss = trainedTokens > 0 ? (pg.allReduceNumbers([lossTotal])[0] as number) / trainedTokens : 0;
         optimizer.reduceGradients();
@@ -258,7 +262,8 @@ export class Trainer {
         const evalCfg = cfg.callbacks.eval;
         if (evalCfg.do_eval && this.opts.evalSource && (step % evalCfg.eval_steps === 0 || step === totalSteps)) {
           // Every rank evaluates the whole eval set (the replicas are equal); rank 0 reports.
-          const result = evaluateLoss(model, this.opts.evalSource);
+          const source = this.opts.evalSource;
+          const result = T.autocast(cfg.model.dtype, () => evaluateLoss(model, source));
           if (lead) {
             appendFileSync(metricsPath, `${JSON.stringify({ type: 'eval', step, ...result })}\n`);
             events?.eval?.(step, result);

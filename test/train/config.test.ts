@@ -41,6 +41,7 @@ test('MindFormers llama2-7b settings are kept', () => {
   assert.equal(c.optimizer.learning_rate, 1e-6);
   assert.equal(c.parallel_config.optimizer_shard, true);
   assert.equal(c.callbacks.checkpoint.save_checkpoint_steps, 100);
+  assert.equal(c.model.dtype, 'bfloat16');
 });
 
 test('dotted overrides reach any key and are typed like YAML', () => {

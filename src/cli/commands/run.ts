@@ -22,6 +22,7 @@ import { type RunConfig, applyOverrides, loadRunConfig, parseRunConfig, parseVal
 import { createModel, loadModel } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
 import { Trainer, evaluateLoss, frozenSet } from '../../train/trainer.ts';
+import { autocast, bf16GemmPath } from '../../tensor/index.ts';
 import { StepPrinter } from '../progress.ts';
 
 /** A sink for the output of ranks other than 0. */
@@ -134,10 +135,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
   // Only rank 0 prints; every rank logs to its own worker_<r>.log through the launcher anyway.
   const out = new StepPrinter(pg.rank === 0 ? process.stdout : quietStream());
   if (cfg.model.dtype === 'bfloat16') {
-    throw new ConfigError('model.dtype bfloat16: bf16 mixed-precision compute is not available yet in this sftkit build', {
-      where: 'model.dtype',
-      hint: 'set model.dtype: float32 (the weights are trained in fp32)',
-    });
+    out.line(`model.dtype bfloat16: mixed precision, GEMMs on ${bf16GemmPath()}; weights, optimizer state and checkpoints stay fp32`);
   }
   if (flags.usePar) out.line('note: --use_parallel is implied by `sftkit launch`; this process trains alone');
   const mode = cfg.run_mode;
@@ -200,13 +198,13 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       try {
         setupFor(records);
         const src = new RecordsBatchSource(records, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed });
-        const result = evaluateLoss(model, src);
+        const result = autocast(cfg.model.dtype, () => evaluateLoss(model, src));
         const json: Record<string, number> = { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens };
         const genMetrics = cfg.callbacks.eval.metrics.filter((m): m is MetricName => m !== 'perplexity');
         if (genMetrics.length > 0) {
           const tok = needTokenizer('generation metrics');
           const examples = examplesFromRecords(records, tok);
-          const r = evaluateGeneration(model, tok, examples, { ...genOpts, metrics: genMetrics, eosTokenIds: defaultEosIds(model, tok) });
+          const r = autocast(cfg.model.dtype, () => evaluateGeneration(model, tok, examples, { ...genOpts, metrics: genMetrics, eosTokenIds: defaultEosIds(model, tok) }));
           Object.assign(json, r.metrics);
         }
         if (pg.rank === 0) {
@@ -225,7 +223,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       const tok = needTokenizer('predict');
       const ids = prompts.map((p) => promptIds(tok, generation.template, p));
       const eos = defaultEosIds(model, tok);
-      const gens = generate(model, ids, { ...genOpts, eosTokenIds: eos, padTokenId: tok.padId ?? eos[0] ?? 0 });
+      const gens = autocast(cfg.model.dtype, () => generate(model, ids, { ...genOpts, eosTokenIds: eos, padTokenId: tok.padId ?? eos[0] ?? 0 }));
       const lines = gens.map((g, i) => ({ prompt: prompts[i] as string, output: generationText(tok, g) }));
       if (pg.rank === 0) {
         writeFileSync(join(cfg.output_dir, 'predict_results.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');

@@ -2,6 +2,7 @@
 // attention (causal, GQA, KV-cache offset, packed segments) and final projection + cross-entropy.
 import { native } from '../../backend/binding.ts';
 import { record } from '../autograd.ts';
+import { bf16Compute } from '../autocast.ts';
 import { fmt, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
 import { type Rule, dense, expectDType, expectF32, expectNdim, shapeError } from './util.ts';
@@ -183,7 +184,7 @@ export interface CrossEntropyResult {
   count: number;
 }
 
-interface CeCtx { h: Tensor; w: Tensor; labels: Tensor; lse: Tensor; N: number; d: number; V: number; chunk: number }
+interface CeCtx { h: Tensor; w: Tensor; labels: Tensor; lse: Tensor; N: number; d: number; V: number; chunk: number; bf16: boolean }
 
 /**
  * Final projection fused with cross-entropy: logits = h (N, d) @ wᵀ (w: (V, d)), computed in vocab chunks
@@ -206,12 +207,13 @@ export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: { chunk
   const wd = dense(w);
   const ld = dense(labels);
   const lse = Tensor.empty([N]);
+  const bf16 = bf16Compute(); // the chunk GEMMs follow autocast, in backward too
   const [lossSum, count] = native.crossEntropyForward(
     hd.handle, hd.byteOffset, wd.handle, wd.byteOffset, ld.handle, ld.byteOffset, lse.handle, 0,
-    opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, N, d, V, chunk,
+    opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, N, d, V, chunk, bf16,
   );
   const loss = Tensor.scalar(lossSum);
-  const ctx: CeCtx = { h: hd, w: wd, labels: ld, lse, N, d, V, chunk };
+  const ctx: CeCtx = { h: hd, w: wd, labels: ld, lse, N, d, V, chunk, bf16 };
   return { lossSum: record(loss, 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
 }
 
@@ -276,7 +278,7 @@ export const rules = {
     const dw = Tensor.zeros([c.V, c.d]);
     native.crossEntropyBackward(
       c.h.handle, c.h.byteOffset, c.w.handle, c.w.byteOffset, c.labels.handle, c.labels.byteOffset, c.lse.handle, 0,
-      dh.handle, 0, dw.handle, 0, c.N, c.d, c.V, c.chunk, scale,
+      dh.handle, 0, dw.handle, 0, c.N, c.d, c.V, c.chunk, scale, c.bf16,
     );
     return [dh, dw, null];
   }) as Rule<CeCtx>,

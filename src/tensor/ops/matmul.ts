@@ -1,7 +1,10 @@
 // Matrix multiplication on the packed GEMM kernel: 2-D, batched 3-D+, and (..., M, K) @ (K, N);
-// transposed views are passed to GEMM as transpose flags instead of being copied.
+// transposed views are passed to GEMM as transpose flags instead of being copied. Inside autocast('bfloat16')
+// the forward and both backward GEMMs run in bf16 compute (fp32 accumulation; inputs, outputs and gradients
+// stay fp32 tensors).
 import { native } from '../../backend/binding.ts';
 import { record } from '../autograd.ts';
+import { bf16Compute } from '../autocast.ts';
 import { contiguousStrides, fmt, numel } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
 import { type Rule, dense, expectF32, shapeError } from './util.ts';
@@ -36,8 +39,8 @@ function batchStride(x: Tensor): number | null {
   return stride;
 }
 
-/** C = A @ B written into a new (batch..., M, N) tensor, or accumulated into `into` (beta = 1). */
-function gemm(a: Tensor, b: Tensor, outShape: number[], into?: Tensor): Tensor {
+/** C = A @ B written into a new (batch..., M, N) tensor (bf16 compute when `bf16`). */
+function gemm(a: Tensor, b: Tensor, outShape: number[], bf16: boolean): Tensor {
   const M = a.shape[a.ndim - 2] as number;
   const K = a.shape[a.ndim - 1] as number;
   const N = b.shape[b.ndim - 1] as number;
@@ -56,19 +59,19 @@ function gemm(a: Tensor, b: Tensor, outShape: number[], into?: Tensor): Tensor {
   }
   if (a.ndim === 2) sa = 0;
   if (b.ndim === 2) sb = 0;
-  const c = into ?? Tensor.empty(outShape);
+  const c = Tensor.empty(outShape);
   if (c.size === 0) return c;
   native.gemm(
     av.trans, bv.trans, M, N, K, 1,
     av.t.handle, av.t.byteOffset, av.ld,
     bv.t.handle, bv.t.byteOffset, bv.ld,
-    into ? 1 : 0, c.handle, c.byteOffset, N,
-    batch, sa, sb, M * N,
+    0, c.handle, c.byteOffset, N,
+    batch, sa, sb, M * N, bf16,
   );
   return c;
 }
 
-interface MatmulCtx { a: Tensor; b: Tensor }
+interface MatmulCtx { a: Tensor; b: Tensor; bf16: boolean }
 
 /**
  * a (..., M, K) @ b (K, N) or a (batch..., M, K) @ b (batch..., K, N) with equal batch dims.
@@ -78,6 +81,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (a.ndim < 2 || b.ndim < 2) throw shapeError('matmul', `needs matrices, got ${fmt(a.shape)} @ ${fmt(b.shape)}`);
   const K = a.shape[a.ndim - 1] as number;
   if (b.shape[b.ndim - 2] !== K) throw shapeError('matmul', `inner dims differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
+  const bf16 = bf16Compute();
   let out: Tensor;
   if (b.ndim === 2 && a.ndim > 2) {
     // Fold the batch into M when a's rows are evenly strided (the common activation @ weight case).
@@ -85,16 +89,16 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     const rows = numel(a.shape.slice(0, -1));
     const ad = a.isContiguous ? a : dense(a);
     const a2 = new Tensor(ad.storage, [rows, K], [K, 1], ad.offset, 'float32');
-    const o2 = gemm(a2, b, [rows, b.shape[1] as number]);
+    const o2 = gemm(a2, b, [rows, b.shape[1] as number], bf16);
     const outShape = [...a.shape.slice(0, -2), M, b.shape[1] as number];
     out = new Tensor(o2.storage, outShape, contiguousStrides(outShape), 0, 'float32');
   } else {
     if (a.ndim !== b.ndim || a.shape.slice(0, -2).some((d, i) => d !== b.shape[i])) {
       throw shapeError('matmul', `batch dims differ: ${fmt(a.shape)} @ ${fmt(b.shape)}`);
     }
-    out = gemm(a, b, [...a.shape.slice(0, -1), b.shape[b.ndim - 1] as number]);
+    out = gemm(a, b, [...a.shape.slice(0, -1), b.shape[b.ndim - 1] as number], bf16);
   }
-  const ctx: MatmulCtx = { a, b };
+  const ctx: MatmulCtx = { a, b, bf16 };
   return record(out, 'matmul', [a, b], (g) => rules.matmul(ctx, g));
 }
 
@@ -115,7 +119,7 @@ function mTRaw(x: Tensor): Tensor {
 
 export const rules = {
   matmul: ((c, g) => {
-    const { a, b } = c;
+    const { a, b, bf16 } = c;
     if (b.ndim === 2 && a.ndim > 2) {
       const K = a.shape[a.ndim - 1] as number;
       const N = b.shape[1] as number;
@@ -124,13 +128,13 @@ export const rules = {
       const g2 = new Tensor(gd.storage, [rows, N], [N, 1], gd.offset, 'float32');
       const ad = dense(a);
       const a2 = new Tensor(ad.storage, [rows, K], [K, 1], ad.offset, 'float32');
-      const da2 = a.requiresGrad ? gemm(g2, mTRaw(b), [rows, K]) : null;
-      const db = b.requiresGrad ? gemm(mTRaw(a2), g2, [K, N]) : null;
+      const da2 = a.requiresGrad ? gemm(g2, mTRaw(b), [rows, K], bf16) : null;
+      const db = b.requiresGrad ? gemm(mTRaw(a2), g2, [K, N], bf16) : null;
       const da = da2 ? new Tensor(da2.storage, [...a.shape], contiguousStrides(a.shape), 0, 'float32') : null;
       return [da, db];
     }
-    const da = a.requiresGrad ? gemm(g, mTRaw(b), [...a.shape]) : null;
-    const db = b.requiresGrad ? gemm(mTRaw(a), g, [...b.shape]) : null;
+    const da = a.requiresGrad ? gemm(g, mTRaw(b), [...a.shape], bf16) : null;
+    const db = b.requiresGrad ? gemm(mTRaw(a), g, [...b.shape], bf16) : null;
     return [da, db];
   }) as Rule<MatmulCtx>,
 };

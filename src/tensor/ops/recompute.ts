@@ -1,10 +1,11 @@
 // Activation recompute: run a block without keeping its activations, and run it again during backward.
 import { backward, noGrad, record, withGrad } from '../autograd.ts';
+import { type ComputeDtype, autocast, computeDtype } from '../autocast.ts';
 import { currentScope } from '../storage.ts';
 import { Tensor } from '../tensor.ts';
 import type { Rule } from './util.ts';
 
-interface RecomputeCtx { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[] }
+interface RecomputeCtx { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[]; dtype: ComputeDtype }
 
 /**
  * out = fn(...inputs), keeping only the inputs for backward: the block's intermediates are freed with the
@@ -13,7 +14,9 @@ interface RecomputeCtx { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[] }
  */
 export function recompute(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
   const out = noGrad(() => fn(...inputs));
-  const ctx: RecomputeCtx = { fn, inputs };
+  // Backward runs outside any autocast scope: it re-enters the one the block ran under, so the
+  // recomputed activations are the same bits as the first pass.
+  const ctx: RecomputeCtx = { fn, inputs, dtype: computeDtype() };
   // A fresh output tensor object whose node is the whole block.
   const node = new Tensor(out.storage, out.shape, out.strides, out.offset, out.dtype);
   return record(node, 'recompute', [...inputs], (g) => rules.recompute(ctx, g));
@@ -26,7 +29,7 @@ export const rules = {
       d.requiresGrad = x.requiresGrad;
       return d;
     });
-    const out = withGrad(() => c.fn(...detached));
+    const out = withGrad(() => autocast(c.dtype, () => c.fn(...detached)));
     if (out.requiresGrad) withGrad(() => backward(out, g));
     // The inputs' gradients were made persistent (as leaves' are); hand them to the step scope instead.
     return detached.map((d) => {
