@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseModelConfig } from '../../src/models/config.ts';
+import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { lossSum } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
@@ -34,7 +34,7 @@ function get(name: string): Float32Array {
 
 /** Mean loss and every gradient of one step of the fixture's model under `dtype` compute. */
 function run(dtype: T.ComputeDtype): { loss: number; grads: Map<string, Float32Array>; names: readonly string[] } {
-  const model = new Llama(parseModelConfig(meta.config, 'llama_bf16.json'));
+  const model = new Llama(parseModelConfig(meta.config, 'llama_bf16.json') as LlamaConfig);
   try {
     for (const n of model.params.names) loadInto(model.params.get(n), get(`param:${n}`));
     const B = meta.ids.length, S = (meta.ids[0] as number[]).length;
