@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The PyTorch side of bench/train: the same Llama (HF math, plain PyTorch 1.13), AdamW, random tokens.
-Tuned as DESIGN.md says: 2 threads, no OpenBLAS core-type override (unset by run.ts). Prints one JSON line."""
+Tuned as DESIGN.md says (the environment comes from bench/lib/torch-env.ts): 2 threads, OMP_WAIT_POLICY=PASSIVE,
+tcmalloc preloaded when installed, AdamW's multi-tensor (foreach) path. Prints one JSON line."""
 import json
 import math
 import os
@@ -80,7 +81,8 @@ class Llama(nn.Module):
 
 torch.manual_seed(0)
 model = Llama()
-opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+# foreach: the multi-tensor AdamW (1.13 defaults to the per-parameter loop on CPU).
+opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, foreach=True)
 ids = torch.randint(0, V, (B, S))
 labels = torch.randint(0, V, (B, S))
 
@@ -103,7 +105,7 @@ for _ in range(steps):
     t0 = time.perf_counter()
     step()
     times.append(time.perf_counter() - t0)
-with torch.no_grad():
+with torch.inference_mode():
     model(ids)
     ftimes = []
     for _ in range(steps):
@@ -114,4 +116,5 @@ med = median(times)
 params = sum(p.numel() for p in model.parameters())
 print(json.dumps({'engine': 'pytorch ' + torch.__version__, 'config': name, 'params': params, 'steps': steps, 'median_s': med,
                   'tokens_per_s': B * S / med, 'fwd_tokens_per_s': B * S / median(ftimes),
-                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  'tcmalloc': 'tcmalloc' in os.environ.get('LD_PRELOAD', '')}))
