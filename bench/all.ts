@@ -9,6 +9,7 @@ import { parseBenchOutput } from './lib/report.ts';
 import { type SectionResult, type SectionSpec, UsageError, parseSuiteArgs, renderSection, renderSummary, sectionCommand } from './lib/suite.ts';
 
 const ROOT = join(import.meta.dirname, '..');
+const isoNow = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
 /** Why a section cannot run here, or null. */
 function missing(s: SectionSpec): string | null {
@@ -20,9 +21,10 @@ function missing(s: SectionSpec): string | null {
 /** Runs one bench, echoing its output live, and collects its markdown and findings. */
 async function runSection(s: SectionSpec, quick: boolean): Promise<SectionResult> {
   const command = sectionCommand(s, quick);
+  const started = isoNow();
   const load = { start: loadAverage(), end: '' };
   const why = missing(s);
-  if (why) return { spec: s, command, status: 'skipped', text: why, findings: [], seconds: 0, load: { start: load.start, end: load.start } };
+  if (why) return { spec: s, command, status: 'skipped', text: why, findings: [], started, seconds: 0, load: { start: load.start, end: load.start } };
   console.error(`\n== ${s.id}: ${command.join(' ')}`);
   const t0 = performance.now();
   const child = spawn(process.execPath, command.slice(1), { cwd: ROOT, env: { ...process.env, SFTKIT_BENCH_JSON: '1' }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -41,10 +43,10 @@ async function runSection(s: SectionSpec, quick: boolean): Promise<SectionResult
   load.end = loadAverage();
   if (code !== 0) {
     const tail = stderr.trim().split('\n').slice(-20).join('\n');
-    return { spec: s, command, status: 'failed', text: `exit status ${code}\n${tail}`, findings: [], seconds, load };
+    return { spec: s, command, status: 'failed', text: `exit status ${code}\n${tail}`, findings: [], started, seconds, load };
   }
   const { text, findings } = parseBenchOutput(stdout);
-  return { spec: s, command, status: 'ok', text, findings, seconds, load };
+  return { spec: s, command, status: 'ok', text, findings, started, seconds, load };
 }
 
 async function main(): Promise<number> {
@@ -58,14 +60,14 @@ async function main(): Promise<number> {
     }
     throw e;
   }
-  const date = new Date().toISOString().replace(/\.\d+Z$/, 'Z');
+  const date = isoNow();
   const machine = describeMachine();
   const results: SectionResult[] = [];
   for (const s of opts.sections) results.push(await runSection(s, opts.quick));
   const command = ['npm run bench --', ...process.argv.slice(2)].join(' ').replace(/ --$/, '');
   const sections = [
     { id: 'suite', content: renderSummary({ date, machine, command, quick: opts.quick, results }) },
-    ...results.map((r) => ({ id: r.spec.id, content: renderSection(r, date) })),
+    ...results.map((r) => ({ id: r.spec.id, content: renderSection(r) })),
   ];
   if (opts.out === null) {
     console.log(sections.map((s) => s.content).join('\n\n'));

@@ -29,8 +29,9 @@ function output(cmd: string, args: string[]): string {
   }
 }
 
+/** The one-minute load average. */
 export function loadAverage(): string {
-  return loadavg().map((x) => x.toFixed(2)).join(' ');
+  return (loadavg()[0] ?? 0).toFixed(2);
 }
 
 export interface Machine {

@@ -84,15 +84,18 @@ export interface SectionResult {
   status: 'ok' | 'failed' | 'skipped';
   text: string;
   findings: Finding[];
+  /** When the section started (ISO 8601, UTC). */
+  started: string;
   seconds: number;
+  /** One-minute load averages at its start and end. */
   load: { start: string; end: string };
 }
 
 /** One section's markdown: title, the command with its time and load, then the bench's own output. */
-export function renderSection(r: SectionResult, stamp: string): string {
+export function renderSection(r: SectionResult): string {
   const head = `### ${r.spec.title}\n\n\`\`\`sh\n${r.command.join(' ')}\n\`\`\``;
-  if (r.status === 'skipped') return `${head}\n\nNot run (${stamp}): ${r.text}`;
-  const meta = `${stamp}: ${r.seconds.toFixed(0)} s, load average ${r.load.start} → ${r.load.end}.`;
+  if (r.status === 'skipped') return `${head}\n\nNot run (${r.started}): ${r.text}`;
+  const meta = `${r.started}: ${r.seconds.toFixed(0)} s, load average ${r.load.start} → ${r.load.end}.`;
   if (r.status === 'failed') return `${head}\n\n${meta} **Failed:**\n\n\`\`\`\n${r.text}\n\`\`\``;
   return `${head}\n\n${meta}\n\n${outputToMarkdown(r.text)}`;
 }

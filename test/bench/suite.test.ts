@@ -64,16 +64,16 @@ test('renderSection and renderSummary: command, timing, output and findings', ()
   assert.ok(spec);
   const ok: SectionResult = {
     spec, command: sectionCommand(spec, true), status: 'ok', text: 'CPU: x\n| a | b |\n|---|---|\n| 1 | 2 |',
-    findings: [{ figure: 'fp32 GEMM', target: '≥ 0.90×', measured: '1.01×', met: true }], seconds: 12.4, load: { start: '1.00', end: '2.00' },
+    findings: [{ figure: 'fp32 GEMM', target: '≥ 0.90×', measured: '1.01×', met: true }], started: 'D', seconds: 12.4, load: { start: '1.00', end: '2.00' },
   };
   assert.equal(
-    renderSection(ok, 'D'),
+    renderSection(ok),
     '### GEMM fp32 vs OpenBLAS\n\n```sh\nnode --import tsx bench/gemm/run.ts --reps 3\n```\n\nD: 12 s, load average 1.00 → 2.00.\n\nCPU: x\n\n| a | b |\n|---|---|\n| 1 | 2 |',
   );
   const skipped: SectionResult = { ...ok, status: 'skipped', text: 'no MPI', findings: [] };
-  assert.match(renderSection(skipped, 'D'), /Not run \(D\): no MPI$/);
+  assert.match(renderSection(skipped), /Not run \(D\): no MPI$/);
   const failed: SectionResult = { ...ok, status: 'failed', text: 'exit status 1\nboom', findings: [] };
-  assert.match(renderSection(failed, 'D'), /\*\*Failed:\*\*\n\n```\nexit status 1\nboom\n```$/);
+  assert.match(renderSection(failed), /\*\*Failed:\*\*\n\n```\nexit status 1\nboom\n```$/);
   const summary = renderSummary({
     date: 'D', machine: { cpu: 'CPU', cores: 2, flags: 'avx512f yes', versions: 'node v20', commit: 'abc' }, command: 'npm run bench -- --quick', quick: true,
     results: [ok, { ...failed, findings: [{ figure: 'rss', target: '≤ 1 MB', measured: '2 MB', met: false }, { figure: 'decode', target: '(recorded)', measured: '1.1×', met: null }] }],
