@@ -1,12 +1,12 @@
 // `npm run bench`: every comparison of bench/ side by side in one command, written into docs/BENCHMARKS.md
 // between marker comments (hand-written prose outside the markers is kept). Options: see USAGE in lib/suite.ts.
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { describeMachine, loadAverage } from './lib/machine.ts';
 import { replaceSections } from './lib/markdown.ts';
 import { parseBenchOutput } from './lib/report.ts';
-import { type SectionResult, type SectionSpec, UsageError, parseSuiteArgs, renderSection, renderSummary, sectionCommand } from './lib/suite.ts';
+import { type SectionResult, type SectionSpec, type SuiteOptions, UsageError, parseSuiteArgs, renderSection, renderSummary, sectionCommand } from './lib/suite.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const isoNow = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -50,7 +50,7 @@ async function runSection(s: SectionSpec, quick: boolean): Promise<SectionResult
 }
 
 async function main(): Promise<number> {
-  let opts;
+  let opts: SuiteOptions;
   try {
     opts = parseSuiteArgs(process.argv.slice(2));
   } catch (e) {

@@ -113,7 +113,8 @@ export function renderSummary(opts: {
   const rows = results.flatMap((r) => r.findings.map((f) => [f.figure, f.target, f.measured, verdict(f)]));
   const status = results.map((r) => `${r.spec.id} ${r.status === 'ok' ? `(${r.seconds.toFixed(0)} s)` : r.status}`).join(', ');
   return [
-    '### Summary',
+    // A level-2 heading: appended at the end of docs/BENCHMARKS.md, the sections after it become its subsections.
+    '## All benchmarks, side by side (`npm run bench`)',
     `Run ${opts.date}${opts.quick ? ' in --quick mode (fewer steps and runs: indicative only)' : ''}, commit ${machine.commit}, with:`,
     `\`\`\`sh\n${opts.command}\n\`\`\``,
     `Machine: ${machine.cpu}, ${machine.cores} cores; ${machine.flags}.`,
