@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseModelConfig } from '../../src/models/config.ts';
 import { expectedTensors } from '../../src/models/tensor-table.ts';
 import { writeSafetensorsSharded, byteSize, type TensorSpec } from '../../src/formats/safetensors-writer.ts';
+import { emitFindings } from '../lib/report.ts';
 
 const arg = (name: string, fallback: string): string => {
   const i = process.argv.indexOf(`--${name}`);
@@ -51,7 +52,7 @@ try {
 
   const cli = join(import.meta.dirname, '..', '..', 'src', 'cli', 'main.ts');
   const t1 = performance.now();
-  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'convert', '--input_path', hf, '--output_path', join(root, 'ckpt')], { stdio: 'inherit' });
+  const child = spawn(process.execPath, ['--import', 'tsx', cli, 'convert', '--input_path', hf, '--output_path', join(root, 'ckpt')], { stdio: ['inherit', process.stderr, 'inherit'] }); // its progress goes to stderr: stdout is the report
   let peakKb = 0;
   const timer = setInterval(() => (peakKb = Math.max(peakKb, rssAnonKb(child.pid!))), 20);
   const code: number = await new Promise((res) => child.on('exit', (c) => res(c ?? 1)));
@@ -62,7 +63,9 @@ try {
     layers, gb: totalBytes / 1e9, seconds, gbPerSecond: totalBytes / 1e9 / seconds,
     peakAnonRssMb: peakKb / 1024, largestTensorMb: largest / 2 ** 20, boundMb: largest / 2 ** 20 + 512,
   };
-  console.log(JSON.stringify(result));
+  console.error(JSON.stringify(result));
+  emitFindings([{ figure: `conversion peak anonymous RSS, 7B shapes (${layers} layers)`, target: `≤ ${result.boundMb.toFixed(0)} MB`, measured: `${result.peakAnonRssMb.toFixed(0)} MB`, met: result.peakAnonRssMb <= result.boundMb }]);
+  console.log('| checkpoint | size | time | throughput | peak anonymous RSS | bound (largest tensor + 512 MB) |\n|---|---|---|---|---|---|');
   console.log(`| Llama-2-7B shape, ${layers} layers, bf16 safetensors | ${result.gb.toFixed(2)} GB | ${seconds.toFixed(1)} s | ${result.gbPerSecond.toFixed(2)} GB/s | ${result.peakAnonRssMb.toFixed(0)} MB | ${result.boundMb.toFixed(0)} MB |`);
 } finally {
   rmSync(root, { recursive: true, force: true });

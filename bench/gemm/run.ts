@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../../src/backend/binding.ts';
+import { emitFindings } from '../lib/report.ts';
 
 const THREADS = 2;
 // Untimed runs before each round (thread start-up, page faults, caches): at least 2, and about 4 GFLOP
@@ -156,6 +157,7 @@ function main(): void {
     }
     const geo = Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length);
     console.log(`\ngeometric mean ratio: ${geo.toFixed(2)}; load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    emitFindings([{ figure: 'fp32 GEMM vs OpenBLAS, geometric mean over the shapes', target: '≥ 0.90×', measured: `${geo.toFixed(2)}×`, met: geo >= 0.9 }]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

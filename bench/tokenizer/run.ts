@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import { Tokenizer as RustTokenizer } from 'tokenizers';
 import { SentencePieceProcessor } from '../../src/tokenizer/index.ts';
+import { type Finding, emitFindings } from '../lib/report.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const args = process.argv.slice(2);
@@ -51,6 +52,7 @@ const text = lines.join('\n') + '\n';
 const mb = Buffer.byteLength(text) / 1e6;
 const tmp = mkdtempSync(join(tmpdir(), 'sftkit-bench-tok-'));
 const report: string[] = [];
+const findings: Finding[] = [];
 const log = (s: string): void => {
   console.log(s);
   report.push(s);
@@ -95,6 +97,7 @@ try {
     const sw = median(spm.map((x) => x.wall)), sc = median(spm.map((x) => x.cpu));
     const ow = median(ours.map((x) => x.wall)), oc = median(ours.map((x) => x.cpu));
     const cw = median(cli.map((x) => x.wall)), cc = median(cli.map((x) => x.cpu));
+    if (name.startsWith('bpe')) findings.push({ figure: `tokenization, SentencePiece ${name}, CPU MB/s vs spm_encode (encode() / command)`, target: '≥ 1.00×', measured: `${(sc / oc).toFixed(2)}× / ${(sc / cc).toFixed(2)}×`, met: sc / cc >= 1 && same });
     log(`| ${name} | ${(mb / sw).toFixed(2)} / ${(mb / sc).toFixed(2)} | ${(mb / ow).toFixed(2)} / ${(mb / oc).toFixed(2)} | ${(mb / cw).toFixed(2)} / ${(mb / cc).toFixed(2)} | ${(sc / oc).toFixed(2)}× / ${(sc / cc).toFixed(2)}× | ${same ? 'yes' : 'NO'} |`);
   }
 
@@ -136,3 +139,4 @@ try {
 } finally {
   rmSync(tmp, { recursive: true, force: true });
 }
+emitFindings(findings);

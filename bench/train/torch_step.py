@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """The PyTorch side of bench/train: the same Llama (HF math, plain PyTorch 1.13), AdamW, random tokens.
-Tuned as DESIGN.md says: 2 threads, no OpenBLAS core-type override (unset by run.ts). Prints one JSON line.
+Tuned as DESIGN.md says (the environment comes from bench/lib/torch-env.ts): 2 threads, OMP_WAIT_POLICY=PASSIVE,
+tcmalloc preloaded when installed, AdamW's multi-tensor (foreach) path. Prints one JSON line.
 --bf16 runs forward and loss under torch.autocast('cpu', dtype=torch.bfloat16) (fp32 weights and AdamW)."""
 import json
 import math
@@ -83,7 +84,8 @@ class Llama(nn.Module):
 
 torch.manual_seed(0)
 model = Llama()
-opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1)
+# foreach: the multi-tensor AdamW (1.13 defaults to the per-parameter loop on CPU).
+opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.1, foreach=True)
 ids = torch.randint(0, V, (B, S))
 labels = torch.randint(0, V, (B, S))
 
@@ -107,7 +109,7 @@ for _ in range(steps):
     t0 = time.perf_counter()
     step()
     times.append(time.perf_counter() - t0)
-with torch.no_grad(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
+with torch.inference_mode(), torch.autocast('cpu', dtype=torch.bfloat16, enabled=bf16):
     model(ids)
     ftimes = []
     for _ in range(steps):
@@ -118,4 +120,5 @@ med = median(times)
 params = sum(p.numel() for p in model.parameters())
 print(json.dumps({'engine': 'pytorch ' + torch.__version__ + (' bf16 autocast' if bf16 else ''), 'config': name, 'params': params, 'steps': steps, 'median_s': med,
                   'tokens_per_s': B * S / med, 'fwd_tokens_per_s': B * S / median(ftimes),
-                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+                  'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                  'tcmalloc': 'tcmalloc' in os.environ.get('LD_PRELOAD', '')}))

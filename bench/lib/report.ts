@@ -1,0 +1,40 @@
+// What a bench tells the suite (bench/all.ts) besides its markdown output: findings against DESIGN.md's targets,
+// printed as one tagged JSON line when SFTKIT_BENCH_JSON=1 so that the plain command's output stays as it was.
+
+/** One measured figure against its target, e.g. training tokens/s at M vs tuned PyTorch. */
+export interface Finding {
+  figure: string;
+  target: string;
+  measured: string;
+  /** Whether the target is met; null where there is no target (a figure recorded for reference). */
+  met: boolean | null;
+}
+
+export const JSON_TAG = '@@sftkit-bench ';
+
+/** Prints the findings line for the suite (only under SFTKIT_BENCH_JSON=1). */
+export function emitFindings(findings: readonly Finding[]): void {
+  if (process.env['SFTKIT_BENCH_JSON'] === '1') console.log(JSON_TAG + JSON.stringify({ findings }));
+}
+
+/**
+ * Splits a bench's stdout into its markdown output and the findings of its tagged lines (several lines
+ * are concatenated; an unreadable one is kept as text, so nothing a bench printed is lost).
+ */
+export function parseBenchOutput(stdout: string): { text: string; findings: Finding[] } {
+  const findings: Finding[] = [];
+  const text: string[] = [];
+  for (const line of stdout.split('\n')) {
+    if (!line.startsWith(JSON_TAG)) {
+      text.push(line);
+      continue;
+    }
+    try {
+      const parsed = JSON.parse(line.slice(JSON_TAG.length)) as { findings?: Finding[] };
+      findings.push(...(parsed.findings ?? []));
+    } catch {
+      text.push(line);
+    }
+  }
+  return { text: text.join('\n').trim(), findings };
+}
