@@ -84,3 +84,17 @@ test('fused rules accumulate into an existing .grad (two backward passes give tw
     model.release();
   }
 });
+
+test('steady-state steps with releaseActivations take no new memory from the OS', () => {
+  const model = tinyLlama();
+  try {
+    run(model, { releaseActivations: true });
+    run(model, { releaseActivations: true });
+    const { osAllocs, liveBytes } = native.memStats();
+    for (let i = 0; i < 3; i++) run(model, { releaseActivations: true });
+    assert.equal(native.memStats().osAllocs, osAllocs, 'blocks freed mid-step are reused from the cache');
+    assert.equal(native.memStats().liveBytes, liveBytes);
+  } finally {
+    model.release();
+  }
+});
