@@ -39,7 +39,7 @@ function step(): void {
     T.autocast(dtype, () => {
       const hidden = model.forward(Tensor.from(ids, [B, S], 'int32'), { positions });
       const { lossSum: sum, count } = lossSum(model, hidden, Tensor.from(labels, [B, S], 'int32'));
-      backward(T.scale(sum, 1 / count));
+      backward(T.scale(sum, 1 / count), undefined, { releaseActivations: true });
     }),
   );
   opt.update(1e-4, clipScale(globalGradNorm(model.params.grads), 1.0));

@@ -1,17 +1,23 @@
 // A per-kernel profile of the addon: while enabled, every export of the binding is timed (calls and
-// wall time), so a training step can be broken down by op (`sftkit run --profile`, bench/train --profile).
+// wall time) and its memory traffic and FLOPs are estimated from the call's arguments, so a training step
+// can be broken down by op (`sftkit run --profile`, bench/train --profile). Off, the binding is untouched.
 import { native } from './binding.ts';
+import { kernelCost } from './profile-cost.ts';
 
 export interface ProfileRow {
   name: string;
   calls: number;
   seconds: number;
+  /** Bytes read + written by the calls, from the argument extents (0 where not estimated). */
+  bytes: number;
+  /** Floating-point operations of the calls (0 where not meaningful). */
+  flops: number;
 }
 
 type Fn = (...args: unknown[]) => unknown;
 
 let originals: Map<string, Fn> | null = null;
-const totals = new Map<string, { calls: number; ns: bigint }>();
+const totals = new Map<string, { calls: number; ns: bigint; bytes: number; flops: number }>();
 
 /** Starts timing every native call (idempotent). Costs ~100 ns per call while on. */
 export function startProfile(): void {
@@ -27,9 +33,13 @@ export function startProfile(): void {
       try {
         return fn(...args);
       } finally {
-        const row = totals.get(name) ?? { calls: 0, ns: 0n };
+        const dt = process.hrtime.bigint() - t0;
+        const row = totals.get(name) ?? { calls: 0, ns: 0n, bytes: 0, flops: 0 };
+        const cost = kernelCost(name, args);
         row.calls += 1;
-        row.ns += process.hrtime.bigint() - t0;
+        row.ns += dt;
+        row.bytes += cost.bytes;
+        row.flops += cost.flops;
         totals.set(name, row);
       }
     };
@@ -51,20 +61,30 @@ export function resetProfile(): void {
 /** Rows by total time, largest first. */
 export function profileRows(): ProfileRow[] {
   return [...totals.entries()]
-    .map(([name, r]) => ({ name, calls: r.calls, seconds: Number(r.ns) / 1e9 }))
+    .map(([name, r]) => ({ name, calls: r.calls, seconds: Number(r.ns) / 1e9, bytes: r.bytes, flops: r.flops }))
     .sort((a, b) => b.seconds - a.seconds);
 }
 
-/** A plain-text table of the profile, with each kernel's share of the total native time. */
+/**
+ * A plain-text table of the profile: per step, each kernel's calls, time, share of the total native time,
+ * traffic (MB read + written, from argument extents) with its effective GB/s, and GFLOP/s where it computes.
+ */
 export function formatProfile(rows: readonly ProfileRow[], steps = 1): string {
   const total = rows.reduce((s, r) => s + r.seconds, 0);
-  const lines = ['kernel                 calls/step   ms/step   share'];
+  const totalBytes = rows.reduce((s, r) => s + r.bytes, 0);
+  const totalFlops = rows.reduce((s, r) => s + r.flops, 0);
+  const rate = (x: number, s: number): string => (x > 0 && s > 0 ? (x / s / 1e9).toFixed(1) : '');
+  const lines = ['kernel                 calls/step   ms/step   share   MB/step     GB/s  GFLOP/s'];
   for (const r of rows) {
     if (r.seconds === 0) continue;
     lines.push(
-      `${r.name.padEnd(22)} ${(r.calls / steps).toFixed(1).padStart(10)} ${((1000 * r.seconds) / steps).toFixed(2).padStart(9)} ${((100 * r.seconds) / Math.max(total, 1e-12)).toFixed(1).padStart(6)}%`,
+      `${r.name.padEnd(22)} ${(r.calls / steps).toFixed(1).padStart(10)} ${((1000 * r.seconds) / steps).toFixed(2).padStart(9)} ${((100 * r.seconds) / Math.max(total, 1e-12)).toFixed(1).padStart(6)}%` +
+        ` ${(r.bytes > 0 ? (r.bytes / steps / 1e6).toFixed(1) : '').padStart(9)} ${rate(r.bytes, r.seconds).padStart(8)} ${rate(r.flops, r.seconds).padStart(8)}`,
     );
   }
-  lines.push(`${'total native'.padEnd(22)} ${''.padStart(10)} ${((1000 * total) / steps).toFixed(2).padStart(9)}`);
+  lines.push(
+    `${'total native'.padEnd(22)} ${''.padStart(10)} ${((1000 * total) / steps).toFixed(2).padStart(9)} ${''.padStart(7)}` +
+      ` ${(totalBytes / steps / 1e6).toFixed(1).padStart(9)} ${rate(totalBytes, total).padStart(8)} ${rate(totalFlops, total).padStart(8)}`,
+  );
   return lines.join('\n');
 }

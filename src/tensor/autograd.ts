@@ -3,14 +3,43 @@
 import { ShapeError } from '../errors.ts';
 import type { OpName } from './op-names.ts';
 import { sameShape, fmt } from './shape.ts';
+import { type Storage, storageSerial } from './storage.ts';
 import { Tensor } from './tensor.ts';
+
+/**
+ * What a backward rule returns for an input whose gradient it has already added into that leaf's .grad
+ * (see gradSink): the rule's kernel accumulated in place, so no gradient tensor exists to hand back.
+ */
+export const ACCUMULATED: unique symbol = Symbol('accumulated into .grad');
+/** A backward rule's result for one input. */
+export type InputGrad = Tensor | null | typeof ACCUMULATED;
 
 /** What a backward rule sees: the op's inputs, output, saved tensors and attributes. */
 export interface GradNode {
   readonly op: OpName;
   readonly inputs: readonly (Tensor | null)[];
   /** Computes d loss / d input for each input (null where an input needs no gradient). */
-  readonly backward: (gradOut: Tensor) => (Tensor | null)[];
+  readonly backward: (gradOut: Tensor) => InputGrad[];
+}
+
+export interface BackwardOptions {
+  /**
+   * Free each intermediate tensor of the graph (the forward's activations, except the root) as soon as
+   * backward no longer needs it, as PyTorch frees saved tensors, so that activations and gradients are not
+   * all alive at once. The graph's intermediates must not be read afterwards (read the loss before).
+   */
+  releaseActivations?: boolean;
+}
+
+/**
+ * The .grad buffer a backward rule may accumulate input t's gradient straight into (returning ACCUMULATED
+ * for it), or null when t is not a trainable leaf with a dense fp32 .grad: saves a temporary gradient and
+ * the pass that would add it to .grad.
+ */
+export function gradSink(t: Tensor | null): Tensor | null {
+  if (!t || t.gradFn || !t.requiresGrad || !t.grad) return null;
+  const g = t.grad;
+  return g.dtype === 'float32' && g.isContiguous && sameShape(g.shape, t.shape) ? g : null;
 }
 
 let gradEnabled = true;
@@ -77,7 +106,7 @@ export function installAccumulators(fns: { accumulate: typeof accumulate; add: t
  * their .grad (allocated persistent, outside any step scope, when missing); hooks fire when a leaf's
  * gradient for this pass is complete.
  */
-export function backward(root: Tensor, gradOut?: Tensor): void {
+export function backward(root: Tensor, gradOut?: Tensor, opts: BackwardOptions = {}): void {
   if (!root.requiresGrad) throw new ShapeError('backward: the tensor does not require grad (no trainable input reached it)');
   if (!gradOut) {
     if (root.size !== 1) throw new ShapeError(`backward: gradOut is required for non-scalar output ${fmt(root.shape)}`);
@@ -112,44 +141,125 @@ export function backward(root: Tensor, gradOut?: Tensor): void {
     }
   }
 
-  const grads = new Map<Tensor, Tensor>([[root, gradOut]]);
-  const addGrad = (t: Tensor, g: Tensor): void => {
-    if (!sameShape(t.shape, g.shape)) {
-      throw new ShapeError(`backward: gradient ${fmt(g.shape)} does not match tensor ${fmt(t.shape)} (op ${t.gradFn?.op ?? 'leaf'})`);
-    }
-    if (!t.gradFn) {
-      // A leaf: accumulate straight into .grad.
-      if (t.grad) accumulate(t.grad, g);
-      else t.grad = persistentCopy(g);
-      const left = (consumers.get(t) ?? 1) - 1;
-      consumers.set(t, left);
-      if (left === 0) for (const hook of t.gradHooks) hook(t);
-      return;
-    }
-    const prev = grads.get(t);
-    grads.set(t, prev ? sum2(prev, g) : g);
-  };
-
+  const pass = new GradPass(root, gradOut, consumers);
   if (!root.gradFn) {
-    addGrad(root, gradOut);
+    pass.addGrad(root, gradOut);
     return;
   }
   // Backward rules run without recording: no graph of the graph.
-  noGrad(() => runNodes(order, grads, addGrad));
+  noGrad(() => pass.run(order, opts.releaseActivations === true));
 }
 
-function runNodes(order: Tensor[], grads: Map<Tensor, Tensor>, addGrad: (t: Tensor, g: Tensor) => void): void {
-  for (let i = order.length - 1; i >= 0; i--) {
-    const t = order[i] as Tensor;
-    const node = t.gradFn;
-    if (!node) continue;
-    const g = grads.get(t);
-    if (!g) continue;
-    grads.delete(t);
-    const inGrads = node.backward(g);
-    node.inputs.forEach((inp, j) => {
-      const ig = inGrads[j];
-      if (inp && inp.requiresGrad && ig) addGrad(inp, ig);
-    });
+/**
+ * One backward pass. Gradients it makes are freed as soon as they are consumed (no pending gradient shares
+ * their storage), and a pending gradient that only this pass holds is summed into in place; gradients made
+ * before the pass (the caller's gradOut, forward tensors a rule hands back) are never touched.
+ */
+class GradPass {
+  private readonly grads = new Map<Tensor, Tensor>();
+  /** Pending gradients per storage. */
+  private readonly held = new Map<Storage, number>();
+  private readonly firstSerial = storageSerial();
+  /** Gradients consumed by the current node, freed once all of its inputs have theirs (a rule may share one). */
+  private readonly consumed: Tensor[] = [];
+
+  constructor(
+    private readonly root: Tensor,
+    gradOut: Tensor,
+    private readonly consumers: Map<Tensor, number>,
+  ) {
+    this.hold(root, gradOut);
+  }
+
+  private hold(t: Tensor, g: Tensor): void {
+    this.grads.set(t, g);
+    this.held.set(g.storage, (this.held.get(g.storage) ?? 0) + 1);
+  }
+
+  private unhold(g: Tensor): void {
+    const n = (this.held.get(g.storage) ?? 1) - 1;
+    if (n > 0) this.held.set(g.storage, n);
+    else this.held.delete(g.storage);
+  }
+
+  /** Frees a gradient this pass made once nothing pending shares its storage. */
+  private dispose(g: Tensor): void {
+    const s = g.storage;
+    if (s.serial >= this.firstSerial && !this.held.has(s) && !s.isFreed && s.owner !== null) s.release();
+  }
+
+  private ownedAlone(g: Tensor): boolean {
+    return g.storage.serial >= this.firstSerial && this.held.get(g.storage) === 1 && g.isContiguous && g.dtype === 'float32';
+  }
+
+  addGrad(t: Tensor, g: Tensor | typeof ACCUMULATED): void {
+    if (g !== ACCUMULATED && !sameShape(t.shape, g.shape)) {
+      throw new ShapeError(`backward: gradient ${fmt(g.shape)} does not match tensor ${fmt(t.shape)} (op ${t.gradFn?.op ?? 'leaf'})`);
+    }
+    if (!t.gradFn) {
+      // A leaf: accumulate straight into .grad (unless the rule already did).
+      if (g !== ACCUMULATED) {
+        if (t.grad) accumulate(t.grad, g);
+        else t.grad = persistentCopy(g);
+        this.consumed.push(g);
+      }
+      const left = (this.consumers.get(t) ?? 1) - 1;
+      this.consumers.set(t, left);
+      if (left === 0) for (const hook of t.gradHooks) hook(t);
+      return;
+    }
+    if (g === ACCUMULATED) throw new ShapeError(`backward: op ${t.gradFn.op} reported a gradient accumulated into a non-leaf`);
+    const prev = this.grads.get(t);
+    if (!prev) {
+      this.hold(t, g);
+      return;
+    }
+    if (this.ownedAlone(prev) && prev.storage !== g.storage) {
+      accumulate(prev, g);
+    } else {
+      this.unhold(prev);
+      this.hold(t, sum2(prev, g));
+      this.consumed.push(prev);
+    }
+    this.consumed.push(g);
+  }
+
+  private disposeConsumed(): void {
+    for (const g of this.consumed) this.dispose(g);
+    this.consumed.length = 0;
+  }
+
+  run(order: Tensor[], releaseActivations: boolean): void {
+    // Graph tensors per storage, for releaseActivations: a storage goes once every node over it has run.
+    const users = new Map<Storage, number>();
+    if (releaseActivations) {
+      for (const t of order) if (t.gradFn && t !== this.root) users.set(t.storage, (users.get(t.storage) ?? 0) + 1);
+      // Never the root's, nor a leaf's (a view of a parameter or of a detached input is a graph tensor too).
+      users.delete(this.root.storage);
+      for (const t of order) if (!t.gradFn) users.delete(t.storage);
+    }
+    for (let i = order.length - 1; i >= 0; i--) {
+      const t = order[i] as Tensor;
+      const node = t.gradFn;
+      if (!node) continue;
+      const g = this.grads.get(t);
+      if (!g) continue;
+      this.grads.delete(t);
+      this.unhold(g);
+      const inGrads = node.backward(g);
+      node.inputs.forEach((inp, j) => {
+        const ig = inGrads[j];
+        if (inp && inp.requiresGrad && ig) this.addGrad(inp, ig);
+      });
+      this.consumed.push(g);
+      this.disposeConsumed();
+      const left = (users.get(t.storage) ?? 0) - 1;
+      if (left === 0) {
+        users.delete(t.storage);
+        if (t.storage.owner !== null && !this.held.has(t.storage)) t.storage.release();
+      } else if (left > 0) {
+        users.set(t.storage, left);
+      }
+    }
   }
 }

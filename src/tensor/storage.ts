@@ -13,11 +13,19 @@ const backstop = new FinalizationRegistry<number>((handle) => {
 
 /** Scopes currently open, innermost last; each owns the storages allocated while it was innermost. */
 const scopes: Set<Storage>[] = [];
+/** Serial number of the next storage made: autograd tells the gradients it made from earlier tensors. */
+let nextSerial = 0;
+
+export function storageSerial(): number {
+  return nextSerial;
+}
 
 export class Storage {
   readonly handle: number;
   readonly bytes: number;
   readonly readonly: boolean;
+  /** Order of creation (see storageSerial). */
+  readonly serial = nextSerial++;
   private freed = false;
   /** The scope that will release this storage, or null when it is persistent (released by hand or by GC). */
   owner: Set<Storage> | null = null;

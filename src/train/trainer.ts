@@ -221,8 +221,10 @@ export class Trainer {
                 recompute: cfg.model.recompute,
               });
               const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [m.rows, S], 'int32'));
-              if (trainedTokens > 0) backward(T.scale(sum, 1 / trainedTokens));
-              return sum.item();
+              // Read the loss first: backward frees the graph's activations as it goes.
+              const value = sum.item();
+              if (trainedTokens > 0) backward(T.scale(sum, 1 / trainedTokens), undefined, { releaseActivations: true });
+              return value;
             }),
           );
         }

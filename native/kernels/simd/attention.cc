@@ -21,7 +21,10 @@ constexpr int64_t BK = 64;                      // keys per tile
 constexpr int64_t BQ = 32;                      // queries per tile (backward)
 constexpr int64_t BQF = 64;                     // queries per tile (forward: fewer K packs per query)
 constexpr int NV = static_cast<int>(BK / W);    // vectors per tile row
-constexpr int RB = NV >= 8 ? 1 : 8 / NV;        // query rows per micro-step: ~8 independent FMA chains
+// Query rows per score micro-step: 16 accumulators with AVX-512's 32 registers, ~8 with AVX2's 16.
+constexpr int RB = W == 16 ? 16 / NV : (NV >= 8 ? 1 : 8 / NV);
+// Rows of C per block_axpy step: RBLK rows of up to 4 vectors in registers, next to the 4 vectors of X.
+constexpr int RBLK = W == 16 ? 4 : 2;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // dst[c * ds + r] = src[r * rs + c] for an 8x8 block, in registers (AVX, available in both ISA builds).
@@ -83,6 +86,56 @@ void tile_scores(const float* A, int64_t as, int64_t nq, const float* kt, int64_
   for (; i < nq; ++i) score_rows<1>(A + i * as, as, kt, D, sc + i * BK);
 }
 
+// C[r * cs + c] += sum_{k < m} A[r * ar + k * ak] * X[k * xs + c] for r < R, c < (NVC - 1) * W + last:
+// R rows of C held in registers while X's rows stream past, each X vector loaded once for R rows (a
+// register-blocked product, where row-at-a-time axpys load X once per row). Each C vector is one FMA chain
+// in k order, so a row's result does not depend on which rows share its block.
+template <int R, int NVC>
+inline void block_axpy_t(const float* A, int64_t ar, int64_t ak, int64_t m, const float* X, int64_t xs, float* C,
+                         int64_t cs, int64_t last) {
+  VF acc[R][NVC];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NVC; ++v)
+      acc[r][v] = v == NVC - 1 && last < W ? load_partial(C + r * cs + v * W, last) : load(C + r * cs + v * W);
+  for (int64_t k = 0; k < m; ++k) {
+    const float* x = X + k * xs;
+    VF xv[NVC];
+    for (int v = 0; v < NVC; ++v) xv[v] = v == NVC - 1 && last < W ? load_partial(x + v * W, last) : load(x + v * W);
+    for (int r = 0; r < R; ++r) {
+      const VF a = set1(A[r * ar + k * ak]);
+      for (int v = 0; v < NVC; ++v) acc[r][v] = fmadd(a, xv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < NVC; ++v) {
+      if (v == NVC - 1 && last < W) store_partial(C + r * cs + v * W, acc[r][v], last);
+      else store(C + r * cs + v * W, acc[r][v]);
+    }
+}
+
+template <int R>
+void block_axpy_cols(const float* A, int64_t ar, int64_t ak, int64_t m, const float* X, int64_t xs, float* C, int64_t cs,
+                     int64_t n) {
+  for (int64_t c = 0; c < n; c += 4 * W) {
+    const int64_t len = n - c < 4 * W ? n - c : 4 * W;
+    const int64_t nv = (len + W - 1) / W, last = len - (nv - 1) * W;
+    switch (nv) {
+      case 4: block_axpy_t<R, 4>(A, ar, ak, m, X + c, xs, C + c, cs, last); break;
+      case 3: block_axpy_t<R, 3>(A, ar, ak, m, X + c, xs, C + c, cs, last); break;
+      case 2: block_axpy_t<R, 2>(A, ar, ak, m, X + c, xs, C + c, cs, last); break;
+      default: block_axpy_t<R, 1>(A, ar, ak, m, X + c, xs, C + c, cs, last); break;
+    }
+  }
+}
+
+// rows rows of C (row stride cs, n floats each) += A (rows x m, strides ar, ak) times X (m rows of n, stride xs).
+void rows_block_axpy(int64_t rows, const float* A, int64_t ar, int64_t ak, int64_t m, const float* X, int64_t xs, float* C,
+                     int64_t cs, int64_t n) {
+  int64_t r = 0;
+  for (; r + RBLK <= rows; r += RBLK) block_axpy_cols<RBLK>(A + r * ar, ar, ak, m, X, xs, C + r * cs, cs, n);
+  for (; r < rows; ++r) block_axpy_cols<1>(A + r * ar, ar, ak, m, X, xs, C + r * cs, cs, n);
+}
+
 // Number of leading keys of the tile [s0, s0 + n) that query t may see under the causal rule.
 inline int64_t visible_keys(const AttentionArgs& a, int64_t t, int64_t s0, int64_t n) {
   if (!a.causal) return n;
@@ -142,13 +195,19 @@ void attention_fwd(const AttentionArgs& a) {
         for (int64_t i = 0; i < nq; ++i) {
           const int64_t t = t0 + i;
           const int64_t lim = visible_keys(a, t, s0, n);
-          if (lim == 0) continue;
           float* row = sc + i * BK;
+          if (lim == 0) {
+            nnk::zero_row(row, BK);
+            continue;
+          }
           scale_mask_row(a, row, lim, b, t, s0);
           VF mx = load(row);
           for (int v = 1; v < NV; ++v) mx = max(mx, load(row + v * W));
           const float rowmax = reduce_max(mx);
-          if (rowmax == kNegInf) continue;  // every key of this tile is in another segment
+          if (rowmax == kNegInf) {  // every key of this tile is in another segment
+            nnk::zero_row(row, BK);
+            continue;
+          }
           const float mnew = rowmax > m[i] ? rowmax : m[i];
           const float corr = std::exp(m[i] - mnew);
           const VF vm = set1(mnew);
@@ -161,8 +220,9 @@ void attention_fwd(const AttentionArgs& a) {
           l[i] = l[i] * corr + reduce_add(sum);
           m[i] = mnew;
           if (corr != 1.f) nnk::scale_row(acc + i * D, D, corr);
-          nnk::rows_axpy(row, 1, lim, vb + s0 * kvs, kvs, acc + i * D, D);
         }
+        // acc_i += sum_j p_ij v_j for the whole tile at once (invisible keys have p = 0).
+        rows_block_axpy(nq, sc, BK, 1, n, vb + s0 * kvs, kvs, acc, D, D);
       }
       for (int64_t i = 0; i < nq; ++i) {
         const int64_t t = t0 + i;
@@ -188,7 +248,7 @@ void attention_fwd(const AttentionArgs& a) {
 void attention_bwd(const AttentionArgs& a) {
   const int64_t T = a.T, S = a.S, Hq = a.Hq, Hkv = a.Hkv, D = a.D, G = a.Hq / a.Hkv;
   const int64_t tasks = a.B * Hkv;
-  const int64_t per = 2 * D * BK + 2 * BQ * BK;
+  const int64_t per = 2 * D * BK + 2 * BQ * BK + G * T;
   nnk::Scratch scratch(per * num_threads());
   const int64_t qs = Hq * D, kvs = Hkv * D;
   parallel_for(tasks, [&](int64_t j0, int64_t j1, int tid) {
@@ -196,8 +256,14 @@ void attention_bwd(const AttentionArgs& a) {
     float* vt = kt + D * BK;
     float* P = vt + D * BK;
     float* dS = P + BQ * BK;
+    float* Di = dS + BQ * BK;  // (G, T): dout . out of each query row, once per task instead of per key tile
     for (int64_t task = j0; task < j1; ++task) {
       const int64_t b = task / Hkv, kvh = task % Hkv;
+      for (int64_t g = 0; g < G; ++g)
+        for (int64_t t = 0; t < T; ++t) {
+          const int64_t row = ((b * T + t) * Hq + kvh * G + g) * D;
+          Di[g * T + t] = nnk::dot(a.dout + row, a.out + row, D);
+        }
       const float* kb = a.k + b * a.kv_bstride + kvh * D;
       const float* vb = a.v + b * a.kv_bstride + kvh * D;
       float* dkb = a.dk + (b * S * Hkv + kvh) * D;
@@ -219,7 +285,6 @@ void attention_bwd(const AttentionArgs& a) {
             const int64_t row0 = (b * T + t0) * Hq + h;
             const float* q = a.q + row0 * D;
             const float* dout = a.dout + row0 * D;
-            const float* out = a.out + row0 * D;
             float* dq = a.dq + row0 * D;
             tile_scores(q, qs, nq, kt, D, P);
             tile_scores(dout, qs, nq, vt, D, dS);  // dP = dout . v
@@ -237,18 +302,16 @@ void attention_bwd(const AttentionArgs& a) {
                 continue;
               }
               scale_mask_row(a, prow, lim, b, t, s0);
-              const VF vl = set1(lse), di = set1(nnk::dot(dout + i * qs, out + i * qs, D)), vs = set1(a.scale);
+              const VF vl = set1(lse), di = set1(Di[(h - kvh * G) * T + t]), vs = set1(a.scale);
               for (int v = 0; v < NV; ++v) {
                 VF p = exp(sub(load(prow + v * W), vl));
                 store(prow + v * W, p);
                 store(drow + v * W, mul(mul(p, sub(load(drow + v * W), di)), vs));  // P (dP - Di) scale
               }
             }
-            for (int64_t j = 0; j < n; ++j) {
-              nnk::rows_axpy(P + j, BK, nq, dout, qs, dvb + (s0 + j) * kvs, D);  // dv_j += sum_i P_ij dout_i
-              nnk::rows_axpy(dS + j, BK, nq, q, qs, dkb + (s0 + j) * kvs, D);    // dk_j += sum_i dS_ij q_i
-            }
-            for (int64_t i = 0; i < nq; ++i) nnk::rows_axpy(dS + i * BK, 1, n, kb + s0 * kvs, kvs, dq + i * qs, D);
+            rows_block_axpy(n, P, 1, BK, nq, dout, qs, dvb + s0 * kvs, kvs, D);  // dv_j += sum_i P_ij dout_i
+            rows_block_axpy(n, dS, 1, BK, nq, q, qs, dkb + s0 * kvs, kvs, D);    // dk_j += sum_i dS_ij q_i
+            rows_block_axpy(nq, dS, BK, 1, n, kb + s0 * kvs, kvs, dq, qs, D);     // dq_i += sum_j dS_ij k_j
           }
         }
       }

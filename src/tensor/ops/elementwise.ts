@@ -131,5 +131,11 @@ export function accumulateInto(acc: Tensor, g: Tensor): void {
   if (acc.size === 0) return;
   const [s, as] = ndArgs(acc.shape, acc.strides);
   const [, gs] = ndArgs(g.shape, g.strides);
+  if (!g.isContiguous && g.dtype === 'float32') {
+    // A transposed gradient (a weight's, through mT): the accumulating copy walks it in square tiles, ~3x
+    // faster than the row-wise binary add striding through g one element per cache line.
+    native.stridedCopy(g.handle, g.byteOffset, gs, acc.handle, acc.byteOffset, as, s, 4, true);
+    return;
+  }
   native.binary(BINARY_OP.add, acc.handle, acc.byteOffset, as, g.handle, g.byteOffset, gs, acc.handle, acc.byteOffset, s);
 }

@@ -1,7 +1,7 @@
 // Fused NN primitives over native forward/backward kernels: embedding, RMSNorm, LayerNorm, RoPE, SwiGLU,
 // attention (causal, GQA, KV-cache offset, packed segments) and final projection + cross-entropy.
 import { native } from '../../backend/binding.ts';
-import { record } from '../autograd.ts';
+import { ACCUMULATED, type InputGrad, gradSink, record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { fmt, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
@@ -221,32 +221,39 @@ export const rules = {
   embedding: ((c, g) => {
     const [vocab, dim] = c.weight.shape as [number, number];
     const gd = dense(g);
-    const dw = Tensor.zeros([vocab, dim]);
-    if (gd.size > 0) native.embeddingBackward(c.ids.handle, c.ids.byteOffset, gd.handle, gd.byteOffset, dw.handle, 0, c.ids.size, vocab, dim);
-    return [dw, null];
+    // The kernel scatter-adds: straight into the weight's .grad when it has one (no vocab-sized temporary).
+    const sink = gradSink(c.weight);
+    const dw = sink ?? Tensor.zeros([vocab, dim]);
+    if (gd.size > 0) native.embeddingBackward(c.ids.handle, c.ids.byteOffset, gd.handle, gd.byteOffset, dw.handle, dw.byteOffset, c.ids.size, vocab, dim);
+    return [sink ? ACCUMULATED : dw, null];
   }) as Rule<EmbeddingCtx>,
   rmsNorm: ((c, g) => {
     const gd = dense(g);
     const dx = Tensor.empty(c.x.shape);
-    const dw = Tensor.zeros([c.dim]);
     const w = c.w as Tensor;
+    // dw is accumulated by the kernel: straight into the weight's .grad when it has one.
+    const sink = gradSink(w);
+    const dw = sink ?? Tensor.zeros([c.dim]);
     if (dx.size > 0) {
-      native.rmsnormBackward(c.x.handle, c.x.byteOffset, w.handle, w.byteOffset, c.rstd.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dw.handle, 0, c.rows, c.dim);
+      native.rmsnormBackward(c.x.handle, c.x.byteOffset, w.handle, w.byteOffset, c.rstd.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dw.handle, dw.byteOffset, c.rows, c.dim);
     }
-    return [dx, dw];
+    return [dx, sink ? ACCUMULATED : dw];
   }) as Rule<NormCtx>,
   layerNorm: ((c, g) => {
     const gd = dense(g);
     const dx = Tensor.empty(c.x.shape);
-    const dw = c.w ? Tensor.zeros([c.dim]) : null;
-    const db = c.b ? Tensor.zeros([c.dim]) : null;
+    const wSink = gradSink(c.w);
+    const bSink = gradSink(c.b);
+    const dw = c.w ? (wSink ?? Tensor.zeros([c.dim])) : null;
+    const db = c.b ? (bSink ?? Tensor.zeros([c.dim])) : null;
     if (dx.size > 0) {
       native.layernormBackward(
         c.x.handle, c.x.byteOffset, c.w?.handle ?? NONE, c.w?.byteOffset ?? 0, (c.mean as Tensor).handle, 0, c.rstd.handle, 0,
-        gd.handle, gd.byteOffset, dx.handle, 0, dw?.handle ?? NONE, 0, db?.handle ?? NONE, 0, c.rows, c.dim,
+        gd.handle, gd.byteOffset, dx.handle, 0, dw?.handle ?? NONE, dw?.byteOffset ?? 0, db?.handle ?? NONE, db?.byteOffset ?? 0, c.rows, c.dim,
       );
     }
-    return [dx, dw, db];
+    const result: InputGrad[] = [dx, wSink ? ACCUMULATED : dw, bSink ? ACCUMULATED : db];
+    return result;
   }) as Rule<NormCtx>,
   rope: ((c, g) => [ropeRaw(dense(g), c, true)]) as Rule<RopeCtx>,
   swiglu: ((c, g) => {
@@ -275,11 +282,13 @@ export const rules = {
   crossEntropy: ((c, g) => {
     const scale = g.item();
     const dh = Tensor.empty([c.N, c.d]);
-    const dw = Tensor.zeros([c.V, c.d]);
+    // dw (vocab-sized) is accumulated by the kernel: straight into the weight's .grad when it has one.
+    const sink = gradSink(c.w);
+    const dw = sink ?? Tensor.zeros([c.V, c.d]);
     native.crossEntropyBackward(
       c.h.handle, c.h.byteOffset, c.w.handle, c.w.byteOffset, c.labels.handle, c.labels.byteOffset, c.lse.handle, 0,
-      dh.handle, 0, dw.handle, 0, c.N, c.d, c.V, c.chunk, scale, c.bf16,
+      dh.handle, 0, dw.handle, dw.byteOffset, c.N, c.d, c.V, c.chunk, scale, c.bf16,
     );
-    return [dh, dw, null];
+    return [dh, sink ? ACCUMULATED : dw, null];
   }) as Rule<CeCtx>,
 };

@@ -30,7 +30,8 @@ export const rules = {
       return d;
     });
     const out = withGrad(() => autocast(c.dtype, () => c.fn(...detached)));
-    if (out.requiresGrad) withGrad(() => backward(out, g));
+    // The recomputed activations are private to this rule: free each as soon as the inner backward is done with it.
+    if (out.requiresGrad) withGrad(() => backward(out, g, { releaseActivations: true }));
     // The inputs' gradients were made persistent (as leaves' are); hand them to the step scope instead.
     return detached.map((d) => {
       if (!d.requiresGrad || !d.grad) return null;

@@ -1,11 +1,15 @@
 // Shared helpers of the op files: dtype/shape checks and the backward-rule type.
 import { ShapeError } from '../../errors.ts';
+import type { InputGrad } from '../autograd.ts';
 import type { DType } from '../dtype.ts';
 import { fmt } from '../shape.ts';
 import { Tensor, copyContiguous } from '../tensor.ts';
 
-/** A backward rule: from what the forward saved and d loss / d out, the gradient of each input. */
-export type Rule<Ctx> = (ctx: Ctx, gradOut: Tensor) => (Tensor | null)[];
+/**
+ * A backward rule: from what the forward saved and d loss / d out, the gradient of each input (or
+ * ACCUMULATED where it added that gradient into the input's .grad itself).
+ */
+export type Rule<Ctx> = (ctx: Ctx, gradOut: Tensor) => InputGrad[];
 
 export function expectDType(op: string, name: string, t: Tensor, dtype: DType): void {
   if (t.dtype !== dtype) throw new ShapeError(`${op}: ${name} must be ${dtype}, got ${t.dtype} ${fmt(t.shape)}`, { where: op });
