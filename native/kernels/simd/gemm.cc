@@ -290,9 +290,11 @@ struct F32Policy {
 // rounded to bf16; B is rounded as it is loaded. Threads split the columns of C, so each element of C is
 // one fixed sequence of operations (its K loop, then its horizontal sum) whatever the thread count.
 
-// Rows of C up to which the small-row path runs (measured against the packed path at 768 x 2048:
-// the packed path catches up around 16 rows; see docs/ARCHITECTURE.md).
-constexpr int64_t kSmallRows = 16;
+// Rows of C up to which the small-row path runs, measured against the packed path at 768 x 2048 on
+// AVX-512 (bench:gemm --decode): with op(B) = Bᵀ it still wins at 32 rows (1.3 vs 1.9 ms) and is even at 64;
+// with op(B) = B the broadcast kernel loses at 32 rows (2.5 vs 1.9 ms).
+constexpr int64_t kSmallRowsNt = 32;
+constexpr int64_t kSmallRowsNn = 16;
 // Rows of A per register tile; the tile's rows of B (NT) or vectors of columns (NN) follow.
 constexpr int kSmallR = 4;
 #if SFT_ISA == 2
@@ -303,8 +305,9 @@ constexpr int kNtWide = 4, kNtNarrow = 2;
 constexpr int kNnV = 2;
 #endif
 // Below this many bytes of B a small-row GEMM stays on one thread: waking the pool costs tens of
-// microseconds, which is what streaming this much from L2/L3 takes on one core.
-constexpr double kSmallThreadMinBytes = 1 << 20;
+// microseconds, about what streaming 1-2 MiB from L2/L3 takes on one core (a 512 x 512 weight ran as fast
+// or faster on one thread; 768 x 32000 ran 1.6x faster on two).
+constexpr double kSmallThreadMinBytes = 2 << 20;
 
 // c = alpha * s + beta * c, beta == 0 without reading c; the same rounding as the packed kernel's store.
 inline void small_store(float* c, float s, float alpha, float beta) {
@@ -458,7 +461,7 @@ void small_pack_a(const Problem& p, float* dst) {
   }
 }
 
-// The whole batched GEMM on the small-row path (M <= kSmallRows, K > 0, alpha != 0). Threads take equal
+// The whole batched GEMM on the small-row path (M <= kSmallRowsNt / kSmallRowsNn, K > 0, alpha != 0). Threads take equal
 // runs of (batch, column unit) pairs; a unit is a whole number of register tiles.
 void small_gemm(const GemmArgs& g) {
   const bool copy_a = g.trans_a || g.bf16;
@@ -500,7 +503,8 @@ void small_gemm(const GemmArgs& g) {
 }  // namespace
 
 void gemm(const GemmArgs& g) {
-  if (g.batch > 0 && g.M > 0 && g.N > 0 && g.M <= kSmallRows && g.K > 0 && g.alpha != 0.f) return small_gemm(g);
+  if (g.batch > 0 && g.M > 0 && g.N > 0 && g.M <= (g.trans_b ? kSmallRowsNt : kSmallRowsNn) && g.K > 0 && g.alpha != 0.f)
+    return small_gemm(g);
 #if SFT_ISA == 2
   if (g.bf16) {
     const int path = bf16_path();
