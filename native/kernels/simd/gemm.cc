@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "kernels/gemm_driver.h"
 #include "kernels/kernels.h"
@@ -466,8 +467,9 @@ void small_pack_a(const Problem& p, float* dst) {
 void small_gemm(const GemmArgs& g) {
   const bool copy_a = g.trans_a || g.bf16;
   const int64_t a_sets = g.stride_a == 0 ? 1 : g.batch;
-  gemm_driver::Scratch scratch(copy_a ? sizeof(float) * static_cast<size_t>(a_sets * g.M * g.K) : 0);
-  float* a_buf = static_cast<float*>(scratch.ptr);
+  std::optional<gemm_driver::Scratch> scratch;   // only when A is copied: decode calls skip the pool's lock
+  if (copy_a) scratch.emplace(sizeof(float) * static_cast<size_t>(a_sets * g.M * g.K));
+  float* a_buf = copy_a ? static_cast<float*>(scratch->ptr) : nullptr;
   auto problem = [&](int64_t b) {
     return Problem{g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.A + b * g.stride_a, g.lda,
                    g.B + b * g.stride_b, g.ldb, g.beta, g.C + b * g.stride_c, g.ldc, g.bf16};
