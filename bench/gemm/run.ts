@@ -1,5 +1,7 @@
 // GEMM benchmark: GFLOP/s of sftkit's sgemm (through the addon) and of OpenBLAS's cblas_sgemm, same shapes,
 // 2 threads each, medians of several runs, printed as a markdown table. Usage: npm run bench:gemm [-- --reps N]
+// [--decode]: --decode times the few-row shapes of KV-cache decoding (x @ Wᵀ of the bench models' linears and
+// lm_heads at 1-16 rows) and prints microseconds and the weight bytes streamed per second instead.
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -24,6 +26,17 @@ const SHAPES: Shape[] = [
   { M: 512, K: 512, N: 512, transA: false, transB: false },
   { M: 1024, K: 1024, N: 1024, transA: false, transB: false },
   { M: 2048, K: 2048, N: 2048, transA: false, transB: false },
+];
+
+// Decoding shapes: M rows of x against the (N, K) weights of bench/train/configs.json's M and L models (the
+// HF linear layout, op(B) = Bᵀ), one NN shape for the other layout, and rows 8 / 16 to place the small-row cut.
+const DECODE_SHAPES: Shape[] = [
+  ...[1, 4].flatMap((M) => [
+    [512, 512], [512, 1376], [1376, 512], [512, 8192], [768, 768], [768, 2048], [2048, 768], [768, 32000],
+  ].map(([K, N]) => ({ M, K: K as number, N: N as number, transA: false, transB: true }))),
+  { M: 1, K: 768, N: 2048, transA: false, transB: false },
+  { M: 4, K: 768, N: 2048, transA: false, transB: false },
+  ...[8, 16, 32].map((M) => ({ M, K: 768, N: 2048, transA: false, transB: true })),
 ];
 
 function parseReps(argv: string[]): number {
@@ -123,6 +136,8 @@ function cpuModel(): string {
 
 function main(): void {
   const reps = parseReps(process.argv.slice(2));
+  const decode = process.argv.includes('--decode');
+  const shapes = decode ? DECODE_SHAPES : SHAPES;
   const dir = mkdtempSync(join(tmpdir(), 'sftkit-bench-gemm-'));
   try {
     const exe = join(dir, 'openblas-sgemm');
@@ -137,10 +152,14 @@ function main(): void {
     console.log(`OpenBLAS: ${runOpenblas(exe, ['--info'], coretype)}, ${THREADS} threads (${note})`);
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
     console.log(`medians (and bests) of ${reps} runs each, in rounds of ${ROUND} alternating the two, each round after >= 2 warm-up runs (~4 GFLOP), beta = 0\n`);
-    console.log('| M×K×N | op | sftkit GFLOP/s | OpenBLAS GFLOP/s | ratio | sftkit best | OpenBLAS best |');
+    if (decode) {
+      console.log('| M×K×N | op | sftkit µs | OpenBLAS µs | ratio (speed) | sftkit GB/s of B | OpenBLAS GB/s of B |');
+    } else {
+      console.log('| M×K×N | op | sftkit GFLOP/s | OpenBLAS GFLOP/s | ratio | sftkit best | OpenBLAS best |');
+    }
     console.log('|---|---|---:|---:|---:|---:|---:|');
     const ratios: number[] = [];
-    for (const s of SHAPES) {
+    for (const s of shapes) {
       // Alternate the two in short rounds so that load from other users of the machine hits both alike.
       const ours: number[] = [];
       const theirs: number[] = [];
@@ -153,10 +172,16 @@ function main(): void {
       const b1 = gflops(s, Math.min(...ours)), b2 = gflops(s, Math.min(...theirs));
       ratios.push(g1 / g2);
       const op = `${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'}`;
+      if (decode) {
+        const t1 = median(ours), t2 = median(theirs), gb = (t: number) => ((4 * s.K * s.N) / t / 1e9).toFixed(1);
+        console.log(`| ${s.M}×${s.K}×${s.N} | ${op} | ${(t1 * 1e6).toFixed(0)} | ${(t2 * 1e6).toFixed(0)} | ${(t2 / t1).toFixed(2)} | ${gb(t1)} | ${gb(t2)} |`);
+        continue;
+      }
       console.log(`| ${s.M}×${s.K}×${s.N} | ${op} | ${g1.toFixed(1)} | ${g2.toFixed(1)} | ${(g1 / g2).toFixed(2)} | ${b1.toFixed(1)} | ${b2.toFixed(1)} |`);
     }
     const geo = Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length);
     console.log(`\ngeometric mean ratio: ${geo.toFixed(2)}; load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+    if (decode) return;
     emitFindings([{ figure: 'fp32 GEMM vs OpenBLAS, geometric mean over the shapes', target: '≥ 0.90×', measured: `${geo.toFixed(2)}×`, met: geo >= 0.9 }]);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -7,7 +7,9 @@
 // micro-kernel: the products of bf16 values are exact in fp32, so this equals vdpbf16ps up to summation
 // order and denormal flushing. On AVX-512 CPUs with AVX512_BF16, bf16 GEMMs go to kernels/bf16/ instead.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "kernels/gemm_driver.h"
 #include "kernels/kernels.h"
@@ -280,9 +282,231 @@ struct F32Policy {
   }
 };
 
+// ---- Small-row path: few rows of C (KV-cache decoding, x @ Wᵀ with x one to a few tokens) ----
+// With a handful of rows every element of op(B) is used only M times, so the GEMM is bound by streaming B
+// and packing it (one more read and a write of all of B per call) would triple the traffic. Here op(B) is
+// read in place: op(B) = Bᵀ (B stored (N, K), the HF linear layout) is dot products of A's rows with B's
+// contiguous rows, vectorised along K with one horizontal sum at the end; op(B) = B (stored (K, N)) streams
+// B's rows against broadcast A values. Only op(A) (M x K, tiny) is copied, when it is transposed or must be
+// rounded to bf16; B is rounded as it is loaded. Threads split the columns of C, so each element of C is
+// one fixed sequence of operations (its K loop, then its horizontal sum) whatever the thread count.
+
+// Rows of C up to which the small-row path runs, measured against the packed path at 768 x 2048 on
+// AVX-512 (bench:gemm --decode): with op(B) = Bᵀ it still wins at 32 rows (1.3 vs 1.9 ms) and is even at 64;
+// with op(B) = B the broadcast kernel loses at 32 rows (2.5 vs 1.9 ms).
+constexpr int64_t kSmallRowsNt = 32;
+constexpr int64_t kSmallRowsNn = 16;
+// Rows of A per register tile; the tile's rows of B (NT) or vectors of columns (NN) follow.
+constexpr int kSmallR = 4;
+#if SFT_ISA == 2
+constexpr int kNtWide = 8, kNtNarrow = 4;   // B rows per NT tile for <= 2 and for 3-4 rows of A
+constexpr int kNnV = 4;                     // vectors of columns per NN tile (64 columns)
+#else
+constexpr int kNtWide = 4, kNtNarrow = 2;
+constexpr int kNnV = 2;
+#endif
+// Below this many bytes of B a small-row GEMM stays on one thread: waking the pool costs tens of
+// microseconds, about what streaming 1-2 MiB from L2/L3 takes on one core (a 512 x 512 weight ran as fast
+// or faster on one thread; 768 x 32000 ran 1.6x faster on two).
+constexpr double kSmallThreadMinBytes = 2 << 20;
+
+// c = alpha * s + beta * c, beta == 0 without reading c; the same rounding as the packed kernel's store.
+inline void small_store(float* c, float s, float alpha, float beta) {
+  const float x = alpha * s;
+  *c = beta == 0.f ? x : std::fma(beta, *c, x);
+}
+
+// C tile (R x CB) of A (R rows, lda apart, K long) times the CB rows of B (ldb apart): C[r][j] = A_r . B_j.
+template <int R, int CB, bool kRound>
+void nt_tile(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t K, float* c, int64_t ldc, float alpha,
+             float beta) {
+  VF acc[R][CB];
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) acc[r][j] = zero();
+  auto step = [&](int64_t k, int64_t n) {
+    VF bv[CB];
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) {
+      bv[j] = n == W ? load(b + j * ldb + k) : load_partial(b + j * ldb + k, n);
+      if (kRound) bv[j] = to_bf16(bv[j]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const VF av = n == W ? load(a + r * lda + k) : load_partial(a + r * lda + k, n);
+#pragma GCC unroll 8
+      for (int j = 0; j < CB; ++j) acc[r][j] = fmadd(av, bv[j], acc[r][j]);
+    }
+  };
+  int64_t k = 0;
+  for (; k + W <= K; k += W) step(k, W);
+  if (k < K) step(k, K - k);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 8
+    for (int j = 0; j < CB; ++j) small_store(c + r * ldc + j, reduce_add(acc[r][j]), alpha, beta);
+}
+
+// C tile (R x up to kNnV*W columns, nv valid) of A (R rows, lda apart) times B's K rows (ldb apart) at those
+// columns: each lane is its column's sum over k in order.
+template <int R, bool kFull, bool kRound>
+void nn_tile(const float* a, int64_t lda, const float* b, int64_t ldb, int64_t K, float* c, int64_t ldc, float alpha,
+             float beta, int nv) {
+  VF acc[R][kNnV];
+#pragma GCC unroll 32
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNnV; ++v) acc[r][v] = zero();
+  for (int64_t k = 0; k < K; ++k) {
+    const float* bk = b + k * ldb;
+    VF bv[kNnV];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNnV; ++v) {
+      const int left = kFull ? W : nv - v * W;
+      bv[v] = left >= W ? load(bk + v * W) : left > 0 ? load_partial(bk + v * W, left) : zero();
+      if (kRound) bv[v] = to_bf16(bv[v]);
+    }
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) {
+      const VF ar = set1(a[r * lda + k]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNnV; ++v) acc[r][v] = fmadd(ar, bv[v], acc[r][v]);
+    }
+  }
+  const VF va = set1(alpha), vb = set1(beta);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    float* cr = c + r * ldc;
+#pragma GCC unroll 4
+    for (int v = 0; v < kNnV; ++v) {
+      const int left = kFull ? W : nv - v * W;
+      VF x = mul(acc[r][v], va);
+      if (left >= W) {
+        if (beta != 0.f) x = fmadd(vb, load(cr + v * W), x);
+        store(cr + v * W, x);
+      } else if (left > 0) {
+        if (beta != 0.f) x = fmadd(vb, load_partial(cr + v * W, left), x);
+        store_partial(cr + v * W, x, left);
+      }
+    }
+  }
+}
+
+// The CB columns from j of C (every row group of A) on the NT path.
+template <int CB, bool kRound>
+void nt_columns(const Problem& p, const float* a, int64_t lda, int64_t j) {
+  for (int64_t i0 = 0; i0 < p.M; i0 += kSmallR) {
+    const float* ai = a + i0 * lda;
+    const float* bj = p.B + j * p.ldb;
+    float* c = p.C + i0 * p.ldc + j;
+    switch (std::min<int64_t>(kSmallR, p.M - i0)) {
+      case 1: nt_tile<1, CB, kRound>(ai, lda, bj, p.ldb, p.K, c, p.ldc, p.alpha, p.beta); break;
+      case 2: nt_tile<2, CB, kRound>(ai, lda, bj, p.ldb, p.K, c, p.ldc, p.alpha, p.beta); break;
+      case 3: nt_tile<3, CB, kRound>(ai, lda, bj, p.ldb, p.K, c, p.ldc, p.alpha, p.beta); break;
+      default: nt_tile<4, CB, kRound>(ai, lda, bj, p.ldb, p.K, c, p.ldc, p.alpha, p.beta); break;
+    }
+  }
+}
+
+// One small-row GEMM over columns [j0, j1) of C. a: op(A) as M rows lda apart (already rounded with bf16).
+// Column tiles outside, row groups inside, so a tile's B stays in L1 (NT) or L2 (NN) while every row uses it.
+template <bool kRound>
+void small_columns(const Problem& p, const float* a, int64_t lda, int64_t j0, int64_t j1) {
+  const int64_t M = p.M, K = p.K;
+  if (p.trans_b) {
+    int64_t j = j0;
+    if (M <= 2)
+      for (; j + kNtWide <= j1; j += kNtWide) nt_columns<kNtWide, kRound>(p, a, lda, j);
+    for (; j + kNtNarrow <= j1; j += kNtNarrow) nt_columns<kNtNarrow, kRound>(p, a, lda, j);
+    for (; j < j1; ++j) nt_columns<1, kRound>(p, a, lda, j);
+  } else {
+    constexpr int64_t TW = kNnV * W;
+    for (int64_t j = j0; j < j1; j += TW) {
+      const int nv = static_cast<int>(std::min<int64_t>(TW, j1 - j));
+      for (int64_t i0 = 0; i0 < M; i0 += kSmallR) {
+        const float* ai = a + i0 * lda;
+        const float* bj = p.B + j;
+        float* c = p.C + i0 * p.ldc + j;
+        const int r = static_cast<int>(std::min<int64_t>(kSmallR, M - i0));
+        if (nv == TW) {
+          switch (r) {
+            case 1: nn_tile<1, true, kRound>(ai, lda, bj, p.ldb, K, c, p.ldc, p.alpha, p.beta, nv); break;
+            case 2: nn_tile<2, true, kRound>(ai, lda, bj, p.ldb, K, c, p.ldc, p.alpha, p.beta, nv); break;
+            case 3: nn_tile<3, true, kRound>(ai, lda, bj, p.ldb, K, c, p.ldc, p.alpha, p.beta, nv); break;
+            default: nn_tile<4, true, kRound>(ai, lda, bj, p.ldb, K, c, p.ldc, p.alpha, p.beta, nv); break;
+          }
+        } else {
+          switch (r) {
+            case 1: nn_tile<1, false, kRound>(ai, lda, bj, p.ldb, K, c, p.ldc, p.alpha, p.beta, nv); break;
+            case 2: nn_tile<2, false, kRound>(ai, lda, bj, p.ldb, K, c, p.ldc, p.alpha, p.beta, nv); break;
+            case 3: nn_tile<3, false, kRound>(ai, lda, bj, p.ldb, K, c, p.ldc, p.alpha, p.beta, nv); break;
+            default: nn_tile<4, false, kRound>(ai, lda, bj, p.ldb, K, c, p.ldc, p.alpha, p.beta, nv); break;
+          }
+        }
+      }
+    }
+  }
+}
+
+// op(A) of one problem as M contiguous rows of K, rounded to bf16 when asked: dst[i*K + k] = op(A)[i][k].
+void small_pack_a(const Problem& p, float* dst) {
+  for (int64_t i = 0; i < p.M; ++i) {
+    float* d = dst + i * p.K;
+    if (p.trans_a)
+      for (int64_t k = 0; k < p.K; ++k) d[k] = p.A[k * p.lda + i];
+    else
+      std::memcpy(d, p.A + i * p.lda, sizeof(float) * p.K);
+    if (p.bf16)
+      for (int64_t k = 0; k < p.K; ++k) d[k] = round_bf16(d[k]);
+  }
+}
+
+// The whole batched GEMM on the small-row path (M <= kSmallRowsNt / kSmallRowsNn, K > 0, alpha != 0). Threads take equal
+// runs of (batch, column unit) pairs; a unit is a whole number of register tiles.
+void small_gemm(const GemmArgs& g) {
+  const bool copy_a = g.trans_a || g.bf16;
+  const int64_t a_sets = g.stride_a == 0 ? 1 : g.batch;
+  std::optional<gemm_driver::Scratch> scratch;   // only when A is copied: decode calls skip the pool's lock
+  if (copy_a) scratch.emplace(sizeof(float) * static_cast<size_t>(a_sets * g.M * g.K));
+  float* a_buf = copy_a ? static_cast<float*>(scratch->ptr) : nullptr;
+  auto problem = [&](int64_t b) {
+    return Problem{g.trans_a, g.trans_b, g.M, g.N, g.K, g.alpha, g.A + b * g.stride_a, g.lda,
+                   g.B + b * g.stride_b, g.ldb, g.beta, g.C + b * g.stride_c, g.ldc, g.bf16};
+  };
+  if (copy_a)
+    for (int64_t b = 0; b < a_sets; ++b) small_pack_a(problem(b), a_buf + b * g.M * g.K);
+
+  const int64_t unit = g.trans_b ? kNtWide : kNnV * W;
+  const int64_t units = gemm_driver::ceil_div(g.N, unit), total = g.batch * units;
+  auto run_units = [&](int64_t u0, int64_t u1) {
+    for (int64_t u = u0; u < u1;) {
+      const int64_t b = u / units, q0 = u % units, q1 = std::min(units, q0 + (u1 - u));
+      const Problem p = problem(b);
+      const float* a = copy_a ? a_buf + (g.stride_a == 0 ? 0 : b) * g.M * g.K : p.A;
+      const int64_t lda = copy_a ? g.K : g.lda;
+      if (g.bf16) small_columns<true>(p, a, lda, q0 * unit, std::min(g.N, q1 * unit));
+      else small_columns<false>(p, a, lda, q0 * unit, std::min(g.N, q1 * unit));
+      u += q1 - q0;
+    }
+  };
+  const int threads = num_threads();
+  const double bytes = 4.0 * static_cast<double>(g.batch) * static_cast<double>(g.N) * static_cast<double>(g.K);
+  if (threads > 1 && total > 1 && bytes >= kSmallThreadMinBytes) {
+    parallel_for(threads, [&](int64_t t, int64_t, int) {
+      auto [u0, u1] = gemm_driver::share(total, static_cast<int>(t), threads);
+      run_units(u0, u1);
+    });
+  } else {
+    run_units(0, total);
+  }
+}
+
 }  // namespace
 
 void gemm(const GemmArgs& g) {
+  if (g.batch > 0 && g.M > 0 && g.N > 0 && g.M <= (g.trans_b ? kSmallRowsNt : kSmallRowsNn) && g.K > 0 && g.alpha != 0.f)
+    return small_gemm(g);
 #if SFT_ISA == 2
   if (g.bf16) {
     const int path = bf16_path();
