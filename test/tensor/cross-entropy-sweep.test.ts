@@ -1,10 +1,13 @@
 // T.crossEntropy with gradScale (loss and gradients in one sweep): the gradients it hands to autograd, into a
 // fresh .grad or straight into an existing one, equal the two-pass op's (fp32 and bf16 autocast, tied
-// weights, frozen inputs); without a gradient it is the forward-only op; the gradScale contract throws.
+// weights, frozen inputs); without a gradient it is the forward-only op; the gradScale contract throws;
+// one kernel call (three products) per step; the row-block choice.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { closeRel } from '../helpers/native.ts';
+import { profileRows, resetProfile, startProfile, stopProfile } from '../../src/backend/profile.ts';
 import { ShapeError } from '../../src/errors.ts';
+import { sweepRowBlock } from '../../src/tensor/ops/fused.ts';
 import * as T from '../../src/tensor/index.ts';
 import { Rng, Tensor, backward, noGrad, scope } from '../../src/tensor/index.ts';
 
@@ -135,4 +138,36 @@ test('one-sweep crossEntropy: backward with another gradient, a second backward,
       t.release();
     }
   }
+});
+
+test('one-sweep crossEntropy is one kernel call of three (N, V, d) products, and no forward/backward pair', () => {
+  const { hx, w, labels } = leaves(9, false);
+  startProfile();
+  resetProfile();
+  try {
+    scope(() => {
+      const { lossSum } = T.crossEntropy(T.scale(hx, 1), w, Tensor.from(labels, [N], 'int32'), { gradScale: 1 });
+      backward(lossSum);
+    });
+  } finally {
+    stopProfile();
+    for (const t of [hx, w]) {
+      t.grad?.release();
+      t.release();
+    }
+  }
+  const rows = profileRows();
+  const sweep = rows.find((r) => r.name === 'crossEntropySweep');
+  assert.equal(sweep?.calls, 1);
+  assert.equal(sweep?.flops, 6 * N * V * d);
+  assert.ok(!rows.some((r) => r.name === 'crossEntropyForward' || r.name === 'crossEntropyBackward'));
+});
+
+test('sweepRowBlock: 32 MiB of logits at most (64 rows at least), evened out over the blocks, whole 16-row tiles', () => {
+  assert.equal(sweepRowBlock(1024, 32000), 256); // config L: 4 blocks
+  assert.equal(sweepRowBlock(2048, 8192), 1024); // config M: 2 blocks
+  assert.equal(sweepRowBlock(1000, 32000), 256);
+  assert.equal(sweepRowBlock(37, 301), 37);
+  assert.equal(sweepRowBlock(100000, 150000), 64);
+  assert.equal(sweepRowBlock(0, 5), 1);
 });

@@ -205,12 +205,19 @@ type CeCtx = CePairCtx | CeSweepCtx;
 
 /** Scratch budget of one row block of logits in the one-sweep kernel. */
 const SWEEP_SCRATCH_BYTES = 32 * 2 ** 20;
-/** Fewer rows per block make small GEMMs and re-read and rewrite dw (V, d) once per block. */
+/** Fewer rows per block make thin GEMMs and re-read and rewrite dw (V, d) once per block. */
 const SWEEP_MIN_ROWS = 64;
 
-/** Rows per block of the one-sweep kernel: as many as fit SWEEP_SCRATCH_BYTES of logits, at least SWEEP_MIN_ROWS. */
+/**
+ * Rows per block of the one-sweep kernel: as many as fit SWEEP_SCRATCH_BYTES of logits (at least
+ * SWEEP_MIN_ROWS), then evened out over the blocks and rounded up to a multiple of 16 (whole GEMM tiles),
+ * e.g. 256 at vocab 32000 for 1024 rows (4 blocks), 1024 at vocab 8192 for 2048 rows.
+ */
 export function sweepRowBlock(N: number, V: number): number {
-  return Math.max(1, Math.min(N, Math.max(SWEEP_MIN_ROWS, Math.floor(SWEEP_SCRATCH_BYTES / (4 * Math.max(V, 1))))));
+  if (N <= 1) return 1;
+  const most = Math.max(SWEEP_MIN_ROWS, Math.floor(SWEEP_SCRATCH_BYTES / (4 * Math.max(V, 1))));
+  const even = Math.ceil(N / Math.ceil(N / most));
+  return Math.min(N, Math.ceil(even / 16) * 16);
 }
 
 /**
