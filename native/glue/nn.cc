@@ -324,6 +324,42 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Training: loss, lse, dh and dw from one logits GEMM per block of rows (see CrossEntropyArgs).
+Napi::Value CrossEntropySweep(const Napi::CallbackInfo& info) {
+  const char* op = "crossEntropySweep";
+  CeDims m{dim(info, 14, op, "N"), dim(info, 15, op, "d"), dim(info, 16, op, "V"), dim(info, 17, op, "rowBlock")};
+  if (m.d < 1 || m.V < 1 || m.chunk < 1)
+    fail(info.Env(), op, "d, V and rowBlock must be >= 1 (N=" + std::to_string(m.N) + ", d=" + std::to_string(m.d) +
+                             ", V=" + std::to_string(m.V) + ", rowBlock=" + std::to_string(m.chunk) + ")");
+  prod(info, op, {m.chunk < m.N ? m.chunk : m.N, m.V});  // scratch: one block of logits
+  CrossEntropyArgs a{};
+  a.N = m.N;
+  a.d = m.d;
+  a.V = m.V;
+  a.chunk = m.V;
+  a.row_block = m.chunk;
+  a.grad_scale = finite(info, 18, op, "gradScale");
+  int64_t nd = prod(info, op, {m.N, m.d}), vd = prod(info, op, {m.V, m.d});
+  a.h = buf<const float>(info, 0, op, tensor("h", {m.N, m.d}).c_str(), nd, false);
+  a.w = buf<const float>(info, 2, op, tensor("w", {m.V, m.d}).c_str(), vd, false);
+  a.labels = buf<const int32_t>(info, 4, op, tensor("labels", {m.N}).c_str(), m.N, false);
+  a.lse = buf<float>(info, 6, op, tensor("lse", {m.N}).c_str(), m.N, true);
+  a.row_loss = buf<float>(info, 8, op, tensor("rowLoss", {m.N}).c_str(), m.N, true, true);
+  a.dh = buf<float>(info, 10, op, tensor("dh", {m.N, m.d}).c_str(), nd, true, true);
+  a.dw = buf<float>(info, 12, op, tensor("dw", {m.V, m.d}).c_str(), vd, true, true);
+  a.bf16 = optional_flag(info, 19, op, "bf16");
+  double loss_sum = 0;
+  int64_t count = 0;
+  a.loss_sum = &loss_sum;
+  a.count = &count;
+  int64_t bad = guarded(info, op, [&] { return k::ce_fused_sweep(a); });
+  if (bad >= 0) bad_label(info, op, m, a.labels, bad);
+  Napi::Array out = Napi::Array::New(info.Env(), 2);
+  out.Set(0u, Napi::Number::New(info.Env(), loss_sum));
+  out.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(count)));
+  return out;
+}
+
 }  // namespace
 
 void register_nn(Napi::Env env, Napi::Object exports) {
@@ -338,6 +374,7 @@ void register_nn(Napi::Env env, Napi::Object exports) {
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
   exports.Set("crossEntropyForward", Napi::Function::New(env, CrossEntropyForward, "crossEntropyForward"));
   exports.Set("crossEntropyBackward", Napi::Function::New(env, CrossEntropyBackward, "crossEntropyBackward"));
+  exports.Set("crossEntropySweep", Napi::Function::New(env, CrossEntropySweep, "crossEntropySweep"));
 }
 
 }  // namespace sft::glue

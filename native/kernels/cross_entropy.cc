@@ -1,5 +1,6 @@
 // Naive reference of the final projection fused with cross-entropy: one row at a time, logits of one
-// vocab chunk at a time with an online max / sum-exp, double dot products, single-threaded.
+// vocab chunk at a time with an online max / sum-exp, double dot products, single-threaded. The one-sweep
+// training version makes one row's full logits once and derives the loss and both gradients from them.
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -101,6 +102,50 @@ int64_t ce_fused_bwd(const CrossEntropyArgs& a) {
     }
     for (int64_t i = 0; i < a.d; ++i) a.dh[r * a.d + i] = static_cast<float>(dh[i]);
   }
+  return -1;
+}
+
+// One row at a time: logits once, lse and loss, then the row's dlogits into dh (overwritten) and dw (+=).
+int64_t ce_fused_sweep(const CrossEntropyArgs& a) {
+  if (int64_t bad = first_bad_label(a); bad >= 0) return bad;
+  std::vector<double> logits(a.V), dh(a.d);
+  double loss_sum = 0;
+  int64_t count = 0;
+  for (int64_t r = 0; r < a.N; ++r) {
+    chunk_logits(a, r, 0, a.V, logits);
+    double m = -std::numeric_limits<double>::infinity(), l = 0;
+    for (int64_t j = 0; j < a.V; ++j) m = logits[j] > m ? logits[j] : m;
+    for (int64_t j = 0; j < a.V; ++j) l += std::exp(logits[j] - m);
+    const double lse = m + std::log(l);
+    a.lse[r] = static_cast<float>(lse);
+    const int32_t y = a.labels[r];
+    if (a.row_loss) a.row_loss[r] = y == kIgnore ? 0.f : static_cast<float>(lse - logits[y]);
+    if (a.dh) std::memset(a.dh + r * a.d, 0, sizeof(float) * a.d);
+    if (y == kIgnore) continue;
+    loss_sum += lse - logits[y];
+    ++count;
+    const float* h = a.h + r * a.d;
+    for (int64_t i = 0; i < a.d; ++i) dh[i] = 0;
+    for (int64_t j = 0; j < a.V; ++j) {
+      double g = std::exp(logits[j] - a.lse[r]);  // the stored fp32 lse, as ce_fused_bwd reads it
+      if (j == y) g -= 1.0;
+      g *= a.grad_scale;
+      // bf16 compute: the backward products read dlogits, w and h rounded to bf16
+      if (a.bf16) g = round_bf16(static_cast<float>(g));
+      const float* w = a.w + j * a.d;
+      float* dw = a.dw ? a.dw + j * a.d : nullptr;
+      for (int64_t i = 0; i < a.d; ++i) {
+        const double wi = a.bf16 ? round_bf16(w[i]) : w[i];
+        const double hi = a.bf16 ? round_bf16(h[i]) : h[i];
+        dh[i] += g * wi;
+        if (dw) dw[i] += static_cast<float>(g * hi);
+      }
+    }
+    if (a.dh)
+      for (int64_t i = 0; i < a.d; ++i) a.dh[r * a.d + i] = static_cast<float>(dh[i]);
+  }
+  *a.loss_sum = loss_sum;
+  *a.count = count;
   return -1;
 }
 

@@ -64,13 +64,17 @@ struct RopeArgs {
 // h (N, d), w (V, d) (HF lm_head layout), labels (N) with -100 = ignored.
 // fwd: lse (N), row_loss (N, optional; 0 for ignored rows), *loss_sum = sum of token losses, *count = trained tokens.
 // bwd: dh (N, d) overwritten, dw (V, d) accumulated (+=), both scaled by grad_scale (d loss / d loss_sum).
+// sweep (training, one pass): everything fwd and bwd make, from one logits GEMM, chunked over blocks of
+// row_block rows instead of vocab chunks (scratch row_block * V floats); dh (optional: null skips it)
+// overwritten, dw (optional) accumulated. grad_scale must be known up front.
 // Returns -1, or the first row whose label is out of range.
 struct CrossEntropyArgs {
   const float* h; const float* w; const int32_t* labels;
   int64_t N, d, V, chunk;
   float* lse; float* row_loss; double* loss_sum; int64_t* count;
   float grad_scale; float* dh; float* dw;
-  bool bf16 = false;  // the chunk products run as bf16 GEMMs (GemmArgs::bf16)
+  bool bf16 = false;  // the products run as bf16 GEMMs (GemmArgs::bf16)
+  int64_t row_block = 0;  // sweep only
 };
 
 // PyTorch AdamW (decoupled weight decay): p -= lr*wd*p; m, v moments; p -= (lr/bc1) * m / (sqrt(v)/sqrt(bc2) + eps).
@@ -98,6 +102,7 @@ struct AdamWArgs {
   X(void, attention_bwd, (const AttentionArgs& a))                                                            \
   X(int64_t, ce_fused_fwd, (const CrossEntropyArgs& a))                                                       \
   X(int64_t, ce_fused_bwd, (const CrossEntropyArgs& a))                                                       \
+  X(int64_t, ce_fused_sweep, (const CrossEntropyArgs& a))                                                     \
   X(void, adamw, (float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a))              \
   X(double, sumsq, (const float* x, int64_t n))                                                               \
   X(void, cast, (const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n))

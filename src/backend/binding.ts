@@ -199,6 +199,16 @@ export interface Binding {
     lse: Handle, lseOff: ByteOffset, dh: Handle, dhOff: ByteOffset, dw: Handle, dwOff: ByteOffset,
     N: number, d: number, V: number, chunk: number, gradScale: number, bf16?: boolean,
   ): void;
+  /**
+   * Training in one sweep: what crossEntropyForward and crossEntropyBackward make, from one logits GEMM,
+   * in blocks of rowBlock rows (scratch rowBlock·V floats). dh (N,d) overwritten and dw (V,d) accumulated,
+   * both times gradScale; either may be 0 (skipped). Returns [lossSum, count].
+   */
+  crossEntropySweep(
+    h: Handle, hOff: ByteOffset, w: Handle, wOff: ByteOffset, labels: Handle, lOff: ByteOffset,
+    lse: Handle, lseOff: ByteOffset, rowLoss: Handle, rowLossOff: ByteOffset, dh: Handle, dhOff: ByteOffset, dw: Handle, dwOff: ByteOffset,
+    N: number, d: number, V: number, rowBlock: number, gradScale: number, bf16?: boolean,
+  ): [number, number];
 
   // --- MPI collectives (native/glue/mpi.cc, native/mpi_comm.cc); every call but mpiAvailable throws when the
   // addon was built without MPI. The first collective (or mpiInit) initializes MPI; only the main thread calls.

@@ -107,6 +107,17 @@ const COSTS: Record<string, (a: Args) => KernelCost> = {
     // h, w, labels, lse read; dh written; dw read and written; logits chunks written and read back.
     return { bytes: F32 * (2 * N * d + 3 * V * d + 2 * N + 2 * N * V), flops: 6 * N * V * d };
   },
+  crossEntropySweep: (a) => {
+    const [N, d, V, R] = [num(a, 14), num(a, 15), num(a, 16), num(a, 17)];
+    const [dh, dw] = [present(a[10]), present(a[12])];
+    const blocks = N > 0 ? Math.ceil(N / Math.max(1, R)) : 0;
+    // h read twice, w read per GEMM per block; lse, row losses, dh written; dw read and written per block;
+    // each block's logits written, read and rewritten as dlogits, then read by the gradient GEMMs.
+    return {
+      bytes: F32 * (N * d * (1 + dw) + blocks * V * d * (1 + dh + 2 * dw) + 2 * N + present(a[8]) * N + dh * N * d + N * V * (3 + dh + dw)),
+      flops: 2 * N * V * d * (1 + dh + dw),
+    };
+  },
   mpiAllReduce: (a) => ({ bytes: 2 * num(a, 2) * (num(a, 3) === 4 ? 8 : 4), flops: 0 }),
 };
 

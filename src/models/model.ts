@@ -46,10 +46,14 @@ export function logits(model: CausalLM, hidden: Tensor): Tensor {
   return T.matmul(hidden, T.mT(model.lmHead()));
 }
 
-/** Sum of token losses and trained-token count for labels (B, T) int32 (-100 ignored), vocab-chunked. */
-export function lossSum(model: CausalLM, hidden: Tensor, labels: Tensor, chunk?: number): T.CrossEntropyResult {
+/**
+ * Sum of token losses and trained-token count for labels (B, T) int32 (-100 ignored). A number is the vocab
+ * chunk (as before); with { gradScale } training makes the loss and its gradients in one sweep (see
+ * T.crossEntropy for the contract: backward must bring exactly that gradient to lossSum).
+ */
+export function lossSum(model: CausalLM, hidden: Tensor, labels: Tensor, opts: number | T.CrossEntropyOptions = {}): T.CrossEntropyResult {
   const [B, S, D] = hidden.shape as [number, number, number];
-  return T.crossEntropy(T.reshape(hidden, [B * S, D]), model.lmHead(), T.reshape(labels, [B * S]), chunk === undefined ? {} : { chunk });
+  return T.crossEntropy(T.reshape(hidden, [B * S, D]), model.lmHead(), T.reshape(labels, [B * S]), typeof opts === 'number' ? { chunk: opts } : opts);
 }
 
 /** No weight decay on norms, biases and embeddings (DESIGN.md's default). */

@@ -220,10 +220,13 @@ export class Trainer {
                 segments: m.segments,
                 recompute: cfg.model.recompute,
               });
-              const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [m.rows, S], 'int32'));
+              // The loss is normalised by the global batch's trained tokens, known before the micro-batches:
+              // the loss and its gradients come from one sweep, and backward brings exactly that scale.
+              const scaled = trainedTokens > 0;
+              const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [m.rows, S], 'int32'), scaled ? { gradScale: 1 / trainedTokens } : {});
               // Read the loss first: backward frees the graph's activations as it goes.
               const value = sum.item();
-              if (trainedTokens > 0) backward(T.scale(sum, 1 / trainedTokens), undefined, { releaseActivations: true });
+              if (scaled) backward(T.scale(sum, 1 / trainedTokens), undefined, { releaseActivations: true });
               return value;
             }),
           );

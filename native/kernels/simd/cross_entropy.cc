@@ -4,6 +4,9 @@
 // The chunk products run on the local blocked helpers below; they are the three GEMMs (NT, NN accumulate,
 // TN accumulate) that k::gemm will take over once it lands, and like it they split output rows statically,
 // so every output element is one thread's fixed-order sum (results do not depend on the thread count).
+// ce_fused_sweep (training) is chunked over rows instead: for a block of rows it makes the full (R, V)
+// logits once and turns them into loss, lse, dh and the block's share of dw, so one logits GEMM serves
+// forward and backward (three vocab-sized GEMMs per step instead of four).
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -125,6 +128,69 @@ int64_t ce_fused_bwd(const CrossEntropyArgs& a) {
     gemm_nn_acc(dl, a.w + c0 * d, a.dh, N, d, n, a.bf16);       // dh += dlogits . w_c
     gemm_tn_acc(dl, a.h, a.dw + c0 * d, n, d, N, a.bf16);       // dw_c += dlogits^T . h
   }
+  return -1;
+}
+
+int64_t ce_fused_sweep(const CrossEntropyArgs& a) {
+  if (int64_t bad = first_bad_label(a); bad >= 0) return bad;
+  const int64_t N = a.N, V = a.V, d = a.d;
+  const int64_t R = a.row_block < 1 ? 1 : (a.row_block < N ? a.row_block : N);
+  nnk::Scratch scratch(R * V + R);
+  float* dl = scratch.get();
+  float* loss = dl + R * V;
+  double loss_sum = 0;
+  int64_t count = 0;
+  const float gs = a.grad_scale;
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  for (int64_t r0 = 0; r0 < N; r0 += R) {
+    const int64_t rows = N - r0 < R ? N - r0 : R;
+    const float* h = a.h + r0 * d;
+    gemm_nt(h, a.w, dl, rows, V, d, a.bf16);  // logits (rows, V)
+    // Per row: lse and loss, then dlogits = (softmax - onehot) * grad_scale in place (ignored rows: zeros).
+    // Each row is one thread's fixed-order work, so nothing depends on the thread count.
+    parallel_for_grain(rows, nnk::row_grain(V), [&](int64_t i0, int64_t i1, int) {
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t r = r0 + i;
+        float* row = dl + i * V;
+        VF mx = set1(kNegInf);
+        int64_t j = 0;
+        for (; j + W <= V; j += W) mx = max(mx, load(row + j));
+        if (j < V) mx = max(mx, load_partial(row + j, V - j, kNegInf));
+        const float m = reduce_max(mx);
+        const VF vm = set1(m);
+        VF s = zero();
+        for (j = 0; j + W <= V; j += W) s = add(s, exp(sub(load(row + j), vm)));
+        if (j < V) s = add(s, exp(sub(load_partial(row + j, V - j, kNegInf), vm)));
+        const float lse = m + std::log(reduce_add(s));
+        a.lse[r] = lse;
+        const int32_t y = a.labels[r];
+        if (y == kIgnore) {
+          loss[i] = 0.f;
+          nnk::zero_row(row, V);
+          continue;
+        }
+        loss[i] = lse - row[y];
+        const VF vl = set1(lse), vg = set1(gs);
+        for (j = 0; j < V; j += W) {
+          const int64_t len = V - j < W ? V - j : W;
+          store_partial(row + j, mul(exp(sub(load_partial(row + j, len), vl)), vg), len);
+        }
+        row[y] -= gs;
+      }
+    });
+    // Row order, on the calling thread: the sum does not depend on the thread count or the block size.
+    for (int64_t i = 0; i < rows; ++i) {
+      if (a.row_loss) a.row_loss[r0 + i] = loss[i];
+      if (a.labels[r0 + i] == kIgnore) continue;
+      loss_sum += loss[i];
+      ++count;
+    }
+    // dh_blk = dlogits . w (overwrite); dw += dlogits^T . h_blk. Either may be skipped (no gradient wanted).
+    if (a.dh) gemm(GemmArgs{false, false, rows, d, V, 1.f, dl, V, a.w, d, 0.f, a.dh + r0 * d, d, 1, 0, 0, 0, a.bf16});
+    if (a.dw) gemm_tn_acc(dl, h, a.dw, V, d, rows, a.bf16);
+  }
+  *a.loss_sum = loss_sum;
+  *a.count = count;
   return -1;
 }
 

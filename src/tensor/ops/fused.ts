@@ -1,7 +1,7 @@
 // Fused NN primitives over native forward/backward kernels: embedding, RMSNorm, LayerNorm, RoPE, SwiGLU,
 // attention (causal, GQA, KV-cache offset, packed segments) and final projection + cross-entropy.
 import { native } from '../../backend/binding.ts';
-import { ACCUMULATED, type InputGrad, gradSink, record } from '../autograd.ts';
+import { ACCUMULATED, type InputGrad, gradSink, needsGrad, record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { fmt, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
@@ -184,13 +184,61 @@ export interface CrossEntropyResult {
   count: number;
 }
 
-interface CeCtx { h: Tensor; w: Tensor; labels: Tensor; lse: Tensor; N: number; d: number; V: number; chunk: number; bf16: boolean }
+export interface CrossEntropyOptions {
+  /** Vocab columns per chunk of the forward-only (and two-pass) kernels; default 4096. */
+  chunk?: number;
+  /** Per-row losses (N) are written here (dense float32; 0 for ignored rows). */
+  rowLoss?: Tensor;
+  /**
+   * d loss / d lossSum of the backward to come (e.g. 1 / trained tokens of the global batch): with it, when
+   * a gradient is wanted, the loss and both gradients are made in one sweep. See crossEntropy.
+   */
+  gradScale?: number;
+  /** Rows per block of the one-sweep kernel (scratch rowBlock·V floats); default: see sweepRowBlock. */
+  rowBlock?: number;
+}
+
+interface CePairCtx { kind: 'pair'; h: Tensor; w: Tensor; labels: Tensor; lse: Tensor; N: number; d: number; V: number; chunk: number; bf16: boolean }
+/** The one sweep already made the gradients: dh (null when h needs none) and dw (ACCUMULATED into w.grad). */
+interface CeSweepCtx { kind: 'sweep'; dh: Tensor | null; dw: InputGrad; gradScale: number; used: boolean }
+type CeCtx = CePairCtx | CeSweepCtx;
+
+/** Scratch budget of one row block of logits in the one-sweep kernel. */
+const SWEEP_SCRATCH_BYTES = 32 * 2 ** 20;
+/** Fewer rows per block make thin GEMMs and re-read and rewrite dw (V, d) once per block. */
+const SWEEP_MIN_ROWS = 64;
 
 /**
- * Final projection fused with cross-entropy: logits = h (N, d) @ wᵀ (w: (V, d)), computed in vocab chunks
- * so (N, V) logits never exist at once; labels int32 (N), -100 ignored.
+ * Rows per block of the one-sweep kernel: as many as fit SWEEP_SCRATCH_BYTES of logits (at least
+ * SWEEP_MIN_ROWS), then evened out over the blocks and rounded up to a multiple of 16 (whole GEMM tiles),
+ * e.g. 256 at vocab 32000 for 1024 rows (4 blocks), 1024 at vocab 8192 for 2048 rows.
  */
-export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: { chunk?: number; rowLoss?: Tensor } = {}): CrossEntropyResult {
+export function sweepRowBlock(N: number, V: number): number {
+  if (N <= 1) return 1;
+  const most = Math.max(SWEEP_MIN_ROWS, Math.floor(SWEEP_SCRATCH_BYTES / (4 * Math.max(V, 1))));
+  const even = Math.ceil(N / Math.ceil(N / most));
+  return Math.min(N, Math.ceil(even / 16) * 16);
+}
+
+/**
+ * Final projection fused with cross-entropy: logits = h (N, d) @ wᵀ (w: (V, d)), labels int32 (N), -100
+ * ignored; (N, V) logits never exist at once.
+ *
+ * Without gradScale (or when no gradient is wanted: noGrad, or neither h nor w requires grad) the forward
+ * makes the loss alone, in vocab chunks, and backward makes the logits again for dh and dw (two passes).
+ *
+ * With gradScale, when a gradient is wanted, training runs in one sweep over blocks of rows: each block's
+ * logits are made once and turned into the loss, dh and dw right away, saving the backward's logits GEMM.
+ * The contract, since the gradients exist before backward runs:
+ * - backward must reach lossSum with gradient gradScale (checked, up to fp32 rounding: relative 1e-6;
+ *   anything else throws, as does a second backward through the same loss);
+ * - w's gradient is added into w.grad during this call when w is a trainable leaf that already has a dense
+ *   fp32 .grad (gradSink), saving a vocab-sized temporary; it counts as if backward had run, so a caller
+ *   that makes the loss but never runs backward from it must zero the gradients itself, and must not zero
+ *   them between this call and backward. Without such a .grad, dw is kept and handed to backward as usual.
+ * dh is kept until backward returns it. The loss value is the same either way (up to rounding).
+ */
+export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: CrossEntropyOptions = {}): CrossEntropyResult {
   expectF32('crossEntropy', ['h', h], ['w', w]);
   expectDType('crossEntropy', 'labels', labels, 'int32');
   expectNdim('crossEntropy', 'h', h, 2);
@@ -202,19 +250,50 @@ export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: { chunk
   if (opts.rowLoss && (opts.rowLoss.dtype !== 'float32' || opts.rowLoss.size !== N || !opts.rowLoss.isContiguous)) {
     throw shapeError('crossEntropy', `rowLoss must be a dense float32 tensor of ${N} elements`);
   }
-  const chunk = Math.max(1, Math.min(opts.chunk ?? 4096, Math.max(V, 1)));
+  if (opts.gradScale !== undefined && !Number.isFinite(opts.gradScale)) throw shapeError('crossEntropy', `gradScale must be finite, got ${opts.gradScale}`);
+  if (opts.rowBlock !== undefined && !(Number.isInteger(opts.rowBlock) && opts.rowBlock >= 1)) throw shapeError('crossEntropy', `rowBlock must be an integer >= 1, got ${opts.rowBlock}`);
   const hd = dense(h);
   const wd = dense(w);
   const ld = dense(labels);
   const lse = Tensor.empty([N]);
-  const bf16 = bf16Compute(); // the chunk GEMMs follow autocast, in backward too
+  const bf16 = bf16Compute(); // the GEMMs follow autocast, in backward too
+  if (opts.gradScale !== undefined && needsGrad(h, w)) {
+    const gradScale = Math.fround(opts.gradScale);
+    const dh = h.requiresGrad ? Tensor.empty([N, d]) : null;
+    const sink = w.requiresGrad ? gradSink(w) : null;
+    const dwT = w.requiresGrad ? (sink ?? Tensor.zeros([V, d])) : null;
+    const [lossSum, count] = native.crossEntropySweep(
+      hd.handle, hd.byteOffset, wd.handle, wd.byteOffset, ld.handle, ld.byteOffset, lse.handle, 0,
+      opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, dh?.handle ?? NONE, 0, dwT?.handle ?? NONE, dwT?.byteOffset ?? 0,
+      N, d, V, opts.rowBlock ?? sweepRowBlock(N, V), gradScale, bf16,
+    );
+    lse.release();
+    const ctx: CeSweepCtx = { kind: 'sweep', dh, dw: sink ? ACCUMULATED : dwT, gradScale, used: false };
+    return { lossSum: record(Tensor.scalar(lossSum), 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
+  }
+  const chunk = Math.max(1, Math.min(opts.chunk ?? 4096, Math.max(V, 1)));
   const [lossSum, count] = native.crossEntropyForward(
     hd.handle, hd.byteOffset, wd.handle, wd.byteOffset, ld.handle, ld.byteOffset, lse.handle, 0,
     opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, N, d, V, chunk, bf16,
   );
   const loss = Tensor.scalar(lossSum);
-  const ctx: CeCtx = { h: hd, w: wd, labels: ld, lse, N, d, V, chunk, bf16 };
+  const ctx: CePairCtx = { kind: 'pair', h: hd, w: wd, labels: ld, lse, N, d, V, chunk, bf16 };
   return { lossSum: record(loss, 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
+}
+
+/** Backward of the one sweep: hands back the gradients it made, once, for the gradient it planned. */
+function sweepBackward(c: CeSweepCtx, g: Tensor): InputGrad[] {
+  const got = g.item();
+  if (c.used) throw shapeError('crossEntropy', 'backward ran twice through a one-sweep loss (made with gradScale); its gradients were handed out the first time');
+  if (!(Math.abs(got - c.gradScale) <= 1e-6 * Math.abs(c.gradScale))) {
+    throw shapeError(
+      'crossEntropy',
+      `the loss was made with gradScale ${c.gradScale} (its gradients are computed in the forward), but backward brings gradient ${got}; ` +
+        'backward from lossSum scaled by exactly gradScale, or leave gradScale out',
+    );
+  }
+  c.used = true;
+  return [c.dh, c.dw, null];
 }
 
 export const rules = {
@@ -280,6 +359,7 @@ export const rules = {
     return [dq, dk, dv];
   }) as Rule<AttentionCtx>,
   crossEntropy: ((c, g) => {
+    if (c.kind === 'sweep') return sweepBackward(c, g);
     const scale = g.item();
     const dh = Tensor.empty([c.N, c.d]);
     // dw (vocab-sized) is accumulated by the kernel: straight into the weight's .grad when it has one.

@@ -42,5 +42,5 @@ export { sum, mean, max, sumAll, softmax, logSoftmax, sumTo } from './reduce.ts'
 export { matmul, mT } from './matmul.ts';
 export { reshape, permute, transpose, slice, expand, contiguous, concat, cast, copyInto } from './views.ts';
 export { embedding, rmsNorm, layerNorm, rope, swiglu, attention, crossEntropy } from './fused.ts';
-export type { AttentionOptions, CrossEntropyResult, RopeTables } from './fused.ts';
+export type { AttentionOptions, CrossEntropyOptions, CrossEntropyResult, RopeTables } from './fused.ts';
 export { recompute } from './recompute.ts';
