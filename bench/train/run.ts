@@ -24,7 +24,7 @@ delete env['OPENBLAS_L2_SIZE'];
 const tuned = torchEnv(env, { threads: 2 });
 const plainMalloc = torchEnv(env, { threads: 2, tcmalloc: false });
 
-interface Result { engine: string; config: string; params: number; median_s: number; tokens_per_s: number; fwd_tokens_per_s: number; peak_rss_mb: number; gemm?: string; tcmalloc?: boolean }
+interface Result { engine: string; config: string; params: number; median_s: number; tokens_per_s: number; fwd_tokens_per_s: number; peak_rss_mb: number; gemm?: string; tcmalloc?: boolean; gemm_peak_gflops?: number }
 
 function runOne(cmd: string, argv: string[], e: NodeJS.ProcessEnv = env): Result {
   const r = spawnSync(cmd, argv, { env: e, encoding: 'utf8', maxBuffer: 1 << 24 });
@@ -70,6 +70,12 @@ for (const name of names) {
   if (oursBf16 && torchBf16) {
     const r16 = oursBf16.tokens_per_s / torchBf16.tokens_per_s;
     findings.push({ figure: `training tok/s bf16, ${name}, vs PyTorch bf16 autocast`, target: '≥ 1.20×', measured: `${r16.toFixed(2)}×`, met: r16 >= 1.2 });
+  }
+  // Model FLOP utilisation: model FLOP/s over the best fp32 GEMM rate measured in the same process.
+  const peak = ours.gemm_peak_gflops;
+  if (!bf16 && peak && name !== 'S') {
+    const mfu = (ours.tokens_per_s * flopsPerToken(ours.params)) / 1e9 / peak;
+    findings.push({ figure: `model FLOP utilisation, ${name}, of the GEMM peak (${peak.toFixed(0)} GFLOP/s in the same run)`, target: '≥ 70%', measured: `${(mfu * 100).toFixed(0)}%`, met: mfu >= 0.7 });
   }
   if (!bf16) findings.push({ figure: `training peak RSS, ${name}, vs PyTorch`, target: '≤ 1.00×', measured: `${(ours.peak_rss_mb / torch.peak_rss_mb).toFixed(2)}×`, met: ours.peak_rss_mb <= torch.peak_rss_mb });
 }

@@ -1,11 +1,14 @@
 // One side of bench/train: sftkit training steps (forward, backward, AdamW) on random tokens for one
-// config of DESIGN.md; prints a JSON line {steps, median_s, tokens_per_s, fwd_tokens_per_s, peak_rss_mb}.
+// config of DESIGN.md; prints a JSON line {steps, median_s, tokens_per_s, fwd_tokens_per_s, peak_rss_mb,
+// gemm_peak_gflops}, the last being the best fp32 GEMM rate at a training shape in this process, the
+// denominator of model FLOP utilisation.
 // `--dtype bfloat16` runs forward and backward under T.autocast (bf16 GEMMs, fp32 everything else).
 import { readFileSync } from 'node:fs';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { lossSum, logits } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
+import { native } from '../../src/backend/binding.ts';
 import * as T from '../../src/tensor/index.ts';
 import { Rng, Tensor, backward, noGrad, scope } from '../../src/tensor/index.ts';
 import { AdamW, clipScale, globalGradNorm } from '../../src/train/adamw.ts';
@@ -50,7 +53,30 @@ function forward(): void {
   scope(() => T.autocast(dtype, () => noGrad(() => logits(model, model.forward(Tensor.from(ids, [B, S], 'int32'), { positions })).size)));
 }
 
+/** Best GFLOP/s of the fp32 GEMM at 2048×512×2048 (NN, NT, TN: the shapes of a linear's forward and backward). */
+function gemmPeak(): number {
+  const [M, K, N] = [2048, 512, 2048];
+  const rng = new Rng(2);
+  const a = Tensor.from(rng.fillNormal(new Float32Array(M * K)), [M * K]);
+  const b = Tensor.from(rng.fillNormal(new Float32Array(K * N)), [K * N]);
+  const out = Tensor.empty([M * N]);
+  let best = 0;
+  for (const [ta, tb] of [[false, false], [false, true], [true, false]] as const) {
+    for (let r = 0; r < 12; r++) {
+      const t0 = performance.now();
+      native.gemm(ta, tb, M, N, K, 1, a.handle, 0, ta ? M : K, b.handle, 0, tb ? K : N, 0, out.handle, 0, N, 1, 0, 0, 0);
+      const s = (performance.now() - t0) / 1000;
+      if (r >= 2) best = Math.max(best, (2 * M * N * K) / s / 1e9);
+    }
+  }
+  a.release();
+  b.release();
+  out.release();
+  return best;
+}
+
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
+const peak = gemmPeak();
 step(); // warm-up
 const times: number[] = [];
 for (let i = 0; i < steps; i++) {
@@ -78,6 +104,6 @@ const params = model.params.values.layout.names.reduce((n, k) => n + model.param
 console.log(
   JSON.stringify({
     engine: dtype === 'bfloat16' ? 'sftkit bf16' : 'sftkit', config: name, ...(dtype === 'bfloat16' ? { gemm: T.bf16GemmPath() } : {}), params, steps, median_s: med, tokens_per_s: (B * S) / med,
-    fwd_tokens_per_s: (B * S) / median(ftimes), peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    fwd_tokens_per_s: (B * S) / median(ftimes), peak_rss_mb: process.resourceUsage().maxRSS / 1024, gemm_peak_gflops: peak,
   }),
 );
