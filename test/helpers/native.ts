@@ -137,3 +137,13 @@ export function closeRel(name: string, got: ArrayLike<number>, want: ArrayLike<n
   assert.ok(e <= tol, `${name}: relative error ${e.toExponential(2)} > ${tol}`);
 }
 
+/** f32 -> nearest bf16 (ties to even), kept in f32 format; NaN stays (a quiet) NaN. What the bf16 kernels must match. */
+export function roundBf16(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  let v = u[0] as number;
+  if ((v & 0x7fffffff) > 0x7f800000) v = (v | 0x400000) >>> 0;
+  else v = (v + 0x7fff + ((v >>> 16) & 1)) >>> 0;
+  u[0] = (v & 0xffff0000) >>> 0;
+  return f[0] as number;
+}

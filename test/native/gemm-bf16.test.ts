@@ -4,18 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BF16_PATH, ISA, native } from '../../src/backend/binding.ts';
-import { isaPaths, randomF32, readF32, relError, toNative, withIsa } from '../helpers/native.ts';
-
-/** f32 -> nearest bf16 (ties to even) in f32 format; NaN stays NaN. The reference the kernels must match. */
-function roundBf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  let v = u[0] as number;
-  if ((v & 0x7fffffff) > 0x7f800000) v = (v | 0x400000) >>> 0;
-  else v = (v + 0x7fff + ((v >>> 16) & 1)) >>> 0;
-  u[0] = (v & 0xffff0000) >>> 0;
-  return f[0] as number;
-}
+import { isaPaths, randomF32, readF32, relError, roundBf16, toNative, withIsa } from '../helpers/native.ts';
 
 function fromBits(b: number): number {
   return new Float32Array(new Uint32Array([b]).buffer)[0] as number;

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BF16_PATH, ISA, native } from '../../src/backend/binding.ts';
-import { isaPaths, randomF32, readF32, relError, toNative, withIsa } from '../helpers/native.ts';
+import { isaPaths, randomF32, readF32, relError, roundBf16, toNative, withIsa } from '../helpers/native.ts';
 
 interface Case {
   transA: boolean;
@@ -30,14 +30,6 @@ function layout(c: Case): Layout {
   const sA = c.sharedA ? 0 : (c.transA ? c.K : c.M) * lda + pad;
   const sB = (c.transB ? c.N : c.K) * ldb + pad, sC = c.M * ldc + pad;
   return { lda, ldb, ldc, sA, sB, sC, aLen: Math.max(1, (batch - 1) * sA + (c.transA ? c.K : c.M) * lda), bLen: batch * sB, cLen: batch * sC };
-}
-
-/** f32 -> nearest bf16 (ties to even) in f32 format (finite inputs). */
-function roundBf16(x: number): number {
-  const f = new Float32Array([x]);
-  const u = new Uint32Array(f.buffer);
-  u[0] = (((u[0] as number) + 0x7fff + (((u[0] as number) >>> 16) & 1)) & 0xffff0000) >>> 0;
-  return f[0] as number;
 }
 
 function run(c: Case, L: Layout, a: Float32Array, b: Float32Array, c0: Float32Array): Float32Array {
