@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cstdint>
 
+#include "kernels/avx512_util.h"
 #include "kernels/gemm_driver.h"
 #include "kernels/kernels.h"
 
@@ -32,39 +33,16 @@ constexpr int64_t KC = 1024, NB = 512, MB = MR * 256;
 // The high halves of the 32-bit lanes (a function, not a global: nothing here may run at load time).
 inline __m512i hi_halves() { return _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)); }
 
-// Each fp32 lane rounded to bf16 (ties to even, NaN kept a quiet NaN), still in fp32 format: round_bf16().
-inline __m512i round_lanes(__m512 x) {
-  const __m512i u = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), hi_halves());
-  const __m512i q = _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x400000)), hi_halves());
-  return _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), r, q);
-}
+using avx512_util::round_bf16;
 
 inline __mmask16 mask16(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
 
 // 16x16 transpose of 32-bit lanes: on return r[k] holds what was column k.
 inline void transpose16(__m512i* ri) {
-  __m512 r[16], t[16], u[16];
+  __m512 r[16];
   for (int i = 0; i < 16; ++i) r[i] = _mm512_castsi512_ps(ri[i]);
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  for (int j = 0; j < 4; ++j) {
-    __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-    __m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-    ri[j] = _mm512_castps_si512(_mm512_shuffle_f32x4(v0, v2, 0x88));
-    ri[j + 8] = _mm512_castps_si512(_mm512_shuffle_f32x4(v0, v2, 0xDD));
-    ri[j + 4] = _mm512_castps_si512(_mm512_shuffle_f32x4(v1, v3, 0x88));
-    ri[j + 12] = _mm512_castps_si512(_mm512_shuffle_f32x4(v1, v3, 0xDD));
-  }
+  avx512_util::transpose16(r);
+  for (int i = 0; i < 16; ++i) ri[i] = _mm512_castps_si512(r[i]);
 }
 
 // Packing writes micro-panels of R words per pair: panel q holds pair p of line r at q*R*kp + p*R + r, with
@@ -92,8 +70,8 @@ void pack_lines(const float* src, int64_t ld, int rv, int64_t kc, uint32_t* dst)
           continue;
         }
         const float* s = src + r * ld + kb;
-        const __m512i lo = round_lanes(_mm512_maskz_loadu_ps(mask16(kn), s));
-        const __m512i hi = round_lanes(_mm512_maskz_loadu_ps(mask16(kn - W), s + W));
+        const __m512i lo = round_bf16(_mm512_maskz_loadu_ps(mask16(kn), s));
+        const __m512i hi = round_bf16(_mm512_maskz_loadu_ps(mask16(kn - W), s + W));
         x[i] = _mm512_permutex2var_epi16(lo, pick, hi);
       }
       transpose16(x);
@@ -116,8 +94,8 @@ void pack_rows(const float* src, int64_t ld, int64_t width, int64_t kc, int64_t 
       uint32_t* d = dst + q * R * kp + p * R;
       for (int o = 0; o < R; o += W) {
         const __mmask16 m = mask16(cols - o);
-        const __m512i lo = round_lanes(_mm512_maskz_loadu_ps(m, row0 + q * R + o));
-        const __m512i hi = row1 ? round_lanes(_mm512_maskz_loadu_ps(m, row1 + q * R + o)) : _mm512_setzero_si512();
+        const __m512i lo = round_bf16(_mm512_maskz_loadu_ps(m, row0 + q * R + o));
+        const __m512i hi = row1 ? round_bf16(_mm512_maskz_loadu_ps(m, row1 + q * R + o)) : _mm512_setzero_si512();
         const __m512i w = _mm512_or_si512(_mm512_and_si512(hi, hi_halves()), _mm512_srli_epi32(lo, 16));
         _mm512_mask_storeu_epi32(d + o, mask16(R - o), w);
       }

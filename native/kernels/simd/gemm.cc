@@ -12,6 +12,9 @@
 #include <optional>
 
 #include "kernels/gemm_driver.h"
+#if SFT_ISA == 2
+#include "kernels/avx512_util.h"
+#endif
 #include "kernels/kernels.h"
 #include "kernels/simd/simd.h"
 #include "runtime.h"
@@ -100,26 +103,10 @@ inline void micro_kernel(int64_t kc, const float* __restrict a, const float* __r
 // In-register transpose of a W x W block: on return r[k] holds what was column k (lane i = old row i).
 inline void transpose(VF* r) {
 #if SFT_ISA == 2
-  __m512 t[16], u[16];
-  for (int i = 0; i < 8; ++i) {
-    t[2 * i] = _mm512_unpacklo_ps(r[2 * i].v, r[2 * i + 1].v);
-    t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i].v, r[2 * i + 1].v);
-  }
-  for (int i = 0; i < 4; ++i) {
-    u[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-    u[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-    u[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-    u[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-  }
-  // u[4i + j] holds rows 4i..4i+3 of columns j, j+4, j+8, j+12 (one per 128-bit lane).
-  for (int j = 0; j < 4; ++j) {
-    __m512 v0 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0x88), v1 = _mm512_shuffle_f32x4(u[j], u[4 + j], 0xDD);
-    __m512 v2 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0x88), v3 = _mm512_shuffle_f32x4(u[8 + j], u[12 + j], 0xDD);
-    r[j].v = _mm512_shuffle_f32x4(v0, v2, 0x88);
-    r[j + 8].v = _mm512_shuffle_f32x4(v0, v2, 0xDD);
-    r[j + 4].v = _mm512_shuffle_f32x4(v1, v3, 0x88);
-    r[j + 12].v = _mm512_shuffle_f32x4(v1, v3, 0xDD);
-  }
+  __m512 t[16];
+  for (int i = 0; i < 16; ++i) t[i] = r[i].v;
+  avx512_util::transpose16(t);
+  for (int i = 0; i < 16; ++i) r[i].v = t[i];
 #else
   __m256 t[8], u[8];
   for (int i = 0; i < 4; ++i) {
@@ -143,11 +130,7 @@ inline void transpose(VF* r) {
 // Bit-exact with round_bf16() in kernels.h.
 inline VF to_bf16(VF x) {
 #if SFT_ISA == 2
-  const __m512i u = _mm512_castps_si512(x.v), hi = _mm512_set1_epi32(static_cast<int>(0xFFFF0000u));
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_and_si512(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), hi);
-  const __m512i q = _mm512_and_si512(_mm512_or_si512(u, _mm512_set1_epi32(0x400000)), hi);
-  return {_mm512_castsi512_ps(_mm512_mask_blend_epi32(_mm512_cmp_ps_mask(x.v, x.v, _CMP_UNORD_Q), r, q))};
+  return {_mm512_castsi512_ps(avx512_util::round_bf16(x.v))};
 #else
   const __m256i u = _mm256_castps_si256(x.v), hi = _mm256_set1_epi32(static_cast<int>(0xFFFF0000u));
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
