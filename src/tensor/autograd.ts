@@ -42,6 +42,17 @@ export function gradSink(t: Tensor | null): Tensor | null {
   return g.dtype === 'float32' && g.isContiguous && sameShape(g.shape, t.shape) ? g : null;
 }
 
+/**
+ * Where a kernel that accumulates (+=) input t's gradient should write it: t's .grad when gradSink allows,
+ * returned to backward as ACCUMULATED; otherwise a new zeroed tensor of `shape`, returned as the gradient.
+ */
+export function gradAccumulator(t: Tensor, shape: readonly number[]): { into: Tensor; result: InputGrad } {
+  const sink = gradSink(t);
+  if (sink) return { into: sink, result: ACCUMULATED };
+  const zeros = Tensor.zeros([...shape]);
+  return { into: zeros, result: zeros };
+}
+
 let gradEnabled = true;
 
 export function isGradEnabled(): boolean {

@@ -1,7 +1,7 @@
 // Fused NN primitives over native forward/backward kernels: embedding, RMSNorm, LayerNorm, RoPE, SwiGLU,
 // attention (causal, GQA, KV-cache offset, packed segments) and final projection + cross-entropy.
 import { native } from '../../backend/binding.ts';
-import { ACCUMULATED, type InputGrad, gradSink, needsGrad, record } from '../autograd.ts';
+import { type InputGrad, gradAccumulator, needsGrad, record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { fmt, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
@@ -260,15 +260,14 @@ export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: CrossEn
   if (opts.gradScale !== undefined && needsGrad(h, w)) {
     const gradScale = Math.fround(opts.gradScale);
     const dh = h.requiresGrad ? Tensor.empty([N, d]) : null;
-    const sink = w.requiresGrad ? gradSink(w) : null;
-    const dwT = w.requiresGrad ? (sink ?? Tensor.zeros([V, d])) : null;
+    const dw = w.requiresGrad ? gradAccumulator(w, [V, d]) : null;
     const [lossSum, count] = native.crossEntropySweep(
       hd.handle, hd.byteOffset, wd.handle, wd.byteOffset, ld.handle, ld.byteOffset, lse.handle, 0,
-      opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, dh?.handle ?? NONE, 0, dwT?.handle ?? NONE, dwT?.byteOffset ?? 0,
+      opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, dh?.handle ?? NONE, 0, dw?.into.handle ?? NONE, dw?.into.byteOffset ?? 0,
       N, d, V, opts.rowBlock ?? sweepRowBlock(N, V), gradScale, bf16,
     );
     lse.release();
-    const ctx: CeSweepCtx = { kind: 'sweep', dh, dw: sink ? ACCUMULATED : dwT, gradScale, used: false };
+    const ctx: CeSweepCtx = { kind: 'sweep', dh, dw: dw?.result ?? null, gradScale, used: false };
     return { lossSum: record(Tensor.scalar(lossSum), 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
   }
   const chunk = Math.max(1, Math.min(opts.chunk ?? 4096, Math.max(V, 1)));
@@ -301,38 +300,33 @@ export const rules = {
     const [vocab, dim] = c.weight.shape as [number, number];
     const gd = dense(g);
     // The kernel scatter-adds: straight into the weight's .grad when it has one (no vocab-sized temporary).
-    const sink = gradSink(c.weight);
-    const dw = sink ?? Tensor.zeros([vocab, dim]);
-    if (gd.size > 0) native.embeddingBackward(c.ids.handle, c.ids.byteOffset, gd.handle, gd.byteOffset, dw.handle, dw.byteOffset, c.ids.size, vocab, dim);
-    return [sink ? ACCUMULATED : dw, null];
+    const dw = gradAccumulator(c.weight, [vocab, dim]);
+    if (gd.size > 0) native.embeddingBackward(c.ids.handle, c.ids.byteOffset, gd.handle, gd.byteOffset, dw.into.handle, dw.into.byteOffset, c.ids.size, vocab, dim);
+    return [dw.result, null];
   }) as Rule<EmbeddingCtx>,
   rmsNorm: ((c, g) => {
     const gd = dense(g);
     const dx = Tensor.empty(c.x.shape);
     const w = c.w as Tensor;
     // dw is accumulated by the kernel: straight into the weight's .grad when it has one.
-    const sink = gradSink(w);
-    const dw = sink ?? Tensor.zeros([c.dim]);
+    const dw = gradAccumulator(w, [c.dim]);
     if (dx.size > 0) {
-      native.rmsnormBackward(c.x.handle, c.x.byteOffset, w.handle, w.byteOffset, c.rstd.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dw.handle, dw.byteOffset, c.rows, c.dim);
+      native.rmsnormBackward(c.x.handle, c.x.byteOffset, w.handle, w.byteOffset, c.rstd.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dw.into.handle, dw.into.byteOffset, c.rows, c.dim);
     }
-    return [dx, sink ? ACCUMULATED : dw];
+    return [dx, dw.result];
   }) as Rule<NormCtx>,
   layerNorm: ((c, g) => {
     const gd = dense(g);
     const dx = Tensor.empty(c.x.shape);
-    const wSink = gradSink(c.w);
-    const bSink = gradSink(c.b);
-    const dw = c.w ? (wSink ?? Tensor.zeros([c.dim])) : null;
-    const db = c.b ? (bSink ?? Tensor.zeros([c.dim])) : null;
+    const dw = c.w ? gradAccumulator(c.w, [c.dim]) : null;
+    const db = c.b ? gradAccumulator(c.b, [c.dim]) : null;
     if (dx.size > 0) {
       native.layernormBackward(
         c.x.handle, c.x.byteOffset, c.w?.handle ?? NONE, c.w?.byteOffset ?? 0, (c.mean as Tensor).handle, 0, c.rstd.handle, 0,
-        gd.handle, gd.byteOffset, dx.handle, 0, dw?.handle ?? NONE, dw?.byteOffset ?? 0, db?.handle ?? NONE, db?.byteOffset ?? 0, c.rows, c.dim,
+        gd.handle, gd.byteOffset, dx.handle, 0, dw?.into.handle ?? NONE, dw?.into.byteOffset ?? 0, db?.into.handle ?? NONE, db?.into.byteOffset ?? 0, c.rows, c.dim,
       );
     }
-    const result: InputGrad[] = [dx, wSink ? ACCUMULATED : dw, bSink ? ACCUMULATED : db];
-    return result;
+    return [dx, dw?.result ?? null, db?.result ?? null];
   }) as Rule<NormCtx>,
   rope: ((c, g) => [ropeRaw(dense(g), c, true)]) as Rule<RopeCtx>,
   swiglu: ((c, g) => {
@@ -363,12 +357,11 @@ export const rules = {
     const scale = g.item();
     const dh = Tensor.empty([c.N, c.d]);
     // dw (vocab-sized) is accumulated by the kernel: straight into the weight's .grad when it has one.
-    const sink = gradSink(c.w);
-    const dw = sink ?? Tensor.zeros([c.V, c.d]);
+    const dw = gradAccumulator(c.w, [c.V, c.d]);
     native.crossEntropyBackward(
       c.h.handle, c.h.byteOffset, c.w.handle, c.w.byteOffset, c.labels.handle, c.labels.byteOffset, c.lse.handle, 0,
-      dh.handle, 0, dw.handle, dw.byteOffset, c.N, c.d, c.V, c.chunk, scale, c.bf16,
+      dh.handle, 0, dw.into.handle, dw.into.byteOffset, c.N, c.d, c.V, c.chunk, scale, c.bf16,
     );
-    return [dh, sink ? ACCUMULATED : dw, null];
+    return [dh, dw.result, null];
   }) as Rule<CeCtx>,
 };
