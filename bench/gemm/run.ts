@@ -8,6 +8,7 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { native } from '../../src/backend/binding.ts';
 import { emitFindings } from '../lib/report.ts';
+import { median } from '../lib/stats.ts';
 
 const THREADS = 2;
 // Untimed runs before each round (thread start-up, page faults, caches): at least 2, and about 4 GFLOP
@@ -44,12 +45,6 @@ function parseReps(argv: string[]): number {
   const reps = i >= 0 ? Number(argv[i + 1]) : 15;
   if (!Number.isInteger(reps) || reps < 1) throw new Error(`bench:gemm: --reps must be a positive integer, got ${argv[i + 1]}`);
   return reps;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
 }
 
 function gflops(s: Shape, seconds: number): number {

@@ -9,6 +9,7 @@ import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import { Tokenizer as RustTokenizer } from 'tokenizers';
 import { SentencePieceProcessor } from '../../src/tokenizer/index.ts';
 import { type Finding, emitFindings } from '../lib/report.ts';
+import { median } from '../lib/stats.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const args = process.argv.slice(2);
@@ -19,7 +20,6 @@ const arg = (name: string, dflt: number): number => {
 const RUNS = arg('runs', 3);
 const JSON_MB = arg('json-mb', 2);
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const cpuNow = (): number => {
   const u = process.cpuUsage();
   return (u.user + u.system) / 1e6;

@@ -13,6 +13,7 @@ import * as T from '../../src/tensor/index.ts';
 import { Rng, Tensor, backward, noGrad, scope } from '../../src/tensor/index.ts';
 import { AdamW, clipScale, globalGradNorm } from '../../src/train/adamw.ts';
 import { formatProfile, profileRows, resetProfile, startProfile, stopProfile } from '../../src/backend/profile.ts';
+import { median } from '../lib/stats.ts';
 
 const dtypeAt = process.argv.indexOf('--dtype');
 const dtype: T.ComputeDtype = dtypeAt >= 0 && process.argv[dtypeAt + 1] === 'bfloat16' ? 'bfloat16' : 'float32';
@@ -75,7 +76,6 @@ function gemmPeak(): number {
   return best;
 }
 
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] as number;
 const peak = gemmPeak();
 step(); // warm-up
 const times: number[] = [];
