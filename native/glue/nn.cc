@@ -276,6 +276,14 @@ CeDims ce_dims(const Napi::CallbackInfo& info, size_t at, const char* op) {
                            " is out of range for vocab size " + std::to_string(m.V) + " (-100 marks an ignored position)");
 }
 
+// [lossSum, count]: what the loss kernels hand back to JS.
+Napi::Value loss_and_count(Napi::Env env, double loss_sum, int64_t count) {
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, loss_sum));
+  out.Set(1u, Napi::Number::New(env, static_cast<double>(count)));
+  return out;
+}
+
 Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   const char* op = "crossEntropyForward";
   CeDims m = ce_dims(info, 10, op);
@@ -296,10 +304,7 @@ Napi::Value CrossEntropyForward(const Napi::CallbackInfo& info) {
   a.count = &count;
   int64_t bad = guarded(info, op, [&] { return k::ce_fused_fwd(a); });
   if (bad >= 0) bad_label(info, op, m, a.labels, bad);
-  Napi::Array out = Napi::Array::New(info.Env(), 2);
-  out.Set(0u, Napi::Number::New(info.Env(), loss_sum));
-  out.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(count)));
-  return out;
+  return loss_and_count(info.Env(), loss_sum, count);
 }
 
 Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
@@ -354,10 +359,7 @@ Napi::Value CrossEntropySweep(const Napi::CallbackInfo& info) {
   a.count = &count;
   int64_t bad = guarded(info, op, [&] { return k::ce_fused_sweep(a); });
   if (bad >= 0) bad_label(info, op, m, a.labels, bad);
-  Napi::Array out = Napi::Array::New(info.Env(), 2);
-  out.Set(0u, Napi::Number::New(info.Env(), loss_sum));
-  out.Set(1u, Napi::Number::New(info.Env(), static_cast<double>(count)));
-  return out;
+  return loss_and_count(info.Env(), loss_sum, count);
 }
 
 }  // namespace
