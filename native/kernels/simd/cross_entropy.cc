@@ -46,6 +46,31 @@ int64_t first_bad_label(const CrossEntropyArgs& a) {
   return -1;
 }
 
+// Max of a row of n logits together with m0, and the sum of exp(logit - that max) over the row.
+struct MaxSumExp { float m, s; };
+inline MaxSumExp max_sum_exp(const float* row, int64_t n, float m0) {
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  VF mx = set1(m0);
+  int64_t j = 0;
+  for (; j + W <= n; j += W) mx = max(mx, load(row + j));
+  if (j < n) mx = max(mx, load_partial(row + j, n - j, kNegInf));
+  const float m = reduce_max(mx);
+  const VF vm = set1(m);
+  VF s = zero();
+  for (j = 0; j + W <= n; j += W) s = add(s, exp(sub(load(row + j), vm)));
+  if (j < n) s = add(s, exp(sub(load_partial(row + j, n - j, kNegInf), vm)));
+  return {m, reduce_add(s)};
+}
+
+// In place: row (n logits) becomes softmax * grad_scale given the row's lse (the one-hot part is the caller's).
+inline void scaled_softmax(float* row, int64_t n, float lse, float grad_scale) {
+  const VF vl = set1(lse), gs = set1(grad_scale);
+  for (int64_t j = 0; j < n; j += W) {
+    const int64_t len = n - j < W ? n - j : W;
+    store_partial(row + j, mul(exp(sub(load_partial(row + j, len), vl)), gs), len);
+  }
+}
+
 }  // namespace
 
 int64_t ce_fused_fwd(const CrossEntropyArgs& a) {
@@ -66,17 +91,9 @@ int64_t ce_fused_fwd(const CrossEntropyArgs& a) {
     parallel_for_grain(N, nnk::row_grain(n), [&](int64_t r0, int64_t r1, int) {
       for (int64_t r = r0; r < r1; ++r) {
         const float* row = logits + r * n;
-        VF mx = set1(m[r]);
-        int64_t j = 0;
-        for (; j + W <= n; j += W) mx = max(mx, load(row + j));
-        if (j < n) mx = max(mx, load_partial(row + j, n - j, -std::numeric_limits<float>::infinity()));
-        const float mnew = reduce_max(mx);
-        const VF vm = set1(mnew);
-        VF s = zero();
-        for (j = 0; j + W <= n; j += W) s = add(s, exp(sub(load(row + j), vm)));
-        if (j < n) s = add(s, exp(sub(load_partial(row + j, n - j, -std::numeric_limits<float>::infinity()), vm)));
-        a.lse[r] = a.lse[r] * std::exp(m[r] - mnew) + reduce_add(s);
-        m[r] = mnew;
+        const MaxSumExp ms = max_sum_exp(row, n, m[r]);
+        a.lse[r] = a.lse[r] * std::exp(m[r] - ms.m) + ms.s;
+        m[r] = ms.m;
         const int32_t y = a.labels[r];
         if (y >= c0 && y < c0 + n) target[r] = row[y - c0];
       }
@@ -117,11 +134,7 @@ int64_t ce_fused_bwd(const CrossEntropyArgs& a) {
           nnk::zero_row(row, n);
           continue;
         }
-        const VF vl = set1(a.lse[r]), gs = set1(a.grad_scale);
-        for (int64_t j = 0; j < n; j += W) {
-          const int64_t len = n - j < W ? n - j : W;
-          store_partial(row + j, mul(exp(sub(load_partial(row + j, len), vl)), gs), len);
-        }
+        scaled_softmax(row, n, a.lse[r], a.grad_scale);
         if (y >= c0 && y < c0 + n) row[y - c0] -= a.grad_scale;
       }
     });
@@ -141,7 +154,6 @@ int64_t ce_fused_sweep(const CrossEntropyArgs& a) {
   double loss_sum = 0;
   int64_t count = 0;
   const float gs = a.grad_scale;
-  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
   for (int64_t r0 = 0; r0 < N; r0 += R) {
     const int64_t rows = N - r0 < R ? N - r0 : R;
     const float* h = a.h + r0 * d;
@@ -152,16 +164,8 @@ int64_t ce_fused_sweep(const CrossEntropyArgs& a) {
       for (int64_t i = i0; i < i1; ++i) {
         const int64_t r = r0 + i;
         float* row = dl + i * V;
-        VF mx = set1(kNegInf);
-        int64_t j = 0;
-        for (; j + W <= V; j += W) mx = max(mx, load(row + j));
-        if (j < V) mx = max(mx, load_partial(row + j, V - j, kNegInf));
-        const float m = reduce_max(mx);
-        const VF vm = set1(m);
-        VF s = zero();
-        for (j = 0; j + W <= V; j += W) s = add(s, exp(sub(load(row + j), vm)));
-        if (j < V) s = add(s, exp(sub(load_partial(row + j, V - j, kNegInf), vm)));
-        const float lse = m + std::log(reduce_add(s));
+        const MaxSumExp ms = max_sum_exp(row, V, -std::numeric_limits<float>::infinity());
+        const float lse = ms.m + std::log(ms.s);
         a.lse[r] = lse;
         const int32_t y = a.labels[r];
         if (y == kIgnore) {
@@ -170,11 +174,7 @@ int64_t ce_fused_sweep(const CrossEntropyArgs& a) {
           continue;
         }
         loss[i] = lse - row[y];
-        const VF vl = set1(lse), vg = set1(gs);
-        for (j = 0; j < V; j += W) {
-          const int64_t len = V - j < W ? V - j : W;
-          store_partial(row + j, mul(exp(sub(load_partial(row + j, len), vl)), vg), len);
-        }
+        scaled_softmax(row, V, lse, gs);
         row[y] -= gs;
       }
     });
