@@ -1,13 +1,16 @@
-// bf16 mixed precision (model.dtype bfloat16): the S benchmark config trained 50 steps in fp32 and in bf16
-// from the same init and data ends within 1% loss; weights stay fp32; a bf16 run stopped and resumed repeats
-// its losses bit for bit; autocast reaches the backward GEMMs and the recomputed blocks.
+// bf16 mixed precision (model.dtype bfloat16): runs trained in fp32 and in bf16 from the same init and data
+// reach held-out losses that differ by a small fraction of their seed-to-seed spread, on every bf16 GEMM path
+// of the machine; weights stay fp32; a bf16 run stopped and resumed repeats its losses bit for bit; autocast
+// reaches the backward GEMMs and the recomputed blocks.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { BF16_PATH, ISA, native } from '../../src/backend/binding.ts';
+import { PerplexityAccumulator } from '../../src/eval/perplexity.ts';
 import { parseModelConfig } from '../../src/models/config.ts';
-import { lossSum } from '../../src/models/model.ts';
+import { type CausalLM, lossSum } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
 import * as T from '../../src/tensor/index.ts';
 import { Rng, Tensor, backward, scope } from '../../src/tensor/index.ts';
@@ -36,47 +39,80 @@ function structuredRows(n: number, len: number, seed: number, span = 64): { inpu
   });
 }
 
-// bench/train/configs.json "S"
-const S = {
-  model_type: 'llama', vocab_size: 4096, hidden_size: 256, intermediate_size: 688, num_hidden_layers: 4,
-  num_attention_heads: 4, num_key_value_heads: 4, rms_norm_eps: 1e-5, max_position_embeddings: 256, bos_token_id: 1, eos_token_id: 2,
+// A small Llama trained at a learning rate where its loss falls smoothly (no spike: after a loss spike the
+// trajectory is chaotic and any rounding difference, bf16 or a summation order, changes where it lands).
+const XS = {
+  model_type: 'llama', vocab_size: 512, hidden_size: 128, intermediate_size: 344, num_hidden_layers: 2,
+  num_attention_heads: 4, num_key_value_heads: 4, rms_norm_eps: 1e-5, max_position_embeddings: 128, bos_token_id: 1, eos_token_id: 2,
 };
 
-test('S config, 50 steps: bf16 final loss within 1% of fp32 from the same init and data; weights stay fp32', async (t) => {
-  const steps = 50, batch = 8, seq = 256;
-  const data = structuredRows(steps * batch, seq + 1, 5);
-  const results: Record<string, number[]> = {};
-  for (const dtype of ['float32', 'bfloat16'] as const) {
-    const out = tmp();
-    const model = createModel(parseModelConfig(S, 'S'), 1);
-    try {
-      const cfg = parseRunConfig({
-        seed: 0,
-        output_dir: out,
-        model: { dtype },
-        runner_config: { epochs: 1, batch_size: batch, clip_grad_norm: 1.0 },
-        optimizer: { learning_rate: 3e-3, weight_decay: 0.01 },
-        lr_schedule: { type: 'cosine', warmup_steps: 5, warmup_ratio: 0 },
-        callbacks: { checkpoint: { save_checkpoint_steps: 1000 } },
-      }, 'test');
-      const summary = await new Trainer({ config: cfg, model, train: new ArrayBatchSource(data, { batchSize: batch, shuffle: false }), assetsDir: null }).run();
-      assert.equal(summary.steps, steps);
-      for (const name of model.params.names) assert.equal(model.params.get(name).dtype, 'float32', name);
-      results[dtype] = summary.losses;
-    } finally {
-      model.release();
-      rmSync(out, { recursive: true, force: true });
+/** The bf16 GEMM paths this machine runs: the fp32 micro-kernel on rounded operands, and the vdpbf16ps one. */
+function bf16Paths(): { name: string; path: number }[] {
+  const paths: { name: string; path: number }[] = [{ name: 'fallback (rounded operands, fp32 kernel)', path: BF16_PATH.fallback }];
+  if (native.hasAvx512Bf16()) paths.push({ name: 'vdpbf16ps', path: BF16_PATH.native });
+  else if (native.detectedIsa() >= ISA.avx512) paths.push({ name: 'vdpbf16ps emulated (no AVX512_BF16 here)', path: BF16_PATH.emulated });
+  return paths;
+}
+
+/** Held-out loss (fp32 forward) of `model` on fixed rows. */
+function heldOutLoss(model: CausalLM, rows: { inputIds: Int32Array; labels: Int32Array }[], seq: number): number {
+  const acc = new PerplexityAccumulator(model, { seqLength: seq });
+  for (const r of rows) acc.add(r);
+  return acc.result().loss;
+}
+
+test('bf16 training lands where fp32 does, far inside the seed-to-seed spread, on every bf16 GEMM path', async (t) => {
+  const steps = 40, batch = 8, seq = 128, seeds = [1, 2, 3, 4, 5];
+  const evalRows = structuredRows(16, seq + 1, 999);
+  const paths = bf16Paths();
+  const before = native.getBf16Path();
+  const runs: { fp32: number[]; bf16: number[][] } = { fp32: [], bf16: paths.map(() => []) };
+  try {
+    for (const seed of seeds) {
+      const data = structuredRows(steps * batch, seq + 1, 100 + seed);
+      for (const run of [{ dtype: 'float32' as const, path: -1 }, ...paths.map((p) => ({ dtype: 'bfloat16' as const, path: p.path }))]) {
+        if (run.path >= 0) assert.equal(native.setBf16Path(run.path), run.path);
+        const out = tmp();
+        const model = createModel(parseModelConfig(XS, 'XS'), seed);
+        try {
+          const cfg = parseRunConfig({
+            seed, output_dir: out, model: { dtype: run.dtype },
+            runner_config: { epochs: 1, batch_size: batch, clip_grad_norm: 1.0 },
+            optimizer: { learning_rate: 1e-3, weight_decay: 0.01 },
+            lr_schedule: { type: 'cosine', warmup_steps: 5, warmup_ratio: 0 },
+            callbacks: { checkpoint: { save_checkpoint_steps: 1000 } },
+          }, 'test');
+          const summary = await new Trainer({ config: cfg, model, train: new ArrayBatchSource(data, { batchSize: batch, shuffle: false }), assetsDir: null }).run();
+          assert.equal(summary.steps, steps);
+          for (const name of model.params.names) assert.equal(model.params.get(name).dtype, 'float32', name);
+          const loss = heldOutLoss(model, evalRows, seq);
+          if (run.path < 0) runs.fp32.push(loss);
+          else (runs.bf16[paths.findIndex((p) => p.path === run.path)] as number[]).push(loss);
+        } finally {
+          model.release();
+          rmSync(out, { recursive: true, force: true });
+        }
+      }
     }
+  } finally {
+    native.setBf16Path(before);
   }
-  const f32 = results.float32 as number[], bf16 = results.bfloat16 as number[];
-  const first = f32[0] as number, last32 = f32[steps - 1] as number, last16 = bf16[steps - 1] as number;
-  // the run learned something (else agreement would prove nothing), and bf16 tracked it
-  assert.ok(last32 < 0.5 * first, `fp32 loss ${first} -> ${last32}: too little learning for a meaningful comparison`);
-  const rel = Math.abs(last16 - last32) / last32;
-  t.diagnostic(`loss ${first.toFixed(4)} -> fp32 ${last32.toFixed(4)}, bf16 ${last16.toFixed(4)} (${(rel * 100).toFixed(3)}% apart)`);
-  assert.ok(rel < 0.01, `final loss bf16 ${last16} vs fp32 ${last32}: ${(rel * 100).toFixed(2)}% apart`);
-  // bf16 is really on: the first losses differ in their low bits
-  assert.notEqual(bf16[0], f32[0]);
+  // The runs learned (from ln 512 = 6.24): agreement after too little learning would prove nothing.
+  for (const l of runs.fp32) assert.ok(l < 3.2, `fp32 held-out loss ${l}: too little learning for a meaningful comparison`);
+  // What counts as "the same result" for a training run: the spread of the held-out loss over seeds (init and
+  // data order). bf16 must move each run by a small fraction of it, and not in one direction.
+  const mean = runs.fp32.reduce((a, b) => a + b, 0) / seeds.length;
+  const spread = Math.sqrt(runs.fp32.reduce((a, b) => a + (b - mean) ** 2, 0) / (seeds.length - 1));
+  paths.forEach((p, i) => {
+    const gaps = (runs.bf16[i] as number[]).map((l, s) => l - (runs.fp32[s] as number));
+    const worst = Math.max(...gaps.map(Math.abs)), bias = gaps.reduce((a, b) => a + b, 0) / gaps.length;
+    t.diagnostic(`${p.name}: bf16 - fp32 held-out loss per seed ${gaps.map((g) => g.toExponential(1)).join(', ')}; seed spread (sd) ${spread.toExponential(2)}; worst ${(worst / spread).toFixed(3)} of it`);
+    // Measured on a Sapphire Rapids Xeon: worst gap ~1% of the spread on both paths; 10% leaves ten times that.
+    assert.ok(worst <= 0.1 * spread, `${p.name}: bf16 moved a run's held-out loss by ${worst.toExponential(2)}, more than 10% of the seed spread ${spread.toExponential(2)}`);
+    assert.ok(Math.abs(bias) <= 0.05 * spread, `${p.name}: bf16 biases the held-out loss by ${bias.toExponential(2)} (seed spread ${spread.toExponential(2)})`);
+    // bf16 is really on: the results differ from fp32's
+    assert.ok(gaps.some((g) => g !== 0), `${p.name}: bf16 equals fp32 exactly`);
+  });
 });
 
 const TINY = {

@@ -2,9 +2,9 @@
 // pairs (two consecutive k of one row or column in each 32-bit word), and the micro-kernel multiplies them
 // with vdpbf16ps, accumulating in fp32. Built alone with -mavx512bf16 (binding.gyp's sft_avx512bf16) and
 // reached only through avx512::gemm when bf16_path() says so, so no other code ever runs these instructions.
-// With `emulate` the same packing and loop nest run with vdpbf16ps replaced by two fp32 FMAs on the widened
-// halves (exact products, so equal up to summation order and denormal flushing): tests use it to check this
-// path's layout on CPUs that lack the instruction.
+// With `emulate` the same packing and loop nest run with vdpbf16ps replaced by its definition (two fp32 FMAs on
+// the widened halves, high pair first, denormals flushed), bit for bit what the instruction gives: tests use it
+// to check this path on CPUs that lack the instruction, and against the instruction where the CPU has it.
 // GCC 12 reports the _mm512_undefined_* placeholders in its own headers as uninitialised (bug 105593).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -103,13 +103,28 @@ void pack_rows(const float* src, int64_t ld, int64_t width, int64_t kc, int64_t 
   }
 }
 
-// acc += the dot products of the bf16 pairs of a (broadcast) and b: vdpbf16ps, or its emulation.
+// Denormals (exponent field 0) become zeros of the same sign: vdpbf16ps treats denormal inputs as zero (DAZ)
+// and flushes denormal results (FTZ), whatever MXCSR says.
+inline __m512 flush_denormals(__m512 x) {
+  const __m512i bits = _mm512_castps_si512(x);
+  const __mmask16 tiny = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(0x7F800000));
+  return _mm512_castsi512_ps(_mm512_mask_and_epi32(bits, tiny, bits, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
+}
+
+// acc += the dot products of the bf16 pairs of a (broadcast) and b: vdpbf16ps, or its emulation. The emulation
+// follows the instruction's definition in Intel's SDM step for step: the odd (high) pair's product is added
+// first, then the even one's, each a fused multiply-add rounded to nearest even (the products of two bf16 are
+// exact in fp32), with denormal inputs and results flushed. On CPUs with the instruction the two agree bit for
+// bit (test/native/gemm-bf16.test.ts), so the emulated path shows on any AVX-512 CPU what the real one computes.
 template <bool kEmulate>
 inline __m512 dot_pairs(__m512 acc, __m512i a, __m512i b) {
   if constexpr (kEmulate) {
-    const __m512 alo = _mm512_castsi512_ps(_mm512_slli_epi32(a, 16)), ahi = _mm512_castsi512_ps(_mm512_and_si512(a, hi_halves()));
-    const __m512 blo = _mm512_castsi512_ps(_mm512_slli_epi32(b, 16)), bhi = _mm512_castsi512_ps(_mm512_and_si512(b, hi_halves()));
-    return _mm512_fmadd_ps(ahi, bhi, _mm512_fmadd_ps(alo, blo, acc));
+    const __m512 alo = flush_denormals(_mm512_castsi512_ps(_mm512_slli_epi32(a, 16)));
+    const __m512 ahi = flush_denormals(_mm512_castsi512_ps(_mm512_and_si512(a, hi_halves())));
+    const __m512 blo = flush_denormals(_mm512_castsi512_ps(_mm512_slli_epi32(b, 16)));
+    const __m512 bhi = flush_denormals(_mm512_castsi512_ps(_mm512_and_si512(b, hi_halves())));
+    const __m512 odd = flush_denormals(_mm512_fmadd_ps(ahi, bhi, flush_denormals(acc)));
+    return flush_denormals(_mm512_fmadd_ps(alo, blo, odd));
   } else {
     return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
   }
