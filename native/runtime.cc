@@ -36,7 +36,25 @@ int detect() {
   return kScalar;
 }
 
-const int g_detected = detect();
+// SFTKIT_ISA (scalar | avx2 | avx512 | avx512_bf16) caps what the CPU is taken to have, so that one machine
+// can run the whole suite as an AVX2-only CPU or as an AVX-512 CPU without AVX512_BF16 would. Unset, empty
+// or unknown: everything detected.
+int isa_cap() {
+  const char* env = std::getenv("SFTKIT_ISA");
+  const std::string v = env ? env : "";
+  if (v == "scalar") return 0;
+  if (v == "avx2") return 1;
+  if (v == "avx512") return 2;
+  return 3;
+}
+const int g_cap = isa_cap();
+
+int capped_detect() {
+  const int isa = detect();
+  return isa < g_cap ? isa : (g_cap < kAvx512 ? g_cap : kAvx512);
+}
+
+const int g_detected = capped_detect();
 std::atomic<int> g_active{g_detected};
 
 int default_threads() {
@@ -152,7 +170,7 @@ void set_active_isa(int isa) { g_active = isa < 0 ? 0 : (isa > g_detected ? g_de
 
 bool cpu_has_avx512_bf16() {
   unsigned a, b, c, d;
-  if (g_detected < kAvx512) return false;   // also covers the OS saving zmm state (XCR0)
+  if (g_detected < kAvx512 || g_cap <= kAvx512) return false;   // also covers the OS saving zmm state (XCR0)
   if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return false;
   return a & (1u << 5);
 }

@@ -76,3 +76,19 @@ test('ISA selection clamps to what the CPU supports', () => {
   assert.equal(native.setIsa(99), detected);
   native.setIsa(before);
 });
+
+test('SFTKIT_ISA caps the ISA the CPU is taken to have (to run the suite as another CPU would)', () => {
+  const code = "import('./src/backend/binding.ts').then(({native}) => console.log(JSON.stringify([native.detectedIsa(), native.hasAvx512Bf16(), native.getBf16Path()])))";
+  const probe = (isa: string): [number, boolean, number] => {
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { env: { ...process.env, SFTKIT_ISA: isa }, encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    return JSON.parse(run.stdout.trim()) as [number, boolean, number];
+  };
+  const detected = native.detectedIsa();
+  assert.deepEqual(probe('scalar'), [ISA.scalar, false, 0]);
+  assert.deepEqual(probe('avx2'), [Math.min(detected, ISA.avx2), false, 0]);
+  assert.deepEqual(probe('avx512'), [Math.min(detected, ISA.avx512), false, 0]);
+  // unset or unknown: everything the CPU has
+  assert.deepEqual(probe('')[0], detected);
+  assert.deepEqual(probe('avx512_bf16')[1], native.hasAvx512Bf16());
+});
