@@ -1,7 +1,7 @@
 // The benchmark suite's plan and its report, apart from running anything: which benches exist, with what
 // arguments (full and --quick) and what they need installed, the command-line options of `npm run bench`, and
 // the markdown of the results (one block per CPU in docs/BENCHMARKS.md).
-import type { CpuIdentity } from './machine.ts';
+import type { Machine } from './machine.ts';
 import { outputToMarkdown, table } from './markdown.ts';
 import type { Finding, Peak } from './report.ts';
 import type { ToolName } from './requirements.ts';
@@ -114,7 +114,7 @@ export function renderSection(r: SectionResult): string {
 }
 
 /** The CPU block's first section: what the CPU is (the identity its results are filed under). */
-export function renderCpu(machine: { identity: CpuIdentity; cpu: string; vendor: string; family: number | null; modelNumber: number | null; cores: number; flags: string }): string {
+export function renderCpu(machine: Pick<Machine, 'identity' | 'cpu' | 'vendor' | 'family' | 'modelNumber' | 'cores' | 'flags'>): string {
   const numbers = machine.family === null || machine.modelNumber === null ? 'family/model not reported' : `family ${machine.family}, model ${machine.modelNumber}`;
   return [
     `Model name: ${machine.cpu}; vendor ${machine.vendor}, ${numbers}; ${machine.cores} cores.`,
@@ -145,7 +145,7 @@ export function renderPeaks(opts: { date: string; peaks: readonly Peak[] }): str
 /** The suite's summary: where and how it ran, and every finding against its target. */
 export function renderSummary(opts: {
   date: string;
-  machine: { identity: CpuIdentity; cores: number; flags: string; versions: string; commit: string };
+  machine: Pick<Machine, 'identity' | 'cores' | 'flags' | 'versions' | 'commit'>;
   command: string;
   quick: boolean;
   results: readonly SectionResult[];
