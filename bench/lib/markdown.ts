@@ -6,7 +6,7 @@ export const beginMarker = (id: string): string => `<!-- bench:${id} -->`;
 export const endMarker = (id: string): string => `<!-- /bench:${id} -->`;
 export const cpuBeginMarker = (key: string): string => `<!-- bench-cpu:${key} -->`;
 export const cpuEndMarker = (key: string): string => `<!-- /bench-cpu:${key} -->`;
-const CPU_END_PREFIX = '<!-- /bench-cpu:';
+const CPU_END_LINE = /^<!-- \/bench-cpu:[a-z0-9-]+ -->$/gm;
 
 /**
  * Replaces (or appends) each section's content between its markers. Content is placed on its own lines
@@ -48,12 +48,13 @@ export function replaceCpuSections(doc: string, opts: { cpu: { key: string; labe
   if (at < 0) {
     if (doc.includes(end)) throw new Error(`docs: ${end} without ${begin}`);
     const block = `${begin}\n${replaceSections(`## ${label}\n`, opts.sections)}${end}`;
-    const last = doc.lastIndexOf(CPU_END_PREFIX);
-    if (last < 0) {
+    // Only a marker on its own line ends a block: prose may quote the marker's syntax.
+    const last = [...doc.matchAll(CPU_END_LINE)].pop();
+    if (last === undefined) {
       const sep = doc.length === 0 || doc.endsWith('\n\n') ? '' : doc.endsWith('\n') ? '\n' : '\n\n';
       return `${doc}${sep}${block}\n`;
     }
-    const after = doc.indexOf('-->', last) + '-->'.length;
+    const after = last.index + last[0].length;
     return `${doc.slice(0, after)}\n\n${block}${doc.slice(after)}`;
   }
   const stop = doc.indexOf(end, at + begin.length);

@@ -1,6 +1,7 @@
 // The suite's writer of docs/BENCHMARKS.md: sections between markers are replaced inside their CPU's block,
 // prose and other CPUs' blocks are kept byte for byte.
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { beginMarker, cpuBeginMarker, cpuEndMarker, endMarker, outputToMarkdown, replaceCpuSections, replaceSections, table } from '../../bench/lib/markdown.ts';
 
@@ -65,6 +66,9 @@ test('replaceCpuSections starts the first CPU block at the end of a document wit
   const two = replaceCpuSections(out, { cpu: bf16, sections: [{ id: 'suite', content: 't' }] });
   assert.ok(two.startsWith(out.slice(0, -1)));
   assert.equal(replaceCpuSections(two, { cpu: XEON, sections: [{ id: 'suite', content: 's' }] }), two);
+  // Prose quoting the markers' syntax is not a block: the first block still goes at the end.
+  const quoted = 'Blocks end with `<!-- /bench-cpu:KEY -->` or <!-- /bench-cpu:abc --> inline.\n';
+  assert.ok(replaceCpuSections(quoted, { cpu: XEON, sections: [{ id: 'suite', content: 's' }] }).startsWith(`${quoted}\n${cpuBeginMarker(XEON.key)}`));
 });
 
 test('replaceCpuSections refuses broken or duplicated CPU markers and bad keys', () => {
@@ -73,6 +77,18 @@ test('replaceCpuSections refuses broken or duplicated CPU markers and bad keys',
   assert.throws(() => replaceCpuSections(`x\n${cpuEndMarker('k')}`, { cpu: { key: 'k', label: 'K' }, sections }), /without/);
   assert.throws(() => replaceCpuSections(`${cpuBeginMarker('k')}${cpuEndMarker('k')}${cpuBeginMarker('k')}${cpuEndMarker('k')}`, { cpu: { key: 'k', label: 'K' }, sections }), /twice/);
   assert.throws(() => replaceCpuSections('', { cpu: { key: 'Intel Xeon', label: 'K' }, sections }), /lowercase/);
+});
+
+test('docs/BENCHMARKS.md: every measured section sits in a CPU block, and a new CPU leaves every byte in place', () => {
+  const doc = readFileSync(new URL('../../docs/BENCHMARKS.md', import.meta.url), 'utf8');
+  // Outside the CPU blocks, no section markers (a stray one would never be rewritten).
+  const outside = doc.replace(/<!-- bench-cpu:([a-z0-9-]+) -->[\s\S]*?<!-- \/bench-cpu:\1 -->/g, '');
+  assert.doesNotMatch(outside, /^<!-- \/?bench:/m);
+  assert.match(doc, /<!-- bench-cpu:intel-xeon-processor-f6-m207-avx512 -->\n## Intel\(R\) Xeon\(R\) Processor \(GenuineIntel family 6 model 207; AVX-512, no AVX512_BF16\)\n/);
+  const out = replaceCpuSections(doc, { cpu: EPYC, sections: [{ id: 'suite', content: 'x' }] });
+  const added = out.indexOf(cpuBeginMarker(EPYC.key));
+  const block = out.slice(added, out.indexOf(cpuEndMarker(EPYC.key)) + cpuEndMarker(EPYC.key).length);
+  assert.equal(out.slice(0, added - 2) + out.slice(added + block.length), doc);
 });
 
 test('table renders a markdown table', () => {
