@@ -9,8 +9,8 @@ export interface GemmShape { M: number; K: number; N: number; transA: boolean; t
 /**
  * A linear y = x Wᵀ over T rows, in → out features, runs three GEMMs a step: forward T×in×out NT, the input
  * gradient T×out×in NN and the weight gradient out×T×in TN (see src/tensor/ops/matmul.ts). Two such linears:
- * 2048 rows of 512 → 2048 (config M's batch, a width between its attention and MLP) and 1024 rows of 768 → 2048
- * (config L's batch, its MLP up-projection).
+ * 2048 rows of 512 → 2048 (config M's 2048 tokens and width, the shape of the single fp32 peak measured before)
+ * and 1024 rows of 768 → 2048 (config L's 1024 tokens, its MLP up-projection).
  */
 export const PEAK_SHAPES: readonly GemmShape[] = [
   { M: 2048, K: 512, N: 2048, transA: false, transB: true },
