@@ -4,6 +4,9 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { exitIfMissing } from '../lib/requirements.ts';
+
+exitIfMissing('bench/distributed/run.ts', ['mpi']);
 
 const worker = ['--import', 'tsx', 'bench/distributed/worker.ts'];
 const root = process.getuid?.() === 0 ? ['--allow-run-as-root'] : [];

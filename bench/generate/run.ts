@@ -7,8 +7,11 @@ import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { table } from '../lib/markdown.ts';
 import { type Finding, emitFindings } from '../lib/report.ts';
+import { exitIfMissing } from '../lib/requirements.ts';
 import { formatNumber, formatRatio } from '../lib/stats.ts';
 import { PYTHON, torchEnv } from '../lib/torch-env.ts';
+
+exitIfMissing('bench/generate/run.ts', ['torch']);
 
 const args = process.argv.slice(2);
 const valueOf = (flag: string, fallback: string): string => {

@@ -9,7 +9,10 @@ import { Tokenizer as JsTokenizer } from '@huggingface/tokenizers';
 import { Tokenizer as RustTokenizer } from 'tokenizers';
 import { SentencePieceProcessor } from '../../src/tokenizer/index.ts';
 import { type Finding, emitFindings } from '../lib/report.ts';
+import { exitIfMissing } from '../lib/requirements.ts';
 import { median } from '../lib/stats.ts';
+
+exitIfMissing('bench/tokenizer/run.ts', ['spm', 'time']);
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const args = process.argv.slice(2);

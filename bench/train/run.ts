@@ -1,12 +1,17 @@
-// bench/train: sftkit vs tuned PyTorch training (and forward-only) tokens/s, MFU and peak RSS, side by side in
-// one run, for the S/M/L configs of DESIGN.md.
+// bench/train: sftkit vs tuned PyTorch training (and forward-only) tokens/s, model FLOP utilisation against the
+// GEMM peak of the dtype that runs (measured in sftkit's process) and peak RSS, side by side in one run, for the
+// S/M/L configs of DESIGN.md.
 // Usage: npm run bench:train -- [S M L] [--steps N] [--profile] [--compare-malloc] [--bf16]
 // (--compare-malloc adds a PyTorch row without tcmalloc, to see what the allocator changes; --bf16 adds rows for
 // bf16 mixed precision: ours (model.dtype bfloat16) against PyTorch bf16 autocast.)
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
-import { type Finding, emitFindings } from '../lib/report.ts';
+import { type Finding, type Peak, emitFindings } from '../lib/report.ts';
+import { exitIfMissing } from '../lib/requirements.ts';
 import { PYTHON, torchEnv } from '../lib/torch-env.ts';
+import { type ModelDims, type StepResult, modelGflops, peakFor, trainFindings } from './findings.ts';
+
+exitIfMissing('bench/train/run.ts', ['torch']);
 
 const args = process.argv.slice(2);
 const stepsAt = args.indexOf('--steps');
@@ -24,60 +29,77 @@ delete env['OPENBLAS_L2_SIZE'];
 const tuned = torchEnv(env, { threads: 2 });
 const plainMalloc = torchEnv(env, { threads: 2, tcmalloc: false });
 
-interface Result { engine: string; config: string; params: number; median_s: number; tokens_per_s: number; fwd_tokens_per_s: number; peak_rss_mb: number; gemm?: string; tcmalloc?: boolean; gemm_peak_gflops?: number }
-
-function runOne(cmd: string, argv: string[], e: NodeJS.ProcessEnv = env): Result {
+function runOne(cmd: string, argv: string[], e: NodeJS.ProcessEnv = env): StepResult {
   const r = spawnSync(cmd, argv, { env: e, encoding: 'utf8', maxBuffer: 1 << 24 });
   if (r.status !== 0) throw new Error(`${cmd} ${argv.join(' ')} failed:\n${r.stderr}`);
   if (profile && r.stderr.includes('training step by kernel')) console.log(`\n\`\`\`\n${r.stderr.trim()}\n\`\`\`\n`);
   const line = r.stdout.trim().split('\n').pop() ?? '';
-  return JSON.parse(line) as Result;
+  return JSON.parse(line) as StepResult;
 }
 
-const dims: Record<string, { dim: number; layers: number; seq: number }> = { S: { dim: 256, layers: 4, seq: 256 }, M: { dim: 512, layers: 8, seq: 512 }, L: { dim: 768, layers: 12, seq: 512 } };
+/**
+ * One table row: a run, the PyTorch run of the same precision its ratio is against, and the sftkit run whose
+ * in-process GEMM peak of `dtype` its utilisation is measured by.
+ */
+interface Row { run: StepResult; base: StepResult; meter: StepResult; dtype: 'float32' | 'bfloat16' }
+
+const dims: Record<string, ModelDims> = { S: { dim: 256, layers: 4, seq: 256 }, M: { dim: 512, layers: 8, seq: 512 }, L: { dim: 768, layers: 12, seq: 512 } };
 console.log(`machine: ${cpus()[0]?.model ?? '?'} (${cpus().length} cores), 2 threads, ${steps} timed steps per engine after 1 warm-up step (median)`);
 console.log(tuned.note);
+console.log('model FLOPs per token: 6N + 12·L·T·d; MFU: model GFLOP/s over the GEMM peak of the row\'s dtype, measured in sftkit\'s process of the same config (the PyTorch rows against the same peak)');
 const findings: Finding[] = [];
-console.log('| config | engine | train tok/s | ratio | model GFLOP/s | fwd tok/s | peak RSS MB |');
-console.log('|---|---|---|---|---|---|---|');
-let gemmNote = '';
+const peaks: Peak[] = [];
+const peakRows: string[] = [];
+console.log('| config | engine | train tok/s | ratio | model GFLOP/s | MFU | fwd tok/s | peak RSS MB |');
+console.log('|---|---|---|---|---|---|---|---|');
+let bf16Note = '';
+let method = '';
 for (const name of names) {
+  const d = dims[name];
+  if (!d) throw new Error(`bench/train: unknown config ${name} (S, M or L)`);
   const ours = runOne(process.execPath, ['--import', 'tsx', 'bench/train/sftkit-step.ts', name, String(steps), ...(profile ? ['--profile'] : [])]);
   const torch = runOne(PYTHON, ['bench/train/torch_step.py', name, String(steps)], tuned.env);
   const extra = compareMalloc ? [{ ...runOne(PYTHON, ['bench/train/torch_step.py', name, String(steps)], plainMalloc.env), engine: `pytorch ${torch.engine.split(' ')[1] ?? ''} (glibc malloc)` }] : [];
-  const d = dims[name] as { dim: number; layers: number; seq: number };
-  // Model FLOPs per token: 6N + 12·L·T·d (DESIGN.md).
-  const flopsPerToken = (p: number): number => 6 * p + 12 * d.layers * d.seq * d.dim;
-  const rows: [Result, Result][] = [[ours, torch], [torch, torch], ...extra.map((e): [Result, Result] => [e, torch])];
-  let oursBf16: Result | undefined;
-  let torchBf16: Result | undefined;
+  const rows: Row[] = [
+    { run: ours, base: torch, meter: ours, dtype: 'float32' },
+    { run: torch, base: torch, meter: ours, dtype: 'float32' },
+    ...extra.map((e): Row => ({ run: e, base: torch, meter: ours, dtype: 'float32' })),
+  ];
+  let pair: { ours: StepResult; torch: StepResult } | undefined;
   if (bf16) {
-    oursBf16 = runOne(process.execPath, ['--import', 'tsx', 'bench/train/sftkit-step.ts', name, String(steps), '--dtype', 'bfloat16']);
-    torchBf16 = runOne(PYTHON, ['bench/train/torch_step.py', name, String(steps), '--bf16'], tuned.env);
-    rows.push([oursBf16, torchBf16], [torchBf16, torchBf16]);
-    if (oursBf16.gemm) gemmNote = oursBf16.gemm;
+    const oursBf16 = runOne(process.execPath, ['--import', 'tsx', 'bench/train/sftkit-step.ts', name, String(steps), '--dtype', 'bfloat16']);
+    const torchBf16 = runOne(PYTHON, ['bench/train/torch_step.py', name, String(steps), '--bf16'], tuned.env);
+    rows.push({ run: oursBf16, base: torchBf16, meter: oursBf16, dtype: 'bfloat16' }, { run: torchBf16, base: torchBf16, meter: oursBf16, dtype: 'bfloat16' });
+    pair = { ours: oursBf16, torch: torchBf16 };
+    bf16Note = `${oursBf16.bf16_kernel ?? '?'} (binding path: ${oursBf16.bf16_path ?? '?'})`;
   }
-  // Each row's ratio is against tuned PyTorch in the same precision.
-  for (const [r, base] of rows) {
-    const ratio = r.tokens_per_s / base.tokens_per_s;
+  for (const { run, base, meter, dtype } of rows) {
+    const gflops = modelGflops(run, d);
+    const peak = peakFor(meter, dtype);
+    const mfu = peak === null ? '' : `${((gflops / peak) * 100).toFixed(0)}%`;
     console.log(
-      `| ${name} | ${r.engine} | ${r.tokens_per_s.toFixed(0)} | ${ratio.toFixed(2)}× | ${((r.tokens_per_s * flopsPerToken(r.params)) / 1e9).toFixed(1)} | ${r.fwd_tokens_per_s.toFixed(0)} | ${r.peak_rss_mb.toFixed(0)} |`,
+      `| ${name} | ${run.engine} | ${run.tokens_per_s.toFixed(0)} | ${(run.tokens_per_s / base.tokens_per_s).toFixed(2)}× | ${gflops.toFixed(1)} | ${mfu} | ${run.fwd_tokens_per_s.toFixed(0)} | ${run.peak_rss_mb.toFixed(0)} |`,
     );
   }
-  const ratio = ours.tokens_per_s / torch.tokens_per_s;
-  // With --bf16 the fp32 rows are context for the bf16 ones; their findings come from the fp32 run.
-  if (!bf16) findings.push({ figure: `training tok/s fp32, ${name}, vs tuned PyTorch`, target: '≥ 1.20×', measured: `${ratio.toFixed(2)}×`, met: ratio >= 1.2 });
-  if (oursBf16 && torchBf16) {
-    const r16 = oursBf16.tokens_per_s / torchBf16.tokens_per_s;
-    findings.push({ figure: `training tok/s bf16, ${name}, vs PyTorch bf16 autocast`, target: '≥ 1.20×', measured: `${r16.toFixed(2)}×`, met: r16 >= 1.2 });
+  // The peaks each sftkit process measured (both dtypes in every process; the one of its own dtype is its MFU's).
+  for (const meter of [ours, ...(pair ? [pair.ours] : [])]) {
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const gflops = peakFor(meter, dtype);
+      if (gflops === null) continue;
+      const shape = dtype === 'float32' ? meter.gemm_peak_shape : meter.bf16_gemm_peak_shape;
+      const kernel = (dtype === 'float32' ? meter.fp32_kernel : meter.bf16_kernel) ?? '?';
+      peakRows.push(`| ${name} | ${meter.engine} | ${dtype === 'float32' ? 'fp32' : 'bf16'} | ${gflops.toFixed(1)} | ${shape ?? '?'} |`);
+      peaks.push({ dtype, gflops, kernel, how: `bench/train config ${name}, in the ${meter.engine} process: ${shape ?? '?'}` });
+    }
+    method = meter.peak_method ?? method;
   }
-  // Model FLOP utilisation: model FLOP/s over the best fp32 GEMM rate measured in the same process.
-  const peak = ours.gemm_peak_gflops;
-  if (!bf16 && peak && name !== 'S') {
-    const mfu = (ours.tokens_per_s * flopsPerToken(ours.params)) / 1e9 / peak;
-    findings.push({ figure: `model FLOP utilisation, ${name}, of the GEMM peak (${peak.toFixed(0)} GFLOP/s in the same run)`, target: '≥ 70%', measured: `${(mfu * 100).toFixed(0)}%`, met: mfu >= 0.7 });
-  }
-  if (!bf16) findings.push({ figure: `training peak RSS, ${name}, vs PyTorch`, target: '≤ 1.00×', measured: `${(ours.peak_rss_mb / torch.peak_rss_mb).toFixed(2)}×`, met: ours.peak_rss_mb <= torch.peak_rss_mb });
+  findings.push(...trainFindings({ name, dims: d, ours, torch, ...(pair ? { bf16: pair } : {}) }));
 }
-if (gemmNote) console.log(`\nsftkit bf16 GEMMs ran on: ${gemmNote}`);
-emitFindings(findings);
+if (peakRows.length > 0) {
+  console.log(`\nGEMM peaks measured in sftkit's processes before their steps (${method}):\n`);
+  console.log('| config | process | dtype | peak GFLOP/s | at |');
+  console.log('|---|---|---|---|---|');
+  for (const row of peakRows) console.log(row);
+}
+if (bf16Note) console.log(`\nsftkit bf16 GEMMs ran on: ${bf16Note}`);
+emitFindings(findings, peaks);

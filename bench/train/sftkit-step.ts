@@ -1,18 +1,18 @@
 // One side of bench/train: sftkit training steps (forward, backward, AdamW) on random tokens for one
 // config of DESIGN.md; prints a JSON line {steps, median_s, tokens_per_s, fwd_tokens_per_s, peak_rss_mb,
-// gemm_peak_gflops}, the last being the best fp32 GEMM rate at a training shape in this process, the
-// denominator of model FLOP utilisation.
+// gemm_peak_gflops, bf16_gemm_peak_gflops, bf16_path, …}: the best fp32 and bf16 GEMM rates at training shapes
+// in this process (bench/lib/gemm-peak.ts), the denominators of model FLOP utilisation for each dtype.
 // `--dtype bfloat16` runs forward and backward under T.autocast (bf16 GEMMs, fp32 everything else).
 import { readFileSync } from 'node:fs';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { lossSum, logits } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
-import { native } from '../../src/backend/binding.ts';
 import * as T from '../../src/tensor/index.ts';
 import { Rng, Tensor, backward, noGrad, scope } from '../../src/tensor/index.ts';
 import { AdamW, clipScale, globalGradNorm } from '../../src/train/adamw.ts';
 import { formatProfile, profileRows, resetProfile, startProfile, stopProfile } from '../../src/backend/profile.ts';
+import { measureGemmPeaks } from '../lib/gemm-peak.ts';
 import { median } from '../lib/stats.ts';
 
 const dtypeAt = process.argv.indexOf('--dtype');
@@ -54,29 +54,8 @@ function forward(): void {
   scope(() => T.autocast(dtype, () => noGrad(() => logits(model, model.forward(Tensor.from(ids, [B, S], 'int32'), { positions })).size)));
 }
 
-/** Best GFLOP/s of the fp32 GEMM at 2048×512×2048 (NN, NT, TN: the shapes of a linear's forward and backward). */
-function gemmPeak(): number {
-  const [M, K, N] = [2048, 512, 2048];
-  const rng = new Rng(2);
-  const a = Tensor.from(rng.fillNormal(new Float32Array(M * K)), [M * K]);
-  const b = Tensor.from(rng.fillNormal(new Float32Array(K * N)), [K * N]);
-  const out = Tensor.empty([M * N]);
-  let best = 0;
-  for (const [ta, tb] of [[false, false], [false, true], [true, false]] as const) {
-    for (let r = 0; r < 12; r++) {
-      const t0 = performance.now();
-      native.gemm(ta, tb, M, N, K, 1, a.handle, 0, ta ? M : K, b.handle, 0, tb ? K : N, 0, out.handle, 0, N, 1, 0, 0, 0);
-      const s = (performance.now() - t0) / 1000;
-      if (r >= 2) best = Math.max(best, (2 * M * N * K) / s / 1e9);
-    }
-  }
-  a.release();
-  b.release();
-  out.release();
-  return best;
-}
-
-const peak = gemmPeak();
+// Measured before the model's first step, in this process and on its threads, for both dtypes whichever runs.
+const peaks = measureGemmPeaks();
 step(); // warm-up
 const times: number[] = [];
 for (let i = 0; i < steps; i++) {
@@ -103,7 +82,9 @@ if (process.argv.includes('--profile')) {
 const params = model.params.values.layout.names.reduce((n, k) => n + model.params.get(k).size, 0);
 console.log(
   JSON.stringify({
-    engine: dtype === 'bfloat16' ? 'sftkit bf16' : 'sftkit', config: name, ...(dtype === 'bfloat16' ? { gemm: T.bf16GemmPath() } : {}), params, steps, median_s: med, tokens_per_s: (B * S) / med,
-    fwd_tokens_per_s: (B * S) / median(ftimes), peak_rss_mb: process.resourceUsage().maxRSS / 1024, gemm_peak_gflops: peak,
+    engine: dtype === 'bfloat16' ? 'sftkit bf16' : 'sftkit', config: name, dtype, params, steps, median_s: med,
+    tokens_per_s: (B * S) / med, fwd_tokens_per_s: (B * S) / median(ftimes), peak_rss_mb: process.resourceUsage().maxRSS / 1024,
+    gemm_peak_gflops: peaks.float32.gflops, gemm_peak_shape: peaks.float32.shape, fp32_kernel: peaks.fp32Kernel, bf16_gemm_peak_gflops: peaks.bfloat16.gflops,
+    bf16_gemm_peak_shape: peaks.bfloat16.shape, bf16_path: peaks.bf16Path, bf16_kernel: peaks.bf16Kernel, has_avx512_bf16: peaks.hasAvx512Bf16, peak_method: peaks.method,
   }),
 );
