@@ -2,9 +2,11 @@
 // tokenizer files and `sftkit.json` (format, version, dtype, source, sha256 of every file). Directories are
 // built in a temp directory next to the target, fsync'd and renamed, so a failure leaves nothing behind.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, mkdirSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve } from 'node:path';
+import { closeSync, existsSync, fsyncSync, openSync, readSync, readdirSync, realpathSync, renameSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve, sep } from 'node:path';
 import { ConfigError, FormatError } from '../errors.ts';
+import { confinementRoot, openConfined, readConfined, readConfinedText } from './confined-file.ts';
+import { writeFileAtomicSync } from './write-file.ts';
 import { writeTextFile, type WrittenFile } from './safetensors-writer.ts';
 
 export const CHECKPOINT_FORMAT = 'sftkit-checkpoint';
@@ -28,9 +30,10 @@ export interface CheckpointManifest {
   files: Record<string, string>;
 }
 
+/** sha256 of a file of a model or checkpoint folder (never through a link leading out of it). */
 export function sha256File(path: string): string {
   const hash = createHash('sha256');
-  const fd = openSync(path, 'r');
+  const fd = openConfined(path);
   try {
     const buf = Buffer.allocUnsafe(1 << 22);
     for (let pos = 0; ; ) {
@@ -45,14 +48,13 @@ export function sha256File(path: string): string {
   return hash.digest('hex');
 }
 
-/** Copies a small file into `dir` (same name) and returns its hash. */
+/**
+ * Copies a small file of a model folder into `dir` (same name) and returns its hash. The source is read confined
+ * to its folder: a tokenizer file that links to /etc/passwd is refused, not copied into a checkpoint.
+ */
 export function copyInto(src: string, dir: string, name = basename(src)): WrittenFile {
-  const dst = join(dir, name);
-  copyFileSync(src, dst);
-  const fd = openSync(dst, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  return { name, sha256: sha256File(dst), bytes: statSync(dst).size };
+  const written = writeFileAtomicSync(join(dir, name), readConfined(src));
+  return { name, ...written };
 }
 
 function fsyncDir(dir: string): void {
@@ -110,9 +112,10 @@ export function readManifest(dir: string): CheckpointManifest {
   const path = join(dir, MANIFEST_FILE);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(readConfinedText(path));
   } catch (err) {
-    throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path, hint: 'is this a sftkit checkpoint? `sftkit convert` writes one' });
+    const why = err instanceof FormatError ? err.message.slice(path.length + 2) : (err as Error).message;
+    throw new FormatError(`${path}: cannot read (${why})`, { where: path, hint: 'is this a sftkit checkpoint? `sftkit convert` writes one' });
   }
   const m = json as Partial<CheckpointManifest> | null;
   if (m?.format !== CHECKPOINT_FORMAT) throw new FormatError(`${path}: format is ${JSON.stringify(m?.format)}, not "${CHECKPOINT_FORMAT}"`, { where: path });
@@ -135,14 +138,24 @@ export function resolveCheckpointDir(path: string): string {
   if (existsSync(metaPath)) {
     let latest: unknown;
     try {
-      latest = (JSON.parse(readFileSync(metaPath, 'utf8')) as { latest?: unknown }).latest;
+      latest = (JSON.parse(readConfinedText(metaPath)) as { latest?: unknown }).latest;
     } catch (err) {
       throw new FormatError(`${metaPath}: cannot read (${(err as Error).message})`, { where: metaPath });
     }
     if (typeof latest !== 'string' || latest === '' || latest.includes('/') || latest === '..' || !existsSync(join(path, latest, MANIFEST_FILE))) {
       throw new FormatError(`${metaPath}: "latest" ${JSON.stringify(latest)} does not name a checkpoint in ${path}`, { where: metaPath });
     }
-    return join(path, latest);
+    const chosen = join(path, latest);
+    // The latest checkpoint may not be a link to a folder elsewhere: its files would then be read from there.
+    const root = confinementRoot(path);
+    const real = realpathSync(chosen);
+    if (!real.startsWith(root.endsWith(sep) ? root : root + sep)) {
+      throw new FormatError(`${chosen}: refusing to read it: it is a symlink leading outside ${path} (to ${real})`, {
+        where: chosen,
+        hint: 'copy the checkpoint into the folder; sftkit never follows a link out of a checkpoint folder',
+      });
+    }
+    return chosen;
   }
   throw new FormatError(`${path}: not a sftkit checkpoint (no ${MANIFEST_FILE} or meta.json)`, {
     where: path,
@@ -154,8 +167,9 @@ export function resolveCheckpointDir(path: string): string {
 export function readJsonFile(path: string): Record<string, unknown> {
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(readConfinedText(path));
   } catch (err) {
+    if (err instanceof FormatError) throw err;
     throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path });
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${path}: not a JSON object`, { where: path });

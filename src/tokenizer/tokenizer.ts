@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
+import { readConfined } from '../formats/confined-file.ts';
 import type { TokenizerBackend } from './backend.ts';
 import { SentencePieceBackend } from './sentencepiece-tokenizer.ts';
 import { SentencePieceProcessor } from './sentencepiece.ts';
@@ -62,7 +63,8 @@ export class Tokenizer {
   /** A SentencePiece `tokenizer.model`, with an optional tokenizer_config.json. */
   static fromSentencePiece(modelPath: string, configPath?: string): Tokenizer {
     const config = configPath === undefined ? EMPTY_CONFIG : parseTokenizerConfig(readJsonFile(configPath), configPath);
-    const sp = SentencePieceProcessor.fromFile(modelPath);
+    // Read here rather than by SentencePieceProcessor.fromFile, so the file is confined to its folder.
+    const sp = new SentencePieceProcessor(readConfined(modelPath), modelPath);
     const orNull = (id: number): number | null => (id < 0 ? null : id);
     return new Tokenizer(new SentencePieceBackend(sp, config.specialTokens), config, {
       bos: orNull(sp.bosId),
