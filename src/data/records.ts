@@ -311,6 +311,8 @@ export function openRecords(dir: string): Records {
 
 export interface TrainingSetup {
   tokenizerIdentity: string;
+  /** Identities earlier sftkit versions gave the same tokenizer (Tokenizer.earlierIdentities), asked only on a mismatch. */
+  earlierIdentities?: () => readonly string[];
   seqLength: number;
   vocabSize: number;
 }
@@ -318,7 +320,7 @@ export interface TrainingSetup {
 /** Errors (before training starts) when records were made for another tokenizer, sequence length or vocabulary. */
 export function validateRecordsFor(records: Records | RecordsManifest, setup: TrainingSetup, where = records instanceof Records ? records.dir : 'records'): void {
   const m = records instanceof Records ? records.manifest : records;
-  if (m.tokenizer.identity !== setup.tokenizerIdentity) {
+  if (m.tokenizer.identity !== setup.tokenizerIdentity && setup.earlierIdentities?.().includes(m.tokenizer.identity) !== true) {
     throw new DataError(`${where}: the records were tokenized with another tokenizer (identity ${m.tokenizer.identity.slice(0, 12)}…, the model's is ${setup.tokenizerIdentity.slice(0, 12)}…)`, {
       where,
       hint: "run `sftkit data preprocess` again with the model's tokenizer",

@@ -1,7 +1,7 @@
 // One Tokenizer over a model folder's `tokenizer.model` (SentencePiece) or `tokenizer.json`, plus `tokenizer_config.json`.
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { readConfined } from '../formats/confined-file.ts';
 import type { TokenizerBackend } from './backend.ts';
@@ -38,8 +38,13 @@ export class Tokenizer {
   readonly addEos: boolean;
   /** The Jinja chat template of tokenizer_config.json, if any. */
   readonly chatTemplate: string | null;
-  /** sha256 over the vocabulary, special ids and settings (not the file bytes): same tokenizer, same identity. */
+  /**
+   * sha256 over the vocabulary, normalizer and special ids (not the file bytes): the same tokenizer has the same
+   * identity wherever it is loaded from. add_bos/add_eos are left out: they are only defaults of `encode`, token
+   * records never rely on them (their writers pass addBos/addEos explicitly), and a bare tokenizer.model has none.
+   */
   readonly identity: string;
+  private earlier: readonly string[] | undefined;
 
   private constructor(
     private readonly backend: TokenizerBackend,
@@ -54,10 +59,24 @@ export class Tokenizer {
     this.addBos = config.addBosToken ?? false;
     this.addEos = config.addEosToken ?? false;
     this.chatTemplate = config.chatTemplate;
-    const hash = createHash('sha256').update('sftkit tokenizer identity v1\n');
+    const hash = createHash('sha256').update('sftkit tokenizer identity v2\n');
     backend.hashInto(hash);
-    hash.update(`bos=${this.bosId} eos=${this.eosId} unk=${this.unkId} pad=${this.padId} add_bos=${this.addBos} add_eos=${this.addEos}\n`);
+    hash.update(`bos=${this.bosId} eos=${this.eosId} unk=${this.unkId} pad=${this.padId}\n`);
     this.identity = hash.digest('hex');
+  }
+
+  /**
+   * The identities earlier sftkit versions gave this tokenizer (v1 also hashed add_bos/add_eos, so one per
+   * setting), so that records made by them stay valid. Computed on first use: it hashes the vocabulary again.
+   */
+  earlierIdentities(): readonly string[] {
+    if (this.earlier === undefined) {
+      const v1 = createHash('sha256').update('sftkit tokenizer identity v1\n');
+      this.backend.hashInto(v1);
+      const ids = `bos=${this.bosId} eos=${this.eosId} unk=${this.unkId} pad=${this.padId}`;
+      this.earlier = [false, true].flatMap((addBos) => [false, true].map((addEos) => v1.copy().update(`${ids} add_bos=${addBos} add_eos=${addEos}\n`).digest('hex')));
+    }
+    return this.earlier;
   }
 
   /** A SentencePiece `tokenizer.model`, with an optional tokenizer_config.json. */
@@ -72,6 +91,16 @@ export class Tokenizer {
       unk: orNull(sp.unkId),
       pad: orNull(sp.padId),
     });
+  }
+
+  /**
+   * A `tokenizer.model` named on its own (`--model_file M/tokenizer.model`), with the tokenizer_config.json
+   * beside it when there is one: its special tokens are part of the tokenizer, so the file loads as the same
+   * tokenizer (same ids, same identity) as `fromDir(M)` gives.
+   */
+  static fromModelFile(modelPath: string): Tokenizer {
+    const configPath = join(dirname(modelPath), 'tokenizer_config.json');
+    return Tokenizer.fromSentencePiece(modelPath, existsSync(configPath) ? configPath : undefined);
   }
 
   /** An HF `tokenizer.json`, with an optional tokenizer_config.json. */

@@ -169,7 +169,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
     const setupFor = (records: Records): void => {
       const tok = tokenizerOf();
       if (tok) {
-        validateRecordsFor(records, { tokenizerIdentity: tok.identity, seqLength: records.seqLength, vocabSize: vocab });
+        validateRecordsFor(records, { tokenizerIdentity: tok.identity, earlierIdentities: () => tok.earlierIdentities(), seqLength: records.seqLength, vocabSize: vocab });
       } else if (records.manifest.tokenizer.vocab_size > vocab) {
         validateRecordsFor(records, { tokenizerIdentity: records.manifest.tokenizer.identity, seqLength: records.seqLength, vocabSize: vocab });
       }
