@@ -6,7 +6,7 @@ import { closeSync, existsSync, fsyncSync, openSync, readSync, readdirSync, real
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { ConfigError, FormatError } from '../errors.ts';
 import { confinementRoot, openConfined, readConfined, readConfinedText } from './confined-file.ts';
-import { writeFileAtomicSync } from './write-file.ts';
+import { fileError, writeFileAtomicSync } from './write-file.ts';
 import { writeTextFile, type WrittenFile } from './safetensors-writer.ts';
 
 export const CHECKPOINT_FORMAT = 'sftkit-checkpoint';
@@ -79,14 +79,22 @@ export async function writeDirAtomically<T>(target: string, fill: (tmp: string) 
     }
   }
   const parent = dirname(abs);
-  mkdirSync(parent, { recursive: true });
   const tmp = join(parent, `.${basename(abs)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  mkdirSync(tmp);
+  try {
+    mkdirSync(parent, { recursive: true });
+    mkdirSync(tmp);
+  } catch (err) {
+    throw fileError(err, target, 'create');
+  }
   try {
     const out = await fill(tmp);
     fsyncDir(tmp);
     if (existsSync(abs)) rmSync(abs, { recursive: true });
-    renameSync(tmp, abs);
+    try {
+      renameSync(tmp, abs);
+    } catch (err) {
+      throw fileError(err, target, 'move into place');
+    }
     fsyncDir(parent);
     return out;
   } catch (err) {

@@ -41,6 +41,33 @@ export function writeAllSync(fd: number, data: Uint8Array, path: string): void {
   }
 }
 
+/** Creates (or truncates) `path` for writing; a failure is a FileError naming it. */
+export function openForWrite(path: string): number {
+  try {
+    return openSync(path, 'w');
+  } catch (err) {
+    throw fileError(err, path, 'create');
+  }
+}
+
+/**
+ * fsync then close: a delayed-allocation file system (or NFS) may report a full disk only here, and a write that
+ * was never reported must not pass for a complete file.
+ */
+export function syncAndClose(fd: number, path: string): void {
+  try {
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    throw fileError(err, path, 'flush');
+  }
+  try {
+    closeSync(fd);
+  } catch (err) {
+    throw fileError(err, path, 'close');
+  }
+}
+
 export interface WrittenBytes {
   sha256: string;
   bytes: number;
