@@ -2,7 +2,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { FormatError } from '../errors.ts';
+import { FormatError, SftkitError } from '../errors.ts';
 import { readConfined } from '../formats/confined-file.ts';
 import type { TokenizerBackend } from './backend.ts';
 import { SentencePieceBackend } from './sentencepiece-tokenizer.ts';
@@ -50,6 +50,8 @@ export class Tokenizer {
     private readonly backend: TokenizerBackend,
     config: TokenizerConfig,
     defaults: { bos: number | null; eos: number | null; unk: number | null; pad: number | null },
+    /** The tokenizer file, named when encoding or decoding fails inside the backend. */
+    private readonly source: string,
   ) {
     const idOf = (token: string | null, fallback: number | null): number | null => (token === null ? fallback : backend.pieceToId(token) ?? fallback);
     this.bosId = idOf(config.bosToken, defaults.bos);
@@ -90,7 +92,7 @@ export class Tokenizer {
       eos: orNull(sp.eosId),
       unk: orNull(sp.unkId),
       pad: orNull(sp.padId),
-    });
+    }, modelPath);
   }
 
   /**
@@ -109,7 +111,7 @@ export class Tokenizer {
     const json = readJsonFile(jsonPath);
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${jsonPath}: expected a JSON object`, { where: jsonPath });
     const backend = new TokenizerJsonBackend(json as Record<string, unknown>, config.raw, jsonPath);
-    return new Tokenizer(backend, config, { bos: null, eos: null, unk: null, pad: null });
+    return new Tokenizer(backend, config, { bos: null, eos: null, unk: null, pad: null }, jsonPath);
   }
 
   /** The tokenizer of a model folder: tokenizer.model or tokenizer.json, and tokenizer_config.json when present. */
@@ -145,8 +147,25 @@ export class Tokenizer {
   }
 
   /** Raw bytes are taken as SentencePiece takes them (a bad UTF-8 byte is U+FFFD), so a file's lines can be passed as read. */
+  /**
+   * Runs a backend call; an untyped error from inside it (the tokenizers library throws TypeErrors on some
+   * malformed tokenizer.json sections only when they are first used) becomes a FormatError naming the file.
+   */
+  private guarded<T>(what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof SftkitError) throw err;
+      const why = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+      throw new FormatError(`${this.source}: the tokenizer failed while ${what} (${why})`, {
+        where: this.source,
+        hint: 'the tokenizer file is malformed or uses a feature sftkit does not support',
+      });
+    }
+  }
+
   encode(text: string | Uint8Array, options: EncodeOptions = {}): number[] {
-    const ids = this.backend.encode(text, options.parseSpecial ?? false);
+    const ids = this.guarded('encoding', () => this.backend.encode(text, options.parseSpecial ?? false));
     if ((options.addBos ?? this.addBos) && this.bosId !== null) ids.unshift(this.bosId);
     if ((options.addEos ?? this.addEos) && this.eosId !== null) ids.push(this.eosId);
     return ids;
@@ -154,11 +173,11 @@ export class Tokenizer {
 
   /** The pieces `encode` would give (without BOS/EOS), e.g. `▁Hello` or `<0x0A>`. */
   encodeAsPieces(text: string | Uint8Array, options: Pick<EncodeOptions, 'parseSpecial'> = {}): string[] {
-    return this.backend.encodeAsPieces(text, options.parseSpecial ?? false);
+    return this.guarded('encoding', () => this.backend.encodeAsPieces(text, options.parseSpecial ?? false));
   }
 
   decode(ids: ArrayLike<number>, options: DecodeOptions = {}): string {
-    return this.backend.decode(ids, options.skipSpecial ?? false);
+    return this.guarded('decoding', () => this.backend.decode(ids, options.skipSpecial ?? false));
   }
 
   idToPiece(id: number): string {
