@@ -2,7 +2,7 @@
 // tokenizer files and `sftkit.json` (format, version, dtype, source, sha256 of every file). Directories are
 // built in a temp directory next to the target, fsync'd and renamed, so a failure leaves nothing behind.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readSync, readdirSync, realpathSync, renameSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readSync, readdirSync, realpathSync, renameSync, rmSync, rmdirSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve, sep } from 'node:path';
 import { ConfigError, FormatError } from '../errors.ts';
 import { confinementRoot, openConfined, readConfined, readConfinedText } from './confined-file.ts';
@@ -80,8 +80,10 @@ export async function writeDirAtomically<T>(target: string, fill: (tmp: string) 
   }
   const parent = dirname(abs);
   const tmp = join(parent, `.${basename(abs)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  // The topmost parent folder this call creates, so that a failure can take it away again.
+  let createdParent: string | undefined;
   try {
-    mkdirSync(parent, { recursive: true });
+    createdParent = mkdirSync(parent, { recursive: true });
     mkdirSync(tmp);
   } catch (err) {
     throw fileError(err, target, 'create');
@@ -99,7 +101,20 @@ export async function writeDirAtomically<T>(target: string, fill: (tmp: string) 
     return out;
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
+    if (createdParent !== undefined) removeEmptyParents(parent, createdParent);
     throw err;
+  }
+}
+
+/** Removes `dir` and its parents up to `top` while they are empty (best effort: the caller's error matters more). */
+function removeEmptyParents(dir: string, top: string): void {
+  try {
+    for (let d = dir; d.length >= top.length && d !== dirname(d); d = dirname(d)) {
+      if (readdirSync(d).length > 0) return;
+      rmdirSync(d);
+    }
+  } catch {
+    // A folder left behind is untidy, not wrong.
   }
 }
 

@@ -32,14 +32,15 @@ test('convert refuses a tokenizer file that links to /etc/passwd and writes noth
     const model = modelFolder(dir);
     rmSync(join(model, 'special_tokens_map.json'));
     symlinkSync('/etc/passwd', join(model, 'special_tokens_map.json'));
-    const out = join(dir, 'out');
+    // The output's parents do not exist yet: the failed conversion takes away the folders it made for it.
+    const out = join(dir, 'new', 'deeper', 'out');
     await assert.rejects(convertHfToCheckpoint({ inputPath: model, outputPath: out }), (err: unknown) => {
       assert.ok(err instanceof FormatError);
       assert.match(err.message, /special_tokens_map\.json: refusing to read it: it is a symlink leading outside .* \(to \/etc\/passwd\)/);
       assert.equal(err.where, join(model, 'special_tokens_map.json'));
       return true;
     });
-    assert.equal(existsSync(out), false);
+    assert.equal(existsSync(join(dir, 'new')), false);
   }));
 
 test('weights, the shard index and config.json that link out of the folder are refused', () =>

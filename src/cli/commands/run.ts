@@ -1,6 +1,6 @@
 // `sftkit run`: MindFormers' run_mindformer.py — train, finetune, eval or predict from a YAML config,
 // with flags and dotted overrides (--optimizer.learning_rate 2e-5) mapped onto config keys.
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -13,6 +13,7 @@ import { defaultEosIds, generate, generationText } from '../../generate/index.ts
 import { formatProfile, profileRows, startProfile, stopProfile } from '../../backend/profile.ts';
 import { initProcessGroup } from '../../distributed/index.ts';
 import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
+import { writeFileAtomicSync } from '../../formats/write-file.ts';
 import { resolveModelDir } from '../../hub/index.ts';
 import { readModelConfig } from '../../models/config.ts';
 import type { CausalLM } from '../../models/model.ts';
@@ -212,7 +213,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
           Object.assign(json, r.metrics);
         }
         if (pg.rank === 0) {
-          writeFileSync(join(cfg.output_dir, 'eval_results.json'), `${JSON.stringify(json, null, 2)}\n`);
+          writeFileAtomicSync(join(cfg.output_dir, 'eval_results.json'), `${JSON.stringify(json, null, 2)}\n`);
           console.log(JSON.stringify(json));
         }
       } finally {
@@ -231,7 +232,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       const gens = autocast(cfg.model.dtype, () => generate(model, ids, { ...genOpts, eosTokenIds: eos, padTokenId: tok.padId ?? eos[0] ?? 0 }));
       const lines = gens.map((g, i) => ({ prompt: prompts[i] as string, output: generationText(tok, g) }));
       if (pg.rank === 0) {
-        writeFileSync(join(cfg.output_dir, 'predict_results.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+        writeFileAtomicSync(join(cfg.output_dir, 'predict_results.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
         for (const l of lines) console.log(`${l.prompt}\n=> ${l.output}\n`);
       }
       return;
