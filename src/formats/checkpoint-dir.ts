@@ -137,7 +137,9 @@ export function readManifest(dir: string): CheckpointManifest {
   try {
     json = JSON.parse(readConfinedText(path));
   } catch (err) {
-    const why = err instanceof FormatError ? err.message.slice(path.length + 2) : (err as Error).message;
+    // A FormatError from the confined read already starts with the path; keep only its reason.
+    const message = (err as Error).message;
+    const why = message.startsWith(`${path}: `) ? message.slice(path.length + 2) : message;
     throw new FormatError(`${path}: cannot read (${why})`, { where: path, hint: 'is this a sftkit checkpoint? `sftkit convert` writes one' });
   }
   const m = json as Partial<CheckpointManifest> | null;
