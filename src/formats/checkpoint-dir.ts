@@ -2,10 +2,10 @@
 // tokenizer files and `sftkit.json` (format, version, dtype, source, sha256 of every file). Directories are
 // built in a temp directory next to the target, fsync'd and renamed, so a failure leaves nothing behind.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, existsSync, fsyncSync, openSync, readSync, readdirSync, realpathSync, renameSync, rmSync, rmdirSync, mkdirSync, statSync } from 'node:fs';
-import { basename, dirname, join, resolve, sep } from 'node:path';
+import { closeSync, existsSync, fsyncSync, openSync, readSync, readdirSync, renameSync, rmSync, rmdirSync, mkdirSync, statSync } from 'node:fs';
+import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, FormatError } from '../errors.ts';
-import { confinementRoot, openConfined, readConfined, readConfinedText } from './confined-file.ts';
+import { confinedRealPath, openConfined, readConfined, readConfinedText } from './confined-file.ts';
 import { fileError, writeFileAtomicSync } from './write-file.ts';
 import { writeTextFile, type WrittenFile } from './safetensors-writer.ts';
 
@@ -172,14 +172,7 @@ export function resolveCheckpointDir(path: string): string {
     }
     const chosen = join(path, latest);
     // The latest checkpoint may not be a link to a folder elsewhere: its files would then be read from there.
-    const root = confinementRoot(path);
-    const real = realpathSync(chosen);
-    if (!real.startsWith(root.endsWith(sep) ? root : root + sep)) {
-      throw new FormatError(`${chosen}: refusing to read it: it is a symlink leading outside ${path} (to ${real})`, {
-        where: chosen,
-        hint: 'copy the checkpoint into the folder; sftkit never follows a link out of a checkpoint folder',
-      });
-    }
+    confinedRealPath(chosen, { root: path });
     return chosen;
   }
   throw new FormatError(`${path}: not a sftkit checkpoint (no ${MANIFEST_FILE} or meta.json)`, {
