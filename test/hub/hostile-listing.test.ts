@@ -3,6 +3,7 @@
 // and the ordinary `.gitattributes` every HF repo carries is still downloaded.
 import { after, afterEach, before, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { hiddenPathReason } from '../../src/hub/cache-layout.ts';
@@ -122,4 +123,20 @@ test('a .cache link planted in the local dir is not written through', async () =
   symlinkSync(outside, join(localDir, '.cache'));
   await assert.rejects(download({ localDir }), /refusing to write through .*\.cache: it is a symlink leading outside/);
   assert.deepEqual(readdirSync(outside), ['keep.txt']);
+});
+
+test('sftkit download --local_dir prints a warning for each skipped path and succeeds', async () => {
+  const root = join(import.meta.dirname, '..', '..');
+  const localDir = join(tmp.dir, 'local');
+  const run = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+    execFile(process.execPath, ['--import', 'tsx', join(root, 'src/cli/main.ts'), 'download', REPO, '--local_dir', localDir], { cwd: root, env: { PATH: process.env['PATH'] ?? '', HOME: '/nonexistent', HF_ENDPOINT: hub.endpoint } }, (err, stdout, stderr) => {
+      resolve({ code: err ? Number(err.code ?? 1) : 0, stdout, stderr });
+    });
+  });
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.stdout, `${localDir}\n`);
+  const warnings = run.stderr.split('\n').filter((l) => l.startsWith('warning: skipping '));
+  assert.equal(warnings.length, SKIPPED.length);
+  assert.ok(warnings.includes(`warning: skipping .git/config: '.git' is git's own folder: a file there can make git run programs`), run.stderr);
+  assert.equal(existsSync(join(localDir, '.git')), false);
 });
