@@ -25,3 +25,5 @@ export class FormatError extends SftkitError {}
 export class ConfigError extends SftkitError {}
 /** Training or evaluation data is invalid. */
 export class DataError extends SftkitError {}
+/** A file or folder cannot be read or written (disk full, read-only, no permission): names it and says why. */
+export class FileError extends SftkitError {}

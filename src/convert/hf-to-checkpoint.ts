@@ -5,6 +5,7 @@ import { join, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { writeDirAtomically, writeManifest } from '../formats/checkpoint-dir.ts';
 import { TARGET_DTYPES, type TargetDtypeName } from '../formats/dtypes.ts';
+import { confinedRealPath } from '../formats/confined-file.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
 import { modelFamily, readModelConfig, type ModelFamily } from '../models/config.ts';
 import { planConversion } from '../formats/weight-plan.ts';
@@ -37,6 +38,8 @@ export const DEFAULT_MAX_SHARD_BYTES = 5e9;
 export function checkInputDir(path: string): void {
   if (!existsSync(path) || !statSync(path).isDirectory()) throw new ConfigError(`--input_path ${path} is not a directory`, { where: path });
   if (!existsSync(join(path, 'config.json'))) throw new ConfigError(`${path} has no config.json`, { where: join(path, 'config.json'), hint: 'pass an HF model folder' });
+  // readModelConfig opens it by path: refuse a config.json that links out of the folder before it does.
+  confinedRealPath(join(path, 'config.json'));
 }
 
 export async function convertHfToCheckpoint(o: ConvertOptions): Promise<ConvertReport> {

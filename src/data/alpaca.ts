@@ -1,8 +1,8 @@
 // MindFormers' alpaca_converter: Stanford Alpaca {instruction, input, output} records into the two-turn
 // conversation schema `[{id, conversations: [{from: "human"}, {from: "gpt"}]}]` that preprocess reads.
-import { existsSync, fsyncSync, openSync, closeSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
 import { ConfigError, DataError } from '../errors.ts';
+import { writeFileAtomicSync } from '../formats/write-file.ts';
 import { readJsonRecords, type SourcedRecord } from './json-input.ts';
 
 /** The Stanford Alpaca prompt for records with a non-empty `input`. */
@@ -55,27 +55,15 @@ export function convertAlpacaRecords(records: readonly SourcedRecord[]): Convert
   });
 }
 
-/** Writes `text` to `path` through a temp file and a rename; refuses an existing `path` unless `force`. */
+/**
+ * Writes `text` to `path` through a temp file and a rename; refuses an existing `path` unless `force`. Every byte
+ * count is checked: a full disk is a FileError naming `path`, and no truncated file is left behind.
+ */
 export function writeFileAtomically(path: string, text: string, force: boolean): void {
   if (existsSync(path) && !force) {
     throw new ConfigError(`${path} already exists`, { where: path, hint: 'pass --force to overwrite it, or choose another --output_path' });
   }
-  const tmp = join(dirname(path), `.${basename(path)}.tmp-${process.pid}`);
-  const fd = openSync(tmp, 'w');
-  try {
-    writeSync(fd, text);
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, path);
-  } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {
-      // already closed
-    }
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  writeFileAtomicSync(path, text);
 }
 
 export interface AlpacaConvertResult {

@@ -1,11 +1,12 @@
 // Token records (DESIGN.md contract): manifest.json plus raw little-endian int32 shards [rows, seq_length + 1]
 // per column; written by RecordsWriter into a temp directory, read back memory-mapped by openRecords.
 import { createHash, type Hash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, readFileSync, statSync, writeSync, writeFileSync } from 'node:fs';
+import { closeSync, readFileSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
 import { native, type Handle } from '../backend/binding.ts';
 import { DataError, FormatError } from '../errors.ts';
+import { openForWrite, syncAndClose, writeAllSync, writeFileAtomicSync } from '../formats/write-file.ts';
 import type { PreprocessReport } from './report.ts';
 
 export const RECORDS_MAGIC = 'sftkit-records';
@@ -103,7 +104,7 @@ export class RecordsWriter {
       const index = this.shards.length;
       for (const c of this.columns) {
         const name = shardName(c, index);
-        this.open[c] = { fd: openSync(join(this.dir, name), 'w'), hash: createHash('sha256'), name };
+        this.open[c] = { fd: openForWrite(join(this.dir, name)), hash: createHash('sha256'), name };
       }
     }
     for (const c of this.columns) {
@@ -111,8 +112,7 @@ export class RecordsWriter {
       const buf = this.buffers[c] as Int32Array;
       const bytes = new Uint8Array(buf.buffer, 0, this.buffered * this.rowLength * 4);
       s.hash.update(bytes);
-      let off = 0;
-      while (off < bytes.length) off += writeSync(s.fd, bytes, off);
+      writeAllSync(s.fd, bytes, join(this.dir, s.name));
     }
     this.rowsInShard += this.buffered;
     this.buffered = 0;
@@ -124,8 +124,7 @@ export class RecordsWriter {
     const entry: ShardEntry = { rows: this.rowsInShard, files: {} };
     for (const c of this.columns) {
       const s = this.open[c] as OpenShard;
-      fsyncSync(s.fd);
-      closeSync(s.fd);
+      syncAndClose(s.fd, join(this.dir, s.name));
       entry.files[c] = { name: s.name, sha256: s.hash.digest('hex') };
     }
     this.shards.push(entry);
@@ -154,17 +153,19 @@ export class RecordsWriter {
       shards: this.shards,
       report,
     };
-    const path = join(this.dir, MANIFEST_NAME);
-    writeFileSync(path, `${JSON.stringify(manifest, null, 2)}\n`);
-    const fd = openSync(path, 'r');
-    fsyncSync(fd);
-    closeSync(fd);
+    writeFileAtomicSync(join(this.dir, MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`);
     return manifest;
   }
 
   /** Closes open files after an error (the temp directory is then removed by the caller). */
   abort(): void {
-    for (const s of Object.values(this.open)) closeSync(s.fd);
+    for (const s of Object.values(this.open)) {
+      try {
+        closeSync(s.fd);
+      } catch {
+        // Already closed by the failed fsync/close that brought us here; the original error is the one to report.
+      }
+    }
     this.open = {};
   }
 }
@@ -311,6 +312,8 @@ export function openRecords(dir: string): Records {
 
 export interface TrainingSetup {
   tokenizerIdentity: string;
+  /** Identities earlier sftkit versions gave the same tokenizer (Tokenizer.earlierIdentities), asked only on a mismatch. */
+  earlierIdentities?: () => readonly string[];
   seqLength: number;
   vocabSize: number;
 }
@@ -318,7 +321,7 @@ export interface TrainingSetup {
 /** Errors (before training starts) when records were made for another tokenizer, sequence length or vocabulary. */
 export function validateRecordsFor(records: Records | RecordsManifest, setup: TrainingSetup, where = records instanceof Records ? records.dir : 'records'): void {
   const m = records instanceof Records ? records.manifest : records;
-  if (m.tokenizer.identity !== setup.tokenizerIdentity) {
+  if (m.tokenizer.identity !== setup.tokenizerIdentity && setup.earlierIdentities?.().includes(m.tokenizer.identity) !== true) {
     throw new DataError(`${where}: the records were tokenized with another tokenizer (identity ${m.tokenizer.identity.slice(0, 12)}…, the model's is ${setup.tokenizerIdentity.slice(0, 12)}…)`, {
       where,
       hint: "run `sftkit data preprocess` again with the model's tokenizer",

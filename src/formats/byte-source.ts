@@ -1,7 +1,8 @@
 // Random access to the bytes of a weight file: positioned reads from a file descriptor (bounded memory,
 // one tensor at a time) or from an in-memory buffer (tests, fuzzing); short reads become FormatErrors.
-import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import { FormatError } from '../errors.ts';
+import { openConfined } from './confined-file.ts';
 
 export interface ByteSource {
   /** Name used in error messages (the file path). */
@@ -24,13 +25,12 @@ export function checkRange(src: { name: string; size: number }, offset: number, 
   }
 }
 
+/**
+ * A weight file of a model or checkpoint folder: never through a link leading out of the folder, and a folder
+ * standing where the file should be is a FormatError naming it (a bare EISDIR otherwise surfaces at the first read).
+ */
 export function openFileSource(path: string): ByteSource {
-  let fd: number;
-  try {
-    fd = openSync(path, 'r');
-  } catch (err) {
-    throw new FormatError(`${path}: cannot open (${(err as NodeJS.ErrnoException).code ?? String(err)})`, { where: path });
-  }
+  const fd = openConfined(path);
   const size = fstatSync(fd).size;
   let open = true;
   return {

@@ -2,9 +2,11 @@
 // tokenizer files and `sftkit.json` (format, version, dtype, source, sha256 of every file). Directories are
 // built in a temp directory next to the target, fsync'd and renamed, so a failure leaves nothing behind.
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, copyFileSync, existsSync, fsyncSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, mkdirSync, statSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, openSync, readSync, readdirSync, renameSync, rmSync, rmdirSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError, FormatError } from '../errors.ts';
+import { confinedRealPath, openConfined, readConfined, readConfinedText } from './confined-file.ts';
+import { fileError, writeFileAtomicSync } from './write-file.ts';
 import { writeTextFile, type WrittenFile } from './safetensors-writer.ts';
 
 export const CHECKPOINT_FORMAT = 'sftkit-checkpoint';
@@ -28,9 +30,10 @@ export interface CheckpointManifest {
   files: Record<string, string>;
 }
 
+/** sha256 of a file of a model or checkpoint folder (never through a link leading out of it). */
 export function sha256File(path: string): string {
   const hash = createHash('sha256');
-  const fd = openSync(path, 'r');
+  const fd = openConfined(path);
   try {
     const buf = Buffer.allocUnsafe(1 << 22);
     for (let pos = 0; ; ) {
@@ -45,14 +48,13 @@ export function sha256File(path: string): string {
   return hash.digest('hex');
 }
 
-/** Copies a small file into `dir` (same name) and returns its hash. */
+/**
+ * Copies a small file of a model folder into `dir` (same name) and returns its hash. The source is read confined
+ * to its folder: a tokenizer file that links to /etc/passwd is refused, not copied into a checkpoint.
+ */
 export function copyInto(src: string, dir: string, name = basename(src)): WrittenFile {
-  const dst = join(dir, name);
-  copyFileSync(src, dst);
-  const fd = openSync(dst, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  return { name, sha256: sha256File(dst), bytes: statSync(dst).size };
+  const written = writeFileAtomicSync(join(dir, name), readConfined(src));
+  return { name, ...written };
 }
 
 function fsyncDir(dir: string): void {
@@ -77,19 +79,42 @@ export async function writeDirAtomically<T>(target: string, fill: (tmp: string) 
     }
   }
   const parent = dirname(abs);
-  mkdirSync(parent, { recursive: true });
   const tmp = join(parent, `.${basename(abs)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
-  mkdirSync(tmp);
+  // The topmost parent folder this call creates, so that a failure can take it away again.
+  let createdParent: string | undefined;
+  try {
+    createdParent = mkdirSync(parent, { recursive: true });
+    mkdirSync(tmp);
+  } catch (err) {
+    throw fileError(err, target, 'create');
+  }
   try {
     const out = await fill(tmp);
     fsyncDir(tmp);
     if (existsSync(abs)) rmSync(abs, { recursive: true });
-    renameSync(tmp, abs);
+    try {
+      renameSync(tmp, abs);
+    } catch (err) {
+      throw fileError(err, target, 'move into place');
+    }
     fsyncDir(parent);
     return out;
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
+    if (createdParent !== undefined) removeEmptyParents(parent, createdParent);
     throw err;
+  }
+}
+
+/** Removes `dir` and its parents up to `top` while they are empty (best effort: the caller's error matters more). */
+function removeEmptyParents(dir: string, top: string): void {
+  try {
+    for (let d = dir; d.length >= top.length && d !== dirname(d); d = dirname(d)) {
+      if (readdirSync(d).length > 0) return;
+      rmdirSync(d);
+    }
+  } catch {
+    // A folder left behind is untidy, not wrong.
   }
 }
 
@@ -110,9 +135,12 @@ export function readManifest(dir: string): CheckpointManifest {
   const path = join(dir, MANIFEST_FILE);
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(readConfinedText(path));
   } catch (err) {
-    throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path, hint: 'is this a sftkit checkpoint? `sftkit convert` writes one' });
+    // A FormatError from the confined read already starts with the path; keep only its reason.
+    const message = (err as Error).message;
+    const why = message.startsWith(`${path}: `) ? message.slice(path.length + 2) : message;
+    throw new FormatError(`${path}: cannot read (${why})`, { where: path, hint: 'is this a sftkit checkpoint? `sftkit convert` writes one' });
   }
   const m = json as Partial<CheckpointManifest> | null;
   if (m?.format !== CHECKPOINT_FORMAT) throw new FormatError(`${path}: format is ${JSON.stringify(m?.format)}, not "${CHECKPOINT_FORMAT}"`, { where: path });
@@ -135,14 +163,17 @@ export function resolveCheckpointDir(path: string): string {
   if (existsSync(metaPath)) {
     let latest: unknown;
     try {
-      latest = (JSON.parse(readFileSync(metaPath, 'utf8')) as { latest?: unknown }).latest;
+      latest = (JSON.parse(readConfinedText(metaPath)) as { latest?: unknown }).latest;
     } catch (err) {
       throw new FormatError(`${metaPath}: cannot read (${(err as Error).message})`, { where: metaPath });
     }
     if (typeof latest !== 'string' || latest === '' || latest.includes('/') || latest === '..' || !existsSync(join(path, latest, MANIFEST_FILE))) {
       throw new FormatError(`${metaPath}: "latest" ${JSON.stringify(latest)} does not name a checkpoint in ${path}`, { where: metaPath });
     }
-    return join(path, latest);
+    const chosen = join(path, latest);
+    // The latest checkpoint may not be a link to a folder elsewhere: its files would then be read from there.
+    confinedRealPath(chosen, { root: path });
+    return chosen;
   }
   throw new FormatError(`${path}: not a sftkit checkpoint (no ${MANIFEST_FILE} or meta.json)`, {
     where: path,
@@ -154,8 +185,9 @@ export function resolveCheckpointDir(path: string): string {
 export function readJsonFile(path: string): Record<string, unknown> {
   let json: unknown;
   try {
-    json = JSON.parse(readFileSync(path, 'utf8'));
+    json = JSON.parse(readConfinedText(path));
   } catch (err) {
+    if (err instanceof FormatError) throw err;
     throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path });
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${path}: not a JSON object`, { where: path });

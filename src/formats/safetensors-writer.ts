@@ -1,10 +1,11 @@
 // safetensors writer: streams one tensor at a time into a temp file that is fsync'd and renamed, shards by a
 // byte budget and writes the HF index (`model.safetensors.index.json`); `__metadata__.format` is "pt".
 import { createHash } from 'node:crypto';
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
 import { DTYPE_BYTES, numelOf, type WeightDtype } from './dtypes.ts';
+import { fileError, writeAllSync, writeFileAtomicSync } from './write-file.ts';
 
 export interface TensorSpec {
   name: string;
@@ -28,10 +29,6 @@ export function byteSize(spec: TensorSpec): number {
   return n * DTYPE_BYTES[spec.dtype];
 }
 
-function writeAll(fd: number, data: Uint8Array): void {
-  let done = 0;
-  while (done < data.byteLength) done += writeSync(fd, data, done, data.byteLength - done);
-}
 
 /** Writes one safetensors file atomically (temp + fsync + rename); tensors keep the order given. */
 export function writeSafetensors(path: string, specs: TensorSpec[], bytesOf: TensorBytes, metadata: Record<string, string> = {}): WrittenFile {
@@ -54,10 +51,15 @@ export function writeSafetensors(path: string, specs: TensorSpec[], bytesOf: Ten
 
   const tmp = `${path}.tmp-${process.pid}`;
   const hash = createHash('sha256');
-  const fd = openSync(tmp, 'w');
+  let fd: number;
+  try {
+    fd = openSync(tmp, 'w');
+  } catch (err) {
+    throw fileError(err, path, 'create');
+  }
   try {
     for (const part of [len, json]) {
-      writeAll(fd, part);
+      writeAllSync(fd, part, path);
       hash.update(part);
     }
     for (const s of specs) {
@@ -65,10 +67,14 @@ export function writeSafetensors(path: string, specs: TensorSpec[], bytesOf: Ten
       if (data.byteLength !== byteSize(s)) {
         throw new FormatError(`${path}: tensor ${s.name} has ${data.byteLength} bytes, expected ${byteSize(s)}`, { where: `${path}: ${s.name}` });
       }
-      writeAll(fd, data);
+      writeAllSync(fd, data, path);
       hash.update(data);
     }
-    fsyncSync(fd);
+    try {
+      fsyncSync(fd);
+    } catch (err) {
+      throw fileError(err, path, 'flush');
+    }
     closeSync(fd);
   } catch (err) {
     closeSync(fd);
@@ -135,17 +141,7 @@ export function writeSafetensorsSharded(dir: string, specs: TensorSpec[], bytesO
   return files;
 }
 
-/** Writes a small text file atomically and returns its hash. */
+/** Writes a small text file atomically and returns its hash; a failing write names the file and leaves no temp. */
 export function writeTextFile(path: string, text: string, rel: (p: string) => string = (p) => p): WrittenFile {
-  const data = Buffer.from(text, 'utf8');
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w');
-  try {
-    writeAll(fd, data);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-  return { name: rel(path), sha256: createHash('sha256').update(data).digest('hex'), bytes: data.byteLength };
+  return { name: rel(path), ...writeFileAtomicSync(path, text) };
 }

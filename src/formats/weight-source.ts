@@ -1,9 +1,10 @@
 // The weights of an HF-style folder (or a sftkit checkpoint), whatever their layout: model.safetensors,
 // safetensors shards + index, pytorch_model.bin, or .bin shards + index. Tensor names are unique across
 // shards and must agree with the index; tensors are read one at a time.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { FormatError } from '../errors.ts';
+import { readConfinedText } from './confined-file.ts';
 import type { WeightDtype } from './dtypes.ts';
 import { duplicateKeys } from './json-duplicates.ts';
 import { openSafetensors } from './safetensors.ts';
@@ -42,9 +43,10 @@ export function readShardIndex(path: string): Map<string, string> {
   let text: string;
   let json: unknown;
   try {
-    text = readFileSync(path, 'utf8');
+    text = readConfinedText(path);
     json = JSON.parse(text);
   } catch (err) {
+    if (err instanceof FormatError) throw err;
     throw new FormatError(`${path}: cannot read index (${(err as Error).message})`, { where: path });
   }
   const map = (json as { weight_map?: unknown } | null)?.weight_map;

@@ -63,6 +63,27 @@ export function checkRepoFilePath(path: string, repoId: string): string {
   return path;
 }
 
+/**
+ * Dot-files every HF repo may carry and that are harmless on disk: `.gitattributes` (the LFS rules of every HF repo;
+ * it can name filters and diff drivers, but only ones configured in a `.git/config`) and `.gitignore`.
+ */
+const ORDINARY_DOT_FILES = new Set(['.gitattributes', '.gitignore']);
+
+/**
+ * Why a listed path is not written, or null when it is. A segment starting with a dot names tool state, not model
+ * content: `.git/config` in a download folder inside a work tree is read by the next git command (core.fsmonitor
+ * runs a program), `.cache/huggingface/` holds our own download bookkeeping, `.ssh/` and the like are never
+ * model files. Only the ordinary root dot-files above are kept.
+ */
+export function hiddenPathReason(path: string): string | null {
+  if (ORDINARY_DOT_FILES.has(path)) return null;
+  const hidden = path.split('/').find((s) => s.startsWith('.'));
+  if (hidden === undefined) return null;
+  if (hidden === '.git') return "'.git' is git's own folder: a file there can make git run programs";
+  if (hidden === '.cache') return "'.cache' holds download bookkeeping (.cache/huggingface), which the hub may not overwrite";
+  return `'${hidden}' is a hidden file or folder, not model content`;
+}
+
 /** Folder of one repo in the cache: `models--org--name` (the library's naming, shared with Python). */
 export function repoCacheFolder(cacheDir: string, repoId: string): string {
   return join(cacheDir, getRepoFolderName({ name: repoId, type: 'model' }));

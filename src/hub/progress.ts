@@ -15,6 +15,8 @@ export type DownloadEvent =
   | { type: 'bytes'; path: string; bytesOnDisk: number }
   | { type: 'retry'; path: string; attempt: number; reason: string }
   | { type: 'done'; path: string; size: number }
+  /** A listed file that is not written (a hidden path such as `.git/config`), and why. */
+  | { type: 'skipped'; path: string; reason: string }
   /** The hub was unreachable; a cached snapshot of the revision is used instead. */
   | { type: 'cache-fallback'; commit: string; reason: string };
 
@@ -115,6 +117,7 @@ export class DownloadProgress {
         break;
       }
       case 'retry':
+      case 'skipped':
       case 'cache-fallback':
         break;
     }

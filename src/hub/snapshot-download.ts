@@ -5,6 +5,7 @@ import { dirname, join, relative } from 'node:path';
 import {
   COMMIT_HASH,
   blobPath,
+  hiddenPathReason,
   localIncompletePath,
   localMetadataPath,
   refPath,
@@ -59,6 +60,8 @@ export interface DownloadResult {
   commit: string;
   /** Repo paths of the files selected (all present under `path` now). */
   files: string[];
+  /** Repo paths selected but not written because they are hidden paths (`.git/…`, `.cache/…`; see hiddenPathReason). */
+  skipped: string[];
   /** Bytes fetched over the network in this call. */
   downloadedBytes: number;
   /** True when the hub was not asked (offline) or unreachable and a cached snapshot was used. */
@@ -191,16 +194,31 @@ export async function snapshotDownload(opts: DownloadOptions): Promise<DownloadR
     const cached = err instanceof HubNetworkError && opts.localDir === undefined ? await findCachedSnapshot(cacheDir, opts.repoId, revision) : undefined;
     if (cached === undefined) throw err;
     emit({ type: 'cache-fallback', commit: cached.commit, reason: err instanceof Error ? err.message : String(err) });
-    return { path: cached.path, commit: cached.commit, files: [], downloadedBytes: 0, fromCache: true };
+    return { path: cached.path, commit: cached.commit, files: [], skipped: [], downloadedBytes: 0, fromCache: true };
   }
   const { commit } = listing;
   const keep = makeFileFilter({ include: opts.include ?? [], exclude: opts.exclude ?? [] });
-  const files = listing.files.filter((f) => keep(f.path));
+  // Hidden paths are skipped with a warning rather than failing the download: real repos sometimes carry a
+  // `.github/` or `.ipynb_checkpoints/` folder, and the model files are no less usable without them.
+  const skipped: string[] = [];
+  const files = listing.files.filter((f) => {
+    if (!keep(f.path)) return false;
+    const reason = hiddenPathReason(f.path);
+    if (reason === null) return true;
+    skipped.push(f.path);
+    emit({ type: 'skipped', path: f.path, reason });
+    return false;
+  });
   if (files.length === 0) {
     const sample = listing.files.slice(0, 8).map((f) => f.path).join(', ');
     throw new HubError(`no file of ${opts.repoId}@${revision} matches the --include/--exclude patterns`, {
       where: opts.repoId,
-      hint: listing.files.length === 0 ? 'the repository is empty' : `its files include: ${sample}${listing.files.length > 8 ? ', …' : ''}`,
+      hint:
+        skipped.length > 0
+          ? `the files they match are hidden paths, which are never downloaded: ${skipped.slice(0, 8).join(', ')}`
+          : listing.files.length === 0
+            ? 'the repository is empty'
+            : `its files include: ${sample}${listing.files.length > 8 ? ', …' : ''}`,
     });
   }
 
@@ -279,13 +297,13 @@ export async function snapshotDownload(opts: DownloadOptions): Promise<DownloadR
     await ensureDirInside(repoFolder, relative(repoFolder, dirname(ref)));
     await writeFileAtomic(ref, commit);
   }
-  return { path: root, commit, files: files.map((f) => f.path), downloadedBytes, fromCache: false };
+  return { path: root, commit, files: files.map((f) => f.path), skipped, downloadedBytes, fromCache: false };
 }
 
 async function offlineResult(opts: DownloadOptions, cacheDir: string, revision: string): Promise<DownloadResult> {
   if (opts.localDir !== undefined) {
     const present = await stat(opts.localDir).then((s) => s.isDirectory(), () => false);
-    if (present) return { path: opts.localDir, commit: COMMIT_HASH.test(revision) ? revision : '', files: [], downloadedBytes: 0, fromCache: true };
+    if (present) return { path: opts.localDir, commit: COMMIT_HASH.test(revision) ? revision : '', files: [], skipped: [], downloadedBytes: 0, fromCache: true };
     throw new HubError(`HF_HUB_OFFLINE is set and ${opts.localDir} does not exist`, { where: opts.localDir, hint: 'unset HF_HUB_OFFLINE to download it' });
   }
   const cached = await findCachedSnapshot(cacheDir, opts.repoId, revision);
@@ -295,5 +313,5 @@ async function offlineResult(opts: DownloadOptions, cacheDir: string, revision: 
       hint: `download it first without HF_HUB_OFFLINE (sftkit download ${opts.repoId}), or point HF_HUB_CACHE / HF_HOME at a cache that has it`,
     });
   }
-  return { path: cached.path, commit: cached.commit, files: [], downloadedBytes: 0, fromCache: true };
+  return { path: cached.path, commit: cached.commit, files: [], skipped: [], downloadedBytes: 0, fromCache: true };
 }

@@ -1,6 +1,6 @@
 // Reads the parts of HF `tokenizer_config.json` a tokenizer needs: special tokens, add_bos/add_eos, chat_template.
-import { readFileSync } from 'node:fs';
 import { FormatError } from '../errors.ts';
+import { readConfinedText } from '../formats/confined-file.ts';
 
 export interface TokenizerConfig {
   bosToken: string | null;
@@ -78,13 +78,9 @@ export function parseTokenizerConfig(json: unknown, file: string): TokenizerConf
   };
 }
 
+/** A JSON file of a tokenizer folder, read without following a link out of the folder. */
 export function readJsonFile(path: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (err) {
-    throw new FormatError(`${path}: cannot read: ${(err as Error).message}`, { where: path });
-  }
+  const text = readConfinedText(path);
   try {
     return JSON.parse(text);
   } catch (err) {

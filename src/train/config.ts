@@ -139,8 +139,21 @@ function editDistance(a: string, b: string): number {
   return (dp[a.length] as number[])[b.length] as number;
 }
 
-/** The valid key closest to `key` (by edit distance on the full dotted path and on its last part). */
-export function nearestKey(key: string): string {
+/**
+ * Keys longer than this get no suggestion: the edit distance is quadratic in the key's length, and a pasted blob
+ * as a key (100 KB) would otherwise cost seconds of CPU per valid key before the error appears. The longest valid
+ * key is under 50 characters, so nothing this long is a typo of one.
+ */
+const MAX_SUGGESTED_KEY_LENGTH = 128;
+
+/** A key as shown in a message: a huge one is cut, with its length. */
+function shownKey(key: string): string {
+  return key.length <= MAX_SUGGESTED_KEY_LENGTH ? key : `${key.slice(0, 60)}…(${key.length} characters)`;
+}
+
+/** The valid key closest to `key` (by edit distance on the full dotted path and on its last part), or null when the key is too long to be a typo. */
+export function nearestKey(key: string): string | null {
+  if (key.length > MAX_SUGGESTED_KEY_LENGTH) return null;
   const keys = configKeys();
   const last = key.split('.').pop() ?? key;
   let best = keys[0] as string;
@@ -163,7 +176,8 @@ export function parseRunConfig(raw: unknown, source: string): RunConfig {
   const path = issue.path.join('.');
   if (issue.code === 'unrecognized_keys') {
     const key = (path ? `${path}.` : '') + (issue.keys[0] ?? '');
-    throw new ConfigError(`${source}: unknown key '${key}' (did you mean '${nearestKey(key)}'?)`, { where: `${source}: ${key}` });
+    const near = nearestKey(key);
+    throw new ConfigError(`${source}: unknown key '${shownKey(key)}'${near === null ? '' : ` (did you mean '${near}'?)`}`, { where: `${source}: ${shownKey(key)}` });
   }
   throw new ConfigError(`${source}: ${path || '(root)'}: ${issue.message}`, { where: `${source}: ${path}` });
 }
@@ -201,7 +215,10 @@ export function applyOverrides(raw: Record<string, unknown>, overrides: Record<s
   const out = structuredClone(raw);
   const valid = new Set(configKeys());
   for (const [key, value] of Object.entries(overrides)) {
-    if (!valid.has(key)) throw new ConfigError(`override --${key}: unknown key (did you mean '--${nearestKey(key)}'?)`, { where: key });
+    if (!valid.has(key)) {
+      const near = nearestKey(key);
+      throw new ConfigError(`override --${shownKey(key)}: unknown key${near === null ? '' : ` (did you mean '--${near}'?)`}`, { where: shownKey(key) });
+    }
     const parts = key.split('.');
     let node: Record<string, unknown> = out;
     for (const p of parts.slice(0, -1)) {

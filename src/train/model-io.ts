@@ -4,6 +4,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { TOKENIZER_FILES, copyInto, writeManifest } from '../formats/checkpoint-dir.ts';
+import { confinedRealPath } from '../formats/confined-file.ts';
 import { castFloat } from '../formats/dtypes.ts';
 import { writeSafetensorsSharded, writeTextFile, type WrittenFile } from '../formats/safetensors-writer.ts';
 import { planConversion } from '../formats/weight-plan.ts';
@@ -22,6 +23,8 @@ export function createModel(config: ModelConfig, seed: number): CausalLM {
 export function loadModel(dir: string, seed = 0): CausalLM {
   const cfgPath = join(dir, 'config.json');
   if (!existsSync(cfgPath)) throw new ConfigError(`${dir}: no config.json`, { where: cfgPath, hint: 'pass a model checkpoint (sftkit convert) or an HF model folder' });
+  // readModelConfig opens it by path: refuse a config.json that links out of the folder before it does.
+  confinedRealPath(cfgPath);
   const config = readModelConfig(cfgPath);
   const source = openWeightSource(dir);
   const model = createModel(config, seed);

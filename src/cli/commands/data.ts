@@ -56,7 +56,7 @@ export function registerData(program: Command): void {
     .description('tokenize conversations (qa) or text (wiki, text) into token records of seq_length + 1')
     .option('--dataset_type <type>', 'qa | wiki | text', 'qa')
     .option('--input_glob <glob>', 'input file(s): conversations (JSON array or JSONL) for qa, text files for wiki/text')
-    .option('--model_file <path>', 'a SentencePiece tokenizer.model')
+    .option('--model_file <path>', 'a SentencePiece tokenizer.model (with the tokenizer_config.json beside it, if any)')
     .option('--tokenizer <dir>', 'a model folder with tokenizer.model or tokenizer.json (and tokenizer_config.json)')
     .option('--seq_length <n>', 'tokens per training sample (rows hold seq_length + 1)')
     .option('--output_file <dir>', 'the token records directory to write')
@@ -69,7 +69,7 @@ export function registerData(program: Command): void {
       if ((flags.model_file === undefined) === (flags.tokenizer === undefined)) {
         throw new ConfigError('data preprocess: give exactly one of --model_file PATH or --tokenizer DIR', { where: '--model_file' });
       }
-      const tokenizer = flags.model_file !== undefined ? Tokenizer.fromSentencePiece(flags.model_file) : Tokenizer.fromDir((await resolveModelDir(flags.tokenizer as string)).path);
+      const tokenizer = flags.model_file !== undefined ? Tokenizer.fromModelFile(flags.model_file) : Tokenizer.fromDir((await resolveModelDir(flags.tokenizer as string)).path);
       const output = required('--output_file', flags.output_file);
       const started = Date.now();
       const { report } = await preprocess({

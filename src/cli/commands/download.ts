@@ -79,6 +79,9 @@ class ProgressView {
       case 'retry':
         this.line(`connection dropped on ${event.path} (${event.reason}); resuming, attempt ${event.attempt}`);
         return;
+      case 'skipped':
+        this.line(`warning: skipping ${event.path}: ${event.reason}`);
+        return;
       case 'cache-fallback':
         this.line(`warning: ${event.reason}\nusing the cached snapshot ${event.commit}`);
         return;

@@ -1,6 +1,6 @@
 // `sftkit run`: MindFormers' run_mindformer.py — train, finetune, eval or predict from a YAML config,
 // with flags and dotted overrides (--optimizer.learning_rate 2e-5) mapped onto config keys.
-import { existsSync, readFileSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { freemem, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
@@ -13,6 +13,7 @@ import { defaultEosIds, generate, generationText } from '../../generate/index.ts
 import { formatProfile, profileRows, startProfile, stopProfile } from '../../backend/profile.ts';
 import { initProcessGroup } from '../../distributed/index.ts';
 import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
+import { writeFileAtomicSync } from '../../formats/write-file.ts';
 import { resolveModelDir } from '../../hub/index.ts';
 import { readModelConfig } from '../../models/config.ts';
 import type { CausalLM } from '../../models/model.ts';
@@ -23,6 +24,7 @@ import { createModel, loadModel } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
 import { Trainer, evaluateLoss, frozenSet } from '../../train/trainer.ts';
 import { autocast, bf16GemmPath } from '../../tensor/index.ts';
+import { OutputDir } from '../output-dir.ts';
 import { StepPrinter } from '../progress.ts';
 
 /** A sink for the output of ranks other than 0. */
@@ -155,6 +157,9 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
   }
   const model: CausalLM = modelDir ? loadModel(modelDir, cfg.seed) : createModel(readModelConfig(archConfigPath(cfg.model.arch)), cfg.seed);
   const tokenizerDir = cfg.tokenizer || modelDir;
+  // Created only once the inputs check out (each mode calls ensure()), and removed again if the run fails
+  // before writing anything into it.
+  const output = new OutputDir(cfg.output_dir);
   try {
     const vocab = model.config.vocabSize;
     // The tokenizer is read once, when something first needs it (a 32k-piece model takes ~0.5 s to load).
@@ -169,7 +174,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
     const setupFor = (records: Records): void => {
       const tok = tokenizerOf();
       if (tok) {
-        validateRecordsFor(records, { tokenizerIdentity: tok.identity, seqLength: records.seqLength, vocabSize: vocab });
+        validateRecordsFor(records, { tokenizerIdentity: tok.identity, earlierIdentities: () => tok.earlierIdentities(), seqLength: records.seqLength, vocabSize: vocab });
       } else if (records.manifest.tokenizer.vocab_size > vocab) {
         validateRecordsFor(records, { tokenizerIdentity: records.manifest.tokenizer.identity, seqLength: records.seqLength, vocabSize: vocab });
       }
@@ -191,12 +196,12 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       if (!tok) throw new ConfigError(`${what} needs a tokenizer`, { where: 'tokenizer', hint: 'set tokenizer: DIR, or load a checkpoint that has its tokenizer files' });
       return tok;
     };
-    mkdirSync(cfg.output_dir, { recursive: true });
 
     if (mode === 'eval') {
       const records = openDataset(cfg.eval_dataset.dataset_dir, 'eval_dataset');
       try {
         setupFor(records);
+        output.ensure();
         const src = new RecordsBatchSource(records, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed });
         const result = autocast(cfg.model.dtype, () => evaluateLoss(model, src));
         const json: Record<string, number> = { loss: result.loss, perplexity: result.perplexity, tokens: result.tokens };
@@ -208,7 +213,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
           Object.assign(json, r.metrics);
         }
         if (pg.rank === 0) {
-          writeFileSync(join(cfg.output_dir, 'eval_results.json'), `${JSON.stringify(json, null, 2)}\n`);
+          writeFileAtomicSync(join(cfg.output_dir, 'eval_results.json'), `${JSON.stringify(json, null, 2)}\n`);
           console.log(JSON.stringify(json));
         }
       } finally {
@@ -221,12 +226,13 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       if (!data) throw new ConfigError('run_mode predict needs --predict_data (a prompt, or a file with one prompt per line)', { where: '--predict_data' });
       const prompts = existsSync(data) && statSync(data).isFile() ? readFileSync(data, 'utf8').split('\n').filter((l) => l.trim() !== '') : [data];
       const tok = needTokenizer('predict');
+      output.ensure();
       const ids = prompts.map((p) => promptIds(tok, generation.template, p));
       const eos = defaultEosIds(model, tok);
       const gens = autocast(cfg.model.dtype, () => generate(model, ids, { ...genOpts, eosTokenIds: eos, padTokenId: tok.padId ?? eos[0] ?? 0 }));
       const lines = gens.map((g, i) => ({ prompt: prompts[i] as string, output: generationText(tok, g) }));
       if (pg.rank === 0) {
-        writeFileSync(join(cfg.output_dir, 'predict_results.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+        writeFileAtomicSync(join(cfg.output_dir, 'predict_results.jsonl'), lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
         for (const l of lines) console.log(`${l.prompt}\n=> ${l.output}\n`);
       }
       return;
@@ -249,6 +255,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
           hint: 'lower batch_size, enable model.recompute, or pass --force',
         });
       }
+      output.ensure();
       const train = new RecordsBatchSource(records, {
         batchSize: cfg.runner_config.batch_size,
         shuffle: cfg.train_dataset.shuffle,
@@ -293,6 +300,9 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       records.close();
       evalRecords?.close();
     }
+  } catch (err) {
+    output.removeIfUnused();
+    throw err;
   } finally {
     model.release();
   }

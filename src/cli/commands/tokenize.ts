@@ -37,7 +37,7 @@ async function tokenize(flags: TokenizeFlags): Promise<void> {
     });
   }
   // --tokenizer takes a folder or a hub repo id (resolved through the cache, downloaded when missing).
-  const tok = flags.model_file !== undefined ? Tokenizer.fromSentencePiece(flags.model_file) : Tokenizer.fromDir((await resolveModelDir(flags.tokenizer!)).path);
+  const tok = flags.model_file !== undefined ? Tokenizer.fromModelFile(flags.model_file) : Tokenizer.fromDir((await resolveModelDir(flags.tokenizer!)).path);
   const input = flags.input !== undefined ? createReadStream(flags.input) : process.stdin;
   const options = { addBos: flags.add_bos === true, addEos: flags.add_eos === true };
   let out: string[] = [];
@@ -66,7 +66,7 @@ export function registerTokenize(program: Command): void {
   program
     .command('tokenize')
     .description('print the token ids of each input line as a JSON array (text such as <s> is ordinary text)')
-    .option('--model_file <path>', 'a SentencePiece tokenizer.model')
+    .option('--model_file <path>', 'a SentencePiece tokenizer.model (with the tokenizer_config.json beside it, if any)')
     .option('--tokenizer <dir>', 'a model folder (or hub repo id) with tokenizer.json or tokenizer.model (and tokenizer_config.json)')
     .option('--input <file>', 'read lines from this file instead of stdin')
     .option('--pieces', 'print pieces instead of ids')
