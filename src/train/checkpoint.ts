@@ -49,8 +49,6 @@ const trainerStateSchema = z.object({
   loss_scale: z.number().positive(),
   world_size: z.int().positive(),
   optimizer_files: z.record(fileName, sha256),
-  /** Absent in checkpoints written before rank files were hashed. */
-  rank_files: z.record(fileName, sha256).optional(),
   config: z.unknown(),
 });
 
@@ -95,8 +93,13 @@ function readValidated<T>(path: string, schema: z.ZodType<T>): T {
   if (parsed.success) return parsed.data;
   const issue = parsed.error.issues[0];
   const where = issue?.path ?? [];
-  const field = where.length === 0 ? null : where.map(String).join('.');
-  throw new CheckpointError(path, field, `${issue?.message ?? 'is invalid'} (found ${describeValue(valueAt(json, where))})`);
+  const fieldOf = (keys: readonly PropertyKey[]): string | null => (keys.length === 0 ? null : keys.map(String).join('.'));
+  if (issue?.code === 'invalid_key') {
+    // A bad key of a record (a file name): name the record and the key, not the key's value.
+    const key = String(where[where.length - 1]);
+    throw new CheckpointError(path, fieldOf(where.slice(0, -1)), `has a key ${describeValue(key)}: ${issue.issues[0]?.message ?? 'not allowed'}`);
+  }
+  throw new CheckpointError(path, fieldOf(where), `${issue?.message ?? 'is invalid'} (found ${describeValue(valueAt(json, where))})`);
 }
 
 export function checkpointName(prefix: string, epoch: number, step: number): string {
@@ -218,7 +221,7 @@ export interface SaveOptions {
   name: string;
   model: CausalLM;
   optimizer: TrainOptimizer;
-  state: Omit<TrainerState, 'optimizer_files' | 'rank_files'>;
+  state: Omit<TrainerState, 'optimizer_files'>;
   /** This rank's state. */
   rank: RankState;
   assetsDir: string | null;
@@ -289,11 +292,7 @@ export async function saveCheckpoint(o: SaveOptions): Promise<string> {
   if (pg.rank === 0) {
     try {
       const files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
-      const state: TrainerState = {
-        ...o.state,
-        optimizer_files: hashFiles(join(tmp, 'optimizer'), readdirSync(join(tmp, 'optimizer'))),
-        rank_files: hashFiles(tmp, readdirSync(tmp).filter((f) => /^rank_\d+\.json$/.test(f))),
-      };
+      const state: TrainerState = { ...o.state, optimizer_files: hashFiles(join(tmp, 'optimizer'), readdirSync(join(tmp, 'optimizer'))) };
       writeFileSync(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
       writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', source: { path: o.name, format: 'sftkit-training' } }, files);
       fsyncPath(join(tmp, 'optimizer'));
@@ -354,8 +353,9 @@ export function readRankState(dir: string, rank: number): RankState {
 }
 
 /**
- * Verifies a training checkpoint: every file against the sha256 in sftkit.json and trainer_state.json, and
- * trainer_state.json and each rank_<r>.json (one per rank of world_size) against their schema.
+ * Verifies a training checkpoint: every file against its sha256 (in sftkit.json; optimizer shards in
+ * trainer_state.json), then trainer_state.json and each rank_<r>.json (one per rank of world_size) against
+ * their schema, which a hash alone does not give (a file rewritten with its hash, a checkpoint from a tool).
  */
 export function verifyCheckpoint(dir: string): LoadedCheckpoint {
   const manifest = readManifest(dir);
@@ -368,10 +368,6 @@ export function verifyCheckpoint(dir: string): LoadedCheckpoint {
   for (const [file, sha] of Object.entries(state.optimizer_files)) {
     const path = join(dir, 'optimizer', file);
     if (!existsSync(path) || sha256File(path) !== sha) throw new FormatError(`${path}: missing or corrupt optimizer shard`, { where: path });
-  }
-  for (const [file, sha] of Object.entries(state.rank_files ?? {})) {
-    const path = join(dir, file);
-    if (!existsSync(path) || sha256File(path) !== sha) throw new FormatError(`${path}: missing or does not match its sha256 in ${TRAINER_STATE_FILE}`, { where: path });
   }
   const ranks: RankState[] = [];
   for (let r = 0; r < state.world_size; r++) {
