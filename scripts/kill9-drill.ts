@@ -3,7 +3,7 @@
 // an uninterrupted run bit for bit and that nothing stray is left in the checkpoint folder once the next run
 // has started. CPU-light (a 0.6M-parameter Llama, one thread).
 //   node --import tsx scripts/kill9-drill.ts [--kills 24] [--seed 1] [--steps 400] [--report FILE] [--keep]
-import { spawn, spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, watch, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -31,7 +31,10 @@ const SAVE_EVERY = 5;
 const rng = new Rng(Number(flags.seed));
 const uniform = (lo: number, hi: number): number => lo + (hi - lo) * rng.uniform();
 
-/** Where a kill is aimed: inside a save (just after its temp folder appears), mid-training, or at start-up. */
+/**
+ * Where a kill is aimed: inside a save (just after its temp folder appears), mid-training, or at start-up.
+ * The first two wait for the run's first committed checkpoint, so every such run makes progress.
+ */
 type KillKind = 'save' | 'training' | 'startup';
 
 interface KillRecord {
@@ -40,7 +43,7 @@ interface KillRecord {
   delayMs: number;
   /** The last step the killed run logged (0: none). */
   lastStep: number;
-  /** What the kill left in the checkpoint folder that a finished save would not have. */
+  /** What this kill left in the checkpoint folder that a finished save would not have (not what an earlier kill left). */
   debris: string[];
 }
 
@@ -65,6 +68,15 @@ interface Segment {
 
 const work = mkdtempSync(join(tmpdir(), 'sftkit-kill9-'));
 const failures: string[] = [];
+/** The run under way, ended with the drill if the drill itself is interrupted. */
+let current: ChildProcess | null = null;
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    current?.kill('SIGKILL');
+    if (!flags.keep) rmSync(work, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
 
 function sftkitSync(args: string[]): void {
   const r = spawnSync(process.execPath, [bin, ...args], { cwd: root, env, encoding: 'utf8' });
@@ -129,12 +141,16 @@ async function segment(out: string, kind: KillKind | null, saveMs: number): Prom
   const ckRoot = join(out, 'checkpoint');
   mkdirSync(ckRoot, { recursive: true });
   const resume = canResume(ckRoot);
+  // Leftovers of an earlier kill that this run may not get to sweep (a kill at start-up) are not this kill's.
+  const before = new Set(unexplained(ckRoot));
   const child = spawn(process.execPath, runArgs(out, resume), { cwd: root, env });
+  current = child;
   const pid = child.pid as number;
   let stdout = '';
   let pending = '';
   let lastStep = 0;
   let firstStepSeen = false;
+  let committed = false;
   let resumedStep = 0;
   let stray: string[] = [];
   let raced = false;
@@ -162,6 +178,8 @@ async function segment(out: string, kind: KillKind | null, saveMs: number): Prom
     raced = left.some(ownSave);
     stray = left.filter((e) => !ownSave(e));
     process.kill(pid, 'SIGCONT');
+  };
+  const onFirstCommit = (): void => {
     if (kind === 'training') {
       const ms = uniform(0, 600);
       after(ms, () => sigkill('training', ms));
@@ -185,6 +203,10 @@ async function segment(out: string, kind: KillKind | null, saveMs: number): Prom
     for (const line of lines) {
       const resumed = /^resuming from .* \(step (\d+)\)$/.exec(line);
       if (resumed) resumedStep = Number(resumed[1]);
+      if (!committed && line.startsWith('checkpoint: ')) {
+        committed = true;
+        onFirstCommit();
+      }
       const step = /^step\s+(\d+)\//.exec(line);
       if (!step) continue;
       lastStep = Number(step[1]);
@@ -199,7 +221,8 @@ async function segment(out: string, kind: KillKind | null, saveMs: number): Prom
   (watcher as ReturnType<typeof watch> | null)?.close();
   const swept = [...stdout.matchAll(/^checkpoint housekeeping: removed (\S+):/gm)].map((m) => (m[1] as string).split('/').pop() as string);
   const k = killed as { kind: KillKind; delayMs: number } | null;
-  const kill: KillRecord | null = k === null ? null : { ...k, lastStep, debris: unexplained(ckRoot) };
+  const inherited = (e: string): boolean => before.has(e) && !swept.includes(e);
+  const kill: KillRecord | null = k === null ? null : { ...k, lastStep, debris: unexplained(ckRoot).filter((e) => !inherited(e)) };
   return { run, record: { kill, checked: firstStepSeen, stray, raced, swept } };
 }
 
