@@ -32,14 +32,15 @@ const rng = new Rng(Number(flags.seed));
 const uniform = (lo: number, hi: number): number => lo + (hi - lo) * rng.uniform();
 
 /**
- * Where a kill is aimed: inside a save (just after its temp folder appears), mid-training, or at start-up.
- * The first two wait for the run's first committed checkpoint, so every such run makes progress.
+ * Where a kill is aimed: inside a save while it writes (soon after its temp folder appears) or as it commits
+ * (the moment the folder is renamed into place: then meta.json and pruning follow), mid-training, or at
+ * start-up. All but the last wait for the run's first committed checkpoint, so every such run makes progress.
  */
-type KillKind = 'save' | 'training' | 'startup';
+type KillKind = 'save-write' | 'save-commit' | 'training' | 'startup';
 
 interface KillRecord {
   kind: KillKind;
-  /** Milliseconds after the trigger (temp folder, first step, spawn) the SIGKILL was sent. */
+  /** Milliseconds after the trigger (temp folder, rename into place, first commit, spawn) the SIGKILL was sent. */
   delayMs: number;
   /** The last step the killed run logged (0: none). */
   lastStep: number;
@@ -183,16 +184,24 @@ async function segment(out: string, kind: KillKind | null, saveMs: number): Prom
     if (kind === 'training') {
       const ms = uniform(0, 600);
       after(ms, () => sigkill('training', ms));
-    } else if (kind === 'save') {
+    } else if (kind === 'save-write' || kind === 'save-commit') {
+      const existing = new Set(readdirSync(ckRoot));
       watcher = watch(ckRoot, (_event, file) => {
-        if (typeof file !== 'string' || !/^\..+\.tmp$/.test(file) || !existsSync(join(ckRoot, file))) return;
-        watcher?.close();
-        // A little past the typical save too, so some kills land in the rename, meta.json and pruning.
-        const ms = uniform(0, 1.3 * saveMs);
-        after(ms, () => sigkill('save', ms));
+        if (typeof file !== 'string' || existing.has(file) || !existsSync(join(ckRoot, file))) return;
+        const temp = /^\..+\.tmp$/.test(file);
+        const renamedIn = parseCheckpointName(file) !== null;
+        if (kind === 'save-write' && temp) {
+          watcher?.close();
+          // The first half of a typical save is mostly the writing of weights and moments.
+          const ms = uniform(0, 0.5 * saveMs);
+          after(ms, () => sigkill(kind, ms));
+        } else if (kind === 'save-commit' && renamedIn) {
+          watcher?.close();
+          sigkill(kind, 0);
+        }
       });
       // Should no save start (it always does within SAVE_EVERY steps), kill anyway.
-      after(20_000, () => sigkill('save', 20_000));
+      after(20_000, () => sigkill(kind, 20_000));
     }
   };
   child.stdout.on('data', (d: Buffer) => {
@@ -290,7 +299,10 @@ async function main(): Promise<void> {
 
   const out = join(work, 'drill');
   const segments: SegmentRecord[] = [];
-  const plan: KillKind[] = Array.from({ length: KILLS }, (_, i) => (i % 2 === 0 ? 'save' : i % 6 === 5 ? 'startup' : 'training'));
+  const plan: KillKind[] = Array.from({ length: KILLS }, (_, i) => {
+    if (i % 2 === 0) return i % 4 === 0 ? 'save-write' : 'save-commit';
+    return i % 6 === 5 ? 'startup' : 'training';
+  });
   for (const kind of plan) {
     const seg = await segment(out, kind, saveMs);
     segments.push(seg.record);
@@ -300,7 +312,7 @@ async function main(): Promise<void> {
       failures.push(`run ${segments.length} ended by itself with code ${seg.run.code}:\n${seg.run.stdout.slice(-2000)}`);
       break;
     }
-    console.log(`kill ${String(segments.length).padStart(2)}: ${k.kind.padEnd(8)} +${k.delayMs.toFixed(0).padStart(5)} ms, after step ${String(k.lastStep).padStart(3)}; left ${k.debris.length ? k.debris.join(' ') : 'nothing'}`);
+    console.log(`kill ${String(segments.length).padStart(2)}: ${k.kind.padEnd(11)} +${k.delayMs.toFixed(0).padStart(5)} ms, after step ${String(k.lastStep).padStart(3)}; left ${k.debris.length ? k.debris.join(' ') : 'nothing'}`);
   }
   const final = await segment(out, null, 0);
   segments.push(final.record);
@@ -337,7 +349,7 @@ async function main(): Promise<void> {
 
   const summary = {
     kills: kills.length,
-    aimed: { save: kills.filter((k) => k.kind === 'save').length, training: kills.filter((k) => k.kind === 'training').length, startup: kills.filter((k) => k.kind === 'startup').length },
+    aimed: Object.fromEntries((['save-write', 'save-commit', 'training', 'startup'] as const).map((kind) => [kind, kills.filter((k) => k.kind === kind).length])),
     insideSaves: kills.filter((k) => k.debris.length > 0).length,
     leftovers: kills.reduce((n, k) => n + k.debris.length, 0),
     sweptLeftovers: segments.reduce((n, g) => n + g.swept.length, 0),

@@ -113,12 +113,22 @@ export function parseCheckpointName(name: string): { prefix: string; epoch: numb
   return { prefix: m[1] as string, epoch: Number(m[2]), step: Number(m[3]) };
 }
 
+function compareStrings(a: string, b: string): number {
+  if (a === b) return 0;
+  return a < b ? -1 : 1;
+}
+
 /** Orders checkpoint names by parsed (epoch, step): `x-1_9` before `x-1_10`, which a string sort inverts. */
 export function compareCheckpointNames(a: string, b: string): number {
   const pa = parseCheckpointName(a);
   const pb = parseCheckpointName(b);
-  if (pa === null || pb === null) return pa === pb ? (a < b ? -1 : a > b ? 1 : 0) : pa === null ? -1 : 1;
-  return pa.epoch - pb.epoch || pa.step - pb.step || (a < b ? -1 : a > b ? 1 : 0);
+  // Other names (sftkit writes none) go first, in string order.
+  if (pa === null && pb === null) return compareStrings(a, b);
+  if (pa === null) return -1;
+  if (pb === null) return 1;
+  if (pa.epoch !== pb.epoch) return pa.epoch - pb.epoch;
+  if (pa.step !== pb.step) return pa.step - pb.step;
+  return compareStrings(a, b);
 }
 
 /** A name meta.json may list: a folder directly under the root, never a path out of it. */
@@ -313,8 +323,8 @@ export async function saveCheckpoint(o: SaveOptions): Promise<string> {
   }
   agree(failure);
   if (pg.rank === 0) {
-    // Committed from here on: meta.json names it. Without a meta.json, the complete checkpoints found on
-    // disk (in (epoch, step) order) count as the earlier ones, so they are pruned like any other.
+    // The commit: meta.json (replaced atomically) names it; then the oldest beyond keep_checkpoint_max go.
+    // Without a meta.json, the complete checkpoints on disk, in (epoch, step) order, are the earlier ones.
     const meta = readMetaSafe(o.root);
     const earlier = meta ? meta.checkpoints.filter((c) => isDir(join(o.root, c))) : listedCheckpoints(o.root);
     const checkpoints = [...earlier.filter((c) => c !== o.name), o.name];
