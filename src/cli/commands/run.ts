@@ -291,8 +291,10 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
         out.line(`native time by kernel (per optimizer step, over ${summary.steps} steps):\n${formatProfile(profileRows(), Math.max(1, summary.steps))}`);
       }
       if (summary.stoppedEarly) {
-        const saved = summary.lastCheckpoint ? `saved ${summary.lastCheckpoint}` : 'nothing new to save';
-        out.line(`stopped after step ${summary.steps} (${summary.stopReason}): ${saved}; continue with --resume_training`);
+        let saved = 'nothing saved, it stopped before its first step';
+        if (summary.lastCheckpoint) saved = `saved ${summary.lastCheckpoint}; continue with --resume_training`;
+        else if (resume) saved = 'nothing new to save; continue with --resume_training';
+        out.line(`stopped after step ${summary.steps} (${summary.stopReason}): ${saved}`);
         // Every rank agreed on this stop and wrote its part of the checkpoint: end together, with 128 + signal.
         exitTogether(summary.stopCode ?? 1);
       } else {
