@@ -1,7 +1,7 @@
 // Distributed training over MPI: process groups, bucketed gradient all-reduce, ZeRO-1 optimizer sharding.
 export type { Collectible, CollectiveDType, ProcessGroup, ReduceOp, Span } from './process-group.ts';
 export { SingleProcessGroup } from './single.ts';
-export { MpiProcessGroup, installFailureHandlers } from './mpi.ts';
+export { MpiProcessGroup, exitTogether, installFailureHandlers } from './mpi.ts';
 export { INSTALL_MPI_HINT, initProcessGroup, launchedWorldSize, mpiAvailable } from './init.ts';
 export { DEFAULT_BUCKET_BYTES, GradientBuckets, allReduceGradients, planBuckets } from './gradients.ts';
 export type { Bucket, GradientReduceOptions } from './gradients.ts';

@@ -103,11 +103,23 @@ export class MpiProcessGroup implements ProcessGroup {
 }
 
 let handlersInstalled = false;
+let agreedExitCode: number | null = null;
+
+/**
+ * Ends this process with `code` by agreement of every rank (a graceful stop decided through a collective,
+ * its checkpoint written by all): at exit MPI is finalized as on success instead of aborting the job, so
+ * every rank finishes cleanly and the launcher reports the code. Without MPI it only sets the exit code.
+ */
+export function exitTogether(code: number): void {
+  agreedExitCode = code;
+  process.exitCode = code;
+}
 
 /**
  * Makes a failure on this rank end the whole job: an uncaught error or rejection prints and calls MPI_Abort;
  * a non-zero exit (the CLI sets process.exitCode on a typed error) aborts too, since MPI_Finalize would wait
- * for ranks that are blocked in a collective with this one. A clean exit finalizes.
+ * for ranks that are blocked in a collective with this one. A clean exit, or one every rank agreed on
+ * (exitTogether), finalizes.
  */
 export function installFailureHandlers(rank: number): void {
   if (handlersInstalled) return;
@@ -120,7 +132,7 @@ export function installFailureHandlers(rank: number): void {
   process.on('uncaughtException', die);
   process.on('unhandledRejection', die);
   process.on('exit', (code) => {
-    if (code !== 0) {
+    if (code !== 0 && code !== agreedExitCode) {
       process.stderr.write(`sftkit: rank ${rank} exits with code ${code}; aborting every rank\n`);
       native.mpiAbort(code);
     }

@@ -1,62 +1,229 @@
 // Training checkpoints (DESIGN.md's layout contract): output/checkpoint/<prefix>-<epoch>_<step>/ holds a
 // model checkpoint plus trainer_state.json, optimizer/rank_<r>.safetensors and rank_<r>.json; meta.json
-// names the latest and is written last. Every directory is built in a temp dir and renamed; a corrupt
-// latest falls back to the previous checkpoint.
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { FormatError } from '../errors.ts';
+// names the latest and is written last. Every directory is built in a temp dir and renamed; old ones are
+// renamed out of sight before they are deleted; a corrupt latest falls back to the previous checkpoint.
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { z } from 'zod';
+import { FormatError, SftkitError } from '../errors.ts';
 import type { ProcessGroup } from '../distributed/index.ts';
 import { MANIFEST_FILE, readJsonFile, readManifest, sha256File, writeManifest } from '../formats/checkpoint-dir.ts';
 import type { CausalLM } from '../models/model.ts';
-import type { RngState } from '../tensor/index.ts';
 import type { TrainOptimizer } from './optimizer.ts';
 import { writeModelFiles } from './model-io.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const META_FILE = 'meta.json';
+/** A checkpoint is built in `.<name>.tmp/` and an old one is renamed to `.<name>.pruned/` before deletion. */
+const TEMP_SUFFIX = '.tmp';
+const PRUNED_SUFFIX = '.pruned';
+const META_TEMP_PREFIX = `.${META_FILE}.tmp-`;
 
-export interface TrainerState {
-  epoch: number;
-  /** Optimizer steps done. */
-  step: number;
-  consumed_samples: number;
-  lr_schedule: { type: string; total_steps: number; warmup_steps: number; lr: number; lr_end: number };
-  loss_scale: number;
-  world_size: number;
-  /** sha256 of each optimizer shard, by file name under optimizer/. */
-  optimizer_files: Record<string, string>;
-  /** The run config as it was. */
-  config: unknown;
+/** A training checkpoint file that breaks the checkpoint contract: names the file and, when known, the field. */
+export class CheckpointError extends FormatError {
+  readonly file: string;
+  readonly field: string | null;
+  constructor(file: string, field: string | null, problem: string, hint?: string) {
+    super(`${file}: ${field === null ? '' : `field "${field}" `}${problem}`, { where: file, ...(hint === undefined ? {} : { hint }) });
+    this.file = file;
+    this.field = field;
+  }
 }
 
-export interface RankState {
-  rank: number;
-  rng: RngState;
-  /** The data loader's global cursor (opaque to the checkpoint code). */
-  loader: unknown;
+const count = z.int().nonnegative();
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/, 'expected a lowercase hex sha256');
+/** File names recorded in trainer_state.json stay inside the checkpoint: no separators, no dot-names. */
+const fileName = z.string().regex(/^[A-Za-z0-9_][A-Za-z0-9_.-]*$/, 'expected a plain file name');
+
+const trainerStateSchema = z.object({
+  epoch: count,
+  step: count,
+  consumed_samples: count,
+  lr_schedule: z.object({
+    type: z.enum(['constant', 'linear', 'cosine']),
+    total_steps: z.int().positive(),
+    warmup_steps: count,
+    lr: z.number(),
+    lr_end: z.number(),
+  }),
+  loss_scale: z.number().positive(),
+  world_size: z.int().positive(),
+  optimizer_files: z.record(fileName, sha256),
+  config: z.unknown(),
+});
+
+const uint32 = z.int().min(0).max(0xffffffff);
+const rankStateSchema = z.object({
+  rank: count,
+  rng: z.object({
+    // xoshiro128** never leaves the all-zero state, so such a state was not written by us.
+    s: z.tuple([uint32, uint32, uint32, uint32]).refine((s) => s.some((x) => x !== 0), 'the RNG state is all zeros'),
+    spare: z.number().nullable(),
+  }),
+  loader: z.unknown(),
+});
+
+const metaSchema = z.object({ latest: z.string(), checkpoints: z.array(z.string()) });
+
+export type TrainerState = z.infer<typeof trainerStateSchema>;
+export type RankState = z.infer<typeof rankStateSchema>;
+export type Meta = z.infer<typeof metaSchema>;
+
+/** A short, safe rendering of an untrusted JSON value for an error message (never the whole value). */
+function describeValue(v: unknown): string {
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v);
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  if (v === undefined) return 'nothing';
+  return Array.isArray(v) ? 'an array' : 'an object';
 }
 
-export interface Meta {
-  latest: string;
-  checkpoints: string[];
+function valueAt(json: unknown, path: readonly PropertyKey[]): unknown {
+  let at = json;
+  for (const key of path) {
+    if (typeof at !== 'object' || at === null) return undefined;
+    at = (at as Record<PropertyKey, unknown>)[key];
+  }
+  return at;
+}
+
+/** Reads a JSON file and checks it against `schema`; the first problem becomes a CheckpointError naming the field. */
+function readValidated<T>(path: string, schema: z.ZodType<T>): T {
+  const json = readJsonFile(path);
+  const parsed = schema.safeParse(json);
+  if (parsed.success) return parsed.data;
+  const issue = parsed.error.issues[0];
+  const where = issue?.path ?? [];
+  const fieldOf = (keys: readonly PropertyKey[]): string | null => (keys.length === 0 ? null : keys.map(String).join('.'));
+  if (issue?.code === 'invalid_key') {
+    // A bad key of a record (a file name): name the record and the key, not the key's value.
+    const key = String(where[where.length - 1]);
+    throw new CheckpointError(path, fieldOf(where.slice(0, -1)), `has a key ${describeValue(key)}: ${issue.issues[0]?.message ?? 'not allowed'}`);
+  }
+  throw new CheckpointError(path, fieldOf(where), `${issue?.message ?? 'is invalid'} (found ${describeValue(valueAt(json, where))})`);
 }
 
 export function checkpointName(prefix: string, epoch: number, step: number): string {
   return `${prefix}-${epoch}_${step}`;
 }
 
+/** The (epoch, step) of a checkpoint name, or null when the name is not one checkpointName makes. */
+export function parseCheckpointName(name: string): { prefix: string; epoch: number; step: number } | null {
+  const m = /^([^./\\][^/\\]*)-(\d+)_(\d+)$/.exec(name);
+  if (!m) return null;
+  return { prefix: m[1] as string, epoch: Number(m[2]), step: Number(m[3]) };
+}
+
+function compareStrings(a: string, b: string): number {
+  if (a === b) return 0;
+  return a < b ? -1 : 1;
+}
+
+/** Orders checkpoint names by parsed (epoch, step): `x-1_9` before `x-1_10`, which a string sort inverts. */
+export function compareCheckpointNames(a: string, b: string): number {
+  const pa = parseCheckpointName(a);
+  const pb = parseCheckpointName(b);
+  // Other names (sftkit writes none) go first, in string order.
+  if (pa === null && pb === null) return compareStrings(a, b);
+  if (pa === null) return -1;
+  if (pb === null) return 1;
+  if (pa.epoch !== pb.epoch) return pa.epoch - pb.epoch;
+  if (pa.step !== pb.step) return pa.step - pb.step;
+  return compareStrings(a, b);
+}
+
+/** A name meta.json may list: a folder directly under the root, never a path out of it. */
+function isPlainName(name: string): boolean {
+  return name !== '' && !name.startsWith('.') && !/[/\\]/.test(name);
+}
+
+function isDir(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
 function readMeta(root: string): Meta | null {
   const path = join(root, META_FILE);
   if (!existsSync(path)) return null;
-  const m = readJsonFile(path) as Partial<Meta>;
-  if (typeof m.latest !== 'string' || !Array.isArray(m.checkpoints)) throw new FormatError(`${path}: expected {"latest", "checkpoints"}`, { where: path });
-  return { latest: m.latest, checkpoints: m.checkpoints.filter((c): c is string => typeof c === 'string') };
+  const meta = readValidated(path, metaSchema);
+  return { latest: meta.latest, checkpoints: meta.checkpoints.filter(isPlainName) };
+}
+
+function readMetaSafe(root: string): Meta | null {
+  try {
+    return readMeta(root);
+  } catch {
+    return null;
+  }
 }
 
 function writeMeta(root: string, meta: Meta): void {
-  const tmp = join(root, `.${META_FILE}.tmp-${process.pid}`);
-  writeFileSync(tmp, `${JSON.stringify(meta, null, 2)}\n`);
-  renameSync(tmp, join(root, META_FILE));
+  const tmp = join(root, `${META_TEMP_PREFIX}${process.pid}`);
+  try {
+    writeFileSync(tmp, `${JSON.stringify(meta, null, 2)}\n`);
+    renameSync(tmp, join(root, META_FILE));
+  } finally {
+    rmSync(tmp, { force: true });
+  }
+}
+
+/** Complete checkpoints found by listing the root (no meta.json to go by), oldest first. */
+function listedCheckpoints(root: string): string[] {
+  if (!existsSync(root)) return [];
+  return readdirSync(root)
+    .filter((d) => parseCheckpointName(d) !== null && existsSync(join(root, d, TRAINER_STATE_FILE)))
+    .sort(compareCheckpointNames);
+}
+
+/**
+ * Removes a checkpoint folder so that no half-deleted folder can keep its name: it is renamed to a hidden
+ * `.<name>.pruned` first (one atomic step), then deleted; a run's start sweeps any such folder left behind.
+ */
+function pruneCheckpoint(root: string, name: string): void {
+  const hidden = join(root, `.${name}${PRUNED_SUFFIX}`);
+  rmSync(hidden, { recursive: true, force: true });
+  renameSync(join(root, name), hidden);
+  rmSync(hidden, { recursive: true, force: true });
+}
+
+export interface SweepOptions {
+  /** A checkpoint this run resumes from: never removed, even when meta.json does not list it. */
+  keep?: string | null;
+  /** Told of each thing removed, one line each. */
+  log: (message: string) => void;
+}
+
+/**
+ * Cleans a checkpoint root at the start of a run (rank 0, before any save): temp folders of saves that
+ * never finished, meta.json temp files, half-deleted folders of prunes, and, when meta.json exists,
+ * checkpoint folders it does not list (written but never committed, or dropped from it but not yet deleted).
+ * Without a readable meta.json complete checkpoints stay: they are what resume falls back to. Returns the
+ * names removed.
+ */
+export function sweepCheckpointRoot(root: string, opts: SweepOptions): string[] {
+  if (!isDir(root)) return [];
+  const meta = readMetaSafe(root);
+  const listed = new Set(meta?.checkpoints ?? []);
+  if (meta) listed.add(meta.latest);
+  const removed: string[] = [];
+  for (const entry of readdirSync(root).sort()) {
+    const path = join(root, entry);
+    let why: string | null = null;
+    if (entry.startsWith('.') && entry.endsWith(TEMP_SUFFIX) && isDir(path)) why = 'the temp folder of a save that never finished';
+    else if (entry.startsWith('.') && entry.endsWith(PRUNED_SUFFIX) && isDir(path)) why = 'a checkpoint whose deletion never finished';
+    else if (entry.startsWith(META_TEMP_PREFIX)) why = `a ${META_FILE} temp file of a run that stopped while writing it`;
+    else if (meta && entry !== opts.keep && parseCheckpointName(entry) !== null && !listed.has(entry) && isDir(path)) {
+      why = `a checkpoint that ${META_FILE} does not list (saved but never committed, or pruned but never deleted)`;
+    }
+    if (why === null) continue;
+    if (entry.startsWith('.')) rmSync(path, { recursive: true, force: true });
+    else pruneCheckpoint(root, entry);
+    removed.push(entry);
+    opts.log(`checkpoint housekeeping: removed ${path}: ${why}`);
+  }
+  return removed;
 }
 
 export interface SaveOptions {
@@ -82,57 +249,95 @@ function fsyncPath(path: string): void {
   }
 }
 
+/** A write error (a full disk, a read-only folder) as a FormatError naming the checkpoint being written. */
+function saveError(err: unknown, dir: string): SftkitError {
+  if (err instanceof SftkitError) return err;
+  return new FormatError(`could not write checkpoint ${dir}: ${(err as Error).message}`, {
+    where: dir,
+    hint: 'check free space and permissions of the output folder; the previous checkpoint is kept',
+  });
+}
+
+function hashFiles(dir: string, names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of [...names].sort()) out[f] = sha256File(join(dir, f));
+  return out;
+}
+
 /**
  * Writes one training checkpoint with every rank: rank 0 prepares a temp directory, each rank writes its
  * optimizer shard and rank file into it, rank 0 adds the weights, trainer_state.json and sftkit.json, renames
- * it into place, then writes meta.json and prunes beyond keep_checkpoint_max. Returns the directory.
+ * it into place, then writes meta.json and prunes beyond keep_checkpoint_max. Any failure, on any rank,
+ * removes the temp directory and throws on every rank. Returns the directory.
  */
 export async function saveCheckpoint(o: SaveOptions): Promise<string> {
   const { pg } = o;
   const dir = join(o.root, o.name);
-  const tmp = join(o.root, `.${o.name}.tmp`);
+  const tmp = join(o.root, `.${o.name}${TEMP_SUFFIX}`);
+  // Every rank takes part in the same collectives whatever fails, so a failure never leaves a rank waiting.
+  const agree = (failure: unknown): void => {
+    const failed = (pg.allReduceNumbers([failure === null ? 0 : 1], 'max')[0] as number) > 0;
+    if (!failed) return;
+    if (pg.rank === 0) rmSync(tmp, { recursive: true, force: true });
+    throw failure === null ? new FormatError(`could not write checkpoint ${dir}: another rank failed to write its part`, { where: dir }) : saveError(failure, dir);
+  };
+  let failure: unknown = null;
   if (pg.rank === 0) {
-    mkdirSync(o.root, { recursive: true });
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(join(tmp, 'optimizer'), { recursive: true });
+    try {
+      mkdirSync(o.root, { recursive: true });
+      rmSync(tmp, { recursive: true, force: true });
+      mkdirSync(join(tmp, 'optimizer'), { recursive: true });
+    } catch (err) {
+      failure = err;
+    }
   }
-  pg.barrier();
-  o.optimizer.save(join(tmp, 'optimizer'));
-  writeFileSync(join(tmp, `rank_${o.rank.rank}.json`), `${JSON.stringify(o.rank, null, 2)}\n`);
-  pg.barrier();
+  agree(failure);
+  try {
+    o.optimizer.save(join(tmp, 'optimizer'));
+    writeFileSync(join(tmp, `rank_${o.rank.rank}.json`), `${JSON.stringify(o.rank, null, 2)}\n`);
+  } catch (err) {
+    failure = err;
+  }
+  agree(failure);
   if (pg.rank === 0) {
     try {
       const files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
-      const optimizerFiles: Record<string, string> = {};
-      for (const f of readdirSync(join(tmp, 'optimizer')).sort()) optimizerFiles[f] = sha256File(join(tmp, 'optimizer', f));
-      const state: TrainerState = { ...o.state, optimizer_files: optimizerFiles };
+      const state: TrainerState = { ...o.state, optimizer_files: hashFiles(join(tmp, 'optimizer'), readdirSync(join(tmp, 'optimizer'))) };
       writeFileSync(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
       writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', source: { path: o.name, format: 'sftkit-training' } }, files);
       fsyncPath(join(tmp, 'optimizer'));
       fsyncPath(tmp);
-      if (existsSync(dir)) rmSync(dir, { recursive: true }); // the same step saved again (e.g. SIGINT right after a save)
+      // The same step saved again (e.g. a stop right after a save): the old folder leaves by a rename too.
+      const replaced = existsSync(dir) ? join(o.root, `.${o.name}${PRUNED_SUFFIX}`) : null;
+      if (replaced !== null) {
+        rmSync(replaced, { recursive: true, force: true });
+        renameSync(dir, replaced);
+      }
       renameSync(tmp, dir);
+      if (replaced !== null) rmSync(replaced, { recursive: true, force: true });
       fsyncPath(o.root);
-      const meta = readMetaSafe(o.root) ?? { latest: o.name, checkpoints: [] };
-      const checkpoints = [...meta.checkpoints.filter((c) => c !== o.name && existsSync(join(o.root, c))), o.name];
-      const keep = checkpoints.slice(Math.max(0, checkpoints.length - o.keepMax));
-      writeMeta(o.root, { latest: o.name, checkpoints: keep });
-      for (const old of checkpoints.slice(0, checkpoints.length - keep.length)) rmSync(join(o.root, old), { recursive: true, force: true });
     } catch (err) {
+      failure = err;
       rmSync(tmp, { recursive: true, force: true });
-      throw err;
     }
   }
-  pg.barrier();
-  return dir;
-}
-
-function readMetaSafe(root: string): Meta | null {
-  try {
-    return readMeta(root);
-  } catch {
-    return null;
+  agree(failure);
+  if (pg.rank === 0) {
+    // The commit: meta.json (replaced atomically) names it; then the oldest beyond keep_checkpoint_max go.
+    // Without a meta.json, the complete checkpoints on disk, in (epoch, step) order, are the earlier ones.
+    const meta = readMetaSafe(o.root);
+    const earlier = meta ? meta.checkpoints.filter((c) => isDir(join(o.root, c))) : listedCheckpoints(o.root);
+    const checkpoints = [...earlier.filter((c) => c !== o.name), o.name];
+    const keep = checkpoints.slice(Math.max(0, checkpoints.length - o.keepMax));
+    try {
+      writeMeta(o.root, { latest: o.name, checkpoints: keep });
+      for (const old of checkpoints.slice(0, checkpoints.length - keep.length)) pruneCheckpoint(o.root, old);
+    } catch (err) {
+      failure = err;
+    }
   }
+  agree(failure);
+  return dir;
 }
 
 export interface LoadedCheckpoint {
@@ -142,7 +347,26 @@ export interface LoadedCheckpoint {
   ranks: RankState[];
 }
 
-/** Verifies a training checkpoint's files against its sftkit.json and trainer_state.json hashes. */
+/** Reads trainer_state.json, checked field by field. */
+export function readTrainerState(dir: string): TrainerState {
+  const path = join(dir, TRAINER_STATE_FILE);
+  if (!existsSync(path)) throw new FormatError(`${dir}: not a training checkpoint (no ${TRAINER_STATE_FILE})`, { where: dir });
+  return readValidated(path, trainerStateSchema);
+}
+
+/** Reads rank_<r>.json, checked field by field; its rank must be the one its name says. */
+export function readRankState(dir: string, rank: number): RankState {
+  const path = join(dir, `rank_${rank}.json`);
+  const state = readValidated(path, rankStateSchema);
+  if (state.rank !== rank) throw new CheckpointError(path, 'rank', `is ${state.rank}, but the file is rank ${rank}'s`);
+  return state;
+}
+
+/**
+ * Verifies a training checkpoint: every file against its sha256 (in sftkit.json; optimizer shards in
+ * trainer_state.json), then trainer_state.json and each rank_<r>.json (one per rank of world_size) against
+ * their schema, which a hash alone does not give (a file rewritten with its hash, a checkpoint from a tool).
+ */
 export function verifyCheckpoint(dir: string): LoadedCheckpoint {
   const manifest = readManifest(dir);
   for (const [file, sha] of Object.entries(manifest.files)) {
@@ -150,34 +374,31 @@ export function verifyCheckpoint(dir: string): LoadedCheckpoint {
     if (!existsSync(path)) throw new FormatError(`${path}: missing (listed in ${MANIFEST_FILE})`, { where: path });
     if (sha256File(path) !== sha) throw new FormatError(`${path}: content does not match its sha256 in ${MANIFEST_FILE}`, { where: path });
   }
-  const statePath = join(dir, TRAINER_STATE_FILE);
-  if (!existsSync(statePath)) throw new FormatError(`${dir}: not a training checkpoint (no ${TRAINER_STATE_FILE})`, { where: dir });
-  const state = readJsonFile(statePath) as unknown as TrainerState;
-  for (const [file, sha] of Object.entries(state.optimizer_files ?? {})) {
+  const state = readTrainerState(dir);
+  for (const [file, sha] of Object.entries(state.optimizer_files)) {
     const path = join(dir, 'optimizer', file);
     if (!existsSync(path) || sha256File(path) !== sha) throw new FormatError(`${path}: missing or corrupt optimizer shard`, { where: path });
   }
-  const ranks = readdirSync(dir)
-    .filter((f) => /^rank_\d+\.json$/.test(f))
-    .map((f) => readJsonFile(join(dir, f)) as unknown as RankState)
-    .sort((a, b) => a.rank - b.rank);
-  const name = dir.split('/').filter(Boolean).pop() as string;
-  return { dir, name, state, ranks };
+  const ranks: RankState[] = [];
+  for (let r = 0; r < state.world_size; r++) {
+    if (!existsSync(join(dir, `rank_${r}.json`))) {
+      throw new CheckpointError(join(dir, TRAINER_STATE_FILE), 'world_size', `is ${state.world_size}, but rank_${r}.json is missing`);
+    }
+    ranks.push(readRankState(dir, r));
+  }
+  return { dir, name: basename(dir), state, ranks };
 }
 
 /**
- * The checkpoint to resume from under `root`: `name` when given, else meta.json's latest; a corrupt one
- * falls back to the previous checkpoint (warn is told why).
+ * The checkpoint to resume from under `root`: `name` when given, else meta.json's latest; an unusable one
+ * (corrupt, or failing its schema) falls back to the previous checkpoint (warn is told why). Without a
+ * readable meta.json, the complete checkpoints on disk are tried from the highest (epoch, step) down.
  */
 export function findResumeCheckpoint(root: string, name: string | null, warn: (msg: string) => void): LoadedCheckpoint {
   if (name) return verifyCheckpoint(join(root, name));
   const meta = readMetaSafe(root);
-  const candidates = meta
-    ? [...meta.checkpoints].reverse()
-    : existsSync(root)
-      ? readdirSync(root).filter((d) => existsSync(join(root, d, TRAINER_STATE_FILE))).sort().reverse()
-      : [];
-  if (meta && !candidates.includes(meta.latest)) candidates.unshift(meta.latest);
+  const candidates = meta ? [...meta.checkpoints].reverse() : listedCheckpoints(root).reverse();
+  if (meta && isPlainName(meta.latest) && !candidates.includes(meta.latest)) candidates.unshift(meta.latest);
   for (const c of candidates) {
     try {
       return verifyCheckpoint(join(root, c));

@@ -1,6 +1,7 @@
 // The training loop, top to bottom: gather a global batch, normalise the loss by its trained tokens,
 // forward/backward each micro-batch in a step scope, clip, AdamW, log, evaluate, checkpoint. Resume
-// restores weights, moments, step and data position exactly, so the losses continue bit for bit.
+// restores weights, moments, step and data position exactly, so the losses continue bit for bit; a stop
+// request (a signal) ends the run at the next step boundary, the same one on every rank, with a checkpoint.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, SftkitError } from '../errors.ts';
@@ -13,7 +14,7 @@ import { shiftRows } from '../data/shift.ts';
 import { type ProcessGroup, SingleProcessGroup } from '../distributed/index.ts';
 import { clipScale } from './adamw.ts';
 import type { BatchSource } from './batches.ts';
-import { type LoadedCheckpoint, checkpointName, saveCheckpoint } from './checkpoint.ts';
+import { type LoadedCheckpoint, checkpointName, saveCheckpoint, sweepCheckpointRoot } from './checkpoint.ts';
 import type { RunConfig } from './config.ts';
 import { type LrSchedule, learningRate, warmupStepsOf } from './lr-schedule.ts';
 import { ReplicatedAdamW, type TrainOptimizer, ZeroAdamW } from './optimizer.ts';
@@ -46,6 +47,8 @@ export interface TrainerEvents {
   eval?(step: number, result: EvalResult): void;
   checkpoint?(dir: string): void;
   warn?(message: string): void;
+  /** Housekeeping worth a log line (leftovers of an interrupted run removed at start). */
+  note?(message: string): void;
 }
 
 export interface TrainerOptions {
@@ -68,6 +71,10 @@ export interface TrainSummary {
   lastLoss: number;
   losses: number[];
   stoppedEarly: boolean;
+  /** Why the run stopped early (what requestStop was given), or null. */
+  stopReason: string | null;
+  /** The stop code agreed by every rank (the largest one requested), or null when the run was not stopped. */
+  stopCode: number | null;
   lastCheckpoint: string | null;
 }
 
@@ -100,16 +107,29 @@ export function evaluateLoss(model: CausalLM, source: BatchSource): EvalResult {
 }
 
 export class Trainer {
-  private stopRequested = false;
+  private stopReason: string | null = null;
+  private stopCode = 0;
   readonly opts: TrainerOptions;
 
   constructor(opts: TrainerOptions) {
     this.opts = opts;
   }
 
-  /** Finish the current step, save a checkpoint, and stop (SIGINT). */
-  requestStop(): void {
-    this.stopRequested = true;
+  /**
+   * Finish the current step, save a checkpoint, and stop (SIGINT, SIGTERM, SIGUSR1). With several ranks a
+   * request on any one of them stops all of them after the same step. Safe to call before run() starts.
+   * `code` (a positive number, e.g. the exit code the CLI will use) is agreed by all ranks: the largest wins.
+   */
+  requestStop(reason = 'stop requested', code = 1): void {
+    if (this.stopReason !== null) return;
+    this.stopReason = reason;
+    this.stopCode = Math.max(1, code);
+  }
+
+  /** The stop code agreed by every rank, 0 for none; a collective, so every rank calls it at the same point. */
+  private stopAgreed(pg: ProcessGroup): number {
+    if (pg.size === 1) return this.stopCode;
+    return pg.allReduceNumbers([this.stopCode], 'max')[0] as number;
   }
 
   async run(): Promise<TrainSummary> {
@@ -169,8 +189,11 @@ export class Trainer {
     const metricsPath = join(outDir, 'metrics.jsonl');
     const ckRoot = join(outDir, 'checkpoint');
     const ck = cfg.callbacks.checkpoint;
+    // What an interrupted run left behind goes before this run saves anything (only rank 0 touches the root).
+    if (lead) sweepCheckpointRoot(ckRoot, { keep: this.opts.resume?.name ?? null, log: (m) => events?.note?.(m) });
     const losses: number[] = [];
     let lastCheckpoint: string | null = null;
+    let savedStep = this.opts.resume?.state.step ?? -1;
     const started = performance.now();
     const stepsAtStart = step;
 
@@ -195,10 +218,23 @@ export class Trainer {
         keepMax: ck.keep_checkpoint_max,
         pg,
       });
+      savedStep = step;
       if (lead) events?.checkpoint?.(lastCheckpoint);
     };
+    const stopped = (loss: number, code: number): TrainSummary => ({
+      steps: step,
+      lastLoss: loss,
+      losses,
+      stoppedEarly: true,
+      stopReason: this.stopReason ?? 'another rank was asked to stop',
+      stopCode: code,
+      lastCheckpoint,
+    });
 
     try {
+      // A stop asked for while the model was loading: nothing new to save.
+      const early = this.stopAgreed(pg);
+      if (early > 0) return stopped(NaN, early);
       while (step < totalSteps) {
         const epoch = Math.floor(step / stepsPerEpoch);
         const inEpoch = step % stepsPerEpoch;
@@ -277,17 +313,16 @@ export class Trainer {
         if (step % ck.save_checkpoint_steps === 0 || step === totalSteps) await save(Math.floor((step - 1) / stepsPerEpoch));
         // Let signal handlers run between steps.
         await new Promise<void>((resolve) => setImmediate(resolve));
-        // A stop on any rank (SIGINT reaches every worker under mpirun) stops all of them at the same step.
-        const stop = pg.size > 1 ? (pg.allReduceNumbers([this.stopRequested ? 1 : 0], 'max')[0] as number) > 0 : this.stopRequested;
-        if (stop) {
-          const saved = lastCheckpoint as string | null; // assigned inside save()
-          if (saved === null || !saved.endsWith(`_${step}`)) await save(Math.floor((step - 1) / stepsPerEpoch));
-          return { steps: step, lastLoss: loss, losses, stoppedEarly: true, lastCheckpoint };
+        // A stop on any rank stops all of them after this same step, so they all save the same checkpoint.
+        const stop = step < totalSteps ? this.stopAgreed(pg) : 0;
+        if (stop > 0) {
+          if (savedStep !== step) await save(Math.floor((step - 1) / stepsPerEpoch));
+          return stopped(loss, stop);
         }
       }
     } finally {
       optimizer.release();
     }
-    return { steps: step, lastLoss: losses[losses.length - 1] ?? NaN, losses, stoppedEarly: false, lastCheckpoint };
+    return { steps: step, lastLoss: losses[losses.length - 1] ?? NaN, losses, stoppedEarly: false, stopReason: null, stopCode: null, lastCheckpoint };
   }
 }

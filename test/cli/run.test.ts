@@ -74,7 +74,7 @@ test('SIGINT finishes the step, saves a checkpoint and exits 130; predict writes
       child.on('close', (c) => resolve(c));
     });
     assert.equal(code, 130, stdout);
-    assert.match(stdout, /interrupted: finishing the step and saving a checkpoint/);
+    assert.match(stdout, /received SIGINT: finishing the step, saving a checkpoint/);
     const meta = JSON.parse(readFileSync(join(out, 'checkpoint', 'meta.json'), 'utf8')) as { latest: string };
     assert.match(meta.latest, /^tiny-1_\d+$/);
 

@@ -192,3 +192,43 @@ test('a non-finite loss stops training, naming the step', async () => {
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('a stop request ends the run after the current step with one checkpoint, or before the first step with none', async () => {
+  const data = rows(12, 9, 6);
+  const out = tmp();
+  try {
+    // Asked while the model was loading: no step, nothing saved, the code kept for the caller.
+    const mA = model();
+    const early = new Trainer({ config: config(out), model: mA, train: new ArrayBatchSource(data, { batchSize: 2 }), assetsDir: null });
+    early.requestStop('received SIGTERM', 143);
+    const a = await early.run();
+    mA.release();
+    assert.deepEqual({ steps: a.steps, stoppedEarly: a.stoppedEarly, stopReason: a.stopReason, stopCode: a.stopCode, lastCheckpoint: a.lastCheckpoint }, {
+      steps: 0, stoppedEarly: true, stopReason: 'received SIGTERM', stopCode: 143, lastCheckpoint: null,
+    });
+    assert.equal(existsSync(join(out, 'checkpoint')), false);
+
+    // Asked during step 3 (saves every 2 steps): step 3 finishes and is saved once; a second request changes nothing.
+    const mB = model();
+    const trainer: Trainer = new Trainer({
+      config: config(out),
+      model: mB,
+      train: new ArrayBatchSource(data, { batchSize: 2 }),
+      assetsDir: null,
+      events: {
+        step: (s) => {
+          if (s.step !== 3) return;
+          trainer.requestStop('received SIGUSR1', 138);
+          trainer.requestStop('received SIGINT', 130);
+        },
+      },
+    });
+    const b = await trainer.run();
+    mB.release();
+    assert.deepEqual({ steps: b.steps, stopReason: b.stopReason, stopCode: b.stopCode }, { steps: 3, stopReason: 'received SIGUSR1', stopCode: 138 });
+    assert.equal(b.lastCheckpoint, join(out, 'checkpoint', 'tiny-1_3'));
+    assert.deepEqual(readdirSync(join(out, 'checkpoint')).sort(), ['meta.json', 'tiny-1_2', 'tiny-1_3']);
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});

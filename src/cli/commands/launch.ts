@@ -1,5 +1,7 @@
 // `sftkit launch`: starts N sftkit workers through OpenMPI's mpirun (one node, or many through a hostfile),
 // one log per worker (worker_<r>.log), optionally streamed; plus the hidden `mpi-info` check a worker can run.
+// SIGINT, SIGTERM and SIGUSR1 reach every worker as SIGUSR1, which mpirun forwards as it is (it would turn
+// SIGINT or SIGTERM into a kill), so all ranks save the same step's checkpoint and stop.
 import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readSync, rmSync, statSync } from 'node:fs';
 import { cpus } from 'node:os';
@@ -9,6 +11,7 @@ import type { Command } from 'commander';
 import { native } from '../../backend/binding.ts';
 import { INSTALL_MPI_HINT, initProcessGroup } from '../../distributed/index.ts';
 import { ConfigError } from '../../errors.ts';
+import { STOP_SIGNALS, type StopSignal, stopExitCode, stopSignalOfExitCode, stopTimeoutSeconds } from '../stop-signals.ts';
 
 interface LaunchFlags {
   worker_num: string;
@@ -69,7 +72,7 @@ export function mpirunArgs(opts: {
   // One node: the user chose the worker count, so more workers than cores is allowed (threads are shared out).
   if (!opts.multiNode) a.push('--oversubscribe');
   // Local ranks inherit the environment; remote ones get these explicitly.
-  for (const v of ['PATH', 'LD_LIBRARY_PATH', 'NODE_OPTIONS', 'SFTKIT_THREADS', 'HF_HOME', 'HF_HUB_OFFLINE']) {
+  for (const v of ['PATH', 'LD_LIBRARY_PATH', 'NODE_OPTIONS', 'SFTKIT_THREADS', 'SFTKIT_STOP_TIMEOUT', 'HF_HOME', 'HF_HUB_OFFLINE']) {
     if (process.env[v] !== undefined) a.push('-x', v);
   }
   a.push('sh', '-c', WORKER_SHELL, 'sftkit-worker', opts.logDir, process.execPath, sftkitEntry(), ...opts.args);
@@ -143,12 +146,30 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
   process.stderr.write(
     `sftkit launch: ${workers} workers (${perNode} per node, ~${Math.max(1, Math.floor(cores / perNode))} threads each here); logs in ${logDir}\n`,
   );
-  const child = spawn(flags.mpirun, argv, { stdio: ['ignore', 'inherit', 'inherit'] });
-  const forward = (sig: NodeJS.Signals): void => {
-    child.kill(sig);
+  const stopTimeout = stopTimeoutSeconds();
+  // mpirun gets its own process group, so a terminal's Ctrl-C reaches only this launcher, which decides.
+  const child = spawn(flags.mpirun, argv, { stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+  let stopping: StopSignal | null = null;
+  const hardStop = (why: string): void => {
+    process.stderr.write(`sftkit launch: ${why}; stopping the job\n`);
+    child.kill('SIGTERM');
+    setTimeout(() => child.kill('SIGKILL'), 5000).unref();
   };
-  process.on('SIGINT', forward);
-  process.on('SIGTERM', forward);
+  const forward = (sig: StopSignal): void => {
+    if (stopping !== null) {
+      if (sig !== 'SIGUSR1') hardStop(`received ${sig} again`);
+      return;
+    }
+    stopping = sig;
+    process.stderr.write(
+      `sftkit launch: received ${sig}: every worker saves a checkpoint after its current step and stops (SIGINT or SIGTERM again stops the job at once)\n`,
+    );
+    child.kill('SIGUSR1');
+    // The workers bound their own stop by SFTKIT_STOP_TIMEOUT; this is the backstop should one not be listening.
+    setTimeout(() => hardStop(`the workers did not stop within ${stopTimeout + 30} s of ${sig}`), (stopTimeout + 30) * 1000).unref();
+  };
+  const handlers = STOP_SIGNALS.map((sig) => [sig, (): void => forward(sig)] as const);
+  for (const [sig, handler] of handlers) process.on(sig, handler);
   const tail = flags.join === true ? follow(logDir, workers) : null;
   const started = Date.now();
   let startedAll = false;
@@ -179,9 +200,11 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
   });
   clearInterval(timer);
   tail?.stop();
-  process.off('SIGINT', forward);
-  process.off('SIGTERM', forward);
-  if (code !== 0) {
+  for (const [sig, handler] of handlers) process.off(sig, handler);
+  if (stopping !== null && stopSignalOfExitCode(code) === 'SIGUSR1') {
+    process.stderr.write(`sftkit launch: stopped on ${stopping}: the workers saved a checkpoint at the same step; continue with --resume_training\n`);
+    process.exitCode = stopExitCode(stopping);
+  } else if (code !== 0) {
     process.stderr.write(`sftkit launch: the job failed (mpirun exit code ${code}); see the worker logs in ${logDir}\n`);
     process.exitCode = code;
   } else if (process.exitCode === undefined) {

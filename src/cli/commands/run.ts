@@ -11,7 +11,7 @@ import { type MetricName, evaluateGeneration } from '../../eval/index.ts';
 import { examplesFromRecords } from '../../eval/record-examples.ts';
 import { defaultEosIds, generate, generationText } from '../../generate/index.ts';
 import { formatProfile, profileRows, startProfile, stopProfile } from '../../backend/profile.ts';
-import { initProcessGroup } from '../../distributed/index.ts';
+import { exitTogether, initProcessGroup } from '../../distributed/index.ts';
 import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
 import { writeFileAtomicSync } from '../../formats/write-file.ts';
 import { resolveModelDir } from '../../hub/index.ts';
@@ -26,6 +26,7 @@ import { Trainer, evaluateLoss, frozenSet } from '../../train/trainer.ts';
 import { autocast, bf16GemmPath } from '../../tensor/index.ts';
 import { OutputDir } from '../output-dir.ts';
 import { StepPrinter } from '../progress.ts';
+import { StopWatch, stopExitCode, stopTimeoutSeconds } from '../stop-signals.ts';
 
 /** A sink for the output of ranks other than 0. */
 function quietStream(): NodeJS.WriteStream {
@@ -141,6 +142,13 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
   }
   if (flags.usePar) out.line('note: --use_parallel is implied by `sftkit launch`; this process trains alone');
   const mode = cfg.run_mode;
+  // Training stops gracefully on SIGINT, SIGTERM and SIGUSR1, from now on: a signal forwarded by the launcher
+  // while the model loads must not kill a rank (or open Node's inspector, SIGUSR1's default).
+  let trainer: Trainer | null = null;
+  const stops =
+    mode === 'train' || mode === 'finetune'
+      ? new StopWatch({ onStop: (sig) => trainer?.requestStop(`received ${sig}`, stopExitCode(sig)), print: (l) => out.line(l), timeoutSeconds: stopTimeoutSeconds() })
+      : null;
 
   // The model: from the checkpoint to resume, --load_checkpoint, or model.arch (train from scratch).
   let resume = null;
@@ -266,7 +274,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       });
       if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${cfg.runner_config.batch_size}${cfg.parallel_config.optimizer_shard ? ', optimizer state sharded (ZeRO-1)' : ''}`);
       const evalSource = evalRecords ? new RecordsBatchSource(evalRecords, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed }) : null;
-      const trainer = new Trainer({
+      trainer = new Trainer({
         config: cfg,
         model,
         train,
@@ -279,23 +287,26 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
           eval: (step, r) => out.line(`eval at step ${step}: loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  (${r.tokens} tokens)`),
           checkpoint: (dir) => out.line(`checkpoint: ${dir}`),
           warn: (m) => out.line(`warning: ${m}`),
+          note: (m) => out.line(m),
         },
       });
-      const onSigint = (): void => {
-        out.line('interrupted: finishing the step and saving a checkpoint (Ctrl-C again to abort)');
-        trainer.requestStop();
-        process.once('SIGINT', () => process.exit(130));
-      };
-      process.once('SIGINT', onSigint);
+      if (stops?.signal) trainer.requestStop(`received ${stops.signal}`, stopExitCode(stops.signal));
       if (flags.profile) startProfile();
       const summary = await trainer.run();
-      process.removeListener('SIGINT', onSigint);
       if (flags.profile) {
         stopProfile();
         out.line(`native time by kernel (per optimizer step, over ${summary.steps} steps):\n${formatProfile(profileRows(), Math.max(1, summary.steps))}`);
       }
-      out.line(`done: ${summary.steps} steps, last loss ${summary.lastLoss.toFixed(4)}${summary.lastCheckpoint ? `, checkpoint ${summary.lastCheckpoint}` : ''}`);
-      if (summary.stoppedEarly) process.exitCode = 130;
+      if (summary.stoppedEarly) {
+        let saved = 'nothing saved, it stopped before its first step';
+        if (summary.lastCheckpoint) saved = `saved ${summary.lastCheckpoint}; continue with --resume_training`;
+        else if (resume) saved = 'nothing new to save; continue with --resume_training';
+        out.line(`stopped after step ${summary.steps} (${summary.stopReason}): ${saved}`);
+        // Every rank agreed on this stop and wrote its part of the checkpoint: end together, with 128 + signal.
+        exitTogether(summary.stopCode ?? 1);
+      } else {
+        out.line(`done: ${summary.steps} steps, last loss ${summary.lastLoss.toFixed(4)}${summary.lastCheckpoint ? `, checkpoint ${summary.lastCheckpoint}` : ''}`);
+      }
     } finally {
       records.close();
       evalRecords?.close();
@@ -304,6 +315,7 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
     output.removeIfUnused();
     throw err;
   } finally {
+    stops?.dispose();
     model.release();
   }
 }
