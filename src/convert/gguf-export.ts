@@ -47,6 +47,8 @@ export interface GgufExportReport {
   f16Fallbacks: string[];
   bytes: number;
   seconds: number;
+  /** Where llama.cpp will not behave exactly as sftkit (e.g. tokenizer normalization). */
+  warnings: string[];
 }
 
 /** A model folder for export: a sftkit checkpoint (or training checkpoint / checkpoint root) or an HF folder. */
@@ -249,6 +251,7 @@ export function exportGguf(o: GgufExportOptions): GgufExportReport {
       f16Fallbacks: infos.filter((i) => target === 'Q8_0' && i.type === 'F16').map((i) => i.name),
       bytes,
       seconds: (performance.now() - t0) / 1000,
+      warnings: vocab.warnings,
     };
   } finally {
     source.close();

@@ -29,6 +29,8 @@ export interface GgufVocab {
   /** Text of the EOS token (for ollama's stop parameter), when there is one. */
   eosText: string | null;
   kind: 'llama' | 'gpt2';
+  /** Where llama.cpp will not tokenize exactly as sftkit does. */
+  warnings: string[];
 }
 
 const PAD_SCORE = -1000;
@@ -46,7 +48,7 @@ export function chatTemplateOf(dir: string): string | null {
   return existsSync(jinja) ? readFileSync(jinja, 'utf8') : null;
 }
 
-function sentencePieceVocab(dir: string, vocabSize: number): { tokens: string[]; scores: number[]; types: number[] } {
+function sentencePieceVocab(dir: string, vocabSize: number): { tokens: string[]; scores: number[]; types: number[]; addSpacePrefix: boolean; warnings: string[] } {
   const path = join(dir, 'tokenizer.model');
   const sp = SentencePieceProcessor.fromFile(path);
   const pieces = sp.model.pieces;
@@ -76,7 +78,15 @@ function sentencePieceVocab(dir: string, vocabSize: number): { tokens: string[];
     scores.push(PAD_SCORE);
     types.push(a === undefined ? GGUF_TOKEN_TYPE.unused : a.special ? GGUF_TOKEN_TYPE.control : GGUF_TOKEN_TYPE.userDefined);
   }
-  return { tokens, scores, types };
+  // llama.cpp's SentencePiece tokenizer applies no normalization rules (Llama's own tokenizer.model has
+  // none); a model trained with them tokenizes differently there wherever they would change the text.
+  const n = sp.model.normalizerSpec;
+  const warnings: string[] = [];
+  const rules = [n.precompiledCharsmap.byteLength > 0 ? `${n.name || 'custom'} normalization` : null, n.removeExtraWhitespaces ? 'remove_extra_whitespaces' : null].filter((x) => x !== null);
+  if (rules.length > 0) {
+    warnings.push(`${path} normalizes text (${rules.join(', ')}) and llama.cpp does not: text those rules change (newlines, runs of spaces, non-NFKC characters) tokenizes differently in llama.cpp`);
+  }
+  return { tokens, scores, types, addSpacePrefix: n.addDummyPrefix, warnings };
 }
 
 interface TokenizerJson {
@@ -142,6 +152,7 @@ export function ggufVocab(dir: string, cfg: ModelConfig): GgufVocab {
   }
   const useSp = hasModel && cfg.family === 'llama' && cfg.modelType !== 'qwen2';
   const md = new Map<string, GgufValue>();
+  const warnings: string[] = [];
   if (useSp) {
     const v = sentencePieceVocab(dir, cfg.vocabSize);
     md.set('tokenizer.ggml.model', { type: 'string', value: 'llama' });
@@ -149,6 +160,8 @@ export function ggufVocab(dir: string, cfg: ModelConfig): GgufVocab {
     md.set('tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: v.tokens });
     md.set('tokenizer.ggml.scores', { type: 'array', itemType: 'float32', value: v.scores });
     md.set('tokenizer.ggml.token_type', { type: 'array', itemType: 'int32', value: v.types });
+    md.set('tokenizer.ggml.add_space_prefix', { type: 'bool', value: v.addSpacePrefix });
+    warnings.push(...v.warnings);
   } else {
     if (!hasJson) throw new FormatError(`${dir}: ${cfg.modelType} needs tokenizer.json for GGUF export`, { where: join(dir, 'tokenizer.json') });
     const v = bpeVocab(dir, cfg.vocabSize);
@@ -174,5 +187,5 @@ export function ggufVocab(dir: string, cfg: ModelConfig): GgufVocab {
   const template = chatTemplateOf(dir);
   if (template !== null) md.set('tokenizer.chat_template', { type: 'string', value: template });
   const eosId = tok.eosId ?? cfg.eosTokenIds[0] ?? null;
-  return { metadata: md, eosText: eosId === null ? null : tok.idToPiece(eosId), kind: useSp ? 'llama' : 'gpt2' };
+  return { metadata: md, eosText: eosId === null ? null : tok.idToPiece(eosId), kind: useSp ? 'llama' : 'gpt2', warnings };
 }
