@@ -148,7 +148,8 @@ export function llama3RopeFactors(cfg: LlamaConfig): Float32Array {
 function asF32(bytes: Uint8Array, dtype: WeightDtype): Float32Array {
   const cast = castFloat(bytes, dtype, 'F32');
   if (cast.byteOffset % 4 === 0) return new Float32Array(cast.buffer, cast.byteOffset, cast.byteLength / 4);
-  return new Float32Array(cast.slice().buffer);
+  // A copy through Uint8Array: Buffer's slice() would be a view at the same unaligned offset.
+  return new Float32Array(new Uint8Array(cast).buffer);
 }
 
 /**

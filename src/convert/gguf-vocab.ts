@@ -187,5 +187,6 @@ export function ggufVocab(dir: string, cfg: ModelConfig): GgufVocab {
   const template = chatTemplateOf(dir);
   if (template !== null) md.set('tokenizer.chat_template', { type: 'string', value: template });
   const eosId = tok.eosId ?? cfg.eosTokenIds[0] ?? null;
-  return { metadata: md, eosText: eosId === null ? null : tok.idToPiece(eosId), kind: useSp ? 'llama' : 'gpt2', warnings };
+  const tokens = (md.get('tokenizer.ggml.tokens') as { value: string[] }).value;
+  return { metadata: md, eosText: eosId === null ? null : tokens[eosId] ?? null, kind: useSp ? 'llama' : 'gpt2', warnings };
 }
