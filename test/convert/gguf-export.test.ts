@@ -12,6 +12,7 @@ import { ConfigError, FormatError } from '../../src/errors.ts';
 import { exportGguf } from '../../src/convert/gguf-export.ts';
 import { permutedSourceRow } from '../../src/convert/gguf-tensor-map.ts';
 import { BPE_PRE_TOKENIZERS } from '../../src/convert/gguf-vocab.ts';
+import { BYTE_LEVEL, splitThenBytes, withTokenizer } from './gguf-fixtures.ts';
 import { castFloat } from '../../src/formats/dtypes.ts';
 import { decodeGgml, encodeGgml, type GgmlFloatType } from '../../src/formats/ggml-encode.ts';
 import { openGguf, type GgufFile } from '../../src/formats/gguf.ts';
@@ -37,42 +38,6 @@ function tensorF32(f: GgufFile, name: string): Float32Array {
 }
 
 const md = (f: GgufFile, key: string): unknown => f.metadata.get(key)?.value;
-
-/** A byte-level BPE tokenizer.json for the 64-token fixtures, with the given pre-tokenizer. */
-function tokenizerJson(pre: unknown, endOfText = false): string {
-  const vocab: Record<string, number> = { '<unk>': 0, '<s>': 1, '</s>': 2 };
-  'abcdefghijklmnopqrstuvwxyz'.split('').forEach((c, i) => (vocab[c] = 3 + i));
-  vocab['Ġ'] = 29;
-  vocab['he'] = 30;
-  vocab['ll'] = 31;
-  vocab['Ġt'] = 32;
-  const special = (id: number, content: string): unknown => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-  return JSON.stringify({
-    version: '1.0',
-    truncation: null,
-    padding: null,
-    // GPT-2's config names id 63 as BOS and EOS.
-    added_tokens: [special(0, '<unk>'), special(1, '<s>'), special(2, '</s>'), ...(endOfText ? [special(63, '<|endoftext|>')] : [])],
-    normalizer: null,
-    pre_tokenizer: pre,
-    post_processor: null,
-    decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
-    model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, vocab, merges: ['h e', 'l l', 'Ġ t'] },
-  });
-}
-
-const BYTE_LEVEL = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
-const splitThenBytes = (regex: string): unknown => ({
-  type: 'Sequence',
-  pretokenizers: [{ type: 'Split', pattern: { Regex: regex }, behavior: 'Isolated', invert: false }, { ...BYTE_LEVEL, use_regex: false }],
-});
-
-function withTokenizer(fixture: string, pre: unknown, tmp: string): string {
-  const dir = join(tmp, fixture);
-  cpSync(join(FIXTURES, fixture), dir, { recursive: true });
-  writeFileSync(join(dir, 'tokenizer.json'), tokenizerJson(pre, fixture.startsWith('gpt2')));
-  return dir;
-}
 
 test('GGUF export, demo Llama (SentencePiece): metadata, tokenizer arrays, permuted Q/K, f32 norms, Modelfile', () => {
   const tmp = mkdtempSync(join(tmpdir(), 'sftkit-gguf-'));

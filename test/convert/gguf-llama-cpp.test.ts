@@ -5,7 +5,7 @@
 // Skipped, with a message, only where node-llama-cpp is not installed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { exportGguf, type GgufDtypeName } from '../../src/convert/gguf-export.ts';
@@ -15,6 +15,11 @@ import { positionIds } from '../../src/models/rope.ts';
 import { Tensor, noGrad, scope } from '../../src/tensor/index.ts';
 import { Tokenizer } from '../../src/tokenizer/index.ts';
 import { loadModel } from '../../src/train/model-io.ts';
+import { writeSafetensors } from '../../src/formats/safetensors-writer.ts';
+import { parseModelConfig } from '../../src/models/config.ts';
+import { expectedTensors } from '../../src/models/tensor-table.ts';
+import { BPE_PRE_TOKENIZERS } from '../../src/convert/gguf-vocab.ts';
+import { BYTE_LEVEL, splitThenBytes, withTokenizer } from './gguf-fixtures.ts';
 
 const MODEL_DIR = join(import.meta.dirname, '..', '..', 'assets', 'demo', 'base-model');
 const TIE = 1e-3;
@@ -65,7 +70,7 @@ function margins(model: CausalLM, ids: number[], from: number): number[] {
 
 interface Agreement { steps: number; agreed: number; divergedAt: number | null; marginThere: number | null }
 
-async function llamaCppGreedy(n: NodeLlamaCpp, path: string, prompts: number[][]): Promise<number[][]> {
+async function llamaCppGreedy(n: NodeLlamaCpp, path: string, prompts: number[][], o: { newTokens: number; stopAtEos: boolean } = { newTokens: NEW_TOKENS, stopAtEos: true }): Promise<number[][]> {
   const llama = await n.getLlama({ gpu: false, build: 'never', logLevel: n.LlamaLogLevel.error });
   const model = await llama.loadModel({ modelPath: path });
   try {
@@ -76,7 +81,7 @@ async function llamaCppGreedy(n: NodeLlamaCpp, path: string, prompts: number[][]
       const got: number[] = [];
       for await (const t of seq.evaluate(p as never, { temperature: 0 })) {
         got.push(t as number);
-        if (got.length >= NEW_TOKENS || t === model.tokens.eos) break;
+        if (got.length >= o.newTokens || (o.stopAtEos && t === model.tokens.eos)) break;
       }
       out.push(got);
       await ctx.dispose();
@@ -107,7 +112,7 @@ test('GGUF export runs in llama.cpp (node-llama-cpp): tokens and greedy decoding
     const ours = generate(model, ids, { maxNewTokens: NEW_TOKENS, eosTokenIds: tok.eosId === null ? [] : [tok.eosId] }).map((g) => g.tokens);
     for (const dtype of ['float32', 'q8_0'] as GgufDtypeName[]) {
       const path = join(dir, dtype, 'model.gguf');
-      (await import('node:fs')).mkdirSync(join(dir, dtype));
+      mkdirSync(join(dir, dtype));
       exportGguf({ inputPath: MODEL_DIR, outputPath: path, dtype });
       // Tokenization: llama.cpp's SentencePiece-compatible tokenizer over our metadata.
       const llama = await n.getLlama({ gpu: false, build: 'never', logLevel: n.LlamaLogLevel.error });
@@ -122,11 +127,81 @@ test('GGUF export runs in llama.cpp (node-llama-cpp): tokens and greedy decoding
       PROMPTS.forEach((p, i) => {
         const a = compare(model, ids[i]!, ours[i]!, theirs[i]!);
         console.log(`${dtype} ${JSON.stringify(p.slice(0, 24))}: ${a.agreed}/${a.steps} tokens agree${a.divergedAt === null ? '' : `, diverged at ${a.divergedAt} where sftkit's top-2 margin is ${a.marginThere!.toExponential(2)}`}`);
+        if (a.divergedAt === null && theirs[i]!.length < ours[i]!.length) assert.equal(ours[i]![theirs[i]!.length], tok.eosId, `${dtype}: llama.cpp stopped early`);
         if (a.divergedAt !== null) assert.ok(a.marginThere! < tie, `${dtype}: prompt ${i} diverges at step ${a.divergedAt} with margin ${a.marginThere} >= ${tie}: ours ${ours[i]}, llama.cpp ${theirs[i]}`);
       });
     }
   } finally {
     model.release();
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('GGUF export of the tiny GQA Llama, tied Qwen2 and GPT-2 fixtures decodes in llama.cpp as in sftkit', { skip, timeout: 600_000 }, async () => {
+  const n = nlc!;
+  const tmp = mkdtempSync(join(tmpdir(), 'sftkit-gguf-'));
+  try {
+    const cases = [
+      { fixture: 'llama-st-sharded', pre: splitThenBytes(BPE_PRE_TOKENIZERS[0]!.regex) }, // 4 heads over 2 KV heads: K permuted per KV head
+      { fixture: 'qwen2-tied-bin', pre: splitThenBytes(BPE_PRE_TOKENIZERS[1]!.regex) }, // NEOX RoPE, q/k/v biases, tied output
+      { fixture: 'gpt2-st', pre: BYTE_LEVEL }, // Conv1D transposes, learned positions
+    ];
+    // Token ids fed directly: these random-weight fixtures have toy vocabularies.
+    const prompts = [[1, 5, 9, 12, 30], [1, 40, 41, 7], [3, 3, 3, 3, 3, 3]];
+    for (const c of cases) {
+      const dir = withTokenizer(c.fixture, c.pre, tmp, true);
+      const path = join(tmp, `${c.fixture}.gguf`);
+      exportGguf({ inputPath: dir, outputPath: path, dtype: 'float32' });
+      rmSync(join(tmp, 'Modelfile'));
+      const model = loadModel(dir);
+      try {
+        const ours = generate(model, prompts, { maxNewTokens: 12, eosTokenIds: [] }).map((g) => g.tokens);
+        const theirs = await llamaCppGreedy(n, path, prompts, { newTokens: 12, stopAtEos: false });
+        prompts.forEach((p, i) => {
+          const a = compare(model, p, ours[i]!, theirs[i]!);
+          console.log(`${c.fixture} prompt ${i}: ${a.agreed}/${a.steps} tokens agree${a.divergedAt === null ? '' : `, diverged at ${a.divergedAt} (margin ${a.marginThere!.toExponential(2)})`}`);
+          // node-llama-cpp ends a sequence at an end-of-generation token without yielding it: sftkit must have
+          // produced that EOS right there.
+          if (a.divergedAt === null && theirs[i]!.length < 12) {
+            assert.ok(model.config.eosTokenIds.includes(ours[i]![theirs[i]!.length]!), `${c.fixture}: llama.cpp stopped after ${theirs[i]}, sftkit went on with ${ours[i]}`);
+          }
+          if (a.divergedAt !== null) assert.ok(a.marginThere! < TIE, `${c.fixture} prompt ${i}: diverges at step ${a.divergedAt} with margin ${a.marginThere}: ours ${ours[i]}, llama.cpp ${theirs[i]}`);
+        });
+      } finally {
+        model.release();
+      }
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('llama.cpp tokenizes exactly as sftkit with a Llama-style SentencePiece model (identity normalizer, byte fallback)', { skip, timeout: 300_000 }, async () => {
+  const n = nlc!;
+  const tmp = mkdtempSync(join(tmpdir(), 'sftkit-gguf-'));
+  try {
+    // A 1-layer Llama around test/fixtures/tokenizer/bpe.model (3000 pieces, no normalization rules, as Llama's own).
+    const dir = join(tmp, 'm');
+    mkdirSync(dir);
+    const config = { model_type: 'llama', vocab_size: 3000, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, bos_token_id: 1, eos_token_id: 2 };
+    writeFileSync(join(dir, 'config.json'), JSON.stringify(config));
+    copyFileSync(join(import.meta.dirname, '..', 'fixtures', 'tokenizer', 'bpe.model'), join(dir, 'tokenizer.model'));
+    const specs = expectedTensors(parseModelConfig(config, 'config.json')).map((t) => ({ name: t.name, dtype: 'F32' as const, shape: t.shape }));
+    writeSafetensors(join(dir, 'model.safetensors'), specs, (sp) => new Uint8Array(sp.shape.reduce((a, b) => a * b, 1) * 4));
+    const r = exportGguf({ inputPath: dir, outputPath: join(tmp, 'v.gguf') });
+    assert.deepEqual(r.warnings, []);
+    const tok = Tokenizer.fromDir(dir);
+    const llama = await n.getLlama({ gpu: false, build: 'never', logLevel: n.LlamaLogLevel.error });
+    const model = await llama.loadModel({ modelPath: join(tmp, 'v.gguf'), vocabOnly: true });
+    const texts = [
+      'Hello world', 'Question: what is 12 + 30?\nAnswer: 42.', '  two leading spaces and   runs\tof\twhitespace  ', '\n\nnewlines first',
+      'Unicode: café, naïve, 東京, emoji 🙂, ü and ß', 'bytes for unseen chars: \u0800\u2603\uFB01', 'tokens like </s> and <s> stay text',
+      "don't stop-believing; it's 3.14159!", '### Instruction:\nName three colors.\n\n### Response:',
+    ];
+    for (const t of texts) assert.deepEqual(Array.from(model.tokenize(t)), tok.encode(t, { addBos: false, addEos: false }), JSON.stringify(t));
+    await model.dispose();
+    await llama.dispose();
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
   }
 });
