@@ -51,3 +51,23 @@ export function recordedTemplate(modelDir: string, cwd: string = process.cwd()):
 export function trainedUserMessage(message: string, recorded: Pick<RecordedTemplate, 'alpacaPrompts'> | null): string {
   return recorded?.alpacaPrompts === true ? alpacaPrompt(message, '') : message;
 }
+
+/** The template generation uses and why. */
+export interface GenerationTemplate {
+  template: string;
+  alpacaPrompts: boolean;
+  source: 'config' | 'recorded' | 'default';
+  /** The records manifest, when recorded. */
+  manifest?: string;
+}
+
+/** The template for generation: the configured one, else the one recorded with the training data, else vicuna. */
+export function generationTemplate(configured: string | undefined, modelDir: string | null): GenerationTemplate {
+  const recorded = modelDir === null ? null : recordedTemplate(modelDir);
+  if (configured !== undefined) {
+    // The alpaca wrapping belongs to the data: it still applies when the configured template is the recorded one.
+    return { template: configured, alpacaPrompts: recorded?.template === configured && recorded.alpacaPrompts, source: 'config' };
+  }
+  if (recorded !== null) return { template: recorded.template, alpacaPrompts: recorded.alpacaPrompts, source: 'recorded', manifest: recorded.manifest };
+  return { template: 'vicuna', alpacaPrompts: false, source: 'default' };
+}
