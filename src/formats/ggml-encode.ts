@@ -23,13 +23,11 @@ export function encodeGgml(values: Float32Array, type: GgmlFloatType): Uint8Arra
   const n = values.length;
   const { blockSize, blockBytes } = GGML_TYPES[type];
   if (n % blockSize !== 0) throw new FormatError(`${n} values are not whole ${type} blocks of ${blockSize}`);
+  // F32 is the values' own bytes (little-endian hosts only, as everywhere in sftkit): no copy.
+  if (type === 'F32') return new Uint8Array(values.buffer, values.byteOffset, n * 4);
   const out = new Uint8Array((n / blockSize) * blockBytes);
   const dv = new DataView(out.buffer);
   const bits = new Uint32Array(values.buffer, values.byteOffset, n);
-  if (type === 'F32') {
-    out.set(new Uint8Array(values.buffer, values.byteOffset, n * 4));
-    return out;
-  }
   if (type === 'F16' || type === 'BF16') {
     const cast = type === 'F16' ? f32BitsToF16 : f32BitsToBf16;
     for (let i = 0; i < n; i++) dv.setUint16(i * 2, cast(bits[i]!), true);
