@@ -5,12 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, FormatError } from '../../src/errors.ts';
 import { exportGguf } from '../../src/convert/gguf-export.ts';
 import { permutedSourceRow } from '../../src/convert/gguf-tensor-map.ts';
+import { modelfileText } from '../../src/convert/modelfile.ts';
 import { BPE_PRE_TOKENIZERS } from '../../src/convert/gguf-vocab.ts';
 import { BYTE_LEVEL, splitThenBytes, withTokenizer } from './gguf-fixtures.ts';
 import { castFloat } from '../../src/formats/dtypes.ts';
@@ -247,4 +248,19 @@ test('GGUF export refuses: an unknown pre-tokenizer, no tokenizer, an existing o
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+});
+
+test('Modelfile: the training template as an ollama TEMPLATE, with the Alpaca prompt inside the user turn', () => {
+  assert.equal(modelfileText({ ggufFile: 'm.gguf', eosText: '</s>', template: 'vicuna', alpacaPrompts: true }), [
+    '# ollama Modelfile written by sftkit: ollama create <name> -f Modelfile',
+    'FROM ./m.gguf',
+    'TEMPLATE """{{ if .System }}{{ .System }} {{ end }}{{ if .Prompt }}USER: Below is an instruction that describes a task. Write a response that appropriately completes the request.\n\n### Instruction:\n{{ .Prompt }}\n\n### Response: {{ end }}ASSISTANT: {{ .Response }}"""',
+    'SYSTEM """A chat between a curious user and an artificial intelligence assistant. The assistant gives helpful, detailed, and polite answers to the user\'s questions."""',
+    'PARAMETER stop "</s>"',
+    '',
+  ].join('\n'));
+  const chatml = modelfileText({ ggufFile: 'm.gguf', eosText: '<|endoftext|>', template: 'chatml', alpacaPrompts: false });
+  assert.match(chatml, /^TEMPLATE """\{\{ if \.System \}\}<\|im_start\|>system\n/m);
+  assert.match(chatml, /PARAMETER stop "<\|endoftext\|>"\nPARAMETER stop "<\|im_end\|>"\n$/);
+  assert.match(modelfileText({ ggufFile: 'm.gguf', eosText: null, template: 'hf', alpacaPrompts: false }), /# no TEMPLATE: ollama uses the chat template stored in the GGUF/);
 });

@@ -50,7 +50,7 @@ export function registerConvert(program: Command): void {
     .requiredOption('--input_path <dir>', 'HF model folder or hub repo id (or, with --reversed, a sftkit model/training checkpoint)')
     .requiredOption('--output_path <dir>', 'directory to create (must not exist, or be empty)')
     .option('--model <name>', 'llama | gpt2: must agree with config.json model_type')
-    .option('--dtype <dtype>', 'float32 | bfloat16 | float16 (default: keep the stored dtype)')
+    .option('--dtype <dtype>', 'float32 | bfloat16 | float16, or q8_0 with --format gguf (default: keep the stored dtype)')
     .option('--max_shard_size <size>', 'largest safetensors shard', '5GB')
     .option('--reversed', 'sftkit checkpoint -> HF folder')
     .option('--format <format>', 'with --reversed: hf (default) | gguf (one .gguf file for llama.cpp/ollama, plus a Modelfile)')
