@@ -11,6 +11,9 @@ import { nextToken, resolveSampling } from './sampling.ts';
 /** Generates after `prompt`, calling `onToken` with each new id (the stopping EOS included); returns them all. */
 export function generateStream(model: CausalLM, prompt: readonly number[], opts: GenerationOptions, onToken: (id: number) => void): Generation {
   const sampling = resolveSampling(opts);
+  if (!Number.isInteger(opts.maxNewTokens) || opts.maxNewTokens < 1) {
+    throw new ConfigError(`max_new_tokens must be a positive integer, got ${opts.maxNewTokens}`, { where: 'generation.max_new_tokens' });
+  }
   const vocab = model.config.vocabSize;
   if (prompt.length === 0) throw new ConfigError('the prompt is empty: generation needs at least one token', { where: 'prompt' });
   const bad = prompt.find((id) => !Number.isInteger(id) || id < 0 || id >= vocab);
