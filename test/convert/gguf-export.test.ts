@@ -9,7 +9,9 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, FormatError } from '../../src/errors.ts';
-import { exportGguf } from '../../src/convert/gguf-export.ts';
+import { exportGguf, llama3RopeFactors } from '../../src/convert/gguf-export.ts';
+import { parseModelConfig, type LlamaConfig } from '../../src/models/config.ts';
+import { inverseFrequencies } from '../../src/models/rope.ts';
 import { permutedSourceRow } from '../../src/convert/gguf-tensor-map.ts';
 import { modelfileText } from '../../src/convert/modelfile.ts';
 import { BPE_PRE_TOKENIZERS } from '../../src/convert/gguf-vocab.ts';
@@ -263,4 +265,36 @@ test('Modelfile: the training template as an ollama TEMPLATE, with the Alpaca pr
   assert.match(chatml, /^TEMPLATE """\{\{ if \.System \}\}<\|im_start\|>system\n/m);
   assert.match(chatml, /PARAMETER stop "<\|endoftext\|>"\nPARAMETER stop "<\|im_end\|>"\n$/);
   assert.match(modelfileText({ ggufFile: 'm.gguf', eosText: null, template: 'hf', alpacaPrompts: false }), /# no TEMPLATE: ollama uses the chat template stored in the GGUF/);
+});
+
+test('Llama 3 RoPE scaling: rope_freqs.weight holds the divisors that turn HF\'s inv_freq into the unscaled one', () => {
+  const cfg = parseModelConfig({
+    model_type: 'llama', vocab_size: 64, hidden_size: 1024, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 8, rope_theta: 500000,
+    rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8192 },
+  }, 'config.json') as LlamaConfig;
+  const factors = llama3RopeFactors(cfg);
+  const unscaled = inverseFrequencies(128, 500000, null);
+  const scaled = inverseFrequencies(128, 500000, cfg.ropeScaling);
+  assert.equal(factors.length, 64);
+  assert.equal(factors[0], 1); // high frequencies untouched
+  assert.equal(factors[63], 8); // low frequencies divided by the factor
+  for (let i = 0; i < 64; i++) assert.ok(Math.abs(unscaled[i]! / factors[i]! - scaled[i]!) <= 1e-6 * unscaled[i]!, `frequency ${i}`);
+
+  const tmp = mkdtempSync(join(tmpdir(), 'sftkit-gguf-'));
+  try {
+    const dir = withTokenizer('llama-st-sharded', splitThenBytes(BPE_PRE_TOKENIZERS[0]!.regex), tmp);
+    const raw = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...raw, rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 16 } }));
+    exportGguf({ inputPath: dir, outputPath: join(tmp, 'l3.gguf') });
+    const f = openGguf(join(tmp, 'l3.gguf'));
+    try {
+      const t = f.tensors.find((x) => x.name === 'rope_freqs.weight')!;
+      assert.deepEqual([t.shape, t.type], [[2], 'F32']);
+      assert.equal(f.metadata.has('llama.rope.scaling.type'), false);
+    } finally {
+      f.close();
+    }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });
