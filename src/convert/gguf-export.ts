@@ -12,6 +12,7 @@ import { planConversion } from '../formats/weight-plan.ts';
 import { openWeightSource, type WeightSource } from '../formats/weight-source.ts';
 import { readModelConfig, type LlamaConfig, type ModelConfig } from '../models/config.ts';
 import { ggufArchOf, mapTensorsToGguf, permutedSourceRow, type MappedTensor } from './gguf-tensor-map.ts';
+import { partTemplateJinja } from './gguf-chat-template.ts';
 import { ggufVocab } from './gguf-vocab.ts';
 import { modelfileText } from './modelfile.ts';
 import { recordedTemplate } from '../data/recorded-template.ts';
@@ -49,6 +50,8 @@ export interface GgufExportReport {
   seconds: number;
   /** Where llama.cpp will not behave exactly as sftkit (e.g. tokenizer normalization). */
   warnings: string[];
+  /** The training template written as the chat template, when the checkpoint records one of sftkit's. */
+  chatTemplate: string | null;
 }
 
 /** A model folder for export: a sftkit checkpoint (or training checkpoint / checkpoint root) or an HF folder. */
@@ -221,6 +224,11 @@ export function exportGguf(o: GgufExportOptions): GgufExportReport {
     const name = (typeof cfg.raw['_name_or_path'] === 'string' && cfg.raw['_name_or_path'] !== '' ? basename(cfg.raw['_name_or_path']) : basename(resolve(dir)));
     const metadata = archMetadata(cfg, FILE_TYPE[target], name);
     for (const [k, v] of vocab.metadata) metadata.set(k, v);
+    // A model fine-tuned with one of sftkit's part templates answers in that template, whatever the base
+    // model's tokenizer_config.json says: write it as the GGUF's chat template.
+    const recorded = recordedTemplate(dir);
+    const trainedJinja = recorded === null ? null : partTemplateJinja(recorded.template, recorded.alpacaPrompts);
+    if (trainedJinja !== null) metadata.set('tokenizer.chat_template', { type: 'string', value: trainedJinja });
     let done = 0;
     const bytes = writeGguf(out, {
       metadata,
@@ -240,8 +248,7 @@ export function exportGguf(o: GgufExportOptions): GgufExportReport {
         o.onTensor?.(info.name, done);
       },
     });
-    const template = recordedTemplate(dir);
-    writeFileSync(modelfilePath, modelfileText({ ggufFile: basename(out), eosText: vocab.eosText, template: template?.template ?? null, alpacaPrompts: template?.alpacaPrompts ?? false }));
+    writeFileSync(modelfilePath, modelfileText({ ggufFile: basename(out), eosText: vocab.eosText, template: recorded?.template ?? null, alpacaPrompts: recorded?.alpacaPrompts ?? false }));
     return {
       outputPath: out,
       modelfilePath,
@@ -253,6 +260,7 @@ export function exportGguf(o: GgufExportOptions): GgufExportReport {
       bytes,
       seconds: (performance.now() - t0) / 1000,
       warnings: vocab.warnings,
+      chatTemplate: trainedJinja === null ? null : `${recorded!.template}${recorded!.alpacaPrompts ? ' with Alpaca prompts' : ''} (recorded with the training data)`,
     };
   } finally {
     source.close();

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, FormatError } from '../../src/errors.ts';
@@ -14,6 +14,10 @@ import { parseModelConfig, type LlamaConfig } from '../../src/models/config.ts';
 import { inverseFrequencies } from '../../src/models/rope.ts';
 import { permutedSourceRow } from '../../src/convert/gguf-tensor-map.ts';
 import { modelfileText } from '../../src/convert/modelfile.ts';
+import { partTemplateJinja } from '../../src/convert/gguf-chat-template.ts';
+import { chatPromptIds } from '../../src/data/chat-prompt.ts';
+import { HfTemplateEncoder } from '../../src/data/hf-template.ts';
+import { Tokenizer } from '../../src/tokenizer/index.ts';
 import { BPE_PRE_TOKENIZERS } from '../../src/convert/gguf-vocab.ts';
 import { BYTE_LEVEL, splitThenBytes, withTokenizer } from './gguf-fixtures.ts';
 import { castFloat } from '../../src/formats/dtypes.ts';
@@ -294,6 +298,51 @@ test('Llama 3 RoPE scaling: rope_freqs.weight holds the divisors that turn HF\'s
     } finally {
       f.close();
     }
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+});
+
+test('the part templates as Jinja render to exactly the ids chat and training build (every template, system, history, Alpaca wrapping)', () => {
+  // An identity-normalizer SentencePiece model, so a newline that went missing would change the ids.
+  const tok = Tokenizer.fromSentencePiece(join(ROOT, 'test', 'fixtures', 'tokenizer', 'bpe.model'));
+  const histories = [[], [{ user: 'Hi there', assistant: 'Hello.' }], [{ user: 'a', assistant: 'b' }, { user: 'c\nd', assistant: 'e f' }]];
+  let cases = 0;
+  for (const template of ['vicuna', 'alpaca', 'chatml', 'llama2']) {
+    for (const alpacaPrompts of [false, true]) {
+      const enc = new HfTemplateEncoder(tok, partTemplateJinja(template, alpacaPrompts));
+      for (const system of [null, 'Be brief.', '']) {
+        for (const history of histories) {
+          const want = chatPromptIds(tok, history, 'Name three colors.', { template, system, alpacaPrompts });
+          assert.deepEqual(enc.chatPromptIds(system, history, 'Name three colors.'), want, `${template} alpaca=${alpacaPrompts} system=${JSON.stringify(system)} rounds=${history.length}`);
+          cases++;
+        }
+      }
+    }
+  }
+  assert.equal(cases, 72);
+  assert.equal(partTemplateJinja('hf', false), null);
+});
+
+test('GGUF export of a training checkpoint: its training template becomes tokenizer.chat_template and the Modelfile TEMPLATE', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'sftkit-gguf-'));
+  try {
+    const records = join(tmp, 'records');
+    mkdirSync(records);
+    writeFileSync(join(records, 'manifest.json'), JSON.stringify({ magic: 'sftkit-records', template: 'vicuna', prompt_format: 'alpaca' }));
+    const ckpt = join(tmp, 'ckpt');
+    cpSync(DEMO, ckpt, { recursive: true });
+    writeFileSync(join(ckpt, 'trainer_state.json'), JSON.stringify({ step: 3, config: { train_dataset: { dataset_dir: records } } }));
+    mkdirSync(join(tmp, 'export'));
+    const r = exportGguf({ inputPath: ckpt, outputPath: join(tmp, 'export', 'sft.gguf'), dtype: 'float16' });
+    assert.equal(r.chatTemplate, 'vicuna with Alpaca prompts (recorded with the training data)');
+    const f = openGguf(join(tmp, 'export', 'sft.gguf'));
+    try {
+      assert.equal(md(f, 'tokenizer.chat_template'), partTemplateJinja('vicuna', true));
+    } finally {
+      f.close();
+    }
+    assert.match(readFileSync(join(tmp, 'export', 'Modelfile'), 'utf8'), /^TEMPLATE """\{\{ if \.System \}\}\{\{ \.System \}\} \{\{ end \}\}\{\{ if \.Prompt \}\}USER: Below is an instruction/m);
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -39,6 +39,7 @@ async function convertToGguf(flags: ConvertFlags): Promise<void> {
   const gb = r.bytes / 1e9;
   console.log(`exported ${r.modelType} as GGUF (${r.arch}, ${r.dtype}): ${r.tensors} tensors, ${gb.toFixed(3)} GB in ${r.seconds.toFixed(1)} s -> ${r.outputPath}`);
   if (r.f16Fallbacks.length > 0) console.log(`F16 instead of Q8_0 (rows not whole blocks of 32): ${r.f16Fallbacks.join(', ')}`);
+  if (r.chatTemplate !== null) console.log(`chat template: ${r.chatTemplate}`);
   for (const w of r.warnings) console.log(`warning: ${w}`);
   console.log(`ollama: ollama create <name> -f ${r.modelfilePath}`);
 }
