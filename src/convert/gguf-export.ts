@@ -1,7 +1,7 @@
 // `sftkit convert --reversed --format gguf`: a sftkit checkpoint (or an HF folder) -> one GGUF v3 file that
 // llama.cpp and ollama load, plus an ollama Modelfile beside it. Tensors stream one at a time, converted a
 // block of rows at a time, so memory stays near one source tensor.
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { MANIFEST_FILE, resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
@@ -229,6 +229,7 @@ export function exportGguf(o: GgufExportOptions): GgufExportReport {
     const recorded = recordedTemplate(dir);
     const trainedJinja = recorded === null ? null : partTemplateJinja(recorded.template, recorded.alpacaPrompts);
     if (trainedJinja !== null) metadata.set('tokenizer.chat_template', { type: 'string', value: trainedJinja });
+    mkdirSync(dirname(out), { recursive: true });
     let done = 0;
     const bytes = writeGguf(out, {
       metadata,
