@@ -1,5 +1,6 @@
 // The list of sub-commands; each lives in its own file under src/cli/commands/.
 import type { Command } from 'commander';
+import { registerChat } from './commands/chat.ts';
 import { registerConvert } from './commands/convert.ts';
 import { registerData } from './commands/data.ts';
 import { registerDemo } from './commands/demo.ts';
@@ -15,5 +16,6 @@ export function registerCommands(program: Command): void {
   registerTokenize(program);
   registerData(program);
   registerRun(program);
+  registerChat(program);
   registerLaunch(program);
 }

@@ -74,6 +74,14 @@ export class HfTemplateEncoder implements ChatEncoder {
     return labels.some((l) => l !== IGNORE_ID) ? { ids, labels } : { drop: 'nothing to train' };
   }
 
+  /** Prompt ids for a multi-turn chat: earlier rounds, then `user`, rendered with the generation prompt. */
+  chatPromptIds(system: string | null, history: ReadonlyArray<{ user: string; assistant: string }>, user: string, where = 'prompt'): number[] {
+    const messages: Message[] = system === null ? [] : [{ role: 'system', content: system }];
+    for (const r of history) messages.push({ role: 'user', content: r.user }, { role: 'assistant', content: r.assistant });
+    messages.push({ role: 'user', content: user });
+    return this.render(messages, true, where);
+  }
+
   /** Prompt ids for generation: the messages rendered with the template's generation prompt. */
   promptIds(system: string | null, user: string, where = 'prompt'): number[] {
     const messages: Message[] = system === null ? [] : [{ role: 'system', content: system }];

@@ -3,7 +3,8 @@ import { readFileSync } from 'node:fs';
 import { writeDirAtomically } from '../formats/checkpoint-dir.ts';
 import { ConfigError, DataError } from '../errors.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
-import { parseConversation } from './conversation.ts';
+import { ALPACA_PROMPT_INPUT_HEAD, ALPACA_PROMPT_NO_INPUT_HEAD } from './alpaca.ts';
+import { parseConversation, type Conversation } from './conversation.ts';
 import { expandGlob } from './glob.ts';
 import { HfTemplateEncoder } from './hf-template.ts';
 import { readJsonRecords } from './json-input.ts';
@@ -67,6 +68,12 @@ function checkOptions(o: PreprocessOptions): void {
   if (o.template !== undefined && o.datasetType !== 'qa') throw new ConfigError('--template applies to --dataset_type qa only', { where: '--template' });
 }
 
+/** A conversation whose first user message is a whole Stanford Alpaca prompt (the alpaca converter's output). */
+function isAlpacaPrompted(conv: Conversation): boolean {
+  const first = conv.rounds[0]?.user ?? '';
+  return (first.startsWith(ALPACA_PROMPT_NO_INPUT_HEAD) || first.startsWith(ALPACA_PROMPT_INPUT_HEAD)) && first.endsWith('### Response:');
+}
+
 export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult> {
   checkOptions(o);
   const tok = o.tokenizer;
@@ -82,6 +89,7 @@ export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult
     if (o.onProgress !== undefined && report.samples_in % 1000 === 0) o.onProgress(report.samples_in);
   };
 
+  let promptFormat: 'alpaca' | null = null;
   return writeDirAtomically(o.outputDir, (tmp) => {
     const writer = new RecordsWriter(tmp, { seqLength: o.seqLength, segments: packing });
     try {
@@ -97,6 +105,7 @@ export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult
             convs.push(parseConversation(rec));
           }
         }
+        promptFormat = convs.length > 0 && convs.every(isAlpacaPrompted) ? 'alpaca' : null;
         for (let pass = 0; pass < repeat; pass++) {
           for (const conv of convs) {
             report.samples_in++;
@@ -147,6 +156,7 @@ export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult
           seq_length: o.seqLength,
           dataset_type: o.datasetType,
           template,
+          prompt_format: promptFormat,
           packed: packing,
           pad_id: padId,
           ignore_id: -100,

@@ -32,6 +32,8 @@ export interface RecordsManifest {
   byte_order: 'little';
   dataset_type: string;
   template: string | null;
+  /** 'alpaca' when every sample's first user message is a full Stanford Alpaca prompt (alpaca_converter's output), so generation wraps prompts the same way. */
+  prompt_format?: 'alpaca' | null;
   packed: boolean;
   pad_id: number;
   ignore_id: -100;
@@ -146,6 +148,7 @@ export class RecordsWriter {
       byte_order: 'little',
       dataset_type: info.dataset_type,
       template: info.template,
+      ...(info.prompt_format !== undefined ? { prompt_format: info.prompt_format } : {}),
       packed: info.packed,
       pad_id: info.pad_id,
       ignore_id: -100,

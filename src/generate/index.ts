@@ -3,3 +3,4 @@ export { defaultEosIds, generate, generateText, generationText } from './generat
 export type { Generation, GenerationOptions, TextGeneration } from './generate.ts';
 export { applyRepetitionPenalty, applyTopK, applyTopP, argmax, nextToken, processScores, resolveSampling } from './sampling.ts';
 export type { ResolvedSampling, SamplingOptions } from './sampling.ts';
+export { generateStream } from './stream.ts';

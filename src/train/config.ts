@@ -90,7 +90,8 @@ export const runConfigSchema = z.strictObject({
     .prefault({}),
   generation: z
     .strictObject({
-      template: z.string().default('vicuna'),
+      // Unset: the template recorded with the checkpoint's training data, else vicuna (src/data/recorded-template.ts).
+      template: z.string().optional(),
       max_new_tokens: positiveInt.default(128),
       do_sample: z.boolean().default(false),
       top_k: z.number().int().min(0).default(0),

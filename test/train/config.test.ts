@@ -31,7 +31,7 @@ test('defaults follow the config contract', () => {
   assert.equal(c.callbacks.checkpoint.keep_checkpoint_max, 5);
   assert.equal(c.train_dataset.shuffle, true);
   assert.equal(c.eval_dataset.shuffle, false);
-  assert.equal(c.generation.template, 'vicuna');
+  assert.equal(c.generation.template, undefined); // resolved at generation time: recorded template, else vicuna
 });
 
 test('MindFormers llama2-7b settings are kept', () => {

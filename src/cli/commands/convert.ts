@@ -5,6 +5,7 @@ import { resolveModelDir } from '../../hub/index.ts';
 import { convertCheckpointToHf } from '../../convert/checkpoint-to-hf.ts';
 import { convertHfToCheckpoint, type ConvertReport } from '../../convert/hf-to-checkpoint.ts';
 import { parseShardSize } from '../../convert/shard-size.ts';
+import { exportGguf, GGUF_DTYPES, type GgufDtypeName } from '../../convert/gguf-export.ts';
 import { TARGET_DTYPES, type TargetDtypeName } from '../../formats/dtypes.ts';
 import type { ModelFamily } from '../../models/config.ts';
 
@@ -15,6 +16,8 @@ interface ConvertFlags {
   dtype?: string;
   reversed?: boolean;
   max_shard_size: string;
+  format?: string;
+  merge_lora?: boolean;
 }
 
 function report(r: ConvertReport, reversed: boolean): void {
@@ -26,6 +29,21 @@ function report(r: ConvertReport, reversed: boolean): void {
   if (r.skipped.length > 0) console.log(`skipped: ${r.skipped.join(', ')}`);
 }
 
+async function convertToGguf(flags: ConvertFlags): Promise<void> {
+  if (flags.format !== 'gguf') throw new ConfigError(`--format ${flags.format} is not supported (supported: hf, gguf)`, { where: '--format' });
+  if (!flags.reversed) throw new ConfigError('--format gguf exports a checkpoint: add --reversed', { where: '--format' });
+  if (flags.dtype !== undefined && !(flags.dtype in GGUF_DTYPES)) {
+    throw new ConfigError(`--dtype ${flags.dtype} is not supported for GGUF (supported: ${Object.keys(GGUF_DTYPES).join(', ')})`, { where: '--dtype' });
+  }
+  const r = exportGguf({ inputPath: flags.input_path, outputPath: flags.output_path, dtype: flags.dtype as GgufDtypeName | undefined });
+  const gb = r.bytes / 1e9;
+  console.log(`exported ${r.modelType} as GGUF (${r.arch}, ${r.dtype}): ${r.tensors} tensors, ${gb.toFixed(3)} GB in ${r.seconds.toFixed(1)} s -> ${r.outputPath}`);
+  if (r.f16Fallbacks.length > 0) console.log(`F16 instead of Q8_0 (rows not whole blocks of 32): ${r.f16Fallbacks.join(', ')}`);
+  if (r.chatTemplate !== null) console.log(`chat template: ${r.chatTemplate}`);
+  for (const w of r.warnings) console.log(`warning: ${w}`);
+  console.log(`ollama: ollama create <name> -f ${r.modelfilePath}`);
+}
+
 export function registerConvert(program: Command): void {
   program
     .command('convert')
@@ -33,10 +51,14 @@ export function registerConvert(program: Command): void {
     .requiredOption('--input_path <dir>', 'HF model folder or hub repo id (or, with --reversed, a sftkit model/training checkpoint)')
     .requiredOption('--output_path <dir>', 'directory to create (must not exist, or be empty)')
     .option('--model <name>', 'llama | gpt2: must agree with config.json model_type')
-    .option('--dtype <dtype>', 'float32 | bfloat16 | float16 (default: keep the stored dtype)')
+    .option('--dtype <dtype>', 'float32 | bfloat16 | float16, or q8_0 with --format gguf (default: keep the stored dtype)')
     .option('--max_shard_size <size>', 'largest safetensors shard', '5GB')
     .option('--reversed', 'sftkit checkpoint -> HF folder')
+    .option('--format <format>', 'with --reversed: hf (default) | gguf (one .gguf file for llama.cpp/ollama, plus a Modelfile)')
+    .option('--merge_lora', 'merge LoRA adapters before export (not available yet)')
     .action(async (flags: ConvertFlags) => {
+      if (flags.merge_lora) throw new ConfigError('--merge_lora is not available yet: LoRA adapters and their merge arrive with issue 15', { where: '--merge_lora', hint: 'export the full fine-tuned checkpoint without --merge_lora' });
+      if (flags.format !== undefined && flags.format !== 'hf') return convertToGguf(flags);
       if (flags.dtype !== undefined && !(flags.dtype in TARGET_DTYPES)) {
         throw new ConfigError(`--dtype ${flags.dtype} is not supported (supported: ${Object.keys(TARGET_DTYPES).join(', ')})`, { where: '--dtype' });
       }

@@ -6,6 +6,7 @@ import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { type Records, openRecords, validateRecordsFor } from '../../data/records.ts';
 import { promptIds } from '../../data/prompt.ts';
+import { generationTemplate, trainedUserMessage } from '../../data/recorded-template.ts';
 import { ConfigError } from '../../errors.ts';
 import { type MetricName, evaluateGeneration } from '../../eval/index.ts';
 import { examplesFromRecords } from '../../eval/record-examples.ts';
@@ -101,7 +102,7 @@ export function buildRunConfig(flags: RunFlags, rest: readonly string[]): RunCon
 }
 
 /** The directory a model comes from: a checkpoint, a checkpoint/ root, an HF folder, or a hub repo id. */
-async function modelDirOf(pathOrRepo: string): Promise<string> {
+export async function modelDirOf(pathOrRepo: string): Promise<string> {
   if (existsSync(pathOrRepo)) {
     if (existsSync(join(pathOrRepo, 'config.json'))) return pathOrRepo;
     return resolveCheckpointDir(pathOrRepo);
@@ -235,7 +236,10 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       const prompts = existsSync(data) && statSync(data).isFile() ? readFileSync(data, 'utf8').split('\n').filter((l) => l.trim() !== '') : [data];
       const tok = needTokenizer('predict');
       output.ensure();
-      const ids = prompts.map((p) => promptIds(tok, generation.template, p));
+      // The template recorded with the training data unless one is configured (and its Alpaca wrapping).
+      const tpl = generationTemplate(generation.template, modelDir);
+      if (tpl.source !== 'config') out.line(`template: ${tpl.template}${tpl.alpacaPrompts ? ' with Alpaca prompts' : ''} (${tpl.source === 'recorded' ? `recorded with the training data, ${tpl.manifest}` : 'default'})`);
+      const ids = prompts.map((p) => promptIds(tok, tpl.template, trainedUserMessage(p, tpl)));
       const eos = defaultEosIds(model, tok);
       const gens = autocast(cfg.model.dtype, () => generate(model, ids, { ...genOpts, eosTokenIds: eos, padTokenId: tok.padId ?? eos[0] ?? 0 }));
       const lines = gens.map((g, i) => ({ prompt: prompts[i] as string, output: generationText(tok, g) }));
@@ -339,7 +343,7 @@ export function registerRun(program: Command): void {
     .option('--use_parallel', 'MindFormers compatibility: parallel runs go through `sftkit launch`')
     .option('--predict_data <text|file>', 'a prompt, or a file with one prompt per line')
     .option('--predict_batch_size <n>', 'prompts decoded together')
-    .option('--template <name>', 'chat template for predict (none for raw text)')
+    .option('--template <name>', 'chat template for predict (none for raw text; default: the one recorded with the training data, else vicuna)')
     .option('--max_new_tokens <n>', 'tokens to generate')
     .option('--do_sample', 'sample instead of greedy decoding')
     .option('--top_k <k>', 'top-k sampling')
