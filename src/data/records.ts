@@ -327,7 +327,7 @@ export class Records {
         const h = shard.handles[col];
         if (h === undefined) continue;
         // Labels may be the ignore id; segment ids number samples (0 = padding) and are not token ids.
-        const min = col === 'labels' ? -100 : 0;
+        const min = 0;
         const max = col === 'segment_ids' ? L : vocab - 1;
         for (let r0 = 0; r0 < s.rows; r0 += chunkRows) {
           const n = Math.min(chunkRows, s.rows - r0);

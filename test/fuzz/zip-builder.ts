@@ -70,18 +70,43 @@ const P = {
 const HOSTILE_SIZES = [0, 1, 2, 3, 16, 1 << 15, 1 << 16, 1 << 20, 2 ** 31, 2 ** 32, 2 ** 34, 2 ** 53 - 1];
 const HOSTILE_STRIDES = [0, 0, 1, 2, 16, 1 << 20, 2 ** 40, -1];
 
+export interface PickledTensor {
+  name: string;
+  storageType: string;
+  storageKey: string;
+  /** Elements the storage claims. */
+  storageNumel: number;
+  offset: number;
+  size: number[];
+  stride: number[];
+}
+
+/** A state dict pickle as torch.save writes it: {name: _rebuild_tensor_v2(storage, offset, size, stride, ...)}. */
+export function stateDictPickle(tensors: readonly PickledTensor[]): Buffer {
+  const items = tensors.map((t) => {
+    const pid = P.tuple([P.str('storage'), P.global('torch', t.storageType), P.str(t.storageKey), P.str('cpu'), P.int(t.storageNumel)]);
+    const tensor = Buffer.concat([
+      P.global('torch._utils', '_rebuild_tensor_v2'),
+      P.tuple([Buffer.concat([pid, Buffer.from('Q')]), P.int(t.offset), P.tuple(t.size.map(P.int)), P.tuple(t.stride.map(P.int)), Buffer.from([0x89]), Buffer.concat([P.global('collections', 'OrderedDict'), Buffer.from(')R')])]),
+      Buffer.from('R'),
+    ]);
+    return Buffer.concat([P.str(t.name), tensor]);
+  });
+  return Buffer.concat([Buffer.from([0x80, 0x02, 0x7d, 0x28]), ...items, Buffer.from('u.')]);
+}
+
 /** A state dict of one tensor over `storageKey` with hostile numel, shape, strides and offset. */
 function hostileTensorPickle(r: Rng, storageKey: string): Buffer {
   const rank = int(r, 4);
-  const size = Array.from({ length: rank }, () => pick(r, HOSTILE_SIZES));
-  const stride = Array.from({ length: rank }, () => pick(r, HOSTILE_STRIDES));
-  const pid = P.tuple([P.str('storage'), P.global('torch', pick(r, ['FloatStorage', 'HalfStorage', 'BFloat16Storage', 'LongStorage'])), P.str(storageKey), P.str('cpu'), P.int(pick(r, HOSTILE_SIZES))]);
-  const tensor = Buffer.concat([
-    P.global('torch._utils', '_rebuild_tensor_v2'),
-    P.tuple([Buffer.concat([pid, Buffer.from('Q')]), P.int(pick(r, [0, 0, 1, 2 ** 40])), P.tuple(size.map(P.int)), P.tuple(stride.map(P.int)), Buffer.from([0x89]), Buffer.concat([P.global('collections', 'OrderedDict'), Buffer.from(')R')])]),
-    Buffer.from('R'),
-  ]);
-  return Buffer.concat([Buffer.from([0x80, 0x02, 0x7d]), P.str('model.weight'), tensor, Buffer.from('s.')]);
+  return stateDictPickle([{
+    name: 'model.weight',
+    storageType: pick(r, ['FloatStorage', 'HalfStorage', 'BFloat16Storage', 'LongStorage']),
+    storageKey,
+    storageNumel: pick(r, HOSTILE_SIZES),
+    offset: pick(r, [0, 0, 1, 2 ** 40]),
+    size: Array.from({ length: rank }, () => pick(r, HOSTILE_SIZES)),
+    stride: Array.from({ length: rank }, () => pick(r, HOSTILE_STRIDES)),
+  }]);
 }
 
 /** A whole pickle that attacks the unpickler or the tensor checks. */
