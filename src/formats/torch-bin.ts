@@ -146,7 +146,7 @@ export function parseTorchBin(src: ByteSource): TorchBinFile {
   const tensors: TorchTensorEntry[] = [];
   const refs = new Map<string, TensorRef>();
   for (const [name, value] of root as PyDict) {
-    if (typeof name !== 'string') throw new FormatError(`${path}: state dict key ${String(name)} is not a string`, { where: path });
+    if (typeof name !== 'string') throw new FormatError(`${path}: state dict key ${describeValue(name)} is not a string`, { where: path });
     const where = `${path}: tensor ${name}`;
     if (!isTensorRef(value)) throw new FormatError(`${where}: value is not a tensor`, { where });
     const numel = numelOf(value.shape);

@@ -80,6 +80,10 @@ test('defect 3: a .bin whose pickle holds a memo cycle or 100,000 nested lists f
   const nested = storedZip(entries(Buffer.concat([Buffer.from([0x80, 0x02]), Buffer.alloc(n, 0x5d), Buffer.alloc(n - 1, 0x61), Buffer.from('Q.')])));
   assert.throws(() => parseTorchBin(bufferSource('nested.bin', nested)), (e: unknown) =>
     e instanceof FormatError && e.message === 'nested.bin: unknown persistent id [[[[[…]]]]]');
+  // The same list as a state dict key.
+  const keyed = storedZip(entries(Buffer.concat([Buffer.from([0x80, 0x02, 0x7d]), Buffer.alloc(n, 0x5d), Buffer.alloc(n - 1, 0x61), Buffer.from('K\x01s.')])));
+  assert.throws(() => parseTorchBin(bufferSource('keyed.bin', keyed)), (e: unknown) =>
+    e instanceof FormatError && e.message === 'keyed.bin: state dict key [[[[[…]]]]] is not a string');
 });
 
 test('defect 11: a .bin whose views repeat storage elements (stride 0) is refused before gathering', () => {

@@ -7,6 +7,9 @@ import { parseArgs } from 'node:util';
 import { OUTCOMES, runCase, runTarget, type TargetReport } from './harness.ts';
 import { TARGETS } from './targets.ts';
 
+// The yaml library reports odd aliases through process warnings; they are expected here.
+process.removeAllListeners('warning');
+
 const { values } = parseArgs({
   options: {
     cases: { type: 'string', default: '100000' },
@@ -45,6 +48,7 @@ for (const t of targets) {
     cases,
     seed,
     onCase: (r) => {
+      if (r.outcome !== 'ok' && r.outcome !== 'typed') process.stderr.write(`  ${t.name} case ${r.index}: ${r.outcome} (${r.file}): ${r.detail.split('\n').slice(0, 3).join(' | ')}\n`);
       if (r.index % 10_000 === 9_999) process.stderr.write(`  ${t.name}: ${r.index + 1} cases\n`);
     },
   });

@@ -437,7 +437,7 @@ function mutateYaml(seed: Uint8Array, r: Rng): Uint8Array {
   }
   const { value, deep, dupPrefix } = mutateValue(doc, r);
   let text = stringifyYaml(value);
-  const n = pick(r, [100, 2_000, 20_000]);
+  const n = pick(r, [100, 1_000, 5_000]);
   text = text.replaceAll(JSON.stringify(deep), () => (r() < 0.5 ? `${'['.repeat(n)}1${']'.repeat(n)}` : `${'{a: '.repeat(n)}1${'}'.repeat(n)}`));
   text = text.replaceAll(deep, '[[[[1]]]]').replaceAll(JSON.stringify(dupPrefix).slice(1, -1), '').replaceAll(dupPrefix, '');
   if (r() < 0.1) text = `anchors: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c]\n${text}`;

@@ -116,8 +116,14 @@ export function hostilePickle(r: Rng, entries: ReadonlyArray<{ name: string }>):
     case 0: // a list that contains itself, handed to persistent_load (printed by its error)
       return Buffer.from([0x80, 0x02, 0x5d, 0x71, 0x00, 0x68, 0x00, 0x61, 0x51, 0x2e]);
     case 1: { // lists nested far deeper than a recursive printer can go
-      const n = pick(r, [1_000, 50_000, 200_000]);
-      return Buffer.concat([Buffer.from([0x80, 0x02]), Buffer.alloc(n, 0x5d), Buffer.alloc(n - 1, 0x61), Buffer.from(pick(r, ['Q.', '.', '}(Xa\x00\x00\x00h\x00s.']))]);
+      const n = pick(r, [1_000, 1_000, 50_000]);
+      const deep = Buffer.concat([Buffer.alloc(n, 0x5d), Buffer.alloc(n - 1, 0x61)]);
+      // Handed to persistent_load, returned as the root, or used as a state dict key.
+      return pick(r, [
+        Buffer.concat([Buffer.from([0x80, 0x02]), deep, Buffer.from('Q.')]),
+        Buffer.concat([Buffer.from([0x80, 0x02]), deep, Buffer.from('.')]),
+        Buffer.concat([Buffer.from([0x80, 0x02, 0x7d]), deep, Buffer.from('K\x01s.')]),
+      ]);
     }
     case 2: { // a dict that holds itself as a value
       return Buffer.from([0x80, 0x02, 0x7d, 0x71, 0x00, 0x58, 0x01, 0x00, 0x00, 0x00, 0x6b, 0x68, 0x00, 0x73, 0x2e]);
