@@ -1,5 +1,5 @@
 // Runs seeded fuzz cases against a target and sorts each outcome: ok, a typed sftkit error naming the file,
-// a typed error naming no file, a crash (anything else), a hang (over 2 s) or a blow-up (peak RSS grown
+// a typed error naming no file, a crash (anything else), a hang (over 2 s of CPU) or a blow-up (peak RSS grown
 // past what the input justifies).
 import { SftkitError } from '../../src/errors.ts';
 import { caseSeed, rng, type Rng } from './rng.ts';
@@ -71,6 +71,7 @@ export function runCase(t: PreparedTarget, name: string, seed: number, index: nu
   const input = t.generate(rng(caseSeed(name, seed, index)));
   const before = peakRss();
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   let result: { outcome: Outcome; detail: string } = { outcome: 'ok', detail: '' };
   // Libraries warn on the console about what they skip (the tokenizers library: "Unknown pattern type");
   // a hundred thousand cases of that would drown the report.
@@ -84,9 +85,12 @@ export function runCase(t: PreparedTarget, name: string, seed: number, index: nu
     console.warn = warn;
   }
   const ms = performance.now() - t0;
+  // CPU time, not wall time, decides a hang: on a loaded machine (CI, shared runners) a case waits for a core.
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMs = (cpu.user + cpu.system) / 1000;
   const grown = peakRss() - before;
   if (grown > BLOWUP_BYTES + 64 * input.bytes.byteLength) result = { outcome: 'blowup', detail: `peak RSS grew ${(grown / 2 ** 20).toFixed(0)} MiB on a ${input.bytes.byteLength}-byte input; ${result.detail}` };
-  else if (ms > HANG_MS) result = { outcome: 'hang', detail: `${ms.toFixed(0)} ms; ${result.detail}` };
+  else if (cpuMs > HANG_MS) result = { outcome: 'hang', detail: `${cpuMs.toFixed(0)} ms of CPU (${ms.toFixed(0)} ms wall); ${result.detail}` };
   return { index, outcome: result.outcome, ms, file: input.file, detail: result.detail };
 }
 
