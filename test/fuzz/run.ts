@@ -1,5 +1,5 @@
 // The fuzz campaign from the command line (docs/RELIABILITY.md):
-//   node --import tsx test/fuzz/run.ts [--cases 100000] [--target NAME] [--seed S] [--case N] [--json FILE]
+//   node --import tsx test/fuzz/run.ts [--cases 100000] [--target NAME] [--seed S] [--first N] [--case N] [--json FILE]
 // prints per-target counts of outcomes (ok / typed error / unnamed error / crash / hang / blow-up) and the
 // first failing cases; `--case N` replays one case and prints its outcome in full. Exits 1 on any failure.
 import { writeFileSync } from 'node:fs';
@@ -16,6 +16,7 @@ const { values } = parseArgs({
     target: { type: 'string', multiple: true },
     seed: { type: 'string', default: '1' },
     case: { type: 'string' },
+    first: { type: 'string', default: '0' },
     json: { type: 'string' },
   },
 });
@@ -47,6 +48,7 @@ for (const t of targets) {
   const report = runTarget(t, {
     cases,
     seed,
+    first: Number(values.first),
     onCase: (r) => {
       if (r.outcome !== 'ok' && r.outcome !== 'typed') process.stderr.write(`  ${t.name} case ${r.index}: ${r.outcome} (${r.file}): ${r.detail.split('\n').slice(0, 3).join(' | ')}\n`);
       if (r.index % 10_000 === 9_999) process.stderr.write(`  ${t.name}: ${r.index + 1} cases\n`);
@@ -56,6 +58,6 @@ for (const t of targets) {
   console.log(`${t.name.padEnd(24)}${OUTCOMES.map((o) => pad(report.counts[o], 9)).join('')}${pad(report.seconds.toFixed(1), 9)}`);
   for (const f of report.failures.slice(0, 5)) console.log(`    case ${f.index} ${f.outcome} (${f.file}, ${f.ms.toFixed(0)} ms): ${f.detail.split('\n').slice(0, 3).join(' | ')}`);
 }
-if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify({ seed, cases, reports }, null, 2)}\n`);
+if (values.json !== undefined) writeFileSync(values.json, `${JSON.stringify({ seed, first: Number(values.first), cases, reports }, null, 2)}\n`);
 const bad = reports.reduce((n, r) => n + r.counts.unnamed + r.counts.crash + r.counts.hang + r.counts.blowup, 0);
 process.exit(bad === 0 ? 0 : 1);
