@@ -27,7 +27,7 @@ test('defect 4: run checks the weights against config.json before building the m
     writeFileSync(join(dir, 'config.json'), JSON.stringify({ ...cfg, num_hidden_layers: 1000 }));
     const peak = native.memStats().peakBytes;
     assert.throws(() => loadModel(dir), (e: unknown) =>
-      e instanceof FormatError && /8982 expected tensor\(s\) missing from model-00001-of-00003\.safetensors, model-00002-of-00003\.safetensors, model-00003-of-00003\.safetensors: model\.layers\.2\./.test(e.message) && e.message.startsWith(dir));
+      e instanceof FormatError && /8982 tensor\(s\) that config\.json implies are missing from model-00001-of-00003\.safetensors, model-00002-of-00003\.safetensors, model-00003-of-00003\.safetensors: model\.layers\.2\./.test(e.message) && e.message.startsWith(dir));
     // The 1,000-layer model (~12 MB at these widths) was never allocated.
     assert.ok(native.memStats().peakBytes - peak < 1 << 20, `peak grew by ${native.memStats().peakBytes - peak} bytes`);
   } finally {
