@@ -9,11 +9,14 @@ const DUP = '\u0000DUP\u0000';
 
 const HOSTILE_NUMBERS = [-1, 0, 1, 0.5, -0.0, 1e308, -1e308, 2 ** 31, 2 ** 32, 2 ** 53, 2 ** 53 + 2, 332_000_000, 2e9, 1e21, 4000, 65536, Number.MAX_SAFE_INTEGER];
 
+/** Dtype names of safetensors, torch and records, valid elsewhere but wrong where they land. */
+const WRONG_DTYPES = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32', 'I8', 'U8', 'BOOL', 'F8_E4M3', 'float32', 'bfloat16', 'int32', 'int64'];
+
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 
 /** A value of another kind than the one it replaces. */
 function hostileValue(r: Rng): Json {
-  switch (int(r, 9)) {
+  switch (int(r, 10)) {
     case 0: return pick(r, HOSTILE_NUMBERS);
     case 1: return pick(r, HOSTILE_NUMBERS);
     case 2: return pick(r, ['', '0', 'true', 'null', '-100', 'x'.repeat(1 + int(r, 300)), '\u{1F600}\ud800', '../../etc/passwd', '__proto__', 'constructor']);
@@ -22,6 +25,7 @@ function hostileValue(r: Rng): Json {
     case 5: return [];
     case 6: return {};
     case 7: return Array.from({ length: 1 + int(r, 5) }, () => pick(r, HOSTILE_NUMBERS));
+    case 8: return pick(r, WRONG_DTYPES);
     default: return DEEP;
   }
 }
