@@ -31,9 +31,9 @@ function canonical(value: unknown): string {
 const PROBE_TEXT = 'Hi there!  42 times,\tcafé\n日本 \u{1F600} end.';
 
 /**
- * The added tokens, checked, after checking every id of the vocabulary and the added tokens: ids index
- * arrays the size of the largest one (an id of 332,000,000 in a 6 KB file took 52 s to load), so each must
- * lie below the number of tokens the file defines.
+ * Checks every id of model.vocab and added_tokens, and returns the added tokens. The library sizes arrays by
+ * the largest id (one id of 332,000,000 in a 6 KB file took 52 s to load), so each id must lie below the
+ * number of tokens the file defines.
  */
 function checkIds(json: Record<string, unknown>, model: { vocab?: unknown }, file: string): AddedTokenJson[] {
   const rawAdded = json['added_tokens'] ?? [];
