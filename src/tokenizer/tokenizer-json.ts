@@ -35,10 +35,10 @@ const PROBE_TEXT = 'Hi there!  42 times,\tcafé\n日本 \u{1F600} end.';
  * the largest id (one id of 332,000,000 in a 6 KB file took 52 s to load), so each id must lie below the
  * number of tokens the file defines.
  */
-function checkIds(json: Record<string, unknown>, model: { vocab?: unknown }, file: string): AddedTokenJson[] {
+function checkIds(json: Record<string, unknown>, file: string): AddedTokenJson[] {
   const rawAdded = json['added_tokens'] ?? [];
   if (!Array.isArray(rawAdded)) throw new FormatError(`${file}: added_tokens must be a list`, { where: `${file}: added_tokens` });
-  const vocab = model.vocab;
+  const vocab = (json['model'] as { vocab?: unknown }).vocab;
   const vocabEntries = Array.isArray(vocab) ? vocab.length : typeof vocab === 'object' && vocab !== null ? Object.keys(vocab).length : 0;
   const limit = vocabEntries + rawAdded.length;
   const checkId = (id: unknown, field: string): void => {
@@ -76,7 +76,7 @@ export class TokenizerJsonBackend implements TokenizerBackend {
     if (typeof model !== 'object' || model === null || typeof model.type !== 'string') {
       throw new FormatError(`${file}: model.type: not a tokenizer.json (no model section with a type)`, { where: `${file}: model.type` });
     }
-    const added = checkIds(json, model, file);
+    const added = checkIds(json, file);
     this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
     try {
       this.full = new HfTokenizer(json, config);

@@ -67,8 +67,9 @@ function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
-export function runCase(t: PreparedTarget, name: string, seed: number, index: number): CaseResult {
-  const input = t.generate(rng(caseSeed(name, seed, index)));
+export function runCase(t: PreparedTarget, at: { name: string; seed: number; index: number }): CaseResult {
+  const { index } = at;
+  const input = t.generate(rng(caseSeed(at.name, at.seed, index)));
   const before = peakRss();
   const t0 = performance.now();
   const cpu0 = process.cpuUsage();
@@ -102,7 +103,7 @@ export function runTarget(target: Target, opts: { cases: number; seed: number; f
   try {
     const first = opts.first ?? 0;
     for (let i = first; i < first + opts.cases; i++) {
-      const r = runCase(prepared, target.name, opts.seed, i);
+      const r = runCase(prepared, { name: target.name, seed: opts.seed, index: i });
       counts[r.outcome]++;
       if (r.outcome !== 'ok' && r.outcome !== 'typed' && failures.length < 20) failures.push(r);
       opts.onCase?.(r);

@@ -20,7 +20,8 @@ function position(r: Rng, size: number, hot: readonly Range[]): number {
 }
 
 /** One byte-level edit of `base` (never modified in place). */
-export function mutateBytes(base: Uint8Array, r: Rng, hot: readonly Range[] = []): Uint8Array {
+export function mutateBytes(base: Uint8Array, r: Rng, opts: { hot?: readonly Range[] } = {}): Uint8Array {
+  const hot = opts.hot ?? [];
   const b = Buffer.from(base);
   const at = position(r, b.byteLength, hot);
   switch (int(r, 9)) {

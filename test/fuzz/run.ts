@@ -33,7 +33,7 @@ if (values.case !== undefined) {
   for (const t of targets) {
     const prepared = t.prepare();
     try {
-      const r = runCase(prepared, t.name, seed, Number(values.case));
+      const r = runCase(prepared, { name: t.name, seed, index: Number(values.case) });
       console.log(`${t.name} seed ${seed} case ${r.index}: ${r.outcome} in ${r.ms.toFixed(1)} ms (${r.file})\n${r.detail}`);
     } finally {
       prepared.dispose();

@@ -109,7 +109,7 @@ const safetensors: Target = {
       generate(r) {
         const seed = pick(r, seeds);
         const headerEnd = 8 + Number(seed.readBigUInt64LE(0));
-        const bytes = r() < 0.4 ? withHeader(seed, r) : mutateBytes(seed, r, [[0, headerEnd]]);
+        const bytes = r() < 0.4 ? withHeader(seed, r) : mutateBytes(seed, r, { hot: [[0, headerEnd]] });
         return { file: 'model.safetensors', bytes };
       },
       exercise(input) {
@@ -166,7 +166,7 @@ const torchBin: Target = {
       generate(r) {
         const seed = pick(r, seeds);
         const kind = r();
-        if (kind < 0.4) return { file: 'pytorch_model.bin', bytes: mutateBytes(seed.bytes, r, seed.hot) };
+        if (kind < 0.4) return { file: 'pytorch_model.bin', bytes: mutateBytes(seed.bytes, r, { hot: seed.hot }) };
         // The pickle mutated (or replaced by a hostile one) and the zip rebuilt around it, so the
         // mutation reaches the unpickler and the tensor checks instead of the zip reader.
         const entries = seed.entries.map((e) => {
@@ -228,7 +228,7 @@ const sentencepiece = folderTarget({
   description: 'SentencePiece tokenizer.model protobuf (SentencePieceProcessor built, text encoded and decoded)',
   build(dir) {
     writeFileSync(join(dir, 'tokenizer.model'), seedSentencePiece());
-    return [{ file: 'tokenizer.model', mutate: (seed, r) => mutateBytes(seed, r, [[0, 64], [seed.byteLength - 256, seed.byteLength]]) }];
+    return [{ file: 'tokenizer.model', mutate: (seed, r) => mutateBytes(seed, r, { hot: [[0, 64], [seed.byteLength - 256, seed.byteLength]] }) }];
   },
   run(dir) {
     const tok = Tokenizer.fromSentencePiece(join(dir, 'tokenizer.model'));
@@ -347,8 +347,8 @@ const generationConfig: Target = {
 // ---- data inputs -------------------------------------------------------------------------------------------
 
 /** JSON array files get structural edits of the whole document; JSONL files get them line by line. */
-function mutateDataFile(seed: Uint8Array, r: Rng, jsonl: boolean): Uint8Array {
-  if (!jsonl || r() < 0.3) return mutateJsonFile(seed, r);
+function mutateDataFile(seed: Uint8Array, r: Rng, opts: { jsonl: boolean }): Uint8Array {
+  if (!opts.jsonl || r() < 0.3) return mutateJsonFile(seed, r);
   const lines = dec.decode(seed).split('\n');
   const i = int(r, lines.length);
   if (lines[i]!.trim() !== '') lines[i] = mutateJson(lines[i]!, r);
@@ -360,7 +360,7 @@ const alpaca = folderTarget({
   description: 'Stanford Alpaca JSON array (readJsonRecords + convertAlpacaRecords)',
   build(dir) {
     writeFileSync(join(dir, 'alpaca.json'), readFileSync(join(FIXTURES, 'data', 'alpaca_small.json')));
-    return [{ file: 'alpaca.json', mutate: (s, r) => mutateDataFile(s, r, false) }];
+    return [{ file: 'alpaca.json', mutate: (s, r) => mutateDataFile(s, r, { jsonl: false }) }];
   },
   run(dir, file) {
     convertAlpacaRecords(readJsonRecords(join(dir, file)));
@@ -379,8 +379,8 @@ const conversations = folderTarget({
     ];
     writeFileSync(join(dir, 'messages.json'), JSON.stringify(messages, null, 2));
     return [
-      { file: 'conversations.jsonl', mutate: (s, r) => mutateDataFile(s, r, true) },
-      { file: 'messages.json', mutate: (s, r) => mutateDataFile(s, r, false) },
+      { file: 'conversations.jsonl', mutate: (s, r) => mutateDataFile(s, r, { jsonl: true }) },
+      { file: 'messages.json', mutate: (s, r) => mutateDataFile(s, r, { jsonl: false }) },
     ];
   },
   run(dir, file) {
@@ -482,7 +482,7 @@ const checkpointDir = folderTarget({
     writeModelCheckpoint(dir, model, { assetsDir: assets, source: { path: 'fuzz', format: 'fuzz' } });
     model.release();
     rmSync(assets, { recursive: true });
-    const st = (s: Uint8Array, r: Rng): Uint8Array => (r() < 0.4 ? withHeader(s, r) : mutateBytes(s, r, [[0, 8 + Number(Buffer.from(s).readBigUInt64LE(0))]]));
+    const st = (s: Uint8Array, r: Rng): Uint8Array => (r() < 0.4 ? withHeader(s, r) : mutateBytes(s, r, { hot: [[0, 8 + Number(Buffer.from(s).readBigUInt64LE(0))]] }));
     return [
       { file: 'config.json', mutate: mutateJsonFile },
       { file: 'sftkit.json', mutate: mutateJsonFile },
