@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { deflateRawSync } from 'node:zlib';
 import { native } from '../../src/backend/binding.ts';
 import { emptyReport, openRecords, RecordsWriter, validateRecordsFor } from '../../src/data/index.ts';
 import { ConfigError, DataError, FormatError, describeValue, nestingDepth } from '../../src/errors.ts';
@@ -103,6 +104,15 @@ test('defect 11: a .bin whose views repeat storage elements (stride 0) is refuse
   storage.set(new Uint8Array(new Float32Array([1, 2, 3, 4]).buffer));
   const f = parseTorchBin(bufferSource('ok.bin', bin([2, 2], [1, 2])));
   assert.deepEqual(Array.from(new Float32Array(f.read('w').slice().buffer)), [1, 3, 2, 4]);
+});
+
+test('a deflated pickle claiming more than deflate can expand to is refused before inflating', () => {
+  const pkl = deflateRawSync(Buffer.concat([Buffer.from([0x80, 0x02, 0x7d]), Buffer.alloc(100_000, 0x4e), Buffer.from('.')]));
+  const bin = (claim: number): Buffer => storedZip([{ name: 'archive/data.pkl', data: pkl, deflatedSize: claim }]);
+  assert.throws(() => parseTorchBin(bufferSource('bomb.bin', bin(200_000_000))), (e: unknown) =>
+    e instanceof FormatError && e.where === 'bomb.bin: archive/data.pkl' && /claims 200000000 bytes from \d+ deflated bytes, more than deflate can expand to/.test(e.message));
+  // The honest size inflates and the pickle is read: its STOP returns the last None, which is no state dict.
+  assert.throws(() => parseTorchBin(bufferSource('honest.bin', bin(100_004))), (e: unknown) => e instanceof FormatError && e.message === 'honest.bin: the pickle does not hold a state dict (a dict of tensors)');
 });
 
 test('defect 5: a tokenizer.json vocab id far past the vocabulary is refused at once, naming the file and the token', () => {

@@ -2,8 +2,11 @@
 // it, and hostile pickles (memo cycles, deep nesting, stride-0 views, huge element counts) over its storages.
 import { int, pick, type Rng } from './rng.ts';
 
-/** A zip of stored entries with local headers, a central directory and an end record (CRCs left 0). */
-export function storedZip(entries: ReadonlyArray<{ name: string; data: Uint8Array }>): Buffer {
+/**
+ * A zip of stored entries with local headers, a central directory and an end record (CRCs left 0). An entry
+ * with `deflatedSize` is written as deflated: its data are the compressed bytes, `deflatedSize` the size claimed.
+ */
+export function storedZip(entries: ReadonlyArray<{ name: string; data: Uint8Array; deflatedSize?: number }>): Buffer {
   const parts: Buffer[] = [];
   const central: Buffer[] = [];
   let offset = 0;
@@ -11,17 +14,21 @@ export function storedZip(entries: ReadonlyArray<{ name: string; data: Uint8Arra
     const name = Buffer.from(e.name);
     const local = Buffer.alloc(30);
     local.writeUInt32LE(0x04034b50, 0);
+    const method = e.deflatedSize === undefined ? 0 : 8;
+    const size = e.deflatedSize ?? e.data.byteLength;
     local.writeUInt16LE(20, 4);
+    local.writeUInt16LE(method, 8);
     local.writeUInt32LE(e.data.byteLength, 18);
-    local.writeUInt32LE(e.data.byteLength, 22);
+    local.writeUInt32LE(size, 22);
     local.writeUInt16LE(name.byteLength, 26);
     parts.push(local, name, Buffer.from(e.data));
     const cd = Buffer.alloc(46);
     cd.writeUInt32LE(0x02014b50, 0);
     cd.writeUInt16LE(20, 4);
     cd.writeUInt16LE(20, 6);
+    cd.writeUInt16LE(method, 10);
     cd.writeUInt32LE(e.data.byteLength, 20);
-    cd.writeUInt32LE(e.data.byteLength, 24);
+    cd.writeUInt32LE(size, 24);
     cd.writeUInt16LE(name.byteLength, 28);
     cd.writeUInt32LE(offset, 42);
     central.push(cd, name);
