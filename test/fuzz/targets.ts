@@ -464,15 +464,22 @@ const yamlConfig: Target = {
 
 const CKPT_CONFIG = { model_type: 'llama', hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: SEED_VOCAB, max_position_embeddings: 64, bos_token_id: 1, eos_token_id: 2, tie_word_embeddings: false };
 
+/** The checkpoint's folder under the `checkpoint/` root that meta.json points into. */
+const CKPT_NAME = 'model-1_2';
+
 /**
- * A model checkpoint folder as `run --load_checkpoint` sees it. trainer_state.json and rank_N.json are not
- * mutated here yet: their validation is defect 8 of issue 24, done in src/train/checkpoint.ts separately.
+ * A `checkpoint/` root (meta.json naming its latest checkpoint) as `run --load_checkpoint` sees it.
+ * trainer_state.json and rank_N.json are not mutated here yet: their validation is defect 8 of issue 24,
+ * done in src/train/checkpoint.ts separately.
  */
 const checkpointDir = folderTarget({
   name: 'checkpoint-dir',
-  description: 'a model checkpoint folder (resolveCheckpointDir, sftkit.json, loadModel, Tokenizer.fromDir)',
-  build(dir) {
-    const assets = join(dir, '.assets');
+  description: 'a checkpoint/ root (meta.json, then the model checkpoint: resolveCheckpointDir, sftkit.json, loadModel, Tokenizer.fromDir)',
+  build(root) {
+    writeFileSync(join(root, 'meta.json'), JSON.stringify({ latest: CKPT_NAME, checkpoints: [CKPT_NAME] }));
+    const dir = join(root, CKPT_NAME);
+    mkdirSync(dir);
+    const assets = join(root, '.assets');
     mkdirSync(assets);
     writeFileSync(join(assets, 'tokenizer.model'), seedSentencePiece());
     writeFileSync(join(assets, 'tokenizer_config.json'), JSON.stringify(TOKENIZER_CONFIG, null, 2));
@@ -483,16 +490,17 @@ const checkpointDir = folderTarget({
     rmSync(assets, { recursive: true });
     const st = (s: Uint8Array, r: Rng): Uint8Array => (r() < 0.4 ? withHeader(s, r) : mutateBytes(s, r, { hot: [[0, 8 + Number(Buffer.from(s).readBigUInt64LE(0))]] }));
     return [
-      { file: 'config.json', mutate: mutateJsonFile },
-      { file: 'sftkit.json', mutate: mutateJsonFile },
-      { file: 'model.safetensors', mutate: st },
-      { file: 'tokenizer.model', mutate: (s, r) => mutateBytes(s, r) },
-      { file: 'tokenizer_config.json', mutate: mutateJsonFile },
-      { file: 'generation_config.json', mutate: mutateJsonFile },
+      { file: 'meta.json', mutate: mutateJsonFile },
+      { file: `${CKPT_NAME}/config.json`, mutate: mutateJsonFile },
+      { file: `${CKPT_NAME}/sftkit.json`, mutate: mutateJsonFile },
+      { file: `${CKPT_NAME}/model.safetensors`, mutate: st },
+      { file: `${CKPT_NAME}/tokenizer.model`, mutate: (s, r) => mutateBytes(s, r) },
+      { file: `${CKPT_NAME}/tokenizer_config.json`, mutate: mutateJsonFile },
+      { file: `${CKPT_NAME}/generation_config.json`, mutate: mutateJsonFile },
     ];
   },
-  run(dir) {
-    const ckpt = resolveCheckpointDir(dir);
+  run(root) {
+    const ckpt = resolveCheckpointDir(root);
     readManifest(ckpt);
     const model = loadModel(ckpt);
     try {
