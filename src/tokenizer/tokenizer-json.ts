@@ -38,7 +38,17 @@ const PROBE_TEXT = 'Hi there!  42 times,\tcafé\n日本 \u{1F600} end.';
 function checkIds(json: Record<string, unknown>, file: string): AddedTokenJson[] {
   const rawAdded = json['added_tokens'] ?? [];
   if (!Array.isArray(rawAdded)) throw new FormatError(`${file}: added_tokens must be a list`, { where: `${file}: added_tokens` });
-  const vocab = (json['model'] as { vocab?: unknown }).vocab;
+  const model = json['model'] as { type: string; vocab?: unknown };
+  const vocab = model.vocab;
+  // Unigram lists [piece, score] pairs (the id is the index); the other models map piece -> id. The library
+  // takes either shape for any model, and a list given to BPE made its ids the list's numbers (a hang).
+  if (model.type === 'Unigram') {
+    if (!Array.isArray(vocab) || !vocab.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'number')) {
+      throw new FormatError(`${file}: model.vocab of a Unigram model must be a list of [piece, score] pairs`, { where: `${file}: model.vocab` });
+    }
+  } else if (vocab !== undefined && (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab))) {
+    throw new FormatError(`${file}: model.vocab of a ${describeValue(model.type, 40)} model must be an object mapping pieces to ids`, { where: `${file}: model.vocab` });
+  }
   const vocabEntries = Array.isArray(vocab) ? vocab.length : typeof vocab === 'object' && vocab !== null ? Object.keys(vocab).length : 0;
   const limit = vocabEntries + rawAdded.length;
   const checkId = (id: unknown, field: string): void => {

@@ -132,6 +132,12 @@ test('defect 5: a tokenizer.json vocab id far past the vocabulary is refused at 
     }
     writeFileSync(path, JSON.stringify({ ...json, added_tokens: [{ id: 332_000_000, content: '<s>', special: true }] }));
     assert.throws(() => Tokenizer.fromTokenizerJson(path), (e: unknown) => e instanceof FormatError && e.where === `${path}: added_tokens[0].id`);
+    // The same ids as a list given to BPE: the library took the list's numbers as ids (a 60-second hang).
+    writeFileSync(path, JSON.stringify({ ...json, model: { ...json.model, vocab: [0, 1, 332_000_000, 2 ** 53] } }));
+    assert.throws(() => Tokenizer.fromTokenizerJson(path), (e: unknown) =>
+      e instanceof FormatError && e.where === `${path}: model.vocab` && e.message.endsWith('model.vocab of a "BPE" model must be an object mapping pieces to ids'));
+    writeFileSync(path, JSON.stringify({ ...json, model: { type: 'Unigram', vocab: { a: 0 } } }));
+    assert.throws(() => Tokenizer.fromTokenizerJson(path), (e: unknown) => e instanceof FormatError && /a Unigram model must be a list of \[piece, score\] pairs/.test(e.message));
     writeFileSync(path, JSON.stringify({ ...json, added_tokens: [null] }));
     assert.throws(() => Tokenizer.fromTokenizerJson(path), (e: unknown) => e instanceof FormatError && e.where === `${path}: added_tokens[0]`);
   } finally {
