@@ -58,18 +58,31 @@ export function writeModel(tmp: string, o: WriteModelOptions): WrittenModel {
     files.push(copyInto(cfgPath, tmp));
   }
 
-  // generation_config.json: the source's, with eos/bos filled in from config.json when it lacks them.
-  const genPath = join(o.inputDir, 'generation_config.json');
-  const gen: Record<string, unknown> = existsSync(genPath) ? readJsonFile(genPath) : { _from_model_config: true };
-  const before = JSON.stringify(gen);
-  if (gen['bos_token_id'] === undefined && o.cfg.bosTokenId !== null) gen['bos_token_id'] = o.cfg.bosTokenId;
-  if (gen['eos_token_id'] === undefined && eosValue(o.cfg.eosTokenIds) !== undefined) gen['eos_token_id'] = eosValue(o.cfg.eosTokenIds);
-  if (gen['pad_token_id'] === undefined && o.cfg.padTokenId !== null) gen['pad_token_id'] = o.cfg.padTokenId;
-  if (existsSync(genPath) && JSON.stringify(gen) === before) files.push(copyInto(genPath, tmp));
-  else files.push(writeTextFile(join(tmp, 'generation_config.json'), `${JSON.stringify(gen, null, 2)}\n`, () => 'generation_config.json'));
+  const gen = generationConfigFor(join(o.inputDir, 'generation_config.json'), o.cfg);
+  if (gen === 'copy') files.push(copyInto(join(o.inputDir, 'generation_config.json'), tmp));
+  else files.push(writeTextFile(join(tmp, 'generation_config.json'), gen, () => 'generation_config.json'));
 
   for (const name of TOKENIZER_FILES) {
     if (existsSync(join(o.inputDir, name))) files.push(copyInto(join(o.inputDir, name), tmp));
   }
   return { files, dtype, bytes: done };
+}
+
+/**
+ * generation_config.json for the output: 'copy' when the source's can be copied byte for byte, else the text to
+ * write (the source's, or a fresh one, with bos/eos/pad filled in from config.json when it lacks them).
+ */
+export function generationConfigFor(genPath: string, cfg: ModelConfig): 'copy' | string {
+  const exists = existsSync(genPath);
+  const gen: Record<string, unknown> = exists ? readJsonFile(genPath) : { _from_model_config: true };
+  let changed = !exists;
+  const fill = (key: string, value: unknown): void => {
+    if (gen[key] !== undefined || value === undefined || value === null) return;
+    gen[key] = value;
+    changed = true;
+  };
+  fill('bos_token_id', cfg.bosTokenId);
+  fill('eos_token_id', eosValue(cfg.eosTokenIds));
+  fill('pad_token_id', cfg.padTokenId);
+  return changed ? `${JSON.stringify(gen, null, 2)}\n` : 'copy';
 }

@@ -4,7 +4,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, existsSync, fsyncSync, openSync, readSync, readdirSync, renameSync, rmSync, rmdirSync, mkdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
-import { ConfigError, FormatError } from '../errors.ts';
+import { ConfigError, FormatError, MAX_DOCUMENT_DEPTH, describeValue, nestingDepth } from '../errors.ts';
 import { confinedRealPath, openConfined, readConfined, readConfinedText } from './confined-file.ts';
 import { fileError, writeFileAtomicSync } from './write-file.ts';
 import { writeTextFile, type WrittenFile } from './safetensors-writer.ts';
@@ -143,9 +143,9 @@ export function readManifest(dir: string): CheckpointManifest {
     throw new FormatError(`${path}: cannot read (${why})`, { where: path, hint: 'is this a sftkit checkpoint? `sftkit convert` writes one' });
   }
   const m = json as Partial<CheckpointManifest> | null;
-  if (m?.format !== CHECKPOINT_FORMAT) throw new FormatError(`${path}: format is ${JSON.stringify(m?.format)}, not "${CHECKPOINT_FORMAT}"`, { where: path });
+  if (m?.format !== CHECKPOINT_FORMAT) throw new FormatError(`${path}: format is ${describeValue(m?.format)}, not "${CHECKPOINT_FORMAT}"`, { where: path });
   if (m.version !== CHECKPOINT_VERSION) {
-    throw new FormatError(`${path}: checkpoint version ${m.version} is not supported (this sftkit reads version ${CHECKPOINT_VERSION})`, {
+    throw new FormatError(`${path}: checkpoint version ${describeValue(m.version)} is not supported (this sftkit reads version ${CHECKPOINT_VERSION})`, {
       where: path,
       hint: 'use the sftkit version that wrote it, or re-convert from the HF weights',
     });
@@ -168,7 +168,7 @@ export function resolveCheckpointDir(path: string): string {
       throw new FormatError(`${metaPath}: cannot read (${(err as Error).message})`, { where: metaPath });
     }
     if (typeof latest !== 'string' || latest === '' || latest.includes('/') || latest === '..' || !existsSync(join(path, latest, MANIFEST_FILE))) {
-      throw new FormatError(`${metaPath}: "latest" ${JSON.stringify(latest)} does not name a checkpoint in ${path}`, { where: metaPath });
+      throw new FormatError(`${metaPath}: "latest" ${describeValue(latest)} does not name a checkpoint in ${path}`, { where: metaPath });
     }
     const chosen = join(path, latest);
     // The latest checkpoint may not be a link to a folder elsewhere: its files would then be read from there.
@@ -191,5 +191,8 @@ export function readJsonFile(path: string): Record<string, unknown> {
     throw new FormatError(`${path}: cannot read (${(err as Error).message})`, { where: path });
   }
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new FormatError(`${path}: not a JSON object`, { where: path });
+  if (nestingDepth(json, MAX_DOCUMENT_DEPTH) > MAX_DOCUMENT_DEPTH) {
+    throw new FormatError(`${path}: nested more than ${MAX_DOCUMENT_DEPTH} levels deep`, { where: path, hint: 'the file is corrupt' });
+  }
   return json as Record<string, unknown>;
 }

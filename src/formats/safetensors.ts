@@ -1,6 +1,6 @@
 // safetensors reader: 8-byte little-endian header length, JSON header, then the data section. The header is
 // checked in full (size cap, dtypes, shapes, bounds, overlaps, duplicates) before any tensor is read.
-import { FormatError } from '../errors.ts';
+import { FormatError, describeValue } from '../errors.ts';
 import { openFileSource, type ByteSource } from './byte-source.ts';
 import { DTYPE_BYTES, isWeightDtype, numelOf, type WeightDtype } from './dtypes.ts';
 import { duplicateKeys } from './json-duplicates.ts';
@@ -36,21 +36,21 @@ function fail(src: ByteSource, msg: string, tensor?: string): never {
 function parseEntry(src: ByteSource, name: string, raw: unknown, dataStart: number, dataSize: number): SafetensorsEntry {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) fail(src, 'header entry is not an object', name);
   const e = raw as Record<string, unknown>;
-  if (!isWeightDtype(e['dtype'])) fail(src, `unsupported dtype ${JSON.stringify(e['dtype'])}`, name);
+  if (!isWeightDtype(e['dtype'])) fail(src, `unsupported dtype ${describeValue(e['dtype'])}`, name);
   const dtype = e['dtype'];
   const shape = e['shape'];
   if (!Array.isArray(shape) || !shape.every((s) => Number.isSafeInteger(s) && (s as number) >= 0)) {
-    fail(src, `shape ${JSON.stringify(shape)} is not a list of non-negative integers`, name);
+    fail(src, `shape ${describeValue(shape)} is not a list of non-negative integers`, name);
   }
   const offs = e['data_offsets'];
   if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && (o as number) >= 0)) {
-    fail(src, `data_offsets ${JSON.stringify(offs)} is not a pair of non-negative integers`, name);
+    fail(src, `data_offsets ${describeValue(offs)} is not a pair of non-negative integers`, name);
   }
   const [b, en] = offs as [number, number];
   if (b > en) fail(src, `data_offsets [${b}, ${en}] run backwards`, name);
   if (en > dataSize) fail(src, `data_offsets [${b}, ${en}] run past the data section (${dataSize} bytes)`, name);
   const numel = numelOf(shape as number[]);
-  if (numel === null) fail(src, `shape ${JSON.stringify(shape)} is absurdly large`, name);
+  if (numel === null) fail(src, `shape ${describeValue(shape)} is absurdly large`, name);
   if (numel * DTYPE_BYTES[dtype] !== en - b) {
     fail(src, `dtype ${dtype} x shape [${(shape as number[]).join(', ')}] needs ${numel * DTYPE_BYTES[dtype]} bytes but data_offsets span ${en - b}`, name);
   }

@@ -1,6 +1,6 @@
 // PyTorch `.bin` state dicts (torch.save's zip format): the pickle is read by our allowlist unpickler, and each
 // tensor is read from its storage entry in place, honouring shared storages, storage offsets and strides.
-import { FormatError } from '../errors.ts';
+import { FormatError, describeValue } from '../errors.ts';
 import { openFileSource, type ByteSource } from './byte-source.ts';
 import { DTYPE_BYTES, numelOf, type WeightDtype } from './dtypes.ts';
 import { unpickle, type PickleGlobal, type PyDict } from './pickle.ts';
@@ -57,7 +57,7 @@ function makeResolver(file: string, archive: ZipArchive, prefix: string) {
     const shape = intList(size);
     const strides = intList(stride);
     if (!Number.isSafeInteger(offset) || (offset as number) < 0 || shape === null || strides === null || shape.length !== strides.length) {
-      fail(`_rebuild_tensor_v2 with a bad offset/size/stride (${JSON.stringify([offset, size, stride]).slice(0, 120)})`);
+      fail(`_rebuild_tensor_v2 with a bad offset/size/stride (${describeValue([offset, size, stride], 120)})`);
     }
     return { kind: 'tensor', storage: storage as StorageRef, offset: offset as number, shape: shape!, strides: strides! } satisfies TensorRef;
   });
@@ -95,11 +95,11 @@ function makeResolver(file: string, archive: ZipArchive, prefix: string) {
       return g;
     },
     persistentLoad(pid: unknown): unknown {
-      if (!Array.isArray(pid) || pid.length < 5 || pid[0] !== 'storage') fail(`unknown persistent id ${JSON.stringify(pid)?.slice(0, 80)}`);
+      if (!Array.isArray(pid) || pid.length < 5 || pid[0] !== 'storage') fail(`unknown persistent id ${describeValue(pid)}`);
       const [, type, key, , numel] = pid as unknown[];
       const dtype = (type as Partial<StorageType> | null)?.storageDtype;
       if (dtype === undefined) fail(`persistent id with a storage type that is not a torch *Storage`);
-      if (typeof key !== 'string' || !Number.isSafeInteger(numel) || (numel as number) < 0) fail(`bad storage reference ${JSON.stringify(pid).slice(0, 80)}`);
+      if (typeof key !== 'string' || !Number.isSafeInteger(numel) || (numel as number) < 0) fail(`bad storage reference ${describeValue(pid)}`);
       const k = key as string;
       const cached = storages.get(k);
       if (cached !== undefined) return cached;
@@ -146,7 +146,7 @@ export function parseTorchBin(src: ByteSource): TorchBinFile {
   const tensors: TorchTensorEntry[] = [];
   const refs = new Map<string, TensorRef>();
   for (const [name, value] of root as PyDict) {
-    if (typeof name !== 'string') throw new FormatError(`${path}: state dict key ${String(name)} is not a string`, { where: path });
+    if (typeof name !== 'string') throw new FormatError(`${path}: state dict key ${describeValue(name)} is not a string`, { where: path });
     const where = `${path}: tensor ${name}`;
     if (!isTensorRef(value)) throw new FormatError(`${where}: value is not a tensor`, { where });
     const numel = numelOf(value.shape);
@@ -156,6 +156,12 @@ export function parseTorchBin(src: ByteSource): TorchBinFile {
       value.shape.forEach((s, i) => (last += (s - 1) * value.strides[i]!));
       if (!Number.isSafeInteger(last) || last >= value.storage.numel) {
         throw new FormatError(`${where}: offset ${value.offset}, shape [${value.shape.join(', ')}], strides [${value.strides.join(', ')}] reach past its storage of ${value.storage.numel} elements`, { where });
+      }
+      // Zero or overlapping strides let a few stored bytes claim gigabytes once gathered; a state dict's
+      // weights never repeat elements, so a tensor may hold no more elements than its storage (whose size
+      // was checked against the zip entry, so reading is bounded by the file).
+      if (numel > value.storage.numel) {
+        throw new FormatError(`${where}: shape [${value.shape.join(', ')}] holds ${numel} elements but its storage has ${value.storage.numel} (zero or overlapping strides [${value.strides.join(', ')}]); such views are not weights`, { where });
       }
     }
     refs.set(name, value);

@@ -55,7 +55,11 @@ export function planConversion(cfg: ModelConfig, tensors: readonly WeightTensor[
     planned.push({ source: t.name, name: e.name, shape: e.shape, dtype: t.dtype });
   }
   if (missing.length > 0) {
-    throw new FormatError(`${where}: ${missing.length} expected tensor(s) missing: ${list(missing)}`, { where: `${where}: ${missing[0]}`, hint: 'the weights do not match config.json' });
+    const files = [...new Set(tensors.map((t) => t.file))];
+    throw new FormatError(`${where}: ${missing.length} tensor(s) that config.json implies are missing from ${files.length > 0 ? list(files) : 'the weight files'}: ${list(missing)}`, {
+      where: `${where}: ${missing[0]}`,
+      hint: 'the weights do not match config.json',
+    });
   }
   const unused: string[] = [];
   for (const t of tensors) {
@@ -64,7 +68,7 @@ export function planConversion(cfg: ModelConfig, tensors: readonly WeightTensor[
     else unused.push(`${t.name} (${t.file})`);
   }
   if (unused.length > 0) {
-    throw new FormatError(`${where}: ${unused.length} tensor(s) not used by a ${cfg.modelType} model of this config: ${list(unused)}`, {
+    throw new FormatError(`${where}: ${unused.length} tensor(s) not used by the ${cfg.modelType} model of this config.json: ${list(unused)}`, {
       where: `${where}: ${unused[0]}`,
       hint: 'the weights do not match config.json (another architecture, or a config with fewer layers)',
     });

@@ -3,7 +3,7 @@
 // shards and must agree with the index; tensors are read one at a time.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { FormatError } from '../errors.ts';
+import { FormatError, describeValue } from '../errors.ts';
 import { readConfinedText } from './confined-file.ts';
 import type { WeightDtype } from './dtypes.ts';
 import { duplicateKeys } from './json-duplicates.ts';
@@ -56,7 +56,7 @@ export function readShardIndex(path: string): Map<string, string> {
   const out = new Map<string, string>();
   for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
     if (typeof file !== 'string' || file === '' || file.includes('/') || file.includes('\\') || file === '.' || file === '..') {
-      throw new FormatError(`${path}: tensor ${name} maps to ${JSON.stringify(file)}, which is not a file name in this folder`, { where: `${path}: ${name}` });
+      throw new FormatError(`${path}: tensor ${name} maps to ${describeValue(file)}, which is not a file name in this folder`, { where: `${path}: ${name}` });
     }
     out.set(name, file);
   }

@@ -23,6 +23,8 @@ export interface ZipArchive {
   readEntry(entry: ZipEntry, maxBytes: number): Uint8Array;
 }
 
+/** The most deflate can expand (258-byte matches from 2-bit codes), with a margin. */
+const MAX_DEFLATE_RATIO = 1100;
 const EOCD_SIG = 0x06054b50;
 const ZIP64_LOCATOR_SIG = 0x07064b50;
 const ZIP64_EOCD_SIG = 0x06064b50;
@@ -138,6 +140,10 @@ export function openZip(src: ByteSource): ZipArchive {
     dataOffset,
     readEntry(entry, maxBytes) {
       if (entry.size > maxBytes) fail(src, `entry claims ${entry.size} bytes, more than the ${maxBytes}-byte limit`, entry.name);
+      // Deflate expands at most ~1032:1, so a larger claim is a lie that would only make us inflate garbage.
+      if (entry.method === 8 && entry.size > entry.compressedSize * MAX_DEFLATE_RATIO + 64) {
+        fail(src, `entry claims ${entry.size} bytes from ${entry.compressedSize} deflated bytes, more than deflate can expand to`, entry.name);
+      }
       const raw = src.read(dataOffset(entry), entry.compressedSize, entry.name);
       if (entry.method === 0) return raw;
       let out: Buffer;

@@ -1,7 +1,7 @@
 // HF config.json -> typed model configs. `llama` covers Llama 2/3 (rope_scaling), Mistral and Qwen2 (qkv bias);
 // `gpt2` covers GPT-2. Keys keep their HF meaning; defaults are transformers' defaults for each model_type.
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../errors.ts';
+import { ConfigError, MAX_DOCUMENT_DEPTH, describeValue, nestingDepth } from '../errors.ts';
 
 export const SUPPORTED_MODEL_TYPES = ['llama', 'mistral', 'qwen2', 'gpt2'] as const;
 export type ModelType = (typeof SUPPORTED_MODEL_TYPES)[number];
@@ -70,10 +70,33 @@ export function modelFamily(modelType: ModelType): ModelFamily {
   return modelType === 'gpt2' ? 'gpt2' : 'llama';
 }
 
+/**
+ * Upper bounds on sizes, far above every released model (Llama 3 405B: 126 layers, hidden 16384, vocab 128256;
+ * Gemma: vocab 256000), so that a corrupt or hostile config.json fails here instead of making `convert` or
+ * `run` build billions of tensor names or allocate terabytes.
+ */
+const LIMITS: Record<string, number> = {
+  vocab_size: 1 << 24,
+  num_hidden_layers: 1024,
+  n_layer: 1024,
+  hidden_size: 1 << 17,
+  n_embd: 1 << 17,
+  intermediate_size: 1 << 20,
+  n_inner: 1 << 20,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  n_head: 1024,
+  head_dim: 1 << 13,
+  max_position_embeddings: 1 << 24,
+  n_positions: 1 << 24,
+  original_max_position_embeddings: 1 << 24,
+  sliding_window: 1 << 24,
+};
+
 class Fields {
   constructor(readonly raw: Record<string, unknown>, readonly file: string) {}
   private fail(key: string, what: string): never {
-    throw new ConfigError(`${this.file}: ${key} ${what} (got ${JSON.stringify(this.raw[key])})`, { where: `${this.file}: ${key}` });
+    throw new ConfigError(`${this.file}: ${key} ${what} (got ${describeValue(this.raw[key])})`, { where: `${this.file}: ${key}` });
   }
   has(key: string): boolean {
     return this.raw[key] !== undefined && this.raw[key] !== null;
@@ -82,6 +105,8 @@ class Fields {
     const v = this.raw[key] ?? fallback;
     if (v === undefined) this.fail(key, 'is required');
     if (!Number.isSafeInteger(v) || (v as number) <= 0) this.fail(key, 'must be a positive integer');
+    const max = LIMITS[key];
+    if (max !== undefined && (v as number) > max) this.fail(key, `is larger than any model sftkit can hold (at most ${max})`);
     return v as number;
   }
   num(key: string, fallback: number): number {
@@ -123,7 +148,7 @@ function parseRopeScaling(f: Fields): RopeScaling | null {
   const type = r.str('rope_type', r.has('type') ? r.str('type', '') : '');
   if (type === 'default') return null;
   if (type !== 'linear' && type !== 'dynamic' && type !== 'llama3') {
-    throw new ConfigError(`${where}: rope type ${JSON.stringify(type)} is not supported (supported: linear, dynamic, llama3)`, { where });
+    throw new ConfigError(`${where}: rope type ${describeValue(type)} is not supported (supported: linear, dynamic, llama3)`, { where });
   }
   const out: RopeScaling = { type, factor: r.num('factor', NaN) };
   if (type === 'llama3') {
@@ -201,10 +226,12 @@ function parseGpt2(f: Fields): Gpt2Config {
 /** Parses a config.json object; `file` names it in errors. */
 export function parseModelConfig(json: unknown, file: string): ModelConfig {
   if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new ConfigError(`${file}: not a JSON object`, { where: file });
+  // The object is written back into converted checkpoints, so a nesting no printer can handle is refused here.
+  if (nestingDepth(json, MAX_DOCUMENT_DEPTH) > MAX_DOCUMENT_DEPTH) throw new ConfigError(`${file}: nested more than ${MAX_DOCUMENT_DEPTH} levels deep`, { where: file });
   const raw = json as Record<string, unknown>;
   const type = raw['model_type'];
   if (typeof type !== 'string' || !(SUPPORTED_MODEL_TYPES as readonly string[]).includes(type)) {
-    throw new ConfigError(`${file}: model_type ${JSON.stringify(type)} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`, {
+    throw new ConfigError(`${file}: model_type ${describeValue(type)} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`, {
       where: `${file}: model_type`,
     });
   }

@@ -1,5 +1,5 @@
 // Reads the parts of HF `tokenizer_config.json` a tokenizer needs: special tokens, add_bos/add_eos, chat_template.
-import { FormatError } from '../errors.ts';
+import { FormatError, MAX_DOCUMENT_DEPTH, nestingDepth } from '../errors.ts';
 import { readConfinedText } from '../formats/confined-file.ts';
 
 export interface TokenizerConfig {
@@ -50,8 +50,8 @@ export function parseTokenizerConfig(json: unknown, file: string): TokenizerConf
   const t = raw['chat_template'];
   if (typeof t === 'string') chatTemplate = t;
   else if (Array.isArray(t)) {
-    const entry = t.find((e) => (e as { name?: unknown }).name === 'default') ?? t[0];
-    const template = (entry as { template?: unknown } | undefined)?.template;
+    const entry = t.find((e) => (e as { name?: unknown } | null)?.name === 'default') ?? t[0];
+    const template = (entry as { template?: unknown } | null | undefined)?.template;
     if (typeof template === 'string') chatTemplate = template;
   } else if (t !== undefined && t !== null) {
     throw new FormatError(`${file}: chat_template must be a string or a list of {name, template}`, { where: `${file}: chat_template` });
@@ -61,7 +61,8 @@ export function parseTokenizerConfig(json: unknown, file: string): TokenizerConf
   if (decoder !== undefined && decoder !== null) {
     if (typeof decoder !== 'object') throw new FormatError(`${file}: added_tokens_decoder must be an object`, { where: `${file}: added_tokens_decoder` });
     for (const [id, tok] of Object.entries(decoder as Record<string, unknown>)) {
-      const t = tok as { content?: unknown; special?: unknown };
+      const t = tok as { content?: unknown; special?: unknown } | null;
+      if (typeof t !== 'object' || t === null) throw new FormatError(`${file}: added_tokens_decoder.${id.slice(0, 20)} must be an object`, { where: `${file}: added_tokens_decoder` });
       if (t.special === true && typeof t.content === 'string' && /^\d+$/.test(id)) specialTokens.set(Number(id), t.content);
     }
   }
@@ -81,9 +82,13 @@ export function parseTokenizerConfig(json: unknown, file: string): TokenizerConf
 /** A JSON file of a tokenizer folder, read without following a link out of the folder. */
 export function readJsonFile(path: string): unknown {
   const text = readConfinedText(path);
+  let json: unknown;
   try {
-    return JSON.parse(text);
+    json = JSON.parse(text);
   } catch (err) {
     throw new FormatError(`${path}: not valid JSON: ${(err as Error).message}`, { where: path });
   }
+  // The tokenizers library and the identity hash walk these documents recursively.
+  if (nestingDepth(json, MAX_DOCUMENT_DEPTH) > MAX_DOCUMENT_DEPTH) throw new FormatError(`${path}: nested more than ${MAX_DOCUMENT_DEPTH} levels deep`, { where: path });
+  return json;
 }

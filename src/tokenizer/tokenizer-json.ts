@@ -1,7 +1,7 @@
 // The `tokenizer.json` backend of Tokenizer, over @huggingface/tokenizers (pure JS; see docs/TOKENIZERS.md for why).
 import type { Hash } from 'node:crypto';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { DataError, FormatError } from '../errors.ts';
+import { DataError, FormatError, describeValue } from '../errors.ts';
 import type { TokenizerBackend } from './backend.ts';
 
 interface AddedTokenJson {
@@ -27,6 +27,47 @@ function canonical(value: unknown): string {
   return JSON.stringify(value) ?? 'null';
 }
 
+/** Text for the load-time check: letters, digits, punctuation, whitespace runs, accents, CJK, an emoji. */
+const PROBE_TEXT = 'Hi there!  42 times,\tcafé\n日本 \u{1F600} end.';
+
+/**
+ * Checks every id of model.vocab and added_tokens, and returns the added tokens. The library sizes arrays by
+ * the largest id (one id of 332,000,000 in a 6 KB file took 52 s to load), so each id must lie below the
+ * number of tokens the file defines.
+ */
+function checkIds(json: Record<string, unknown>, file: string): AddedTokenJson[] {
+  const rawAdded = json['added_tokens'] ?? [];
+  if (!Array.isArray(rawAdded)) throw new FormatError(`${file}: added_tokens must be a list`, { where: `${file}: added_tokens` });
+  const model = json['model'] as { type: string; vocab?: unknown };
+  const vocab = model.vocab;
+  // Unigram lists [piece, score] pairs (the id is the index); the other models map piece -> id. The library
+  // takes either shape for any model, and a list given to BPE made its ids the list's numbers (a hang).
+  if (model.type === 'Unigram') {
+    if (!Array.isArray(vocab) || !vocab.every((e) => Array.isArray(e) && typeof e[0] === 'string' && typeof e[1] === 'number')) {
+      throw new FormatError(`${file}: model.vocab of a Unigram model must be a list of [piece, score] pairs`, { where: `${file}: model.vocab` });
+    }
+  } else if (vocab !== undefined && (typeof vocab !== 'object' || vocab === null || Array.isArray(vocab))) {
+    throw new FormatError(`${file}: model.vocab of a ${describeValue(model.type, 40)} model must be an object mapping pieces to ids`, { where: `${file}: model.vocab` });
+  }
+  const vocabEntries = Array.isArray(vocab) ? vocab.length : typeof vocab === 'object' && vocab !== null ? Object.keys(vocab).length : 0;
+  const limit = vocabEntries + rawAdded.length;
+  const checkId = (id: unknown, field: string): void => {
+    if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= limit) {
+      throw new FormatError(`${file}: ${field}: id ${describeValue(id)} is not an integer in [0, ${limit}) (the file defines ${limit} tokens)`, { where: `${file}: ${field}` });
+    }
+  };
+  if (typeof vocab === 'object' && vocab !== null && !Array.isArray(vocab)) {
+    for (const [piece, id] of Object.entries(vocab)) checkId(id, `model.vocab[${describeValue(piece, 40)}]`);
+  }
+  rawAdded.forEach((t: unknown, i) => {
+    if (typeof t !== 'object' || t === null || typeof (t as AddedTokenJson).content !== 'string') {
+      throw new FormatError(`${file}: added_tokens[${i}] must be an object with a string "content"`, { where: `${file}: added_tokens[${i}]` });
+    }
+    checkId((t as AddedTokenJson).id, `added_tokens[${i}].id`);
+  });
+  return rawAdded as AddedTokenJson[];
+}
+
 export class TokenizerJsonBackend implements TokenizerBackend {
   readonly kind = 'tokenizer.json' as const;
   readonly vocabSize: number;
@@ -45,13 +86,16 @@ export class TokenizerJsonBackend implements TokenizerBackend {
     if (typeof model !== 'object' || model === null || typeof model.type !== 'string') {
       throw new FormatError(`${file}: model.type: not a tokenizer.json (no model section with a type)`, { where: `${file}: model.type` });
     }
-    const added = (Array.isArray(json['added_tokens']) ? json['added_tokens'] : []) as AddedTokenJson[];
+    const added = checkIds(json, file);
     this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
     try {
       this.full = new HfTokenizer(json, config);
       this.plain = new HfTokenizer({ ...json, added_tokens: added.filter((t) => t.special !== true) }, config);
+      // The library checks the sections only when it uses them: a malformed normalizer, pre-tokenizer,
+      // post-processor or decoder shows on a first encode and decode, so it is refused here, naming the file.
+      for (const tok of [this.full, this.plain]) tok.decode(tok.encode(PROBE_TEXT, { add_special_tokens: true }).ids, { skip_special_tokens: false });
     } catch (err) {
-      throw new FormatError(`${file}: cannot build the tokenizer: ${(err as Error).message}`, { where: file });
+      throw new FormatError(`${file}: cannot build the tokenizer: ${(err as Error)?.message ?? String(err)}`, { where: file });
     }
     let maxId = -1;
     for (const id of this.full.get_vocab(true).values()) maxId = Math.max(maxId, id);

@@ -1,6 +1,7 @@
 // Models in and out of checkpoint directories: build a CausalLM from config.json (+ weights, any HF
 // layout, checked against the architecture), and write a model checkpoint of its current parameters.
 import { existsSync } from 'node:fs';
+import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { TOKENIZER_FILES, copyInto, writeManifest } from '../formats/checkpoint-dir.ts';
@@ -10,12 +11,22 @@ import { writeSafetensorsSharded, writeTextFile, type WrittenFile } from '../for
 import { planConversion } from '../formats/weight-plan.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
 import { type ModelConfig, readModelConfig } from '../models/config.ts';
+import { expectedTensors } from '../models/tensor-table.ts';
 import { Gpt2 } from '../models/gpt2.ts';
 import { Llama } from '../models/llama.ts';
 import type { CausalLM } from '../models/model.ts';
 import { loadInto } from '../tensor/index.ts';
 
 export function createModel(config: ModelConfig, seed: number): CausalLM {
+  // Parameters are fp32; a config whose weights alone exceed this machine's memory is refused before the
+  // allocation (it would otherwise end in a native out-of-memory abort naming nothing).
+  const params = expectedTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
+  if (params * 4 > totalmem()) {
+    throw new ConfigError(`the model of config.json needs ${(params * 4 / 2 ** 30).toFixed(1)} GiB for its ${params} fp32 parameters; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {
+      where: 'config.json',
+      hint: 'check num_hidden_layers, hidden_size, intermediate_size and vocab_size',
+    });
+  }
   return config.family === 'llama' ? new Llama(config, { seed }) : new Gpt2(config, { seed });
 }
 
@@ -27,9 +38,12 @@ export function loadModel(dir: string, seed = 0): CausalLM {
   confinedRealPath(cfgPath);
   const config = readModelConfig(cfgPath);
   const source = openWeightSource(dir);
-  const model = createModel(config, seed);
+  let model: CausalLM | null = null;
   try {
+    // Every weight present with the shape config.json implies before anything is allocated: a config of
+    // 4,000 layers next to the weights of 2 must fail here, not after a 12 GB allocation.
     const plan = planConversion(config, source.tensors, dir);
+    model = createModel(config, seed);
     for (const t of plan.tensors) {
       const data = castFloat(source.read(t.source), t.dtype, 'F32');
       // A Float32Array view needs a 4-byte-aligned offset; bytes read at an odd place are copied first.
@@ -38,7 +52,7 @@ export function loadModel(dir: string, seed = 0): CausalLM {
     }
     return model;
   } catch (err) {
-    model.release();
+    model?.release();
     throw err;
   } finally {
     source.close();

@@ -1,0 +1,518 @@
+// One fuzz target per parser of untrusted input. Each builds its seed files once (fixtures, or small files
+// made here), mutates one file per case (bytes, or JSON/YAML structure) and runs it through the same entry
+// point sftkit's commands use, reading everything the parser offers.
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
+import { generationConfigFor } from '../../src/convert/write-model.ts';
+import { convertAlpacaRecords } from '../../src/data/alpaca.ts';
+import { parseConversation } from '../../src/data/conversation.ts';
+import { readJsonRecords } from '../../src/data/json-input.ts';
+import { DataLoader } from '../../src/data/loader.ts';
+import { emptyReport } from '../../src/data/report.ts';
+import { openRecords, RecordsWriter, validateRecordsFor } from '../../src/data/records.ts';
+import { bufferSource } from '../../src/formats/byte-source.ts';
+import { readManifest, resolveCheckpointDir } from '../../src/formats/checkpoint-dir.ts';
+import { parseSafetensors } from '../../src/formats/safetensors.ts';
+import { parseTorchBin } from '../../src/formats/torch-bin.ts';
+import { openWeightSource } from '../../src/formats/weight-source.ts';
+import { openZip } from '../../src/formats/zip.ts';
+import { parseModelConfig, readModelConfig } from '../../src/models/config.ts';
+import { expectedTensors } from '../../src/models/tensor-table.ts';
+import { Tokenizer } from '../../src/tokenizer/index.ts';
+import { loadRunConfig } from '../../src/train/config.ts';
+import { createModel, loadModel, writeModelCheckpoint } from '../../src/train/model-io.ts';
+import type { FuzzInput, PreparedTarget, Target } from './harness.ts';
+import { mutateBytes, type Range } from './mutate-bytes.ts';
+import { mutateJson, mutateValue } from './mutate-json.ts';
+import { int, pick, type Rng } from './rng.ts';
+import { storedZip, hostilePickle } from './zip-builder.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const FIXTURES = join(ROOT, 'test', 'fixtures');
+const WEIGHTS = join(FIXTURES, 'weights');
+const SAMPLE_TEXT = 'Hello world! Numbers 1234, ünïcödé, 日本語 and\ttabs\n  spaces </s> <s>';
+
+/** Temp folders go to RAM when the machine has /dev/shm: each case writes a file. */
+function tempDir(label: string): string {
+  const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  return mkdtempSync(join(base, `sftkit-fuzz-${label}-`));
+}
+
+const enc = new TextEncoder();
+const dec = new TextDecoder();
+
+/** Half structural edits of the JSON text, half byte edits (kept valid only by chance). */
+function mutateJsonFile(seed: Uint8Array, r: Rng): Uint8Array {
+  return r() < 0.6 ? enc.encode(mutateJson(dec.decode(seed), r)) : mutateBytes(seed, r);
+}
+
+/** A target over files in one folder: each case writes one mutated file, runs, and puts the seed back. */
+function folderTarget(o: {
+  name: string;
+  description: string;
+  /** Builds the folder; returns the files that may be mutated, with their mutators. */
+  build(dir: string): Array<{ file: string; mutate(seed: Uint8Array, r: Rng): Uint8Array }>;
+  run(dir: string, file: string): void;
+}): Target {
+  return {
+    name: o.name,
+    description: o.description,
+    prepare(): PreparedTarget {
+      const dir = tempDir(o.name);
+      const files = o.build(dir).map((f) => ({ ...f, seed: readFileSync(join(dir, f.file)) }));
+      return {
+        generate(r) {
+          const f = pick(r, files);
+          let bytes = f.mutate(f.seed, r);
+          if (r() < 0.3) bytes = f.mutate(bytes, r); // stacked edits reach states one edit cannot
+          return { file: f.file, bytes };
+        },
+        exercise(input: FuzzInput) {
+          const path = join(dir, input.file);
+          writeFileSync(path, input.bytes);
+          try {
+            o.run(dir, input.file);
+          } finally {
+            writeFileSync(path, files.find((f) => f.file === input.file)!.seed);
+          }
+        },
+        dispose: () => rmSync(dir, { recursive: true, force: true }),
+      };
+    },
+  };
+}
+
+// ---- safetensors -------------------------------------------------------------------------------------------
+
+/** Rewraps a (mutated) JSON header with a correct length prefix, so mutations reach the header checks. */
+function withHeader(file: Uint8Array, r: Rng): Uint8Array {
+  const len = Number(Buffer.from(file).readBigUInt64LE(0));
+  const header = dec.decode(file.subarray(8, 8 + len));
+  const mutated = enc.encode(mutateJson(header, r));
+  const prefix = Buffer.alloc(8);
+  prefix.writeBigUInt64LE(BigInt(mutated.byteLength));
+  return Buffer.concat([prefix, mutated, file.subarray(8 + len)]);
+}
+
+const safetensors: Target = {
+  name: 'safetensors',
+  description: 'model.safetensors: length prefix, JSON header, data (parseSafetensors, every tensor read)',
+  prepare() {
+    const seeds = [
+      ...[1, 2, 3].map((i) => readFileSync(join(WEIGHTS, 'llama-st-sharded', `model-0000${i}-of-00003.safetensors`))),
+      readFileSync(join(WEIGHTS, 'gpt2-st', 'model.safetensors')),
+    ];
+    return {
+      generate(r) {
+        const seed = pick(r, seeds);
+        const headerEnd = 8 + Number(seed.readBigUInt64LE(0));
+        const bytes = r() < 0.4 ? withHeader(seed, r) : mutateBytes(seed, r, { hot: [[0, headerEnd]] });
+        return { file: 'model.safetensors', bytes };
+      },
+      exercise(input) {
+        const f = parseSafetensors(bufferSource(`fuzz/${input.file}`, input.bytes));
+        for (const t of f.tensors) f.read(t.name);
+      },
+      dispose() {},
+    };
+  },
+};
+
+const safetensorsIndex = folderTarget({
+  name: 'safetensors-index',
+  description: 'model.safetensors.index.json with its shards (openWeightSource, every tensor read)',
+  build(dir) {
+    cpSync(join(WEIGHTS, 'llama-st-sharded'), dir, { recursive: true });
+    return [{ file: 'model.safetensors.index.json', mutate: mutateJsonFile }];
+  },
+  run(dir) {
+    const src = openWeightSource(dir);
+    try {
+      for (const t of src.tensors) src.read(t.name);
+    } finally {
+      src.close();
+    }
+  },
+});
+
+// ---- PyTorch .bin ------------------------------------------------------------------------------------------
+
+interface BinSeed {
+  bytes: Buffer;
+  entries: Array<{ name: string; data: Uint8Array }>;
+  pickleName: string;
+  hot: Range[];
+}
+
+function binSeed(path: string): BinSeed {
+  const bytes = readFileSync(path);
+  const zip = openZip(bufferSource(path, bytes));
+  const entries = [...zip.entries.values()].map((e) => ({ name: e.name, data: zip.readEntry(e, 1 << 30) }));
+  const pkl = [...zip.entries.values()].find((e) => e.name.endsWith('/data.pkl'))!;
+  const pklStart = zip.dataOffset(pkl);
+  const cdStart = Math.max(...[...zip.entries.values()].map((e) => e.localHeaderOffset + 30 + e.name.length + e.compressedSize));
+  return { bytes, entries, pickleName: pkl.name, hot: [[pklStart, pklStart + pkl.size], [cdStart, bytes.byteLength]] };
+}
+
+const torchBin: Target = {
+  name: 'torch-bin',
+  description: 'pytorch_model.bin: zip directory, allowlist unpickler, storages and strided views (parseTorchBin, every tensor read)',
+  prepare() {
+    const seeds = [binSeed(join(WEIGHTS, 'qwen2-tied-bin', 'pytorch_model.bin')), binSeed(join(WEIGHTS, 'llama-bin', 'pytorch_model.bin'))];
+    return {
+      generate(r) {
+        const seed = pick(r, seeds);
+        const kind = r();
+        if (kind < 0.4) return { file: 'pytorch_model.bin', bytes: mutateBytes(seed.bytes, r, { hot: seed.hot }) };
+        // The pickle mutated (or replaced by a hostile one) and the zip rebuilt around it, so the
+        // mutation reaches the unpickler and the tensor checks instead of the zip reader.
+        const entries = seed.entries.map((e) => {
+          if (e.name !== seed.pickleName) return e;
+          if (kind < 0.6) return { name: e.name, data: hostilePickle(r, seed.entries) };
+          let data = mutateBytes(e.data, r);
+          if (r() < 0.5) data = mutateBytes(data, r);
+          return { name: e.name, data };
+        });
+        return { file: 'pytorch_model.bin', bytes: storedZip(entries) };
+      },
+      exercise(input) {
+        const f = parseTorchBin(bufferSource(`fuzz/${input.file}`, input.bytes));
+        for (const t of f.tensors) f.read(t.name);
+      },
+      dispose() {},
+    };
+  },
+};
+
+// ---- tokenizers --------------------------------------------------------------------------------------------
+
+/**
+ * A SentencePiece model cut to its first `keep` pieces (top-level field 1 of the ModelProto), so a case
+ * loads in a millisecond instead of the 3,000-piece fixture's ~30 ms; the other fields are kept as they are.
+ */
+function smallSentencePieceModel(buf: Uint8Array, keep: number): Buffer {
+  const out: Uint8Array[] = [];
+  let pos = 0;
+  let pieces = 0;
+  const varint = (): number => {
+    let v = 0;
+    for (let shift = 0; ; shift += 7) {
+      const b = buf[pos++]!;
+      v += (b & 0x7f) * 2 ** shift;
+      if (b < 0x80) return v;
+    }
+  };
+  while (pos < buf.byteLength) {
+    const start = pos;
+    const tag = varint();
+    if ((tag & 7) !== 2) throw new Error(`unexpected wire type in the seed model (tag ${tag})`);
+    const len = varint();
+    pos += len;
+    if (tag >>> 3 === 1 && pieces++ >= keep) continue;
+    out.push(buf.subarray(start, pos));
+  }
+  return Buffer.concat(out);
+}
+
+/** The seed tokenizer.model of every target that needs one: byte pieces, specials and a few hundred merges. */
+function seedSentencePiece(): Buffer {
+  return smallSentencePieceModel(readFileSync(join(FIXTURES, 'tokenizer', 'bpe.model')), SEED_VOCAB);
+}
+const SEED_VOCAB = 400;
+
+const sentencepiece = folderTarget({
+  name: 'tokenizer.model',
+  description: 'SentencePiece tokenizer.model protobuf (SentencePieceProcessor built, text encoded and decoded)',
+  build(dir) {
+    writeFileSync(join(dir, 'tokenizer.model'), seedSentencePiece());
+    return [{ file: 'tokenizer.model', mutate: (seed, r) => mutateBytes(seed, r, { hot: [[0, 64], [seed.byteLength - 256, seed.byteLength]] }) }];
+  },
+  run(dir) {
+    const tok = Tokenizer.fromSentencePiece(join(dir, 'tokenizer.model'));
+    tok.decode(tok.encode(SAMPLE_TEXT));
+  },
+});
+
+/** A small tokenizer.json cut from a real one: the first `keep` ids and the merges among them. */
+function smallTokenizerJson(path: string, keep: number): string {
+  const json = JSON.parse(readFileSync(path, 'utf8')) as { model: { vocab: Record<string, number>; merges: Array<string | string[]> }; added_tokens: Array<{ id: number }> };
+  const vocab = Object.fromEntries(Object.entries(json.model.vocab).filter(([, id]) => id < keep));
+  const has = (p: string): boolean => Object.hasOwn(vocab, p);
+  json.model.vocab = vocab;
+  json.model.merges = json.model.merges.filter((m) => {
+    const [a, b] = typeof m === 'string' ? m.split(' ') : m;
+    return a !== undefined && b !== undefined && has(a) && has(b) && has(a + b);
+  });
+  json.added_tokens = json.added_tokens.filter((t) => t.id < keep);
+  return JSON.stringify(json);
+}
+
+const tokenizerJson: Target = {
+  name: 'tokenizer.json',
+  description: 'HF tokenizer.json, cut-down Llama-2 and GPT-2 ones (Tokenizer.fromTokenizerJson, text encoded and decoded)',
+  prepare() {
+    const dir = tempDir('tokenizer-json');
+    const lenml = (name: string): string => join(ROOT, 'node_modules', '@lenml', `tokenizer-${name}`, 'models', 'tokenizer.json');
+    const seeds = [enc.encode(smallTokenizerJson(lenml('llama2'), 600)), enc.encode(smallTokenizerJson(lenml('gpt2'), 400))];
+    return {
+      generate: (r) => ({ file: 'tokenizer.json', bytes: mutateJsonFile(pick(r, seeds), r) }),
+      exercise(input) {
+        writeFileSync(join(dir, input.file), input.bytes);
+        const tok = Tokenizer.fromTokenizerJson(join(dir, input.file));
+        tok.decode(tok.encode(SAMPLE_TEXT, { parseSpecial: true }));
+      },
+      dispose: () => rmSync(dir, { recursive: true, force: true }),
+    };
+  },
+};
+
+const TOKENIZER_CONFIG = {
+  add_bos_token: true,
+  add_eos_token: false,
+  bos_token: { content: '<s>', lstrip: false, normalized: false, rstrip: false, single_word: false },
+  eos_token: '</s>',
+  unk_token: '<unk>',
+  pad_token: null,
+  chat_template: [{ name: 'default', template: "{% for m in messages %}{{ m['content'] }}{% endfor %}" }],
+  added_tokens_decoder: { '0': { content: '<unk>', special: true }, '1': { content: '<s>', special: true }, '2': { content: '</s>', special: true } },
+  model_max_length: 2048,
+};
+
+const tokenizerConfig = folderTarget({
+  name: 'tokenizer_config.json',
+  description: 'tokenizer_config.json next to a tokenizer.model (Tokenizer.fromDir, special ids, encode with BOS)',
+  build(dir) {
+    writeFileSync(join(dir, 'tokenizer.model'), seedSentencePiece());
+    writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(TOKENIZER_CONFIG, null, 2));
+    return [{ file: 'tokenizer_config.json', mutate: mutateJsonFile }];
+  },
+  run(dir) {
+    const tok = Tokenizer.fromDir(dir);
+    tok.decode(tok.encode(SAMPLE_TEXT));
+  },
+});
+
+// ---- model configs -----------------------------------------------------------------------------------------
+
+const QWEN2_CONFIG = { model_type: 'qwen2', hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 64, use_sliding_window: false, sliding_window: 32, tie_word_embeddings: true };
+const LLAMA3_CONFIG = { model_type: 'llama', hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: 64, head_dim: 4, eos_token_id: [1, 2], rope_scaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 64 } };
+
+const configJson: Target = {
+  name: 'config.json',
+  description: 'HF config.json (readModelConfig, then the tensor table convert and run plan from it)',
+  prepare() {
+    const dir = tempDir('config');
+    const seeds = [
+      readFileSync(join(WEIGHTS, 'llama-st-sharded', 'config.json')),
+      readFileSync(join(WEIGHTS, 'gpt2-st', 'config.json')),
+      enc.encode(JSON.stringify(QWEN2_CONFIG)),
+      enc.encode(JSON.stringify(LLAMA3_CONFIG)),
+    ];
+    return {
+      generate: (r) => ({ file: 'config.json', bytes: mutateJsonFile(pick(r, seeds), r) }),
+      exercise(input) {
+        writeFileSync(join(dir, input.file), input.bytes);
+        const cfg = readModelConfig(join(dir, input.file));
+        expectedTensors(cfg);
+      },
+      dispose: () => rmSync(dir, { recursive: true, force: true }),
+    };
+  },
+};
+
+const generationConfig: Target = {
+  name: 'generation_config.json',
+  description: 'generation_config.json as convert reads it (ids filled in from config.json, written back)',
+  prepare() {
+    const dir = tempDir('genconfig');
+    const cfg = parseModelConfig(JSON.parse(readFileSync(join(WEIGHTS, 'llama-st-sharded', 'config.json'), 'utf8')), 'config.json');
+    const seeds = [
+      readFileSync(join(WEIGHTS, 'llama-bin-sharded', 'generation_config.json')),
+      enc.encode(JSON.stringify({ do_sample: true, temperature: 0.6, top_p: 0.9, max_length: 4096, eos_token_id: [1, 2], pad_token_id: 0, transformers_version: '4.40.0' })),
+    ];
+    return {
+      generate: (r) => ({ file: 'generation_config.json', bytes: mutateJsonFile(pick(r, seeds), r) }),
+      exercise(input) {
+        writeFileSync(join(dir, input.file), input.bytes);
+        generationConfigFor(join(dir, input.file), cfg);
+      },
+      dispose: () => rmSync(dir, { recursive: true, force: true }),
+    };
+  },
+};
+
+// ---- data inputs -------------------------------------------------------------------------------------------
+
+/** JSON array files get structural edits of the whole document; JSONL files get them line by line. */
+function mutateDataFile(seed: Uint8Array, r: Rng, opts: { jsonl: boolean }): Uint8Array {
+  if (!opts.jsonl || r() < 0.3) return mutateJsonFile(seed, r);
+  const lines = dec.decode(seed).split('\n');
+  const i = int(r, lines.length);
+  if (lines[i]!.trim() !== '') lines[i] = mutateJson(lines[i]!, r);
+  return enc.encode(lines.join('\n'));
+}
+
+const alpaca = folderTarget({
+  name: 'alpaca',
+  description: 'Stanford Alpaca JSON array (readJsonRecords + convertAlpacaRecords)',
+  build(dir) {
+    writeFileSync(join(dir, 'alpaca.json'), readFileSync(join(FIXTURES, 'data', 'alpaca_small.json')));
+    return [{ file: 'alpaca.json', mutate: (s, r) => mutateDataFile(s, r, { jsonl: false }) }];
+  },
+  run(dir, file) {
+    convertAlpacaRecords(readJsonRecords(join(dir, file)));
+  },
+});
+
+const conversations = folderTarget({
+  name: 'conversations',
+  description: 'conversation JSONL and JSON arrays (ShareGPT and messages schemas: readJsonRecords + parseConversation)',
+  build(dir) {
+    const jsonl = readFileSync(join(FIXTURES, 'data', 'conversations.jsonl'), 'utf8');
+    writeFileSync(join(dir, 'conversations.jsonl'), jsonl);
+    const messages = [
+      { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello.' }] },
+      { system: 'S', conversations: [{ from: 'human', value: 'Q1' }, { from: 'gpt', value: 'A1' }, { from: 'human', value: 'Q2' }, { from: 'gpt', value: 'A2' }] },
+    ];
+    writeFileSync(join(dir, 'messages.json'), JSON.stringify(messages, null, 2));
+    return [
+      { file: 'conversations.jsonl', mutate: (s, r) => mutateDataFile(s, r, { jsonl: true }) },
+      { file: 'messages.json', mutate: (s, r) => mutateDataFile(s, r, { jsonl: false }) },
+    ];
+  },
+  run(dir, file) {
+    for (const rec of readJsonRecords(join(dir, file))) parseConversation(rec);
+  },
+});
+
+// ---- token records -----------------------------------------------------------------------------------------
+
+const RECORDS_VOCAB = 1000;
+
+const tokenRecords = folderTarget({
+  name: 'token-records',
+  description: 'token records: manifest.json and int32 shards (openRecords, validateRecordsFor with the id scan, every batch loaded)',
+  build(dir) {
+    const w = new RecordsWriter(dir, { seqLength: 7, segments: true, rowsPerShard: 5, bufferRows: 2 });
+    for (let r = 0; r < 9; r++) {
+      const ids = Int32Array.from({ length: 8 }, (_, i) => (r * 37 + i * 11) % RECORDS_VOCAB);
+      const labels = ids.map((x, i) => (i < 2 ? -100 : x));
+      w.push(ids, labels, Int32Array.from({ length: 8 }, (_, i) => (i < 6 ? 1 : 0)));
+    }
+    const report = { ...emptyReport(), max_token_id: 999 };
+    w.finish({ seq_length: 7, dataset_type: 'qa', template: 'vicuna', packed: true, pad_id: 0, ignore_id: -100, tokenizer: { identity: 'fuzz', kind: 'sentencepiece', vocab_size: RECORDS_VOCAB, bos_id: 1, eos_id: 2 } }, report);
+    const shard = (s: Uint8Array, r: Rng): Uint8Array => mutateBytes(s, r);
+    return [
+      { file: 'manifest.json', mutate: mutateJsonFile },
+      { file: 'manifest.json', mutate: mutateJsonFile },
+      { file: 'input_ids-00000.bin', mutate: shard },
+      { file: 'labels-00001.bin', mutate: shard },
+      { file: 'segment_ids-00000.bin', mutate: shard },
+    ];
+  },
+  run(dir) {
+    const records = openRecords(dir);
+    try {
+      validateRecordsFor(records, { tokenizerIdentity: 'fuzz', seqLength: 7, vocabSize: RECORDS_VOCAB });
+      const loader = new DataLoader(records, { batchSize: 2, dropRemainder: false });
+      while (loader.next() !== null) { /* every batch */ }
+    } finally {
+      records.close();
+    }
+  },
+});
+
+// ---- YAML run config ---------------------------------------------------------------------------------------
+
+function mutateYaml(seed: Uint8Array, r: Rng): Uint8Array {
+  if (r() < 0.4) return mutateBytes(seed, r);
+  let doc: unknown;
+  try {
+    doc = parseYaml(dec.decode(seed));
+  } catch {
+    return mutateBytes(seed, r); // an earlier edit broke the YAML
+  }
+  const { value, deep, dupPrefix } = mutateValue(doc, r);
+  let text = stringifyYaml(value);
+  const n = pick(r, [100, 1_000, 5_000]);
+  text = text.replaceAll(JSON.stringify(deep), () => (r() < 0.5 ? `${'['.repeat(n)}1${']'.repeat(n)}` : `${'{a: '.repeat(n)}1${'}'.repeat(n)}`));
+  text = text.replaceAll(deep, '[[[[1]]]]').replaceAll(JSON.stringify(dupPrefix).slice(1, -1), '').replaceAll(dupPrefix, '');
+  if (r() < 0.1) text = `anchors: &a [x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a]\nc: &c [*b, *b, *b, *b, *b, *b, *b, *b]\nd: [*c, *c, *c, *c, *c, *c, *c, *c]\n${text}`;
+  return enc.encode(text);
+}
+
+const yamlConfig: Target = {
+  name: 'yaml-config',
+  description: 'YAML run config (loadRunConfig: YAML parse, zod schema, did-you-mean on unknown keys)',
+  prepare() {
+    const dir = tempDir('yaml');
+    const seeds = ['demo/finetune.yaml', 'tiny/pretrain_llama_tiny.yaml', 'llama2/finetune_llama2_7b.yaml', 'gpt2/finetune_gpt2.yaml'].map((f) => readFileSync(join(ROOT, 'configs', f)));
+    return {
+      generate: (r) => ({ file: 'run.yaml', bytes: mutateYaml(pick(r, seeds), r) }),
+      exercise(input) {
+        writeFileSync(join(dir, input.file), input.bytes);
+        loadRunConfig(join(dir, input.file));
+      },
+      dispose: () => rmSync(dir, { recursive: true, force: true }),
+    };
+  },
+};
+
+// ---- a whole checkpoint folder -----------------------------------------------------------------------------
+
+const CKPT_CONFIG = { model_type: 'llama', hidden_size: 16, intermediate_size: 32, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, vocab_size: SEED_VOCAB, max_position_embeddings: 64, bos_token_id: 1, eos_token_id: 2, tie_word_embeddings: false };
+
+/** The checkpoint's folder under the `checkpoint/` root that meta.json points into. */
+const CKPT_NAME = 'model-1_2';
+
+/**
+ * A `checkpoint/` root (meta.json naming its latest checkpoint) as `run --load_checkpoint` sees it.
+ * trainer_state.json and rank_N.json are not mutated here yet: their validation is defect 8 of issue 24,
+ * done in src/train/checkpoint.ts separately.
+ */
+const checkpointDir = folderTarget({
+  name: 'checkpoint-dir',
+  description: 'a checkpoint/ root (meta.json, then the model checkpoint: resolveCheckpointDir, sftkit.json, loadModel, Tokenizer.fromDir)',
+  build(root) {
+    writeFileSync(join(root, 'meta.json'), JSON.stringify({ latest: CKPT_NAME, checkpoints: [CKPT_NAME] }));
+    const dir = join(root, CKPT_NAME);
+    mkdirSync(dir);
+    const assets = join(root, '.assets');
+    mkdirSync(assets);
+    writeFileSync(join(assets, 'tokenizer.model'), seedSentencePiece());
+    writeFileSync(join(assets, 'tokenizer_config.json'), JSON.stringify(TOKENIZER_CONFIG, null, 2));
+    writeFileSync(join(assets, 'generation_config.json'), JSON.stringify({ bos_token_id: 1, eos_token_id: 2 }));
+    const model = createModel(parseModelConfig(CKPT_CONFIG, 'config.json'), 0);
+    writeModelCheckpoint(dir, model, { assetsDir: assets, source: { path: 'fuzz', format: 'fuzz' } });
+    model.release();
+    rmSync(assets, { recursive: true });
+    const st = (s: Uint8Array, r: Rng): Uint8Array => (r() < 0.4 ? withHeader(s, r) : mutateBytes(s, r, { hot: [[0, 8 + Number(Buffer.from(s).readBigUInt64LE(0))]] }));
+    return [
+      { file: 'meta.json', mutate: mutateJsonFile },
+      { file: `${CKPT_NAME}/config.json`, mutate: mutateJsonFile },
+      { file: `${CKPT_NAME}/sftkit.json`, mutate: mutateJsonFile },
+      { file: `${CKPT_NAME}/model.safetensors`, mutate: st },
+      { file: `${CKPT_NAME}/tokenizer.model`, mutate: (s, r) => mutateBytes(s, r) },
+      { file: `${CKPT_NAME}/tokenizer_config.json`, mutate: mutateJsonFile },
+      { file: `${CKPT_NAME}/generation_config.json`, mutate: mutateJsonFile },
+    ];
+  },
+  run(root) {
+    const ckpt = resolveCheckpointDir(root);
+    readManifest(ckpt);
+    const model = loadModel(ckpt);
+    try {
+      const tok = Tokenizer.fromDir(ckpt);
+      tok.decode(tok.encode(SAMPLE_TEXT));
+    } finally {
+      model.release();
+    }
+  },
+});
+
+export const TARGETS: readonly Target[] = [
+  safetensors, safetensorsIndex, torchBin, sentencepiece, tokenizerJson, tokenizerConfig, configJson, generationConfig,
+  alpaca, conversations, tokenRecords, yamlConfig, checkpointDir,
+];
