@@ -50,10 +50,13 @@ function checkIds(json: Record<string, unknown>, file: string): AddedTokenJson[]
     throw new FormatError(`${file}: model.vocab of a ${describeValue(model.type, 40)} model must be an object mapping pieces to ids`, { where: `${file}: model.vocab` });
   }
   const vocabEntries = Array.isArray(vocab) ? vocab.length : typeof vocab === 'object' && vocab !== null ? Object.keys(vocab).length : 0;
-  const limit = vocabEntries + rawAdded.length;
+  // Ids may leave gaps (a vocabulary trimmed of pieces, added tokens placed past a padded vocab), but a table
+  // indexed by id must stay in proportion to the file: at most twice its tokens plus 1,024.
+  const tokens = vocabEntries + rawAdded.length;
+  const limit = 2 * tokens + 1024;
   const checkId = (id: unknown, field: string): void => {
     if (!Number.isSafeInteger(id) || (id as number) < 0 || (id as number) >= limit) {
-      throw new FormatError(`${file}: ${field}: id ${describeValue(id)} is not an integer in [0, ${limit}) (the file defines ${limit} tokens)`, { where: `${file}: ${field}` });
+      throw new FormatError(`${file}: ${field}: id ${describeValue(id)} is not an integer in [0, ${limit}) (the file defines ${tokens} tokens; ids may leave gaps, up to twice that plus 1,024)`, { where: `${file}: ${field}` });
     }
   };
   if (typeof vocab === 'object' && vocab !== null && !Array.isArray(vocab)) {
