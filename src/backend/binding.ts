@@ -56,7 +56,7 @@ export interface Binding {
   /** Clamps to the detected level; returns the level now active. */
   setIsa(isa: number): number;
   hasAvx512Bf16(): boolean;
-  /** The bf16 GEMM path (BF16_PATH); starts at native where the CPU has AVX512_BF16, unless SFTKIT_NO_AVX512BF16 is set. */
+  /** The bf16 GEMM path (BF16_PATH); starts at native on AMD CPUs with AVX512_BF16 (where it is faster), else fallback; SFTKIT_BF16_GEMM chooses. */
   getBf16Path(): number;
   /** Clamps to what the CPU runs (native needs AVX512_BF16, emulated AVX-512); returns the path now active. */
   setBf16Path(path: number): number;

@@ -38,7 +38,11 @@ export function bf16GemmPath(): string {
   const path = native.getBf16Path();
   if (isa >= ISA.avx512 && path === BF16_PATH.native) return 'vdpbf16ps (AVX512_BF16)';
   if (isa >= ISA.avx512 && path === BF16_PATH.emulated) return 'vdpbf16ps layout, instruction emulated (test mode)';
-  const why = native.hasAvx512Bf16() ? 'vdpbf16ps turned off' : 'this CPU has no AVX512_BF16';
+  const why = !native.hasAvx512Bf16()
+    ? 'this CPU has no AVX512_BF16'
+    : process.env['SFTKIT_BF16_GEMM'] === 'fallback' || (process.env['SFTKIT_NO_AVX512BF16'] ?? '0') !== '0'
+      ? 'vdpbf16ps turned off'
+      : 'faster than vdpbf16ps on this CPU; SFTKIT_BF16_GEMM=vdpbf16ps turns it on';
   const kernel = isa >= ISA.avx512 ? 'AVX-512' : isa >= ISA.avx2 ? 'AVX2' : 'scalar';
   return `fp32 fallback (${why}): operands rounded to bf16 into the ${kernel} fp32 micro-kernel`;
 }

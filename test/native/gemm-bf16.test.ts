@@ -1,6 +1,7 @@
 // Tests the bf16 mixed-precision GEMM (GemmArgs::bf16): the operand rounding against exact bits, and every
 // path this machine has (naive, AVX2, AVX-512 fallback, the vdpbf16ps layout emulated, vdpbf16ps itself where
 // the CPU has AVX512_BF16) against a float64 reference computed on bf16-rounded inputs.
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,13 +128,23 @@ test('bf16 gemm alpha/beta, batches, and K past a pair-panel block (1100 > 1024)
   }
 });
 
-test('vdpbf16ps runs where the CPU has AVX512_BF16', (t) => {
-  const { skipped } = paths();
-  if (skipped) {
-    t.skip(skipped);
-    return;
-  }
-  assert.equal(native.getBf16Path(), process.env.SFTKIT_NO_AVX512BF16 ? BF16_PATH.fallback : BF16_PATH.native);
+test('the default bf16 path: vdpbf16ps on AMD CPUs with AVX512_BF16, the fallback elsewhere; SFTKIT_BF16_GEMM chooses', () => {
+  const code = "import('./src/backend/binding.ts').then(({native}) => console.log(native.getBf16Path()))";
+  const pathWith = (env: Record<string, string>): number => {
+    const clean = { ...process.env };
+    delete clean['SFTKIT_BF16_GEMM'];
+    delete clean['SFTKIT_NO_AVX512BF16'];
+    const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { env: { ...clean, ...env }, encoding: 'utf8' });
+    assert.equal(run.status, 0, run.stderr);
+    return Number(run.stdout.trim());
+  };
+  const has = native.hasAvx512Bf16();
+  // AMD's cores retire vdpbf16ps at twice an fp32 FMA's multiply-adds; Intel's at the same rate (runtime.cc)
+  assert.equal(pathWith({}), has && cpuVendor() === 'AuthenticAMD' ? BF16_PATH.native : BF16_PATH.fallback);
+  assert.equal(pathWith({ SFTKIT_BF16_GEMM: 'vdpbf16ps' }), has ? BF16_PATH.native : BF16_PATH.fallback);
+  assert.equal(pathWith({ SFTKIT_BF16_GEMM: 'fallback' }), BF16_PATH.fallback);
+  assert.equal(pathWith({ SFTKIT_BF16_GEMM: 'vdpbf16ps', SFTKIT_NO_AVX512BF16: '1' }), has ? BF16_PATH.native : BF16_PATH.fallback);
+  assert.equal(pathWith({ SFTKIT_NO_AVX512BF16: '1' }), BF16_PATH.fallback);
 });
 
 // [input bits, bf16-rounded bits]: ties to even, carries into the exponent, overflow to inf, NaN kept NaN
