@@ -47,13 +47,15 @@ export function peakFor(ours: StepResult, dtype: 'float32' | 'bfloat16'): number
 }
 
 /**
- * Whether bf16 utilisation is judged: only where the vdpbf16ps kernel ran. Elsewhere the bf16 GEMM is the fp32
- * kernel fed rounded operands, whose peak is the fp32 one less the rounding; 85% of it is recorded, not judged.
+ * Whether bf16 utilisation is judged: on CPUs with AVX512_BF16, against the peak of the bf16 kernel that runs
+ * there by default (vdpbf16ps on AMD, the fp32 kernel on rounded operands on Intel, where it is the faster one:
+ * native/runtime.cc). Elsewhere the bf16 GEMM can only be the fp32 kernel fed rounded operands: recorded.
  */
 export function bf16Judged(r: StepResult): { judged: boolean; why: string } {
   if (r.bf16_path === 'native') return { judged: true, why: 'vdpbf16ps (AVX512_BF16)' };
   if (r.has_avx512_bf16 === false) return { judged: false, why: 'not judged: this CPU has no AVX512_BF16, bf16 GEMMs run the fp32 fallback' };
-  return { judged: false, why: `not judged: vdpbf16ps did not run (bf16 path ${r.bf16_path ?? 'unknown'})` };
+  if (r.bf16_path === 'fallback' && r.has_avx512_bf16 === true) return { judged: true, why: 'the fp32 kernel on rounded operands, faster than vdpbf16ps on this CPU' };
+  return { judged: false, why: `not judged: bf16 path ${r.bf16_path ?? 'unknown'}` };
 }
 
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
