@@ -23,6 +23,12 @@
       "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mavx2", "-mfma", "-fPIC"]
     },
     {
+      "target_name": "sft_amx",
+      "type": "static_library",
+      "sources": ["<!@(node scripts/list-sources.cjs amx)"],
+      "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mamx-tile", "-mamx-bf16", "-mavx2", "-mfma", "-fPIC"]
+    },
+    {
       "target_name": "sft_avx2",
       "type": "static_library",
       "sources": ["<!@(node scripts/list-sources.cjs simd)"],
@@ -32,7 +38,7 @@
     {
       "target_name": "sftkit",
       "sources": ["<!@(node scripts/list-sources.cjs base)"],
-      "dependencies": ["sft_avx512", "sft_avx512bf16", "sft_avx2"],
+      "dependencies": ["sft_avx512", "sft_avx512bf16", "sft_amx", "sft_avx2"],
       "libraries": ["-lpthread"],
       "conditions": [
         ["sft_have_mpi==1", {

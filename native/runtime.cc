@@ -10,6 +10,8 @@
 #include <vector>
 #include <sched.h>
 #include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 namespace sft {
 
@@ -176,6 +178,19 @@ bool cpu_has_avx512_bf16() {
 }
 
 namespace {
+// AMX needs the CPU's tiles (CPUID 7.0 EDX: AMX-BF16 bit 22, AMX-TILE bit 24), the OS saving their state
+// (XCR0 bits 17 and 18) and, on Linux, the process's request for the tile data state (arch_prctl
+// ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA), granted once for all its threads.
+bool detect_amx_bf16() {
+  unsigned a, b, c, d;
+  if (g_cap <= kAvx512 || detected_isa() < kAvx512) return false;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  if (!(d & (1u << 22)) || !(d & (1u << 24))) return false;
+  if ((xgetbv0() & 0x60000) != 0x60000) return false;
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
 // CPUID leaf 0 says "AuthenticAMD".
 bool cpu_is_amd() {
   unsigned a, b, c, d;
@@ -188,14 +203,19 @@ bool cpu_is_amd() {
 // twice the multiply-adds of an fp32 FMA (bf16 training 1.6-1.7x fp32 on an EPYC), while Intel's run it at the
 // fp32 FMA rate, so there the pair packing only costs (on a Xeon family 6 model 167: bf16 GEMM peak 219 vs 343
 // GFLOP/s fp32, training M at 874 tok/s on vdpbf16ps vs 1,207 on the fallback; docs/ARCHITECTURE.md).
+// AMX, where the CPU has it, is the fastest of all (Intel's bf16 engine: a 16 x 16 x 32 tile product per
+// instruction); SFTKIT_BF16_GEMM=amx asks for it explicitly.
 int initial_bf16_path() {
   const char* choice = std::getenv("SFTKIT_BF16_GEMM");
   const std::string want = choice ? choice : "";
   if (want == "fallback") return kBf16Fallback;
   if (want == "vdpbf16ps") return cpu_has_avx512_bf16() ? kBf16Native : kBf16Fallback;
+  if (want == "amx") return cpu_has_amx_bf16() ? kBf16Amx : kBf16Fallback;
   const char* env = std::getenv("SFTKIT_NO_AVX512BF16");
   const bool off = env && *env && std::string(env) != "0";
-  return !off && cpu_has_avx512_bf16() && cpu_is_amd() ? kBf16Native : kBf16Fallback;
+  if (off) return kBf16Fallback;
+  if (cpu_has_amx_bf16()) return kBf16Amx;
+  return cpu_has_avx512_bf16() && cpu_is_amd() ? kBf16Native : kBf16Fallback;
 }
 std::atomic<int> g_bf16_path{-1};
 }  // namespace
@@ -209,10 +229,17 @@ int bf16_path() {
   return p;
 }
 
+bool cpu_has_amx_bf16() {
+  static const bool has = detect_amx_bf16();
+  return has;
+}
+
 int set_bf16_path(int path) {
   int p = kBf16Fallback;
   if (path == kBf16Native && cpu_has_avx512_bf16()) p = kBf16Native;
   if (path == kBf16Emulated && g_detected >= kAvx512) p = kBf16Emulated;
+  if (path == kBf16Amx && cpu_has_amx_bf16()) p = kBf16Amx;
+  if (path == kBf16AmxEmulated && g_detected >= kAvx512) p = kBf16AmxEmulated;
   g_bf16_path.store(p, std::memory_order_relaxed);
   return p;
 }

@@ -1,5 +1,6 @@
 // Lists native sources for binding.gyp: argv[2] picks "simd" (kernels/simd/, built once per ISA), "bf16"
-// (kernels/bf16/, built with -mavx512bf16) or "base" (everything else).
+// (kernels/bf16/, built with -mavx512bf16), "amx" (kernels/amx/, built with -mamx-tile -mamx-bf16) or "base"
+// (everything else).
 const fs = require('node:fs');
 const path = require('node:path');
 const root = path.join(__dirname, '..');
@@ -15,5 +16,6 @@ function walk(dir) {
 walk('native');
 const simd = files.filter((f) => f.startsWith('native/kernels/simd/'));
 const bf16 = files.filter((f) => f.startsWith('native/kernels/bf16/'));
-const base = files.filter((f) => !simd.includes(f) && !bf16.includes(f));
-process.stdout.write((which === 'simd' ? simd : which === 'bf16' ? bf16 : base).sort().join(' '));
+const amx = files.filter((f) => f.startsWith('native/kernels/amx/'));
+const base = files.filter((f) => !simd.includes(f) && !bf16.includes(f) && !amx.includes(f));
+process.stdout.write((which === 'simd' ? simd : which === 'bf16' ? bf16 : which === 'amx' ? amx : base).sort().join(' '));

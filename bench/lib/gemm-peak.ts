@@ -21,7 +21,7 @@ export const PEAK_SHAPES: readonly GemmShape[] = [
   { M: 2048, K: 1024, N: 768, transA: true, transB: false },
 ];
 
-export type Bf16PathName = 'native' | 'fallback' | 'emulated';
+export type Bf16PathName = 'native' | 'fallback' | 'emulated' | 'amx' | 'amx-emulated';
 
 export interface DtypePeak {
   gflops: number;
@@ -45,6 +45,8 @@ export interface GemmPeaks {
 export const shapeName = (s: GemmShape): string => `${s.M}×${s.K}×${s.N} ${s.transA ? 'T' : 'N'}${s.transB ? 'T' : 'N'}`;
 
 export function bf16PathName(path: number): Bf16PathName {
+  if (path === BF16_PATH.amx) return 'amx';
+  if (path === BF16_PATH.amxEmulated) return 'amx-emulated';
   if (path === BF16_PATH.native) return 'native';
   if (path === BF16_PATH.emulated) return 'emulated';
   return 'fallback';

@@ -18,7 +18,7 @@ export interface StepResult {
   bf16_gemm_peak_gflops?: number;
   bf16_gemm_peak_shape?: string;
   /** The bf16 GEMM path of the binding (getBf16Path): native vdpbf16ps, fallback or emulated. */
-  bf16_path?: 'native' | 'fallback' | 'emulated';
+  bf16_path?: 'native' | 'fallback' | 'emulated' | 'amx' | 'amx-emulated';
   bf16_kernel?: string;
   has_avx512_bf16?: boolean;
   peak_method?: string;
@@ -52,6 +52,7 @@ export function peakFor(ours: StepResult, dtype: 'float32' | 'bfloat16'): number
  * native/runtime.cc). Elsewhere the bf16 GEMM can only be the fp32 kernel fed rounded operands: recorded.
  */
 export function bf16Judged(r: StepResult): { judged: boolean; why: string } {
+  if (r.bf16_path === 'amx') return { judged: true, why: 'AMX tiles (tdpbf16ps)' };
   if (r.bf16_path === 'native') return { judged: true, why: 'vdpbf16ps (AVX512_BF16)' };
   if (r.has_avx512_bf16 === false) return { judged: false, why: 'not judged: this CPU has no AVX512_BF16, bf16 GEMMs run the fp32 fallback' };
   if (r.bf16_path === 'fallback' && r.has_avx512_bf16 === true) return { judged: true, why: 'the fp32 kernel on rounded operands, faster than vdpbf16ps on this CPU' };

@@ -106,6 +106,7 @@ Napi::Value SetIsa(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), active_isa());
 }
 Napi::Value HasBf16(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), cpu_has_avx512_bf16()); }
+Napi::Value HasAmx(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), cpu_has_amx_bf16()); }
 Napi::Value GetBf16Path(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), bf16_path()); }
 Napi::Value SetBf16Path(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), set_bf16_path(static_cast<int>(i64(info, 0, "setBf16Path", "path"))));
@@ -129,6 +130,7 @@ void register_runtime(Napi::Env env, Napi::Object exports) {
   exports.Set("getIsa", Napi::Function::New(env, GetIsa));
   exports.Set("setIsa", Napi::Function::New(env, SetIsa));
   exports.Set("hasAvx512Bf16", Napi::Function::New(env, HasBf16));
+  exports.Set("hasAmxBf16", Napi::Function::New(env, HasAmx));
   exports.Set("getBf16Path", Napi::Function::New(env, GetBf16Path));
   exports.Set("setBf16Path", Napi::Function::New(env, SetBf16Path));
 }

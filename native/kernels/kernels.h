@@ -166,6 +166,11 @@ namespace avx512bf16 {
 void gemm(const GemmArgs& a, bool emulate);
 }
 
+namespace amx {
+// The bf16 GEMM on AMX tiles of bf16 pairs (native/kernels/amx/gemm_amx.cc): emulate = false uses tdpbf16ps.
+void gemm(const GemmArgs& a, bool emulate);
+}
+
 // Bytes per element of a storage dtype.
 inline int dtype_bytes(int dtype) { return dtype == kBF16 || dtype == kF16 ? 2 : 4; }
 

@@ -19,10 +19,11 @@ export const REDUCE_OP = { sum: 0, mean: 1, max: 2 } as const;
 export const ISA = { scalar: 0, avx2: 1, avx512: 2 } as const;
 /**
  * Paths of the bf16 GEMM on AVX-512 CPUs: vdpbf16ps (`native`, CPUs with AVX512_BF16), operands rounded into
- * the fp32 micro-kernel (`fallback`; always the path below AVX-512), or the vdpbf16ps path's packing with the
- * instruction emulated (`emulated`, for tests on CPUs without it).
+ * the fp32 micro-kernel (`fallback`; always the path below AVX-512), the vdpbf16ps path's packing with the
+ * instruction emulated (`emulated`, for tests on CPUs without it), AMX tiles (`amx`, tdpbf16ps) and the AMX
+ * path's packing with the tile product emulated (`amxEmulated`).
  */
-export const BF16_PATH = { fallback: 0, native: 1, emulated: 2 } as const;
+export const BF16_PATH = { fallback: 0, native: 1, emulated: 2, amx: 3, amxEmulated: 4 } as const;
 /** Element types of the MPI collectives (float32 and int32 share DTYPE_CODE's numbers). */
 export const MPI_DTYPE = { float32: 0, int32: 3, float64: 4 } as const;
 export const MPI_OP = { sum: 0, max: 1, min: 2 } as const;
@@ -56,7 +57,9 @@ export interface Binding {
   /** Clamps to the detected level; returns the level now active. */
   setIsa(isa: number): number;
   hasAvx512Bf16(): boolean;
-  /** The bf16 GEMM path (BF16_PATH); starts at native on AMD CPUs with AVX512_BF16 (where it is faster), else fallback; SFTKIT_BF16_GEMM chooses. */
+  /** AMX tiles with bf16 (AMX-TILE, AMX-BF16), the tile state enabled by the OS and granted to this process. */
+  hasAmxBf16(): boolean;
+  /** The bf16 GEMM path (BF16_PATH); starts at amx where the CPU has it, native on AMD CPUs with AVX512_BF16 (where it is faster), else fallback; SFTKIT_BF16_GEMM chooses. */
   getBf16Path(): number;
   /** Clamps to what the CPU runs (native needs AVX512_BF16, emulated AVX-512); returns the path now active. */
   setBf16Path(path: number): number;

@@ -36,6 +36,8 @@ export function bf16Compute(): boolean {
 export function bf16GemmPath(): string {
   const isa = native.getIsa();
   const path = native.getBf16Path();
+  if (isa >= ISA.avx512 && path === BF16_PATH.amx) return 'AMX tiles (tdpbf16ps)';
+  if (isa >= ISA.avx512 && path === BF16_PATH.amxEmulated) return 'AMX tile layout, tile product emulated (test mode)';
   if (isa >= ISA.avx512 && path === BF16_PATH.native) return 'vdpbf16ps (AVX512_BF16)';
   if (isa >= ISA.avx512 && path === BF16_PATH.emulated) return 'vdpbf16ps layout, instruction emulated (test mode)';
   const why = !native.hasAvx512Bf16()

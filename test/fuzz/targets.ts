@@ -1,6 +1,7 @@
 // One fuzz target per parser of untrusted input. Each builds its seed files once (fixtures, or small files
 // made here), mutates one file per case (bytes, or JSON/YAML structure) and runs it through the same entry
 // point sftkit's commands use, reading everything the parser offers.
+import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +14,7 @@ import { DataLoader } from '../../src/data/loader.ts';
 import { emptyReport } from '../../src/data/report.ts';
 import { openRecords, RecordsWriter, validateRecordsFor } from '../../src/data/records.ts';
 import { bufferSource } from '../../src/formats/byte-source.ts';
-import { readManifest, resolveCheckpointDir } from '../../src/formats/checkpoint-dir.ts';
+import { readManifest, resolveCheckpointDir, sha256File } from '../../src/formats/checkpoint-dir.ts';
 import { parseSafetensors } from '../../src/formats/safetensors.ts';
 import { parseTorchBin } from '../../src/formats/torch-bin.ts';
 import { openWeightSource } from '../../src/formats/weight-source.ts';
@@ -21,6 +22,7 @@ import { openZip } from '../../src/formats/zip.ts';
 import { parseModelConfig, readModelConfig } from '../../src/models/config.ts';
 import { expectedTensors } from '../../src/models/tensor-table.ts';
 import { Tokenizer } from '../../src/tokenizer/index.ts';
+import { findResumeCheckpoint } from '../../src/train/checkpoint.ts';
 import { loadRunConfig } from '../../src/train/config.ts';
 import { createModel, loadModel, writeModelCheckpoint } from '../../src/train/model-io.ts';
 import type { FuzzInput, PreparedTarget, Target } from './harness.ts';
@@ -469,8 +471,7 @@ const CKPT_NAME = 'model-1_2';
 
 /**
  * A `checkpoint/` root (meta.json naming its latest checkpoint) as `run --load_checkpoint` sees it.
- * trainer_state.json and rank_N.json are not mutated here yet: their validation is defect 8 of issue 24,
- * done in src/train/checkpoint.ts separately.
+ * trainer_state.json and rank_N.json are mutated by the training-checkpoint target below.
  */
 const checkpointDir = folderTarget({
   name: 'checkpoint-dir',
@@ -512,7 +513,51 @@ const checkpointDir = folderTarget({
   },
 });
 
+// ---- a training checkpoint as resume reads it -------------------------------------------------------------
+
+/** The checkpoint make-training-checkpoint.ts leaves as meta.json's latest, and its predecessor. */
+const TRAINING_LATEST = 'fuzz-1_2';
+/** Files whose sha256 sftkit.json holds: the target rewrites it, as a tool that writes its own checkpoint would. */
+const HASHED = new Set([`${TRAINING_LATEST}/trainer_state.json`, `${TRAINING_LATEST}/rank_0.json`]);
+
+/**
+ * A `checkpoint/` root of a real training run as `run --resume_training` reads it (findResumeCheckpoint: meta.json,
+ * sha256 of every file, trainer_state.json and rank_0.json against their schemas, falling back to the previous
+ * checkpoint). A mutated trainer_state.json or rank_0.json gets its new sha256 in sftkit.json, so that the
+ * schemas, not the hash, are what it meets.
+ */
+const trainingCheckpoint = folderTarget({
+  name: 'training-checkpoint',
+  description: 'a training checkpoint/ root (meta.json, sha256s, trainer_state.json, rank_0.json, optimizer shard: findResumeCheckpoint)',
+  build(root) {
+    const made = spawnSync(process.execPath, ['--import', 'tsx', join(import.meta.dirname, 'make-training-checkpoint.ts'), join(root, 'run')], { encoding: 'utf8' });
+    if (made.status !== 0) throw new Error(`make-training-checkpoint.ts failed:\n${made.stderr}`);
+    cpSync(join(root, 'run', 'checkpoint'), root, { recursive: true });
+    rmSync(join(root, 'run'), { recursive: true });
+    return [
+      { file: 'meta.json', mutate: mutateJsonFile },
+      { file: `${TRAINING_LATEST}/trainer_state.json`, mutate: mutateJsonFile },
+      { file: `${TRAINING_LATEST}/rank_0.json`, mutate: mutateJsonFile },
+      { file: `${TRAINING_LATEST}/optimizer/rank_0.safetensors`, mutate: (s, r) => mutateBytes(s, r) },
+    ];
+  },
+  run(root, file) {
+    const manifestPath = join(root, TRAINING_LATEST, 'sftkit.json');
+    const manifest = readFileSync(manifestPath);
+    try {
+      if (HASHED.has(file)) {
+        const m = JSON.parse(manifest.toString('utf8')) as { files: Record<string, string> };
+        m.files[file.slice(TRAINING_LATEST.length + 1)] = sha256File(join(root, file));
+        writeFileSync(manifestPath, JSON.stringify(m));
+      }
+      findResumeCheckpoint(root, null, () => {});
+    } finally {
+      writeFileSync(manifestPath, manifest);
+    }
+  },
+});
+
 export const TARGETS: readonly Target[] = [
   safetensors, safetensorsIndex, torchBin, sentencepiece, tokenizerJson, tokenizerConfig, configJson, generationConfig,
-  alpaca, conversations, tokenRecords, yamlConfig, checkpointDir,
+  alpaca, conversations, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint,
 ];

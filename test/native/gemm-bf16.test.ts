@@ -27,6 +27,8 @@ function paths(): { run: Path[]; skipped: string | null } {
       run.push({ name: `${name} fallback`, isa: level, bf16Path: BF16_PATH.fallback });
       run.push({ name: `${name} vdpbf16ps-emulated`, isa: level, bf16Path: BF16_PATH.emulated });
       if (native.hasAvx512Bf16()) run.push({ name: `${name} vdpbf16ps`, isa: level, bf16Path: BF16_PATH.native });
+      run.push({ name: `${name} amx-emulated`, isa: level, bf16Path: BF16_PATH.amxEmulated });
+      if (native.hasAmxBf16()) run.push({ name: `${name} amx`, isa: level, bf16Path: BF16_PATH.amx });
     }
   }
   const skipped = native.hasAvx512Bf16()
@@ -116,6 +118,7 @@ test('bf16 gemm matches float64 on bf16-rounded inputs: odd sizes, all transpose
     for (const [M, N, K] of SHAPES) check({ transA, transB, M, N, K, alpha: 1, beta: 0 }, seed++, run);
   }
   if (skipped) t.diagnostic(skipped);
+  if (!native.hasAmxBf16()) t.diagnostic('AMX path not run: this CPU (or OS) gives no AMX-BF16 tiles; its packing ran with the tile product emulated');
 });
 
 test('bf16 gemm alpha/beta, batches, and K past a pair-panel block (1100 > 1024)', () => {
@@ -128,7 +131,7 @@ test('bf16 gemm alpha/beta, batches, and K past a pair-panel block (1100 > 1024)
   }
 });
 
-test('the default bf16 path: vdpbf16ps on AMD CPUs with AVX512_BF16, the fallback elsewhere; SFTKIT_BF16_GEMM chooses', () => {
+test('the default bf16 path: AMX where the CPU has it, vdpbf16ps on AMD CPUs with AVX512_BF16, the fallback elsewhere; SFTKIT_BF16_GEMM chooses', () => {
   const code = "import('./src/backend/binding.ts').then(({native}) => console.log(native.getBf16Path()))";
   const pathWith = (env: Record<string, string>): number => {
     const clean = { ...process.env };
@@ -138,10 +141,11 @@ test('the default bf16 path: vdpbf16ps on AMD CPUs with AVX512_BF16, the fallbac
     assert.equal(run.status, 0, run.stderr);
     return Number(run.stdout.trim());
   };
-  const has = native.hasAvx512Bf16();
-  // AMD's cores retire vdpbf16ps at twice an fp32 FMA's multiply-adds; Intel's at the same rate (runtime.cc)
-  assert.equal(pathWith({}), has && cpuVendor() === 'AuthenticAMD' ? BF16_PATH.native : BF16_PATH.fallback);
+  const has = native.hasAvx512Bf16(), amx = native.hasAmxBf16();
+  // AMX first; AMD's cores retire vdpbf16ps at twice an fp32 FMA's multiply-adds, Intel's at the same rate (runtime.cc)
+  assert.equal(pathWith({}), amx ? BF16_PATH.amx : has && cpuVendor() === 'AuthenticAMD' ? BF16_PATH.native : BF16_PATH.fallback);
   assert.equal(pathWith({ SFTKIT_BF16_GEMM: 'vdpbf16ps' }), has ? BF16_PATH.native : BF16_PATH.fallback);
+  assert.equal(pathWith({ SFTKIT_BF16_GEMM: 'amx' }), amx ? BF16_PATH.amx : BF16_PATH.fallback);
   assert.equal(pathWith({ SFTKIT_BF16_GEMM: 'fallback' }), BF16_PATH.fallback);
   assert.equal(pathWith({ SFTKIT_BF16_GEMM: 'vdpbf16ps', SFTKIT_NO_AVX512BF16: '1' }), has ? BF16_PATH.native : BF16_PATH.fallback);
   assert.equal(pathWith({ SFTKIT_NO_AVX512BF16: '1' }), BF16_PATH.fallback);

@@ -46,11 +46,12 @@ const XS = {
   num_attention_heads: 4, num_key_value_heads: 4, rms_norm_eps: 1e-5, max_position_embeddings: 128, bos_token_id: 1, eos_token_id: 2,
 };
 
-/** The bf16 GEMM paths this machine runs: the fp32 micro-kernel on rounded operands, and the vdpbf16ps one. */
+/** The bf16 GEMM paths this machine runs: the fp32 micro-kernel on rounded operands, the vdpbf16ps one, AMX. */
 function bf16Paths(): { name: string; path: number }[] {
   const paths: { name: string; path: number }[] = [{ name: 'fallback (rounded operands, fp32 kernel)', path: BF16_PATH.fallback }];
   if (native.hasAvx512Bf16()) paths.push({ name: 'vdpbf16ps', path: BF16_PATH.native });
   else if (native.detectedIsa() >= ISA.avx512) paths.push({ name: 'vdpbf16ps emulated (no AVX512_BF16 here)', path: BF16_PATH.emulated });
+  if (native.hasAmxBf16()) paths.push({ name: 'AMX tiles', path: BF16_PATH.amx });
   return paths;
 }
 

@@ -493,6 +493,7 @@ void gemm(const GemmArgs& g) {
 #if SFT_ISA == 2
   if (g.bf16) {
     const int path = bf16_path();
+    if (path == kBf16Amx || path == kBf16AmxEmulated) return amx::gemm(g, path == kBf16AmxEmulated);
     if (path != kBf16Fallback) return avx512bf16::gemm(g, path == kBf16Emulated);
   }
 #endif
