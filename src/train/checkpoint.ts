@@ -377,7 +377,9 @@ export function verifyCheckpoint(dir: string): LoadedCheckpoint {
   const state = readTrainerState(dir);
   for (const [file, sha] of Object.entries(state.optimizer_files)) {
     const path = join(dir, 'optimizer', file);
-    if (!existsSync(path) || sha256File(path) !== sha) throw new FormatError(`${path}: missing or corrupt optimizer shard`, { where: path });
+    // The name comes from trainer_state.json: the error names both it and the shard.
+    if (!existsSync(path)) throw new CheckpointError(join(dir, TRAINER_STATE_FILE), 'optimizer_files', `names ${describeValue(file)}, but ${path} is missing`);
+    if (sha256File(path) !== sha) throw new FormatError(`${path}: corrupt optimizer shard (its sha256 differs from ${TRAINER_STATE_FILE}'s)`, { where: path });
   }
   const ranks: RankState[] = [];
   for (let r = 0; r < state.world_size; r++) {
@@ -399,12 +401,17 @@ export function findResumeCheckpoint(root: string, name: string | null, warn: (m
   const meta = readMetaSafe(root);
   const candidates = meta ? [...meta.checkpoints].reverse() : listedCheckpoints(root).reverse();
   if (meta && isPlainName(meta.latest) && !candidates.includes(meta.latest)) candidates.unshift(meta.latest);
+  const reasons: string[] = [];
   for (const c of candidates) {
     try {
       return verifyCheckpoint(join(root, c));
     } catch (err) {
+      reasons.push(`${c}: ${(err as Error).message}`);
       warn(`checkpoint ${c} is unusable (${(err as Error).message}); trying the previous one`);
     }
   }
-  throw new FormatError(`${root}: no usable training checkpoint to resume from`, { where: root, hint: 'start without --resume_training' });
+  // Name what was consulted: meta.json and its list when it was read, else the folder's checkpoints.
+  const where = meta ? join(root, META_FILE) : root;
+  const tried = candidates.length === 0 ? (meta ? 'it lists no checkpoint' : 'it holds no complete checkpoint') : `tried ${reasons.slice(0, 3).join('; ')}${reasons.length > 3 ? '; …' : ''}`;
+  throw new FormatError(`${where}: no usable training checkpoint to resume from (${tried})`, { where, hint: 'start without --resume_training' });
 }

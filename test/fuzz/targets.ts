@@ -521,9 +521,8 @@ const TRAINING_LATEST = 'fuzz-1_2';
 const HASHED = new Set([`${TRAINING_LATEST}/trainer_state.json`, `${TRAINING_LATEST}/rank_0.json`]);
 
 /**
- * A `checkpoint/` root of a real training run as `run --resume_training` reads it (findResumeCheckpoint: meta.json,
- * sha256 of every file, trainer_state.json and rank_0.json against their schemas, falling back to the previous
- * checkpoint). A mutated trainer_state.json or rank_0.json gets its new sha256 in sftkit.json, so that the
+ * A `checkpoint/` root of a real training run as `run --resume_training [NAME]` reads it (findResumeCheckpoint:
+ * meta.json, sha256 of every file, trainer_state.json and rank_0.json against their schemas). A mutated trainer_state.json or rank_0.json gets its new sha256 in sftkit.json, so that the
  * schemas, not the hash, are what it meets.
  */
 const trainingCheckpoint = folderTarget({
@@ -550,7 +549,9 @@ const trainingCheckpoint = folderTarget({
         m.files[file.slice(TRAINING_LATEST.length + 1)] = sha256File(join(root, file));
         writeFileSync(manifestPath, JSON.stringify(m));
       }
-      findResumeCheckpoint(root, null, () => {});
+      // meta.json is read on the way to the latest checkpoint (falling back past a broken one); a checkpoint's
+      // own files are read as `--resume_training NAME` reads them, where a broken file is the answer.
+      findResumeCheckpoint(root, file === 'meta.json' ? null : TRAINING_LATEST, () => {});
     } finally {
       writeFileSync(manifestPath, manifest);
     }
