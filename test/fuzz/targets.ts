@@ -14,6 +14,8 @@ import { DataLoader } from '../../src/data/loader.ts';
 import { emptyReport } from '../../src/data/report.ts';
 import { openRecords, RecordsWriter, validateRecordsFor } from '../../src/data/records.ts';
 import { bufferSource } from '../../src/formats/byte-source.ts';
+import { encodeGgml } from '../../src/formats/ggml-encode.ts';
+import { encodeGgufHeader, parseGguf, type GgufValue } from '../../src/formats/gguf.ts';
 import { readManifest, resolveCheckpointDir, sha256File } from '../../src/formats/checkpoint-dir.ts';
 import { parseSafetensors } from '../../src/formats/safetensors.ts';
 import { parseTorchBin } from '../../src/formats/torch-bin.ts';
@@ -115,6 +117,44 @@ const safetensors: Target = {
       },
       exercise(input) {
         const f = parseSafetensors(bufferSource(`fuzz/${input.file}`, input.bytes));
+        for (const t of f.tensors) f.read(t.name);
+      },
+      dispose() {},
+    };
+  },
+};
+
+/** A small GGUF v3 file made by our writer: metadata of every kind the exporter writes, Q8_0/F32/F16 tensors. */
+function seedGguf(): { bytes: Buffer; headerEnd: number } {
+  const md = new Map<string, GgufValue>([
+    ['general.architecture', { type: 'string', value: 'llama' }],
+    ['general.alignment', { type: 'uint32', value: 32 }],
+    ['tokenizer.ggml.tokens', { type: 'array', itemType: 'string', value: ['<unk>', '<s>', '\u2581a'] }],
+    ['tokenizer.ggml.scores', { type: 'array', itemType: 'float32', value: [0, 0, -1.5] }],
+    ['llama.rope.freq_base', { type: 'float32', value: 10000 }],
+    ['flag', { type: 'bool', value: true }],
+    ['big', { type: 'uint64', value: 123456789 }],
+  ]);
+  const tensors = [
+    { name: 'token_embd.weight', shape: [3, 32], type: 'Q8_0' as const },
+    { name: 'output_norm.weight', shape: [32], type: 'F32' as const },
+    { name: 'blk.0.attn_q.weight', shape: [2, 4], type: 'F16' as const },
+  ];
+  const h = encodeGgufHeader(md, tensors);
+  const data = Buffer.alloc(h.fileBytes - h.bytes.byteLength);
+  data.set(encodeGgml(new Float32Array(96).map((_, i) => i / 7 - 3), 'Q8_0'), 0);
+  return { bytes: Buffer.concat([h.bytes, data]), headerEnd: h.bytes.byteLength };
+}
+
+const gguf: Target = {
+  name: 'gguf',
+  description: 'a .gguf file: header, metadata key/values and arrays, tensor infos, alignment, data (parseGguf, every tensor read)',
+  prepare() {
+    const { bytes, headerEnd } = seedGguf();
+    return {
+      generate: (r) => ({ file: 'model.gguf', bytes: mutateBytes(bytes, r, { hot: [[0, headerEnd]] }) }),
+      exercise(input) {
+        const f = parseGguf(bufferSource(`fuzz/${input.file}`, input.bytes));
         for (const t of f.tensors) f.read(t.name);
       },
       dispose() {},
@@ -560,5 +600,5 @@ const trainingCheckpoint = folderTarget({
 
 export const TARGETS: readonly Target[] = [
   safetensors, safetensorsIndex, torchBin, sentencepiece, tokenizerJson, tokenizerConfig, configJson, generationConfig,
-  alpaca, conversations, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint,
+  alpaca, conversations, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint, gguf,
 ];
