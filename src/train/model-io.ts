@@ -46,8 +46,9 @@ export function loadModel(dir: string, seed = 0): CausalLM {
     model = createModel(config, seed);
     for (const t of plan.tensors) {
       const data = castFloat(source.read(t.source), t.dtype, 'F32');
-      // A Float32Array view needs a 4-byte-aligned offset; bytes read at an odd place are copied first.
-      const aligned = data.byteOffset % 4 === 0 ? data : data.slice();
+      // A Float32Array view needs a 4-byte-aligned offset; bytes read at an odd place are copied first (into a
+      // new Uint8Array: a Buffer's slice() would be a view at the same odd place).
+      const aligned = data.byteOffset % 4 === 0 ? data : new Uint8Array(data);
       loadInto(model.params.get(t.name), new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4));
     }
     return model;
