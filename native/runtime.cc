@@ -199,10 +199,10 @@ bool cpu_is_amd() {
 }
 
 // The default bf16 GEMM path. SFTKIT_BF16_GEMM=vdpbf16ps|fallback chooses; SFTKIT_NO_AVX512BF16 (non-empty,
-// not "0") means fallback. Otherwise vdpbf16ps where it is the faster kernel: AMD's Zen 4/5 cores retire it at
-// twice the multiply-adds of an fp32 FMA (bf16 training 1.6-1.7x fp32 on an EPYC), while Intel's run it at the
-// fp32 FMA rate, so there the pair packing only costs (on a Xeon family 6 model 167: bf16 GEMM peak 219 vs 343
-// GFLOP/s fp32, training M at 874 tok/s on vdpbf16ps vs 1,207 on the fallback; docs/ARCHITECTURE.md).
+// not "0") means fallback. Otherwise vdpbf16ps where it was measured to be the faster kernel: on AMD (bf16
+// training 1.6-1.7x fp32 on an EPYC family 25 model 17); on Intel it is slower than the fp32 kernel on rounded
+// operands (a Xeon family 6 model 167: bf16 GEMM peak 219 vs 343 GFLOP/s fp32, training M at 874 tok/s on
+// vdpbf16ps vs 1,207 on the fallback; docs/ARCHITECTURE.md).
 // AMX, where the CPU has it, is the fastest of all (Intel's bf16 engine: a 16 x 16 x 32 tile product per
 // instruction); SFTKIT_BF16_GEMM=amx asks for it explicitly.
 int initial_bf16_path() {
