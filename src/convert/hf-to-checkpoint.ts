@@ -7,7 +7,7 @@ import { writeDirAtomically, writeManifest } from '../formats/checkpoint-dir.ts'
 import { TARGET_DTYPES, type TargetDtypeName } from '../formats/dtypes.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
-import { modelFamily, readModelConfig, type ModelFamily } from '../models/config.ts';
+import { modelFamily, readModelConfig, type ModelFamily, type ModelType } from '../models/config.ts';
 import { planConversion } from '../formats/weight-plan.ts';
 import { writeModel } from './write-model.ts';
 
@@ -15,7 +15,8 @@ export interface ConvertOptions {
   inputPath: string;
   outputPath: string;
   /** When given, must agree with config.json's model_type. */
-  model?: ModelFamily;
+  /** The family (llama, gpt2) or the exact HF model_type the folder must have. */
+  model?: ModelFamily | ModelType;
   dtype?: TargetDtypeName;
   /** Default 5 GB, as transformers' save_pretrained. */
   maxShardBytes?: number;
@@ -46,7 +47,9 @@ export async function convertHfToCheckpoint(o: ConvertOptions): Promise<ConvertR
   const t0 = performance.now();
   checkInputDir(o.inputPath);
   const cfg = readModelConfig(join(o.inputPath, 'config.json'));
-  if (o.model !== undefined && modelFamily(cfg.modelType) !== o.model) {
+  // A family name (llama) takes every model_type of the family; a model_type (mistral, qwen2) only itself.
+  const matches = o.model === undefined || o.model === cfg.modelType || o.model === modelFamily(cfg.modelType);
+  if (!matches) {
     throw new ConfigError(`--model ${o.model} does not match model_type "${cfg.modelType}" in ${join(o.inputPath, 'config.json')}`, { where: '--model' });
   }
   const source = openWeightSource(o.inputPath);

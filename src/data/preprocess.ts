@@ -1,5 +1,6 @@
 // `sftkit data preprocess`: conversations (qa) or raw text (wiki, text) into token records, with a report.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { writeDirAtomically } from '../formats/checkpoint-dir.ts';
 import { ConfigError, DataError } from '../errors.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
@@ -32,6 +33,8 @@ export interface PreprocessOptions {
   repeat?: number;
   /** Called every so many samples, for progress output. */
   onProgress?: (samplesIn: number) => void;
+  /** Replace existing token records at outputDir (only token records: a folder without their manifest is refused). */
+  force?: boolean;
 }
 
 export interface PreprocessResult {
@@ -90,6 +93,9 @@ export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult
   };
 
   let promptFormat: 'alpaca' | null = null;
+  if (o.force === true && existsSync(o.outputDir) && readdirSync(o.outputDir).length > 0 && !existsSync(join(o.outputDir, 'manifest.json'))) {
+    throw new ConfigError(`${o.outputDir} holds something other than token records (no manifest.json): --force replaces only token records`, { where: o.outputDir, hint: 'choose another --output_file' });
+  }
   return writeDirAtomically(o.outputDir, (tmp) => {
     const writer = new RecordsWriter(tmp, { seqLength: o.seqLength, segments: packing });
     try {
@@ -169,5 +175,5 @@ export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult
       writer.abort();
       throw err;
     }
-  });
+  }, { overwrite: o.force === true, flag: '--output_file' });
 }

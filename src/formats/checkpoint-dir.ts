@@ -67,15 +67,25 @@ function fsyncDir(dir: string): void {
   }
 }
 
+export interface WriteDirOptions {
+  /** Replace an existing directory once the new one is complete (the old one stays until then). */
+  overwrite?: boolean;
+  /** The command-line flag that named `target`, for the hint (default --output_path). */
+  flag?: string;
+}
+
 /**
  * Builds a directory at `target` through a temp directory next to it: `fill` writes into the temp
- * directory; on success it is fsync'd and renamed, on any error removed. `target` must not exist or be empty.
+ * directory; on success it is fsync'd and renamed, on any error removed. `target` must not exist or be empty,
+ * unless `overwrite` (then an existing directory is replaced only after the new one is complete).
  */
-export async function writeDirAtomically<T>(target: string, fill: (tmp: string) => Promise<T> | T): Promise<T> {
+export async function writeDirAtomically<T>(target: string, fill: (tmp: string) => Promise<T> | T, opts: WriteDirOptions = {}): Promise<T> {
   const abs = resolve(target);
   if (existsSync(abs)) {
-    if (!statSync(abs).isDirectory() || readdirSync(abs).length > 0) {
-      throw new ConfigError(`${target} already exists and is not an empty directory`, { where: target, hint: 'choose another --output_path or remove it' });
+    const isDir = statSync(abs).isDirectory();
+    if (!isDir || (readdirSync(abs).length > 0 && opts.overwrite !== true)) {
+      const flag = opts.flag ?? '--output_path';
+      throw new ConfigError(`${target} already exists and is not an empty directory`, { where: target, hint: `choose another ${flag}${isDir && opts.overwrite === false ? ', pass --force to replace it,' : ''} or remove it` });
     }
   }
   const parent = dirname(abs);
@@ -91,7 +101,12 @@ export async function writeDirAtomically<T>(target: string, fill: (tmp: string) 
   try {
     const out = await fill(tmp);
     fsyncDir(tmp);
-    if (existsSync(abs)) rmSync(abs, { recursive: true });
+    if (existsSync(abs)) {
+      // The old directory leaves under a hidden name first, so that no moment has a half-deleted one in place.
+      const old = join(parent, `.${basename(abs)}.old-${process.pid}-${randomBytes(4).toString('hex')}`);
+      renameSync(abs, old);
+      rmSync(old, { recursive: true, force: true });
+    }
     try {
       renameSync(tmp, abs);
     } catch (err) {

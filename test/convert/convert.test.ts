@@ -186,6 +186,18 @@ test('the CLI: exit code 0 with a summary, non-zero with the error and no output
     const ok = run('--input_path', join(FIXTURES, 'gpt2-bin'), '--output_path', join(work, 'ok'), '--model', 'gpt2', '--dtype', 'bfloat16');
     assert.equal(ok.status, 0, ok.stderr);
     assert.match(ok.stdout, /converted gpt2: 28 tensors/);
+    // HF model_type names are accepted too: a Qwen2 folder converts with --model qwen2 (and with its family, llama),
+    // and is refused, naming both, as --model mistral
+    const qwen = run('--input_path', join(FIXTURES, 'qwen2-tied-bin'), '--output_path', join(work, 'qwen'), '--model', 'qwen2');
+    assert.equal(qwen.status, 0, qwen.stderr);
+    assert.match(qwen.stdout, /converted qwen2/);
+    const family = run('--input_path', join(FIXTURES, 'qwen2-tied-bin'), '--output_path', join(work, 'qwen-llama'), '--model', 'llama');
+    assert.equal(family.status, 0, family.stderr);
+    const mistral = run('--input_path', join(FIXTURES, 'qwen2-tied-bin'), '--output_path', join(work, 'mistral'), '--model', 'mistral');
+    assert.notEqual(mistral.status, 0);
+    assert.match(mistral.stderr, /--model mistral does not match model_type "qwen2"/);
+    const bert = run('--input_path', join(FIXTURES, 'gpt2-bin'), '--output_path', join(work, 'bert'), '--model', 'bert');
+    assert.match(bert.stderr, /--model bert is not supported \(supported: llama, gpt2, mistral, qwen2\)/);
     const bad = run('--input_path', join(FIXTURES, 'bad'), '--output_path', join(work, 'bad'), '--dtype', 'int4');
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /--dtype int4 is not supported/);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -35,6 +35,35 @@ test('data alpaca then data preprocess', () => {
     r = sftkit(['data', 'preprocess', '--input_glob', conv, '--seq_length', '255', '--output_file', join(dir, 'x')]);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /give exactly one of --model_file PATH or --tokenizer DIR/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('data preprocess over existing records: refused with a hint naming --output_file and --force; --force replaces only token records', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sftkit-cli-data-'));
+  try {
+    const conv = join(dir, 'conv.json');
+    assert.equal(sftkit(['data', 'alpaca', '--data_path', join(FIX, 'data', 'alpaca_small.json'), '--output_path', conv]).status, 0);
+    const out = join(dir, 'rec');
+    const preprocess = (seq: string, ...extra: string[]) =>
+      sftkit(['data', 'preprocess', '--input_glob', conv, '--model_file', join(FIX, 'tokenizer', 'bpe.model'), '--seq_length', seq, '--output_file', out, ...extra]);
+    assert.equal(preprocess('255').status, 0);
+    let r = preprocess('127');
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /already exists and is not an empty directory\nhint: choose another --output_file, pass --force to replace it, or remove it/);
+    r = preprocess('127', '--force');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8')) as { seq_length: number }).seq_length, 127);
+    assert.deepEqual(readdirSync(dir).sort(), ['conv.json', 'rec']); // no temp or old folder left beside it
+    // a folder that holds anything but token records is never replaced
+    const other = join(dir, 'notes');
+    mkdirSync(other);
+    writeFileSync(join(other, 'keep.txt'), 'mine');
+    r = sftkit(['data', 'preprocess', '--input_glob', conv, '--model_file', join(FIX, 'tokenizer', 'bpe.model'), '--seq_length', '127', '--output_file', other, '--force']);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /holds something other than token records \(no manifest\.json\): --force replaces only token records/);
+    assert.equal(readFileSync(join(other, 'keep.txt'), 'utf8'), 'mine');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -7,7 +7,7 @@ import { convertHfToCheckpoint, type ConvertReport } from '../../convert/hf-to-c
 import { parseShardSize } from '../../convert/shard-size.ts';
 import { exportGguf, GGUF_DTYPES, type GgufDtypeName } from '../../convert/gguf-export.ts';
 import { TARGET_DTYPES, type TargetDtypeName } from '../../formats/dtypes.ts';
-import type { ModelFamily } from '../../models/config.ts';
+import { SUPPORTED_MODEL_TYPES, type ModelFamily, type ModelType } from '../../models/config.ts';
 
 interface ConvertFlags {
   input_path: string;
@@ -50,7 +50,7 @@ export function registerConvert(program: Command): void {
     .description('convert an HF model folder into a sftkit model checkpoint (or back with --reversed)')
     .requiredOption('--input_path <dir>', 'HF model folder or hub repo id (or, with --reversed, a sftkit model/training checkpoint)')
     .requiredOption('--output_path <dir>', 'directory to create (must not exist, or be empty)')
-    .option('--model <name>', 'llama | gpt2: must agree with config.json model_type')
+    .option('--model <name>', 'llama | gpt2 (the family), or an HF model_type (llama, mistral, qwen2, gpt2): must agree with config.json')
     .option('--dtype <dtype>', 'float32 | bfloat16 | float16, or q8_0 with --format gguf (default: keep the stored dtype)')
     .option('--max_shard_size <size>', 'largest safetensors shard', '5GB')
     .option('--reversed', 'sftkit checkpoint -> HF folder')
@@ -62,8 +62,10 @@ export function registerConvert(program: Command): void {
       if (flags.dtype !== undefined && !(flags.dtype in TARGET_DTYPES)) {
         throw new ConfigError(`--dtype ${flags.dtype} is not supported (supported: ${Object.keys(TARGET_DTYPES).join(', ')})`, { where: '--dtype' });
       }
-      if (flags.model !== undefined && flags.model !== 'llama' && flags.model !== 'gpt2') {
-        throw new ConfigError(`--model ${flags.model} is not supported (supported: llama, gpt2)`, { where: '--model' });
+      // MindFormers names the converter (llama, gpt2); HF names the architecture (model_type): both are accepted.
+      const modelNames: readonly string[] = ['llama', 'gpt2', ...SUPPORTED_MODEL_TYPES];
+      if (flags.model !== undefined && !modelNames.includes(flags.model)) {
+        throw new ConfigError(`--model ${flags.model} is not supported (supported: ${[...new Set(modelNames)].join(', ')})`, { where: '--model' });
       }
       if (flags.reversed && flags.model !== undefined) throw new ConfigError('--model is not used with --reversed (the checkpoint has its config)', { where: '--model' });
       const common = {

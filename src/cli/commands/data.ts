@@ -23,6 +23,7 @@ interface PreprocessFlags {
   truncation: string;
   samples_num?: string;
   repeat: string;
+  force?: boolean;
 }
 
 function int(flag: string, value: string | undefined): number | undefined {
@@ -65,6 +66,7 @@ export function registerData(program: Command): void {
     .option('--truncation <mode>', 'samples longer than a row: right (cut) | drop', 'right')
     .option('--samples_num <n>', 'use only the first N samples of the input')
     .option('--repeat <k>', 'pass over the input K times', '1')
+    .option('--force', 'replace existing token records at --output_file (once the new ones are complete)')
     .action(async (flags: PreprocessFlags) => {
       if ((flags.model_file === undefined) === (flags.tokenizer === undefined)) {
         throw new ConfigError('data preprocess: give exactly one of --model_file PATH or --tokenizer DIR', { where: '--model_file' });
@@ -83,6 +85,7 @@ export function registerData(program: Command): void {
         truncation: flags.truncation as 'right' | 'drop',
         ...(flags.samples_num !== undefined ? { samplesNum: int('--samples_num', flags.samples_num) as number } : {}),
         repeat: int('--repeat', flags.repeat) as number,
+        force: flags.force === true,
         ...(process.stderr.isTTY ? { onProgress: (n: number) => process.stderr.write(`\r${n} samples`) } : {}),
       });
       if (process.stderr.isTTY) process.stderr.write('\r');
