@@ -23,7 +23,13 @@ namespace amx {
 namespace {
 
 using gemm_driver::Problem;
+using avx512_util::flush_denormals;
+using avx512_util::hi_halves;
+using avx512_util::mask16;
+using avx512_util::pair_lanes;
+using avx512_util::pick_pairs;
 using avx512_util::round_bf16;
+using avx512_util::transpose16;
 
 // A tile holds 16 rows of 64 bytes: 16 rows x 16 pairs of A, 16 pairs x 16 columns of B, 16 x 16 fp32 of C.
 // C blocks are 32 x 32 (tiles 0-3), fed by two A tiles (4, 5) and two B tiles (6, 7) per 16 pairs of K.
@@ -38,30 +44,14 @@ inline float bits_to_float(uint32_t u) {
   return f;
 }
 
-inline __mmask16 mask16(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
-
 // Pairs of a K block, padded to whole tiles (the padding holds zeros, which add nothing).
 inline int64_t pairs(int64_t kc) { return (kc + 2 * T - 1) / (2 * T) * T; }
-
-// Word i of the result takes the high 16 bits of value 2i and of value 2i + 1 of lo:hi (16 + 16 floats).
-inline __m512i pick_pairs(__m512i lo, __m512i hi) {
-  const __m512i pick = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
-                                        31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-  return _mm512_permutex2var_epi16(lo, pick, hi);
-}
 
 // One pair word per lane from two rows of k (row0 = k even, row1 = k odd or null past the end).
 inline __m512i pair_rows(const float* row0, const float* row1, __mmask16 m) {
   const __m512i lo = round_bf16(_mm512_maskz_loadu_ps(m, row0));
   const __m512i hi = row1 ? round_bf16(_mm512_maskz_loadu_ps(m, row1)) : _mm512_setzero_si512();
-  return _mm512_or_si512(_mm512_and_si512(hi, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u))), _mm512_srli_epi32(lo, 16));
-}
-
-inline void transpose16(__m512i* ri) {
-  __m512 r[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_castsi512_ps(ri[i]);
-  avx512_util::transpose16(r);
-  for (int i = 0; i < 16; ++i) ri[i] = _mm512_castps_si512(r[i]);
+  return pair_lanes(lo, hi);
 }
 
 // Tiles of lines stored along k (line l at src + l*ld, `lines` of them valid, kc values each): for every
@@ -126,13 +116,6 @@ void lines_to_pairs(const float* src, int64_t ld, int64_t width, int64_t kc, int
   }
 }
 
-// Denormals (exponent field 0) become zeros of the same sign, as tdpbf16ps treats its inputs and results.
-inline __m512 flush_denormals(__m512 x) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __mmask16 tiny = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(0x7F800000));
-  return _mm512_castsi512_ps(_mm512_mask_and_epi32(bits, tiny, bits, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
-}
-
 // The palette-1 configuration of tiles 0-7: 16 rows of 64 bytes each.
 struct alignas(64) TileConfig {
   uint8_t palette = 1;
@@ -169,7 +152,7 @@ inline void block_product(int64_t kp, const uint32_t* a, const uint32_t* b, floa
           const __m512 alo = flush_denormals(_mm512_set1_ps(bits_to_float(aw << 16)));
           const __m512 ahi = flush_denormals(_mm512_set1_ps(bits_to_float(aw & 0xFFFF0000u)));
           const __m512 blo = flush_denormals(_mm512_castsi512_ps(_mm512_slli_epi32(bw, 16)));
-          const __m512 bhi = flush_denormals(_mm512_castsi512_ps(_mm512_and_si512(bw, _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)))));
+          const __m512 bhi = flush_denormals(_mm512_castsi512_ps(_mm512_and_si512(bw, hi_halves())));
           s = flush_denormals(_mm512_fmadd_ps(alo, blo, s));
           s = flush_denormals(_mm512_fmadd_ps(ahi, bhi, s));
         }

@@ -30,20 +30,14 @@ using gemm_driver::Problem;
 constexpr int MR = 14, NV = 2, W = 16;
 constexpr int NR = NV * W;
 constexpr int64_t KC = 1024, NB = 512, MB = MR * 256;
-// The high halves of the 32-bit lanes (a function, not a global: nothing here may run at load time).
-inline __m512i hi_halves() { return _mm512_set1_epi32(static_cast<int>(0xFFFF0000u)); }
 
+using avx512_util::flush_denormals;
+using avx512_util::hi_halves;
+using avx512_util::mask16;
+using avx512_util::pair_lanes;
+using avx512_util::pick_pairs;
 using avx512_util::round_bf16;
-
-inline __mmask16 mask16(int64_t n) { return n >= 16 ? (__mmask16)0xFFFF : n <= 0 ? (__mmask16)0 : (__mmask16)((1u << n) - 1); }
-
-// 16x16 transpose of 32-bit lanes: on return r[k] holds what was column k.
-inline void transpose16(__m512i* ri) {
-  __m512 r[16];
-  for (int i = 0; i < 16; ++i) r[i] = _mm512_castsi512_ps(ri[i]);
-  avx512_util::transpose16(r);
-  for (int i = 0; i < 16; ++i) ri[i] = _mm512_castps_si512(r[i]);
-}
+using avx512_util::transpose16;
 
 // Packing writes micro-panels of R words per pair: panel q holds pair p of line r at q*R*kp + p*R + r, with
 // k = 2p in the low half of the word and k = 2p + 1 in the high half (vdpbf16ps pairs halves of equal
@@ -54,9 +48,6 @@ inline void transpose16(__m512i* ri) {
 // permute), then 16 lines are transposed in registers.
 template <int R>
 void pack_lines(const float* src, int64_t ld, int rv, int64_t kc, uint32_t* dst) {
-  // Word i of the result takes the high 16 bits of value 2i and of value 2i + 1 (of lo:hi).
-  const __m512i pick = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33,
-                                        31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
   for (int64_t kb = 0; kb < kc; kb += 2 * W) {
     const int64_t kn = std::min<int64_t>(2 * W, kc - kb);
     const int64_t pn = (kn + 1) / 2;
@@ -72,7 +63,7 @@ void pack_lines(const float* src, int64_t ld, int rv, int64_t kc, uint32_t* dst)
         const float* s = src + r * ld + kb;
         const __m512i lo = round_bf16(_mm512_maskz_loadu_ps(mask16(kn), s));
         const __m512i hi = round_bf16(_mm512_maskz_loadu_ps(mask16(kn - W), s + W));
-        x[i] = _mm512_permutex2var_epi16(lo, pick, hi);
+        x[i] = pick_pairs(lo, hi);
       }
       transpose16(x);
       uint32_t* d = dst + (kb / 2) * R + rb;
@@ -96,19 +87,11 @@ void pack_rows(const float* src, int64_t ld, int64_t width, int64_t kc, int64_t 
         const __mmask16 m = mask16(cols - o);
         const __m512i lo = round_bf16(_mm512_maskz_loadu_ps(m, row0 + q * R + o));
         const __m512i hi = row1 ? round_bf16(_mm512_maskz_loadu_ps(m, row1 + q * R + o)) : _mm512_setzero_si512();
-        const __m512i w = _mm512_or_si512(_mm512_and_si512(hi, hi_halves()), _mm512_srli_epi32(lo, 16));
+        const __m512i w = pair_lanes(lo, hi);
         _mm512_mask_storeu_epi32(d + o, mask16(R - o), w);
       }
     }
   }
-}
-
-// Denormals (exponent field 0) become zeros of the same sign: vdpbf16ps treats denormal inputs as zero (DAZ)
-// and flushes denormal results (FTZ), whatever MXCSR says.
-inline __m512 flush_denormals(__m512 x) {
-  const __m512i bits = _mm512_castps_si512(x);
-  const __mmask16 tiny = _mm512_testn_epi32_mask(bits, _mm512_set1_epi32(0x7F800000));
-  return _mm512_castsi512_ps(_mm512_mask_and_epi32(bits, tiny, bits, _mm512_set1_epi32(static_cast<int>(0x80000000u))));
 }
 
 // acc += the dot products of the bf16 pairs of a (broadcast) and b: vdpbf16ps, or its emulation. The emulation
