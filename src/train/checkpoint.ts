@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { FormatError, SftkitError } from '../errors.ts';
 import type { ProcessGroup } from '../distributed/index.ts';
 import { MANIFEST_FILE, readJsonFile, readManifest, sha256File, writeManifest } from '../formats/checkpoint-dir.ts';
+import { writeFileAtomicSync } from '../formats/write-file.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { TrainOptimizer } from './optimizer.ts';
 import { writeModelFiles } from './model-io.ts';
@@ -159,14 +160,9 @@ function readMetaSafe(root: string): Meta | null {
   }
 }
 
+// Checked, fsync'd and renamed into place; its temp name starts with META_TEMP_PREFIX, which the sweep knows.
 function writeMeta(root: string, meta: Meta): void {
-  const tmp = join(root, `${META_TEMP_PREFIX}${process.pid}`);
-  try {
-    writeFileSync(tmp, `${JSON.stringify(meta, null, 2)}\n`);
-    renameSync(tmp, join(root, META_FILE));
-  } finally {
-    rmSync(tmp, { force: true });
-  }
+  writeFileAtomicSync(join(root, META_FILE), `${JSON.stringify(meta, null, 2)}\n`);
 }
 
 /** Complete checkpoints found by listing the root (no meta.json to go by), oldest first. */
