@@ -40,11 +40,8 @@ export function bf16GemmPath(): string {
   if (isa >= ISA.avx512 && path === BF16_PATH.amxEmulated) return 'AMX tile layout, tile product emulated (test mode)';
   if (isa >= ISA.avx512 && path === BF16_PATH.native) return 'vdpbf16ps (AVX512_BF16)';
   if (isa >= ISA.avx512 && path === BF16_PATH.emulated) return 'vdpbf16ps layout, instruction emulated (test mode)';
-  const why = !native.hasAvx512Bf16()
-    ? 'this CPU has no AVX512_BF16'
-    : process.env['SFTKIT_BF16_GEMM'] === 'fallback' || (process.env['SFTKIT_NO_AVX512BF16'] ?? '0') !== '0'
-      ? 'vdpbf16ps turned off'
-      : 'faster than vdpbf16ps on this CPU; SFTKIT_BF16_GEMM=vdpbf16ps turns it on';
+  // Which rule picked the fallback is native/runtime.cc's business; this line only names the choice.
+  const why = native.hasAvx512Bf16() ? 'vdpbf16ps not chosen: SFTKIT_BF16_GEMM chooses' : 'this CPU has no AVX512_BF16';
   const kernel = isa >= ISA.avx512 ? 'AVX-512' : isa >= ISA.avx2 ? 'AVX2' : 'scalar';
   return `fp32 fallback (${why}): operands rounded to bf16 into the ${kernel} fp32 micro-kernel`;
 }
