@@ -11,6 +11,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   sft::glue::register_elementwise(env, exports);
   sft::glue::register_nn(env, exports);
   sft::glue::register_mpi(env, exports);
+  sft::glue::register_quant(env, exports);
   return exports;
 }
 

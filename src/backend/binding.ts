@@ -213,6 +213,31 @@ export interface Binding {
     N: number, d: number, V: number, rowBlock: number, gradScale: number, bf16?: boolean,
   ): [number, number];
 
+  // --- low-precision frozen weights (native/glue/quant.cc, native/kernels/quant/); rounding rules in
+  // scripts/reference/quant_reference.py. NF4: block 64 over the flat tensor, two codes per byte (first element
+  // in the high nibble); double quantization: the block scales as 8-bit codes, block 256, plus an offset.
+  /** x (n) -> packed (ceil(n/2) bytes) and absmax (ceil(n/64) floats). */
+  nf4Quantize(x: Handle, xOff: ByteOffset, n: number, packed: Handle, pOff: ByteOffset, absmax: Handle, aOff: ByteOffset): void;
+  /**
+   * Elements [start, start + count) of an n-element NF4 tensor into out. scales: the per-block absmax when
+   * qabsmax is 0; else the double quantization's absmax2 (one per 256 blocks), with qabsmax and offset.
+   */
+  nf4Dequantize(
+    packed: Handle, pOff: ByteOffset, scales: Handle, sOff: ByteOffset, qabsmax: Handle, qOff: ByteOffset, offset: number,
+    n: number, start: number, count: number, out: Handle, outOff: ByteOffset,
+  ): void;
+  /** Double quantization of nb block scales: codes (nb bytes), absmax2 (ceil(nb/256)); returns the offset. */
+  dqQuantize(absmax: Handle, aOff: ByteOffset, nb: number, codes: Handle, cOff: ByteOffset, absmax2: Handle, a2Off: ByteOffset): number;
+  /** The nb block scales a double-quantized tensor dequantizes with. */
+  dqDequantize(codes: Handle, cOff: ByteOffset, absmax2: Handle, a2Off: ByteOffset, offset: number, nb: number, out: Handle, outOff: ByteOffset): void;
+  /** w (rows, cols) -> q int8 (rows, cols) and scale (rows) = row absmax / 127. */
+  int8Quantize(w: Handle, wOff: ByteOffset, rows: number, cols: number, q: Handle, qOff: ByteOffset, scale: Handle, sOff: ByteOffset): void;
+  /** Rows [row0, row0 + rows) of a (totalRows, cols) int8 tensor into out (rows, cols). */
+  int8Dequantize(
+    q: Handle, qOff: ByteOffset, scale: Handle, sOff: ByteOffset, totalRows: number, row0: number, rows: number, cols: number,
+    out: Handle, outOff: ByteOffset,
+  ): void;
+
   // --- MPI collectives (native/glue/mpi.cc, native/mpi_comm.cc); every call but mpiAvailable throws when the
   // addon was built without MPI. The first collective (or mpiInit) initializes MPI; only the main thread calls.
   /** Whether the addon was built with MPI. */
