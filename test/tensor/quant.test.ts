@@ -109,3 +109,41 @@ test('quantize refuses what is not a contiguous float32 matrix, naming the tenso
   assert.throws(() => QuantizedWeight.quantize(t, 'nf4', { name: 'model.layers.0.mlp.up_proj.weight' }), /model\.layers\.0\.mlp\.up_proj\.weight must be a contiguous float32 matrix, got float32 \[1, 2, 3\]/);
   assert.throws(() => QuantizedWeight.quantize(Tensor.from([1, 2], [1, 2], 'int32'), 'int8', { name: 'w' }), /w must be a contiguous float32 matrix, got int32/);
 });
+
+test('frozen linear over NF4/int8/bf16 panels equals GEMM on the dequantized weight (forward and input gradient)', async () => {
+  const { frozenLinearForward, frozenLinearInputGrad, Bf16Rows, panelRows } = await import('../../src/tensor/frozen-gemm.ts');
+  const { matmul, transpose, cast } = await import('../../src/tensor/index.ts');
+  // N spans several panels with a partial last one: K = 8192 gives 128-row panels.
+  const [M, N, K] = [5, 300, 8192];
+  assert.equal(panelRows(N, K), 128);
+  const wData = new Float32Array(N * K).map((_, i) => Math.sin(i * 0.0137) * 0.05);
+  const x = Tensor.from(new Float32Array(M * K).map((_, i) => Math.cos(i * 0.071)), [M, K]);
+  const dy = Tensor.from(new Float32Array(M * N).map((_, i) => Math.sin(i * 0.31)), [M, N]);
+  const sources = [
+    ['nf4', QuantizedWeight.quantize(Tensor.from(wData, [N, K]), 'nf4')],
+    ['int8', QuantizedWeight.quantize(Tensor.from(wData, [N, K]), 'int8')],
+    ['bf16', new Bf16Rows(cast(Tensor.from(wData, [N, K]), 'bfloat16'))],
+  ] as const;
+  for (const [kind, src] of sources) {
+    const dense = Tensor.empty([N, K]);
+    src.dequantizeRows(0, N, dense);
+    const y = frozenLinearForward(x, src).toArray() as Float32Array;
+    const yRef = matmul(x, transpose(dense, 0, 1)).toArray() as Float32Array;
+    sameBits(y, yRef, `${kind} forward`); // same K loop per output column: the same bits
+    const dx = frozenLinearInputGrad(dy, src).toArray() as Float32Array;
+    const dxRef = matmul(dy, dense).toArray() as Float32Array;
+    // Panels add partial sums over N in a different grouping: within fp32 rounding of the sum of |terms|.
+    let worst = 0;
+    const absDense = dense.toArray() as Float32Array;
+    const dyA = dy.toArray() as Float32Array;
+    for (let m = 0; m < M; m++) {
+      for (let k = 0; k < K; k += 97) {
+        let mag = 0;
+        for (let n = 0; n < N; n++) mag += Math.abs((dyA[m * N + n] as number) * (absDense[n * K + k] as number));
+        worst = Math.max(worst, Math.abs((dx[m * K + k] as number) - (dxRef[m * K + k] as number)) / (mag * 2 ** -24 * N));
+      }
+    }
+    assert.ok(worst < 1, `${kind} input gradient: ${worst} of the fp32 rounding bound`);
+  }
+  for (const [, src] of sources) if (src instanceof QuantizedWeight) src.release();
+});
