@@ -169,7 +169,7 @@ Napi::Value SwigluBackward(const Napi::CallbackInfo& info) {
 
 // Reads and checks the dimensions that both attention ops take, starting at argument `at`.
 struct AttnDims {
-  int64_t B, T, S, Hq, Hkv, D, kvbs, q_offset;
+  int64_t B, T, S, Hq, Hkv, D, kvbs, q_offset, window;
   float scale;
   bool causal;
   int64_t q_elems, kv_elems, kv_dense, lse_elems;
@@ -187,6 +187,8 @@ AttnDims attn_dims(const Napi::CallbackInfo& info, size_t at, const char* op) {
   m.q_offset = dim(info, at + 7, op, "qOffset");
   m.scale = finite(info, at + 8, op, "scale");
   m.causal = flag(info, at + 9, op, "causal");
+  // Optional sliding window (0 or absent: none).
+  if (at + 10 < info.Length() && !info[at + 10].IsUndefined()) m.window = dim(info, at + 10, op, "window");
   std::string shapes = " (B=" + std::to_string(m.B) + ", T=" + std::to_string(m.T) + ", S=" + std::to_string(m.S) +
                        ", Hq=" + std::to_string(m.Hq) + ", Hkv=" + std::to_string(m.Hkv) + ", D=" + std::to_string(m.D) + ")";
   if (m.Hq < 1 || m.Hkv < 1 || m.D < 1) fail(info.Env(), op, "Hq, Hkv and D must be >= 1" + shapes);
@@ -214,6 +216,7 @@ AttentionArgs attn_args(const AttnDims& m) {
   a.q_offset = m.q_offset;
   a.scale = m.scale;
   a.causal = m.causal;
+  a.window = m.window;
   return a;
 }
 

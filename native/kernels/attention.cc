@@ -14,6 +14,7 @@ namespace {
 // Whether query t (batch b) may attend key s.
 bool visible(const AttentionArgs& a, int64_t b, int64_t t, int64_t s) {
   if (a.causal && s > t + a.q_offset) return false;
+  if (a.window > 0 && s <= t + a.q_offset - a.window) return false;
   if (a.q_seg && a.q_seg[b * a.T + t] != a.k_seg[b * a.S + s]) return false;
   return true;
 }

@@ -47,6 +47,9 @@ struct AttentionArgs {
   int64_t B, T, S, Hq, Hkv, D, kv_bstride, q_offset;
   float scale;
   bool causal;
+  // Sliding window (Mistral): when > 0, query t also sees only keys s > t + q_offset - window (the last
+  // `window` positions up to its own). 0 = no window.
+  int64_t window;
 };
 
 // HF rotate_half RoPE on x (rows, H, D): the first rot_dim dims of each head rotate, pairs (i, i + rot_dim/2);

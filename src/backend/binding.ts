@@ -168,14 +168,15 @@ export interface Binding {
   ): void;
   /**
    * q (B,T,Hq,D); k, v (B,S,Hkv,D) with batch stride kvBatchStride elements; out (B,T,Hq,D); lse (B,Hq,T).
-   * qSeg (B,T) and kSeg (B,S) int32 optional (handle 0).
+   * qSeg (B,T) and kSeg (B,S) int32 optional (handle 0). window > 0: a sliding window (Mistral), query t sees
+   * only keys s > t + qOffset - window; 0 or absent: none.
    */
   attentionForward(
     q: Handle, qOff: ByteOffset, k: Handle, kOff: ByteOffset, v: Handle, vOff: ByteOffset,
     out: Handle, outOff: ByteOffset, lse: Handle, lseOff: ByteOffset,
     qSeg: Handle, qSegOff: ByteOffset, kSeg: Handle, kSegOff: ByteOffset,
     B: number, T: number, S: number, Hq: number, Hkv: number, D: number, kvBatchStride: number, qOffset: number,
-    scale: number, causal: boolean,
+    scale: number, causal: boolean, window?: number,
   ): void;
   /** dq (B,T,Hq,D), dk, dv (B,S,Hkv,D) contiguous, all overwritten. */
   attentionBackward(
@@ -184,7 +185,7 @@ export interface Binding {
     dq: Handle, dqOff: ByteOffset, dk: Handle, dkOff: ByteOffset, dv: Handle, dvOff: ByteOffset,
     qSeg: Handle, qSegOff: ByteOffset, kSeg: Handle, kSegOff: ByteOffset,
     B: number, T: number, S: number, Hq: number, Hkv: number, D: number, kvBatchStride: number, qOffset: number,
-    scale: number, causal: boolean,
+    scale: number, causal: boolean, window?: number,
   ): void;
   /**
    * Final projection + cross-entropy in vocab chunks. h (N,d), w (V,d), labels int32 (N, -100 ignored);

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import { native } from '../../src/backend/binding.ts';
 import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits, closeRel } from '../helpers/native.ts';
 
-interface AttnShape { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; qOffset: number; causal: boolean; scale: number }
+interface AttnShape { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; qOffset: number; causal: boolean; scale: number; window?: number }
 interface AttnInputs extends AttnShape {
   q: ArrayLike<number>; k: ArrayLike<number>; v: ArrayLike<number>; dout: ArrayLike<number>;
   qSeg?: ArrayLike<number>; kSeg?: ArrayLike<number>;
@@ -42,10 +42,10 @@ function attention(c: AttnInputs, cacheRows?: number): AttnOutputs {
     const v = a.f32(cacheRows ? inCache(c.v, c, capacity) : c.v);
     const qSeg = c.qSeg ? a.i32(c.qSeg) : 0, kSeg = c.kSeg ? a.i32(c.kSeg) : 0;
     const out = a.zeros(nq), lse = a.zeros(B * Hq * T), dq = a.zeros(nq), dk = a.zeros(nkv), dv = a.zeros(nkv);
-    native.attentionForward(q, 0, k, 0, v, 0, out, 0, lse, 0, qSeg, 0, kSeg, 0, B, T, S, Hq, Hkv, D, kvStride, c.qOffset, c.scale, c.causal);
+    native.attentionForward(q, 0, k, 0, v, 0, out, 0, lse, 0, qSeg, 0, kSeg, 0, B, T, S, Hq, Hkv, D, kvStride, c.qOffset, c.scale, c.causal, c.window ?? 0);
     native.attentionBackward(
       q, 0, k, 0, v, 0, out, 0, lse, 0, dout, 0, dq, 0, dk, 0, dv, 0, qSeg, 0, kSeg, 0,
-      B, T, S, Hq, Hkv, D, kvStride, c.qOffset, c.scale, c.causal,
+      B, T, S, Hq, Hkv, D, kvStride, c.qOffset, c.scale, c.causal, c.window ?? 0,
     );
     return { out: readF32(out, nq), lse: readF32(lse, B * Hq * T), dq: readF32(dq, nq), dk: readF32(dk, nkv), dv: readF32(dv, nkv) };
   });
@@ -116,6 +116,53 @@ test('SIMD attention matches the naive kernel on odd sizes (T, S, head dim, GQA,
         const tag = `[${name}] ${JSON.stringify(shape)} seg=${segLen ?? 0}`;
         for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) closeRel(`${tag} ${key}`, got[key], ref[key], 1e-5, 0.1);
       }
+    }
+  }
+});
+
+test('sliding window (Mistral): SIMD equals naive; keys outside the window neither change a query nor get its gradient', () => {
+  const simd = isaPaths().filter((p) => p.level > 0);
+  let seed = 101;
+  for (const T of ODD_SIZES) {
+    for (const window of [1, 3, 16, 17, 40]) {
+      const shapes: Omit<AttnShape, 'scale'>[] = [
+        { B: 1, T, S: T, Hq: 2, Hkv: 1, D: 64, qOffset: 0, causal: true, window },
+        { B: 2, T, S: T + 5, Hq: 4, Hkv: 2, D: 9, qOffset: 5, causal: true, window },
+      ];
+      for (const shape of shapes) {
+        const c = randomAttention(shape, seed++);
+        const ref = withIsa(0, () => attention(c));
+        for (const { name, level } of simd) {
+          const got = withIsa(level, () => attention(c));
+          const tag = `[${name}] ${JSON.stringify(shape)}`;
+          for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) closeRel(`${tag} ${key}`, got[key], ref[key], 1e-5, 0.1);
+        }
+      }
+    }
+  }
+  // A window at least as long as the sequence changes nothing.
+  const c = randomAttention({ B: 1, T: 50, S: 50, Hq: 2, Hkv: 1, D: 16, qOffset: 0, causal: true }, 7);
+  for (const { name, level } of isaPaths()) {
+    const plain = withIsa(level, () => attention(c));
+    const wide = withIsa(level, () => attention({ ...c, window: 50 }));
+    for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) assert.deepEqual(bits(wide[key]), bits(plain[key]), `[${name}] ${key}`);
+    // Window 8: query 30 sees keys 23..30 only. Changing key 22 leaves it alone; changing key 23 does not.
+    const w8 = { ...c, window: 8 };
+    const base = withIsa(level, () => attention(w8));
+    const row = (o: AttnOutputs, t: number) => bits(o.out.subarray(t * 32, t * 32 + 32));
+    for (const [key, seen] of [[22, false], [23, true]] as const) {
+      const k2 = Float32Array.from(c.k);
+      for (let i = 0; i < 16; i++) k2[key * 16 + i] = (k2[key * 16 + i] as number) + 1;
+      const moved = withIsa(level, () => attention({ ...w8, k: k2 }));
+      if (seen) assert.notDeepEqual(row(moved, 30), row(base, 30), `[${name}] key ${key} is inside query 30's window`);
+      else assert.deepEqual(row(moved, 30), row(base, 30), `[${name}] key ${key} is outside query 30's window`);
+    }
+    // Only query 49 gets a gradient: keys before 42 get none.
+    const dout = Float32Array.from(c.dout, (x, i) => (Math.floor(i / 32) === 49 ? x : 0));
+    const g = withIsa(level, () => attention({ ...w8, dout }));
+    for (let s = 0; s < 50; s++) {
+      const zero = g.dk.subarray(s * 16, s * 16 + 16).every((x) => x === 0);
+      assert.equal(zero, s < 42, `[${name}] dk of key ${s}`);
     }
   }
 });

@@ -143,6 +143,13 @@ inline int64_t visible_keys(const AttentionArgs& a, int64_t t, int64_t s0, int64
   return lim < 0 ? 0 : (lim > n ? n : lim);
 }
 
+// Number of leading keys of the tile [s0, s0 + n) that query t may NOT see under the sliding window (0 without one).
+inline int64_t window_skip(const AttentionArgs& a, int64_t t, int64_t s0, int64_t n) {
+  if (a.window <= 0) return 0;
+  int64_t lo = t + a.q_offset - a.window + 1 - s0;
+  return lo < 0 ? 0 : (lo > n ? n : lo);
+}
+
 // Scales a score row and sets invisible keys to -inf: j >= lim, and (with segments) other segments' keys.
 inline void scale_mask_row(const AttentionArgs& a, float* row, int64_t lim, int64_t b, int64_t t, int64_t s0) {
   const VF vs = set1(a.scale);
@@ -188,19 +195,23 @@ void attention_fwd(const AttentionArgs& a) {
       std::memset(acc, 0, sizeof(float) * nq * D);
       int64_t s_end = S;
       if (a.causal && t0 + nq + a.q_offset < s_end) s_end = t0 + nq + a.q_offset;
-      for (int64_t s0 = 0; s0 < s_end; s0 += BK) {
+      int64_t s_begin = 0;  // with a sliding window, tiles wholly before the first query's window are skipped
+      if (a.window > 0 && t0 + a.q_offset - a.window + 1 > 0) s_begin = (t0 + a.q_offset - a.window + 1) / BK * BK;
+      for (int64_t s0 = s_begin; s0 < s_end; s0 += BK) {
         const int64_t n = s_end - s0 < BK ? s_end - s0 : BK;
         pack_t(kb + s0 * kvs, kvs, n, D, kt);
         tile_scores(q, qs, nq, kt, D, sc);
         for (int64_t i = 0; i < nq; ++i) {
           const int64_t t = t0 + i;
           const int64_t lim = visible_keys(a, t, s0, n);
+          const int64_t skip = window_skip(a, t, s0, n);
           float* row = sc + i * BK;
-          if (lim == 0) {
+          if (lim <= skip) {
             nnk::zero_row(row, BK);
             continue;
           }
           scale_mask_row(a, row, lim, b, t, s0);
+          for (int64_t j = 0; j < skip; ++j) row[j] = kNegInf;
           VF mx = load(row);
           for (int v = 1; v < NV; ++v) mx = max(mx, load(row + v * W));
           const float rowmax = reduce_max(mx);
@@ -278,10 +289,12 @@ void attention_bwd(const AttentionArgs& a) {
         pack_t(kb + s0 * kvs, kvs, n, D, kt);
         pack_t(vb + s0 * kvs, kvs, n, D, vt);
         for (int64_t h = kvh * G; h < (kvh + 1) * G; ++h) {
-          int64_t t_start = 0;
+          int64_t t_start = 0, t_end = T;
           if (a.causal && s0 - a.q_offset > 0) t_start = s0 - a.q_offset;
-          for (int64_t t0 = t_start; t0 < T; t0 += BQ) {
-            const int64_t nq = T - t0 < BQ ? T - t0 : BQ;
+          // With a sliding window, queries t >= s0 + n - 1 - q_offset + window see no key of this tile.
+          if (a.window > 0 && s0 + n - 1 - a.q_offset + a.window < t_end) t_end = s0 + n - 1 - a.q_offset + a.window;
+          for (int64_t t0 = t_start; t0 < t_end; t0 += BQ) {
+            const int64_t nq = t_end - t0 < BQ ? t_end - t0 : BQ;
             const int64_t row0 = (b * T + t0) * Hq + h;
             const float* q = a.q + row0 * D;
             const float* dout = a.dout + row0 * D;
@@ -292,9 +305,10 @@ void attention_bwd(const AttentionArgs& a) {
               const int64_t t = t0 + i;
               const float lse = a.lse[(b * Hq + h) * T + t];
               const int64_t lim = visible_keys(a, t, s0, n);
+              const int64_t skip = window_skip(a, t, s0, n);
               float* prow = P + i * BK;
               float* drow = dS + i * BK;
-              if (lim == 0 || lse == kNegInf) {
+              if (lim <= skip || lse == kNegInf) {
                 for (int v = 0; v < NV; ++v) {
                   store(prow + v * W, zero());
                   store(drow + v * W, zero());
@@ -302,6 +316,7 @@ void attention_bwd(const AttentionArgs& a) {
                 continue;
               }
               scale_mask_row(a, prow, lim, b, t, s0);
+              for (int64_t j = 0; j < skip; ++j) prow[j] = kNegInf;
               const VF vl = set1(lse), di = set1(Di[(h - kvh * G) * T + t]), vs = set1(a.scale);
               for (int v = 0; v < NV; ++v) {
                 VF p = exp(sub(load(prow + v * W), vl));
