@@ -87,6 +87,10 @@ def llama_forward(cfg, p, ids):
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos()[None, :, None, :], emb.sin()[None, :, None, :]
     mask = torch.full((S, S), float('-inf')).triu(1)
+    window = cfg.get('sliding_window') if cfg['model_type'] == 'mistral' else None
+    if window:  # Mistral (HF's eager/sdpa mask): query i sees keys j with i - window < j <= i
+        i, j = torch.arange(S)[:, None], torch.arange(S)[None, :]
+        mask = mask.masked_fill(j <= i - window, float('-inf'))
     x = p['model.embed_tokens.weight'][ids]
     for i in range(L):
         pre = f'model.layers.{i}'
