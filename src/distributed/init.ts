@@ -1,7 +1,7 @@
 // Picks the process group for this process: MPI when it was started by a launcher (mpirun, or srun with
 // PMI/PMIx) and the addon has MPI; a single-process group otherwise; a clear error when a multi-process
 // run was asked for without MPI.
-import { native } from '../backend/binding.ts';
+import { mpi } from '../backend/collectives.ts';
 import { ConfigError } from '../errors.ts';
 import { MpiProcessGroup, installFailureHandlers } from './mpi.ts';
 import type { ProcessGroup } from './process-group.ts';
@@ -19,7 +19,7 @@ export function launchedWorldSize(env: NodeJS.ProcessEnv = process.env): number 
 }
 
 export function mpiAvailable(): boolean {
-  return native.mpiAvailable();
+  return mpi.available();
 }
 
 let current: ProcessGroup | null = null;
@@ -32,7 +32,7 @@ export function initProcessGroup(opts: { worldSize?: number } = {}): ProcessGrou
   if (current) return current;
   const launched = launchedWorldSize();
   const wanted = opts.worldSize ?? launched ?? 1;
-  if (launched !== null && native.mpiAvailable()) {
+  if (launched !== null && mpi.available()) {
     const pg = new MpiProcessGroup();
     installFailureHandlers(pg.rank);
     if (opts.worldSize !== undefined && opts.worldSize !== pg.size) {
@@ -44,7 +44,7 @@ export function initProcessGroup(opts: { worldSize?: number } = {}): ProcessGrou
     current = pg;
     return pg;
   }
-  if (wanted > 1 && !native.mpiAvailable()) {
+  if (wanted > 1 && !mpi.available()) {
     throw new ConfigError(`a run of ${wanted} processes needs MPI, but this sftkit addon was built without it`, {
       where: 'distributed',
       hint: INSTALL_MPI_HINT,

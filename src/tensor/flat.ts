@@ -1,6 +1,6 @@
 // Flat buffers: many tensors (parameters, their gradients, optimizer moments) as views of one native block,
 // allocated once; this is what bucketed all-reduce and optimizer sharding work on.
-import { native } from '../backend/binding.ts';
+import { nativeBackend as native } from '../backend/native.ts';
 import { ShapeError } from '../errors.ts';
 import { type Shape, contiguousStrides, fmt, numel } from './shape.ts';
 import { Storage } from './storage.ts';

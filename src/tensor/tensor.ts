@@ -1,5 +1,5 @@
 // The Tensor: a strided view over native storage, with the fields reverse-mode autograd needs.
-import { native } from '../backend/binding.ts';
+import { nativeBackend as native } from '../backend/native.ts';
 import { ShapeError } from '../errors.ts';
 import { type DType, dtypeBytes } from './dtype.ts';
 import { type Shape, checkShape, contiguousStrides, fmt, numel } from './shape.ts';

@@ -2,7 +2,7 @@
 // releaseActivations freeing the forward's activations during backward, all without changing a bit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { lossSum } from '../../src/models/model.ts';

@@ -1,7 +1,7 @@
 // Tensor basics: creation and read-back, views without copies, scopes and keep, RNG state, typed errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { ShapeError } from '../../src/errors.ts';
 import * as T from '../../src/tensor/index.ts';
 import { Rng, Tensor, backward, keep, noGrad, scope } from '../../src/tensor/index.ts';

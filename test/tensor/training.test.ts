@@ -2,7 +2,7 @@
 // allocate nothing new from the OS; two runs give identical bits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { ParameterSet } from '../../src/nn/parameters.ts';
 import { linear } from '../../src/nn/linear.ts';
 import * as T from '../../src/tensor/index.ts';

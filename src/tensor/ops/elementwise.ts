@@ -1,5 +1,6 @@
 // Elementwise ops with broadcasting (add, sub, mul, div, pow), unary ops, and where, with backward rules.
-import { BINARY_OP, UNARY_OP, native } from '../../backend/binding.ts';
+import { BINARY_OP, UNARY_OP } from '../../backend/compute.ts';
+import { nativeBackend as native } from '../../backend/native.ts';
 import { record } from '../autograd.ts';
 import { broadcastShapes, broadcastStrides, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';

@@ -1,6 +1,6 @@
 // Fused NN primitives over native forward/backward kernels: embedding, RMSNorm, LayerNorm, RoPE, SwiGLU,
 // attention (causal, GQA, KV-cache offset, packed segments) and final projection + cross-entropy.
-import { native } from '../../backend/binding.ts';
+import { nativeBackend as native } from '../../backend/native.ts';
 import { type InputGrad, gradAccumulator, needsGrad, record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { fmt, sameShape } from '../shape.ts';

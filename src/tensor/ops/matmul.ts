@@ -2,7 +2,7 @@
 // transposed views are passed to GEMM as transpose flags instead of being copied. Inside autocast('bfloat16')
 // the forward and both backward GEMMs run in bf16 compute (fp32 accumulation; inputs, outputs and gradients
 // stay fp32 tensors).
-import { native } from '../../backend/binding.ts';
+import { nativeBackend as native } from '../../backend/native.ts';
 import { record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { contiguousStrides, fmt, numel } from '../shape.ts';

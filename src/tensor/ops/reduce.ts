@@ -1,5 +1,6 @@
 // Reductions over one axis (sum, mean, max), softmax and log-softmax over the last axis, with backward.
-import { REDUCE_OP, UNARY_OP, native } from '../../backend/binding.ts';
+import { REDUCE_OP, UNARY_OP } from '../../backend/compute.ts';
+import { nativeBackend as native } from '../../backend/native.ts';
 import { record } from '../autograd.ts';
 import { broadcastStrides, contiguousStrides, normAxis, numel, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';

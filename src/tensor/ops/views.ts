@@ -1,6 +1,7 @@
 // Shape ops: reshape, transpose, permute, slice and expand are views (no copy) where the strides allow;
 // contiguous, concat and cast copy. Each has its backward rule.
-import { DTYPE_CODE, native } from '../../backend/binding.ts';
+import { DTYPE_CODE } from '../../backend/compute.ts';
+import { nativeBackend as native } from '../../backend/native.ts';
 import { record } from '../autograd.ts';
 import { type DType, dtypeBytes } from '../dtype.ts';
 import { broadcastShapes, broadcastStrides, checkShape, contiguousStrides, fmt, normAxis, numel, sameShape } from '../shape.ts';
