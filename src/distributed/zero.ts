@@ -95,9 +95,9 @@ export class ShardedAdamW {
     this.gradOp = opts.gradOp ?? 'avg';
     this.shard = shardRange(params.layout, pg.rank, pg.size);
     const bytes = Math.max(this.shard.count, 1) * 4;
-    this.m = Storage.alloc(bytes, { zero: true, persistent: true });
-    this.v = Storage.alloc(bytes, { zero: true, persistent: true });
-    this.shardGrads = Storage.alloc(bytes, { zero: true, persistent: true });
+    this.m = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
+    this.v = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
+    this.shardGrads = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
     this.pieces = tensorsInShard(params.layout, this.shard);
   }
 

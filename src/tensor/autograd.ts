@@ -49,7 +49,7 @@ export function gradSink(t: Tensor | null): Tensor | null {
 export function gradAccumulator(t: Tensor, shape: readonly number[]): { into: Tensor; result: InputGrad } {
   const sink = gradSink(t);
   if (sink) return { into: sink, result: ACCUMULATED };
-  const zeros = Tensor.zeros([...shape]);
+  const zeros = Tensor.zeros([...shape], 'float32', { backend: t.backend });
   return { into: zeros, result: zeros };
 }
 
@@ -121,7 +121,7 @@ export function backward(root: Tensor, gradOut?: Tensor, opts: BackwardOptions =
   if (!root.requiresGrad) throw new ShapeError('backward: the tensor does not require grad (no trainable input reached it)');
   if (!gradOut) {
     if (root.size !== 1) throw new ShapeError(`backward: gradOut is required for non-scalar output ${fmt(root.shape)}`);
-    gradOut = Tensor.full(root.shape, 1);
+    gradOut = Tensor.full(root.shape, 1, 'float32', { backend: root.backend });
   } else if (!sameShape(gradOut.shape, root.shape)) {
     throw new ShapeError(`backward: gradOut ${fmt(gradOut.shape)} does not match output ${fmt(root.shape)}`);
   }

@@ -29,7 +29,7 @@ installAccumulators({
     return out;
   },
   persistentCopy: (g) => {
-    const out = Tensor.empty(g.shape, g.dtype, { persistent: true });
+    const out = Tensor.empty(g.shape, g.dtype, { persistent: true, backend: g.backend });
     views.copyInto(g, out, false);
     return out;
   },

@@ -1,4 +1,5 @@
 // Shared helpers of the op files: dtype/shape checks and the backward-rule type.
+import type { ComputeBackend } from '../../backend/compute.ts';
 import { ShapeError } from '../../errors.ts';
 import type { InputGrad } from '../autograd.ts';
 import type { DType } from '../dtype.ts';
@@ -25,6 +26,25 @@ export function expectNdim(op: string, name: string, t: Tensor, ndim: number): v
 
 export function shapeError(op: string, message: string): ShapeError {
   return new ShapeError(`${op}: ${message}`, { where: op });
+}
+
+/** A new uninitialized tensor on backend `be` (ops allocate their outputs where their inputs live). */
+export function emptyOn(be: ComputeBackend, shape: readonly number[], dtype: DType = 'float32'): Tensor {
+  return Tensor.empty(shape, dtype, { backend: be });
+}
+
+export function zerosOn(be: ComputeBackend, shape: readonly number[], dtype: DType = 'float32'): Tensor {
+  return Tensor.zeros(shape, dtype, { backend: be });
+}
+
+/** The backend an op's tensor inputs share; inputs on different backends are a ShapeError naming the op. */
+export function sharedBackend(op: string, a: Tensor, b?: Tensor | null, c?: Tensor | null): ComputeBackend {
+  const be = a.storage.backend;
+  if ((b && b.storage.backend !== be) || (c && c.storage.backend !== be)) {
+    const names = [a, b, c].filter((t): t is Tensor => !!t).map((t) => t.storage.backend.name);
+    throw shapeError(op, `inputs live on different compute backends (${names.join(', ')})`);
+  }
+  return be;
 }
 
 /** The tensor itself when contiguous, else a contiguous copy (no autograd: for kernel inputs). */

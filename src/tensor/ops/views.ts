@@ -1,13 +1,12 @@
 // Shape ops: reshape, transpose, permute, slice and expand are views (no copy) where the strides allow;
 // contiguous, concat and cast copy. Each has its backward rule.
 import { DTYPE_CODE } from '../../backend/compute.ts';
-import { nativeBackend as native } from '../../backend/native.ts';
 import { record } from '../autograd.ts';
 import { type DType, dtypeBytes } from '../dtype.ts';
 import { broadcastShapes, broadcastStrides, checkShape, contiguousStrides, fmt, normAxis, numel, sameShape } from '../shape.ts';
 import { Tensor, copyContiguous } from '../tensor.ts';
 import { sumTo } from './reduce.ts';
-import { type Rule, ndArgs, shapeError } from './util.ts';
+import { type Rule, emptyOn, ndArgs, shapeError, sharedBackend, zerosOn } from './util.ts';
 
 function view(x: Tensor, shape: number[], strides: number[], offset = x.offset): Tensor {
   return new Tensor(x.storage, shape, strides, offset, x.dtype);
@@ -109,7 +108,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   }
   const shape = [...first.shape];
   shape[a] = xs.reduce((s, x) => s + (x.shape[a] as number), 0);
-  const out = Tensor.empty(shape, first.dtype);
+  const out = emptyOn(first.backend, shape, first.dtype);
   let at = 0;
   for (const x of xs) {
     const part = view(out, [...x.shape], [...out.strides], out.offset + at * (out.strides[a] as number));
@@ -124,10 +123,11 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
 export function copyInto(src: Tensor, dst: Tensor, accumulate: boolean): void {
   if (!sameShape(src.shape, dst.shape)) throw shapeError('copyInto', `shapes ${fmt(src.shape)} and ${fmt(dst.shape)} differ`);
   if (src.dtype !== dst.dtype) throw shapeError('copyInto', `dtypes ${src.dtype} and ${dst.dtype} differ`);
+  const be = sharedBackend('copyInto', src, dst);
   if (src.size === 0) return;
   const [shape, ss] = ndArgs(src.shape, src.strides);
   const [, ds] = ndArgs(dst.shape, dst.strides);
-  native.stridedCopy(src.handle, src.byteOffset, ss, dst.handle, dst.byteOffset, ds, shape, dtypeBytes(src.dtype), accumulate);
+  be.stridedCopy(src.handle, src.byteOffset, ss, dst.handle, dst.byteOffset, ds, shape, dtypeBytes(src.dtype), accumulate);
 }
 
 interface CastCtx { from: DType }
@@ -137,8 +137,8 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
   if (dtype === 'int32') throw shapeError('cast', `casting ${x.dtype} to int32 is not supported`);
   const src = x.isContiguous ? x : copyContiguous(x);
-  const out = Tensor.empty(x.shape, dtype);
-  if (out.size > 0) native.cast(src.handle, src.byteOffset, DTYPE_CODE[x.dtype], out.handle, 0, DTYPE_CODE[dtype], out.size);
+  const out = emptyOn(x.backend, x.shape, dtype);
+  if (out.size > 0) x.backend.cast(src.handle, src.byteOffset, DTYPE_CODE[x.dtype], out.handle, 0, DTYPE_CODE[dtype], out.size);
   const ctx: CastCtx = { from: x.dtype };
   return record(out, 'cast', [x], (g) => rules.cast(ctx, g));
 }
@@ -154,7 +154,7 @@ export const rules = {
     return [view(g, shape, strides)];
   }) as Rule<TransposeCtx>,
   slice: ((c, g) => {
-    const dx = Tensor.zeros(c.shape, g.dtype);
+    const dx = zerosOn(g.backend, c.shape, g.dtype);
     const part = view(dx, [...g.shape], [...dx.strides], c.start * (dx.strides[c.axis] as number));
     copyInto(g, part, false);
     return [dx];
