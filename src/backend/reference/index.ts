@@ -1,0 +1,26 @@
+// The reference compute backend: naive pure-TypeScript kernels with the addon's exact signatures and semantics
+// (native/kernels/*.cc, the scalar paths), over a handle table of JS ArrayBuffers. It is the second backend
+// behind the compute seam, and the yardstick the native kernels can be checked against without a C++ toolchain.
+import type { Binding } from '../binding.ts';
+import { binary, unary, unaryBackward, where } from './elementwise.ts';
+import { cast, embedding, embeddingBackward, fill, stridedCopy } from './data.ts';
+import { alloc, emptyCache, free, fromBytes, memStats, read, resetPeak, size, write } from './memory.ts';
+import { argmax, reduce, softmax, softmaxBackward, sumsq, topk } from './reduce.ts';
+
+/** The Binding members the reference backend implements, with Binding's signatures. */
+export const REFERENCE_COVERS = [
+  // memory
+  'alloc', 'free', 'write', 'read', 'size', 'memStats', 'resetPeak', 'emptyCache',
+  // elementwise, reductions, data movement
+  'unary', 'unaryBackward', 'binary', 'reduce', 'softmax', 'softmaxBackward', 'where', 'stridedCopy', 'fill', 'cast',
+  'embedding', 'embeddingBackward', 'argmax', 'topk', 'sumsq',
+] as const satisfies readonly (keyof Binding)[];
+
+export type ReferenceCovered = (typeof REFERENCE_COVERS)[number];
+
+/** The reference backend: Binding's kernels and memory calls, plus `fromBytes` for read-only file contents. */
+export const reference: Pick<Binding, ReferenceCovered> & { fromBytes: typeof fromBytes } = {
+  alloc, free, write, read, size, memStats, resetPeak, emptyCache, fromBytes,
+  unary, unaryBackward, binary, reduce, softmax, softmaxBackward, where, stridedCopy, fill, cast,
+  embedding, embeddingBackward, argmax, topk, sumsq,
+};
