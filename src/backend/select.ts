@@ -3,13 +3,13 @@
 import { ConfigError } from '../errors.ts';
 import type { ComputeBackend } from './compute.ts';
 import { nativeBackend } from './native.ts';
+import { referenceBackend } from './reference-backend.ts';
 
 export const BACKEND_NAMES = ['native', 'reference'] as const;
 export type BackendName = (typeof BACKEND_NAMES)[number];
 
 export function backendByName(name: BackendName): ComputeBackend {
-  if (name === 'native') return nativeBackend;
-  throw new ConfigError(`compute backend ${name} is not available`, { where: 'SFTKIT_BACKEND' });
+  return name === 'native' ? nativeBackend : referenceBackend;
 }
 
 function fromEnv(): ComputeBackend {

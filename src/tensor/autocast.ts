@@ -5,6 +5,7 @@
 // outside the scope), as autocast does; recompute re-enters the scope its block was first run under.
 
 import { BF16_PATH, ISA, host } from '../backend/host.ts';
+import { activeBackend } from '../backend/select.ts';
 
 /** The precision of GEMM operands: fp32, or bf16 with fp32 accumulation. */
 export type ComputeDtype = 'float32' | 'bfloat16';
@@ -34,6 +35,8 @@ export function bf16Compute(): boolean {
 
 /** Which kernel bf16 GEMMs run on now, in words (for the trainer's start-up line and benchmarks). */
 export function bf16GemmPath(): string {
+  const backend = activeBackend();
+  if (backend.name !== 'native') return `${backend.name} backend: operands rounded to bf16 (nearest even), fp32 accumulation`;
   const isa = host.getIsa();
   const path = host.getBf16Path();
   if (isa >= ISA.avx512 && path === BF16_PATH.amx) return 'AMX tiles (tdpbf16ps)';
