@@ -4,12 +4,23 @@ import { ShapeError } from '../errors.ts';
 import { type DType, dtypeBytes } from './dtype.ts';
 import { type Shape, checkShape, contiguousStrides, fmt, numel } from './shape.ts';
 import { Storage } from './storage.ts';
-import type { GradNode } from './autograd.ts';
+import type { OpName } from './op-names.ts';
 
 /** Where a new tensor lives: `backend` (the active one by default); `persistent` keeps it out of step scopes. */
 export interface TensorOptions {
   persistent?: boolean;
   backend?: ComputeBackend;
+}
+
+/**
+ * A recorded op (autograd.ts's record): backward calls BACKWARD_RULES[op](ctx, d loss / d output) for the
+ * gradient of each input. ctx holds what that rule reads (saved tensors and attributes); its type is the op
+ * file's Ctx for that op.
+ */
+export interface GradNode {
+  readonly op: OpName;
+  readonly inputs: readonly (Tensor | null)[];
+  readonly ctx: unknown;
 }
 
 export type TypedArrayOf<D extends DType> = D extends 'int32' ? Int32Array : D extends 'float32' ? Float32Array : Uint16Array;

@@ -26,7 +26,7 @@ interface BinaryCtx { a: Tensor; b: Tensor; out: Tensor }
 function binary(op: BinaryName, a: Tensor, b: Tensor): Tensor {
   const out = binaryRaw(op, a, b);
   const ctx: BinaryCtx = { a, b, out };
-  return record(out, op, [a, b], (g) => rules[op](ctx, g));
+  return record(out, op, [a, b], ctx);
 }
 
 export const add = (a: Tensor, b: Tensor): Tensor => binary('add', a, b);
@@ -45,7 +45,7 @@ function unary(op: UnaryName, x: Tensor, alpha = 0): Tensor {
   const y = emptyOn(x.backend, x.shape);
   if (y.size > 0) x.backend.unary(UNARY_OP[op], xd.handle, xd.byteOffset, y.handle, 0, y.size, alpha);
   const ctx: UnaryCtx = { x: xd, y, alpha };
-  return record(y, op, [x], (g) => rules[op](ctx, g));
+  return record(y, op, [x], ctx);
 }
 
 export const neg = (x: Tensor): Tensor => unary('neg', x);
@@ -84,7 +84,7 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const out = emptyOn(be, shape);
   if (out.size > 0) be.where(c.handle, c.byteOffset, ad.handle, ad.byteOffset, bd.handle, bd.byteOffset, out.handle, 0, out.size);
   const ctx: WhereCtx = { cond: c, zeros: zerosOn(be, shape), aShape: a.shape, bShape: b.shape };
-  const node = record(out, 'where', [null, a, b], (g) => rules.where(ctx, g));
+  const node = record(out, 'where', [null, a, b], ctx);
   return node;
 }
 

@@ -22,7 +22,7 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
   const out = emptyOn(be, [...ids.shape, dim]);
   if (out.size > 0) be.embedding(w.handle, w.byteOffset, idd.handle, idd.byteOffset, out.handle, 0, ids.size, vocab, dim);
   const ctx: EmbeddingCtx = { weight, ids: idd };
-  return record(out, 'embedding', [weight, null], (g) => rules.embedding(ctx, g));
+  return record(out, 'embedding', [weight, null], ctx);
 }
 
 interface NormCtx { x: Tensor; w: Tensor | null; b: Tensor | null; mean: Tensor | null; rstd: Tensor; rows: number; dim: number }
@@ -40,7 +40,7 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const rstd = emptyOn(be, [rows]);
   if (y.size > 0) be.rmsnormForward(xd.handle, xd.byteOffset, wd.handle, wd.byteOffset, y.handle, 0, rstd.handle, 0, rows, dim, eps);
   const ctx: NormCtx = { x: xd, w: wd, b: null, mean: null, rstd, rows, dim };
-  return record(y, 'rmsNorm', [x, w], (g) => rules.rmsNorm(ctx, g));
+  return record(y, 'rmsNorm', [x, w], ctx);
 }
 
 /** torch LayerNorm over the last dim (biased variance); weight and bias optional. */
@@ -65,7 +65,7 @@ export function layerNorm(x: Tensor, w: Tensor | null, b: Tensor | null, eps: nu
     );
   }
   const ctx: NormCtx = { x: xd, w: wd, b: bd, mean, rstd, rows, dim };
-  return record(y, 'layerNorm', [x, w, b], (g) => rules.layerNorm(ctx, g));
+  return record(y, 'layerNorm', [x, w, b], ctx);
 }
 
 /** Cos/sin tables (positions, rotDim/2) and int32 positions (rows) for rope(). */
@@ -88,7 +88,7 @@ export function rope(x: Tensor, tables: RopeTables, rotDim: number): Tensor {
   }
   const ctx: RopeCtx = { tables, rows, H, D, rotDim };
   const y = ropeRaw(dense(x), ctx, false);
-  return record(y, 'rope', [x], (g) => rules.rope(ctx, g));
+  return record(y, 'rope', [x], ctx);
 }
 
 function ropeRaw(x: Tensor, c: RopeCtx, backward: boolean): Tensor {
@@ -116,7 +116,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   const out = emptyOn(be, gate.shape);
   if (out.size > 0) be.swigluForward(gd.handle, gd.byteOffset, ud.handle, ud.byteOffset, out.handle, 0, out.size);
   const ctx: SwigluCtx = { gate: gd, up: ud };
-  return record(out, 'swiglu', [gate, up], (g) => rules.swiglu(ctx, g));
+  return record(out, 'swiglu', [gate, up], ctx);
 }
 
 export interface AttentionOptions {
@@ -179,7 +179,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     );
   }
   const ctx: AttentionCtx = { q: qd, k, v, out, lse, qSeg, kSeg, dims };
-  return record(out, 'attention', [q, k, v], (g) => rules.attention(ctx, g));
+  return record(out, 'attention', [q, k, v], ctx);
 }
 
 export interface CrossEntropyResult {
@@ -274,7 +274,7 @@ export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: CrossEn
     );
     lse.release();
     const ctx: CeSweepCtx = { kind: 'sweep', dh, dw: dw?.result ?? null, gradScale, used: false };
-    return { lossSum: record(Tensor.scalar(lossSum, { backend: be }), 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
+    return { lossSum: record(Tensor.scalar(lossSum, { backend: be }), 'crossEntropy', [h, w, null], ctx), count };
   }
   const chunk = Math.max(1, Math.min(opts.chunk ?? 4096, Math.max(V, 1)));
   const [lossSum, count] = be.crossEntropyForward(
@@ -283,7 +283,7 @@ export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: CrossEn
   );
   const loss = Tensor.scalar(lossSum, { backend: be });
   const ctx: CePairCtx = { kind: 'pair', h: hd, w: wd, labels: ld, lse, N, d, V, chunk, bf16 };
-  return { lossSum: record(loss, 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
+  return { lossSum: record(loss, 'crossEntropy', [h, w, null], ctx), count };
 }
 
 /** Backward of the one sweep: hands back the gradients it made, once, for the gradient it planned. */

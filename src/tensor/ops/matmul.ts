@@ -99,7 +99,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     out = gemm(a, b, [...a.shape.slice(0, -1), b.shape[b.ndim - 1] as number], bf16);
   }
   const ctx: MatmulCtx = { a, b, bf16 };
-  return record(out, 'matmul', [a, b], (g) => rules.matmul(ctx, g));
+  return record(out, 'matmul', [a, b], ctx);
 }
 
 /** Swaps the last two dims (a differentiable view). */

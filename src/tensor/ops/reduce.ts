@@ -29,7 +29,7 @@ function reduceRaw(op: 'sum' | 'mean' | 'max', x: Tensor, axis: number, keepdim:
 function reduce(op: 'sum' | 'mean' | 'max', x: Tensor, axis: number, keepdim: boolean): Tensor {
   const { out, idx } = reduceRaw(op, x, axis, keepdim, op === 'max');
   const ctx: ReduceCtx = { x, axis: normAxis(op, axis, x.ndim), keepdim, idx };
-  return record(out, op, [x], (g) => rules[op](ctx, g));
+  return record(out, op, [x], ctx);
 }
 
 export const sum = (x: Tensor, axis: number, keepdim = false): Tensor => reduce('sum', x, axis, keepdim);
@@ -84,7 +84,7 @@ function softmaxOp(x: Tensor, log: boolean): Tensor {
   const y = emptyOn(x.backend, x.shape);
   if (y.size > 0) x.backend.softmax(xd.handle, xd.byteOffset, y.handle, 0, rows, cols, log);
   const ctx: SoftmaxCtx = { y, log };
-  return record(y, op, [x], (g) => rules[op](ctx, g));
+  return record(y, op, [x], ctx);
 }
 
 /** Softmax over the last axis. */

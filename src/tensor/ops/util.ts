@@ -1,16 +1,17 @@
 // Shared helpers of the op files: dtype/shape checks and the backward-rule type.
 import type { ComputeBackend } from '../../backend/compute.ts';
 import { ShapeError } from '../../errors.ts';
-import type { InputGrad } from '../autograd.ts';
+import type { BackwardFn, InputGrad } from '../autograd.ts';
 import type { DType } from '../dtype.ts';
 import { fmt } from '../shape.ts';
 import { Tensor, copyContiguous } from '../tensor.ts';
 
 /**
- * A backward rule: from what the forward saved and d loss / d out, the gradient of each input (or
- * ACCUMULATED where it added that gradient into the input's .grad itself).
+ * A backward rule: from what the forward saved (the node's ctx) and d loss / d out, the gradient of each input
+ * (or ACCUMULATED where it added that gradient into the input's .grad itself). `backward` is the pass itself,
+ * for a rule that backpropagates a subgraph of its own (recompute).
  */
-export type Rule<Ctx> = (ctx: Ctx, gradOut: Tensor) => InputGrad[];
+export type Rule<Ctx> = (ctx: Ctx, gradOut: Tensor, backward: BackwardFn) => InputGrad[];
 
 export function expectDType(op: string, name: string, t: Tensor, dtype: DType): void {
   if (t.dtype !== dtype) throw new ShapeError(`${op}: ${name} must be ${dtype}, got ${t.dtype} ${fmt(t.shape)}`, { where: op });

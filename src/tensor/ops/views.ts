@@ -28,7 +28,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const src = x.isContiguous ? x : copyContiguous(x);
   const out = view(src, dims, contiguousStrides(dims));
   const ctx: ShapeCtx = { shape: x.shape };
-  return record(out, 'reshape', [x], (g) => rules.reshape(ctx, g));
+  return record(out, 'reshape', [x], ctx);
 }
 
 interface PermuteCtx { inverse: number[] }
@@ -42,7 +42,7 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const inverse = new Array<number>(norm.length);
   norm.forEach((d, i) => (inverse[d] = i));
   const ctx: PermuteCtx = { inverse };
-  return record(out, 'permute', [x], (g) => rules.permute(ctx, g));
+  return record(out, 'permute', [x], ctx);
 }
 
 interface TransposeCtx { a: number; b: number }
@@ -56,7 +56,7 @@ export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
   [shape[a], shape[b]] = [shape[b] as number, shape[a] as number];
   [strides[a], strides[b]] = [strides[b] as number, strides[a] as number];
   const ctx: TransposeCtx = { a, b };
-  return record(view(x, shape, strides), 'transpose', [x], (g) => rules.transpose(ctx, g));
+  return record(view(x, shape, strides), 'transpose', [x], ctx);
 }
 
 interface SliceCtx { shape: readonly number[]; axis: number; start: number }
@@ -74,7 +74,7 @@ export function slice(x: Tensor, axis: number, start: number, end?: number): Ten
   shape[a] = e - s;
   const out = view(x, shape, [...x.strides], x.offset + s * (x.strides[a] as number));
   const ctx: SliceCtx = { shape: x.shape, axis: a, start: s };
-  return record(out, 'slice', [x], (g) => rules.slice(ctx, g));
+  return record(out, 'slice', [x], ctx);
 }
 
 /** Broadcasts x to `shape` (a view with stride 0 on expanded dims). */
@@ -83,14 +83,14 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   if (!sameShape(target, shape)) throw shapeError('expand', `cannot expand ${fmt(x.shape)} to ${fmt(shape)}`);
   const out = view(x, [...shape], broadcastStrides(x.shape, x.strides, shape));
   const ctx: ShapeCtx = { shape: x.shape };
-  return record(out, 'expand', [x], (g) => rules.expand(ctx, g));
+  return record(out, 'expand', [x], ctx);
 }
 
 /** A contiguous copy (x itself when already contiguous). */
 export function contiguous(x: Tensor): Tensor {
   if (x.isContiguous) return x;
   const out = copyContiguous(x);
-  return record(out, 'contiguous', [x], (g) => rules.contiguous(null, g));
+  return record(out, 'contiguous', [x], null);
 }
 
 interface ConcatCtx { sizes: number[]; axis: number }
@@ -116,7 +116,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
     at += x.shape[a] as number;
   }
   const ctx: ConcatCtx = { sizes: xs.map((x) => x.shape[a] as number), axis: a };
-  return record(out, 'concat', [...xs], (g) => rules.concat(ctx, g));
+  return record(out, 'concat', [...xs], ctx);
 }
 
 /** Copies (or adds, for float32) src into the view dst of the same shape. */
@@ -140,7 +140,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   const out = emptyOn(x.backend, x.shape, dtype);
   if (out.size > 0) x.backend.cast(src.handle, src.byteOffset, DTYPE_CODE[x.dtype], out.handle, 0, DTYPE_CODE[dtype], out.size);
   const ctx: CastCtx = { from: x.dtype };
-  return record(out, 'cast', [x], (g) => rules.cast(ctx, g));
+  return record(out, 'cast', [x], ctx);
 }
 
 export const rules = {
