@@ -1,8 +1,10 @@
 // The reference kernels (reference/, naive TypeScript over JS ArrayBuffers) as a compute backend
-// (SFTKIT_BACKEND=reference). Its memory keeps freed blocks in a cache keyed by exact size, as the native
-// allocator keeps size buckets (and a CUDA backend's would), so a steady-state training step takes no new
-// buffers here either and the engine's memory tests hold on both backends; exact sizes keep every kernel's
-// bounds check exact. Files are copied in (loadFile): its buffers cannot be mapped.
+// (SFTKIT_BACKEND=reference). Buffers are JS memory, a new one per alloc and dropped at free (so a freed
+// handle is dead at once, as on native, and kernels bounds-check against exact sizes). The memory statistics
+// keep the native allocator's books: a freed block is counted as cached under its size and an allocation of a
+// size in the cache counts as a reuse, not an OS allocation, so the engine's memory tests (no leak, no new
+// blocks in a steady-state step) check the same allocation pattern on both backends. Files are copied in
+// (loadFile): its buffers cannot be mapped.
 import { readFileSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
 import type { Binding, Handle, MemStats } from './binding.ts';
@@ -11,22 +13,19 @@ import { reference } from './reference/index.ts';
 
 const kernels = reference as Partial<Binding> & typeof reference;
 
-/** Freed blocks by their size in bytes. */
-const cache = new Map<number, Handle[]>();
+/** Blocks the native allocator would hold in its cache: count per size in bytes. */
+const cached = new Map<number, number>();
 /** Live blocks and their sizes. */
 const live = new Map<Handle, number>();
 const stats = { liveBytes: 0, peakBytes: 0, cachedBytes: 0, osAllocs: 0, liveBlocks: 0 };
 
 function alloc(bytes: number, zero: boolean): Handle {
-  if (!(Number.isInteger(bytes) && bytes >= 0)) throw new RangeError(`alloc: byte count ${bytes} is not a non-negative integer`);
-  const reuse = cache.get(bytes)?.pop();
-  let h: Handle;
-  if (reuse !== undefined) {
-    h = reuse;
+  const h = kernels.alloc(bytes, zero);
+  const n = cached.get(bytes) ?? 0;
+  if (n > 0) {
+    cached.set(bytes, n - 1);
     stats.cachedBytes -= bytes;
-    if (zero && bytes > 0) kernels.write(h, 0, new Uint8Array(bytes));
   } else {
-    h = kernels.alloc(bytes, true);
     stats.osAllocs += 1;
   }
   live.set(h, bytes);
@@ -37,23 +36,18 @@ function alloc(bytes: number, zero: boolean): Handle {
 }
 
 function free(h: Handle): void {
+  kernels.free(h); // throws on an unknown or freed handle
   const bytes = live.get(h);
-  if (bytes === undefined) {
-    // A file's contents (loadFile) are not cached: they go back to the table at once (an unknown handle throws there).
-    kernels.free(h);
-    return;
-  }
+  if (bytes === undefined) return; // a file's contents (loadFile)
   live.delete(h);
   stats.liveBytes -= bytes;
   stats.liveBlocks -= 1;
   stats.cachedBytes += bytes;
-  const list = cache.get(bytes);
-  if (list) list.push(h);
-  else cache.set(bytes, [h]);
+  cached.set(bytes, (cached.get(bytes) ?? 0) + 1);
 }
 
 function size(h: Handle): number {
-  return live.get(h) ?? kernels.size(h);
+  return kernels.size(h);
 }
 
 function memStats(): MemStats {
@@ -65,8 +59,7 @@ function resetPeak(): void {
 }
 
 function emptyCache(): void {
-  for (const list of cache.values()) for (const h of list) kernels.free(h);
-  cache.clear();
+  cached.clear();
   stats.cachedBytes = 0;
 }
 

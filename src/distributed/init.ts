@@ -2,6 +2,8 @@
 // PMI/PMIx) and the addon has MPI; a single-process group otherwise; a clear error when a multi-process
 // run was asked for without MPI.
 import { mpi } from '../backend/collectives.ts';
+import { nativeBackend } from '../backend/native.ts';
+import { activeBackend } from '../backend/select.ts';
 import { ConfigError } from '../errors.ts';
 import { MpiProcessGroup, installFailureHandlers } from './mpi.ts';
 import type { ProcessGroup } from './process-group.ts';
@@ -32,7 +34,15 @@ export function initProcessGroup(opts: { worldSize?: number } = {}): ProcessGrou
   if (current) return current;
   const launched = launchedWorldSize();
   const wanted = opts.worldSize ?? launched ?? 1;
-  if (launched !== null && mpi.available()) {
+  const backend = activeBackend();
+  if (wanted > 1 && backend !== nativeBackend) {
+    // Collectives read native memory (a CUDA backend would bring NCCL): tensors of another backend cannot take part.
+    throw new ConfigError(`a run of ${wanted} processes: MPI needs the native backend, this process computes on the ${backend.name} backend`, {
+      where: 'SFTKIT_BACKEND',
+      hint: 'unset SFTKIT_BACKEND (or set it to native) for multi-process runs',
+    });
+  }
+  if (launched !== null && mpi.available() && backend === nativeBackend) {
     const pg = new MpiProcessGroup();
     installFailureHandlers(pg.rank);
     if (opts.worldSize !== undefined && opts.worldSize !== pg.size) {
