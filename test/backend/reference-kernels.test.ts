@@ -493,3 +493,49 @@ test('embedding and embeddingBackward: exact gather and in-order scatter-add; ou
       /^embeddingBackward: id .* is out of range for vocab size 10$/);
   }
 });
+
+// --- GEMM
+
+test('gemm: all transposes, odd sizes, padded leading dimensions, batches, alpha/beta, bf16', () => {
+  interface G { tA: boolean; tB: boolean; M: number; N: number; K: number; alpha: number; beta: number; batch: number; pad: number; cFill?: number }
+  const cases: G[] = [];
+  for (const tA of [false, true]) {
+    for (const tB of [false, true]) {
+      for (const [M, N, K] of [[1, 1, 1], [7, 5, 3], [17, 65, 33], [65, 7, 129]] as const) {
+        cases.push({ tA, tB, M, N, K, alpha: 1, beta: 0, batch: 1, pad: 0 });
+      }
+      cases.push({ tA, tB, M: 9, N: 11, K: 13, alpha: -0.5, beta: 0.75, batch: 3, pad: 2 });
+    }
+  }
+  cases.push({ tA: false, tB: false, M: 4, N: 6, K: 5, alpha: 1, beta: 0, batch: 1, pad: 1, cFill: NaN }); // beta 0 never reads C
+  cases.push({ tA: false, tB: true, M: 4, N: 6, K: 5, alpha: 0, beta: 2, batch: 2, pad: 0 });            // alpha 0: beta C only
+  cases.push({ tA: true, tB: false, M: 3, N: 4, K: 0, alpha: 1, beta: 1, batch: 1, pad: 0 });            // K 0
+  cases.push({ tA: false, tB: false, M: 0, N: 4, K: 3, alpha: 1, beta: 1, batch: 2, pad: 0 });
+  let seed = 800;
+  for (const c of cases) {
+    const aRows = c.tA ? c.K : c.M, aCols = c.tA ? c.M : c.K;
+    const bRows = c.tB ? c.N : c.K, bCols = c.tB ? c.K : c.N;
+    const lda = Math.max(aCols, 1) + c.pad, ldb = Math.max(bCols, 1) + c.pad, ldc = Math.max(c.N, 1) + c.pad;
+    const sA = aRows * lda + c.pad, sB = bRows * ldb + c.pad, sC = c.M * ldc + c.pad;
+    for (const bf16 of [false, true]) {
+      const bufs = {
+        a: randomF32(Math.max(c.batch * sA, 1), seed++),
+        b: randomF32(Math.max(c.batch * sB, 1), seed++),
+        c: c.cFill === undefined ? randomF32(Math.max(c.batch * sC, 1), seed++) : new Float32Array(c.batch * sC).fill(c.cFill),
+      };
+      const r = runAll(bufs, (be, h) => be.gemm(c.tA, c.tB, c.M, c.N, c.K, c.alpha, h.a, 0, lda, h.b, 0, ldb, c.beta, h.c, 0, ldc,
+        c.batch, sA, sB, sC, bf16));
+      check(`gemm ${JSON.stringify(c)} bf16=${bf16}`, r, ['c'], 0);
+    }
+  }
+});
+
+test('gemm: bad leading dimensions and short buffers fail with the addon\'s messages', () => {
+  const bufs = { a: new Float32Array(12), b: new Float32Array(12), c: new Float32Array(12) };
+  sameError((be) => runOn(be, bufs, (k, h) => k.gemm(false, false, 3, 4, 4, 1, h.a, 0, 3, h.b, 0, 4, 0, h.c, 0, 4, 1, 0, 0, 0)),
+    /^gemm: lda must be >= 4 \(the stored row length\), got 3 \[M=3 N=4 K=4/);
+  sameError((be) => runOn(be, bufs, (k, h) => k.gemm(false, true, 3, 4, 4, 1, h.a, 0, 4, h.b, 0, 4, 0, h.c, 0, 4, 1, 0, 0, 0)),
+    /^gemm: buffer 'B' too small: needs 64 bytes, has 48 \[M=3 N=4 K=4 .*; strides A=0 B=0 C=0\]$/);
+  sameError((be) => runOn(be, bufs, (k, h) => k.gemm(false, false, -1, 4, 4, 1, h.a, 0, 4, h.b, 0, 4, 0, h.c, 0, 4, 1, 0, 0, 0)),
+    /^gemm: size 'M' out of range/);
+});

@@ -3,6 +3,7 @@
 // behind the compute seam, and the yardstick the native kernels can be checked against without a C++ toolchain.
 import type { Binding } from '../binding.ts';
 import { binary, unary, unaryBackward, where } from './elementwise.ts';
+import { gemm } from './gemm.ts';
 import { cast, embedding, embeddingBackward, fill, stridedCopy } from './data.ts';
 import { alloc, emptyCache, free, fromBytes, memStats, read, resetPeak, size, write } from './memory.ts';
 import { argmax, reduce, softmax, softmaxBackward, sumsq, topk } from './reduce.ts';
@@ -11,6 +12,8 @@ import { argmax, reduce, softmax, softmaxBackward, sumsq, topk } from './reduce.
 export const REFERENCE_COVERS = [
   // memory
   'alloc', 'free', 'write', 'read', 'size', 'memStats', 'resetPeak', 'emptyCache',
+  // GEMM
+  'gemm',
   // elementwise, reductions, data movement
   'unary', 'unaryBackward', 'binary', 'reduce', 'softmax', 'softmaxBackward', 'where', 'stridedCopy', 'fill', 'cast',
   'embedding', 'embeddingBackward', 'argmax', 'topk', 'sumsq',
@@ -21,6 +24,7 @@ export type ReferenceCovered = (typeof REFERENCE_COVERS)[number];
 /** The reference backend: Binding's kernels and memory calls, plus `fromBytes` for read-only file contents. */
 export const reference: Pick<Binding, ReferenceCovered> & { fromBytes: typeof fromBytes } = {
   alloc, free, write, read, size, memStats, resetPeak, emptyCache, fromBytes,
+  gemm,
   unary, unaryBackward, binary, reduce, softmax, softmaxBackward, where, stridedCopy, fill, cast,
   embedding, embeddingBackward, argmax, topk, sumsq,
 };
