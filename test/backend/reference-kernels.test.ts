@@ -77,7 +77,7 @@ function sameBits(name: string, got: Arr, want: Arr): void {
 }
 
 /** Within `tol` (per tensor); NaN must sit where the wanted tensor has NaN, and is left out of the norms. */
-function closeNaN(name: string, got: Arr, want: Arr, tol: number): void {
+function closeNaN(name: string, got: Arr, want: Arr, tol: number, floorRms = 1e-30): void {
   const g: number[] = [], w: number[] = [];
   for (let i = 0; i < want.length; i++) {
     if (Number.isNaN(want[i])) assert.ok(Number.isNaN(got[i]), `${name}: element ${i} is ${got[i]}, want NaN`);
@@ -86,20 +86,23 @@ function closeNaN(name: string, got: Arr, want: Arr, tol: number): void {
       w.push(want[i] as number);
     }
   }
-  closeRel(name, g, w, tol, 1e-30);
+  closeRel(name, g, w, tol, floorRms);
 }
 
 /**
  * Checks the named outputs: bit-exact (tol 0) or within `tol` of the scalar path, and within `simdTol` of the
- * active ISA (bit-exact when simdTol is 0).
+ * active ISA (bit-exact when simdTol is 0). `floorRms` bounds the norm below for outputs that are zero in exact
+ * arithmetic (a norm's input gradient over one feature), where only rounding noise is left to compare.
  */
-function check<K extends string>(label: string, r: { ref: Run<K>; scalar: Run<K>; simd: Run<K> }, outs: readonly K[], tol: number, simdTol = SIMD_TOL): void {
+function check<K extends string>(
+  label: string, r: { ref: Run<K>; scalar: Run<K>; simd: Run<K> }, outs: readonly K[], tol: number, simdTol = SIMD_TOL, floorRms = 1e-30,
+): void {
   for (const k of outs) {
     const got = r.ref.out[k];
     if (tol === 0) sameBits(`${label} ${k} vs scalar`, got, r.scalar.out[k]);
-    else closeNaN(`${label} ${k} vs scalar`, got, r.scalar.out[k], tol);
+    else closeNaN(`${label} ${k} vs scalar`, got, r.scalar.out[k], tol, floorRms);
     if (simdTol === 0) sameBits(`${label} ${k} vs ${ACTIVE}`, got, r.simd.out[k]);
-    else closeNaN(`${label} ${k} vs simd`, got, r.simd.out[k], simdTol);
+    else closeNaN(`${label} ${k} vs simd`, got, r.simd.out[k], simdTol, floorRms);
   }
 }
 
@@ -538,4 +541,89 @@ test('gemm: bad leading dimensions and short buffers fail with the addon\'s mess
     /^gemm: buffer 'B' too small: needs 64 bytes, has 48 \[M=3 N=4 K=4 .*; strides A=0 B=0 C=0\]$/);
   sameError((be) => runOn(be, bufs, (k, h) => k.gemm(false, false, -1, 4, 4, 1, h.a, 0, 4, h.b, 0, 4, 0, h.c, 0, 4, 1, 0, 0, 0)),
     /^gemm: size 'M' out of range/);
+});
+
+// --- fused NN kernels
+
+/**
+ * Over one feature a norm's dx is 0 in exact arithmetic, and what SIMD leaves is rounding noise times rstd
+ * (1/sqrt(eps) for LayerNorm): compare it in absolute terms (1e-5 per element) instead of relative ones.
+ */
+function zeroGradFloor(d: number): number {
+  return d === 1 ? 1 : 1e-30;
+}
+
+test('rmsnorm forward and backward (dw accumulated, optional)', () => {
+  let seed = 900;
+  for (const [rows, d] of [[1, 1], [3, 7], [5, 65], [2, 257]] as const) {
+    const x = randomF32(rows * d, seed++, -2, 2), w = randomF32(d, seed++, 0.5, 1.5);
+    const fwd = runAll({ x, w, y: new Float32Array(rows * d), rstd: new Float32Array(rows) }, (be, h) =>
+      be.rmsnormForward(h.x, 0, h.w, 0, h.y, 0, h.rstd, 0, rows, d, 1e-5));
+    check(`rmsnormForward (${rows}, ${d})`, fwd, ['y', 'rstd'], 0);
+    const rstd = fwd.scalar.out.rstd as Float32Array;
+    for (const withDw of [true, false]) {
+      const bwd = runAll({ x, w, rstd, dy: randomF32(rows * d, seed++), dx: new Float32Array(rows * d), dw: randomF32(d, seed++) }, (be, h) =>
+        be.rmsnormBackward(h.x, 0, h.w, 0, h.rstd, 0, h.dy, 0, h.dx, 0, withDw ? h.dw : 0, 0, rows, d));
+      check(`rmsnormBackward (${rows}, ${d}) dw=${withDw}`, bwd, ['dx', 'dw'], 0, SIMD_TOL, zeroGradFloor(d));
+    }
+  }
+  const x = new Float32Array(8);
+  sameError((be) => runOn(be, { x }, (k, h) => k.rmsnormForward(h.x, 0, h.x, 0, h.x, 0, h.x, 0, 2, 0, 1e-5)), /^rmsnormForward: dim must be >= 1$/);
+  sameError((be) => runOn(be, { x }, (k, h) => k.rmsnormForward(h.x, 0, h.x, 0, h.x, 0, h.x, 0, 2, 4, -1)), /eps must be finite and >= 0/);
+  sameError((be) => runOn(be, { x }, (k, h) => k.rmsnormForward(h.x, 0, h.x, 0, h.x, 0, h.x, 0, 3, 4, 1e-5)), /buffer 'x \(3, 4\)' too small/);
+});
+
+test('layernorm forward and backward, with and without weight and bias', () => {
+  let seed = 1000;
+  for (const [rows, d] of [[1, 1], [3, 7], [5, 65], [2, 257]] as const) {
+    for (const affine of [true, false]) {
+      const x = randomF32(rows * d, seed++, -2, 3), w = randomF32(d, seed++, 0.5, 1.5), b = randomF32(d, seed++);
+      const fwd = runAll({ x, w, b, y: new Float32Array(rows * d), mean: new Float32Array(rows), rstd: new Float32Array(rows) }, (be, h) =>
+        be.layernormForward(h.x, 0, affine ? h.w : 0, 0, affine ? h.b : 0, 0, h.y, 0, h.mean, 0, h.rstd, 0, rows, d, 1e-5));
+      check(`layernormForward (${rows}, ${d}) affine=${affine}`, fwd, ['y', 'mean', 'rstd'], 0);
+      const { mean, rstd } = fwd.scalar.out;
+      const bwd = runAll({ x, w, mean, rstd, dy: randomF32(rows * d, seed++), dx: new Float32Array(rows * d), dw: randomF32(d, seed++), db: randomF32(d, seed++) },
+        (be, h) => be.layernormBackward(h.x, 0, affine ? h.w : 0, 0, h.mean, 0, h.rstd, 0, h.dy, 0, h.dx, 0, affine ? h.dw : 0, 0, h.db, 0, rows, d));
+      check(`layernormBackward (${rows}, ${d}) affine=${affine}`, bwd, ['dx', 'dw', 'db'], 0, SIMD_TOL, zeroGradFloor(d));
+    }
+  }
+  const x = new Float32Array(8);
+  sameError((be) => runOn(be, { x }, (k, h) => k.layernormBackward(h.x, 0, 0, 0, h.x, 0, h.x, 0, h.x, 0, h.x, 0, h.x, 0, 0, 0, 2, 4)), /dw given without w/);
+});
+
+test('rope: partial rotary, positions, forward and backward, in place; out-of-range positions named', () => {
+  let seed = 1100;
+  for (const [rows, H, D, rot, posCount] of [[1, 1, 2, 2, 1], [7, 3, 8, 8, 9], [5, 2, 64, 32, 16], [9, 4, 10, 6, 30]] as const) {
+    const half = rot / 2;
+    const cos = randomF32(posCount * half, seed++), sin = randomF32(posCount * half, seed++);
+    const positions = randomI32(rows, seed++, 0, posCount);
+    const x = randomF32(rows * H * D, seed++);
+    for (const backward of [false, true]) {
+      const r = runAll({ x, y: new Float32Array(rows * H * D), cos, sin, positions }, (be, h) =>
+        be.rope(h.x, 0, h.y, 0, h.cos, 0, h.sin, 0, h.positions, 0, rows, H, D, rot, posCount, backward));
+      check(`rope (${rows}, ${H}, ${D}) rot=${rot} backward=${backward}`, r, ['y'], 0);
+      const inPlace = runAll({ x, cos, sin, positions }, (be, h) =>
+        be.rope(h.x, 0, h.x, 0, h.cos, 0, h.sin, 0, h.positions, 0, rows, H, D, rot, posCount, backward));
+      sameBits(`rope in place backward=${backward}`, inPlace.ref.out.x, r.ref.out.y);
+    }
+  }
+  const x = new Float32Array(32), tab = new Float32Array(8);
+  for (const [pos, re] of [[[0, 1, 2, 4], /^rope: position 4 at row 3 is out of range \[0, 4\) of the cos\/sin tables$/], [[-1, 0, 0, 0], /^rope: position -1 at row 0/]] as const) {
+    sameError((be) => runOn(be, { x, tab, p: Int32Array.from(pos) }, (k, h) =>
+      k.rope(h.x, 0, h.x, 0, h.tab, 0, h.tab, 0, h.p, 0, 4, 1, 8, 4, 4, false)), re);
+  }
+  sameError((be) => runOn(be, { x, tab, p: new Int32Array(4) }, (k, h) => k.rope(h.x, 0, h.x, 0, h.tab, 0, h.tab, 0, h.p, 0, 4, 1, 8, 3, 4, false)),
+    /^rope: rotDim 3 must be even, >= 2 and <= D \(8\)$/);
+});
+
+test('swiglu forward and backward', () => {
+  let seed = 1200;
+  for (const n of ODD) {
+    const gate = randomF32(n, seed++, -6, 6), up = randomF32(n, seed++, -2, 2);
+    const fwd = runAll({ gate, up, out: new Float32Array(n) }, (be, h) => be.swigluForward(h.gate, 0, h.up, 0, h.out, 0, n));
+    check(`swigluForward n=${n}`, fwd, ['out'], TRANSCENDENTAL_TOL);
+    const bwd = runAll({ gate, up, dout: randomF32(n, seed++), dg: new Float32Array(n), du: new Float32Array(n) }, (be, h) =>
+      be.swigluBackward(h.gate, 0, h.up, 0, h.dout, 0, h.dg, 0, h.du, 0, n));
+    check(`swigluBackward n=${n}`, bwd, ['dg', 'du'], TRANSCENDENTAL_TOL);
+  }
 });

@@ -6,6 +6,7 @@ import { binary, unary, unaryBackward, where } from './elementwise.ts';
 import { gemm } from './gemm.ts';
 import { cast, embedding, embeddingBackward, fill, stridedCopy } from './data.ts';
 import { alloc, emptyCache, free, fromBytes, memStats, read, resetPeak, size, write } from './memory.ts';
+import { layernormBackward, layernormForward, rmsnormBackward, rmsnormForward, rope, swigluBackward, swigluForward } from './nn.ts';
 import { argmax, reduce, softmax, softmaxBackward, sumsq, topk } from './reduce.ts';
 
 /** The Binding members the reference backend implements, with Binding's signatures. */
@@ -17,6 +18,8 @@ export const REFERENCE_COVERS = [
   // elementwise, reductions, data movement
   'unary', 'unaryBackward', 'binary', 'reduce', 'softmax', 'softmaxBackward', 'where', 'stridedCopy', 'fill', 'cast',
   'embedding', 'embeddingBackward', 'argmax', 'topk', 'sumsq',
+  // fused NN kernels
+  'rmsnormForward', 'rmsnormBackward', 'layernormForward', 'layernormBackward', 'rope', 'swigluForward', 'swigluBackward',
 ] as const satisfies readonly (keyof Binding)[];
 
 export type ReferenceCovered = (typeof REFERENCE_COVERS)[number];
@@ -27,4 +30,5 @@ export const reference: Pick<Binding, ReferenceCovered> & { fromBytes: typeof fr
   gemm,
   unary, unaryBackward, binary, reduce, softmax, softmaxBackward, where, stridedCopy, fill, cast,
   embedding, embeddingBackward, argmax, topk, sumsq,
+  rmsnormForward, rmsnormBackward, layernormForward, layernormBackward, rope, swigluForward, swigluBackward,
 };
