@@ -67,7 +67,7 @@ export function rmsnormBackward(
     for (let i = 0; i < d; i++) dot += ws[i]! * dys[base + i]! * xs[base + i]!;
     const c = (s * s * s * dot) / d;
     for (let i = 0; i < d; i++) dxs[base + i] = s * ws[i]! * dys[base + i]! - c * xs[base + i]!;
-    if (dws !== null) for (let i = 0; i < d; i++) dwAcc[i] += dys[base + i]! * xs[base + i]! * s;
+    if (dws !== null) for (let i = 0; i < d; i++) dwAcc[i] = dwAcc[i]! + dys[base + i]! * xs[base + i]! * s;
   }
   if (dws !== null) for (let i = 0; i < d; i++) dws[i] = fr(dws[i]! + fr(dwAcc[i]!));
 }
@@ -138,8 +138,8 @@ export function layernormBackward(
       const g = ws !== null ? dys[base + i]! * ws[i]! : dys[base + i]!;
       sg += g;
       sgx += g * xhat;
-      dwAcc[i] += dys[base + i]! * xhat;
-      dbAcc[i] += dys[base + i]!;
+      dwAcc[i] = dwAcc[i]! + dys[base + i]! * xhat;
+      dbAcc[i] = dbAcc[i]! + dys[base + i]!;
     }
     sg /= d;
     sgx /= d;
