@@ -76,11 +76,12 @@ function sameBits(name: string, got: Arr, want: Arr): void {
   }
 }
 
-/** Within `tol` (per tensor); NaN must sit where the wanted tensor has NaN, and is left out of the norms. */
+/** Within `tol` (per tensor); NaN and ±inf must sit where the wanted tensor has them, and are left out of the norms. */
 function closeNaN(name: string, got: Arr, want: Arr, tol: number, floorRms = 1e-30): void {
   const g: number[] = [], w: number[] = [];
   for (let i = 0; i < want.length; i++) {
     if (Number.isNaN(want[i])) assert.ok(Number.isNaN(got[i]), `${name}: element ${i} is ${got[i]}, want NaN`);
+    else if (!Number.isFinite(want[i])) assert.equal(got[i], want[i], `${name}: element ${i}`);
     else {
       g.push(got[i] as number);
       w.push(want[i] as number);
@@ -626,4 +627,51 @@ test('swiglu forward and backward', () => {
       be.swigluBackward(h.gate, 0, h.up, 0, h.dout, 0, h.dg, 0, h.du, 0, n));
     check(`swigluBackward n=${n}`, bwd, ['dg', 'du'], TRANSCENDENTAL_TOL);
   }
+});
+
+// --- attention
+
+test('attention forward and backward: GQA, causal and full, query offset with a longer KV cache, segments, empty rows', () => {
+  interface A { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; qOffset: number; causal: boolean; cachePad?: number; seg?: boolean }
+  const cases: A[] = [
+    { B: 2, T: 7, S: 7, Hq: 4, Hkv: 2, D: 8, qOffset: 0, causal: true },
+    { B: 1, T: 5, S: 6, Hq: 3, Hkv: 1, D: 16, qOffset: 0, causal: false },
+    { B: 2, T: 1, S: 9, Hq: 4, Hkv: 4, D: 7, qOffset: 8, causal: true, cachePad: 5 }, // one decoding step over a cache
+    { B: 1, T: 3, S: 12, Hq: 2, Hkv: 1, D: 65, qOffset: 9, causal: true, cachePad: 3 },
+    { B: 2, T: 9, S: 9, Hq: 2, Hkv: 1, D: 5, qOffset: 0, causal: true, seg: true },
+    { B: 1, T: 6, S: 6, Hq: 1, Hkv: 1, D: 3, qOffset: 0, causal: false, seg: true },
+  ];
+  let seed = 1300;
+  for (const c of cases) {
+    const row = c.S * c.Hkv * c.D;
+    const kvbs = row + (c.cachePad ?? 0) * c.Hkv * c.D;
+    const q = randomF32(c.B * c.T * c.Hq * c.D, seed++, -2, 2);
+    const k = randomF32(c.B * kvbs, seed++, -2, 2), v = randomF32(c.B * kvbs, seed++);
+    // Packed rows: segments 1, 2, ... with padding 0; the last query of each row asks for a segment no key has.
+    const qSeg = new Int32Array(c.B * c.T), kSeg = new Int32Array(c.B * c.S);
+    if (c.seg) {
+      for (let b = 0; b < c.B; b++) {
+        for (let s = 0; s < c.S; s++) kSeg[b * c.S + s] = s < 3 ? 1 : s < c.S - 1 ? 2 : 0;
+        for (let t = 0; t < c.T; t++) qSeg[b * c.T + t] = t === c.T - 1 ? 7 : (kSeg[b * c.S + t] as number);
+      }
+    }
+    const n = c.B * c.T * c.Hq * c.D;
+    const fwd = runAll({ q, k, v, out: new Float32Array(n), lse: new Float32Array(c.B * c.Hq * c.T), qSeg, kSeg }, (be, h) =>
+      be.attentionForward(h.q, 0, h.k, 0, h.v, 0, h.out, 0, h.lse, 0, c.seg ? h.qSeg : 0, 0, c.seg ? h.kSeg : 0, 0,
+        c.B, c.T, c.S, c.Hq, c.Hkv, c.D, kvbs, c.qOffset, 1 / Math.sqrt(c.D), c.causal));
+    check(`attentionForward ${JSON.stringify(c)}`, fwd, ['out', 'lse'], TRANSCENDENTAL_TOL);
+    if (c.seg) assert.equal((fwd.ref.out.lse as Float32Array)[c.T - 1], -Infinity, 'a query that sees no key has lse -inf');
+    const { out, lse } = fwd.scalar.out;
+    const dense = c.B * c.S * c.Hkv * c.D;
+    const bwd = runAll({ q, k, v, out, lse, dout: randomF32(n, seed++), dq: randomF32(n, seed++), dk: randomF32(dense, seed++), dv: randomF32(dense, seed++), qSeg, kSeg },
+      (be, h) => be.attentionBackward(h.q, 0, h.k, 0, h.v, 0, h.out, 0, h.lse, 0, h.dout, 0, h.dq, 0, h.dk, 0, h.dv, 0,
+        c.seg ? h.qSeg : 0, 0, c.seg ? h.kSeg : 0, 0, c.B, c.T, c.S, c.Hq, c.Hkv, c.D, kvbs, c.qOffset, 1 / Math.sqrt(c.D), c.causal));
+    check(`attentionBackward ${JSON.stringify(c)}`, bwd, ['dq', 'dk', 'dv'], TRANSCENDENTAL_TOL);
+  }
+  const x = new Float32Array(64);
+  const call = (k: Kernels, h: Record<'x', number>, Hq: number, Hkv: number, kvbs: number, seg: boolean): void =>
+    k.attentionForward(h.x, 0, h.x, 0, h.x, 0, h.x, 0, h.x, 0, seg ? h.x : 0, 0, 0, 0, 1, 2, 2, Hq, Hkv, 4, kvbs, 0, 0.5, true);
+  sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 3, 2, 16, false)), /^attentionForward: Hq must be a multiple of Hkv \(B=1, T=2, S=2, Hq=3, Hkv=2, D=4\)$/);
+  sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 2, 2, 15, false)), /kvBatchStride 15 is smaller than S\*Hkv\*D = 16/);
+  sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 2, 2, 16, true)), /qSeg and kSeg must be given together/);
 });

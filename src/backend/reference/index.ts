@@ -2,6 +2,7 @@
 // (native/kernels/*.cc, the scalar paths), over a handle table of JS ArrayBuffers. It is the second backend
 // behind the compute seam, and the yardstick the native kernels can be checked against without a C++ toolchain.
 import type { Binding } from '../binding.ts';
+import { attentionBackward, attentionForward } from './attention.ts';
 import { binary, unary, unaryBackward, where } from './elementwise.ts';
 import { gemm } from './gemm.ts';
 import { cast, embedding, embeddingBackward, fill, stridedCopy } from './data.ts';
@@ -20,6 +21,7 @@ export const REFERENCE_COVERS = [
   'embedding', 'embeddingBackward', 'argmax', 'topk', 'sumsq',
   // fused NN kernels
   'rmsnormForward', 'rmsnormBackward', 'layernormForward', 'layernormBackward', 'rope', 'swigluForward', 'swigluBackward',
+  'attentionForward', 'attentionBackward',
 ] as const satisfies readonly (keyof Binding)[];
 
 export type ReferenceCovered = (typeof REFERENCE_COVERS)[number];
@@ -31,4 +33,5 @@ export const reference: Pick<Binding, ReferenceCovered> & { fromBytes: typeof fr
   unary, unaryBackward, binary, reduce, softmax, softmaxBackward, where, stridedCopy, fill, cast,
   embedding, embeddingBackward, argmax, topk, sumsq,
   rmsnormForward, rmsnormBackward, layernormForward, layernormBackward, rope, swigluForward, swigluBackward,
+  attentionForward, attentionBackward,
 };
