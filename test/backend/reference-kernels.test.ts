@@ -18,6 +18,11 @@ type Kernels = Pick<typeof native, (typeof REFERENCE_COVERS)[number]>;
 const TRANSCENDENTAL_TOL = 1e-6;
 /** SIMD paths sum in another order (fp32 accumulators, 8/16 lanes) and use polynomial exp: a few fp32 ulps per element. */
 const SIMD_TOL = 1e-5;
+/**
+ * bf16 cross-entropy backward rounds each dlogit to bf16: where SIMD's exp lands a dlogit on the other side of
+ * a bf16 rounding boundary, that term moves by a bf16 ulp (2^-8 relative). Measured here: ≤ 3e-7 over these cases.
+ */
+const BF16_SIMD_TOL = 1e-4;
 
 const ACTIVE = native.detectedIsa();
 
@@ -674,4 +679,78 @@ test('attention forward and backward: GQA, causal and full, query offset with a 
   sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 3, 2, 16, false)), /^attentionForward: Hq must be a multiple of Hkv \(B=1, T=2, S=2, Hq=3, Hkv=2, D=4\)$/);
   sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 2, 2, 15, false)), /kvBatchStride 15 is smaller than S\*Hkv\*D = 16/);
   sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 2, 2, 16, true)), /qSeg and kSeg must be given together/);
+});
+
+// --- cross-entropy and AdamW
+
+test('cross-entropy forward, backward and sweep: chunk tails, ignored rows, optional outputs, bf16; labels named', () => {
+  let seed = 1400;
+  for (const [N, d, V, chunk] of [[1, 1, 1, 1], [7, 5, 11, 4], [9, 17, 65, 64], [5, 33, 257, 100], [4, 8, 30, 30]] as const) {
+    const h = randomF32(N * d, seed++, -1, 1), w = randomF32(V * d, seed++, -1, 1);
+    const labels = randomI32(N, seed++, 0, V);
+    if (N > 2) labels[1] = -100;
+    if (N > 4) labels[N - 1] = -100;
+    for (const bf16 of [false, true]) {
+      const label = `(${N}, ${d}, ${V}) chunk=${chunk} bf16=${bf16}`;
+      for (const withRowLoss of [true, false]) {
+        const fwd = runAll({ h, w, labels, lse: new Float32Array(N), rl: new Float32Array(N) }, (be, x) =>
+          be.crossEntropyForward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, withRowLoss ? x.rl : 0, 0, N, d, V, chunk, bf16));
+        check(`crossEntropyForward ${label}`, fwd, ['lse', 'rl'], TRANSCENDENTAL_TOL);
+        const [sum, count] = fwd.ref.ret as [number, number];
+        const [nSum, nCount] = fwd.scalar.ret as [number, number];
+        assert.equal(count, nCount);
+        assert.ok(Math.abs(sum - nSum) <= 1e-12 * Math.max(Math.abs(nSum), 1), `lossSum ${sum} vs scalar ${nSum}`);
+        assert.ok(Math.abs(sum - (fwd.simd.ret as [number, number])[0]) <= SIMD_TOL * Math.max(Math.abs(nSum), 1), 'lossSum vs simd');
+      }
+      const lse = runOn(native, { h, w, labels, lse: new Float32Array(N) }, (be, x) =>
+        withIsa(ISA.scalar, () => be.crossEntropyForward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, 0, 0, N, d, V, chunk, bf16))).out.lse;
+      const gradScale = 1 / 3;
+      const bwd = runAll({ h, w, labels, lse, dh: randomF32(N * d, seed++), dw: randomF32(V * d, seed++) }, (be, x) =>
+        be.crossEntropyBackward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, x.dh, 0, x.dw, 0, N, d, V, chunk, gradScale, bf16));
+      check(`crossEntropyBackward ${label}`, bwd, ['dh', 'dw'], TRANSCENDENTAL_TOL, bf16 ? BF16_SIMD_TOL : SIMD_TOL, 1e-3);
+      for (const [withDh, withDw] of [[true, true], [true, false], [false, true]] as const) {
+        const sw = runAll({ h, w, labels, lse: new Float32Array(N), rl: new Float32Array(N), dh: randomF32(N * d, seed++), dw: randomF32(V * d, seed++) },
+          (be, x) => be.crossEntropySweep(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, x.rl, 0, withDh ? x.dh : 0, 0, withDw ? x.dw : 0, 0,
+            N, d, V, chunk, gradScale, bf16));
+        check(`crossEntropySweep ${label} dh=${withDh} dw=${withDw}`, sw, ['lse', 'rl', 'dh', 'dw'], TRANSCENDENTAL_TOL, bf16 ? BF16_SIMD_TOL : SIMD_TOL, 1e-3);
+        const [sSum, sCount] = sw.ref.ret as [number, number];
+        const [wantSum, wantCount] = sw.scalar.ret as [number, number];
+        assert.equal(sCount, wantCount);
+        assert.ok(Math.abs(sSum - wantSum) <= 1e-12 * Math.max(Math.abs(wantSum), 1), `sweep lossSum ${sSum} vs scalar ${wantSum}`);
+      }
+    }
+  }
+  const bufs = { h: new Float32Array(8), w: new Float32Array(40), labels: Int32Array.from([1, -100, 3, 10]), lse: new Float32Array(4) };
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropyForward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, 0, 0, 4, 2, 10, 3)),
+    /^crossEntropyForward: label 10 at row 3 is out of range for vocab size 10 \(-100 marks an ignored position\)$/);
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropyBackward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, x.h, 0, x.w, 0, 4, 2, 10, 3, 1)),
+    /^crossEntropyBackward: label 10 at row 3/);
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropySweep(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, 0, 0, 0, 0, 0, 0, 4, 2, 10, 2, 1)),
+    /^crossEntropySweep: label 10 at row 3/);
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropySweep(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, 0, 0, 0, 0, 0, 0, 4, 2, 10, 0, 1)),
+    /^crossEntropySweep: d, V and rowBlock must be >= 1 \(N=4, d=2, V=10, rowBlock=0\)$/);
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropyBackward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, x.h, 0, x.w, 0, 4, 2, 10, 3, NaN)),
+    /gradScale' must be finite/);
+});
+
+test('adamw: bit-exact steps with weight decay, bias corrections and a gradient scale', () => {
+  let seed = 1500;
+  for (const n of [0, ...ODD, 1000]) {
+    for (const [lr, wd, step, gradScale] of [[1e-3, 0, 1, 1], [3e-4, 0.1, 7, 0.25], [1e-2, 0.01, 1000, 2]] as const) {
+      const beta1 = 0.9, beta2 = 0.999;
+      const bufs = { p: randomF32(Math.max(n, 1), seed++), g: randomF32(Math.max(n, 1), seed++), m: randomF32(Math.max(n, 1), seed++, -0.1, 0.1),
+        v: randomF32(Math.max(n, 1), seed++, 0, 0.01) };
+      const r = runAll(bufs, (be, h) => be.adamw(h.p, 0, h.g, 0, h.m, 0, h.v, 0, n, lr, beta1, beta2, 1e-8, wd,
+        1 - beta1 ** step, 1 - beta2 ** step, gradScale));
+      check(`adamw n=${n} lr=${lr} wd=${wd} step=${step}`, r, ['p', 'm', 'v'], 0);
+    }
+  }
+  const x = new Float32Array(4);
+  sameError((be) => runOn(be, { x }, (k, h) => k.adamw(h.x, 0, h.x, 0, h.x, 0, h.x, 0, 1, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 0.5, 1)),
+    /^adamw: bias corrections must be in \(0, 1\] .*got bc1 0.000000, bc2 0.500000$/);
+});
+
+test('coverage: every kernel and memory call of Binding is implemented by the reference, the rest is named', () => {
+  for (const name of REFERENCE_COVERS) assert.equal(typeof ref[name], 'function', name);
+  assert.equal(typeof ref.fromBytes, 'function');
 });
