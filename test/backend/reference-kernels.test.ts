@@ -18,6 +18,11 @@ type Kernels = Pick<typeof native, (typeof REFERENCE_COVERS)[number]>;
 const TRANSCENDENTAL_TOL = 1e-6;
 /** SIMD paths sum in another order (fp32 accumulators, 8/16 lanes) and use polynomial exp: a few fp32 ulps per element. */
 const SIMD_TOL = 1e-5;
+/**
+ * bf16 cross-entropy backward rounds each dlogit to bf16: where SIMD's exp lands a dlogit on the other side of
+ * a bf16 rounding boundary, that term moves by a bf16 ulp (2^-8 relative). Measured here: ≤ 3e-7 over these cases.
+ */
+const BF16_SIMD_TOL = 1e-4;
 
 const ACTIVE = native.detectedIsa();
 
@@ -76,30 +81,34 @@ function sameBits(name: string, got: Arr, want: Arr): void {
   }
 }
 
-/** Within `tol` (per tensor); NaN must sit where the wanted tensor has NaN, and is left out of the norms. */
-function closeNaN(name: string, got: Arr, want: Arr, tol: number): void {
+/** Within `tol` (per tensor); NaN and ±inf must sit where the wanted tensor has them, and are left out of the norms. */
+function closeNaN(name: string, got: Arr, want: Arr, tol: number, floorRms = 1e-30): void {
   const g: number[] = [], w: number[] = [];
   for (let i = 0; i < want.length; i++) {
     if (Number.isNaN(want[i])) assert.ok(Number.isNaN(got[i]), `${name}: element ${i} is ${got[i]}, want NaN`);
+    else if (!Number.isFinite(want[i])) assert.equal(got[i], want[i], `${name}: element ${i}`);
     else {
       g.push(got[i] as number);
       w.push(want[i] as number);
     }
   }
-  closeRel(name, g, w, tol, 1e-30);
+  closeRel(name, g, w, tol, floorRms);
 }
 
 /**
  * Checks the named outputs: bit-exact (tol 0) or within `tol` of the scalar path, and within `simdTol` of the
- * active ISA (bit-exact when simdTol is 0).
+ * active ISA (bit-exact when simdTol is 0). `floorRms` bounds the norm below for outputs that are zero in exact
+ * arithmetic (a norm's input gradient over one feature), where only rounding noise is left to compare.
  */
-function check<K extends string>(label: string, r: { ref: Run<K>; scalar: Run<K>; simd: Run<K> }, outs: readonly K[], tol: number, simdTol = SIMD_TOL): void {
+function check<K extends string>(
+  label: string, r: { ref: Run<K>; scalar: Run<K>; simd: Run<K> }, outs: readonly K[], tol: number, simdTol = SIMD_TOL, floorRms = 1e-30,
+): void {
   for (const k of outs) {
     const got = r.ref.out[k];
     if (tol === 0) sameBits(`${label} ${k} vs scalar`, got, r.scalar.out[k]);
-    else closeNaN(`${label} ${k} vs scalar`, got, r.scalar.out[k], tol);
+    else closeNaN(`${label} ${k} vs scalar`, got, r.scalar.out[k], tol, floorRms);
     if (simdTol === 0) sameBits(`${label} ${k} vs ${ACTIVE}`, got, r.simd.out[k]);
-    else closeNaN(`${label} ${k} vs simd`, got, r.simd.out[k], simdTol);
+    else closeNaN(`${label} ${k} vs simd`, got, r.simd.out[k], simdTol, floorRms);
   }
 }
 
@@ -492,4 +501,256 @@ test('embedding and embeddingBackward: exact gather and in-order scatter-add; ou
     sameError((be) => runOn(be, { w, ids, out }, (k, h) => k.embeddingBackward(h.ids, 0, h.out, 0, h.w, 0, ids.length, 10, 4)),
       /^embeddingBackward: id .* is out of range for vocab size 10$/);
   }
+});
+
+// --- GEMM
+
+test('gemm: all transposes, odd sizes, padded leading dimensions, batches, alpha/beta, bf16', () => {
+  interface G { tA: boolean; tB: boolean; M: number; N: number; K: number; alpha: number; beta: number; batch: number; pad: number; cFill?: number }
+  const cases: G[] = [];
+  for (const tA of [false, true]) {
+    for (const tB of [false, true]) {
+      for (const [M, N, K] of [[1, 1, 1], [7, 5, 3], [17, 65, 33], [65, 7, 129]] as const) {
+        cases.push({ tA, tB, M, N, K, alpha: 1, beta: 0, batch: 1, pad: 0 });
+      }
+      cases.push({ tA, tB, M: 9, N: 11, K: 13, alpha: -0.5, beta: 0.75, batch: 3, pad: 2 });
+    }
+  }
+  cases.push({ tA: false, tB: false, M: 4, N: 6, K: 5, alpha: 1, beta: 0, batch: 1, pad: 1, cFill: NaN }); // beta 0 never reads C
+  cases.push({ tA: false, tB: true, M: 4, N: 6, K: 5, alpha: 0, beta: 2, batch: 2, pad: 0 });            // alpha 0: beta C only
+  cases.push({ tA: true, tB: false, M: 3, N: 4, K: 0, alpha: 1, beta: 1, batch: 1, pad: 0 });            // K 0
+  cases.push({ tA: false, tB: false, M: 0, N: 4, K: 3, alpha: 1, beta: 1, batch: 2, pad: 0 });
+  let seed = 800;
+  for (const c of cases) {
+    const aRows = c.tA ? c.K : c.M, aCols = c.tA ? c.M : c.K;
+    const bRows = c.tB ? c.N : c.K, bCols = c.tB ? c.K : c.N;
+    const lda = Math.max(aCols, 1) + c.pad, ldb = Math.max(bCols, 1) + c.pad, ldc = Math.max(c.N, 1) + c.pad;
+    const sA = aRows * lda + c.pad, sB = bRows * ldb + c.pad, sC = c.M * ldc + c.pad;
+    for (const bf16 of [false, true]) {
+      const bufs = {
+        a: randomF32(Math.max(c.batch * sA, 1), seed++),
+        b: randomF32(Math.max(c.batch * sB, 1), seed++),
+        c: c.cFill === undefined ? randomF32(Math.max(c.batch * sC, 1), seed++) : new Float32Array(c.batch * sC).fill(c.cFill),
+      };
+      const r = runAll(bufs, (be, h) => be.gemm(c.tA, c.tB, c.M, c.N, c.K, c.alpha, h.a, 0, lda, h.b, 0, ldb, c.beta, h.c, 0, ldc,
+        c.batch, sA, sB, sC, bf16));
+      check(`gemm ${JSON.stringify(c)} bf16=${bf16}`, r, ['c'], 0);
+    }
+  }
+});
+
+test('gemm: bad leading dimensions and short buffers fail with the addon\'s messages', () => {
+  const bufs = { a: new Float32Array(12), b: new Float32Array(12), c: new Float32Array(12) };
+  sameError((be) => runOn(be, bufs, (k, h) => k.gemm(false, false, 3, 4, 4, 1, h.a, 0, 3, h.b, 0, 4, 0, h.c, 0, 4, 1, 0, 0, 0)),
+    /^gemm: lda must be >= 4 \(the stored row length\), got 3 \[M=3 N=4 K=4/);
+  sameError((be) => runOn(be, bufs, (k, h) => k.gemm(false, true, 3, 4, 4, 1, h.a, 0, 4, h.b, 0, 4, 0, h.c, 0, 4, 1, 0, 0, 0)),
+    /^gemm: buffer 'B' too small: needs 64 bytes, has 48 \[M=3 N=4 K=4 .*; strides A=0 B=0 C=0\]$/);
+  sameError((be) => runOn(be, bufs, (k, h) => k.gemm(false, false, -1, 4, 4, 1, h.a, 0, 4, h.b, 0, 4, 0, h.c, 0, 4, 1, 0, 0, 0)),
+    /^gemm: size 'M' out of range/);
+});
+
+// --- fused NN kernels
+
+/**
+ * Over one feature a norm's dx is 0 in exact arithmetic, and what SIMD leaves is rounding noise times rstd
+ * (1/sqrt(eps) for LayerNorm): compare it in absolute terms (1e-5 per element) instead of relative ones.
+ */
+function zeroGradFloor(d: number): number {
+  return d === 1 ? 1 : 1e-30;
+}
+
+test('rmsnorm forward and backward (dw accumulated, optional)', () => {
+  let seed = 900;
+  for (const [rows, d] of [[1, 1], [3, 7], [5, 65], [2, 257]] as const) {
+    const x = randomF32(rows * d, seed++, -2, 2), w = randomF32(d, seed++, 0.5, 1.5);
+    const fwd = runAll({ x, w, y: new Float32Array(rows * d), rstd: new Float32Array(rows) }, (be, h) =>
+      be.rmsnormForward(h.x, 0, h.w, 0, h.y, 0, h.rstd, 0, rows, d, 1e-5));
+    check(`rmsnormForward (${rows}, ${d})`, fwd, ['y', 'rstd'], 0);
+    const rstd = fwd.scalar.out.rstd as Float32Array;
+    for (const withDw of [true, false]) {
+      const bwd = runAll({ x, w, rstd, dy: randomF32(rows * d, seed++), dx: new Float32Array(rows * d), dw: randomF32(d, seed++) }, (be, h) =>
+        be.rmsnormBackward(h.x, 0, h.w, 0, h.rstd, 0, h.dy, 0, h.dx, 0, withDw ? h.dw : 0, 0, rows, d));
+      check(`rmsnormBackward (${rows}, ${d}) dw=${withDw}`, bwd, ['dx', 'dw'], 0, SIMD_TOL, zeroGradFloor(d));
+    }
+  }
+  const x = new Float32Array(8);
+  sameError((be) => runOn(be, { x }, (k, h) => k.rmsnormForward(h.x, 0, h.x, 0, h.x, 0, h.x, 0, 2, 0, 1e-5)), /^rmsnormForward: dim must be >= 1$/);
+  sameError((be) => runOn(be, { x }, (k, h) => k.rmsnormForward(h.x, 0, h.x, 0, h.x, 0, h.x, 0, 2, 4, -1)), /eps must be finite and >= 0/);
+  sameError((be) => runOn(be, { x }, (k, h) => k.rmsnormForward(h.x, 0, h.x, 0, h.x, 0, h.x, 0, 3, 4, 1e-5)), /buffer 'x \(3, 4\)' too small/);
+});
+
+test('layernorm forward and backward, with and without weight and bias', () => {
+  let seed = 1000;
+  for (const [rows, d] of [[1, 1], [3, 7], [5, 65], [2, 257]] as const) {
+    for (const affine of [true, false]) {
+      const x = randomF32(rows * d, seed++, -2, 3), w = randomF32(d, seed++, 0.5, 1.5), b = randomF32(d, seed++);
+      const fwd = runAll({ x, w, b, y: new Float32Array(rows * d), mean: new Float32Array(rows), rstd: new Float32Array(rows) }, (be, h) =>
+        be.layernormForward(h.x, 0, affine ? h.w : 0, 0, affine ? h.b : 0, 0, h.y, 0, h.mean, 0, h.rstd, 0, rows, d, 1e-5));
+      check(`layernormForward (${rows}, ${d}) affine=${affine}`, fwd, ['y', 'mean', 'rstd'], 0);
+      const { mean, rstd } = fwd.scalar.out;
+      const bwd = runAll({ x, w, mean, rstd, dy: randomF32(rows * d, seed++), dx: new Float32Array(rows * d), dw: randomF32(d, seed++), db: randomF32(d, seed++) },
+        (be, h) => be.layernormBackward(h.x, 0, affine ? h.w : 0, 0, h.mean, 0, h.rstd, 0, h.dy, 0, h.dx, 0, affine ? h.dw : 0, 0, h.db, 0, rows, d));
+      check(`layernormBackward (${rows}, ${d}) affine=${affine}`, bwd, ['dx', 'dw', 'db'], 0, SIMD_TOL, zeroGradFloor(d));
+    }
+  }
+  const x = new Float32Array(8);
+  sameError((be) => runOn(be, { x }, (k, h) => k.layernormBackward(h.x, 0, 0, 0, h.x, 0, h.x, 0, h.x, 0, h.x, 0, h.x, 0, 0, 0, 2, 4)), /dw given without w/);
+});
+
+test('rope: partial rotary, positions, forward and backward, in place; out-of-range positions named', () => {
+  let seed = 1100;
+  for (const [rows, H, D, rot, posCount] of [[1, 1, 2, 2, 1], [7, 3, 8, 8, 9], [5, 2, 64, 32, 16], [9, 4, 10, 6, 30]] as const) {
+    const half = rot / 2;
+    const cos = randomF32(posCount * half, seed++), sin = randomF32(posCount * half, seed++);
+    const positions = randomI32(rows, seed++, 0, posCount);
+    const x = randomF32(rows * H * D, seed++);
+    for (const backward of [false, true]) {
+      const r = runAll({ x, y: new Float32Array(rows * H * D), cos, sin, positions }, (be, h) =>
+        be.rope(h.x, 0, h.y, 0, h.cos, 0, h.sin, 0, h.positions, 0, rows, H, D, rot, posCount, backward));
+      check(`rope (${rows}, ${H}, ${D}) rot=${rot} backward=${backward}`, r, ['y'], 0);
+      const inPlace = runAll({ x, cos, sin, positions }, (be, h) =>
+        be.rope(h.x, 0, h.x, 0, h.cos, 0, h.sin, 0, h.positions, 0, rows, H, D, rot, posCount, backward));
+      sameBits(`rope in place backward=${backward}`, inPlace.ref.out.x, r.ref.out.y);
+    }
+  }
+  const x = new Float32Array(32), tab = new Float32Array(8);
+  for (const [pos, re] of [[[0, 1, 2, 4], /^rope: position 4 at row 3 is out of range \[0, 4\) of the cos\/sin tables$/], [[-1, 0, 0, 0], /^rope: position -1 at row 0/]] as const) {
+    sameError((be) => runOn(be, { x, tab, p: Int32Array.from(pos) }, (k, h) =>
+      k.rope(h.x, 0, h.x, 0, h.tab, 0, h.tab, 0, h.p, 0, 4, 1, 8, 4, 4, false)), re);
+  }
+  sameError((be) => runOn(be, { x, tab, p: new Int32Array(4) }, (k, h) => k.rope(h.x, 0, h.x, 0, h.tab, 0, h.tab, 0, h.p, 0, 4, 1, 8, 3, 4, false)),
+    /^rope: rotDim 3 must be even, >= 2 and <= D \(8\)$/);
+});
+
+test('swiglu forward and backward', () => {
+  let seed = 1200;
+  for (const n of ODD) {
+    const gate = randomF32(n, seed++, -6, 6), up = randomF32(n, seed++, -2, 2);
+    const fwd = runAll({ gate, up, out: new Float32Array(n) }, (be, h) => be.swigluForward(h.gate, 0, h.up, 0, h.out, 0, n));
+    check(`swigluForward n=${n}`, fwd, ['out'], TRANSCENDENTAL_TOL);
+    const bwd = runAll({ gate, up, dout: randomF32(n, seed++), dg: new Float32Array(n), du: new Float32Array(n) }, (be, h) =>
+      be.swigluBackward(h.gate, 0, h.up, 0, h.dout, 0, h.dg, 0, h.du, 0, n));
+    check(`swigluBackward n=${n}`, bwd, ['dg', 'du'], TRANSCENDENTAL_TOL);
+  }
+});
+
+// --- attention
+
+test('attention forward and backward: GQA, causal and full, query offset with a longer KV cache, segments, empty rows', () => {
+  interface A { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; qOffset: number; causal: boolean; cachePad?: number; seg?: boolean }
+  const cases: A[] = [
+    { B: 2, T: 7, S: 7, Hq: 4, Hkv: 2, D: 8, qOffset: 0, causal: true },
+    { B: 1, T: 5, S: 6, Hq: 3, Hkv: 1, D: 16, qOffset: 0, causal: false },
+    { B: 2, T: 1, S: 9, Hq: 4, Hkv: 4, D: 7, qOffset: 8, causal: true, cachePad: 5 }, // one decoding step over a cache
+    { B: 1, T: 3, S: 12, Hq: 2, Hkv: 1, D: 65, qOffset: 9, causal: true, cachePad: 3 },
+    { B: 2, T: 9, S: 9, Hq: 2, Hkv: 1, D: 5, qOffset: 0, causal: true, seg: true },
+    { B: 1, T: 6, S: 6, Hq: 1, Hkv: 1, D: 3, qOffset: 0, causal: false, seg: true },
+  ];
+  let seed = 1300;
+  for (const c of cases) {
+    const row = c.S * c.Hkv * c.D;
+    const kvbs = row + (c.cachePad ?? 0) * c.Hkv * c.D;
+    const q = randomF32(c.B * c.T * c.Hq * c.D, seed++, -2, 2);
+    const k = randomF32(c.B * kvbs, seed++, -2, 2), v = randomF32(c.B * kvbs, seed++);
+    // Packed rows: segments 1, 2, ... with padding 0; the last query of each row asks for a segment no key has.
+    const qSeg = new Int32Array(c.B * c.T), kSeg = new Int32Array(c.B * c.S);
+    if (c.seg) {
+      for (let b = 0; b < c.B; b++) {
+        for (let s = 0; s < c.S; s++) kSeg[b * c.S + s] = s < 3 ? 1 : s < c.S - 1 ? 2 : 0;
+        for (let t = 0; t < c.T; t++) qSeg[b * c.T + t] = t === c.T - 1 ? 7 : (kSeg[b * c.S + t] as number);
+      }
+    }
+    const n = c.B * c.T * c.Hq * c.D;
+    const fwd = runAll({ q, k, v, out: new Float32Array(n), lse: new Float32Array(c.B * c.Hq * c.T), qSeg, kSeg }, (be, h) =>
+      be.attentionForward(h.q, 0, h.k, 0, h.v, 0, h.out, 0, h.lse, 0, c.seg ? h.qSeg : 0, 0, c.seg ? h.kSeg : 0, 0,
+        c.B, c.T, c.S, c.Hq, c.Hkv, c.D, kvbs, c.qOffset, 1 / Math.sqrt(c.D), c.causal));
+    check(`attentionForward ${JSON.stringify(c)}`, fwd, ['out', 'lse'], TRANSCENDENTAL_TOL);
+    if (c.seg) assert.equal((fwd.ref.out.lse as Float32Array)[c.T - 1], -Infinity, 'a query that sees no key has lse -inf');
+    const { out, lse } = fwd.scalar.out;
+    const dense = c.B * c.S * c.Hkv * c.D;
+    const bwd = runAll({ q, k, v, out, lse, dout: randomF32(n, seed++), dq: randomF32(n, seed++), dk: randomF32(dense, seed++), dv: randomF32(dense, seed++), qSeg, kSeg },
+      (be, h) => be.attentionBackward(h.q, 0, h.k, 0, h.v, 0, h.out, 0, h.lse, 0, h.dout, 0, h.dq, 0, h.dk, 0, h.dv, 0,
+        c.seg ? h.qSeg : 0, 0, c.seg ? h.kSeg : 0, 0, c.B, c.T, c.S, c.Hq, c.Hkv, c.D, kvbs, c.qOffset, 1 / Math.sqrt(c.D), c.causal));
+    check(`attentionBackward ${JSON.stringify(c)}`, bwd, ['dq', 'dk', 'dv'], TRANSCENDENTAL_TOL);
+  }
+  const x = new Float32Array(64);
+  const call = (k: Kernels, h: Record<'x', number>, Hq: number, Hkv: number, kvbs: number, seg: boolean): void =>
+    k.attentionForward(h.x, 0, h.x, 0, h.x, 0, h.x, 0, h.x, 0, seg ? h.x : 0, 0, 0, 0, 1, 2, 2, Hq, Hkv, 4, kvbs, 0, 0.5, true);
+  sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 3, 2, 16, false)), /^attentionForward: Hq must be a multiple of Hkv \(B=1, T=2, S=2, Hq=3, Hkv=2, D=4\)$/);
+  sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 2, 2, 15, false)), /kvBatchStride 15 is smaller than S\*Hkv\*D = 16/);
+  sameError((be) => runOn(be, { x }, (k, h) => call(k, h, 2, 2, 16, true)), /qSeg and kSeg must be given together/);
+});
+
+// --- cross-entropy and AdamW
+
+test('cross-entropy forward, backward and sweep: chunk tails, ignored rows, optional outputs, bf16; labels named', () => {
+  let seed = 1400;
+  for (const [N, d, V, chunk] of [[1, 1, 1, 1], [7, 5, 11, 4], [9, 17, 65, 64], [5, 33, 257, 100], [4, 8, 30, 30]] as const) {
+    const h = randomF32(N * d, seed++, -1, 1), w = randomF32(V * d, seed++, -1, 1);
+    const labels = randomI32(N, seed++, 0, V);
+    if (N > 2) labels[1] = -100;
+    if (N > 4) labels[N - 1] = -100;
+    for (const bf16 of [false, true]) {
+      const label = `(${N}, ${d}, ${V}) chunk=${chunk} bf16=${bf16}`;
+      for (const withRowLoss of [true, false]) {
+        const fwd = runAll({ h, w, labels, lse: new Float32Array(N), rl: new Float32Array(N) }, (be, x) =>
+          be.crossEntropyForward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, withRowLoss ? x.rl : 0, 0, N, d, V, chunk, bf16));
+        check(`crossEntropyForward ${label}`, fwd, ['lse', 'rl'], TRANSCENDENTAL_TOL);
+        const [sum, count] = fwd.ref.ret as [number, number];
+        const [nSum, nCount] = fwd.scalar.ret as [number, number];
+        assert.equal(count, nCount);
+        assert.ok(Math.abs(sum - nSum) <= 1e-12 * Math.max(Math.abs(nSum), 1), `lossSum ${sum} vs scalar ${nSum}`);
+        assert.ok(Math.abs(sum - (fwd.simd.ret as [number, number])[0]) <= SIMD_TOL * Math.max(Math.abs(nSum), 1), 'lossSum vs simd');
+      }
+      const lse = runOn(native, { h, w, labels, lse: new Float32Array(N) }, (be, x) =>
+        withIsa(ISA.scalar, () => be.crossEntropyForward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, 0, 0, N, d, V, chunk, bf16))).out.lse;
+      const gradScale = 1 / 3;
+      const bwd = runAll({ h, w, labels, lse, dh: randomF32(N * d, seed++), dw: randomF32(V * d, seed++) }, (be, x) =>
+        be.crossEntropyBackward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, x.dh, 0, x.dw, 0, N, d, V, chunk, gradScale, bf16));
+      check(`crossEntropyBackward ${label}`, bwd, ['dh', 'dw'], TRANSCENDENTAL_TOL, bf16 ? BF16_SIMD_TOL : SIMD_TOL, 1e-3);
+      for (const [withDh, withDw] of [[true, true], [true, false], [false, true]] as const) {
+        const sw = runAll({ h, w, labels, lse: new Float32Array(N), rl: new Float32Array(N), dh: randomF32(N * d, seed++), dw: randomF32(V * d, seed++) },
+          (be, x) => be.crossEntropySweep(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, x.rl, 0, withDh ? x.dh : 0, 0, withDw ? x.dw : 0, 0,
+            N, d, V, chunk, gradScale, bf16));
+        check(`crossEntropySweep ${label} dh=${withDh} dw=${withDw}`, sw, ['lse', 'rl', 'dh', 'dw'], TRANSCENDENTAL_TOL, bf16 ? BF16_SIMD_TOL : SIMD_TOL, 1e-3);
+        const [sSum, sCount] = sw.ref.ret as [number, number];
+        const [wantSum, wantCount] = sw.scalar.ret as [number, number];
+        assert.equal(sCount, wantCount);
+        assert.ok(Math.abs(sSum - wantSum) <= 1e-12 * Math.max(Math.abs(wantSum), 1), `sweep lossSum ${sSum} vs scalar ${wantSum}`);
+      }
+    }
+  }
+  const bufs = { h: new Float32Array(8), w: new Float32Array(40), labels: Int32Array.from([1, -100, 3, 10]), lse: new Float32Array(4) };
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropyForward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, 0, 0, 4, 2, 10, 3)),
+    /^crossEntropyForward: label 10 at row 3 is out of range for vocab size 10 \(-100 marks an ignored position\)$/);
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropyBackward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, x.h, 0, x.w, 0, 4, 2, 10, 3, 1)),
+    /^crossEntropyBackward: label 10 at row 3/);
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropySweep(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, 0, 0, 0, 0, 0, 0, 4, 2, 10, 2, 1)),
+    /^crossEntropySweep: label 10 at row 3/);
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropySweep(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, 0, 0, 0, 0, 0, 0, 4, 2, 10, 0, 1)),
+    /^crossEntropySweep: d, V and rowBlock must be >= 1 \(N=4, d=2, V=10, rowBlock=0\)$/);
+  sameError((be) => runOn(be, bufs, (k, x) => k.crossEntropyBackward(x.h, 0, x.w, 0, x.labels, 0, x.lse, 0, x.h, 0, x.w, 0, 4, 2, 10, 3, NaN)),
+    /gradScale' must be finite/);
+});
+
+test('adamw: bit-exact steps with weight decay, bias corrections and a gradient scale', () => {
+  let seed = 1500;
+  for (const n of [0, ...ODD, 1000]) {
+    for (const [lr, wd, step, gradScale] of [[1e-3, 0, 1, 1], [3e-4, 0.1, 7, 0.25], [1e-2, 0.01, 1000, 2]] as const) {
+      const beta1 = 0.9, beta2 = 0.999;
+      const bufs = { p: randomF32(Math.max(n, 1), seed++), g: randomF32(Math.max(n, 1), seed++), m: randomF32(Math.max(n, 1), seed++, -0.1, 0.1),
+        v: randomF32(Math.max(n, 1), seed++, 0, 0.01) };
+      const r = runAll(bufs, (be, h) => be.adamw(h.p, 0, h.g, 0, h.m, 0, h.v, 0, n, lr, beta1, beta2, 1e-8, wd,
+        1 - beta1 ** step, 1 - beta2 ** step, gradScale));
+      check(`adamw n=${n} lr=${lr} wd=${wd} step=${step}`, r, ['p', 'm', 'v'], 0);
+    }
+  }
+  const x = new Float32Array(4);
+  sameError((be) => runOn(be, { x }, (k, h) => k.adamw(h.x, 0, h.x, 0, h.x, 0, h.x, 0, 1, 1e-3, 0.9, 0.999, 1e-8, 0, 0, 0.5, 1)),
+    /^adamw: bias corrections must be in \(0, 1\] .*got bc1 0.000000, bc2 0.500000$/);
+});
+
+test('coverage: every kernel and memory call of Binding is implemented by the reference, the rest is named', () => {
+  for (const name of REFERENCE_COVERS) assert.equal(typeof ref[name], 'function', name);
+  assert.equal(typeof ref.fromBytes, 'function');
 });
