@@ -6,12 +6,11 @@
 // blocks in a steady-state step) check the same allocation pattern on both backends. Files are copied in
 // (loadFile): its buffers cannot be mapped.
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../errors.ts';
 import type { Binding, Handle, MemStats } from './binding.ts';
-import { type ComputeBackend, KERNEL_METHODS } from './compute.ts';
+import { BINARY_OP, type ComputeBackend, KERNEL_METHODS, type KernelMethod } from './compute.ts';
 import { reference } from './reference/index.ts';
 
-const kernels = reference as Partial<Binding> & typeof reference;
+const kernels = reference;
 
 /** Blocks the native allocator would hold in its cache: count per size in bytes. */
 const cached = new Map<number, number>();
@@ -68,17 +67,37 @@ function loadFile(path: string): [Handle, number] {
   return [kernels.fromBytes(bytes), bytes.byteLength];
 }
 
-function missing(name: string): () => never {
-  return () => {
-    throw new ConfigError(`the reference backend has no ${name} kernel`, { where: 'SFTKIT_BACKEND', hint: 'use SFTKIT_BACKEND=native' });
-  };
+/**
+ * crossEntropyBackward with dw accumulated as the native kernel does: the chunk's whole contribution
+ * dlogitsᵀ·h is formed first and then added to dw once (a GEMM with beta = 1), so a second backward into the
+ * same .grad doubles it exactly. The reference kernel adds row by row; it runs here into a zeroed scratch.
+ */
+function crossEntropyBackward(...args: Parameters<Binding['crossEntropyBackward']>): void {
+  const [, , , , , , , , , , dw, dwOff, , d, V] = args;
+  const bytes = V * d * 4;
+  if (dw === 0 || bytes === 0) {
+    reference.crossEntropyBackward(...args);
+    return;
+  }
+  const scratch = reference.alloc(bytes, true);
+  try {
+    args[10] = scratch;
+    args[11] = 0;
+    reference.crossEntropyBackward(...args);
+    reference.binary(BINARY_OP.add, dw, dwOff, [1], scratch, 0, [1], dw, dwOff, [V * d]);
+  } finally {
+    reference.free(scratch);
+  }
 }
 
 function build(): ComputeBackend {
+  // Every kernel of the interface, checked at compile time.
+  const kernelSet: Pick<Binding, KernelMethod> = reference;
   const be: Record<string, unknown> = {
-    name: 'reference', alloc, free, size, memStats, resetPeak, emptyCache, loadFile, read: kernels.read, write: kernels.write,
+    name: 'reference', alloc, free, size, memStats, resetPeak, emptyCache, loadFile, read: reference.read, write: reference.write,
   };
-  for (const m of KERNEL_METHODS) be[m] = kernels[m] ?? missing(m);
+  for (const m of KERNEL_METHODS) be[m] = kernelSet[m];
+  be.crossEntropyBackward = crossEntropyBackward;
   return be as unknown as ComputeBackend;
 }
 
