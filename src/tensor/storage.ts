@@ -3,14 +3,23 @@
 import type { ComputeBackend } from '../backend/compute.ts';
 import { activeBackend } from '../backend/select.ts';
 
-/** Frees the memory of storages that were garbage-collected without being released. */
-const backstop = new FinalizationRegistry<{ backend: ComputeBackend; handle: number }>(({ backend, handle }) => {
-  try {
-    backend.free(handle);
-  } catch {
-    // already freed by its owner: nothing to do
+/** Per backend, frees the memory of storages that were garbage-collected without being released. */
+const backstops = new Map<ComputeBackend, FinalizationRegistry<number>>();
+
+function backstopOf(backend: ComputeBackend): FinalizationRegistry<number> {
+  let registry = backstops.get(backend);
+  if (!registry) {
+    registry = new FinalizationRegistry<number>((handle) => {
+      try {
+        backend.free(handle);
+      } catch {
+        // already freed by its owner: nothing to do
+      }
+    });
+    backstops.set(backend, registry);
   }
-});
+  return registry;
+}
 
 /** Scopes currently open, innermost last; each owns the storages allocated while it was innermost. */
 const scopes: Set<Storage>[] = [];
@@ -38,7 +47,7 @@ export class Storage {
     this.handle = handle;
     this.bytes = bytes;
     this.readonly = readonly;
-    backstop.register(this, { backend, handle }, this);
+    backstopOf(backend).register(this, handle, this);
   }
 
   /**
@@ -73,7 +82,7 @@ export class Storage {
     this.freed = true;
     this.owner?.delete(this);
     this.owner = null;
-    backstop.unregister(this);
+    backstopOf(this.backend).unregister(this);
     this.backend.free(this.handle);
   }
 
