@@ -1,15 +1,16 @@
 // The compute backend: the memory a tensor's storage lives in and every kernel that reads and writes it.
-// `native.ts` is the C++ addon as one (CPU SIMD kernels); `reference.ts` is the naive TypeScript kernels of
+// `native.ts` is the C++ addon as one (CPU SIMD kernels); `reference-backend.ts` is the naive TypeScript kernels of
 // `reference/` as another; a CUDA backend would be a third (docs/ARCHITECTURE.md, "Backends"). A Storage
 // knows its backend and the ops call the kernels of their inputs' storage, never a global.
 //
 // Memory semantics, shared by every backend: a buffer is a Handle (a positive id in the backend's own table;
 // 0 means "absent" where a buffer is optional) of `bytes` bytes, 64-byte aligned; kernels take (handle,
 // byteOffset) pairs and element counts, and must bounds-check them against the table. `alloc` may hand out a
-// cached block (zeroed when asked); `free` returns it to the cache. Kernels run synchronously: when a call
-// returns, its outputs are written (a device backend synchronizes in `read`, `sumsq` and the cross-entropy
-// kernels, which return values to the host). Each kernel's signature and meaning is documented once, on
-// `Binding` in binding.ts; a backend implements the same argument order.
+// cached block (zeroed when asked); `free` returns it to the cache. Calls are ordered: each sees the
+// results of every call made before it (CPU backends finish a call before returning; a device backend may
+// queue them on one stream, and then waits in `read`, `sumsq` and the cross-entropy kernels, which return
+// values to the host). Each kernel's signature and meaning is documented once, on `Binding` in binding.ts;
+// a backend implements the same argument order.
 import type { Binding, ByteOffset, Handle, MemStats } from './binding.ts';
 
 export type { ByteOffset, Handle, MemStats } from './binding.ts';
