@@ -1,7 +1,9 @@
 // sftkit's public library API. The CLI (src/cli) is a thin user of it.
 export * from './tensor/index.ts';
-export { native as backend } from './backend/binding.ts';
-export type { MemStats } from './backend/binding.ts';
+export { activeBackend, withBackend } from './backend/select.ts';
+export { nativeBackend } from './backend/native.ts';
+export { host } from './backend/host.ts';
+export type { ComputeBackend, MemStats } from './backend/compute.ts';
 export { ParameterSet } from './nn/parameters.ts';
 export type { ParamSpec } from './nn/parameters.ts';
 export { linear } from './nn/linear.ts';

@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native } from '../../src/backend/binding.ts';
+import { host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { emitFindings } from '../lib/report.ts';
 import { exitIfMissing } from '../lib/requirements.ts';
 import { median } from '../lib/stats.ts';
@@ -143,9 +144,9 @@ function main(): void {
     const cc = spawnSync('cc', ['-O2', '-o', exe, src, '-lopenblas'], { encoding: 'utf8' });
     if (cc.status !== 0) throw new Error(`bench:gemm: cannot build the OpenBLAS harness (needs libopenblas-dev): ${cc.stderr}`);
 
-    native.setThreads(THREADS);
-    const isa = ['scalar', 'avx2', 'avx512'][native.getIsa()];
-    console.log(`CPU: ${cpuModel()}; sftkit ISA ${isa}, ${native.getThreads()} threads`);
+    host.setThreads(THREADS);
+    const isa = ['scalar', 'avx2', 'avx512'][host.getIsa()];
+    console.log(`CPU: ${cpuModel()}; sftkit ISA ${isa}, ${host.getThreads()} threads`);
     const { coretype, note } = chooseCoretype(exe);
     console.log(`OpenBLAS: ${runOpenblas(exe, ['--info'], coretype)}, ${THREADS} threads (${note})`);
     console.log(`load average at start: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);

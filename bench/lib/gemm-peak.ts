@@ -1,6 +1,7 @@
 // The machine's GEMM peaks, fp32 and bf16, measured in the calling process at the shapes of a training step's
 // linears: the denominators of model FLOP utilisation (DESIGN.md), taken where the training runs.
-import { BF16_PATH, ISA, native } from '../../src/backend/binding.ts';
+import { BF16_PATH, ISA, host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { bf16GemmPath } from '../../src/tensor/index.ts';
 
 /** C (M, N) = op(A) (M, K) · op(B) (K, N). */
@@ -98,10 +99,10 @@ export function measureGemmPeaks(opts: { shapes?: readonly GemmShape[]; runs?: n
   }
   return {
     ...best,
-    fp32Kernel: `${native.getIsa() >= ISA.avx512 ? 'AVX-512' : native.getIsa() >= ISA.avx2 ? 'AVX2' : 'scalar'} fp32 micro-kernel`,
-    bf16Path: bf16PathName(native.getBf16Path()),
+    fp32Kernel: `${host.getIsa() >= ISA.avx512 ? 'AVX-512' : host.getIsa() >= ISA.avx2 ? 'AVX2' : 'scalar'} fp32 micro-kernel`,
+    bf16Path: bf16PathName(host.getBf16Path()),
     bf16Kernel: bf16GemmPath(),
-    hasAvx512Bf16: native.hasAvx512Bf16(),
-    method: `best single run of ${runs} (after ${warmup} warm-up) at each of ${shapes.map(shapeName).join(', ')}; ${native.getThreads()} threads, fp32 and bf16 alternating`,
+    hasAvx512Bf16: host.hasAvx512Bf16(),
+    method: `best single run of ${runs} (after ${warmup} warm-up) at each of ${shapes.map(shapeName).join(', ')}; ${host.getThreads()} threads, fp32 and bf16 alternating`,
   };
 }

@@ -118,7 +118,8 @@ const COSTS: Record<string, (a: Args) => KernelCost> = {
       flops: 2 * N * V * d * (1 + dh + dw),
     };
   },
-  mpiAllReduce: (a) => ({ bytes: 2 * num(a, 2) * (num(a, 3) === 4 ? 8 : 4), flops: 0 }),
+  // (backend, handle, offset, count, dtype, op)
+  mpiAllReduce: (a) => ({ bytes: 2 * num(a, 3) * (num(a, 4) === 4 ? 8 : 4), flops: 0 }),
 };
 
 const NONE: KernelCost = { bytes: 0, flops: 0 };

@@ -1,8 +1,10 @@
-// A per-kernel profile of the addon: while enabled, every export of the binding is timed (calls and
-// wall time) and its memory traffic and FLOPs are estimated from the call's arguments, so a training step
-// can be broken down by op (`sftkit run --profile`, bench/train --profile). Off, the binding is untouched.
-import { native } from './binding.ts';
+// A per-kernel profile: while enabled, every method of the active compute backend and every collective is
+// timed (calls and wall time) and its memory traffic and FLOPs are estimated from the call's arguments, so a
+// training step can be broken down by op (`sftkit run --profile`, bench/train --profile). Off, the backend
+// objects are untouched.
+import { mpi } from './collectives.ts';
 import { kernelCost } from './profile-cost.ts';
+import { activeBackend } from './select.ts';
 
 export interface ProfileRow {
   name: string;
@@ -16,41 +18,53 @@ export interface ProfileRow {
 
 type Fn = (...args: unknown[]) => unknown;
 
-let originals: Map<string, Fn> | null = null;
+/** Each wrapped object with its methods as they were, by profile row name. */
+let originals: { target: Record<string, unknown>; fns: Map<string, [string, Fn]> }[] | null = null;
 const totals = new Map<string, { calls: number; ns: bigint; bytes: number; flops: number }>();
 
-/** Starts timing every native call (idempotent). Costs ~100 ns per call while on. */
+/** The objects whose methods are timed, and the row name of each method (collectives as mpiAllReduce, ...). */
+function targets(): { target: Record<string, unknown>; rowName: (method: string) => string }[] {
+  return [
+    { target: activeBackend() as unknown as Record<string, unknown>, rowName: (m) => m },
+    { target: mpi as unknown as Record<string, unknown>, rowName: (m) => `mpi${m[0]?.toUpperCase() ?? ''}${m.slice(1)}` },
+  ];
+}
+
+/** Starts timing every backend call (idempotent). Costs ~100 ns per call while on. */
 export function startProfile(): void {
   if (originals) return;
-  originals = new Map();
-  const target = native as unknown as Record<string, unknown>;
-  for (const [name, value] of Object.entries(target)) {
-    if (typeof value !== 'function') continue;
-    const fn = value as Fn;
-    originals.set(name, fn);
-    target[name] = (...args: unknown[]): unknown => {
-      const t0 = process.hrtime.bigint();
-      try {
-        return fn(...args);
-      } finally {
-        const dt = process.hrtime.bigint() - t0;
-        const row = totals.get(name) ?? { calls: 0, ns: 0n, bytes: 0, flops: 0 };
-        const cost = kernelCost(name, args);
-        row.calls += 1;
-        row.ns += dt;
-        row.bytes += cost.bytes;
-        row.flops += cost.flops;
-        totals.set(name, row);
-      }
-    };
+  originals = [];
+  for (const { target, rowName } of targets()) {
+    const fns = new Map<string, [string, Fn]>();
+    originals.push({ target, fns });
+    for (const [method, value] of Object.entries(target)) {
+      if (typeof value !== 'function') continue;
+      const fn = value as Fn;
+      const name = rowName(method);
+      fns.set(method, [name, fn]);
+      target[method] = (...args: unknown[]): unknown => {
+        const t0 = process.hrtime.bigint();
+        try {
+          return fn(...args);
+        } finally {
+          const dt = process.hrtime.bigint() - t0;
+          const row = totals.get(name) ?? { calls: 0, ns: 0n, bytes: 0, flops: 0 };
+          const cost = kernelCost(name, args);
+          row.calls += 1;
+          row.ns += dt;
+          row.bytes += cost.bytes;
+          row.flops += cost.flops;
+          totals.set(name, row);
+        }
+      };
+    }
   }
 }
 
-/** Stops timing and restores the plain binding. */
+/** Stops timing and restores the plain methods. */
 export function stopProfile(): void {
   if (!originals) return;
-  const target = native as unknown as Record<string, unknown>;
-  for (const [name, fn] of originals) target[name] = fn;
+  for (const { target, fns } of originals) for (const [method, [, fn]] of fns) target[method] = fn;
   originals = null;
 }
 
@@ -66,7 +80,7 @@ export function profileRows(): ProfileRow[] {
 }
 
 /**
- * A plain-text table of the profile: per step, each kernel's calls, time, share of the total native time,
+ * A plain-text table of the profile: per step, each kernel's calls, time, share of the total backend time,
  * traffic (MB read + written, from argument extents) with its effective GB/s, and GFLOP/s where it computes.
  */
 export function formatProfile(rows: readonly ProfileRow[], steps = 1): string {
@@ -83,7 +97,7 @@ export function formatProfile(rows: readonly ProfileRow[], steps = 1): string {
     );
   }
   lines.push(
-    `${'total native'.padEnd(22)} ${''.padStart(10)} ${((1000 * total) / steps).toFixed(2).padStart(9)} ${''.padStart(7)}` +
+    `${'total backend'.padEnd(22)} ${''.padStart(10)} ${((1000 * total) / steps).toFixed(2).padStart(9)} ${''.padStart(7)}` +
       ` ${(totalBytes / steps / 1e6).toFixed(1).padStart(9)} ${rate(totalBytes, total).padStart(8)} ${rate(totalFlops, total).padStart(8)}`,
   );
   return lines.join('\n');

@@ -4,7 +4,9 @@ import { createHash, type Hash } from 'node:crypto';
 import { closeSync, readFileSync, statSync } from 'node:fs';
 import { endianness } from 'node:os';
 import { join } from 'node:path';
-import { native, type Handle } from '../backend/binding.ts';
+import { type Handle } from '../backend/compute.ts';
+import { host } from '../backend/host.ts';
+import { nativeBackend as native } from '../backend/native.ts';
 import { DataError, FormatError, describeValue } from '../errors.ts';
 import { openForWrite, syncAndClose, writeAllSync, writeFileAtomicSync } from '../formats/write-file.ts';
 import type { PreprocessReport } from './report.ts';
@@ -304,7 +306,7 @@ export class Records {
             throw new FormatError(`${path}: missing shard file (${listed})`, { where: path });
           }
           if (size !== want) throw new FormatError(`${path}: ${size} bytes, expected ${want} (${s.rows} rows × ${this.rowLength} int32, ${listed})`, { where: path });
-          if (want > 0) shard.handles[col] = native.mmap(path)[0];
+          if (want > 0) shard.handles[col] = host.mmap(path)[0];
         }
         first += s.rows;
       }

@@ -86,7 +86,7 @@ export class GradientBuckets {
   private reduce(i: number): void {
     const b = this.buckets[i] as Bucket;
     if (this.pg.size === 1 || b.count === 0) return;
-    this.pg.allReduce({ handle: this.grads.storage.handle, byteOffset: b.start * 4, count: b.count, dtype: 'float32' }, this.op);
+    this.pg.allReduce({ backend: this.grads.storage.backend, handle: this.grads.storage.handle, byteOffset: b.start * 4, count: b.count, dtype: 'float32' }, this.op);
   }
 }
 

@@ -1,7 +1,9 @@
 // Picks the process group for this process: MPI when it was started by a launcher (mpirun, or srun with
 // PMI/PMIx) and the addon has MPI; a single-process group otherwise; a clear error when a multi-process
 // run was asked for without MPI.
-import { native } from '../backend/binding.ts';
+import { mpi } from '../backend/collectives.ts';
+import { nativeBackend } from '../backend/native.ts';
+import { activeBackend } from '../backend/select.ts';
 import { ConfigError } from '../errors.ts';
 import { MpiProcessGroup, installFailureHandlers } from './mpi.ts';
 import type { ProcessGroup } from './process-group.ts';
@@ -19,7 +21,7 @@ export function launchedWorldSize(env: NodeJS.ProcessEnv = process.env): number 
 }
 
 export function mpiAvailable(): boolean {
-  return native.mpiAvailable();
+  return mpi.available();
 }
 
 let current: ProcessGroup | null = null;
@@ -32,7 +34,15 @@ export function initProcessGroup(opts: { worldSize?: number } = {}): ProcessGrou
   if (current) return current;
   const launched = launchedWorldSize();
   const wanted = opts.worldSize ?? launched ?? 1;
-  if (launched !== null && native.mpiAvailable()) {
+  const backend = activeBackend();
+  if (wanted > 1 && backend !== nativeBackend) {
+    // Collectives read native memory (a CUDA backend would bring NCCL): tensors of another backend cannot take part.
+    throw new ConfigError(`a run of ${wanted} processes: MPI needs the native backend, this process computes on the ${backend.name} backend`, {
+      where: 'SFTKIT_BACKEND',
+      hint: 'unset SFTKIT_BACKEND (or set it to native) for multi-process runs',
+    });
+  }
+  if (launched !== null && mpi.available() && backend === nativeBackend) {
     const pg = new MpiProcessGroup();
     installFailureHandlers(pg.rank);
     if (opts.worldSize !== undefined && opts.worldSize !== pg.size) {
@@ -44,7 +54,7 @@ export function initProcessGroup(opts: { worldSize?: number } = {}): ProcessGrou
     current = pg;
     return pg;
   }
-  if (wanted > 1 && !native.mpiAvailable()) {
+  if (wanted > 1 && !mpi.available()) {
     throw new ConfigError(`a run of ${wanted} processes needs MPI, but this sftkit addon was built without it`, {
       where: 'distributed',
       hint: INSTALL_MPI_HINT,

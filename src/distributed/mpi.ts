@@ -1,6 +1,8 @@
 // The process group over MPI (OpenMPI through the addon): collectives on spans of native memory, and the
 // failure handling that turns an error on one rank into the end of every rank instead of a hang.
-import { MPI_DTYPE, MPI_OP, UNARY_OP, native } from '../backend/binding.ts';
+import { MPI_DTYPE, MPI_OP, mpi } from '../backend/collectives.ts';
+import { UNARY_OP } from '../backend/compute.ts';
+import { nativeBackend as native } from '../backend/native.ts';
 import { ShapeError } from '../errors.ts';
 import {
   type Collectible,
@@ -24,7 +26,7 @@ export class MpiProcessGroup implements ProcessGroup {
   private scratchCount = 0;
 
   constructor() {
-    const [rank, size, localRank, localSize] = native.mpiInit();
+    const [rank, size, localRank, localSize] = mpi.init();
     this.rank = rank;
     this.size = size;
     this.localRank = localRank;
@@ -34,7 +36,7 @@ export class MpiProcessGroup implements ProcessGroup {
   allReduce(x: Collectible, op: ReduceOp = 'sum'): void {
     const s = toSpan(x, 'allReduce');
     if (s.count === 0) return;
-    native.mpiAllReduce(s.handle, s.byteOffset, s.count, MPI_DTYPE[s.dtype], MPI_OP[op === 'avg' ? 'sum' : op]);
+    mpi.allReduce(s.backend, s.handle, s.byteOffset, s.count, MPI_DTYPE[s.dtype], MPI_OP[op === 'avg' ? 'sum' : op]);
     if (op === 'avg') this.scale(s, 1 / this.size, 'allReduce');
   }
 
@@ -48,7 +50,7 @@ export class MpiProcessGroup implements ProcessGroup {
     if (s.count < total) throw new ShapeError(`reduceScatter: send holds ${s.count} elements, the blocks need ${total}`);
     if (r.count < mine) throw new ShapeError(`reduceScatter: recv holds ${r.count} elements, this rank's block is ${mine}`);
     const op = opts.op ?? 'sum';
-    native.mpiReduceScatter(s.handle, s.byteOffset, r.handle, r.byteOffset, counts, MPI_DTYPE[s.dtype], MPI_OP[op === 'avg' ? 'sum' : op]);
+    mpi.reduceScatter(s.backend, s.handle, s.byteOffset, r.handle, r.byteOffset, counts, MPI_DTYPE[s.dtype], MPI_OP[op === 'avg' ? 'sum' : op]);
     if (op === 'avg') this.scale({ ...r, count: mine }, 1 / this.size, 'reduceScatter');
   }
 
@@ -57,12 +59,12 @@ export class MpiProcessGroup implements ProcessGroup {
     const c = counts ? checkCounts(counts, this.size, 'allGather') : equalCounts(s.count, this.size, 'allGather');
     const total = c.reduce((a, b) => a + b, 0);
     if (s.count < total) throw new ShapeError(`allGather: buffer holds ${s.count} elements, the blocks need ${total}`);
-    native.mpiAllGather(s.handle, s.byteOffset, c, MPI_DTYPE[s.dtype]);
+    mpi.allGather(s.backend, s.handle, s.byteOffset, c, MPI_DTYPE[s.dtype]);
   }
 
   broadcast(x: Collectible, root = 0): void {
     const s = toSpan(x, 'broadcast');
-    native.mpiBroadcast(s.handle, s.byteOffset, s.count, MPI_DTYPE[s.dtype], root);
+    mpi.broadcast(s.backend, s.handle, s.byteOffset, s.count, MPI_DTYPE[s.dtype], root);
   }
 
   allReduceNumbers(values: readonly number[], op: 'sum' | 'max' | 'min' = 'sum'): number[] {
@@ -74,28 +76,28 @@ export class MpiProcessGroup implements ProcessGroup {
     }
     const data = Float64Array.from(values);
     native.write(this.scratch, 0, data);
-    native.mpiAllReduce(this.scratch, 0, data.length, MPI_DTYPE.float64, MPI_OP[op]);
+    mpi.allReduce(native, this.scratch, 0, data.length, MPI_DTYPE.float64, MPI_OP[op]);
     native.read(this.scratch, 0, data);
     return Array.from(data);
   }
 
   barrier(): void {
-    native.mpiBarrier();
+    mpi.barrier();
   }
 
   abort(code: number): never {
-    return native.mpiAbort(code);
+    return mpi.abort(code);
   }
 
   private scale(s: Span, factor: number, op: string): void {
     if (s.count === 0) return;
     if (s.dtype === 'float32') {
-      native.unary(UNARY_OP.scale, s.handle, s.byteOffset, s.handle, s.byteOffset, s.count, factor);
+      s.backend.unary(UNARY_OP.scale, s.handle, s.byteOffset, s.handle, s.byteOffset, s.count, factor);
     } else if (s.dtype === 'float64') {
       const data = new Float64Array(s.count);
-      native.read(s.handle, s.byteOffset, data);
+      s.backend.read(s.handle, s.byteOffset, data);
       for (let i = 0; i < data.length; i++) data[i] = (data[i] as number) * factor;
-      native.write(s.handle, s.byteOffset, data);
+      s.backend.write(s.handle, s.byteOffset, data);
     } else {
       throw new ShapeError(`${op}: 'avg' needs float32 or float64, got ${s.dtype}`);
     }
@@ -127,15 +129,15 @@ export function installFailureHandlers(rank: number): void {
   const die = (err: unknown): never => {
     const text = err instanceof Error ? (err.stack ?? err.message) : String(err);
     process.stderr.write(`sftkit: rank ${rank}: ${text}\nsftkit: rank ${rank}: aborting every rank\n`);
-    return native.mpiAbort(1);
+    return mpi.abort(1);
   };
   process.on('uncaughtException', die);
   process.on('unhandledRejection', die);
   process.on('exit', (code) => {
     if (code !== 0 && code !== agreedExitCode) {
       process.stderr.write(`sftkit: rank ${rank} exits with code ${code}; aborting every rank\n`);
-      native.mpiAbort(code);
+      mpi.abort(code);
     }
-    native.mpiFinalize();
+    mpi.finalize();
   });
 }

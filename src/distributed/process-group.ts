@@ -1,5 +1,6 @@
 // The process-group interface every distributed backend implements (MPI now, NCCL later), and the spans
 // of native memory its collectives work on: whole contiguous tensors or element ranges of a flat buffer.
+import type { ComputeBackend } from '../backend/compute.ts';
 import { ShapeError } from '../errors.ts';
 import type { Tensor } from '../tensor/index.ts';
 
@@ -7,8 +8,9 @@ export type CollectiveDType = 'float32' | 'int32' | 'float64';
 /** 'avg' is a sum followed by × 1/size (float32 and float64 only). */
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
 
-/** `count` elements of `dtype` starting `byteOffset` bytes into native buffer `handle`. */
+/** `count` elements of `dtype` starting `byteOffset` bytes into buffer `handle` of `backend`. */
 export interface Span {
+  backend: ComputeBackend;
   handle: number;
   byteOffset: number;
   count: number;
@@ -55,7 +57,7 @@ export function toSpan(x: Collectible, op: string): Span {
   if (x.dtype !== 'float32' && x.dtype !== 'int32') {
     throw new ShapeError(`${op}: dtype ${x.dtype} is not supported by collectives (float32, int32)`, { where: op });
   }
-  return { handle: x.handle, byteOffset: x.byteOffset, count: x.size, dtype: x.dtype };
+  return { backend: x.storage.backend, handle: x.handle, byteOffset: x.byteOffset, count: x.size, dtype: x.dtype };
 }
 
 /** Equal block sizes: `total` split into `size` blocks, which must divide evenly. */

@@ -1,6 +1,5 @@
 // The process group of a run with one process: every collective is the identity (a reduce-scatter copies
 // the single block), so the trainer's code path is the same with and without MPI.
-import { native } from '../backend/binding.ts';
 import { ShapeError } from '../errors.ts';
 import { type Collectible, type ProcessGroup, type ReduceOp, checkCounts, dtypeBytesOf, toSpan } from './process-group.ts';
 
@@ -25,7 +24,7 @@ export class SingleProcessGroup implements ProcessGroup {
     if (count === 0) return;
     // Copied as 4-byte words, so float64 moves too.
     const words = (count * dtypeBytesOf(s.dtype)) / 4;
-    native.stridedCopy(s.handle, s.byteOffset, [1], r.handle, r.byteOffset, [1], [words], 4, false);
+    s.backend.stridedCopy(s.handle, s.byteOffset, [1], r.handle, r.byteOffset, [1], [words], 4, false);
   }
 
   allGather(x: Collectible, counts?: number[]): void {

@@ -1,6 +1,5 @@
 // ZeRO-1 optimizer sharding: each rank owns a contiguous, aligned slice of the flat parameters, keeps AdamW
 // moments only for it, updates it from the reduce-scattered gradients, then all-gathers the parameters.
-import { native } from '../backend/binding.ts';
 import { ShapeError } from '../errors.ts';
 import { type AdamWHyper, type AdamWOptions, adamwHyper, adamwStep } from '../tensor/adamw.ts';
 import { type FlatBuffer, type FlatLayout, Storage } from '../tensor/index.ts';
@@ -47,13 +46,13 @@ export function tensorsInShard(layout: FlatLayout, shard: ShardRange): { name: s
 /** Reduces the full gradient buffer across ranks into `shardGrads`, which receives only this rank's shard. */
 export function reduceScatterGradients(grads: FlatBuffer, pg: ProcessGroup, shardGrads: Span, op: 'sum' | 'avg' = 'avg'): void {
   const counts = shardCounts(grads.layout, pg.size);
-  pg.reduceScatter({ handle: grads.storage.handle, byteOffset: 0, count: grads.layout.size, dtype: 'float32' }, shardGrads, { op, counts });
+  pg.reduceScatter({ backend: grads.storage.backend, handle: grads.storage.handle, byteOffset: 0, count: grads.layout.size, dtype: 'float32' }, shardGrads, { op, counts });
 }
 
 /** After each rank updated its shard in place, every rank gets every shard. */
 export function allGatherParameters(params: FlatBuffer, pg: ProcessGroup): void {
   if (pg.size === 1) return;
-  pg.allGather({ handle: params.storage.handle, byteOffset: 0, count: params.layout.size, dtype: 'float32' }, shardCounts(params.layout, pg.size));
+  pg.allGather({ backend: params.storage.backend, handle: params.storage.handle, byteOffset: 0, count: params.layout.size, dtype: 'float32' }, shardCounts(params.layout, pg.size));
 }
 
 export interface ShardedAdamWOptions extends AdamWOptions {
@@ -96,9 +95,9 @@ export class ShardedAdamW {
     this.gradOp = opts.gradOp ?? 'avg';
     this.shard = shardRange(params.layout, pg.rank, pg.size);
     const bytes = Math.max(this.shard.count, 1) * 4;
-    this.m = Storage.alloc(bytes, { zero: true, persistent: true });
-    this.v = Storage.alloc(bytes, { zero: true, persistent: true });
-    this.shardGrads = Storage.alloc(bytes, { zero: true, persistent: true });
+    this.m = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
+    this.v = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
+    this.shardGrads = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
     this.pieces = tensorsInShard(params.layout, this.shard);
   }
 
@@ -109,7 +108,7 @@ export class ShardedAdamW {
 
   /** The global L2 norm of the reduced gradients (every rank gets the same value). */
   gradNorm(): number {
-    const local = this.shard.count > 0 ? native.sumsq(this.shardGrads.handle, 0, this.shard.count) : 0;
+    const local = this.shard.count > 0 ? this.shardGrads.backend.sumsq(this.shardGrads.handle, 0, this.shard.count) : 0;
     return Math.sqrt(this.pg.allReduceNumbers([local])[0] as number);
   }
 
@@ -121,7 +120,7 @@ export class ShardedAdamW {
       const local = (start - this.shard.start) * 4;
       return { name, count, pOff: start * 4, gOff: local, mOff: local, vOff: local };
     });
-    const buffers = { p: this.params.storage.handle, g: this.shardGrads.handle, m: this.m.handle, v: this.v.handle };
+    const buffers = { backend: this.params.storage.backend, p: this.params.storage.handle, g: this.shardGrads.handle, m: this.m.handle, v: this.v.handle };
     adamwStep(this.hyper, this.step, lr, gradScale, buffers, pieces, skip);
     allGatherParameters(this.params, this.pg);
   }
@@ -131,8 +130,8 @@ export class ShardedAdamW {
     const m = new Float32Array(this.shard.count);
     const v = new Float32Array(this.shard.count);
     if (this.shard.count > 0) {
-      native.read(this.m.handle, 0, m);
-      native.read(this.v.handle, 0, v);
+      this.m.backend.read(this.m.handle, 0, m);
+      this.v.backend.read(this.v.handle, 0, v);
     }
     return { m, v, step: this.step };
   }
@@ -142,8 +141,8 @@ export class ShardedAdamW {
       throw new ShapeError(`sharded AdamW: state of ${state.m.length}/${state.v.length} moments for a shard of ${this.shard.count}`);
     }
     if (this.shard.count > 0) {
-      native.write(this.m.handle, 0, state.m);
-      native.write(this.v.handle, 0, state.v);
+      this.m.backend.write(this.m.handle, 0, state.m);
+      this.v.backend.write(this.v.handle, 0, state.v);
     }
     this.step = state.step;
   }
@@ -155,6 +154,6 @@ export class ShardedAdamW {
   }
 
   private shardSpan(s: Storage): Span {
-    return { handle: s.handle, byteOffset: 0, count: this.shard.count, dtype: 'float32' };
+    return { backend: s.backend, handle: s.handle, byteOffset: 0, count: this.shard.count, dtype: 'float32' };
   }
 }

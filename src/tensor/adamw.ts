@@ -1,7 +1,7 @@
 // The AdamW update shared by the optimizers (train/adamw.ts over whole flat buffers, distributed/zero.ts
 // over a rank's shard): hyperparameters with their defaults and checks, and the fused native step over
 // a list of tensor pieces, with PyTorch's bias corrections.
-import { native } from '../backend/binding.ts';
+import type { ComputeBackend } from '../backend/compute.ts';
 import { ConfigError } from '../errors.ts';
 
 export interface AdamWOptions {
@@ -38,8 +38,9 @@ export function adamwHyper(opts: AdamWOptions): AdamWHyper {
   return h;
 }
 
-/** Native handles of the four buffers a step reads and writes. */
+/** Handles of the four buffers a step reads and writes, all on `backend`. */
 export interface AdamWHandles {
+  backend: ComputeBackend;
   p: number;
   g: number;
   m: number;
@@ -71,7 +72,7 @@ export function adamwStep(
   for (const piece of pieces) {
     if (skip(piece.name)) continue;
     const wd = h.noDecay(piece.name) ? 0 : h.weightDecay;
-    native.adamw(
+    buffers.backend.adamw(
       buffers.p, piece.pOff, buffers.g, piece.gOff, buffers.m, piece.mOff, buffers.v, piece.vOff,
       piece.count, lr, h.beta1, h.beta2, h.eps, wd, bc1, bc2, gradScale,
     );

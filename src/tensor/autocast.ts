@@ -4,7 +4,8 @@
 // An op reads the scope when it runs forward and keeps that choice for its backward (which runs later,
 // outside the scope), as autocast does; recompute re-enters the scope its block was first run under.
 
-import { BF16_PATH, ISA, native } from '../backend/binding.ts';
+import { BF16_PATH, ISA, host } from '../backend/host.ts';
+import { activeBackend } from '../backend/select.ts';
 
 /** The precision of GEMM operands: fp32, or bf16 with fp32 accumulation. */
 export type ComputeDtype = 'float32' | 'bfloat16';
@@ -34,14 +35,16 @@ export function bf16Compute(): boolean {
 
 /** Which kernel bf16 GEMMs run on now, in words (for the trainer's start-up line and benchmarks). */
 export function bf16GemmPath(): string {
-  const isa = native.getIsa();
-  const path = native.getBf16Path();
+  const backend = activeBackend();
+  if (backend.name !== 'native') return `${backend.name} backend: operands rounded to bf16 (nearest even), fp32 accumulation`;
+  const isa = host.getIsa();
+  const path = host.getBf16Path();
   if (isa >= ISA.avx512 && path === BF16_PATH.amx) return 'AMX tiles (tdpbf16ps)';
   if (isa >= ISA.avx512 && path === BF16_PATH.amxEmulated) return 'AMX tile layout, tile product emulated (test mode)';
   if (isa >= ISA.avx512 && path === BF16_PATH.native) return 'vdpbf16ps (AVX512_BF16)';
   if (isa >= ISA.avx512 && path === BF16_PATH.emulated) return 'vdpbf16ps layout, instruction emulated (test mode)';
   // Which rule picked the fallback is native/runtime.cc's business; this line only names the choice.
-  const why = native.hasAvx512Bf16() ? 'vdpbf16ps not chosen: SFTKIT_BF16_GEMM chooses' : 'this CPU has no AVX512_BF16';
+  const why = host.hasAvx512Bf16() ? 'vdpbf16ps not chosen: SFTKIT_BF16_GEMM chooses' : 'this CPU has no AVX512_BF16';
   const kernel = isa >= ISA.avx512 ? 'AVX-512' : isa >= ISA.avx2 ? 'AVX2' : 'scalar';
   return `fp32 fallback (${why}): operands rounded to bf16 into the ${kernel} fp32 micro-kernel`;
 }

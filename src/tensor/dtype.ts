@@ -1,5 +1,5 @@
 // Tensor dtypes: fp32 is the compute type; bf16/f16 are storage types (cast to compute); int32 holds ids.
-import { DTYPE_CODE } from '../backend/binding.ts';
+import { DTYPE_CODE } from '../backend/compute.ts';
 
 export type DType = 'float32' | 'bfloat16' | 'float16' | 'int32';
 

@@ -1,6 +1,6 @@
 // Flat buffers: many tensors (parameters, their gradients, optimizer moments) as views of one native block,
 // allocated once; this is what bucketed all-reduce and optimizer sharding work on.
-import { native } from '../backend/binding.ts';
+import type { ComputeBackend } from '../backend/compute.ts';
 import { ShapeError } from '../errors.ts';
 import { type Shape, contiguousStrides, fmt, numel } from './shape.ts';
 import { Storage } from './storage.ts';
@@ -43,9 +43,9 @@ export class FlatBuffer {
   readonly all: Tensor;
   readonly views: Map<string, Tensor>;
 
-  constructor(layout: FlatLayout) {
+  constructor(layout: FlatLayout, backend?: ComputeBackend) {
     this.layout = layout;
-    this.storage = Storage.alloc(Math.max(layout.size, 1) * 4, { zero: true, persistent: true });
+    this.storage = Storage.alloc(Math.max(layout.size, 1) * 4, { zero: true, persistent: true }, backend);
     this.all = new Tensor(this.storage, [layout.size], [1], 0, 'float32');
     this.views = new Map(
       layout.names.map((name, i) => {
@@ -62,7 +62,7 @@ export class FlatBuffer {
   }
 
   zero(): void {
-    native.fill(this.storage.handle, 0, this.layout.size, 0, 0);
+    this.storage.backend.fill(this.storage.handle, 0, this.layout.size, 0, 0);
   }
 
   release(): void {
@@ -73,5 +73,5 @@ export class FlatBuffer {
 /** Copies values into a view of a flat buffer (e.g. loading a checkpoint). */
 export function loadInto(view: Tensor, data: Float32Array): void {
   if (data.length !== view.size) throw new ShapeError(`load: ${data.length} values for tensor ${fmt(view.shape)}`);
-  if (data.length > 0) native.write(view.handle, view.byteOffset, data);
+  if (data.length > 0) view.backend.write(view.handle, view.byteOffset, data);
 }

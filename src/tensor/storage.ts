@@ -1,15 +1,25 @@
-// Native storage blocks and their ownership: step scopes release every block made inside them when they
-// close (except what escapes); a FinalizationRegistry is only a backstop for blocks nobody released.
-import { native } from '../backend/binding.ts';
+// Storage blocks of a compute backend and their ownership: step scopes release every block made inside them
+// when they close (except what escapes); a FinalizationRegistry is only a backstop for blocks nobody released.
+import type { ComputeBackend } from '../backend/compute.ts';
+import { activeBackend } from '../backend/select.ts';
 
-/** Frees native memory of storages that were garbage-collected without being released. */
-const backstop = new FinalizationRegistry<number>((handle) => {
-  try {
-    native.free(handle);
-  } catch {
-    // already freed by its owner: nothing to do
+/** Per backend, frees the memory of storages that were garbage-collected without being released. */
+const backstops = new Map<ComputeBackend, FinalizationRegistry<number>>();
+
+function backstopOf(backend: ComputeBackend): FinalizationRegistry<number> {
+  let registry = backstops.get(backend);
+  if (!registry) {
+    registry = new FinalizationRegistry<number>((handle) => {
+      try {
+        backend.free(handle);
+      } catch {
+        // already freed by its owner: nothing to do
+      }
+    });
+    backstops.set(backend, registry);
   }
-});
+  return registry;
+}
 
 /** Scopes currently open, innermost last; each owns the storages allocated while it was innermost. */
 const scopes: Set<Storage>[] = [];
@@ -21,6 +31,8 @@ export function storageSerial(): number {
 }
 
 export class Storage {
+  /** The compute backend whose memory this is; ops on tensors over it run that backend's kernels. */
+  readonly backend: ComputeBackend;
   readonly handle: number;
   readonly bytes: number;
   readonly readonly: boolean;
@@ -30,16 +42,20 @@ export class Storage {
   /** The scope that will release this storage, or null when it is persistent (released by hand or by GC). */
   owner: Set<Storage> | null = null;
 
-  private constructor(handle: number, bytes: number, readonly: boolean) {
+  private constructor(backend: ComputeBackend, handle: number, bytes: number, readonly: boolean) {
+    this.backend = backend;
     this.handle = handle;
     this.bytes = bytes;
     this.readonly = readonly;
-    backstop.register(this, handle, this);
+    backstopOf(backend).register(this, handle, this);
   }
 
-  /** Allocates `bytes` of 64-byte-aligned native memory, owned by the innermost open scope (if any). */
-  static alloc(bytes: number, opts: { zero?: boolean; persistent?: boolean } = {}): Storage {
-    const s = new Storage(native.alloc(bytes, opts.zero ?? false), bytes, false);
+  /**
+   * Allocates `bytes` of 64-byte-aligned memory on `backend` (the active one by default), owned by the
+   * innermost open scope (if any).
+   */
+  static alloc(bytes: number, opts: { zero?: boolean; persistent?: boolean } = {}, backend: ComputeBackend = activeBackend()): Storage {
+    const s = new Storage(backend, backend.alloc(bytes, opts.zero ?? false), bytes, false);
     const scope = scopes[scopes.length - 1];
     if (scope && !opts.persistent) {
       scope.add(s);
@@ -48,10 +64,13 @@ export class Storage {
     return s;
   }
 
-  /** Maps a file read-only; the mapping is persistent until released. */
-  static mmap(path: string): Storage {
-    const [handle, size] = native.mmap(path);
-    return new Storage(handle, size, true);
+  /**
+   * A whole file, read-only and persistent until released: mapped on the native backend, copied into a
+   * buffer on a backend whose memory the host cannot map.
+   */
+  static mmap(path: string, backend: ComputeBackend = activeBackend()): Storage {
+    const [handle, size] = backend.loadFile(path);
+    return new Storage(backend, handle, size, true);
   }
 
   get isFreed(): boolean {
@@ -63,8 +82,8 @@ export class Storage {
     this.freed = true;
     this.owner?.delete(this);
     this.owner = null;
-    backstop.unregister(this);
-    native.free(this.handle);
+    backstopOf(this.backend).unregister(this);
+    this.backend.free(this.handle);
   }
 
   /** Moves this storage out of its scope into the enclosing one (or makes it persistent at the outermost). */

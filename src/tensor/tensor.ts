@@ -1,10 +1,27 @@
-// The Tensor: a strided view over native storage, with the fields reverse-mode autograd needs.
-import { native } from '../backend/binding.ts';
+// The Tensor: a strided view over a backend's storage, with the fields reverse-mode autograd needs.
+import type { ComputeBackend } from '../backend/compute.ts';
 import { ShapeError } from '../errors.ts';
 import { type DType, dtypeBytes } from './dtype.ts';
 import { type Shape, checkShape, contiguousStrides, fmt, numel } from './shape.ts';
 import { Storage } from './storage.ts';
-import type { GradNode } from './autograd.ts';
+import type { OpName } from './op-names.ts';
+
+/** Where a new tensor lives: `backend` (the active one by default); `persistent` keeps it out of step scopes. */
+export interface TensorOptions {
+  persistent?: boolean;
+  backend?: ComputeBackend;
+}
+
+/**
+ * A recorded op (autograd.ts's record): backward calls BACKWARD_RULES[op](ctx, d loss / d output) for the
+ * gradient of each input. ctx holds what that rule reads (saved tensors and attributes); its type is the op
+ * file's Ctx for that op.
+ */
+export interface GradNode {
+  readonly op: OpName;
+  readonly inputs: readonly (Tensor | null)[];
+  readonly ctx: unknown;
+}
 
 export type TypedArrayOf<D extends DType> = D extends 'int32' ? Int32Array : D extends 'float32' ? Float32Array : Uint16Array;
 
@@ -33,25 +50,26 @@ export class Tensor {
 
   // --- creation
 
-  static empty(shape: Shape, dtype: DType = 'float32', opts: { persistent?: boolean; zero?: boolean } = {}): Tensor {
+  /** Uninitialized; on opts.backend, else the active backend (backend/select.ts). */
+  static empty(shape: Shape, dtype: DType = 'float32', opts: TensorOptions & { zero?: boolean } = {}): Tensor {
     checkShape('empty', shape);
-    const storage = Storage.alloc(numel(shape) * dtypeBytes(dtype), opts);
+    const storage = Storage.alloc(numel(shape) * dtypeBytes(dtype), opts, opts.backend);
     return new Tensor(storage, [...shape], contiguousStrides(shape), 0, dtype);
   }
 
-  static zeros(shape: Shape, dtype: DType = 'float32', opts: { persistent?: boolean } = {}): Tensor {
+  static zeros(shape: Shape, dtype: DType = 'float32', opts: TensorOptions = {}): Tensor {
     return Tensor.empty(shape, dtype, { ...opts, zero: true });
   }
 
-  static full(shape: Shape, value: number, dtype: DType = 'float32'): Tensor {
-    const t = Tensor.empty(shape, dtype);
+  static full(shape: Shape, value: number, dtype: DType = 'float32', opts: TensorOptions = {}): Tensor {
+    const t = Tensor.empty(shape, dtype, opts);
     if (dtype !== 'float32' && dtype !== 'int32') throw new ShapeError(`full: dtype ${dtype} is storage-only; make float32 and cast`);
-    native.fill(t.handle, t.byteOffset, t.size, value, dtype === 'int32' ? 3 : 0);
+    t.backend.fill(t.handle, t.byteOffset, t.size, value, dtype === 'int32' ? 3 : 0);
     return t;
   }
 
   /** Copies data into a new tensor; `data` length must equal the shape's size. */
-  static from(data: ArrayLike<number> | Float32Array | Int32Array | Uint16Array, shape: Shape, dtype: DType = 'float32', opts: { persistent?: boolean } = {}): Tensor {
+  static from(data: ArrayLike<number> | Float32Array | Int32Array | Uint16Array, shape: Shape, dtype: DType = 'float32', opts: TensorOptions = {}): Tensor {
     checkShape('from', shape);
     const n = numel(shape);
     if (data.length !== n) throw new ShapeError(`from: ${data.length} values do not fill shape ${fmt(shape)} (${n})`);
@@ -61,12 +79,12 @@ export class Tensor {
     else if (dtype === 'int32') typed = data instanceof Int32Array ? data : Int32Array.from(data as ArrayLike<number>);
     else if (data instanceof Uint16Array) typed = data;
     else throw new ShapeError(`from: ${dtype} data must be given as raw Uint16Array bits`);
-    if (n > 0) native.write(t.handle, 0, typed);
+    if (n > 0) t.backend.write(t.handle, 0, typed);
     return t;
   }
 
-  static scalar(value: number): Tensor {
-    return Tensor.from([value], []);
+  static scalar(value: number, opts: TensorOptions = {}): Tensor {
+    return Tensor.from([value], [], 'float32', opts);
   }
 
   // --- facts
@@ -77,6 +95,11 @@ export class Tensor {
 
   get size(): number {
     return numel(this.shape);
+  }
+
+  /** The compute backend of the storage: ops on this tensor run its kernels. */
+  get backend(): ComputeBackend {
+    return this.storage.backend;
   }
 
   get handle(): number {
@@ -115,7 +138,7 @@ export class Tensor {
     const src = this.isContiguous ? this : copyContiguous(this);
     const n = src.size;
     const out = this.dtype === 'float32' ? new Float32Array(n) : this.dtype === 'int32' ? new Int32Array(n) : new Uint16Array(n);
-    if (n > 0) native.read(src.handle, src.byteOffset, out);
+    if (n > 0) src.backend.read(src.handle, src.byteOffset, out);
     if (src !== this) src.release();
     return out as TypedArrayOf<this['dtype']>;
   }
@@ -152,10 +175,10 @@ export class Tensor {
 
 /** A contiguous copy of any strided tensor (no autograd; see ops for the differentiable version). */
 export function copyContiguous(t: Tensor): Tensor {
-  const out = Tensor.empty(t.shape, t.dtype);
+  const out = Tensor.empty(t.shape, t.dtype, { backend: t.backend });
   if (t.size > 0) {
     const scalar = t.ndim === 0;
-    native.stridedCopy(
+    t.backend.stridedCopy(
       t.handle, t.byteOffset, scalar ? [1] : [...t.strides], out.handle, 0, scalar ? [1] : [...out.strides],
       scalar ? [1] : [...t.shape], dtypeBytes(t.dtype), false,
     );

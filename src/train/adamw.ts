@@ -1,6 +1,5 @@
 // AdamW (PyTorch's torch.optim.AdamW arithmetic) over flat parameter/gradient buffers, with the fused
 // native step, global-norm gradient clipping folded into the step, and state that can be saved and restored.
-import { native } from '../backend/binding.ts';
 import { type AdamWHyper, type AdamWOptions, type AdamWPiece, adamwHyper, adamwStep } from '../tensor/adamw.ts';
 import { FlatBuffer, type FlatLayout } from '../tensor/index.ts';
 
@@ -44,7 +43,7 @@ export class AdamW {
       const off = (offsets[i] as number) * 4;
       return { name, count: (shapes[i] as number[]).reduce((a, b) => a * b, 1), pOff: off, gOff: off, mOff: off, vOff: off };
     });
-    const buffers = { p: this.params.storage.handle, g: this.grads.storage.handle, m: this.m.storage.handle, v: this.v.storage.handle };
+    const buffers = { backend: this.params.storage.backend, p: this.params.storage.handle, g: this.grads.storage.handle, m: this.m.storage.handle, v: this.v.storage.handle };
     adamwStep(this.hyper, this.step, lr, gradScale, buffers, pieces, skip);
   }
 
@@ -56,7 +55,7 @@ export class AdamW {
 
 /** The global L2 norm of every gradient in the flat buffer (padding is zero and adds nothing). */
 export function globalGradNorm(grads: FlatBuffer): number {
-  return Math.sqrt(native.sumsq(grads.storage.handle, 0, grads.layout.size));
+  return Math.sqrt(grads.storage.backend.sumsq(grads.storage.handle, 0, grads.layout.size));
 }
 
 /** The factor that clips a gradient of this norm to maxNorm (PyTorch's clip_grad_norm_: eps 1e-6). */

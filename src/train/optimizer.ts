@@ -3,7 +3,6 @@
 // and load optimizer/rank_<r>.safetensors, and either can resume from the other's files or another world size.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { native } from '../backend/binding.ts';
 import { allReduceGradients, type ProcessGroup, ShardedAdamW, shardRange } from '../distributed/index.ts';
 import { FormatError } from '../errors.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
@@ -122,8 +121,8 @@ export class ReplicatedAdamW implements TrainOptimizer {
     const { m, v, step } = readFullMoments(dir, this.params.values.layout);
     // The moment buffers share the parameters' flat layout: write them whole.
     if (m.length > 0) {
-      native.write(this.opt.m.storage.handle, 0, m);
-      native.write(this.opt.v.storage.handle, 0, v);
+      this.opt.m.storage.backend.write(this.opt.m.storage.handle, 0, m);
+      this.opt.v.storage.backend.write(this.opt.v.storage.handle, 0, v);
     }
     this.opt.step = step;
   }

@@ -2,7 +2,7 @@
 // estimates each kernel's bytes and FLOPs from its arguments.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { type ProfileRow, formatProfile, profileRows, resetProfile, startProfile, stopProfile } from '../../src/backend/profile.ts';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
@@ -81,5 +81,5 @@ test('profile estimates bytes and FLOPs per kernel from the arguments of a tiny 
   assert.equal(row('gemm').flops, 3 * L * perLayer);
   const table = formatProfile(profileRows(), 1);
   assert.match(table, /MB\/step\s+GB\/s\s+GFLOP\/s/);
-  assert.match(table, /^total native.*\d+\.\d\s+\d+\.\d\s+\d+\.\d$/m);
+  assert.match(table, /^total backend.*\d+\.\d\s+\d+\.\d\s+\d+\.\d$/m);
 });

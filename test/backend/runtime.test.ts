@@ -6,7 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ISA, native } from '../../src/backend/binding.ts';
+import { ISA, host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 
 test('buffers round-trip bytes and refuse out-of-bounds, misaligned and freed access', () => {
   const h = native.alloc(64, true);
@@ -44,51 +45,51 @@ test('mmap maps a file read-only', () => {
   try {
     const path = join(dir, 'ids.bin');
     writeFileSync(path, Buffer.from(new Int32Array([7, 8, 9]).buffer));
-    const [h, size] = native.mmap(path);
+    const [h, size] = host.mmap(path);
     assert.equal(size, 12);
     const out = new Int32Array(3);
     native.read(h, 0, out);
     assert.deepEqual([...out], [7, 8, 9]);
     assert.throws(() => native.write(h, 0, new Int32Array(1)), /read-only/);
     native.free(h);
-    assert.throws(() => native.mmap(join(dir, 'missing.bin')), /cannot open .*missing\.bin/);
+    assert.throws(() => host.mmap(join(dir, 'missing.bin')), /cannot open .*missing\.bin/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
 test('SFTKIT_THREADS sets the pool size; setThreads resizes it', () => {
-  const code = "import('./src/backend/binding.ts').then(({native}) => console.log(native.getThreads()))";
+  const code = "import('./src/backend/host.ts').then(({host}) => console.log(host.getThreads()))";
   const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { env: { ...process.env, SFTKIT_THREADS: '3' }, encoding: 'utf8' });
   assert.equal(run.stdout.trim(), '3', run.stderr);
-  const n = native.getThreads();
-  native.setThreads(1);
-  assert.equal(native.getThreads(), 1);
-  native.setThreads(n);
-  assert.throws(() => native.setThreads(0), /thread count/);
+  const n = host.getThreads();
+  host.setThreads(1);
+  assert.equal(host.getThreads(), 1);
+  host.setThreads(n);
+  assert.throws(() => host.setThreads(0), /thread count/);
 });
 
 test('ISA selection clamps to what the CPU supports', () => {
-  const detected = native.detectedIsa();
+  const detected = host.detectedIsa();
   assert.ok(detected >= ISA.scalar && detected <= ISA.avx512);
-  const before = native.getIsa();
-  assert.equal(native.setIsa(ISA.scalar), ISA.scalar);
-  assert.equal(native.setIsa(99), detected);
-  native.setIsa(before);
+  const before = host.getIsa();
+  assert.equal(host.setIsa(ISA.scalar), ISA.scalar);
+  assert.equal(host.setIsa(99), detected);
+  host.setIsa(before);
 });
 
 test('SFTKIT_ISA caps the ISA the CPU is taken to have (to run the suite as another CPU would)', () => {
-  const code = "import('./src/backend/binding.ts').then(({native}) => console.log(JSON.stringify([native.detectedIsa(), native.hasAvx512Bf16(), native.getBf16Path()])))";
+  const code = "import('./src/backend/host.ts').then(({host}) => console.log(JSON.stringify([host.detectedIsa(), host.hasAvx512Bf16(), host.getBf16Path()])))";
   const probe = (isa: string): [number, boolean, number] => {
     const run = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { env: { ...process.env, SFTKIT_ISA: isa }, encoding: 'utf8' });
     assert.equal(run.status, 0, run.stderr);
     return JSON.parse(run.stdout.trim()) as [number, boolean, number];
   };
-  const detected = native.detectedIsa();
+  const detected = host.detectedIsa();
   assert.deepEqual(probe('scalar'), [ISA.scalar, false, 0]);
   assert.deepEqual(probe('avx2'), [Math.min(detected, ISA.avx2), false, 0]);
   assert.deepEqual(probe('avx512'), [Math.min(detected, ISA.avx512), false, 0]);
   // unset or unknown: everything the CPU has
   assert.deepEqual(probe('')[0], detected);
-  assert.deepEqual(probe('avx512_bf16')[1], native.hasAvx512Bf16());
+  assert.deepEqual(probe('avx512_bf16')[1], host.hasAvx512Bf16());
 });

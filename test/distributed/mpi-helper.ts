@@ -3,12 +3,12 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { native } from '../../src/backend/binding.ts';
+import { mpi } from '../../src/backend/collectives.ts';
 
 export const root = join(import.meta.dirname, '..', '..');
 
 function missingMpi(): string | null {
-  if (!native.mpiAvailable()) return 'the sftkit addon was built without MPI';
+  if (!mpi.available()) return 'the sftkit addon was built without MPI';
   if (spawnSync('mpirun', ['--version'], { stdio: 'ignore' }).error) return 'mpirun is not on PATH';
   return null;
 }

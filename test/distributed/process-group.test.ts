@@ -2,7 +2,7 @@
 // ShardedAdamW on one process matching plain AdamW exactly.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import {
   GradientBuckets,
   ShardedAdamW,

@@ -2,7 +2,7 @@
 // fixture (test/fixtures/models/llama_gqa, model_parity.py), however the rows are batched.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { DataError } from '../../src/errors.ts';
 import { type TokenBatch, perplexity } from '../../src/eval/index.ts';
 import { fixtureModel } from '../generate/fixture-model.ts';

@@ -6,7 +6,7 @@ import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { emptyReport, openRecords, RecordsWriter, validateRecordsFor } from '../../src/data/index.ts';
 import { ConfigError, DataError, FormatError, describeValue, nestingDepth } from '../../src/errors.ts';
 import { bufferSource } from '../../src/formats/byte-source.ts';

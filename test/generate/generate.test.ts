@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { generate } from '../../src/generate/index.ts';
 import type { GenerationOptions } from '../../src/generate/index.ts';

@@ -1,6 +1,7 @@
 // Test helpers for kernel tests: native buffers from typed arrays and back, relative errors, ISA paths.
 import assert from 'node:assert/strict';
-import { native, ISA } from '../../src/backend/binding.ts';
+import { host, ISA } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 
 /** Copies a typed array into a new native buffer; returns its handle. Free with native.free. */
 export function toNative(data: Float32Array | Int32Array | Uint16Array): number {
@@ -52,7 +53,7 @@ export function randomF32(n: number, seed: number, lo = -1, hi = 1): Float32Arra
 
 /** The ISA levels this machine supports, from scalar (the naive reference) up, with names. */
 export function isaPaths(): { name: string; level: number }[] {
-  const detected = native.detectedIsa();
+  const detected = host.detectedIsa();
   return Object.entries(ISA)
     .filter(([, level]) => level <= detected)
     .map(([name, level]) => ({ name, level }));
@@ -60,12 +61,12 @@ export function isaPaths(): { name: string; level: number }[] {
 
 /** Runs fn with the given ISA level active, restoring the previous level afterwards. */
 export function withIsa<T>(level: number, fn: () => T): T {
-  const before = native.getIsa();
-  native.setIsa(level);
+  const before = host.getIsa();
+  host.setIsa(level);
   try {
     return fn();
   } finally {
-    native.setIsa(before);
+    host.setIsa(before);
   }
 }
 

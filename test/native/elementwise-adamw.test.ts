@@ -2,7 +2,7 @@
 // several steps: in float64 with a tolerance, and in float32 with torch's operation order, bit for bit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, readF32, relError, randomF32, isaPaths, withIsa, ODD_SIZES } from '../helpers/native.ts';
 
 interface Hyper {

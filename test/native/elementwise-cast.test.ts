@@ -2,7 +2,8 @@
 // (nearest-even by comparing distances in float64), including NaN, ±Inf, subnormals and ties, on every ISA path.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native, DTYPE_CODE } from '../../src/backend/binding.ts';
+import { DTYPE_CODE } from '../../src/backend/compute.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, isaPaths, withIsa, ODD_SIZES } from '../helpers/native.ts';
 
 type Dtype = keyof typeof DTYPE_CODE;

@@ -2,7 +2,7 @@
 // gather and scatter-add, and their bad-input errors.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, readF32, randomF32, ODD_SIZES, withBuffers } from '../helpers/native.ts';
 
 /** Reference strided copy over a multi-index: dst[dOff(idx)] = src[sOff(idx)] (or +=). */

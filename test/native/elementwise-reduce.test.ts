@@ -2,17 +2,19 @@
 // every ISA path against float64 references, SIMD against naive, and determinism at 2 threads.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native, REDUCE_OP } from '../../src/backend/binding.ts';
+import { REDUCE_OP } from '../../src/backend/compute.ts';
+import { host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, readF32, readI32, relError, randomF32, isaPaths, withIsa, ODD_SIZES, withBuffers } from '../helpers/native.ts';
 
 /** Runs fn at the given pool size, restoring the previous size afterwards. */
 function withThreads<T>(n: number, fn: () => T): T {
-  const before = native.getThreads();
-  native.setThreads(n);
+  const before = host.getThreads();
+  host.setThreads(n);
   try {
     return fn();
   } finally {
-    native.setThreads(before);
+    host.setThreads(before);
   }
 }
 

@@ -2,7 +2,8 @@
 // float64 JS reference and SIMD against the naive kernel, on odd sizes.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native, UNARY_OP, BINARY_OP, DTYPE_CODE } from '../../src/backend/binding.ts';
+import { UNARY_OP, BINARY_OP, DTYPE_CODE } from '../../src/backend/compute.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, readF32, readI32, relError, randomF32, isaPaths, withIsa, ODD_SIZES, withBuffers } from '../helpers/native.ts';
 
 /** Runs fn with a tracker of native handles that are all freed afterwards. */

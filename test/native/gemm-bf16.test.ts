@@ -5,7 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BF16_PATH, ISA, native } from '../../src/backend/binding.ts';
+import { BF16_PATH, ISA, host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { isaPaths, randomF32, readF32, relError, roundBf16, toNative, withIsa } from '../helpers/native.ts';
 
 function fromBits(b: number): number {
@@ -26,26 +27,26 @@ function paths(): { run: Path[]; skipped: string | null } {
     else {
       run.push({ name: `${name} fallback`, isa: level, bf16Path: BF16_PATH.fallback });
       run.push({ name: `${name} vdpbf16ps-emulated`, isa: level, bf16Path: BF16_PATH.emulated });
-      if (native.hasAvx512Bf16()) run.push({ name: `${name} vdpbf16ps`, isa: level, bf16Path: BF16_PATH.native });
+      if (host.hasAvx512Bf16()) run.push({ name: `${name} vdpbf16ps`, isa: level, bf16Path: BF16_PATH.native });
       run.push({ name: `${name} amx-emulated`, isa: level, bf16Path: BF16_PATH.amxEmulated });
-      if (native.hasAmxBf16()) run.push({ name: `${name} amx`, isa: level, bf16Path: BF16_PATH.amx });
+      if (host.hasAmxBf16()) run.push({ name: `${name} amx`, isa: level, bf16Path: BF16_PATH.amx });
     }
   }
-  const skipped = native.hasAvx512Bf16()
+  const skipped = host.hasAvx512Bf16()
     ? null
-    : native.detectedIsa() < ISA.avx512
+    : host.detectedIsa() < ISA.avx512
       ? 'vdpbf16ps path not run: this CPU has no AVX-512'
       : 'vdpbf16ps path not run: this CPU has no AVX512_BF16 (CPUID 7.1 EAX bit 5); its packing ran with the instruction emulated';
   return { run, skipped };
 }
 
 function withPath<T>(p: Path, fn: () => T): T {
-  const before = native.getBf16Path();
+  const before = host.getBf16Path();
   try {
-    assert.equal(native.setBf16Path(p.bf16Path), p.bf16Path, `${p.name}: path not available`);
+    assert.equal(host.setBf16Path(p.bf16Path), p.bf16Path, `${p.name}: path not available`);
     return withIsa(p.isa, fn);
   } finally {
-    native.setBf16Path(before);
+    host.setBf16Path(before);
   }
 }
 
@@ -118,7 +119,7 @@ test('bf16 gemm matches float64 on bf16-rounded inputs: odd sizes, all transpose
     for (const [M, N, K] of SHAPES) check({ transA, transB, M, N, K, alpha: 1, beta: 0 }, seed++, run);
   }
   if (skipped) t.diagnostic(skipped);
-  if (!native.hasAmxBf16()) t.diagnostic('AMX path not run: this CPU (or OS) gives no AMX-BF16 tiles; its packing ran with the tile product emulated');
+  if (!host.hasAmxBf16()) t.diagnostic('AMX path not run: this CPU (or OS) gives no AMX-BF16 tiles; its packing ran with the tile product emulated');
 });
 
 test('bf16 gemm alpha/beta, batches, and K past a pair-panel block (1100 > 1024)', () => {
@@ -132,7 +133,7 @@ test('bf16 gemm alpha/beta, batches, and K past a pair-panel block (1100 > 1024)
 });
 
 test('the default bf16 path: AMX where the CPU has it, vdpbf16ps on AMD CPUs with AVX512_BF16, the fallback elsewhere; SFTKIT_BF16_GEMM chooses', () => {
-  const code = "import('./src/backend/binding.ts').then(({native}) => console.log(native.getBf16Path()))";
+  const code = "import('./src/backend/host.ts').then(({host}) => console.log(host.getBf16Path()))";
   const pathWith = (env: Record<string, string>): number => {
     const clean = { ...process.env };
     delete clean['SFTKIT_BF16_GEMM'];
@@ -141,7 +142,7 @@ test('the default bf16 path: AMX where the CPU has it, vdpbf16ps on AMD CPUs wit
     assert.equal(run.status, 0, run.stderr);
     return Number(run.stdout.trim());
   };
-  const has = native.hasAvx512Bf16(), amx = native.hasAmxBf16();
+  const has = host.hasAvx512Bf16(), amx = host.hasAmxBf16();
   // AMX first; vdpbf16ps only on AMD, where it beats the fp32 kernel (on Intel it measured slower: runtime.cc)
   assert.equal(pathWith({}), amx ? BF16_PATH.amx : has && cpuVendor() === 'AuthenticAMD' ? BF16_PATH.native : BF16_PATH.fallback);
   assert.equal(pathWith({ SFTKIT_BF16_GEMM: 'vdpbf16ps' }), has ? BF16_PATH.native : BF16_PATH.fallback);
@@ -225,19 +226,19 @@ test('bf16 gemm: the bf16 flag off is the fp32 GEMM, bit for bit', () => {
 test('bf16 gemm is deterministic across thread counts', () => {
   const c: Case = { transA: false, transB: true, M: 300, N: 200, K: 700, alpha: 1, beta: 0 };
   const a = randomF32(c.M * c.K, 11), b = randomF32(c.N * c.K, 12);
-  const threads = native.getThreads();
+  const threads = host.getThreads();
   const { run } = paths();
   try {
     for (const p of run) {
       if (p.isa === ISA.scalar) continue;
-      native.setThreads(1);
+      host.setThreads(1);
       const one = withPath(p, () => gemmBf16(c, a, b, new Float32Array(c.M * c.N)));
-      native.setThreads(3);
+      host.setThreads(3);
       const three = withPath(p, () => gemmBf16(c, a, b, new Float32Array(c.M * c.N)));
       assert.deepEqual(three, one, p.name);
     }
   } finally {
-    native.setThreads(threads);
+    host.setThreads(threads);
   }
 });
 
@@ -311,7 +312,7 @@ function denormalLaden(n: number, seed: number): Float32Array {
 }
 
 test('vdpbf16ps equals its emulation bit for bit at training shapes, odd K, tails and denormals (CPUs with AVX512_BF16)', (t) => {
-  if (!native.hasAvx512Bf16()) {
+  if (!host.hasAvx512Bf16()) {
     t.skip('this CPU has no AVX512_BF16: the emulated vdpbf16ps path was checked against float64 above instead');
     return;
   }

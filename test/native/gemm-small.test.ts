@@ -3,7 +3,8 @@
 // alpha/beta, batches with padded layouts and a shared A, bf16 compute, and bit-identity across thread counts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BF16_PATH, ISA, native } from '../../src/backend/binding.ts';
+import { BF16_PATH, ISA, host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { isaPaths, randomF32, readF32, relError, roundBf16, toNative, withIsa } from '../helpers/native.ts';
 
 interface Case {
@@ -91,15 +92,15 @@ function check(c: Case, seed: number): void {
   const ref = reference(c, L, a, b, c0);
   for (const { name, level } of isaPaths()) {
     if (level === ISA.scalar) continue;
-    const bf16Paths = c.bf16 && level === ISA.avx512 ? [BF16_PATH.fallback, BF16_PATH.emulated] : [native.getBf16Path()];
+    const bf16Paths = c.bf16 && level === ISA.avx512 ? [BF16_PATH.fallback, BF16_PATH.emulated] : [host.getBf16Path()];
     for (const bp of bf16Paths) {
-      const before = native.getBf16Path();
-      native.setBf16Path(bp);
+      const before = host.getBf16Path();
+      host.setBf16Path(bp);
       let got: Float32Array;
       try {
         got = withIsa(level, () => run(c, L, a, b, c0));
       } finally {
-        native.setBf16Path(before);
+        host.setBf16Path(before);
       }
       const what = `${name}${c.bf16 ? ` bf16 path ${bp}` : ''} ${describe(c)}`;
       const out = inside(c, L, got);
@@ -159,7 +160,7 @@ test('small-row gemm with bf16 compute matches float64 on bf16-rounded inputs, e
 });
 
 test('small-row gemm gives the same bits at 1 and 2 threads (GEMMs large enough to split)', () => {
-  const before = native.getThreads();
+  const before = host.getThreads();
   try {
     for (const { name, level } of isaPaths()) {
       if (level === ISA.scalar) continue;
@@ -175,7 +176,7 @@ test('small-row gemm gives the same bits at 1 and 2 threads (GEMMs large enough 
         const L = layout(c);
         const a = randomF32(L.aLen, 7), b = randomF32(L.bLen, 8), c0 = randomF32(L.cLen, 9);
         const at = (threads: number) => {
-          native.setThreads(threads);
+          host.setThreads(threads);
           return new Uint32Array(withIsa(level, () => run(c, L, a, b, c0)).buffer);
         };
         const r2 = at(2), r2b = at(2), r1 = at(1);
@@ -184,6 +185,6 @@ test('small-row gemm gives the same bits at 1 and 2 threads (GEMMs large enough 
       }
     }
   } finally {
-    native.setThreads(before);
+    host.setThreads(before);
   }
 });

@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { native, ISA } from '../../src/backend/binding.ts';
+import { host, ISA } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { isaPaths, randomF32, readF32, relError, toNative, withIsa } from '../helpers/native.ts';
 
 const TOL = 1e-5;
@@ -203,7 +204,7 @@ test('gemm degenerate sizes: K = 0 gives beta * C; M = 0 or N = 0 writes nothing
 });
 
 test('gemm is deterministic: identical bits run to run at 2 threads, and the same bits at 1 thread', () => {
-  const before = native.getThreads();
+  const before = host.getThreads();
   try {
     for (const { name, level } of isaPaths()) {
       if (level === ISA.scalar) continue;
@@ -218,10 +219,10 @@ test('gemm is deterministic: identical bits run to run at 2 threads, and the sam
         for (const c of cases) {
           const L = layout(c);
           const x = inputs(c, L, 500);
-          native.setThreads(2);
+          host.setThreads(2);
           const r1 = new Uint32Array(runNative(c, L, x).buffer);
           const r2 = new Uint32Array(runNative(c, L, x).buffer);
-          native.setThreads(1);
+          host.setThreads(1);
           const r3 = new Uint32Array(runNative(c, L, x).buffer);
           assert.deepEqual(r2, r1, `${name} ${describeCase(c)}: two runs at 2 threads differ`);
           assert.deepEqual(r3, r1, `${name} ${describeCase(c)}: 1 thread differs from 2 threads`);
@@ -229,7 +230,7 @@ test('gemm is deterministic: identical bits run to run at 2 threads, and the sam
       });
     }
   } finally {
-    native.setThreads(before);
+    host.setThreads(before);
   }
 });
 
@@ -266,7 +267,7 @@ test('gemm rejects bad sizes, leading dimensions and buffers with an error namin
   try {
     const file = join(dir, 'c.bin');
     writeFileSync(file, Buffer.alloc(64 * 4));
-    const [hm] = native.mmap(file);
+    const [hm] = host.mmap(file);
     try {
       assert.throws(call({ c: hm }), /^Error: gemm: buffer 'C' is read-only/);
     } finally {

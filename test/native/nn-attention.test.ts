@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { native } from '../../src/backend/binding.ts';
+import { host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits, closeRel } from '../helpers/native.ts';
 
 interface AttnShape { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; qOffset: number; causal: boolean; scale: number; window?: number }
@@ -239,15 +240,15 @@ test('a query with no visible key gets zeros, lse = -inf, and no gradient (no Na
 
 test('attention is bit-identical run to run at 2 threads, equal to 1 thread, and releases its scratch', () => {
   const c = randomAttention({ B: 2, T: 97, S: 97, Hq: 4, Hkv: 2, D: 64, qOffset: 0, causal: true }, 41, 30);
-  const before = native.getThreads();
+  const before = host.getThreads();
   try {
     for (const { name, level } of isaPaths()) {
-      native.setThreads(2);
+      host.setThreads(2);
       const a = withIsa(level, () => attention(c));
       const live = native.memStats().liveBytes;
       const b = withIsa(level, () => attention(c));
       assert.equal(native.memStats().liveBytes, live, `[${name}] scratch released`);
-      native.setThreads(1);
+      host.setThreads(1);
       const one = withIsa(level, () => attention(c));
       for (const key of ['out', 'lse', 'dq', 'dk', 'dv'] as const) {
         assert.deepEqual(bits(b[key]), bits(a[key]), `[${name}] ${key} run to run`);
@@ -255,7 +256,7 @@ test('attention is bit-identical run to run at 2 threads, equal to 1 thread, and
       }
     }
   } finally {
-    native.setThreads(before);
+    host.setThreads(before);
   }
 });
 

@@ -5,7 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { native } from '../../src/backend/binding.ts';
+import { host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, readF32, randomF32, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits, closeRel } from '../helpers/native.ts';
 
 interface CeInputs { N: number; d: number; V: number; h: ArrayLike<number>; w: ArrayLike<number>; labels: ArrayLike<number>; gradScale: number }
@@ -155,8 +156,8 @@ test('cross-entropy rejects bad sizes and too-small buffers, naming op, tensor a
 
 test('cross-entropy is bit-identical run to run at 2 threads and releases its scratch', () => {
   const c = randomCe(257, 64, 1000, 9);
-  const before = native.getThreads();
-  native.setThreads(2);
+  const before = host.getThreads();
+  host.setThreads(2);
   try {
     for (const { name, level } of isaPaths()) {
       const a = withIsa(level, () => crossEntropy(c, 300));
@@ -167,7 +168,7 @@ test('cross-entropy is bit-identical run to run at 2 threads and releases its sc
       for (const key of ['lse', 'rowLoss', 'dh', 'dw'] as const) assert.deepEqual(bits(b[key]), bits(a[key]), `[${name}] ${key}`);
     }
   } finally {
-    native.setThreads(before);
+    host.setThreads(before);
   }
 });
 
@@ -234,15 +235,15 @@ test('one-sweep cross-entropy: SIMD matches the naive kernel, dw accumulates, sk
 
 test('one-sweep cross-entropy is bit-identical at 1, 2 and 3 threads and releases its scratch', () => {
   const c = randomCe(257, 64, 1000, 13);
-  const before = native.getThreads();
+  const before = host.getThreads();
   try {
     for (const { name, level } of isaPaths()) {
       for (const bf16 of [false, true]) {
-        native.setThreads(1);
+        host.setThreads(1);
         const a = withIsa(level, () => sweep(c, 64, { bf16 }));
         const live = native.memStats().liveBytes;
         for (const threads of [2, 3]) {
-          native.setThreads(threads);
+          host.setThreads(threads);
           const b = withIsa(level, () => sweep(c, 64, { bf16 }));
           assert.equal(native.memStats().liveBytes, live, `[${name}] live native bytes back to baseline`);
           assert.equal(b.lossSum, a.lossSum, `[${name}] ${threads} threads bf16=${bf16} lossSum`);
@@ -251,7 +252,7 @@ test('one-sweep cross-entropy is bit-identical at 1, 2 and 3 threads and release
       }
     }
   } finally {
-    native.setThreads(before);
+    host.setThreads(before);
   }
 });
 

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { native } from '../../src/backend/binding.ts';
+import { host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, readF32, randomF32, relError, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits } from '../helpers/native.ts';
 
 interface RmsCase { rows: number; dim: number; eps: number; x: number[]; w: number[]; dy: number[]; y: number[]; rstd: number[]; dx: number[]; dw: number[] }
@@ -139,8 +140,8 @@ test('SIMD norms match the naive kernels on odd sizes', () => {
 });
 
 test('norms are bit-identical run to run at 2 threads', () => {
-  const before = native.getThreads();
-  native.setThreads(2);
+  const before = host.getThreads();
+  host.setThreads(2);
   try {
     const inp = randomInputs(257, 300, 77);
     for (const { name, level } of isaPaths()) {
@@ -153,7 +154,7 @@ test('norms are bit-identical run to run at 2 threads', () => {
       }
     }
   } finally {
-    native.setThreads(before);
+    host.setThreads(before);
   }
 });
 

@@ -3,7 +3,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { native } from '../../src/backend/binding.ts';
+import { host } from '../../src/backend/host.ts';
+import { nativeBackend as native } from '../../src/backend/native.ts';
 import { toNative, readF32, randomF32, relError, isaPaths, withIsa, ODD_SIZES, Arena, withArena, bits } from '../helpers/native.ts';
 
 interface RopeCase {
@@ -137,8 +138,8 @@ test('rope works in place and its backward undoes the forward', () => {
 });
 
 test('rope and swiglu are bit-identical run to run at 2 threads', () => {
-  const before = native.getThreads();
-  native.setThreads(2);
+  const before = host.getThreads();
+  host.setThreads(2);
   try {
     const inp = randomRope(257, 4, 64, 64, 5);
     const gate = randomF32(100003, 1, -8, 8), up = randomF32(100003, 2), dout = randomF32(100003, 3);
@@ -149,7 +150,7 @@ test('rope and swiglu are bit-identical run to run at 2 threads', () => {
       assert.deepEqual(bits(s2.dgate), bits(s1.dgate), `[${name}] swiglu dgate`);
     }
   } finally {
-    native.setThreads(before);
+    host.setThreads(before);
   }
 });
 

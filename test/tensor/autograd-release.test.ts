@@ -2,7 +2,7 @@
 // releaseActivations freeing the forward's activations during backward, all without changing a bit.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { activeBackend } from '../../src/backend/select.ts';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { lossSum } from '../../src/models/model.ts';
@@ -34,7 +34,7 @@ function run(model: Llama, opts: { releaseActivations?: boolean; recompute?: boo
     const { lossSum: sum, count } = lossSum(model, hidden, Tensor.from(labels, [B, S], 'int32'));
     const value = sum.item() / count;
     backward(T.scale(sum, 1 / count), undefined, { releaseActivations: opts.releaseActivations ?? false });
-    live = native.memStats().liveBytes;
+    live = activeBackend().memStats().liveBytes;
     return value;
   });
   const grads = new Uint32Array((model.params.grads.all.toArray() as Float32Array).buffer);
@@ -45,7 +45,7 @@ test('releaseActivations frees activations during backward and changes no gradie
   const model = tinyLlama();
   try {
     run(model, {}); // warm-up: the RoPE tables are made once
-    const base = native.memStats().liveBytes;
+    const base = activeBackend().memStats().liveBytes;
     const kept = run(model, {});
     const freed = run(model, { releaseActivations: true });
     const recomputed = run(model, { recompute: true, releaseActivations: true });
@@ -55,7 +55,7 @@ test('releaseActivations frees activations during backward and changes no gradie
     assert.ok(kept.grads.some((x) => x !== 0));
     // Kept: every activation and every consumed gradient is still alive at the end of backward.
     assert.ok(freed.live - base < (kept.live - base) / 3, `live bytes after backward: ${freed.live - base} freed vs ${kept.live - base} kept`);
-    assert.equal(native.memStats().liveBytes, base, 'the step scope frees the rest');
+    assert.equal(activeBackend().memStats().liveBytes, base, 'the step scope frees the rest');
   } finally {
     model.release();
   }
@@ -90,10 +90,10 @@ test('steady-state steps with releaseActivations take no new memory from the OS'
   try {
     run(model, { releaseActivations: true });
     run(model, { releaseActivations: true });
-    const { osAllocs, liveBytes } = native.memStats();
+    const { osAllocs, liveBytes } = activeBackend().memStats();
     for (let i = 0; i < 3; i++) run(model, { releaseActivations: true });
-    assert.equal(native.memStats().osAllocs, osAllocs, 'blocks freed mid-step are reused from the cache');
-    assert.equal(native.memStats().liveBytes, liveBytes);
+    assert.equal(activeBackend().memStats().osAllocs, osAllocs, 'blocks freed mid-step are reused from the cache');
+    assert.equal(activeBackend().memStats().liveBytes, liveBytes);
   } finally {
     model.release();
   }

@@ -2,7 +2,7 @@
 // allocate nothing new from the OS; two runs give identical bits.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { native } from '../../src/backend/binding.ts';
+import { activeBackend } from '../../src/backend/select.ts';
 import { ParameterSet } from '../../src/nn/parameters.ts';
 import { linear } from '../../src/nn/linear.ts';
 import * as T from '../../src/tensor/index.ts';
@@ -81,21 +81,21 @@ test('two runs with the same seed give identical bits', () => {
 
 test('training steps leak no native memory and allocate nothing new in steady state', () => {
   const { x, y } = toyData(64, 1);
-  const baseline = native.memStats().liveBytes;
+  const baseline = activeBackend().memStats().liveBytes;
   const params = makeModel(9);
   const opt = new AdamW(params.values, params.grads, { lr: 1e-2 });
   const xs = Tensor.from(x, [64, IN], 'float32', { persistent: true });
   const ys = Tensor.from(y, [64], 'float32', { persistent: true });
-  const afterSetup = native.memStats().liveBytes;
+  const afterSetup = activeBackend().memStats().liveBytes;
   step(params, opt, xs, ys, 1e-2);
-  const warm = native.memStats();
+  const warm = activeBackend().memStats();
   for (let i = 0; i < 10; i++) step(params, opt, xs, ys, 1e-2);
-  const after = native.memStats();
+  const after = activeBackend().memStats();
   assert.equal(after.liveBytes, afterSetup, 'live bytes return to their level before the steps');
   assert.equal(after.osAllocs, warm.osAllocs, 'steady-state steps reuse cached blocks');
   params.release();
   opt.release();
   xs.release();
   ys.release();
-  assert.equal(native.memStats().liveBytes, baseline, 'releasing the model returns to the baseline');
+  assert.equal(activeBackend().memStats().liveBytes, baseline, 'releasing the model returns to the baseline');
 });

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { BF16_PATH, ISA, native } from '../../src/backend/binding.ts';
+import { BF16_PATH, ISA, host } from '../../src/backend/host.ts';
 import { PerplexityAccumulator } from '../../src/eval/perplexity.ts';
 import { parseModelConfig } from '../../src/models/config.ts';
 import { type CausalLM, lossSum } from '../../src/models/model.ts';
@@ -49,9 +49,9 @@ const XS = {
 /** The bf16 GEMM paths this machine runs: the fp32 micro-kernel on rounded operands, the vdpbf16ps one, AMX. */
 function bf16Paths(): { name: string; path: number }[] {
   const paths: { name: string; path: number }[] = [{ name: 'fallback (rounded operands, fp32 kernel)', path: BF16_PATH.fallback }];
-  if (native.hasAvx512Bf16()) paths.push({ name: 'vdpbf16ps', path: BF16_PATH.native });
-  else if (native.detectedIsa() >= ISA.avx512) paths.push({ name: 'vdpbf16ps emulated (no AVX512_BF16 here)', path: BF16_PATH.emulated });
-  if (native.hasAmxBf16()) paths.push({ name: 'AMX tiles', path: BF16_PATH.amx });
+  if (host.hasAvx512Bf16()) paths.push({ name: 'vdpbf16ps', path: BF16_PATH.native });
+  else if (host.detectedIsa() >= ISA.avx512) paths.push({ name: 'vdpbf16ps emulated (no AVX512_BF16 here)', path: BF16_PATH.emulated });
+  if (host.hasAmxBf16()) paths.push({ name: 'AMX tiles', path: BF16_PATH.amx });
   return paths;
 }
 
@@ -66,13 +66,13 @@ test('bf16 training lands where fp32 does, far inside the seed-to-seed spread, o
   const steps = 40, batch = 8, seq = 128, seeds = [1, 2, 3, 4, 5];
   const evalRows = structuredRows(16, seq + 1, 999);
   const paths = bf16Paths();
-  const before = native.getBf16Path();
+  const before = host.getBf16Path();
   const runs: { fp32: number[]; bf16: number[][] } = { fp32: [], bf16: paths.map(() => []) };
   try {
     for (const seed of seeds) {
       const data = structuredRows(steps * batch, seq + 1, 100 + seed);
       for (const run of [{ dtype: 'float32' as const, path: -1 }, ...paths.map((p) => ({ dtype: 'bfloat16' as const, path: p.path }))]) {
-        if (run.path >= 0) assert.equal(native.setBf16Path(run.path), run.path);
+        if (run.path >= 0) assert.equal(host.setBf16Path(run.path), run.path);
         const out = tmp();
         const model = createModel(parseModelConfig(XS, 'XS'), seed);
         try {
@@ -96,7 +96,7 @@ test('bf16 training lands where fp32 does, far inside the seed-to-seed spread, o
       }
     }
   } finally {
-    native.setBf16Path(before);
+    host.setBf16Path(before);
   }
   // The runs learned (from ln 512 = 6.24): agreement after too little learning would prove nothing.
   for (const l of runs.fp32) assert.ok(l < 3.2, `fp32 held-out loss ${l}: too little learning for a meaningful comparison`);

@@ -1,6 +1,6 @@
 // `sftkit demo` (npm start): the whole SFT workflow on the bundled assets, with a report under output/.
 import type { Command } from 'commander';
-import { native } from '../../backend/binding.ts';
+import { host } from '../../backend/host.ts';
 import { ConfigError } from '../../errors.ts';
 import { runDemo } from '../demo/pipeline.ts';
 import { StepPrinter } from '../progress.ts';
@@ -28,9 +28,9 @@ export function registerDemo(program: Command): void {
     .option('--eval_samples <n>', 'use only the first N held-out samples')
     .option('--epochs <n>', 'fine-tuning epochs (default: configs/demo/finetune.yaml)')
     .action(async (flags: DemoFlags) => {
-      const isa = ['scalar', 'AVX2+FMA', 'AVX-512'][native.detectedIsa()] ?? 'unknown';
+      const isa = ['scalar', 'AVX2+FMA', 'AVX-512'][host.detectedIsa()] ?? 'unknown';
       const print = new StepPrinter();
-      print.line(`sftkit demo: MindFormers-style SFT on bundled assets (${native.getThreads()} threads, ${isa} kernels)`);
+      print.line(`sftkit demo: MindFormers-style SFT on bundled assets (${host.getThreads()} threads, ${isa} kernels)`);
       const t0 = performance.now();
       const report = await runDemo({
         outputDir: flags.output_dir,

@@ -8,7 +8,8 @@ import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Command } from 'commander';
-import { native } from '../../backend/binding.ts';
+import { mpi } from '../../backend/collectives.ts';
+import { host } from '../../backend/host.ts';
 import { INSTALL_MPI_HINT, initProcessGroup } from '../../distributed/index.ts';
 import { ConfigError } from '../../errors.ts';
 import { STOP_SIGNALS, type StopSignal, stopExitCode, stopSignalOfExitCode, stopTimeoutSeconds } from '../stop-signals.ts';
@@ -129,7 +130,7 @@ async function launch(flags: LaunchFlags, args: string[]): Promise<void> {
   if (flags.hostfile !== undefined && !existsSync(flags.hostfile)) {
     throw new ConfigError(`launch: hostfile ${flags.hostfile} does not exist`, { where: flags.hostfile });
   }
-  if (!native.mpiAvailable()) {
+  if (!mpi.available()) {
     throw new ConfigError('launch: this sftkit addon was built without MPI', { hint: INSTALL_MPI_HINT });
   }
   if (spawnSync(flags.mpirun, ['--version'], { stdio: 'ignore' }).error) {
@@ -219,7 +220,7 @@ function mpiInfo(): void {
   const expected = (pg.size * (pg.size + 1)) / 2;
   console.log(
     `rank ${pg.rank} of ${pg.size} (local ${pg.localRank} of ${pg.localSize}), backend ${pg.backend}, ` +
-      `${native.getThreads()} threads, all-reduce ${sum === expected ? 'ok' : `WRONG (${sum}, expected ${expected})`}`,
+      `${host.getThreads()} threads, all-reduce ${sum === expected ? 'ok' : `WRONG (${sum}, expected ${expected})`}`,
   );
   if (sum !== expected) process.exitCode = 1;
 }

@@ -1,22 +1,23 @@
 // Elementwise ops with broadcasting (add, sub, mul, div, pow), unary ops, and where, with backward rules.
-import { BINARY_OP, UNARY_OP, native } from '../../backend/binding.ts';
+import { BINARY_OP, UNARY_OP } from '../../backend/compute.ts';
 import { record } from '../autograd.ts';
 import { broadcastShapes, broadcastStrides, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
 import { sumTo } from './reduce.ts';
-import { type Rule, dense, expectF32, ndArgs, shapeError } from './util.ts';
+import { type Rule, dense, emptyOn, expectF32, ndArgs, shapeError, sharedBackend, zerosOn } from './util.ts';
 
 type BinaryName = 'add' | 'sub' | 'mul' | 'div' | 'pow';
 type UnaryName = 'neg' | 'exp' | 'log' | 'sqrt' | 'rsqrt' | 'silu' | 'gelu' | 'scale' | 'powScalar' | 'addScalar' | 'square' | 'relu';
 
 function binaryRaw(op: BinaryName | 'maximum', a: Tensor, b: Tensor): Tensor {
   expectF32(op, ['a', a], ['b', b]);
+  const be = sharedBackend(op, a, b);
   const shape = broadcastShapes(op, a.shape, b.shape);
-  const out = Tensor.empty(shape);
+  const out = emptyOn(be, shape);
   if (out.size === 0) return out;
   const [s, as] = ndArgs(shape, broadcastStrides(a.shape, a.strides, shape));
   const [, bs] = ndArgs(shape, broadcastStrides(b.shape, b.strides, shape));
-  native.binary(BINARY_OP[op], a.handle, a.byteOffset, as, b.handle, b.byteOffset, bs, out.handle, 0, s);
+  be.binary(BINARY_OP[op], a.handle, a.byteOffset, as, b.handle, b.byteOffset, bs, out.handle, 0, s);
   return out;
 }
 
@@ -25,7 +26,7 @@ interface BinaryCtx { a: Tensor; b: Tensor; out: Tensor }
 function binary(op: BinaryName, a: Tensor, b: Tensor): Tensor {
   const out = binaryRaw(op, a, b);
   const ctx: BinaryCtx = { a, b, out };
-  return record(out, op, [a, b], (g) => rules[op](ctx, g));
+  return record(out, op, [a, b], ctx);
 }
 
 export const add = (a: Tensor, b: Tensor): Tensor => binary('add', a, b);
@@ -41,10 +42,10 @@ interface UnaryCtx { x: Tensor; y: Tensor; alpha: number }
 function unary(op: UnaryName, x: Tensor, alpha = 0): Tensor {
   expectF32(op, ['x', x]);
   const xd = dense(x);
-  const y = Tensor.empty(x.shape);
-  if (y.size > 0) native.unary(UNARY_OP[op], xd.handle, xd.byteOffset, y.handle, 0, y.size, alpha);
+  const y = emptyOn(x.backend, x.shape);
+  if (y.size > 0) x.backend.unary(UNARY_OP[op], xd.handle, xd.byteOffset, y.handle, 0, y.size, alpha);
   const ctx: UnaryCtx = { x: xd, y, alpha };
-  return record(y, op, [x], (g) => rules[op](ctx, g));
+  return record(y, op, [x], ctx);
 }
 
 export const neg = (x: Tensor): Tensor => unary('neg', x);
@@ -63,9 +64,9 @@ export const relu = (x: Tensor): Tensor => unary('relu', x);
 
 function unaryGrad(op: UnaryName, ctx: UnaryCtx, g: Tensor): Tensor {
   const gd = dense(g);
-  const dx = Tensor.empty(ctx.x.shape);
+  const dx = emptyOn(g.backend, ctx.x.shape);
   if (dx.size > 0) {
-    native.unaryBackward(UNARY_OP[op], ctx.x.handle, ctx.x.byteOffset, ctx.y.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dx.size, ctx.alpha);
+    g.backend.unaryBackward(UNARY_OP[op], ctx.x.handle, ctx.x.byteOffset, ctx.y.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dx.size, ctx.alpha);
   }
   return dx;
 }
@@ -75,14 +76,15 @@ interface WhereCtx { cond: Tensor; zeros: Tensor; aShape: readonly number[]; bSh
 /** out = cond != 0 ? a : b; cond (float32, no gradient), a and b broadcast to cond's shape. */
 export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   expectF32('where', ['cond', cond], ['a', a], ['b', b]);
+  const be = sharedBackend('where', cond, a, b);
   const shape = broadcastShapes('where', broadcastShapes('where', cond.shape, a.shape), b.shape);
   const c = dense(expandRaw(cond, shape));
   const ad = dense(expandRaw(a, shape));
   const bd = dense(expandRaw(b, shape));
-  const out = Tensor.empty(shape);
-  if (out.size > 0) native.where(c.handle, c.byteOffset, ad.handle, ad.byteOffset, bd.handle, bd.byteOffset, out.handle, 0, out.size);
-  const ctx: WhereCtx = { cond: c, zeros: Tensor.zeros(shape), aShape: a.shape, bShape: b.shape };
-  const node = record(out, 'where', [null, a, b], (g) => rules.where(ctx, g));
+  const out = emptyOn(be, shape);
+  if (out.size > 0) be.where(c.handle, c.byteOffset, ad.handle, ad.byteOffset, bd.handle, bd.byteOffset, out.handle, 0, out.size);
+  const ctx: WhereCtx = { cond: c, zeros: zerosOn(be, shape), aShape: a.shape, bShape: b.shape };
+  const node = record(out, 'where', [null, a, b], ctx);
   return node;
 }
 
@@ -94,8 +96,8 @@ function expandRaw(t: Tensor, shape: readonly number[]): Tensor {
 function whereRaw(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const ad = dense(a);
   const bd = dense(b);
-  const out = Tensor.empty(cond.shape);
-  if (out.size > 0) native.where(cond.handle, cond.byteOffset, ad.handle, ad.byteOffset, bd.handle, bd.byteOffset, out.handle, 0, out.size);
+  const out = emptyOn(cond.backend, cond.shape);
+  if (out.size > 0) cond.backend.where(cond.handle, cond.byteOffset, ad.handle, ad.byteOffset, bd.handle, bd.byteOffset, out.handle, 0, out.size);
   return out;
 }
 
@@ -128,14 +130,15 @@ export const rules = {
 export function accumulateInto(acc: Tensor, g: Tensor): void {
   if (!sameShape(acc.shape, g.shape)) throw shapeError('accumulate', `gradient shape [${g.shape}] does not match [${acc.shape}]`);
   if (!acc.isContiguous) throw shapeError('accumulate', 'the gradient buffer must be contiguous');
+  sharedBackend('accumulate', acc, g);
   if (acc.size === 0) return;
   const [s, as] = ndArgs(acc.shape, acc.strides);
   const [, gs] = ndArgs(g.shape, g.strides);
   if (!g.isContiguous && g.dtype === 'float32') {
     // A transposed gradient (a weight's, through mT): the accumulating copy walks it in square tiles, ~3x
     // faster than the row-wise binary add striding through g one element per cache line.
-    native.stridedCopy(g.handle, g.byteOffset, gs, acc.handle, acc.byteOffset, as, s, 4, true);
+    acc.backend.stridedCopy(g.handle, g.byteOffset, gs, acc.handle, acc.byteOffset, as, s, 4, true);
     return;
   }
-  native.binary(BINARY_OP.add, acc.handle, acc.byteOffset, as, g.handle, g.byteOffset, gs, acc.handle, acc.byteOffset, s);
+  acc.backend.binary(BINARY_OP.add, acc.handle, acc.byteOffset, as, g.handle, g.byteOffset, gs, acc.handle, acc.byteOffset, s);
 }

@@ -1,11 +1,10 @@
 // Fused NN primitives over native forward/backward kernels: embedding, RMSNorm, LayerNorm, RoPE, SwiGLU,
 // attention (causal, GQA, KV-cache offset, packed segments) and final projection + cross-entropy.
-import { native } from '../../backend/binding.ts';
 import { type InputGrad, gradAccumulator, needsGrad, record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { fmt, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
-import { type Rule, dense, expectDType, expectF32, expectNdim, shapeError } from './util.ts';
+import { type Rule, dense, emptyOn, expectDType, expectF32, expectNdim, shapeError, sharedBackend } from './util.ts';
 
 const NONE = 0;
 
@@ -19,10 +18,11 @@ export function embedding(weight: Tensor, ids: Tensor): Tensor {
   const [vocab, dim] = weight.shape as [number, number];
   const w = dense(weight);
   const idd = dense(ids);
-  const out = Tensor.empty([...ids.shape, dim]);
-  if (out.size > 0) native.embedding(w.handle, w.byteOffset, idd.handle, idd.byteOffset, out.handle, 0, ids.size, vocab, dim);
+  const be = sharedBackend('embedding', weight, ids);
+  const out = emptyOn(be, [...ids.shape, dim]);
+  if (out.size > 0) be.embedding(w.handle, w.byteOffset, idd.handle, idd.byteOffset, out.handle, 0, ids.size, vocab, dim);
   const ctx: EmbeddingCtx = { weight, ids: idd };
-  return record(out, 'embedding', [weight, null], (g) => rules.embedding(ctx, g));
+  return record(out, 'embedding', [weight, null], ctx);
 }
 
 interface NormCtx { x: Tensor; w: Tensor | null; b: Tensor | null; mean: Tensor | null; rstd: Tensor; rows: number; dim: number }
@@ -35,11 +35,12 @@ export function rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
   const xd = dense(x);
   const wd = dense(w);
   const rows = dim === 0 ? 0 : x.size / dim;
-  const y = Tensor.empty(x.shape);
-  const rstd = Tensor.empty([rows]);
-  if (y.size > 0) native.rmsnormForward(xd.handle, xd.byteOffset, wd.handle, wd.byteOffset, y.handle, 0, rstd.handle, 0, rows, dim, eps);
+  const be = sharedBackend('rmsNorm', x, w);
+  const y = emptyOn(be, x.shape);
+  const rstd = emptyOn(be, [rows]);
+  if (y.size > 0) be.rmsnormForward(xd.handle, xd.byteOffset, wd.handle, wd.byteOffset, y.handle, 0, rstd.handle, 0, rows, dim, eps);
   const ctx: NormCtx = { x: xd, w: wd, b: null, mean: null, rstd, rows, dim };
-  return record(y, 'rmsNorm', [x, w], (g) => rules.rmsNorm(ctx, g));
+  return record(y, 'rmsNorm', [x, w], ctx);
 }
 
 /** torch LayerNorm over the last dim (biased variance); weight and bias optional. */
@@ -53,17 +54,18 @@ export function layerNorm(x: Tensor, w: Tensor | null, b: Tensor | null, eps: nu
   const wd = w ? dense(w) : null;
   const bd = b ? dense(b) : null;
   const rows = dim === 0 ? 0 : x.size / dim;
-  const y = Tensor.empty(x.shape);
-  const mean = Tensor.empty([rows]);
-  const rstd = Tensor.empty([rows]);
+  const be = sharedBackend('layerNorm', x, w, b);
+  const y = emptyOn(be, x.shape);
+  const mean = emptyOn(be, [rows]);
+  const rstd = emptyOn(be, [rows]);
   if (y.size > 0) {
-    native.layernormForward(
+    be.layernormForward(
       xd.handle, xd.byteOffset, wd?.handle ?? NONE, wd?.byteOffset ?? 0, bd?.handle ?? NONE, bd?.byteOffset ?? 0,
       y.handle, 0, mean.handle, 0, rstd.handle, 0, rows, dim, eps,
     );
   }
   const ctx: NormCtx = { x: xd, w: wd, b: bd, mean, rstd, rows, dim };
-  return record(y, 'layerNorm', [x, w, b], (g) => rules.layerNorm(ctx, g));
+  return record(y, 'layerNorm', [x, w, b], ctx);
 }
 
 /** Cos/sin tables (positions, rotDim/2) and int32 positions (rows) for rope(). */
@@ -86,14 +88,15 @@ export function rope(x: Tensor, tables: RopeTables, rotDim: number): Tensor {
   }
   const ctx: RopeCtx = { tables, rows, H, D, rotDim };
   const y = ropeRaw(dense(x), ctx, false);
-  return record(y, 'rope', [x], (g) => rules.rope(ctx, g));
+  return record(y, 'rope', [x], ctx);
 }
 
 function ropeRaw(x: Tensor, c: RopeCtx, backward: boolean): Tensor {
-  const y = Tensor.empty(x.shape);
+  const be = sharedBackend('rope', x, c.tables.cos, c.tables.sin);
+  const y = emptyOn(be, x.shape);
   const { cos, sin, positions } = c.tables;
   if (y.size > 0) {
-    native.rope(
+    be.rope(
       x.handle, x.byteOffset, y.handle, 0, cos.handle, cos.byteOffset, sin.handle, sin.byteOffset,
       positions.handle, positions.byteOffset, c.rows, c.H, c.D, c.rotDim, cos.shape[0] as number, backward,
     );
@@ -109,10 +112,11 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
   if (!sameShape(gate.shape, up.shape)) throw shapeError('swiglu', `gate ${fmt(gate.shape)} and up ${fmt(up.shape)} differ`);
   const gd = dense(gate);
   const ud = dense(up);
-  const out = Tensor.empty(gate.shape);
-  if (out.size > 0) native.swigluForward(gd.handle, gd.byteOffset, ud.handle, ud.byteOffset, out.handle, 0, out.size);
+  const be = sharedBackend('swiglu', gate, up);
+  const out = emptyOn(be, gate.shape);
+  if (out.size > 0) be.swigluForward(gd.handle, gd.byteOffset, ud.handle, ud.byteOffset, out.handle, 0, out.size);
   const ctx: SwigluCtx = { gate: gd, up: ud };
-  return record(out, 'swiglu', [gate, up], (g) => rules.swiglu(ctx, g));
+  return record(out, 'swiglu', [gate, up], ctx);
 }
 
 export interface AttentionOptions {
@@ -164,17 +168,18 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   const dims = {
     B, T, S, Hq, Hkv, D, kvStride: kStride, qOffset: opts.qOffset ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D), causal: opts.causal ?? true,
   };
-  const out = Tensor.empty(q.shape);
-  const lse = Tensor.empty([B, Hq, T]);
+  const be = sharedBackend('attention', q, k, v);
+  const out = emptyOn(be, q.shape);
+  const lse = emptyOn(be, [B, Hq, T]);
   if (out.size > 0) {
-    native.attentionForward(
+    be.attentionForward(
       qd.handle, qd.byteOffset, k.handle, k.byteOffset, v.handle, v.byteOffset, out.handle, 0, lse.handle, 0,
       qSeg?.handle ?? NONE, qSeg?.byteOffset ?? 0, kSeg?.handle ?? NONE, kSeg?.byteOffset ?? 0,
       B, T, S, Hq, Hkv, D, kStride, dims.qOffset, dims.scale, dims.causal,
     );
   }
   const ctx: AttentionCtx = { q: qd, k, v, out, lse, qSeg, kSeg, dims };
-  return record(out, 'attention', [q, k, v], (g) => rules.attention(ctx, g));
+  return record(out, 'attention', [q, k, v], ctx);
 }
 
 export interface CrossEntropyResult {
@@ -255,29 +260,30 @@ export function crossEntropy(h: Tensor, w: Tensor, labels: Tensor, opts: CrossEn
   const hd = dense(h);
   const wd = dense(w);
   const ld = dense(labels);
-  const lse = Tensor.empty([N]);
+  const be = sharedBackend('crossEntropy', h, w, labels);
+  const lse = emptyOn(be, [N]);
   const bf16 = bf16Compute(); // the GEMMs follow autocast, in backward too
   if (opts.gradScale !== undefined && needsGrad(h, w)) {
     const gradScale = Math.fround(opts.gradScale);
-    const dh = h.requiresGrad ? Tensor.empty([N, d]) : null;
+    const dh = h.requiresGrad ? emptyOn(be, [N, d]) : null;
     const dw = w.requiresGrad ? gradAccumulator(w, [V, d]) : null;
-    const [lossSum, count] = native.crossEntropySweep(
+    const [lossSum, count] = be.crossEntropySweep(
       hd.handle, hd.byteOffset, wd.handle, wd.byteOffset, ld.handle, ld.byteOffset, lse.handle, 0,
       opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, dh?.handle ?? NONE, 0, dw?.into.handle ?? NONE, dw?.into.byteOffset ?? 0,
       N, d, V, opts.rowBlock ?? sweepRowBlock(N, V), gradScale, bf16,
     );
     lse.release();
     const ctx: CeSweepCtx = { kind: 'sweep', dh, dw: dw?.result ?? null, gradScale, used: false };
-    return { lossSum: record(Tensor.scalar(lossSum), 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
+    return { lossSum: record(Tensor.scalar(lossSum, { backend: be }), 'crossEntropy', [h, w, null], ctx), count };
   }
   const chunk = Math.max(1, Math.min(opts.chunk ?? 4096, Math.max(V, 1)));
-  const [lossSum, count] = native.crossEntropyForward(
+  const [lossSum, count] = be.crossEntropyForward(
     hd.handle, hd.byteOffset, wd.handle, wd.byteOffset, ld.handle, ld.byteOffset, lse.handle, 0,
     opts.rowLoss?.handle ?? NONE, opts.rowLoss?.byteOffset ?? 0, N, d, V, chunk, bf16,
   );
-  const loss = Tensor.scalar(lossSum);
+  const loss = Tensor.scalar(lossSum, { backend: be });
   const ctx: CePairCtx = { kind: 'pair', h: hd, w: wd, labels: ld, lse, N, d, V, chunk, bf16 };
-  return { lossSum: record(loss, 'crossEntropy', [h, w, null], (g) => rules.crossEntropy(ctx, g)), count };
+  return { lossSum: record(loss, 'crossEntropy', [h, w, null], ctx), count };
 }
 
 /** Backward of the one sweep: hands back the gradients it made, once, for the gradient it planned. */
@@ -301,27 +307,27 @@ export const rules = {
     const gd = dense(g);
     // The kernel scatter-adds: straight into the weight's .grad when it has one (no vocab-sized temporary).
     const dw = gradAccumulator(c.weight, [vocab, dim]);
-    if (gd.size > 0) native.embeddingBackward(c.ids.handle, c.ids.byteOffset, gd.handle, gd.byteOffset, dw.into.handle, dw.into.byteOffset, c.ids.size, vocab, dim);
+    if (gd.size > 0) g.backend.embeddingBackward(c.ids.handle, c.ids.byteOffset, gd.handle, gd.byteOffset, dw.into.handle, dw.into.byteOffset, c.ids.size, vocab, dim);
     return [dw.result, null];
   }) as Rule<EmbeddingCtx>,
   rmsNorm: ((c, g) => {
     const gd = dense(g);
-    const dx = Tensor.empty(c.x.shape);
+    const dx = emptyOn(g.backend, c.x.shape);
     const w = c.w as Tensor;
     // dw is accumulated by the kernel: straight into the weight's .grad when it has one.
     const dw = gradAccumulator(w, [c.dim]);
     if (dx.size > 0) {
-      native.rmsnormBackward(c.x.handle, c.x.byteOffset, w.handle, w.byteOffset, c.rstd.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dw.into.handle, dw.into.byteOffset, c.rows, c.dim);
+      g.backend.rmsnormBackward(c.x.handle, c.x.byteOffset, w.handle, w.byteOffset, c.rstd.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, dw.into.handle, dw.into.byteOffset, c.rows, c.dim);
     }
     return [dx, dw.result];
   }) as Rule<NormCtx>,
   layerNorm: ((c, g) => {
     const gd = dense(g);
-    const dx = Tensor.empty(c.x.shape);
+    const dx = emptyOn(g.backend, c.x.shape);
     const dw = c.w ? gradAccumulator(c.w, [c.dim]) : null;
     const db = c.b ? gradAccumulator(c.b, [c.dim]) : null;
     if (dx.size > 0) {
-      native.layernormBackward(
+      g.backend.layernormBackward(
         c.x.handle, c.x.byteOffset, c.w?.handle ?? NONE, c.w?.byteOffset ?? 0, (c.mean as Tensor).handle, 0, c.rstd.handle, 0,
         gd.handle, gd.byteOffset, dx.handle, 0, dw?.into.handle ?? NONE, dw?.into.byteOffset ?? 0, db?.into.handle ?? NONE, db?.into.byteOffset ?? 0, c.rows, c.dim,
       );
@@ -331,19 +337,20 @@ export const rules = {
   rope: ((c, g) => [ropeRaw(dense(g), c, true)]) as Rule<RopeCtx>,
   swiglu: ((c, g) => {
     const gd = dense(g);
-    const dgate = Tensor.empty(c.gate.shape);
-    const dup = Tensor.empty(c.up.shape);
-    if (gd.size > 0) native.swigluBackward(c.gate.handle, c.gate.byteOffset, c.up.handle, c.up.byteOffset, gd.handle, gd.byteOffset, dgate.handle, 0, dup.handle, 0, gd.size);
+    const dgate = emptyOn(g.backend, c.gate.shape);
+    const dup = emptyOn(g.backend, c.up.shape);
+    if (gd.size > 0) g.backend.swigluBackward(c.gate.handle, c.gate.byteOffset, c.up.handle, c.up.byteOffset, gd.handle, gd.byteOffset, dgate.handle, 0, dup.handle, 0, gd.size);
     return [dgate, dup];
   }) as Rule<SwigluCtx>,
   attention: ((c, g) => {
     const { B, T, S, Hq, Hkv, D, kvStride, qOffset, scale, causal } = c.dims;
     const gd = dense(g);
-    const dq = Tensor.empty(c.q.shape);
-    const dk = Tensor.empty([B, S, Hkv, D]);
-    const dv = Tensor.empty([B, S, Hkv, D]);
+    const be = g.backend;
+    const dq = emptyOn(be, c.q.shape);
+    const dk = emptyOn(be, [B, S, Hkv, D]);
+    const dv = emptyOn(be, [B, S, Hkv, D]);
     if (dq.size > 0 || dk.size > 0) {
-      native.attentionBackward(
+      be.attentionBackward(
         c.q.handle, c.q.byteOffset, c.k.handle, c.k.byteOffset, c.v.handle, c.v.byteOffset, c.out.handle, 0, c.lse.handle, 0,
         gd.handle, gd.byteOffset, dq.handle, 0, dk.handle, 0, dv.handle, 0,
         c.qSeg?.handle ?? NONE, c.qSeg?.byteOffset ?? 0, c.kSeg?.handle ?? NONE, c.kSeg?.byteOffset ?? 0,
@@ -355,10 +362,10 @@ export const rules = {
   crossEntropy: ((c, g) => {
     if (c.kind === 'sweep') return sweepBackward(c, g);
     const scale = g.item();
-    const dh = Tensor.empty([c.N, c.d]);
+    const dh = emptyOn(c.h.backend, [c.N, c.d]);
     // dw (vocab-sized) is accumulated by the kernel: straight into the weight's .grad when it has one.
     const dw = gradAccumulator(c.w, [c.V, c.d]);
-    native.crossEntropyBackward(
+    c.h.backend.crossEntropyBackward(
       c.h.handle, c.h.byteOffset, c.w.handle, c.w.byteOffset, c.labels.handle, c.labels.byteOffset, c.lse.handle, 0,
       dh.handle, 0, dw.into.handle, dw.into.byteOffset, c.N, c.d, c.V, c.chunk, scale, c.bf16,
     );

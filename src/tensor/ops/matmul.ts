@@ -2,12 +2,11 @@
 // transposed views are passed to GEMM as transpose flags instead of being copied. Inside autocast('bfloat16')
 // the forward and both backward GEMMs run in bf16 compute (fp32 accumulation; inputs, outputs and gradients
 // stay fp32 tensors).
-import { native } from '../../backend/binding.ts';
 import { record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { contiguousStrides, fmt, numel } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
-import { type Rule, dense, expectF32, shapeError } from './util.ts';
+import { type Rule, dense, emptyOn, expectF32, shapeError, sharedBackend } from './util.ts';
 import { transpose } from './views.ts';
 
 /** How GEMM reads a (rows, cols) matrix view: transposed or not, and its leading dimension. */
@@ -59,9 +58,10 @@ function gemm(a: Tensor, b: Tensor, outShape: number[], bf16: boolean): Tensor {
   }
   if (a.ndim === 2) sa = 0;
   if (b.ndim === 2) sb = 0;
-  const c = Tensor.empty(outShape);
+  const be = sharedBackend('matmul', a, b);
+  const c = emptyOn(be, outShape);
   if (c.size === 0) return c;
-  native.gemm(
+  be.gemm(
     av.trans, bv.trans, M, N, K, 1,
     av.t.handle, av.t.byteOffset, av.ld,
     bv.t.handle, bv.t.byteOffset, bv.ld,
@@ -99,7 +99,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
     out = gemm(a, b, [...a.shape.slice(0, -1), b.shape[b.ndim - 1] as number], bf16);
   }
   const ctx: MatmulCtx = { a, b, bf16 };
-  return record(out, 'matmul', [a, b], (g) => rules.matmul(ctx, g));
+  return record(out, 'matmul', [a, b], ctx);
 }
 
 /** Swaps the last two dims (a differentiable view). */

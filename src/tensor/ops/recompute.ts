@@ -1,5 +1,5 @@
 // Activation recompute: run a block without keeping its activations, and run it again during backward.
-import { backward, noGrad, record, withGrad } from '../autograd.ts';
+import { noGrad, record, withGrad } from '../autograd.ts';
 import { type ComputeDtype, autocast, computeDtype } from '../autocast.ts';
 import { currentScope } from '../storage.ts';
 import { Tensor } from '../tensor.ts';
@@ -19,11 +19,11 @@ export function recompute(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): Te
   const ctx: RecomputeCtx = { fn, inputs, dtype: computeDtype() };
   // A fresh output tensor object whose node is the whole block.
   const node = new Tensor(out.storage, out.shape, out.strides, out.offset, out.dtype);
-  return record(node, 'recompute', [...inputs], (g) => rules.recompute(ctx, g));
+  return record(node, 'recompute', [...inputs], ctx);
 }
 
 export const rules = {
-  recompute: ((c, g) => {
+  recompute: ((c, g, backward) => {
     const detached = c.inputs.map((x) => {
       const d = x.detach();
       d.requiresGrad = x.requiresGrad;

@@ -1,9 +1,9 @@
 // Reductions over one axis (sum, mean, max), softmax and log-softmax over the last axis, with backward.
-import { REDUCE_OP, UNARY_OP, native } from '../../backend/binding.ts';
+import { REDUCE_OP, UNARY_OP } from '../../backend/compute.ts';
 import { record } from '../autograd.ts';
 import { broadcastStrides, contiguousStrides, normAxis, numel, sameShape } from '../shape.ts';
 import { Tensor } from '../tensor.ts';
-import { type Rule, dense, expectF32, shapeError } from './util.ts';
+import { type Rule, dense, emptyOn, expectF32, shapeError } from './util.ts';
 
 interface ReduceCtx { x: Tensor; axis: number; keepdim: boolean; idx: Tensor | null }
 
@@ -17,10 +17,11 @@ function reduceRaw(op: 'sum' | 'mean' | 'max', x: Tensor, axis: number, keepdim:
   if (dim === 0 && op === 'max') throw shapeError(op, `cannot take the max over an empty axis ${a} of [${x.shape}]`);
   const kept = x.shape.map((d, i) => (i === a ? 1 : d));
   const outShape = keepdim ? kept : x.shape.filter((_, i) => i !== a);
-  const out = Tensor.empty(outShape);
-  const idx = withIdx ? Tensor.empty(outShape, 'int32') : null;
+  const be = x.backend;
+  const out = emptyOn(be, outShape);
+  const idx = withIdx ? emptyOn(be, outShape, 'int32') : null;
   if (out.size > 0) {
-    native.reduce(REDUCE_OP[op], xd.handle, xd.byteOffset, out.handle, 0, idx ? idx.handle : 0, 0, outer, dim, inner);
+    be.reduce(REDUCE_OP[op], xd.handle, xd.byteOffset, out.handle, 0, idx ? idx.handle : 0, 0, outer, dim, inner);
   }
   return { out, idx };
 }
@@ -28,7 +29,7 @@ function reduceRaw(op: 'sum' | 'mean' | 'max', x: Tensor, axis: number, keepdim:
 function reduce(op: 'sum' | 'mean' | 'max', x: Tensor, axis: number, keepdim: boolean): Tensor {
   const { out, idx } = reduceRaw(op, x, axis, keepdim, op === 'max');
   const ctx: ReduceCtx = { x, axis: normAxis(op, axis, x.ndim), keepdim, idx };
-  return record(out, op, [x], (g) => rules[op](ctx, g));
+  return record(out, op, [x], ctx);
 }
 
 export const sum = (x: Tensor, axis: number, keepdim = false): Tensor => reduce('sum', x, axis, keepdim);
@@ -48,8 +49,8 @@ function spread(g: Tensor, ctx: ReduceCtx): Tensor {
   const gk = dense(g);
   const view = new Tensor(gk.storage, kept, contiguousStrides(kept), gk.offset, 'float32');
   const expanded = new Tensor(view.storage, ctx.x.shape, broadcastStrides(kept, view.strides, ctx.x.shape), view.offset, 'float32');
-  const out = Tensor.empty(ctx.x.shape);
-  if (out.size > 0) native.stridedCopy(expanded.handle, expanded.byteOffset, [...expanded.strides], out.handle, 0, [...out.strides], [...out.shape], 4, false);
+  const out = emptyOn(g.backend, ctx.x.shape);
+  if (out.size > 0) g.backend.stridedCopy(expanded.handle, expanded.byteOffset, [...expanded.strides], out.handle, 0, [...out.strides], [...out.shape], 4, false);
   return out;
 }
 
@@ -68,7 +69,7 @@ function maxGrad(ctx: ReduceCtx, g: Tensor): Tensor {
       dx[(o * dim + (idx[r] as number)) * inner + i] = gv[r] as number;
     }
   }
-  return Tensor.from(dx, ctx.x.shape);
+  return Tensor.from(dx, ctx.x.shape, 'float32', { backend: g.backend });
 }
 
 interface SoftmaxCtx { y: Tensor; log: boolean }
@@ -80,10 +81,10 @@ function softmaxOp(x: Tensor, log: boolean): Tensor {
   const xd = dense(x);
   const cols = x.shape[x.ndim - 1] as number;
   const rows = cols === 0 ? 0 : x.size / cols;
-  const y = Tensor.empty(x.shape);
-  if (y.size > 0) native.softmax(xd.handle, xd.byteOffset, y.handle, 0, rows, cols, log);
+  const y = emptyOn(x.backend, x.shape);
+  if (y.size > 0) x.backend.softmax(xd.handle, xd.byteOffset, y.handle, 0, rows, cols, log);
   const ctx: SoftmaxCtx = { y, log };
-  return record(y, op, [x], (g) => rules[op](ctx, g));
+  return record(y, op, [x], ctx);
 }
 
 /** Softmax over the last axis. */
@@ -95,8 +96,8 @@ function softmaxGrad(ctx: SoftmaxCtx, g: Tensor): Tensor {
   const gd = dense(g);
   const cols = ctx.y.shape[ctx.y.ndim - 1] as number;
   const rows = cols === 0 ? 0 : ctx.y.size / cols;
-  const dx = Tensor.empty(ctx.y.shape);
-  if (dx.size > 0) native.softmaxBackward(ctx.y.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, rows, cols, ctx.log);
+  const dx = emptyOn(g.backend, ctx.y.shape);
+  if (dx.size > 0) g.backend.softmaxBackward(ctx.y.handle, 0, gd.handle, gd.byteOffset, dx.handle, 0, rows, cols, ctx.log);
   return dx;
 }
 
@@ -105,7 +106,7 @@ export const rules = {
   mean: ((c, g) => {
     const s = spread(g, c);
     const n = c.x.shape[c.axis] as number;
-    native.unary(UNARY_OP.scale, s.handle, 0, s.handle, 0, s.size, 1 / n);
+    s.backend.unary(UNARY_OP.scale, s.handle, 0, s.handle, 0, s.size, 1 / n);
     return [s];
   }) as Rule<ReduceCtx>,
   max: ((c, g) => [maxGrad(c, g)]) as Rule<ReduceCtx>,

@@ -1,12 +1,12 @@
 // Shape ops: reshape, transpose, permute, slice and expand are views (no copy) where the strides allow;
 // contiguous, concat and cast copy. Each has its backward rule.
-import { DTYPE_CODE, native } from '../../backend/binding.ts';
+import { DTYPE_CODE } from '../../backend/compute.ts';
 import { record } from '../autograd.ts';
 import { type DType, dtypeBytes } from '../dtype.ts';
 import { broadcastShapes, broadcastStrides, checkShape, contiguousStrides, fmt, normAxis, numel, sameShape } from '../shape.ts';
 import { Tensor, copyContiguous } from '../tensor.ts';
 import { sumTo } from './reduce.ts';
-import { type Rule, ndArgs, shapeError } from './util.ts';
+import { type Rule, emptyOn, ndArgs, shapeError, sharedBackend, zerosOn } from './util.ts';
 
 function view(x: Tensor, shape: number[], strides: number[], offset = x.offset): Tensor {
   return new Tensor(x.storage, shape, strides, offset, x.dtype);
@@ -28,7 +28,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
   const src = x.isContiguous ? x : copyContiguous(x);
   const out = view(src, dims, contiguousStrides(dims));
   const ctx: ShapeCtx = { shape: x.shape };
-  return record(out, 'reshape', [x], (g) => rules.reshape(ctx, g));
+  return record(out, 'reshape', [x], ctx);
 }
 
 interface PermuteCtx { inverse: number[] }
@@ -42,7 +42,7 @@ export function permute(x: Tensor, dims: readonly number[]): Tensor {
   const inverse = new Array<number>(norm.length);
   norm.forEach((d, i) => (inverse[d] = i));
   const ctx: PermuteCtx = { inverse };
-  return record(out, 'permute', [x], (g) => rules.permute(ctx, g));
+  return record(out, 'permute', [x], ctx);
 }
 
 interface TransposeCtx { a: number; b: number }
@@ -56,7 +56,7 @@ export function transpose(x: Tensor, dim0: number, dim1: number): Tensor {
   [shape[a], shape[b]] = [shape[b] as number, shape[a] as number];
   [strides[a], strides[b]] = [strides[b] as number, strides[a] as number];
   const ctx: TransposeCtx = { a, b };
-  return record(view(x, shape, strides), 'transpose', [x], (g) => rules.transpose(ctx, g));
+  return record(view(x, shape, strides), 'transpose', [x], ctx);
 }
 
 interface SliceCtx { shape: readonly number[]; axis: number; start: number }
@@ -74,7 +74,7 @@ export function slice(x: Tensor, axis: number, start: number, end?: number): Ten
   shape[a] = e - s;
   const out = view(x, shape, [...x.strides], x.offset + s * (x.strides[a] as number));
   const ctx: SliceCtx = { shape: x.shape, axis: a, start: s };
-  return record(out, 'slice', [x], (g) => rules.slice(ctx, g));
+  return record(out, 'slice', [x], ctx);
 }
 
 /** Broadcasts x to `shape` (a view with stride 0 on expanded dims). */
@@ -83,14 +83,14 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   if (!sameShape(target, shape)) throw shapeError('expand', `cannot expand ${fmt(x.shape)} to ${fmt(shape)}`);
   const out = view(x, [...shape], broadcastStrides(x.shape, x.strides, shape));
   const ctx: ShapeCtx = { shape: x.shape };
-  return record(out, 'expand', [x], (g) => rules.expand(ctx, g));
+  return record(out, 'expand', [x], ctx);
 }
 
 /** A contiguous copy (x itself when already contiguous). */
 export function contiguous(x: Tensor): Tensor {
   if (x.isContiguous) return x;
   const out = copyContiguous(x);
-  return record(out, 'contiguous', [x], (g) => rules.contiguous(null, g));
+  return record(out, 'contiguous', [x], null);
 }
 
 interface ConcatCtx { sizes: number[]; axis: number }
@@ -108,7 +108,7 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
   }
   const shape = [...first.shape];
   shape[a] = xs.reduce((s, x) => s + (x.shape[a] as number), 0);
-  const out = Tensor.empty(shape, first.dtype);
+  const out = emptyOn(first.backend, shape, first.dtype);
   let at = 0;
   for (const x of xs) {
     const part = view(out, [...x.shape], [...out.strides], out.offset + at * (out.strides[a] as number));
@@ -116,17 +116,18 @@ export function concat(xs: readonly Tensor[], axis: number): Tensor {
     at += x.shape[a] as number;
   }
   const ctx: ConcatCtx = { sizes: xs.map((x) => x.shape[a] as number), axis: a };
-  return record(out, 'concat', [...xs], (g) => rules.concat(ctx, g));
+  return record(out, 'concat', [...xs], ctx);
 }
 
 /** Copies (or adds, for float32) src into the view dst of the same shape. */
 export function copyInto(src: Tensor, dst: Tensor, accumulate: boolean): void {
   if (!sameShape(src.shape, dst.shape)) throw shapeError('copyInto', `shapes ${fmt(src.shape)} and ${fmt(dst.shape)} differ`);
   if (src.dtype !== dst.dtype) throw shapeError('copyInto', `dtypes ${src.dtype} and ${dst.dtype} differ`);
+  const be = sharedBackend('copyInto', src, dst);
   if (src.size === 0) return;
   const [shape, ss] = ndArgs(src.shape, src.strides);
   const [, ds] = ndArgs(dst.shape, dst.strides);
-  native.stridedCopy(src.handle, src.byteOffset, ss, dst.handle, dst.byteOffset, ds, shape, dtypeBytes(src.dtype), accumulate);
+  be.stridedCopy(src.handle, src.byteOffset, ss, dst.handle, dst.byteOffset, ds, shape, dtypeBytes(src.dtype), accumulate);
 }
 
 interface CastCtx { from: DType }
@@ -136,10 +137,10 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x;
   if (dtype === 'int32') throw shapeError('cast', `casting ${x.dtype} to int32 is not supported`);
   const src = x.isContiguous ? x : copyContiguous(x);
-  const out = Tensor.empty(x.shape, dtype);
-  if (out.size > 0) native.cast(src.handle, src.byteOffset, DTYPE_CODE[x.dtype], out.handle, 0, DTYPE_CODE[dtype], out.size);
+  const out = emptyOn(x.backend, x.shape, dtype);
+  if (out.size > 0) x.backend.cast(src.handle, src.byteOffset, DTYPE_CODE[x.dtype], out.handle, 0, DTYPE_CODE[dtype], out.size);
   const ctx: CastCtx = { from: x.dtype };
-  return record(out, 'cast', [x], (g) => rules.cast(ctx, g));
+  return record(out, 'cast', [x], ctx);
 }
 
 export const rules = {
@@ -153,7 +154,7 @@ export const rules = {
     return [view(g, shape, strides)];
   }) as Rule<TransposeCtx>,
   slice: ((c, g) => {
-    const dx = Tensor.zeros(c.shape, g.dtype);
+    const dx = zerosOn(g.backend, c.shape, g.dtype);
     const part = view(dx, [...g.shape], [...dx.strides], c.start * (dx.strides[c.axis] as number));
     copyInto(g, part, false);
     return [dx];

@@ -60,7 +60,7 @@ assert.deepEqual(Array.from(g2.toArray()), Array.from({ length: total }, (_, k) 
 
 // broadcast from the last rank, over a span of a bigger buffer
 const b = Tensor.from(Array.from({ length: 10 }, (_, k) => (rank === size - 1 ? k * k : -k)), [10]);
-pg.broadcast({ handle: b.handle, byteOffset: 8, count: 6, dtype: 'float32' }, size - 1);
+pg.broadcast({ backend: b.storage.backend, handle: b.handle, byteOffset: 8, count: 6, dtype: 'float32' }, size - 1);
 assert.deepEqual(Array.from(b.toArray()), Array.from({ length: 10 }, (_, k) => (k >= 2 && k < 8 ? k * k : rank === size - 1 ? k * k : -k)));
 
 // bad arguments are typed errors, not crashes or hangs (checked before any communication)

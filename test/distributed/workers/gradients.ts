@@ -3,7 +3,7 @@
 // different order on each rank. Prints "ok rank <r>".
 import assert from 'node:assert/strict';
 import { GradientBuckets, allReduceGradients, initProcessGroup, planBuckets } from '../../../src/distributed/index.ts';
-import { native } from '../../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../../src/backend/native.ts';
 import { FlatBuffer } from '../../../src/tensor/index.ts';
 import { gradsOf, testLayout } from './layout.ts';
 

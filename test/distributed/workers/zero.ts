@@ -2,7 +2,7 @@
 // clipping, weight decay with exemptions, a frozen tensor) must give the parameters of plain AdamW on one
 // process fed the sum of every rank's gradients. Prints "ok rank <r> <relative error>".
 import assert from 'node:assert/strict';
-import { native } from '../../../src/backend/binding.ts';
+import { nativeBackend as native } from '../../../src/backend/native.ts';
 import { ShardedAdamW, initProcessGroup, shardRange } from '../../../src/distributed/index.ts';
 import { FlatBuffer } from '../../../src/tensor/index.ts';
 import { AdamW, clipScale, globalGradNorm } from '../../../src/train/adamw.ts';
