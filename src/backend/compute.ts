@@ -27,6 +27,7 @@ export const KERNEL_METHODS = [
   'rmsnormForward', 'rmsnormBackward', 'layernormForward', 'layernormBackward', 'rope',
   'swigluForward', 'swigluBackward', 'attentionForward', 'attentionBackward',
   'crossEntropyForward', 'crossEntropyBackward', 'crossEntropySweep',
+  'nf4Quantize', 'nf4Dequantize', 'dqQuantize', 'dqDequantize', 'int8Quantize', 'int8Dequantize',
 ] as const;
 
 export type MemoryMethod = (typeof MEMORY_METHODS)[number];

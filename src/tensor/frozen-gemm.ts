@@ -2,15 +2,16 @@
 // of rows at a time into a small fp32 scratch that the packed GEMM then reads, so no fp32 copy of a whole weight
 // ever exists. Forward y = x·Wᵀ fills y's columns panel by panel; the input gradient dx = dy·W accumulates
 // panel by panel. The weight gets no gradient (it is frozen).
-import { native } from '../backend/binding.ts';
+import { type ComputeBackend, DTYPE_CODE } from '../backend/compute.ts';
 import { ShapeError } from '../errors.ts';
-import { DTYPE_CODE } from '../backend/binding.ts';
 import { Tensor } from './tensor.ts';
 
 /** A (rows, cols) matrix that can write any run of its rows as fp32. */
 export interface RowSource {
   readonly rows: number;
   readonly cols: number;
+  /** The backend its rows expand on (inputs and outputs of the GEMMs live there too). */
+  readonly backend: ComputeBackend;
   /** Rows [row0, row0 + count) as fp32 into out, a contiguous (count, cols) float32 tensor. */
   dequantizeRows(row0: number, count: number, out: Tensor): void;
 }
@@ -20,6 +21,10 @@ export class Bf16Rows implements RowSource {
   readonly rows: number;
   readonly cols: number;
   readonly weight: Tensor;
+
+  get backend(): ComputeBackend {
+    return this.weight.storage.backend;
+  }
 
   constructor(weight: Tensor) {
     if (weight.dtype !== 'bfloat16' || weight.ndim !== 2 || !weight.isContiguous) {
@@ -31,7 +36,7 @@ export class Bf16Rows implements RowSource {
 
   dequantizeRows(row0: number, count: number, out: Tensor): void {
     if (row0 < 0 || count < 0 || row0 + count > this.rows) throw new ShapeError(`bf16 weight: rows [${row0}, ${row0 + count}) outside ${this.rows}`);
-    native.cast(
+    this.backend.cast(
       this.weight.handle, this.weight.byteOffset + row0 * this.cols * 2, DTYPE_CODE.bfloat16,
       out.handle, out.byteOffset, DTYPE_CODE.float32, count * this.cols,
     );
@@ -46,7 +51,8 @@ export function panelRows(rows: number, cols: number): number {
   return Math.max(1, Math.min(rows, Math.max(64, Math.floor(PANEL_FLOATS / Math.max(1, cols)))));
 }
 
-function checkInput(x: Tensor, cols: number, what: string): [number, number] {
+function checkInput(x: Tensor, w: RowSource, cols: number, what: string): [number, number] {
+  if (x.storage.backend !== w.backend) throw new ShapeError(`${what}: input on the ${x.storage.backend.name} backend, weight on ${w.backend.name}`);
   if (x.dtype !== 'float32' || !x.isContiguous || x.ndim < 1 || x.shape[x.ndim - 1] !== cols) {
     throw new ShapeError(`${what}: input must be a contiguous float32 tensor (..., ${cols}), got ${x.dtype} [${x.shape.join(', ')}]`);
   }
@@ -55,22 +61,23 @@ function checkInput(x: Tensor, cols: number, what: string): [number, number] {
 
 /** y = x·Wᵀ for x (..., K) and W (N, K): returns y (..., N). bf16: bf16 compute with fp32 accumulation. */
 export function frozenLinearForward(x: Tensor, w: RowSource, bf16 = false): Tensor {
-  const [M, K] = checkInput(x, w.cols, 'frozen linear');
+  const [M, K] = checkInput(x, w, w.cols, 'frozen linear');
   const N = w.rows;
-  const y = Tensor.empty([...x.shape.slice(0, -1), N]);
+  const be = w.backend;
+  const y = Tensor.empty([...x.shape.slice(0, -1), N], 'float32', { backend: be });
   if (M === 0 || N === 0) return y;
   if (K === 0) {
-    native.fill(y.handle, y.byteOffset, y.size, 0, DTYPE_CODE.float32);
+    be.fill(y.handle, y.byteOffset, y.size, 0, DTYPE_CODE.float32);
     return y;
   }
   const P = panelRows(N, K);
-  const panel = Tensor.empty([P, K]);
+  const panel = Tensor.empty([P, K], 'float32', { backend: be });
   try {
     for (let n0 = 0; n0 < N; n0 += P) {
       const rows = Math.min(P, N - n0);
       w.dequantizeRows(n0, rows, rows === P ? panel : panelView(panel, rows, K));
       // y[:, n0:n0+rows] = x (M, K) · panel (rows, K)ᵀ
-      native.gemm(false, true, M, rows, K, 1, x.handle, x.byteOffset, K, panel.handle, panel.byteOffset, K, 0, y.handle, y.byteOffset + n0 * 4, N, 1, 0, 0, 0, bf16);
+      be.gemm(false, true, M, rows, K, 1, x.handle, x.byteOffset, K, panel.handle, panel.byteOffset, K, 0, y.handle, y.byteOffset + n0 * 4, N, 1, 0, 0, 0, bf16);
     }
   } finally {
     panel.storage.release();
@@ -80,22 +87,23 @@ export function frozenLinearForward(x: Tensor, w: RowSource, bf16 = false): Tens
 
 /** dx = dy·W for dy (..., N) and W (N, K): returns dx (..., K). */
 export function frozenLinearInputGrad(dy: Tensor, w: RowSource, bf16 = false): Tensor {
-  const [M, N] = checkInput(dy, w.rows, 'frozen linear backward');
+  const [M, N] = checkInput(dy, w, w.rows, 'frozen linear backward');
   const K = w.cols;
-  const dx = Tensor.empty([...dy.shape.slice(0, -1), K]);
+  const be = w.backend;
+  const dx = Tensor.empty([...dy.shape.slice(0, -1), K], 'float32', { backend: be });
   if (M === 0 || K === 0) return dx;
   if (N === 0) {
-    native.fill(dx.handle, dx.byteOffset, dx.size, 0, DTYPE_CODE.float32);
+    be.fill(dx.handle, dx.byteOffset, dx.size, 0, DTYPE_CODE.float32);
     return dx;
   }
   const P = panelRows(N, K);
-  const panel = Tensor.empty([P, K]);
+  const panel = Tensor.empty([P, K], 'float32', { backend: be });
   try {
     for (let n0 = 0; n0 < N; n0 += P) {
       const rows = Math.min(P, N - n0);
       w.dequantizeRows(n0, rows, rows === P ? panel : panelView(panel, rows, K));
       // dx (M, K) (+)= dy[:, n0:n0+rows] (M, rows) · panel (rows, K)
-      native.gemm(false, false, M, K, rows, 1, dy.handle, dy.byteOffset + n0 * 4, N, panel.handle, panel.byteOffset, K, n0 === 0 ? 0 : 1, dx.handle, dx.byteOffset, K, 1, 0, 0, 0, bf16);
+      be.gemm(false, false, M, K, rows, 1, dy.handle, dy.byteOffset + n0 * 4, N, panel.handle, panel.byteOffset, K, n0 === 0 ? 0 : 1, dx.handle, dx.byteOffset, K, 1, 0, 0, 0, bf16);
     }
   } finally {
     panel.storage.release();

@@ -1,7 +1,7 @@
 // Frozen weights in low precision: NF4 (QLoRA's 4-bit NormalFloat, block 64, scales optionally double-quantized)
 // and int8 (one scale per output channel). A quantized weight is never expanded whole: GEMMs ask it for a
 // panel of rows at a time (dequantizeRows) into a small fp32 scratch.
-import { native } from '../backend/binding.ts';
+import type { ComputeBackend } from '../backend/compute.ts';
 import { ShapeError } from '../errors.ts';
 import { Storage } from './storage.ts';
 import { Tensor } from './tensor.ts';
@@ -18,7 +18,7 @@ export interface QuantizeOptions {
   doubleQuant?: boolean;
 }
 
-/** A (rows, cols) weight held as NF4 or int8 codes plus scales, in persistent native memory. */
+/** A (rows, cols) weight held as NF4 or int8 codes plus scales, in persistent memory of its compute backend. */
 export class QuantizedWeight {
   readonly kind: QuantKind;
   readonly rows: number;
@@ -50,22 +50,29 @@ export class QuantizedWeight {
     }
     const [rows, cols] = w.shape as [number, number];
     const n = rows * cols;
+    const be = w.storage.backend;
+    const alloc = (bytes: number): Storage => Storage.alloc(Math.max(1, bytes), { persistent: true }, be);
     if (kind === 'int8') {
-      const codes = Storage.alloc(Math.max(1, n), { persistent: true });
-      const scales = Storage.alloc(Math.max(1, rows) * 4, { persistent: true });
-      native.int8Quantize(w.handle, w.byteOffset, rows, cols, codes.handle, 0, scales.handle, 0);
+      const codes = alloc(n);
+      const scales = alloc(rows * 4);
+      be.int8Quantize(w.handle, w.byteOffset, rows, cols, codes.handle, 0, scales.handle, 0);
       return new QuantizedWeight(kind, rows, cols, codes, scales, null, 0);
     }
     const nb = blocks(n, NF4_BLOCK);
-    const codes = Storage.alloc(Math.max(1, blocks(n, 2)), { persistent: true });
-    const absmax = Storage.alloc(Math.max(1, nb) * 4, { persistent: true });
-    native.nf4Quantize(w.handle, w.byteOffset, n, codes.handle, 0, absmax.handle, 0);
+    const codes = alloc(blocks(n, 2));
+    const absmax = alloc(nb * 4);
+    be.nf4Quantize(w.handle, w.byteOffset, n, codes.handle, 0, absmax.handle, 0);
     if (opts.doubleQuant === false) return new QuantizedWeight(kind, rows, cols, codes, absmax, null, 0);
-    const scaleCodes = Storage.alloc(Math.max(1, nb), { persistent: true });
-    const absmax2 = Storage.alloc(Math.max(1, blocks(nb, DQ_BLOCK)) * 4, { persistent: true });
-    const offset = native.dqQuantize(absmax.handle, 0, nb, scaleCodes.handle, 0, absmax2.handle, 0);
+    const scaleCodes = alloc(nb);
+    const absmax2 = alloc(blocks(nb, DQ_BLOCK) * 4);
+    const offset = be.dqQuantize(absmax.handle, 0, nb, scaleCodes.handle, 0, absmax2.handle, 0);
     absmax.release();
     return new QuantizedWeight(kind, rows, cols, codes, absmax2, scaleCodes, offset);
+  }
+
+  /** The compute backend the codes live on (dequantized panels go to tensors on it). */
+  get backend(): ComputeBackend {
+    return this.codes.backend;
   }
 
   /** Rows [row0, row0 + count) as float32 into out, a contiguous (count, cols) float32 tensor. */
@@ -76,11 +83,12 @@ export class QuantizedWeight {
     if (out.dtype !== 'float32' || !out.isContiguous || out.size !== count * this.cols) {
       throw new ShapeError(`dequantize: out must be a contiguous float32 tensor of ${count}x${this.cols} elements`);
     }
+    if (out.storage.backend !== this.backend) throw new ShapeError(`dequantize: out is on the ${out.storage.backend.name} backend, the weight on ${this.backend.name}`);
     if (this.kind === 'int8') {
-      native.int8Dequantize(this.codes.handle, 0, this.scales.handle, 0, this.rows, row0, count, this.cols, out.handle, out.byteOffset);
+      this.backend.int8Dequantize(this.codes.handle, 0, this.scales.handle, 0, this.rows, row0, count, this.cols, out.handle, out.byteOffset);
       return;
     }
-    native.nf4Dequantize(
+    this.backend.nf4Dequantize(
       this.codes.handle, 0, this.scales.handle, 0, this.scaleCodes?.handle ?? 0, 0, this.offset,
       this.rows * this.cols, row0 * this.cols, count * this.cols, out.handle, out.byteOffset,
     );
@@ -88,7 +96,7 @@ export class QuantizedWeight {
 
   /** The whole weight as float32 (tests and export; training never calls it). */
   dequantize(): Tensor {
-    const out = Tensor.empty([this.rows, this.cols]);
+    const out = Tensor.empty([this.rows, this.cols], 'float32', { backend: this.backend });
     this.dequantizeRows(0, this.rows, out);
     return out;
   }
@@ -98,14 +106,15 @@ export class QuantizedWeight {
     if (this.kind !== 'nf4') throw new ShapeError('blockScales: only NF4 weights have block scales');
     const nb = blocks(this.rows * this.cols, NF4_BLOCK);
     const out = new Float32Array(nb);
+    const be = this.backend;
     if (!this.scaleCodes) {
-      native.read(this.scales.handle, 0, out);
+      be.read(this.scales.handle, 0, out);
       return out;
     }
-    const tmp = Storage.alloc(Math.max(1, nb) * 4);
+    const tmp = Storage.alloc(Math.max(1, nb) * 4, {}, be);
     try {
-      native.dqDequantize(this.scaleCodes.handle, 0, this.scales.handle, 0, this.offset, nb, tmp.handle, 0);
-      native.read(tmp.handle, 0, out);
+      be.dqDequantize(this.scaleCodes.handle, 0, this.scales.handle, 0, this.offset, nb, tmp.handle, 0);
+      be.read(tmp.handle, 0, out);
     } finally {
       tmp.release();
     }

@@ -4,8 +4,8 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 
-import { native } from '../../src/backend/binding.ts';
 import { Tensor } from '../../src/tensor/index.ts';
+import type { Storage } from '../../src/tensor/storage.ts';
 import { QuantizedWeight } from '../../src/tensor/quant.ts';
 
 const dir = new URL('../fixtures/quant/', import.meta.url);
@@ -32,9 +32,9 @@ function sameBits(actual: Float32Array, expected: Float32Array, what: string): v
   }
 }
 
-function bytesOf(h: number, n: number): Uint8Array {
+function bytesOf(s: Storage, n: number): Uint8Array {
   const out = new Uint8Array(n);
-  native.read(h, 0, out);
+  s.backend.read(s.handle, 0, out);
   return out;
 }
 
@@ -44,7 +44,7 @@ for (const name of ['weight', 'odd']) {
     const w = Tensor.from(x, [1, x.length]);
     const q = QuantizedWeight.quantize(w, 'nf4', { doubleQuant: false });
     try {
-      assert.deepEqual(bytesOf(q.codes.handle, Math.ceil(x.length / 2)), raw(`${name}.nf4.packed`));
+      assert.deepEqual(bytesOf(q.codes, Math.ceil(x.length / 2)), raw(`${name}.nf4.packed`));
       sameBits(q.blockScales(), f32(`${name}.nf4.absmax`), 'absmax');
       sameBits(q.dequantize().toArray() as Float32Array, f32(`${name}.nf4.dequant`), 'dequant');
     } finally {
@@ -57,9 +57,9 @@ for (const name of ['weight', 'odd']) {
     const q = QuantizedWeight.quantize(Tensor.from(x, [1, x.length]), 'nf4');
     try {
       const nb = Math.ceil(x.length / 64);
-      assert.deepEqual(bytesOf(q.scaleCodes!.handle, nb), raw(`${name}.dq.codes`));
+      assert.deepEqual(bytesOf(q.scaleCodes!, nb), raw(`${name}.dq.codes`));
       const a2 = new Float32Array(Math.ceil(nb / 256));
-      native.read(q.scales.handle, 0, a2);
+      q.scales.backend.read(q.scales.handle, 0, a2);
       sameBits(a2, f32(`${name}.dq.absmax2`), 'absmax2');
       sameBits(new Float32Array([q.offset]), f32(`${name}.dq.offset`), 'offset');
       sameBits(q.blockScales(), f32(`${name}.dq.absmax`), 'restored absmax');
@@ -74,9 +74,9 @@ test('int8 per channel: codes (round half to even), scales and dequantized value
   const [rows, cols] = shapeOf('int8.x') as [number, number];
   const q = QuantizedWeight.quantize(Tensor.from(f32('int8.x'), [rows, cols]), 'int8');
   try {
-    assert.deepEqual(bytesOf(q.codes.handle, rows * cols), raw('int8.q'));
+    assert.deepEqual(bytesOf(q.codes, rows * cols), raw('int8.q'));
     const scale = new Float32Array(rows);
-    native.read(q.scales.handle, 0, scale);
+    q.scales.backend.read(q.scales.handle, 0, scale);
     sameBits(scale, f32('int8.scale'), 'scale');
     sameBits(q.dequantize().toArray() as Float32Array, f32('int8.dequant'), 'dequant');
   } finally {

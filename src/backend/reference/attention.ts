@@ -10,13 +10,13 @@ const fr = Math.fround;
 
 interface Dims {
   B: number; T: number; S: number; Hq: number; Hkv: number; D: number; kvbs: number; qOffset: number;
-  scale: number; causal: boolean;
+  scale: number; causal: boolean; window: number;
   qElems: number; kvElems: number; kvDense: number; lseElems: number;
 }
 
 function attnDims(
   op: string, B: number, T: number, S: number, Hq: number, Hkv: number, D: number, kvbs: number, qOffset: number,
-  scale: number, causal: boolean,
+  scale: number, causal: boolean, window: number,
 ): Dims {
   dim(op, 'B', B);
   dim(op, 'T', T);
@@ -28,6 +28,7 @@ function attnDims(
   dim(op, 'qOffset', qOffset);
   const sc = finiteArg(op, 'scale', scale);
   flag(op, 'causal', causal);
+  dim(op, 'window', window);
   const shapes = ` (B=${B}, T=${T}, S=${S}, Hq=${Hq}, Hkv=${Hkv}, D=${D})`;
   if (Hq < 1 || Hkv < 1 || D < 1) fail(op, `Hq, Hkv and D must be >= 1${shapes}`);
   if (Hq % Hkv !== 0) fail(op, `Hq must be a multiple of Hkv${shapes}`);
@@ -36,7 +37,7 @@ function attnDims(
   const kvElems = B === 0 ? 0 : prod(op, [B - 1, kvbs]) + row;
   if (kvElems > 2 ** 50) fail(op, `shape too large${shapes}`);
   return {
-    B, T, S, Hq, Hkv, D, kvbs, qOffset, scale: sc, causal,
+    B, T, S, Hq, Hkv, D, kvbs, qOffset, scale: sc, causal, window,
     qElems: prod(op, [B, T, Hq, D]), kvElems, kvDense: prod(op, [B, S, Hkv, D]), lseElems: prod(op, [B, Hq, T]),
   };
 }
@@ -52,8 +53,8 @@ function segments(
 
 /**
  * Scaled scores of query (b, t, h) against every key into sc (masked keys -inf); returns their max. Query t
- * sits at key position t + qOffset: with `causal` it sees keys s <= t + qOffset, and with segment ids only keys
- * of its own segment.
+ * sits at key position t + qOffset: with `causal` it sees keys s <= t + qOffset, with a sliding window (> 0)
+ * only keys s > t + qOffset - window, and with segment ids only keys of its own segment.
  */
 function scoreRow(
   m: Dims, q: Float32Array, k: Float32Array, qs: Int32Array | null, ks: Int32Array | null,
@@ -63,7 +64,7 @@ function scoreRow(
   const q0 = ((b * m.T + t) * m.Hq + h) * m.D;
   let mx = -Infinity;
   for (let s = 0; s < m.S; s++) {
-    if ((m.causal && s > t + m.qOffset) || (qs !== null && qs[b * m.T + t] !== ks![b * m.S + s])) {
+    if ((m.causal && s > t + m.qOffset) || (m.window > 0 && s <= t + m.qOffset - m.window) || (qs !== null && qs[b * m.T + t] !== ks![b * m.S + s])) {
       sc[s] = -Infinity;
       continue;
     }
@@ -86,10 +87,10 @@ export function attentionForward(
   out: Handle, outOff: ByteOffset, lse: Handle, lseOff: ByteOffset,
   qSeg: Handle, qSegOff: ByteOffset, kSeg: Handle, kSegOff: ByteOffset,
   B: number, T: number, S: number, Hq: number, Hkv: number, D: number, kvBatchStride: number, qOffset: number,
-  scale: number, causal: boolean,
+  scale: number, causal: boolean, window = 0,
 ): void {
   const op = 'attentionForward';
-  const m = attnDims(op, B, T, S, Hq, Hkv, D, kvBatchStride, qOffset, scale, causal);
+  const m = attnDims(op, B, T, S, Hq, Hkv, D, kvBatchStride, qOffset, scale, causal, window);
   const qv = f32(op, tensorName('q', [B, T, Hq, D]), q, qOff, m.qElems, false);
   const kv = f32(op, tensorName('k', [B, S, Hkv, D]), k, kOff, m.kvElems, false);
   const vv = f32(op, tensorName('v', [B, S, Hkv, D]), v, vOff, m.kvElems, false);
@@ -136,10 +137,10 @@ export function attentionBackward(
   dq: Handle, dqOff: ByteOffset, dk: Handle, dkOff: ByteOffset, dv: Handle, dvOff: ByteOffset,
   qSeg: Handle, qSegOff: ByteOffset, kSeg: Handle, kSegOff: ByteOffset,
   B: number, T: number, S: number, Hq: number, Hkv: number, D: number, kvBatchStride: number, qOffset: number,
-  scale: number, causal: boolean,
+  scale: number, causal: boolean, window = 0,
 ): void {
   const op = 'attentionBackward';
-  const m = attnDims(op, B, T, S, Hq, Hkv, D, kvBatchStride, qOffset, scale, causal);
+  const m = attnDims(op, B, T, S, Hq, Hkv, D, kvBatchStride, qOffset, scale, causal, window);
   const qv = f32(op, tensorName('q', [B, T, Hq, D]), q, qOff, m.qElems, false);
   const kv = f32(op, tensorName('k', [B, S, Hkv, D]), k, kOff, m.kvElems, false);
   const vv = f32(op, tensorName('v', [B, S, Hkv, D]), v, vOff, m.kvElems, false);

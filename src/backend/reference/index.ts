@@ -10,6 +10,7 @@ import { cast, embedding, embeddingBackward, fill, stridedCopy } from './data.ts
 import { alloc, emptyCache, free, fromBytes, memStats, read, resetPeak, size, write } from './memory.ts';
 import { layernormBackward, layernormForward, rmsnormBackward, rmsnormForward, rope, swigluBackward, swigluForward } from './nn.ts';
 import { adamw } from './optimizer.ts';
+import { dqDequantize, dqQuantize, int8Dequantize, int8Quantize, nf4Dequantize, nf4Quantize } from './quant.ts';
 import { argmax, reduce, softmax, softmaxBackward, sumsq, topk } from './reduce.ts';
 
 /** The Binding members the reference backend implements, with Binding's signatures. */
@@ -26,6 +27,8 @@ export const REFERENCE_COVERS = [
   'attentionForward', 'attentionBackward', 'crossEntropyForward', 'crossEntropyBackward', 'crossEntropySweep',
   // optimizer
   'adamw',
+  // low-precision frozen weights
+  'nf4Quantize', 'nf4Dequantize', 'dqQuantize', 'dqDequantize', 'int8Quantize', 'int8Dequantize',
 ] as const satisfies readonly (keyof Binding)[];
 
 export type ReferenceCovered = (typeof REFERENCE_COVERS)[number];
@@ -53,4 +56,5 @@ export const reference: Pick<Binding, ReferenceCovered> & { fromBytes: typeof fr
   rmsnormForward, rmsnormBackward, layernormForward, layernormBackward, rope, swigluForward, swigluBackward,
   attentionForward, attentionBackward, crossEntropyForward, crossEntropyBackward, crossEntropySweep,
   adamw,
+  nf4Quantize, nf4Dequantize, dqQuantize, dqDequantize, int8Quantize, int8Dequantize,
 };
