@@ -14,6 +14,8 @@ export type { GradNode } from './tensor.ts';
 export { OP_NAMES } from './op-names.ts';
 export type { OpName } from './op-names.ts';
 export * from './ops/index.ts';
+export { QuantizedWeight, type QuantKind, type QuantizeOptions, NF4_BLOCK, DQ_BLOCK } from './quant.ts';
+export { Bf16Rows, type RowSource, frozenLinearForward, frozenLinearInputGrad } from './frozen-gemm.ts';
 export { Rng } from './rng.ts';
 export type { RngState } from './rng.ts';
 export { FlatBuffer, flatLayout, loadInto } from './flat.ts';

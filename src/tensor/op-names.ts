@@ -10,6 +10,8 @@ export const OP_NAMES = [
   'sum', 'mean', 'max',
   'softmax', 'logSoftmax',
   'matmul',
+  // a matmul against a frozen low-precision weight (NF4, int8, bf16): gradient for the input only
+  'frozenLinear',
   // views and copies
   'reshape', 'transpose', 'permute', 'slice', 'expand', 'contiguous', 'concat', 'cast',
   // fused NN primitives

@@ -58,6 +58,14 @@ function ropeTables(positions: number[], rotDim: number, theta = 10000): T.RopeT
   return { cos: Tensor.from(cos, [P, half]), sin: Tensor.from(sin, [P, half]), positions: Tensor.from(Int32Array.from(positions), [positions.length], 'int32') };
 }
 
+// Frozen low-precision weights for the frozenLinear cases, made once (lazily: inside the test's backend).
+let int8Weight: T.QuantizedWeight | null = null;
+let nf4Weight: T.QuantizedWeight | null = null;
+const FROZEN_INT8 = (): T.QuantizedWeight =>
+  (int8Weight ??= T.QuantizedWeight.quantize(Tensor.from(randomF32(7 * 10, 64), [7, 10], 'float32', { persistent: true }), 'int8'));
+const FROZEN_NF4 = (): T.QuantizedWeight =>
+  (nf4Weight ??= T.QuantizedWeight.quantize(Tensor.from(randomF32(5 * 130, 65), [5, 130], 'float32', { persistent: true }), 'nf4'));
+
 const CASES: Case[] = [
   { name: 'add broadcast', op: 'add', inputs: [f([3, 4], 1), f([4], 2)], fn: (xs) => T.add(x(xs, 0), x(xs, 1)) },
   { name: 'sub broadcast', op: 'sub', inputs: [f([2, 3, 4], 3), f([3, 1], 4)], fn: (xs) => T.sub(x(xs, 0), x(xs, 1)) },
@@ -209,6 +217,18 @@ const CASES: Case[] = [
     op: 'crossEntropy',
     inputs: [f([5, 8], 58), f([11, 8], 59), ints([3, -100, 10, 0, 7], [5])],
     fn: (xs) => T.crossEntropy(x(xs, 0), x(xs, 1), x(xs, 2), { chunk: 4 }).lossSum,
+  },
+  {
+    name: 'frozenLinear over an int8 weight (gradient for x only)',
+    op: 'frozenLinear',
+    inputs: [f([2, 3, 10], 62)],
+    fn: (xs) => T.frozenLinear(x(xs, 0), FROZEN_INT8()),
+  },
+  {
+    name: 'frozenLinear over an NF4 weight',
+    op: 'frozenLinear',
+    inputs: [f([4, 130], 63)],
+    fn: (xs) => T.frozenLinear(x(xs, 0), FROZEN_NF4()),
   },
   {
     name: 'recompute of a block',

@@ -128,12 +128,14 @@ export interface AttentionOptions {
   kSegments?: Tensor | null;
   /** Defaults to 1/sqrt(D). */
   scale?: number;
+  /** Sliding window (Mistral): query t sees only the last `window` key positions up to its own; 0 or absent: none. */
+  window?: number;
 }
 
 interface AttentionCtx {
   q: Tensor; k: Tensor; v: Tensor; out: Tensor; lse: Tensor;
   qSeg: Tensor | null; kSeg: Tensor | null;
-  dims: { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; kvStride: number; qOffset: number; scale: number; causal: boolean };
+  dims: { B: number; T: number; S: number; Hq: number; Hkv: number; D: number; kvStride: number; qOffset: number; scale: number; causal: boolean; window: number };
 }
 
 /** Rows (S, Hkv, D) must be dense; the batch may be strided (a KV cache). Returns the batch stride. */
@@ -167,7 +169,9 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
   }
   const dims = {
     B, T, S, Hq, Hkv, D, kvStride: kStride, qOffset: opts.qOffset ?? 0, scale: opts.scale ?? 1 / Math.sqrt(D), causal: opts.causal ?? true,
+    window: opts.window ?? 0,
   };
+  if (!Number.isInteger(dims.window) || dims.window < 0) throw shapeError('attention', `window must be a non-negative integer, got ${dims.window}`);
   const be = sharedBackend('attention', q, k, v);
   const out = emptyOn(be, q.shape);
   const lse = emptyOn(be, [B, Hq, T]);
@@ -175,7 +179,7 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, opts: AttentionOption
     be.attentionForward(
       qd.handle, qd.byteOffset, k.handle, k.byteOffset, v.handle, v.byteOffset, out.handle, 0, lse.handle, 0,
       qSeg?.handle ?? NONE, qSeg?.byteOffset ?? 0, kSeg?.handle ?? NONE, kSeg?.byteOffset ?? 0,
-      B, T, S, Hq, Hkv, D, kStride, dims.qOffset, dims.scale, dims.causal,
+      B, T, S, Hq, Hkv, D, kStride, dims.qOffset, dims.scale, dims.causal, dims.window,
     );
   }
   const ctx: AttentionCtx = { q: qd, k, v, out, lse, qSeg, kSeg, dims };
@@ -343,7 +347,7 @@ export const rules = {
     return [dgate, dup];
   }) as Rule<SwigluCtx>,
   attention: ((c, g) => {
-    const { B, T, S, Hq, Hkv, D, kvStride, qOffset, scale, causal } = c.dims;
+    const { B, T, S, Hq, Hkv, D, kvStride, qOffset, scale, causal, window } = c.dims;
     const gd = dense(g);
     const be = g.backend;
     const dq = emptyOn(be, c.q.shape);
@@ -354,7 +358,7 @@ export const rules = {
         c.q.handle, c.q.byteOffset, c.k.handle, c.k.byteOffset, c.v.handle, c.v.byteOffset, c.out.handle, 0, c.lse.handle, 0,
         gd.handle, gd.byteOffset, dq.handle, 0, dk.handle, 0, dv.handle, 0,
         c.qSeg?.handle ?? NONE, c.qSeg?.byteOffset ?? 0, c.kSeg?.handle ?? NONE, c.kSeg?.byteOffset ?? 0,
-        B, T, S, Hq, Hkv, D, kvStride, qOffset, scale, causal,
+        B, T, S, Hq, Hkv, D, kvStride, qOffset, scale, causal, window,
       );
     }
     return [dq, dk, dv];

@@ -2,6 +2,7 @@
 // recorded node. Complete by type: a missing or extra entry fails to compile.
 import type { OpName } from '../op-names.ts';
 import * as elementwise from './elementwise.ts';
+import * as frozenLinear from './frozen-linear.ts';
 import * as fused from './fused.ts';
 import * as matmul from './matmul.ts';
 import * as recompute from './recompute.ts';
@@ -15,6 +16,7 @@ export const BACKWARD_RULES: { readonly [K in OpName]: Rule<any> } = {
   ...elementwise.rules,
   ...reduce.rules,
   ...matmul.rules,
+  ...frozenLinear.rules,
   ...views.rules,
   ...fused.rules,
   ...recompute.rules,
