@@ -54,11 +54,17 @@ function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'sftkit-train-'));
 }
 
-test('LR schedules follow HF definitions', () => {
+test('LR schedules follow HF definitions, with the warm-up ramp one step later so no step trains at lr 0', () => {
   const s = { type: 'cosine' as const, warmupSteps: 10, totalSteps: 110, lr: 1e-3, lrEnd: 0 };
-  assert.equal(learningRate(s, 0), 0);
-  assert.equal(learningRate(s, 5), 5e-4);
+  // Warm-up: step s trains at lr·(s+1)/(W+1); step W reaches the peak, as in HF.
+  assert.equal(learningRate(s, 0), 1e-3 / 11);
+  assert.equal(learningRate(s, 5), (1e-3 * 6) / 11);
+  assert.equal(learningRate(s, 9), (1e-3 * 10) / 11);
   assert.equal(learningRate(s, 10), 1e-3);
+  for (let i = 1; i <= 10; i++) assert.ok(learningRate(s, i) > learningRate(s, i - 1), `warm-up rises at step ${i}`);
+  // One warm-up step in a one-step run: it trains (at half the lr), never at 0.
+  assert.equal(learningRate({ ...s, warmupSteps: 1, totalSteps: 1 }, 0), 5e-4);
+  assert.ok(learningRate({ ...s, warmupSteps: Math.ceil(0.03 * 1), totalSteps: 1 }, 0) > 0);
   assert.ok(Math.abs(learningRate(s, 60) - 5e-4) < 1e-15);
   assert.ok(Math.abs(learningRate({ ...s, lrEnd: 1e-4 }, 60) - 5.5e-4) < 1e-15);
   assert.ok(Math.abs(learningRate({ ...s, type: 'linear' }, 35) - 7.5e-4) < 1e-15);
