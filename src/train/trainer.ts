@@ -9,6 +9,7 @@ import { ConfigError, SftkitError } from '../errors.ts';
 import { type CausalLM, noDecay } from '../models/model.ts';
 import * as T from '../tensor/index.ts';
 import { Rng } from '../tensor/index.ts';
+import type { MetricName } from '../eval/metrics.ts';
 import { PerplexityAccumulator } from '../eval/perplexity.ts';
 import { type ShiftedRows, shiftRows } from '../data/shift.ts';
 import { type ProcessGroup, SingleProcessGroup } from '../distributed/index.ts';
@@ -42,6 +43,8 @@ export interface EvalResult {
   loss: number;
   perplexity: number;
   tokens: number;
+  /** Generation metrics asked for in callbacks.eval.metrics (during training). */
+  metrics?: Record<string, number>;
 }
 
 export interface TrainerEvents {
@@ -61,6 +64,12 @@ export interface TrainerOptions {
   evalSource?: BatchSource | null;
   /** Where tokenizer and generation files for checkpoints come from. */
   assetsDir: string | null;
+  /**
+   * Generation metrics (em, f1, rouge_l, bleu4) of the model at each eval step, when callbacks.eval.metrics
+   * asks for them (`sftkit run` makes it from the eval records and the tokenizer). Without it such a request
+   * is refused before training starts.
+   */
+  generationMetrics?: ((metrics: MetricName[]) => Record<string, number>) | null;
   /** A training checkpoint to continue from (its weights are already in `model`). */
   resume?: LoadedCheckpoint | null;
   /** Data-parallel ranks (default: this process alone). `train` must be this rank's shard of the batches. */
@@ -93,6 +102,11 @@ export function evaluateLoss(model: CausalLM, source: BatchSource): EvalResult {
   const acc = new PerplexityAccumulator(model, { seqLength: source.rowLength - 1 });
   for (let i = 0; i < source.batchesPerEpoch; i++) acc.add(source.batch(0, i));
   return acc.result();
+}
+
+/** The generation metrics (everything but perplexity) callbacks.eval.metrics asks for. */
+function generationMetricsOf(cfg: RunConfig): MetricName[] {
+  return cfg.callbacks.eval.metrics.filter((m): m is MetricName => m !== 'perplexity');
 }
 
 /** What setup() prepares for the loop: the schedule, the optimizer and where the run stands. */
@@ -194,13 +208,11 @@ export class Trainer {
       });
     }
     const evalCfg = cfg.callbacks.eval;
-    const generationMetrics = evalCfg.metrics.filter((m) => m !== 'perplexity');
-    if (evalCfg.do_eval && generationMetrics.length > 0) {
-      // Evaluation during training measures the eval loss and perplexity only; decoding every eval sample at
-      // each eval_steps would stall training. Refused rather than skipped silently.
-      throw new ConfigError(`callbacks.eval.metrics ${generationMetrics.join(', ')}: generation metrics are not computed during training (do_eval reports loss and perplexity)`, {
+    if (evalCfg.do_eval && generationMetricsOf(cfg).length > 0 && !this.opts.generationMetrics) {
+      // Asked for and impossible here (no tokenizer or eval records): refused, never skipped silently.
+      throw new ConfigError(`callbacks.eval.metrics ${generationMetricsOf(cfg).join(', ')}: generation metrics during training need the eval records and a tokenizer`, {
         where: 'callbacks.eval.metrics',
-        hint: 'keep metrics: [perplexity] for training, and run the generation metrics after it: sftkit run --run_mode eval --load_checkpoint OUTPUT_DIR/checkpoint --callbacks.eval.metrics ...',
+        hint: 'set eval_dataset.dataset_dir and a tokenizer, or keep metrics: [perplexity] and score them after training with sftkit run --run_mode eval',
       });
     }
     const totalSteps = rc.max_steps > 0 ? rc.max_steps : rc.epochs * stepsPerEpoch;
@@ -344,7 +356,12 @@ export class Trainer {
   private evaluate(run: RunState): void {
     const { config: cfg, model, events } = this.opts;
     const source = this.opts.evalSource as BatchSource;
-    const result = T.autocast(cfg.model.dtype, () => evaluateLoss(model, source));
+    const result: EvalResult = T.autocast(cfg.model.dtype, () => evaluateLoss(model, source));
+    const generation = generationMetricsOf(cfg);
+    if (generation.length > 0 && this.opts.generationMetrics) {
+      const score = this.opts.generationMetrics;
+      result.metrics = T.autocast(cfg.model.dtype, () => score(generation));
+    }
     if (run.lead) {
       appendFileSync(run.metricsPath, `${JSON.stringify({ type: 'eval', step: run.step, ...result })}\n`);
       events?.eval?.(run.step, result);

@@ -323,15 +323,30 @@ test('frozen weights stored in bfloat16 hold half the bytes and compute with the
   }
 });
 
-test('generation metrics asked for during training are refused, not skipped', async () => {
+test('generation metrics asked for during training run at each eval step, or are refused when they cannot', async () => {
   const out = tmp();
   const m = model();
   try {
-    const cfg = config(out, { callbacks: { eval: { do_eval: true, metrics: ['perplexity', 'em'] } } });
+    const cfg = config(out, { runner_config: { epochs: 1, batch_size: 2 }, callbacks: { eval: { do_eval: true, eval_steps: 1, metrics: ['perplexity', 'em'] } } });
     const src = new ArrayBatchSource(rows(4, 9, 9), { batchSize: 2 });
-    const run = new Trainer({ config: cfg, model: m, train: src, evalSource: src, assetsDir: null }).run();
-    await assert.rejects(run, (e: unknown) => e instanceof ConfigError && /callbacks\.eval\.metrics em/.test(e.message) && e.where === 'callbacks.eval.metrics');
+    const refused = new Trainer({ config: cfg, model: m, train: src, evalSource: src, assetsDir: null }).run();
+    await assert.rejects(refused, (e: unknown) => e instanceof ConfigError && /callbacks\.eval\.metrics em/.test(e.message) && e.where === 'callbacks.eval.metrics');
     assert.equal(existsSync(join(out, 'metrics.jsonl')), false);
+
+    const asked: string[][] = [];
+    const seen: number[] = [];
+    await new Trainer({
+      config: cfg, model: m, train: src, evalSource: src, assetsDir: null,
+      generationMetrics: (metrics) => {
+        asked.push(metrics);
+        return { em: 0.25 * asked.length };
+      },
+      events: { eval: (step, r) => seen.push(step, r.metrics?.['em'] ?? NaN) },
+    }).run();
+    assert.deepEqual(asked, [['em'], ['em']]);
+    assert.deepEqual(seen, [1, 0.25, 2, 0.5]);
+    const evals = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; metrics?: { em: number } }).filter((l) => l.type === 'eval');
+    assert.deepEqual(evals.map((e) => e.metrics?.em), [0.25, 0.5]);
   } finally {
     m.release();
     rmSync(out, { recursive: true, force: true });

@@ -288,17 +288,29 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       });
       if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${cfg.runner_config.batch_size}${cfg.parallel_config.optimizer_shard ? ', optimizer state sharded (ZeRO-1)' : ''}`);
       const evalSource = evalRecords ? new RecordsBatchSource(evalRecords, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed }) : null;
+      // Generation metrics at each eval step (callbacks.eval.metrics beyond perplexity): greedy or sampled
+      // decoding of the eval records' prompts, scored against their answers.
+      const evalTok = evalRecords ? tokenizerOf() : null;
+      const generationMetrics =
+        evalRecords && evalTok
+          ? (metrics: MetricName[]): Record<string, number> =>
+              evaluateGeneration(model, evalTok, examplesFromRecords(evalRecords, evalTok), { ...genOpts, metrics, eosTokenIds: defaultEosIds(model, evalTok) }).metrics
+          : null;
       trainer = new Trainer({
         config: cfg,
         model,
         train,
         evalSource,
+        generationMetrics,
         assetsDir: tokenizerDir ? resolve(tokenizerDir) : null,
         resume,
         pg,
         events: {
           step: (s) => out.step(s, cfg.callbacks.loss_monitor.log_every),
-          eval: (step, r) => out.line(`eval at step ${step}: loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  (${r.tokens} tokens)`),
+          eval: (step, r) => {
+            const scores = Object.entries(r.metrics ?? {}).map(([k, v]) => `  ${k} ${v.toFixed(4)}`).join('');
+            out.line(`eval at step ${step}: loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}${scores}  (${r.tokens} tokens)`);
+          },
           checkpoint: (dir) => out.line(`checkpoint: ${dir}`),
           warn: (m) => out.line(`warning: ${m}`),
           note: (m) => out.line(m),
