@@ -6,10 +6,11 @@
 import { readFileSync } from 'node:fs';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
-import { lossSum, logits } from '../../src/models/model.ts';
+import { logits } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
 import * as T from '../../src/tensor/index.ts';
-import { Rng, Tensor, backward, noGrad, scope } from '../../src/tensor/index.ts';
+import { Rng, Tensor, noGrad, scope } from '../../src/tensor/index.ts';
+import { lossStep } from '../../src/train/loss-step.ts';
 import { AdamW, clipScale, globalGradNorm } from '../../src/train/adamw.ts';
 import { formatProfile, profileRows, resetProfile, startProfile, stopProfile } from '../../src/backend/profile.ts';
 import { measureGemmPeaks } from '../lib/gemm-peak.ts';
@@ -39,14 +40,8 @@ const positions = positionIds(B, S);
 
 function step(): void {
   model.params.zeroGrad();
-  scope(() =>
-    T.autocast(dtype, () => {
-      const hidden = model.forward(Tensor.from(ids, [B, S], 'int32'), { positions });
-      // Every label is trained: the loss scale is known up front, so loss and gradients come in one sweep.
-      const { lossSum: sum } = lossSum(model, hidden, Tensor.from(labels, [B, S], 'int32'), { gradScale: 1 / (B * S) });
-      backward(T.scale(sum, 1 / (B * S)), undefined, { releaseActivations: true });
-    }),
-  );
+  // Every label is trained: the loss is the mean over B·S tokens (the trainer's own loss step).
+  lossStep(model, { rows: B, ids, targets: labels }, { seqLength: S, normaliser: B * S, dtype });
   opt.update(1e-4, clipScale(globalGradNorm(model.params.grads), 1.0));
 }
 
@@ -79,7 +74,7 @@ if (process.argv.includes('--profile')) {
   stopProfile();
   console.error(`training step by kernel, config ${name}:\n${formatProfile(profileRows(), steps)}`);
 }
-const params = model.params.values.layout.names.reduce((n, k) => n + model.params.get(k).size, 0);
+const params = model.params.counts().trainableParams;
 console.log(
   JSON.stringify({
     engine: dtype === 'bfloat16' ? 'sftkit bf16' : 'sftkit', config: name, dtype, params, steps, median_s: med,

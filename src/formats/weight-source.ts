@@ -7,7 +7,7 @@ import { FormatError, describeValue } from '../errors.ts';
 import { readConfinedText } from './confined-file.ts';
 import type { WeightDtype } from './dtypes.ts';
 import { duplicateKeys } from './json-duplicates.ts';
-import { openSafetensors } from './safetensors.ts';
+import { type SafetensorsFile, openSafetensors } from './safetensors.ts';
 import type { TensorFile, TensorInfo } from './tensor-file.ts';
 import { openTorchBin } from './torch-bin.ts';
 
@@ -25,6 +25,11 @@ export interface WeightSource {
   readonly tensors: readonly WeightTensor[];
   get(name: string): WeightTensor | undefined;
   read(name: string): Uint8Array;
+  /**
+   * Where a tensor's raw bytes lie in its file (safetensors: contiguous little-endian at `begin`), for a
+   * memory mapping; null for formats whose tensors are not stored that way (PyTorch .bin).
+   */
+  locate(name: string): { path: string; begin: number; end: number } | null;
   close(): void;
 }
 
@@ -121,6 +126,12 @@ export function openWeightSource(dir: string): WeightSource {
         const t = byName.get(name);
         if (t === undefined) throw new FormatError(`${dir}: no tensor ${name}`, { where: name });
         return files.get(t.file)!.read(name);
+      },
+      locate(name) {
+        const t = byName.get(name);
+        if (t === undefined || layout.format !== 'safetensors') return null;
+        const e = (files.get(t.file) as SafetensorsFile).get(name);
+        return e ? { path: join(dir, t.file), begin: e.begin, end: e.end } : null;
       },
       close: closeAll,
     };

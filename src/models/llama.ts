@@ -7,7 +7,7 @@ import { Rng, Tensor } from '../tensor/index.ts';
 import type { LlamaConfig } from './config.ts';
 import { inverseFrequencies, ropeTables } from './rope.ts';
 import { expectedTensors } from './tensor-table.ts';
-import type { CausalLM, ForwardOptions } from './model.ts';
+import type { CausalLM, ForwardOptions, ModelOptions } from './model.ts';
 import { paramSpecs } from './model.ts';
 
 export class Llama implements CausalLM {
@@ -16,14 +16,15 @@ export class Llama implements CausalLM {
   private tables: { cos: Tensor; sin: Tensor } | null = null;
   private readonly inv: Float32Array;
 
-  constructor(config: LlamaConfig, opts: { seed?: number; initStd?: number } = {}) {
+  constructor(config: LlamaConfig, opts: ModelOptions = {}) {
     this.config = config;
-    this.params = new ParameterSet(paramSpecs(expectedTensors(config), opts.initStd ?? 0.02), new Rng(opts.seed ?? 0));
+    this.params = new ParameterSet(paramSpecs(expectedTensors(config), opts.initStd ?? 0.02), new Rng(opts.seed ?? 0), opts.weights);
     this.inv = inverseFrequencies(config.headDim, config.ropeTheta, config.ropeScaling);
   }
 
+  /** A weight for compute (float32; a frozen low-precision weight widened for this step). */
   private p(name: string): Tensor {
-    return this.params.get(name);
+    return this.params.weight(name);
   }
 
   private ropeFor(count: number): { cos: Tensor; sin: Tensor } {
@@ -55,23 +56,23 @@ export class Llama implements CausalLM {
     for (let i = 0; i < c.numHiddenLayers; i++) {
       const pre = `model.layers.${i}`;
       const block = (h: Tensor): Tensor => {
-        const b = (n: string): Tensor | null => (c.qkvBias ? this.p(`${pre}.self_attn.${n}_proj.bias`) : null);
+        const attn = { bias: c.qkvBias };
+        const mlp = { bias: c.mlpBias };
         const a = T.rmsNorm(h, this.p(`${pre}.input_layernorm.weight`), c.rmsNormEps); // (B, S, D)
-        let q = T.reshape(linear(a, this.p(`${pre}.self_attn.q_proj.weight`), b('q')), [B, S, c.numAttentionHeads, hd]);
-        let k = T.reshape(linear(a, this.p(`${pre}.self_attn.k_proj.weight`), b('k')), [B, S, c.numKeyValueHeads, hd]);
-        const v = T.reshape(linear(a, this.p(`${pre}.self_attn.v_proj.weight`), b('v')), [B, S, c.numKeyValueHeads, hd]);
+        let q = T.reshape(linear(a, this.params, `${pre}.self_attn.q_proj`, attn), [B, S, c.numAttentionHeads, hd]); // (B, S, Hq, hd)
+        let k = T.reshape(linear(a, this.params, `${pre}.self_attn.k_proj`, attn), [B, S, c.numKeyValueHeads, hd]); // (B, S, Hkv, hd)
+        const v = T.reshape(linear(a, this.params, `${pre}.self_attn.v_proj`, attn), [B, S, c.numKeyValueHeads, hd]); // (B, S, Hkv, hd)
         q = T.rope(q, tables, hd); // (B, S, Hq, hd)
         k = T.rope(k, tables, hd); // (B, S, Hkv, hd)
         const [kc, vc] = cache ? cache.append(i, k, v) : [k, v]; // (B, past + S, Hkv, hd)
         const att = T.attention(q, kc, vc, { causal: true, qOffset: step.past, qSegments: step.qSegments, kSegments: step.kSegments }); // (B, S, Hq, hd)
-        const o = linear(T.reshape(att, [B, S, c.numAttentionHeads * hd]), this.p(`${pre}.self_attn.o_proj.weight`), c.oBias ? this.p(`${pre}.self_attn.o_proj.bias`) : null);
+        const o = linear(T.reshape(att, [B, S, c.numAttentionHeads * hd]), this.params, `${pre}.self_attn.o_proj`, { bias: c.oBias }); // (B, S, D)
         const h2 = T.add(h, o); // (B, S, D)
-        const m = T.rmsNorm(h2, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps);
-        const mb = (n: string): Tensor | null => (c.mlpBias ? this.p(`${pre}.mlp.${n}_proj.bias`) : null);
-        const gate = linear(m, this.p(`${pre}.mlp.gate_proj.weight`), mb('gate')); // (B, S, F)
-        const up = linear(m, this.p(`${pre}.mlp.up_proj.weight`), mb('up')); // (B, S, F)
-        const down = linear(T.swiglu(gate, up), this.p(`${pre}.mlp.down_proj.weight`), mb('down')); // (B, S, D)
-        return T.add(h2, down);
+        const m = T.rmsNorm(h2, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps); // (B, S, D)
+        const gate = linear(m, this.params, `${pre}.mlp.gate_proj`, mlp); // (B, S, F)
+        const up = linear(m, this.params, `${pre}.mlp.up_proj`, mlp); // (B, S, F)
+        const down = linear(T.swiglu(gate, up), this.params, `${pre}.mlp.down_proj`, mlp); // (B, S, D)
+        return T.add(h2, down); // (B, S, D)
       };
       x = opts.recompute ? T.recompute(block, [x]) : block(x);
     }

@@ -1,5 +1,5 @@
 // What every causal LM of sftkit offers the trainer, evaluation and generation, and shared helpers.
-import type { ParamSpec, ParameterSet } from '../nn/parameters.ts';
+import type { ParamSpec, ParameterSet, WeightOptions } from '../nn/parameters.ts';
 import * as T from '../tensor/index.ts';
 import type { Tensor } from '../tensor/index.ts';
 import type { ModelConfig } from './config.ts';
@@ -18,6 +18,13 @@ export interface ForwardOptions {
    * cached token; `positions` and `segments` then cover only the new tokens.
    */
   cache?: KvCache | null;
+}
+
+/** What a model class is built with: the initialisation and which weights are frozen, in what dtype. */
+export interface ModelOptions {
+  seed?: number;
+  initStd?: number;
+  weights?: WeightOptions;
 }
 
 export interface CausalLM {

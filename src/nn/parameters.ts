@@ -1,7 +1,9 @@
-// Trainable parameters as views of one flat buffer, with gradients as views of a second one, so the
-// optimizer, gradient clipping and all-reduce each see one contiguous block.
+// A model's weights: the trainable ones as views of one flat buffer, with gradients as views of a second one
+// (so the optimizer, clipping and all-reduce each see one block), and the frozen ones in a FrozenStore
+// (frozen-store.ts): no gradient, no optimizer state, each in its own storage dtype, possibly memory-mapped.
 import { ShapeError } from '../errors.ts';
-import { FlatBuffer, type Rng, Tensor, flatLayout, loadInto } from '../tensor/index.ts';
+import { FlatBuffer, type Rng, Tensor, flatLayout, loadInto, numel } from '../tensor/index.ts';
+import { type FrozenDtype, FrozenStore } from './frozen-store.ts';
 
 export interface ParamSpec {
   name: string;
@@ -10,36 +12,147 @@ export interface ParamSpec {
   init: { kind: 'normal'; std: number } | { kind: 'zeros' } | { kind: 'ones' };
 }
 
-export class ParameterSet {
-  readonly values: FlatBuffer;
-  readonly grads: FlatBuffer;
-  private readonly tensors = new Map<string, Tensor>();
+/** Which weights are frozen and how they are stored (`freeze` of the run config, `model.base_dtype`). */
+export interface WeightOptions {
+  /** Frozen weights (by name); every other one is trainable. */
+  frozen?: (name: string) => boolean;
+  /** Storage dtype of frozen weights (default float32: the values are kept exactly). */
+  frozenDtype?: FrozenDtype;
+  /**
+   * Draw the initial values (default true). A model about to be loaded from a checkpoint skips it: every
+   * weight is then written by the loader, and a frozen weight may be a mapping of the file instead.
+   */
+  initialise?: boolean;
+}
 
-  constructor(specs: readonly ParamSpec[], rng: Rng) {
-    const layout = flatLayout(specs);
-    this.values = new FlatBuffer(layout);
-    this.grads = new FlatBuffer(layout);
+/** Parameter counts and resident bytes of the two kinds (for the memory estimate). */
+export interface WeightCounts {
+  trainableParams: number;
+  frozenParams: number;
+  frozenBytes: number;
+  /** Frozen bytes that are file mappings (resident only as their pages are read). */
+  frozenMappedBytes: number;
+}
+
+function initialValues(spec: ParamSpec, rng: Rng | null): Float32Array {
+  const data = new Float32Array(numel(spec.shape));
+  if (spec.init.kind === 'normal') rng?.fillNormal(data, 0, spec.init.std);
+  else if (spec.init.kind === 'ones') data.fill(1);
+  return data;
+}
+
+export class ParameterSet {
+  /** The trainable weights, one flat buffer (layout order = model order of the trainable names). */
+  values: FlatBuffer;
+  /** Their gradients, same layout. */
+  grads: FlatBuffer;
+  readonly frozen: FrozenStore;
+  /** Every weight's name, trainable or frozen, in model order. */
+  readonly names: string[];
+  private readonly specs: Map<string, ParamSpec>;
+
+  constructor(specs: readonly ParamSpec[], rng: Rng, opts: WeightOptions = {}) {
+    const isFrozen = opts.frozen ?? (() => false);
+    this.names = specs.map((s) => s.name);
+    this.specs = new Map(specs.map((s) => [s.name, s]));
+    this.frozen = new FrozenStore(opts.frozenDtype ?? 'float32');
+    const trainable = specs.filter((s) => !isFrozen(s.name));
+    ({ values: this.values, grads: this.grads } = this.allocateTrainable(trainable));
+    const init = opts.initialise ?? true;
+    // The RNG is drawn in model order over every weight, frozen or not, so a frozen run starts from the same
+    // values as a fully trainable one.
     for (const spec of specs) {
-      const t = this.values.get(spec.name);
-      t.name = spec.name;
-      t.requiresGrad = true;
-      t.grad = this.grads.get(spec.name);
-      const data = new Float32Array(t.size);
-      if (spec.init.kind === 'normal') rng.fillNormal(data, 0, spec.init.std);
-      else if (spec.init.kind === 'ones') data.fill(1);
-      if (spec.init.kind !== 'zeros') loadInto(t, data);
-      this.tensors.set(spec.name, t);
+      if (isFrozen(spec.name)) {
+        if (init) this.frozen.set(spec.name, spec.shape, initialValues(spec, rng));
+        else this.frozen.expect(spec.name, spec.shape);
+      } else if (init && spec.init.kind !== 'zeros') {
+        loadInto(this.values.get(spec.name), initialValues(spec, rng));
+      }
     }
   }
 
-  get(name: string): Tensor {
-    const t = this.tensors.get(name);
-    if (!t) throw new ShapeError(`no parameter named ${name}`, { where: name });
-    return t;
+  private allocateTrainable(specs: readonly ParamSpec[]): { values: FlatBuffer; grads: FlatBuffer } {
+    const layout = flatLayout(specs);
+    const values = new FlatBuffer(layout);
+    const grads = new FlatBuffer(layout);
+    for (const name of layout.names) {
+      const t = values.get(name);
+      t.name = name;
+      t.requiresGrad = true;
+      t.grad = grads.get(name);
+    }
+    return { values, grads };
   }
 
-  get names(): string[] {
+  /** Trainable weight names (the flat buffer's layout order). */
+  get trainableNames(): string[] {
     return this.values.layout.names;
+  }
+
+  isFrozen(name: string): boolean {
+    return this.frozen.has(name);
+  }
+
+  private spec(name: string): ParamSpec {
+    const s = this.specs.get(name);
+    if (!s) throw new ShapeError(`no parameter named ${name}`, { where: name });
+    return s;
+  }
+
+  shape(name: string): number[] {
+    return this.spec(name).shape;
+  }
+
+  /**
+   * The weight as stored: a view of the trainable buffer, or the frozen tensor in its storage dtype (which may
+   * be bfloat16 or a read-only mapping). Compute code reads `weight(name)` instead.
+   */
+  get(name: string): Tensor {
+    this.spec(name);
+    return this.frozen.has(name) ? this.frozen.stored(name) : this.values.get(name);
+  }
+
+  /** The weight as float32 for compute: trainable views as they are, frozen weights widened (step-scoped). */
+  weight(name: string): Tensor {
+    this.spec(name);
+    return this.frozen.has(name) ? this.frozen.dense(name) : this.values.get(name);
+  }
+
+  /** Float32 values of a weight (checkpoint writing, tests). */
+  read(name: string): Float32Array {
+    this.spec(name);
+    return this.frozen.has(name) ? this.frozen.read(name) : (this.values.get(name).toArray() as Float32Array);
+  }
+
+  /** Writes float32 values into a weight, whichever store holds it (checkpoint loading). */
+  load(name: string, data: Float32Array): void {
+    const s = this.spec(name);
+    if (this.frozen.has(name)) this.frozen.set(name, s.shape, data);
+    else loadInto(this.values.get(name), data);
+  }
+
+  /**
+   * Moves the weights `which` selects from the trainable buffer to the frozen store (`freeze` by regex): they
+   * lose their gradient and, since the optimizer is built over the trainable buffer, their optimizer state.
+   * The trainable buffers are rebuilt without them. Views of the old buffers taken before this call are
+   * released with them. Frozen weights stay frozen.
+   */
+  freeze(which: (name: string) => boolean): void {
+    const moving = this.trainableNames.filter(which);
+    if (moving.length === 0) return;
+    const old = { values: this.values, grads: this.grads };
+    for (const name of moving) this.frozen.set(name, this.spec(name).shape, old.values.get(name).toArray() as Float32Array);
+    const keep = this.trainableNames.filter((n) => !which(n)).map((n) => this.spec(n));
+    ({ values: this.values, grads: this.grads } = this.allocateTrainable(keep));
+    for (const s of keep) loadInto(this.values.get(s.name), old.values.get(s.name).toArray() as Float32Array);
+    old.values.release();
+    old.grads.release();
+  }
+
+  counts(): WeightCounts {
+    const trainableParams = this.trainableNames.reduce((n, k) => n + numel(this.spec(k).shape), 0);
+    const frozenParams = this.frozen.names.reduce((n, k) => n + numel(this.spec(k).shape), 0);
+    return { trainableParams, frozenParams, frozenBytes: this.frozen.bytes(), frozenMappedBytes: this.frozen.mappedBytes() };
   }
 
   zeroGrad(): void {
@@ -49,5 +162,6 @@ export class ParameterSet {
   release(): void {
     this.values.release();
     this.grads.release();
+    this.frozen.release();
   }
 }

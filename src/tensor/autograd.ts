@@ -24,14 +24,41 @@ export interface BackwardOptions {
   releaseActivations?: boolean;
 }
 
+// --- Gradient targets (a seam for sharded gradients): by default a leaf's gradient accumulates into its
+// .grad; a GradTarget set on a leaf redirects every write of its gradient (the fused kernels' in-place
+// accumulation through gradSink, and backward's leaf accumulation) into a tensor the owner chooses per
+// backward, e.g. a slot of a gradient bucket that ZeRO-2 reduce-scatters into a shard, so that no
+// full-size .grad has to exist.
+
+/** Where a leaf's gradient goes while the target is set. */
+export interface GradTarget {
+  /** A dense fp32 tensor of t's shape that t's gradient is added (+=) into. */
+  into(t: Tensor): Tensor;
+}
+
+const gradTargets = new WeakMap<Tensor, GradTarget>();
+
+/** Redirects leaf t's gradient to `target` (null: back to .grad). */
+export function setGradTarget(t: Tensor, target: GradTarget | null): void {
+  if (target) gradTargets.set(t, target);
+  else gradTargets.delete(t);
+}
+
+/** The tensor leaf t's gradient is accumulated into: its GradTarget's choice, else its .grad (maybe null). */
+export function gradDestination(t: Tensor): Tensor | null {
+  const target = gradTargets.get(t);
+  return target ? target.into(t) : t.grad;
+}
+
 /**
- * The .grad buffer a backward rule may accumulate input t's gradient straight into (returning ACCUMULATED
- * for it), or null when t is not a trainable leaf with a dense fp32 .grad: saves a temporary gradient and
- * the pass that would add it to .grad.
+ * The buffer a backward rule may accumulate input t's gradient straight into (returning ACCUMULATED for it):
+ * its GradTarget's tensor or its .grad, or null when t is not a trainable leaf with such a dense fp32 buffer.
+ * Saves a temporary gradient and the pass that would add it in.
  */
 export function gradSink(t: Tensor | null): Tensor | null {
-  if (!t || t.gradFn || !t.requiresGrad || !t.grad) return null;
-  const g = t.grad;
+  if (!t || t.gradFn || !t.requiresGrad) return null;
+  const g = gradDestination(t);
+  if (!g) return null;
   return g.dtype === 'float32' && g.isContiguous && sameShape(g.shape, t.shape) ? g : null;
 }
 

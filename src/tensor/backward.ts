@@ -2,7 +2,7 @@
 // node's rule taken from the op table (BACKWARD_RULES[node.op](node.ctx, gradOut, backward)), gradient
 // accumulation into leaves' .grad, gradient-ready hooks, and the early release of activations.
 import { ShapeError } from '../errors.ts';
-import { ACCUMULATED, type BackwardOptions, noGrad } from './autograd.ts';
+import { ACCUMULATED, type BackwardOptions, gradDestination, noGrad } from './autograd.ts';
 import { accumulateInto } from './ops/elementwise.ts';
 import { BACKWARD_RULES } from './ops/table.ts';
 import { copyInto } from './ops/views.ts';
@@ -125,7 +125,8 @@ class GradPass {
     if (!t.gradFn) {
       // A leaf: accumulate straight into .grad (unless the rule already did).
       if (g !== ACCUMULATED) {
-        if (t.grad) accumulate(t.grad, g);
+        const into = gradDestination(t);
+        if (into) accumulate(into, g);
         else t.grad = persistentCopy(g);
         this.consumed.push(g);
       }

@@ -24,6 +24,8 @@ export const runConfigSchema = z.strictObject({
     .strictObject({
       arch: z.string().default(''),
       dtype: z.enum(['float32', 'bfloat16']).default('float32'),
+      // Storage dtype of frozen weights (freeze): bfloat16 halves them; trainable weights stay float32.
+      base_dtype: z.enum(['float32', 'bfloat16']).default('float32'),
       recompute: z.boolean().default(false),
     })
     .prefault({}),

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ConfigError } from '../errors.ts';
 import { TOKENIZER_FILES, copyInto, writeManifest } from '../formats/checkpoint-dir.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
-import { castFloat } from '../formats/dtypes.ts';
+import { type WeightDtype, castFloat } from '../formats/dtypes.ts';
 import { writeSafetensorsSharded, writeTextFile, type WrittenFile } from '../formats/safetensors-writer.ts';
 import { planConversion } from '../formats/weight-plan.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
@@ -15,23 +15,50 @@ import { expectedTensors } from '../models/tensor-table.ts';
 import { Gpt2 } from '../models/gpt2.ts';
 import { Llama } from '../models/llama.ts';
 import type { CausalLM } from '../models/model.ts';
-import { loadInto } from '../tensor/index.ts';
+import type { FrozenDtype } from '../nn/frozen-store.ts';
+import type { WeightOptions } from '../nn/parameters.ts';
+import { Storage, dtypeBytes, numel } from '../tensor/index.ts';
+import type { RunConfig } from './config.ts';
+import { frozenSet } from './freeze.ts';
 
-export function createModel(config: ModelConfig, seed: number): CausalLM {
-  // Parameters are fp32; a config whose weights alone exceed this machine's memory is refused before the
-  // allocation (it would otherwise end in a native out-of-memory abort naming nothing).
-  const params = expectedTensors(config).reduce((n, t) => n + t.shape.reduce((a, b) => a * b, 1), 0);
-  if (params * 4 > totalmem()) {
-    throw new ConfigError(`the model of config.json needs ${(params * 4 / 2 ** 30).toFixed(1)} GiB for its ${params} fp32 parameters; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {
+/** Which weights a run freezes and how it stores them: `freeze` and `model.base_dtype` of the run config. */
+export function weightOptionsOf(cfg: Pick<RunConfig, 'freeze' | 'model'>, names: readonly string[]): WeightOptions {
+  const frozen = frozenSet(names, cfg.freeze);
+  return { frozen: (n) => frozen.has(n), frozenDtype: cfg.model.base_dtype };
+}
+
+export function createModel(config: ModelConfig, seed: number, weights: WeightOptions = {}): CausalLM {
+  // A config whose weights alone exceed this machine's memory is refused before the allocation (it would
+  // otherwise end in a native out-of-memory abort naming nothing). Frozen weights count at their dtype.
+  const frozen = weights.frozen ?? (() => false);
+  const frozenBytes = weights.frozenDtype === 'bfloat16' ? 2 : 4;
+  const bytes = expectedTensors(config)
+    .filter((t) => t.optional !== 'tied')
+    .reduce((n, t) => n + numel(t.shape) * (frozen(t.name) ? frozenBytes : 4), 0);
+  const params = expectedTensors(config).reduce((n, t) => n + numel(t.shape), 0);
+  if (bytes > totalmem()) {
+    throw new ConfigError(`the model of config.json needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${params} parameters; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {
       where: 'config.json',
       hint: 'check num_hidden_layers, hidden_size, intermediate_size and vocab_size',
     });
   }
-  return config.family === 'llama' ? new Llama(config, { seed }) : new Gpt2(config, { seed });
+  return config.family === 'llama' ? new Llama(config, { seed, weights }) : new Gpt2(config, { seed, weights });
 }
 
+export interface LoadOptions {
+  /** Frozen weights and their dtype (weightOptionsOf); default: everything trainable. */
+  weights?: (names: readonly string[]) => WeightOptions;
+  /**
+   * Map frozen weights from the checkpoint's safetensors instead of copying them, where the stored dtype is
+   * the frozen dtype and the offset is aligned to it (default true): their pages are the file's, read on use.
+   */
+  mapFrozen?: boolean;
+}
+
+const SAFETENSORS_DTYPE: Record<FrozenDtype, WeightDtype> = { float32: 'F32', bfloat16: 'BF16' };
+
 /** A model from a folder holding config.json and weights (a sftkit model checkpoint or an HF folder). */
-export function loadModel(dir: string, seed = 0): CausalLM {
+export function loadModel(dir: string, seed = 0, opts: LoadOptions = {}): CausalLM {
   const cfgPath = join(dir, 'config.json');
   if (!existsSync(cfgPath)) throw new ConfigError(`${dir}: no config.json`, { where: cfgPath, hint: 'pass a model checkpoint (sftkit convert) or an HF model folder' });
   // readModelConfig opens it by path: refuse a config.json that links out of the folder before it does.
@@ -43,13 +70,28 @@ export function loadModel(dir: string, seed = 0): CausalLM {
     // Every weight present with the shape config.json implies before anything is allocated: a config of
     // 4,000 layers next to the weights of 2 must fail here, not after a 12 GB allocation.
     const plan = planConversion(config, source.tensors, dir);
-    model = createModel(config, seed);
+    const weights = opts.weights?.(expectedTensors(config).filter((t) => t.optional !== 'tied').map((t) => t.name)) ?? {};
+    // Every weight is written below: no random initialisation.
+    model = createModel(config, seed, { ...weights, initialise: false });
+    const params = model.params;
+    const mappings = new Map<string, Storage>();
     for (const t of plan.tensors) {
+      const at = opts.mapFrozen !== false && params.isFrozen(t.name) ? source.locate(t.source) : null;
+      const dtype = params.frozen.dtype;
+      if (at && t.dtype === SAFETENSORS_DTYPE[dtype] && at.begin % dtypeBytes(dtype) === 0) {
+        let file = mappings.get(at.path);
+        if (!file) {
+          file = Storage.mmap(confinedRealPath(at.path));
+          mappings.set(at.path, file);
+        }
+        params.frozen.map(t.name, t.shape, file, at.begin, dtype);
+        continue;
+      }
       const data = castFloat(source.read(t.source), t.dtype, 'F32');
       // A Float32Array view needs a 4-byte-aligned offset; bytes read at an odd place are copied first (into a
       // new Uint8Array: a Buffer's slice() would be a view at the same odd place).
       const aligned = data.byteOffset % 4 === 0 ? data : new Uint8Array(data);
-      loadInto(model.params.get(t.name), new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4));
+      params.load(t.name, new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4));
     }
     return model;
   } catch (err) {
@@ -63,12 +105,13 @@ export function loadModel(dir: string, seed = 0): CausalLM {
 /** Writes config.json, generation_config.json, model.safetensors (fp32) and tokenizer files into `dir`. */
 export function writeModelFiles(dir: string, model: CausalLM, opts: { assetsDir: string | null; maxShardBytes?: number }): WrittenFile[] {
   const names = model.params.names;
-  const specs = names.map((name) => ({ name, dtype: 'F32' as const, shape: [...model.params.get(name).shape] }));
+  const specs = names.map((name) => ({ name, dtype: 'F32' as const, shape: [...model.params.shape(name)] }));
   const files = writeSafetensorsSharded(
     dir,
     specs,
     (spec) => {
-      const a = model.params.get(spec.name).toArray() as Float32Array;
+      // Frozen weights too, widened to fp32: a checkpoint is always the whole model in one dtype.
+      const a = model.params.read(spec.name);
       return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
     },
     { maxShardBytes: opts.maxShardBytes ?? 5e9 },

@@ -1,5 +1,5 @@
-// The trainer's optimizer over a process group: plain AdamW with gradients all-reduced across data-parallel
-// ranks, or ZeRO-1 (each rank keeps 1/N of the moments; reduce-scatter, local update, all-gather). Both save
+// The trainer's optimizer over a process group, over the model's trainable flat buffer (frozen weights have no
+// gradient and no moments): plain AdamW with gradients all-reduced across data-parallel ranks, or ZeRO-1 (each rank keeps 1/N of the moments; reduce-scatter, local update, all-gather). Both save
 // and load optimizer/rank_<r>.safetensors, and either can resume from the other's files or another world size.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -97,7 +97,8 @@ export class ReplicatedAdamW implements TrainOptimizer {
   save(dir: string): string {
     // Every rank holds the same moments: rank 0 writes them, named per tensor.
     if (this.pg.rank !== 0) return '';
-    const names = this.params.names;
+    // The trainable weights only: frozen ones have no moments.
+    const names = this.params.trainableNames;
     const specs = names.flatMap((name) => {
       const shape = [...this.params.get(name).shape];
       return [

@@ -1,21 +1,24 @@
-// The training loop, top to bottom: gather a global batch, normalise the loss by its trained tokens,
-// forward/backward each micro-batch in a step scope, clip, AdamW, log, evaluate, checkpoint. Resume
-// restores weights, moments, step and data position exactly, so the losses continue bit for bit; a stop
-// request (a signal) ends the run at the next step boundary, the same one on every rank, with a checkpoint.
+// The training loop, top to bottom: setup (schedule, freezing, optimizer, resume), then per step a global
+// batch whose trained tokens normalise the loss, each micro-batch's forward/loss/backward (loss-step.ts),
+// clip, AdamW, log, evaluate, checkpoint. Resume restores weights, moments, step and data position exactly,
+// so the losses continue bit for bit; a stop request (a signal) ends the run at the next step boundary, the
+// same one on every rank, with a checkpoint.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, SftkitError } from '../errors.ts';
-import { type CausalLM, lossSum, noDecay } from '../models/model.ts';
-import { positionIds } from '../models/rope.ts';
+import { type CausalLM, noDecay } from '../models/model.ts';
 import * as T from '../tensor/index.ts';
-import { Rng, Tensor, backward, scope } from '../tensor/index.ts';
+import { Rng } from '../tensor/index.ts';
+import type { MetricName } from '../eval/metrics.ts';
 import { PerplexityAccumulator } from '../eval/perplexity.ts';
-import { shiftRows } from '../data/shift.ts';
+import { type ShiftedRows, shiftRows } from '../data/shift.ts';
 import { type ProcessGroup, SingleProcessGroup } from '../distributed/index.ts';
 import { clipScale } from './adamw.ts';
 import type { BatchSource } from './batches.ts';
 import { type LoadedCheckpoint, checkpointName, saveCheckpoint, sweepCheckpointRoot } from './checkpoint.ts';
 import type { RunConfig } from './config.ts';
+import { frozenSet } from './freeze.ts';
+import { lossStep } from './loss-step.ts';
 import { type LrSchedule, learningRate, warmupStepsOf } from './lr-schedule.ts';
 import { ReplicatedAdamW, type TrainOptimizer, ZeroAdamW } from './optimizer.ts';
 
@@ -40,6 +43,8 @@ export interface EvalResult {
   loss: number;
   perplexity: number;
   tokens: number;
+  /** Generation metrics asked for in callbacks.eval.metrics (during training). */
+  metrics?: Record<string, number>;
 }
 
 export interface TrainerEvents {
@@ -59,6 +64,12 @@ export interface TrainerOptions {
   evalSource?: BatchSource | null;
   /** Where tokenizer and generation files for checkpoints come from. */
   assetsDir: string | null;
+  /**
+   * Generation metrics (em, f1, rouge_l, bleu4) of the model at each eval step, when callbacks.eval.metrics
+   * asks for them (`sftkit run` makes it from the eval records and the tokenizer). Without it such a request
+   * is refused before training starts.
+   */
+  generationMetrics?: ((metrics: MetricName[]) => Record<string, number>) | null;
   /** A training checkpoint to continue from (its weights are already in `model`). */
   resume?: LoadedCheckpoint | null;
   /** Data-parallel ranks (default: this process alone). `train` must be this rank's shard of the batches. */
@@ -84,26 +95,47 @@ function countTrained(targets: Int32Array): number {
   return n;
 }
 
-/** Parameters matching freeze.include (and not freeze.exclude) are frozen. */
-export function frozenSet(names: readonly string[], freeze: { include: string[]; exclude: string[] }): Set<string> {
-  const compile = (patterns: string[], key: string): RegExp[] =>
-    patterns.map((p) => {
-      try {
-        return new RegExp(p);
-      } catch (err) {
-        throw new ConfigError(`freeze.${key}: invalid regex ${JSON.stringify(p)} (${(err as Error).message})`, { where: `freeze.${key}` });
-      }
-    });
-  const inc = compile(freeze.include, 'include');
-  const exc = compile(freeze.exclude, 'exclude');
-  return new Set(names.filter((n) => inc.some((r) => r.test(n)) && !exc.some((r) => r.test(n))));
-}
+export { frozenSet } from './freeze.ts';
 
 /** Mean token loss over every batch of epoch 0 of `source`, without gradients and without full logits. */
 export function evaluateLoss(model: CausalLM, source: BatchSource): EvalResult {
   const acc = new PerplexityAccumulator(model, { seqLength: source.rowLength - 1 });
   for (let i = 0; i < source.batchesPerEpoch; i++) acc.add(source.batch(0, i));
   return acc.result();
+}
+
+/** The generation metrics (everything but perplexity) callbacks.eval.metrics asks for. */
+function generationMetricsOf(cfg: RunConfig): MetricName[] {
+  return cfg.callbacks.eval.metrics.filter((m): m is MetricName => m !== 'perplexity');
+}
+
+/** What setup() prepares for the loop: the schedule, the optimizer and where the run stands. */
+interface RunState {
+  stepsPerEpoch: number;
+  totalSteps: number;
+  accum: number;
+  schedule: LrSchedule;
+  optimizer: TrainOptimizer;
+  pg: ProcessGroup;
+  rng: Rng;
+  lead: boolean;
+  metricsPath: string;
+  ckRoot: string;
+  step: number;
+  stepsAtStart: number;
+  started: number;
+  losses: number[];
+  lastCheckpoint: string | null;
+  savedStep: number;
+}
+
+/** One optimizer step's outcome, before logging. */
+interface StepResult {
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  trainedTokens: number;
+  seconds: number;
 }
 
 export class Trainer {
@@ -133,6 +165,39 @@ export class Trainer {
   }
 
   async run(): Promise<TrainSummary> {
+    const run = this.setup();
+    try {
+      // A stop asked for while the model was loading: nothing new to save.
+      const early = this.stopAgreed(run.pg);
+      if (early > 0) return this.stopped(run, NaN, early);
+      while (run.step < run.totalSteps) {
+        const epoch = Math.floor(run.step / run.stepsPerEpoch);
+        const result = this.trainStep(run, epoch);
+        run.step += 1;
+        run.losses.push(result.loss);
+        this.logStep(run, epoch, result);
+        if (this.evalDue(run)) this.evaluate(run);
+        const ck = this.opts.config.callbacks.checkpoint;
+        if (run.step % ck.save_checkpoint_steps === 0 || run.step === run.totalSteps) await this.save(run);
+        // Let signal handlers run between steps.
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        // A stop on any rank stops all of them after this same step, so they all save the same checkpoint.
+        const stop = run.step < run.totalSteps ? this.stopAgreed(run.pg) : 0;
+        if (stop > 0) {
+          if (run.savedStep !== run.step) await this.save(run);
+          return this.stopped(run, result.loss, stop);
+        }
+      }
+    } finally {
+      run.optimizer.release();
+    }
+    return { steps: run.step, lastLoss: run.losses[run.losses.length - 1] ?? NaN, losses: run.losses, stoppedEarly: false, stopReason: null, stopCode: null, lastCheckpoint: run.lastCheckpoint };
+  }
+
+  // --- setup
+
+  /** Checks the config against the data and ranks, freezes, builds the optimizer, restores a resumed run. */
+  private setup(): RunState {
     const { config: cfg, model, train, events } = this.opts;
     const rc = cfg.runner_config;
     const accum = rc.gradient_accumulation_steps;
@@ -140,6 +205,14 @@ export class Trainer {
     if (stepsPerEpoch < 1) {
       throw new ConfigError(`the training data has ${train.batchesPerEpoch} batches of ${train.batchSize}, fewer than one optimizer step (gradient_accumulation_steps ${accum})`, {
         where: 'train_dataset',
+      });
+    }
+    const evalCfg = cfg.callbacks.eval;
+    if (evalCfg.do_eval && generationMetricsOf(cfg).length > 0 && !this.opts.generationMetrics) {
+      // Asked for and impossible here (no tokenizer or eval records): refused, never skipped silently.
+      throw new ConfigError(`callbacks.eval.metrics ${generationMetricsOf(cfg).join(', ')}: generation metrics during training need the eval records and a tokenizer`, {
+        where: 'callbacks.eval.metrics',
+        hint: 'set eval_dataset.dataset_dir and a tokenizer, or keep metrics: [perplexity] and score them after training with sftkit run --run_mode eval',
       });
     }
     const totalSteps = rc.max_steps > 0 ? rc.max_steps : rc.epochs * stepsPerEpoch;
@@ -150,9 +223,7 @@ export class Trainer {
       lr: cfg.optimizer.learning_rate,
       lrEnd: cfg.lr_schedule.lr_end,
     };
-
-    const frozen = frozenSet(model.params.names, cfg.freeze);
-    for (const name of model.params.names) model.params.get(name).requiresGrad = !frozen.has(name);
+    this.freeze();
     const pg = this.opts.pg ?? new SingleProcessGroup();
     const dp = cfg.parallel_config.data_parallel;
     if (dp !== 'auto' && dp !== pg.size) {
@@ -169,160 +240,174 @@ export class Trainer {
       weightDecay: cfg.optimizer.weight_decay,
       noDecay,
     };
+    // Over the trainable weights only: frozen ones have no gradient and no moments.
     const optimizer: TrainOptimizer = cfg.parallel_config.optimizer_shard ? new ZeroAdamW(model.params, pg, adamw) : new ReplicatedAdamW(model.params, pg, adamw);
     const rng = new Rng(cfg.seed);
     let step = 0;
-    if (this.opts.resume) {
-      const r = this.opts.resume;
-      optimizer.load(join(r.dir, 'optimizer'));
-      step = r.state.step;
-      if (r.state.lr_schedule.total_steps !== totalSteps) {
-        events?.warn?.(`resuming a run planned for ${r.state.lr_schedule.total_steps} steps with ${totalSteps} steps: the LR schedule changes`);
+    const resume = this.opts.resume;
+    if (resume) {
+      optimizer.load(join(resume.dir, 'optimizer'));
+      step = resume.state.step;
+      if (resume.state.lr_schedule.total_steps !== totalSteps) {
+        events?.warn?.(`resuming a run planned for ${resume.state.lr_schedule.total_steps} steps with ${totalSteps} steps: the LR schedule changes`);
       }
-      const mine = r.ranks.find((x) => x.rank === pg.rank) ?? r.ranks[0];
+      const mine = resume.ranks.find((x) => x.rank === pg.rank) ?? resume.ranks[0];
       if (mine) rng.setState(mine.rng);
     }
 
-    const outDir = cfg.output_dir;
     const lead = pg.rank === 0;
+    const outDir = cfg.output_dir;
     if (lead) mkdirSync(outDir, { recursive: true });
-    const metricsPath = join(outDir, 'metrics.jsonl');
     const ckRoot = join(outDir, 'checkpoint');
-    const ck = cfg.callbacks.checkpoint;
     // What an interrupted run left behind goes before this run saves anything (only rank 0 touches the root).
-    if (lead) sweepCheckpointRoot(ckRoot, { keep: this.opts.resume?.name ?? null, log: (m) => events?.note?.(m) });
-    const losses: number[] = [];
-    let lastCheckpoint: string | null = null;
-    let savedStep = this.opts.resume?.state.step ?? -1;
-    const started = performance.now();
-    const stepsAtStart = step;
-
-    const save = async (epoch: number): Promise<void> => {
-      const name = checkpointName(ck.prefix, epoch + 1, step);
-      lastCheckpoint = await saveCheckpoint({
-        root: ckRoot,
-        name,
-        model,
-        optimizer,
-        state: {
-          epoch,
-          step,
-          consumed_samples: step * accum * train.batchSize * pg.size,
-          lr_schedule: { type: schedule.type, total_steps: totalSteps, warmup_steps: schedule.warmupSteps, lr: schedule.lr, lr_end: schedule.lrEnd },
-          loss_scale: 1,
-          world_size: pg.size,
-          config: cfg,
-        },
-        rank: { rank: pg.rank, rng: rng.getState(), loader: { epoch: Math.floor(step / stepsPerEpoch), batch: (step % stepsPerEpoch) * accum } },
-        assetsDir: this.opts.assetsDir,
-        keepMax: ck.keep_checkpoint_max,
-        pg,
-      });
-      savedStep = step;
-      if (lead) events?.checkpoint?.(lastCheckpoint);
+    if (lead) sweepCheckpointRoot(ckRoot, { keep: resume?.name ?? null, log: (m) => events?.note?.(m) });
+    return {
+      stepsPerEpoch, totalSteps, accum, schedule, optimizer, pg, rng, lead,
+      metricsPath: join(outDir, 'metrics.jsonl'),
+      ckRoot,
+      step,
+      stepsAtStart: step,
+      started: performance.now(),
+      losses: [],
+      lastCheckpoint: null,
+      savedStep: resume?.state.step ?? -1,
     };
-    const stopped = (loss: number, code: number): TrainSummary => ({
-      steps: step,
+  }
+
+  /**
+   * `freeze` moves the weights it names to the model's frozen store (a model loaded with weightOptionsOf
+   * already has them there). A model whose frozen weights the config does not name is refused: its
+   * optimizer state would not match the config's.
+   */
+  private freeze(): void {
+    const { config: cfg, model } = this.opts;
+    const frozen = frozenSet(model.params.names, cfg.freeze);
+    const extra = model.params.frozen.names.filter((n) => !frozen.has(n));
+    if (extra.length > 0) {
+      throw new ConfigError(`the model holds ${extra.length} frozen weight(s) the config's freeze does not name (${extra[0]}${extra.length > 1 ? ', …' : ''})`, {
+        where: 'freeze',
+        hint: 'load the model with the same freeze settings the trainer gets',
+      });
+    }
+    model.params.freeze((n) => frozen.has(n));
+  }
+
+  // --- one training step
+
+  /** Gathers the global batch, runs its micro-batches forward and backward, reduces, clips and updates. */
+  private trainStep(run: RunState, epoch: number): StepResult {
+    const { config: cfg, model, train } = this.opts;
+    const t0 = performance.now();
+    const inEpoch = run.step % run.stepsPerEpoch;
+    // The global batch: its trained-token count normalises every micro-batch's loss.
+    const micro: ShiftedRows[] = Array.from({ length: run.accum }, (_, j) => shiftRows(train.batch(epoch, inEpoch * run.accum + j), train.rowLength));
+    const trainedTokens = run.pg.allReduceNumbers([micro.reduce((n, m) => n + countTrained(m.targets), 0)])[0] as number;
+    model.params.zeroGrad();
+    let lossTotal = 0;
+    for (const m of micro) {
+      lossTotal += lossStep(model, m, { seqLength: train.rowLength - 1, normaliser: trainedTokens, dtype: cfg.model.dtype, recompute: cfg.model.recompute });
+    }
+    const loss = trainedTokens > 0 ? (run.pg.allReduceNumbers([lossTotal])[0] as number) / trainedTokens : 0;
+    run.optimizer.reduceGradients();
+    const gradNorm = run.optimizer.gradNorm();
+    if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
+      throw new TrainingError(`step ${run.step + 1}: ${!Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${gradNorm}`}; stopped before updating the weights`, {
+        hint: run.lastCheckpoint ? `the last good checkpoint is ${run.lastCheckpoint}` : 'lower the learning rate or check the data',
+      });
+    }
+    const lr = learningRate(run.schedule, run.step);
+    if (trainedTokens > 0) run.optimizer.update(lr, clipScale(gradNorm, cfg.runner_config.clip_grad_norm), () => false);
+    return { loss, lr, gradNorm, trainedTokens, seconds: (performance.now() - t0) / 1000 };
+  }
+
+  /** metrics.jsonl and the step event (rank 0), after run.step was advanced. */
+  private logStep(run: RunState, epoch: number, r: StepResult): void {
+    const { config: cfg, train, events } = this.opts;
+    const step = run.step;
+    const elapsed = (performance.now() - run.started) / 1000;
+    const info: StepInfo = {
+      step,
+      totalSteps: run.totalSteps,
+      epoch: epoch + 1,
+      loss: r.loss,
+      lr: r.lr,
+      gradNorm: r.gradNorm,
+      trainedTokens: r.trainedTokens,
+      tokensPerSecond: (run.accum * train.batchSize * (train.rowLength - 1) * run.pg.size) / r.seconds,
+      elapsedSeconds: elapsed,
+      etaSeconds: (elapsed / (step - run.stepsAtStart)) * (run.totalSteps - step),
+    };
+    if (!run.lead) return;
+    if (step % cfg.callbacks.loss_monitor.log_every === 0 || step === run.totalSteps) {
+      const line = { type: 'train', step, epoch: epoch + 1, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, trained_tokens: r.trainedTokens, tokens_per_s: info.tokensPerSecond };
+      appendFileSync(run.metricsPath, `${JSON.stringify(line)}\n`);
+    }
+    events?.step?.(info);
+  }
+
+  // --- evaluation
+
+  private evalDue(run: RunState): boolean {
+    const evalCfg = this.opts.config.callbacks.eval;
+    return evalCfg.do_eval && this.opts.evalSource != null && (run.step % evalCfg.eval_steps === 0 || run.step === run.totalSteps);
+  }
+
+  /** Eval loss and perplexity: every rank evaluates the whole eval set (the replicas are equal); rank 0 reports. */
+  private evaluate(run: RunState): void {
+    const { config: cfg, model, events } = this.opts;
+    const source = this.opts.evalSource as BatchSource;
+    const result: EvalResult = T.autocast(cfg.model.dtype, () => evaluateLoss(model, source));
+    const generation = generationMetricsOf(cfg);
+    if (generation.length > 0 && this.opts.generationMetrics) {
+      const score = this.opts.generationMetrics;
+      result.metrics = T.autocast(cfg.model.dtype, () => score(generation));
+    }
+    if (run.lead) {
+      appendFileSync(run.metricsPath, `${JSON.stringify({ type: 'eval', step: run.step, ...result })}\n`);
+      events?.eval?.(run.step, result);
+    }
+  }
+
+  // --- checkpoints
+
+  /** Saves the checkpoint of run.step (weights, this rank's optimizer part and RNG/data position). */
+  private async save(run: RunState): Promise<void> {
+    const { config: cfg, model, train, events } = this.opts;
+    const { step, schedule, pg } = run;
+    const epoch = Math.floor((step - 1) / run.stepsPerEpoch);
+    const ck = cfg.callbacks.checkpoint;
+    run.lastCheckpoint = await saveCheckpoint({
+      root: run.ckRoot,
+      name: checkpointName(ck.prefix, epoch + 1, step),
+      model,
+      optimizer: run.optimizer,
+      state: {
+        epoch,
+        step,
+        consumed_samples: step * run.accum * train.batchSize * pg.size,
+        lr_schedule: { type: schedule.type, total_steps: run.totalSteps, warmup_steps: schedule.warmupSteps, lr: schedule.lr, lr_end: schedule.lrEnd },
+        loss_scale: 1,
+        world_size: pg.size,
+        config: cfg,
+      },
+      rank: { rank: pg.rank, rng: run.rng.getState(), loader: { epoch: Math.floor(step / run.stepsPerEpoch), batch: (step % run.stepsPerEpoch) * run.accum } },
+      assetsDir: this.opts.assetsDir,
+      keepMax: ck.keep_checkpoint_max,
+      pg,
+    });
+    run.savedStep = step;
+    if (run.lead) events?.checkpoint?.(run.lastCheckpoint);
+  }
+
+  private stopped(run: RunState, loss: number, code: number): TrainSummary {
+    return {
+      steps: run.step,
       lastLoss: loss,
-      losses,
+      losses: run.losses,
       stoppedEarly: true,
       stopReason: this.stopReason ?? 'another rank was asked to stop',
       stopCode: code,
-      lastCheckpoint,
-    });
-
-    try {
-      // A stop asked for while the model was loading: nothing new to save.
-      const early = this.stopAgreed(pg);
-      if (early > 0) return stopped(NaN, early);
-      while (step < totalSteps) {
-        const epoch = Math.floor(step / stepsPerEpoch);
-        const inEpoch = step % stepsPerEpoch;
-        const t0 = performance.now();
-
-        // The global batch: its trained-token count normalises every micro-batch's loss.
-        const micro = Array.from({ length: accum }, (_, j) => shiftRows(train.batch(epoch, inEpoch * accum + j), train.rowLength));
-        const trainedTokens = pg.allReduceNumbers([micro.reduce((n, m) => n + countTrained(m.targets), 0)])[0] as number;
-        model.params.zeroGrad();
-        let lossTotal = 0;
-        const S = train.rowLength - 1;
-        for (const m of micro) {
-          // model.dtype bfloat16: the GEMMs of forward and backward run in bf16 compute (T.autocast); the
-          // weights, their gradients, the optimizer state and every other op stay fp32.
-          lossTotal += scope(() =>
-            T.autocast(cfg.model.dtype, () => {
-              const hidden = model.forward(Tensor.from(m.ids, [m.rows, S], 'int32'), {
-                positions: positionIds(m.rows, S, { segments: m.segments }),
-                segments: m.segments,
-                recompute: cfg.model.recompute,
-              });
-              // The loss is normalised by the global batch's trained tokens, known before the micro-batches:
-              // the loss and its gradients come from one sweep, and backward brings exactly that scale.
-              const scaled = trainedTokens > 0;
-              const { lossSum: sum } = lossSum(model, hidden, Tensor.from(m.targets, [m.rows, S], 'int32'), scaled ? { gradScale: 1 / trainedTokens } : {});
-              // Read the loss first: backward frees the graph's activations as it goes.
-              const value = sum.item();
-              if (scaled) backward(T.scale(sum, 1 / trainedTokens), undefined, { releaseActivations: true });
-              return value;
-            }),
-          );
-        }
-        const loss = trainedTokens > 0 ? (pg.allReduceNumbers([lossTotal])[0] as number) / trainedTokens : 0;
-        optimizer.reduceGradients();
-        const gradNorm = optimizer.gradNorm();
-        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm)) {
-          throw new TrainingError(`step ${step + 1}: ${!Number.isFinite(loss) ? `loss is ${loss}` : `gradient norm is ${gradNorm}`}; stopped before updating the weights`, {
-            hint: lastCheckpoint ? `the last good checkpoint is ${lastCheckpoint}` : 'lower the learning rate or check the data',
-          });
-        }
-        const lr = learningRate(schedule, step);
-        if (trainedTokens > 0) optimizer.update(lr, clipScale(gradNorm, rc.clip_grad_norm), (n) => frozen.has(n));
-        step += 1;
-        losses.push(loss);
-
-        const now = performance.now();
-        const elapsed = (now - started) / 1000;
-        const perStep = elapsed / (step - stepsAtStart);
-        const info: StepInfo = {
-          step,
-          totalSteps,
-          epoch: epoch + 1,
-          loss,
-          lr,
-          gradNorm,
-          trainedTokens,
-          tokensPerSecond: (accum * train.batchSize * S * pg.size) / ((now - t0) / 1000),
-          elapsedSeconds: elapsed,
-          etaSeconds: perStep * (totalSteps - step),
-        };
-        if (lead && (step % cfg.callbacks.loss_monitor.log_every === 0 || step === totalSteps)) {
-          appendFileSync(metricsPath, `${JSON.stringify({ type: 'train', step, epoch: epoch + 1, loss, lr, grad_norm: gradNorm, trained_tokens: trainedTokens, tokens_per_s: info.tokensPerSecond })}\n`);
-        }
-        if (lead) events?.step?.(info);
-
-        const evalCfg = cfg.callbacks.eval;
-        if (evalCfg.do_eval && this.opts.evalSource && (step % evalCfg.eval_steps === 0 || step === totalSteps)) {
-          // Every rank evaluates the whole eval set (the replicas are equal); rank 0 reports.
-          const source = this.opts.evalSource;
-          const result = T.autocast(cfg.model.dtype, () => evaluateLoss(model, source));
-          if (lead) {
-            appendFileSync(metricsPath, `${JSON.stringify({ type: 'eval', step, ...result })}\n`);
-            events?.eval?.(step, result);
-          }
-        }
-        if (step % ck.save_checkpoint_steps === 0 || step === totalSteps) await save(Math.floor((step - 1) / stepsPerEpoch));
-        // Let signal handlers run between steps.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        // A stop on any rank stops all of them after this same step, so they all save the same checkpoint.
-        const stop = step < totalSteps ? this.stopAgreed(pg) : 0;
-        if (stop > 0) {
-          if (savedStep !== step) await save(Math.floor((step - 1) / stepsPerEpoch));
-          return stopped(loss, stop);
-        }
-      }
-    } finally {
-      optimizer.release();
-    }
-    return { steps: step, lastLoss: losses[losses.length - 1] ?? NaN, losses, stoppedEarly: false, stopReason: null, stopCode: null, lastCheckpoint };
+      lastCheckpoint: run.lastCheckpoint,
+    };
   }
 }

@@ -39,8 +39,8 @@ function makeModel(seed: number): ParameterSet {
 function step(params: ParameterSet, opt: AdamW, xs: Tensor, ys: Tensor, lr: number): number {
   params.zeroGrad();
   return scope(() => {
-    const h = T.gelu(linear(xs, params.get('fc1.weight'), params.get('fc1.bias')));
-    const pred = linear(h, params.get('fc2.weight'), params.get('fc2.bias'));
+    const h = T.gelu(linear(xs, params, 'fc1', { bias: true }));
+    const pred = linear(h, params, 'fc2', { bias: true });
     const loss = T.mean(T.square(T.sub(T.reshape(pred, [-1]), ys)), 0);
     backward(loss);
     opt.update(lr, clipScale(globalGradNorm(params.grads), 1.0));

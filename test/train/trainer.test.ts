@@ -12,7 +12,9 @@ import { ArrayBatchSource } from '../../src/train/batches.ts';
 import { findResumeCheckpoint } from '../../src/train/checkpoint.ts';
 import { type RunConfig, parseRunConfig } from '../../src/train/config.ts';
 import { learningRate } from '../../src/train/lr-schedule.ts';
-import { createModel, loadModel } from '../../src/train/model-io.ts';
+import { createModel, loadModel, weightOptionsOf } from '../../src/train/model-io.ts';
+import { openSafetensors } from '../../src/formats/safetensors.ts';
+import { ConfigError } from '../../src/errors.ts';
 import { Trainer, TrainingError } from '../../src/train/trainer.ts';
 
 const MODEL = {
@@ -54,11 +56,17 @@ function tmp(): string {
   return mkdtempSync(join(tmpdir(), 'sftkit-train-'));
 }
 
-test('LR schedules follow HF definitions', () => {
+test('LR schedules follow HF definitions, with the warm-up ramp one step later so no step trains at lr 0', () => {
   const s = { type: 'cosine' as const, warmupSteps: 10, totalSteps: 110, lr: 1e-3, lrEnd: 0 };
-  assert.equal(learningRate(s, 0), 0);
-  assert.equal(learningRate(s, 5), 5e-4);
+  // Warm-up: step s trains at lr·(s+1)/(W+1); step W reaches the peak, as in HF.
+  assert.equal(learningRate(s, 0), 1e-3 / 11);
+  assert.equal(learningRate(s, 5), (1e-3 * 6) / 11);
+  assert.equal(learningRate(s, 9), (1e-3 * 10) / 11);
   assert.equal(learningRate(s, 10), 1e-3);
+  for (let i = 1; i <= 10; i++) assert.ok(learningRate(s, i) > learningRate(s, i - 1), `warm-up rises at step ${i}`);
+  // One warm-up step in a one-step run: it trains (at half the lr), never at 0.
+  assert.equal(learningRate({ ...s, warmupSteps: 1, totalSteps: 1 }, 0), 5e-4);
+  assert.ok(learningRate({ ...s, warmupSteps: Math.ceil(0.03 * 1), totalSteps: 1 }, 0) > 0);
   assert.ok(Math.abs(learningRate(s, 60) - 5e-4) < 1e-15);
   assert.ok(Math.abs(learningRate({ ...s, lrEnd: 1e-4 }, 60) - 5.5e-4) < 1e-15);
   assert.ok(Math.abs(learningRate({ ...s, type: 'linear' }, 35) - 7.5e-4) < 1e-15);
@@ -229,6 +237,118 @@ test('a stop request ends the run after the current step with one checkpoint, or
     assert.equal(b.lastCheckpoint, join(out, 'checkpoint', 'tiny-1_3'));
     assert.deepEqual(readdirSync(join(out, 'checkpoint')).sort(), ['meta.json', 'tiny-1_2', 'tiny-1_3']);
   } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('with frozen weights (mapped from the checkpoint on resume) a stopped and resumed run gives the same losses bit for bit', async () => {
+  const data = rows(8, 9, 7);
+  const freeze = { include: ['embed_tokens', 'self_attn', 'mlp\\.(gate|up)_proj'], exclude: ['layers\\.1\\.self_attn\\.o_proj'] };
+  const cfgOf = (out: string): RunConfig => config(out, { freeze, runner_config: { epochs: 1, batch_size: 2, clip_grad_norm: 1.0 } });
+  const outA = tmp();
+  const outB = tmp();
+  try {
+    const mA = model();
+    const frozenBefore = mA.params.read('model.layers.0.self_attn.q_proj.weight');
+    const full = await new Trainer({ config: cfgOf(outA), model: mA, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null }).run();
+    // Frozen weights moved to the frozen store: no gradient, no optimizer state, unchanged.
+    assert.equal(mA.params.isFrozen('model.layers.0.self_attn.q_proj.weight'), true);
+    assert.equal(mA.params.isFrozen('model.layers.1.self_attn.o_proj.weight'), false);
+    assert.equal(mA.params.get('model.layers.0.self_attn.q_proj.weight').grad, null);
+    assert.deepEqual(mA.params.read('model.layers.0.self_attn.q_proj.weight'), frozenBefore);
+    const trainable = mA.params.trainableNames;
+    assert.ok(trainable.every((n) => !/embed_tokens|self_attn\.[qkv]_proj|gate_proj|up_proj/.test(n)), trainable.join(' '));
+    assert.ok(trainable.includes('model.layers.1.self_attn.o_proj.weight') && trainable.includes('lm_head.weight'));
+    mA.release();
+    // The optimizer file holds moments of the trainable weights only; the model file holds every weight.
+    const ckA = findResumeCheckpoint(join(outA, 'checkpoint'), null, () => assert.fail('no warning expected'));
+    const opt = openSafetensors(join(ckA.dir, 'optimizer', 'rank_0.safetensors'));
+    assert.deepEqual(opt.tensors.map((t) => t.name).filter((n) => n.startsWith('exp_avg.')).sort(), trainable.map((n) => `exp_avg.${n}`).sort());
+    opt.close();
+    const weights = openSafetensors(join(ckA.dir, 'model.safetensors'));
+    assert.equal(weights.tensors.length, mA.params.names.length);
+    weights.close();
+
+    const mB = model();
+    const trainer: Trainer = new Trainer({
+      config: cfgOf(outB),
+      model: mB,
+      train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }),
+      assetsDir: null,
+      events: { step: (s) => s.step === 2 && trainer.requestStop() },
+    });
+    const first = await trainer.run();
+    mB.release();
+    assert.deepEqual(first.losses, full.losses.slice(0, 2));
+    const ck = findResumeCheckpoint(join(outB, 'checkpoint'), null, () => assert.fail('no warning expected'));
+    // Loaded as `sftkit run` loads it: frozen weights straight into the frozen store, as mappings of the file.
+    const mC = loadModel(ck.dir, 0, { weights: (names) => weightOptionsOf(cfgOf(outB), names) });
+    assert.ok(mC.params.counts().frozenMappedBytes > 0, 'frozen weights are mapped from model.safetensors');
+    assert.equal(mC.params.counts().frozenMappedBytes, mC.params.counts().frozenBytes);
+    const rest = await new Trainer({ config: cfgOf(outB), model: mC, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null, resume: ck }).run();
+    mC.release();
+    assert.deepEqual(rest.losses, full.losses.slice(2));
+  } finally {
+    rmSync(outA, { recursive: true, force: true });
+    rmSync(outB, { recursive: true, force: true });
+  }
+});
+
+test('frozen weights stored in bfloat16 hold half the bytes and compute with their rounded values', async () => {
+  const out = tmp();
+  try {
+    const cfg = config(out, { freeze: { include: ['mlp'], exclude: [] }, model: { base_dtype: 'bfloat16' }, runner_config: { epochs: 1, batch_size: 2 } });
+    const m32 = model();
+    const ref = m32.params.read('model.layers.0.mlp.up_proj.weight');
+    const mbf = createModel(parseModelConfig(MODEL, 'tiny'), 3, weightOptionsOf(cfg, m32.params.names));
+    m32.release();
+    const w = mbf.params.get('model.layers.0.mlp.up_proj.weight');
+    assert.equal(w.dtype, 'bfloat16');
+    const counts = mbf.params.counts();
+    assert.equal(counts.frozenBytes, counts.frozenParams * 2);
+    // Round to nearest even, as torch.bfloat16 does; the compute weight is that value widened exactly.
+    const got = mbf.params.read('model.layers.0.mlp.up_proj.weight');
+    const bits = new Uint32Array(ref.buffer.slice(0));
+    for (let i = 0; i < ref.length; i++) {
+      const b = bits[i] as number;
+      const rounded = ((b + 0x7fff + ((b >>> 16) & 1)) >>> 16) << 16;
+      assert.equal(new Float32Array(new Uint32Array([rounded >>> 0]).buffer)[0], got[i], `element ${i}`);
+    }
+    const summary = await new Trainer({ config: cfg, model: mbf, train: new ArrayBatchSource(rows(4, 9, 8), { batchSize: 2 }), assetsDir: null }).run();
+    assert.ok(summary.losses.every(Number.isFinite));
+    assert.deepEqual(mbf.params.read('model.layers.0.mlp.up_proj.weight'), got);
+    mbf.release();
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('generation metrics asked for during training run at each eval step, or are refused when they cannot', async () => {
+  const out = tmp();
+  const m = model();
+  try {
+    const cfg = config(out, { runner_config: { epochs: 1, batch_size: 2 }, callbacks: { eval: { do_eval: true, eval_steps: 1, metrics: ['perplexity', 'em'] } } });
+    const src = new ArrayBatchSource(rows(4, 9, 9), { batchSize: 2 });
+    const refused = new Trainer({ config: cfg, model: m, train: src, evalSource: src, assetsDir: null }).run();
+    await assert.rejects(refused, (e: unknown) => e instanceof ConfigError && /callbacks\.eval\.metrics em/.test(e.message) && e.where === 'callbacks.eval.metrics');
+    assert.equal(existsSync(join(out, 'metrics.jsonl')), false);
+
+    const asked: string[][] = [];
+    const seen: number[] = [];
+    await new Trainer({
+      config: cfg, model: m, train: src, evalSource: src, assetsDir: null,
+      generationMetrics: (metrics) => {
+        asked.push(metrics);
+        return { em: 0.25 * asked.length };
+      },
+      events: { eval: (step, r) => seen.push(step, r.metrics?.['em'] ?? NaN) },
+    }).run();
+    assert.deepEqual(asked, [['em'], ['em']]);
+    assert.deepEqual(seen, [1, 0.25, 2, 0.5]);
+    const evals = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; metrics?: { em: number } }).filter((l) => l.type === 'eval');
+    assert.deepEqual(evals.map((e) => e.metrics?.em), [0.25, 0.5]);
+  } finally {
+    m.release();
     rmSync(out, { recursive: true, force: true });
   }
 });

@@ -17,13 +17,16 @@ import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
 import { writeFileAtomicSync } from '../../formats/write-file.ts';
 import { resolveModelDir } from '../../hub/index.ts';
 import { readModelConfig } from '../../models/config.ts';
+import { expectedTensors } from '../../models/tensor-table.ts';
 import type { CausalLM } from '../../models/model.ts';
+import type { ModelConfig } from '../../models/config.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 import { findResumeCheckpoint } from '../../train/checkpoint.ts';
 import { type RunConfig, applyOverrides, loadRunConfig, parseRunConfig, parseValue } from '../../train/config.ts';
-import { createModel, loadModel } from '../../train/model-io.ts';
+import { estimateTrainingMemory, formatMemoryEstimate } from '../../train/memory-estimate.ts';
+import { createModel, loadModel, weightOptionsOf } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
-import { Trainer, evaluateLoss, frozenSet } from '../../train/trainer.ts';
+import { Trainer, evaluateLoss } from '../../train/trainer.ts';
 import { autocast, bf16GemmPath } from '../../tensor/index.ts';
 import { OutputDir } from '../output-dir.ts';
 import { StepPrinter } from '../progress.ts';
@@ -116,15 +119,10 @@ function archConfigPath(arch: string): string {
   throw new ConfigError(`model.arch ${JSON.stringify(arch)}: no such config.json (or preset under configs/tiny/)`, { where: 'model.arch' });
 }
 
-function estimateBytes(model: CausalLM, cfg: RunConfig, seqLength: number): number {
-  const params = model.params.values.layout.size;
-  const c = model.config;
-  const hidden = c.family === 'llama' ? c.hiddenSize : c.nEmbd;
-  const layers = c.numHiddenLayers;
-  // Weights, gradients, two AdamW moments in fp32; activations kept per layer (about 16 hidden-sized
-  // tensors per token and layer), a quarter of that with recompute.
-  const act = cfg.runner_config.batch_size * seqLength * hidden * layers * 16 * 4 * (cfg.model.recompute ? 0.25 : 1);
-  return params * 16 + act;
+/** A new model (run_mode train) with the run's frozen weights in the frozen store. */
+function createModelFor(config: ModelConfig, cfg: RunConfig): CausalLM {
+  const names = expectedTensors(config).filter((t) => t.optional !== 'tied').map((t) => t.name);
+  return createModel(config, cfg.seed, weightOptionsOf(cfg, names));
 }
 
 function openDataset(dir: string, what: string): Records {
@@ -164,7 +162,11 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
   } else if (mode !== 'train') {
     throw new ConfigError(`run_mode ${mode} needs --load_checkpoint`, { where: 'load_checkpoint' });
   }
-  const model: CausalLM = modelDir ? loadModel(modelDir, cfg.seed) : createModel(readModelConfig(archConfigPath(cfg.model.arch)), cfg.seed);
+  // Training builds the model with its frozen weights already in the frozen store (freeze, model.base_dtype).
+  const training = mode === 'train' || mode === 'finetune';
+  const model: CausalLM = modelDir
+    ? loadModel(modelDir, cfg.seed, training ? { weights: (names) => weightOptionsOf(cfg, names) } : {})
+    : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg);
   const tokenizerDir = cfg.tokenizer || modelDir;
   // Created only once the inputs check out (each mode calls ensure()), and removed again if the run fails
   // before writing anything into it.
@@ -255,13 +257,21 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
     try {
       setupFor(records);
       if (evalRecords) setupFor(evalRecords);
-      const bytes = estimateBytes(model, cfg, records.seqLength);
-      const frozen = frozenSet(model.params.names, cfg.freeze);
-      const count = (names: readonly string[]): number => names.reduce((n, k) => n + model.params.get(k).size, 0);
-      const total = count(model.params.names);
-      const trainable = count(model.params.names.filter((n) => !frozen.has(n)));
-      out.line(`model: ${model.config.modelType}, ${total.toLocaleString('en-US')} parameters, ${trainable.toLocaleString('en-US')} trainable${frozen.size > 0 ? ` (${frozen.size} tensors frozen)` : ''}`);
-      out.line(`estimated peak memory: ${(bytes / 2 ** 30).toFixed(2)} GiB (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);
+      const counts = model.params.counts();
+      const frozenCount = model.params.frozen.names.length;
+      const total = counts.trainableParams + counts.frozenParams;
+      out.line(`model: ${model.config.modelType}, ${total.toLocaleString('en-US')} parameters, ${counts.trainableParams.toLocaleString('en-US')} trainable${frozenCount > 0 ? ` (${frozenCount} tensors frozen, ${cfg.model.base_dtype}${counts.frozenMappedBytes > 0 ? ', mapped from the checkpoint' : ''})` : ''}`);
+      const estimate = estimateTrainingMemory({
+        config: model.config,
+        weights: counts,
+        batchSize: cfg.runner_config.batch_size,
+        seqLength: records.seqLength,
+        recompute: cfg.model.recompute,
+        worldSize: pg.size,
+        optimizerShard: cfg.parallel_config.optimizer_shard,
+      });
+      const bytes = estimate.total;
+      out.line(`${formatMemoryEstimate(estimate)} (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);
       if (bytes > freemem() && !flags.force) {
         throw new ConfigError(`training needs about ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(freemem() / 2 ** 30).toFixed(1)} GiB available`, {
           hint: 'lower batch_size, enable model.recompute, or pass --force',
@@ -278,17 +288,29 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
       });
       if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${cfg.runner_config.batch_size}${cfg.parallel_config.optimizer_shard ? ', optimizer state sharded (ZeRO-1)' : ''}`);
       const evalSource = evalRecords ? new RecordsBatchSource(evalRecords, { batchSize: cfg.runner_config.batch_size, shuffle: false, dropRemainder: false, seed: cfg.seed }) : null;
+      // Generation metrics at each eval step (callbacks.eval.metrics beyond perplexity): greedy or sampled
+      // decoding of the eval records' prompts, scored against their answers.
+      const evalTok = evalRecords ? tokenizerOf() : null;
+      const generationMetrics =
+        evalRecords && evalTok
+          ? (metrics: MetricName[]): Record<string, number> =>
+              evaluateGeneration(model, evalTok, examplesFromRecords(evalRecords, evalTok), { ...genOpts, metrics, eosTokenIds: defaultEosIds(model, evalTok) }).metrics
+          : null;
       trainer = new Trainer({
         config: cfg,
         model,
         train,
         evalSource,
+        generationMetrics,
         assetsDir: tokenizerDir ? resolve(tokenizerDir) : null,
         resume,
         pg,
         events: {
           step: (s) => out.step(s, cfg.callbacks.loss_monitor.log_every),
-          eval: (step, r) => out.line(`eval at step ${step}: loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  (${r.tokens} tokens)`),
+          eval: (step, r) => {
+            const scores = Object.entries(r.metrics ?? {}).map(([k, v]) => `  ${k} ${v.toFixed(4)}`).join('');
+            out.line(`eval at step ${step}: loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}${scores}  (${r.tokens} tokens)`);
+          },
           checkpoint: (dir) => out.line(`checkpoint: ${dir}`),
           warn: (m) => out.line(`warning: ${m}`),
           note: (m) => out.line(m),

@@ -208,7 +208,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
 
     const report: DemoReport = {
       baseModel: relative(PACKAGE_ROOT, join(assets, 'base-model')),
-      params: model.params.values.layout.names.reduce((n, k) => n + model.params.get(k).size, 0),
+      params: model.params.counts().trainableParams + model.params.counts().frozenParams,
       trainSamples: Math.min(allTrain.length, o.trainSamples ?? allTrain.length),
       evalSamples: evalSamples.length,
       seqLength,

@@ -1,0 +1,91 @@
+// bench/train/memory: peak RSS of training steps (VmHWM of a child process) with every weight trainable vs
+// only the norms and lm_head trainable (the rest frozen), beside the memory estimate `sftkit run` prints.
+// Usage: node --import tsx bench/train/memory.ts [M L] [--steps N]     (prints a Markdown table)
+// Child: node --import tsx bench/train/memory.ts --child CONFIG full|norms STEPS   (prints one JSON line)
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
+import { Llama } from '../../src/models/llama.ts';
+import { noDecay } from '../../src/models/model.ts';
+import { Rng } from '../../src/tensor/index.ts';
+import { AdamW, clipScale, globalGradNorm } from '../../src/train/adamw.ts';
+import { lossStep } from '../../src/train/loss-step.ts';
+import { estimateTrainingMemory } from '../../src/train/memory-estimate.ts';
+
+/** Trainable in the `norms` mode: every norm weight and lm_head; the rest (embeddings, linears) frozen. */
+const NORMS_AND_HEAD = /(norm\.weight|^lm_head\.weight)$/;
+
+function vmHwmBytes(): number {
+  const m = readFileSync('/proc/self/status', 'utf8').match(/^VmHWM:\s+(\d+) kB/m);
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+function child(name: string, mode: 'full' | 'norms', steps: number): void {
+  const c = (JSON.parse(readFileSync(new URL('./configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[name];
+  if (!c) throw new Error(`unknown config ${name}`);
+  const cfg = parseModelConfig(
+    {
+      model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
+      num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: c['seq'], rms_norm_eps: 1e-5,
+    },
+    name,
+  ) as LlamaConfig;
+  const B = c['batch'] as number;
+  const S = c['seq'] as number;
+  const before = vmHwmBytes();
+  const model = new Llama(cfg, { seed: 0, weights: { frozen: mode === 'norms' ? (n) => !NORMS_AND_HEAD.test(n) : () => false } });
+  const opt = new AdamW(model.params.values, model.params.grads, { lr: 1e-4, weightDecay: 0.1, noDecay });
+  const rng = new Rng(1);
+  const ids = Int32Array.from({ length: B * S }, () => rng.int(cfg.vocabSize));
+  const targets = Int32Array.from({ length: B * S }, () => rng.int(cfg.vocabSize));
+  const t0 = performance.now();
+  for (let i = 0; i < steps; i++) {
+    model.params.zeroGrad();
+    lossStep(model, { rows: B, ids, targets }, { seqLength: S, normaliser: B * S });
+    opt.update(1e-4, clipScale(globalGradNorm(model.params.grads), 1.0));
+  }
+  const seconds = (performance.now() - t0) / 1000 / steps;
+  const est = estimateTrainingMemory({ config: cfg, weights: model.params.counts(), batchSize: B, seqLength: S, recompute: false });
+  console.log(JSON.stringify({ config: name, mode, steps, seconds_per_step: seconds, runtime_rss: before, peak_rss: vmHwmBytes(), counts: model.params.counts(), estimate: est }));
+}
+
+interface Row {
+  config: string;
+  mode: string;
+  peak_rss: number;
+  runtime_rss: number;
+  counts: { trainableParams: number; frozenParams: number };
+  estimate: { total: number; trainable: number; optimizer: number; frozen: number; activations: number; workspace: number };
+}
+
+function parent(names: string[], steps: number): void {
+  const mb = (b: number): string => (b / 2 ** 20).toFixed(0);
+  const rows: Row[] = [];
+  for (const name of names) {
+    for (const mode of ['full', 'norms'] as const) {
+      const r = spawnSync(process.execPath, ['--import', 'tsx', new URL(import.meta.url).pathname, '--child', name, mode, String(steps)], { encoding: 'utf8', maxBuffer: 1 << 24 });
+      if (r.status !== 0) throw new Error(`child ${name} ${mode} failed:\n${r.stderr}`);
+      rows.push(JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as Row);
+    }
+  }
+  console.log(`CPU: ${cpus()[0]?.model ?? 'unknown'}, ${cpus().length} cores; ${steps} steps each; SFTKIT_THREADS=${process.env['SFTKIT_THREADS'] ?? '(default)'}\n`);
+  console.log('| config | trainable | trainable params | frozen params | peak RSS (MB) | estimate (MB) | est./peak | trainable+opt / frozen / act. / workspace (MB) |');
+  console.log('|---|---|---:|---:|---:|---:|---:|---|');
+  for (const r of rows) {
+    const e = r.estimate;
+    console.log(
+      `| ${r.config} | ${r.mode === 'full' ? 'everything' : 'norms + lm_head'} | ${r.counts.trainableParams.toLocaleString('en-US')} | ${r.counts.frozenParams.toLocaleString('en-US')} | ${mb(r.peak_rss)} | ${mb(e.total)} | ${(e.total / r.peak_rss).toFixed(2)} | ${mb(e.trainable + e.optimizer)} / ${mb(e.frozen)} / ${mb(e.activations)} / ${mb(e.workspace)} |`,
+    );
+  }
+}
+
+const argv = process.argv.slice(2);
+if (argv[0] === '--child') {
+  child(argv[1] ?? 'M', argv[2] === 'norms' ? 'norms' : 'full', Number(argv[3] ?? 2));
+} else {
+  const stepsAt = argv.indexOf('--steps');
+  const steps = stepsAt >= 0 ? Number(argv[stepsAt + 1]) : 2;
+  const names = argv.filter((a, i) => !a.startsWith('--') && (stepsAt < 0 || i !== stepsAt + 1));
+  parent(names.length > 0 ? names : ['M', 'L'], steps);
+}

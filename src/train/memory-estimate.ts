@@ -1,0 +1,97 @@
+// The peak memory of a training run, estimated before it starts (printed by `sftkit run`, which refuses a
+// run that does not fit): trainable weights with their gradients and AdamW moments, frozen weights at their
+// storage dtype, the activations backward keeps, the loss's workspace and the process itself. Calibrated
+// against measured peak RSS (bench/train/memory.ts; docs/BENCHMARKS.md) to within 15% at configs M and L.
+import type { ModelConfig } from '../models/config.ts';
+import type { WeightCounts } from '../nn/parameters.ts';
+
+export interface MemoryEstimateInput {
+  config: ModelConfig;
+  weights: WeightCounts;
+  batchSize: number;
+  seqLength: number;
+  recompute: boolean;
+  /** Data-parallel ranks and whether the moments are sharded over them (ZeRO-1). */
+  worldSize?: number;
+  optimizerShard?: boolean;
+}
+
+/** Bytes by kind; `total` is their sum. */
+export interface MemoryEstimate {
+  /** Trainable weights: fp32 weight + gradient (8 bytes each), plus the AdamW moments below. */
+  trainable: number;
+  /** AdamW's two fp32 moments of the trainable weights (this rank's share under ZeRO-1). */
+  optimizer: number;
+  /** Frozen weights at their storage dtype (mapped ones count: their pages are read every step). */
+  frozen: number;
+  /** Activations kept for backward, and the gradients in flight beside them. */
+  activations: number;
+  /** The fused loss's logits block and the final hidden states with their gradient. */
+  workspace: number;
+  /** Node, V8 and the addon before any model (measured: ≈ 110 MB). */
+  runtime: number;
+  total: number;
+}
+
+/** What the process holds before it builds a model (Node 20 + tsx + the addon, measured with VmRSS). */
+export const RUNTIME_BYTES = 110 * 2 ** 20;
+
+/** The fused loss's block of logits (src/tensor/ops/fused.ts: sweepRowBlock keeps it ≤ 32 MiB). */
+const LOSS_BLOCK_BYTES = 32 * 2 ** 20;
+
+/**
+ * Floats kept per token and layer for backward, with the caching allocator's rounding: a Llama block keeps its
+ * input, the two norms' outputs, q/k/v and the rotated q/k, attention's output, o, the residual, gate, up,
+ * SwiGLU's output and down (9·D + 2·kv + 3·F); GPT-2's block the same shape with qkv fused and GELU.
+ */
+function floatsPerTokenLayer(c: ModelConfig): { kept: number; block: number } {
+  if (c.family === 'llama') {
+    const d = c.hiddenSize;
+    const kv = c.numKeyValueHeads * c.headDim;
+    const f = c.intermediateSize;
+    return { kept: 9 * d + 2 * kv + 3 * f, block: 9 * d + 2 * kv + 3 * f };
+  }
+  const d = c.nEmbd;
+  const f = c.nInner;
+  return { kept: 10 * d + 2 * f, block: 10 * d + 2 * f };
+}
+
+function hiddenOf(c: ModelConfig): number {
+  return c.family === 'llama' ? c.hiddenSize : c.nEmbd;
+}
+
+function ffnOf(c: ModelConfig): number {
+  return c.family === 'llama' ? c.intermediateSize : c.nInner;
+}
+
+export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
+  const c = i.config;
+  const tokens = i.batchSize * i.seqLength;
+  const world = i.worldSize ?? 1;
+  const trainable = i.weights.trainableParams * 8;
+  const optimizer = (i.weights.trainableParams * 8) / (i.optimizerShard ? world : 1);
+  const frozen = i.weights.frozenBytes;
+  const per = floatsPerTokenLayer(c);
+  const layers = c.numHiddenLayers;
+  // Without recompute every block's activations are alive when backward starts; with it, each block keeps
+  // its input and one block at a time is rebuilt in full.
+  const kept = i.recompute ? tokens * (layers * hiddenOf(c) + per.block) : tokens * layers * per.kept;
+  // Backward's own temporaries beside them: the widest gradients of one block (dgate, dup, dX of the MLP).
+  const inFlight = tokens * (3 * ffnOf(c) + 2 * hiddenOf(c));
+  const activations = (kept + inFlight) * 4;
+  // The loss: final hidden states, their gradient and norm output, and one block of logits.
+  const logitsBlock = Math.min(LOSS_BLOCK_BYTES, tokens * c.vocabSize * 4);
+  const workspace = tokens * hiddenOf(c) * 3 * 4 + logitsBlock;
+  const runtime = RUNTIME_BYTES;
+  return { trainable, optimizer, frozen, activations, workspace, runtime, total: trainable + optimizer + frozen + activations + workspace + runtime };
+}
+
+const gib = (b: number): string => `${(b / 2 ** 30).toFixed(2)} GiB`;
+
+/** One line: the total and its parts. */
+export function formatMemoryEstimate(e: MemoryEstimate): string {
+  return (
+    `estimated peak memory: ${gib(e.total)} = trainable ${gib(e.trainable)} (weights + gradients) + optimizer ${gib(e.optimizer)}` +
+    ` + frozen ${gib(e.frozen)} + activations ${gib(e.activations)} + loss workspace ${gib(e.workspace)} + runtime ${gib(e.runtime)}`
+  );
+}

@@ -1,0 +1,37 @@
+// The memory estimate's arithmetic: each kind from its own formula (trainable 16 bytes per weight, frozen at
+// its dtype, ZeRO-1 dividing the moments, recompute keeping one block), so a change to one part shows here.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseModelConfig } from '../../src/models/config.ts';
+import { RUNTIME_BYTES, estimateTrainingMemory, formatMemoryEstimate } from '../../src/train/memory-estimate.ts';
+
+const CFG = parseModelConfig(
+  { model_type: 'llama', vocab_size: 1000, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 },
+  'test',
+);
+
+test('the estimate counts trainable, optimizer, frozen, activations, workspace and runtime by their formulas', () => {
+  const weights = { trainableParams: 1000, frozenParams: 5000, frozenBytes: 10000, frozenMappedBytes: 0 };
+  const e = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: false });
+  const tokens = 64;
+  const kv = 2 * 16;
+  const perLayer = 9 * 64 + 2 * kv + 3 * 160;
+  assert.equal(e.trainable, 8000);
+  assert.equal(e.optimizer, 8000);
+  assert.equal(e.frozen, 10000);
+  assert.equal(e.activations, (tokens * 3 * perLayer + tokens * (3 * 160 + 2 * 64)) * 4);
+  assert.equal(e.workspace, tokens * 64 * 3 * 4 + tokens * 1000 * 4);
+  assert.equal(e.runtime, RUNTIME_BYTES);
+  assert.equal(e.total, e.trainable + e.optimizer + e.frozen + e.activations + e.workspace + e.runtime);
+  // ZeRO-1 over 4 ranks divides the moments only.
+  const z = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: false, worldSize: 4, optimizerShard: true });
+  assert.equal(z.optimizer, 2000);
+  assert.equal(z.trainable, 8000);
+  // Recompute keeps each block's input and one block.
+  const r = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: true });
+  assert.equal(r.activations, (tokens * (3 * 64 + perLayer) + tokens * (3 * 160 + 2 * 64)) * 4);
+  // The loss block is capped at 32 MiB.
+  const big = estimateTrainingMemory({ config: { ...CFG, vocabSize: 1 << 20 }, weights, batchSize: 2, seqLength: 32, recompute: false });
+  assert.equal(big.workspace, tokens * 64 * 3 * 4 + 32 * 2 ** 20);
+  assert.match(formatMemoryEstimate(e), /^estimated peak memory: .* GiB = trainable .* \+ optimizer .* \+ frozen .* \+ activations/);
+});
