@@ -2,7 +2,8 @@
 // a time, double dot products, logits of one vocab chunk at a time with an online max / sum-exp (forward), or a
 // row's full logits once (sweep). h (N, d), w (V, d) (HF lm_head layout), labels (N) with -100 = ignored.
 // bf16: h and w are rounded to bf16 before the products, and so is each dlogit in backward, as the addon's
-// scalar path does. Results match that path up to exp/log's last double ulp.
+// scalar path does. lse, losses and dh match that path up to exp/log's last double ulp; dw sums each vocab
+// chunk's gradient in double and adds it once (see chunkGradient), a rounding or two from the scalar path.
 import type { ByteOffset, Handle } from '../binding.ts';
 import { dim, fail, finiteArg, prod, tensorName } from './args.ts';
 import { roundBf16, roundedBf16 } from './bits.ts';
@@ -99,9 +100,46 @@ export function crossEntropyForward(
   return [lossSum, count];
 }
 
+/** Vocab columns per pass of the sweep's gradient (its dW scratch is this many rows of d doubles). */
+const SWEEP_CHUNK = 256;
+
 /**
- * dlogits = (softmax - onehot(label)) * gradScale for trained rows; dh = dlogits @ w (N, d), overwritten;
- * dw += dlogits^T @ h (V, d). lse is the forward's (fp32).
+ * The gradient of one vocab chunk [c0, c0 + n) for every trained row: dlogits = (softmax - onehot(label)) *
+ * gradScale (rounded to bf16 with bf16 compute), added to dhAcc (N, d) in double, and dW of the chunk summed
+ * over rows in double and added to dw once. Adding the chunk's whole gradient once (instead of row by row, as
+ * the addon's scalar path does) keeps `dw += gradient` exact in the accumulate sense: two passes over the same
+ * batch give exactly twice one pass, as the SIMD paths (one GEMM into scratch, then added) do.
+ */
+function chunkGradient(
+  hv: Float32Array, wv: Float32Array, labels: Int32Array, lse: Float32Array, d: number, c0: number, n: number,
+  gradScale: number, bf16: boolean, logits: Float64Array, dhAcc: Float64Array, dwAcc: Float64Array, dw: Float32Array | null,
+): void {
+  dwAcc.fill(0, 0, n * d);
+  for (let r = 0; r < labels.length; r++) {
+    const y = labels[r]!;
+    if (y === IGNORE) continue;
+    const h0 = r * d;
+    chunkLogits(hv, wv, d, r, c0, n, logits);
+    for (let j = 0; j < n; j++) {
+      let g = Math.exp(logits[j]! - lse[r]!);
+      if (c0 + j === y) g -= 1;
+      g *= gradScale;
+      if (bf16) g = roundBf16(fr(g)); // the backward products read dlogits rounded to bf16 too
+      const w0 = (c0 + j) * d, a0 = j * d;
+      for (let i = 0; i < d; i++) {
+        dhAcc[h0 + i] = dhAcc[h0 + i]! + g * wv[w0 + i]!;
+        dwAcc[a0 + i] = dwAcc[a0 + i]! + g * hv[h0 + i]!;
+      }
+    }
+  }
+  if (dw === null) return;
+  const base = c0 * d;
+  for (let k = 0; k < n * d; k++) dw[base + k] = fr(dw[base + k]! + fr(dwAcc[k]!));
+}
+
+/**
+ * dlogits = (softmax - onehot(label)) * gradScale for trained rows; dh = dlogits @ w (N, d), overwritten (0 for
+ * ignored rows); dw += dlogits^T @ h (V, d). lse is the forward's (fp32).
  */
 export function crossEntropyBackward(
   h: Handle, hOff: ByteOffset, w: Handle, wOff: ByteOffset, labels: Handle, lOff: ByteOffset,
@@ -125,38 +163,16 @@ export function crossEntropyBackward(
     hv = roundedBf16(hv);
     wv = roundedBf16(wv);
   }
-  dhv.fill(0);
-  const logits = new Float64Array(Math.min(m.chunk, V));
-  const acc = new Float64Array(d);
-  for (let r = 0; r < N; r++) {
-    const y = lv[r]!;
-    if (y === IGNORE) continue;
-    const h0 = r * d;
-    acc.fill(0);
-    for (let c0 = 0; c0 < V; c0 += m.chunk) {
-      const n = Math.min(m.chunk, V - c0);
-      chunkLogits(hv, wv, d, r, c0, n, logits);
-      for (let j = 0; j < n; j++) {
-        let g = Math.exp(logits[j]! - lse_[r]!);
-        if (c0 + j === y) g -= 1;
-        g *= gs;
-        // bf16 compute: the backward products read dlogits rounded to bf16 too
-        if (b16) g = roundBf16(fr(g));
-        const w0 = (c0 + j) * d;
-        for (let i = 0; i < d; i++) {
-          acc[i] = acc[i]! + g * wv[w0 + i]!;
-          dwv[w0 + i] = fr(dwv[w0 + i]! + fr(g * hv[h0 + i]!));
-        }
-      }
-    }
-    for (let i = 0; i < d; i++) dhv[h0 + i] = acc[i]!;
-  }
+  const width = Math.min(m.chunk, V);
+  const logits = new Float64Array(width), dwAcc = new Float64Array(width * d), dhAcc = new Float64Array(nd);
+  for (let c0 = 0; c0 < V; c0 += m.chunk) chunkGradient(hv, wv, lv, lse_, d, c0, Math.min(m.chunk, V - c0), gs, b16, logits, dhAcc, dwAcc, dwv);
+  for (let k = 0; k < nd; k++) dhv[k] = dhAcc[k]!;
 }
 
 /**
  * Training in one sweep: lse, rowLoss (optional), dh (optional, overwritten) and dw (optional, accumulated),
- * both times gradScale, from one row's full logits at a time. Returns [lossSum, count]. rowBlock only sizes the
- * addon's scratch; the reference works row by row.
+ * both times gradScale. Returns [lossSum, count]. The loss comes from each row's full logits (as the addon's
+ * sweep), the gradient from vocab chunks of SWEEP_CHUNK columns; rowBlock only sizes the addon's scratch.
  */
 export function crossEntropySweep(
   h: Handle, hOff: ByteOffset, w: Handle, wOff: ByteOffset, labels: Handle, lOff: ByteOffset,
@@ -182,7 +198,6 @@ export function crossEntropySweep(
     wv = roundedBf16(wv);
   }
   const logits = new Float64Array(V);
-  const acc = new Float64Array(d);
   let lossSum = 0;
   let count = 0;
   for (let r = 0; r < N; r++) {
@@ -194,29 +209,15 @@ export function crossEntropySweep(
     lse_[r] = rowLse;
     const y = lv[r]!;
     if (rl !== null) rl[r] = y === IGNORE ? 0 : rowLse - logits[y]!;
-    const h0 = r * d;
-    if (dhv !== null) dhv.fill(0, h0, h0 + d);
     if (y === IGNORE) continue;
     lossSum += rowLse - logits[y]!;
     count += 1;
-    acc.fill(0);
-    const storedLse = lse_[r]!; // the fp32 lse, as crossEntropyBackward reads it
-    for (let j = 0; j < V; j++) {
-      let g = Math.exp(logits[j]! - storedLse);
-      if (j === y) g -= 1;
-      g *= gs;
-      if (b16) g = roundBf16(fr(g));
-      const w0 = j * d;
-      if (dwv !== null) {
-        for (let i = 0; i < d; i++) {
-          acc[i] = acc[i]! + g * wv[w0 + i]!;
-          dwv[w0 + i] = fr(dwv[w0 + i]! + fr(g * hv[h0 + i]!));
-        }
-      } else {
-        for (let i = 0; i < d; i++) acc[i] = acc[i]! + g * wv[w0 + i]!;
-      }
-    }
-    if (dhv !== null) for (let i = 0; i < d; i++) dhv[h0 + i] = acc[i]!;
   }
+  if (dhv === null && dwv === null) return [lossSum, count];
+  // The gradient reads the fp32 lse just stored, as crossEntropyBackward reads the forward's.
+  const width = Math.min(SWEEP_CHUNK, V);
+  const dwAcc = new Float64Array(width * d), dhAcc = new Float64Array(nd);
+  for (let c0 = 0; c0 < V; c0 += width) chunkGradient(hv, wv, lv, lse_, d, c0, Math.min(width, V - c0), gs, b16, logits, dhAcc, dwAcc, dwv);
+  if (dhv !== null) for (let k = 0; k < nd; k++) dhv[k] = dhAcc[k]!;
   return [lossSum, count];
 }

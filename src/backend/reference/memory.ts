@@ -1,6 +1,7 @@
 // The reference backend's memory: its own handle table over JS ArrayBuffers (a number space apart from the
-// addon's: the engine records which backend owns a storage), and the bounds-checked typed views through which
-// every reference kernel reads and writes, so no kernel can touch bytes outside its buffer.
+// addon's: the engine records which backend owns a storage) with the addon's size-bucketed cache, and the
+// bounds-checked typed views through which every reference kernel reads and writes, so no kernel can touch
+// bytes outside its buffer.
 import type { ByteOffset, Handle, MemStats } from '../binding.ts';
 import { dim, fail, int } from './args.ts';
 
@@ -9,12 +10,16 @@ interface Block {
   /** Where the block starts in `buffer` (non-zero only for file contents wrapped without a copy); a multiple of 8. */
   start: number;
   bytes: number;
+  /** The cache bucket (bytes of `buffer`); 0 for file contents. */
+  bucket: number;
   readonly: boolean;
 }
 
 const blocks = new Map<Handle, Block>();
 let nextId = 1;
-const stats = { liveBytes: 0, peakBytes: 0, osAllocs: 0, mappedBytes: 0 };
+/** Freed buffers by bucket size, for reuse: the addon's caching allocator, so memStats reads the same on both. */
+const cache = new Map<number, ArrayBuffer[]>();
+const stats = { liveBytes: 0, peakBytes: 0, cachedBytes: 0, osAllocs: 0, mappedBytes: 0 };
 
 function add(block: Block): Handle {
   const h = nextId++;
@@ -22,21 +27,44 @@ function add(block: Block): Handle {
   return h;
 }
 
-/** A new buffer of `bytes` bytes. JS memory always starts zeroed, so `zero` only states the caller's need. */
+/** The addon's buckets: multiples of 64 B up to 4 KiB; above that, 4 steps per power of two (at most 25% slack). */
+function bucketSize(bytes: number): number {
+  const b = Math.max(bytes, 1);
+  if (b <= 4096) return Math.ceil(b / 64) * 64;
+  let p = 4096;
+  while (p * 2 < b) p *= 2;
+  const step = p / 4;
+  return Math.ceil(b / step) * step;
+}
+
+/**
+ * A buffer of `bytes` bytes, reused from the cache when one of its bucket is free. As in the addon, a reused
+ * buffer keeps its old contents unless `zero` is set; a new one starts zeroed (JS memory always does).
+ */
 export function alloc(bytes: number, zero: boolean): Handle {
   dim('alloc', 'bytes', bytes);
-  void zero;
-  let buffer: ArrayBuffer;
-  try {
-    // Rounded up to 8 bytes so that any element type can view the whole block.
-    buffer = new ArrayBuffer(Math.ceil(bytes / 8) * 8);
-  } catch {
-    fail('alloc', `out of memory allocating ${bytes} bytes`);
+  const bucket = bucketSize(bytes);
+  let buffer = cache.get(bucket)?.pop();
+  if (buffer !== undefined) {
+    stats.cachedBytes -= bucket;
+    if (zero) new Uint8Array(buffer, 0, bytes).fill(0);
+  } else {
+    try {
+      buffer = new ArrayBuffer(bucket);
+    } catch {
+      // Give the cache back and try once more before failing.
+      emptyCache();
+      try {
+        buffer = new ArrayBuffer(bucket);
+      } catch {
+        fail('alloc', `out of memory allocating ${bytes} bytes`);
+      }
+    }
+    stats.osAllocs += 1;
   }
-  stats.liveBytes += bytes;
+  stats.liveBytes += bucket;
   stats.peakBytes = Math.max(stats.peakBytes, stats.liveBytes);
-  stats.osAllocs += 1;
-  return add({ buffer, start: 0, bytes, readonly: false });
+  return add({ buffer, start: 0, bytes, bucket, readonly: false });
 }
 
 /**
@@ -53,15 +81,22 @@ export function fromBytes(bytes: Uint8Array): Handle {
     start = 0;
   }
   stats.mappedBytes += bytes.byteLength;
-  return add({ buffer, start, bytes: bytes.byteLength, readonly: true });
+  return add({ buffer, start, bytes: bytes.byteLength, bucket: 0, readonly: true });
 }
 
 export function free(h: Handle): void {
   const b = blocks.get(h);
   if (b === undefined) fail('free', `free of unknown or already freed buffer ${h}`);
   blocks.delete(h);
-  if (b.readonly) stats.mappedBytes -= b.bytes;
-  else stats.liveBytes -= b.bytes;
+  if (b.readonly) {
+    stats.mappedBytes -= b.bytes;
+    return;
+  }
+  let list = cache.get(b.bucket);
+  if (list === undefined) cache.set(b.bucket, (list = []));
+  list.push(b.buffer);
+  stats.liveBytes -= b.bucket;
+  stats.cachedBytes += b.bucket;
 }
 
 /** Size in bytes of a live handle, -1 when unknown. */
@@ -83,17 +118,20 @@ export function read(h: Handle, off: ByteOffset, dst: ArrayBufferView): void {
   bytesOf(dst).set(u8('read', 'buffer', h, off, dst.byteLength, false));
 }
 
-/** The addon's statistics, for this table: file contents count as mapped bytes; nothing is cached. */
+/** The addon's statistics, for this table (live and cached bytes in buckets; file contents count as mapped bytes). */
 export function memStats(): MemStats {
-  return { ...stats, cachedBytes: 0, liveBlocks: blocks.size };
+  return { ...stats, liveBlocks: blocks.size };
 }
 
 export function resetPeak(): void {
   stats.peakBytes = stats.liveBytes;
 }
 
-/** Nothing is cached: freed ArrayBuffers go back to the JS heap. */
-export function emptyCache(): void {}
+/** Drops the cached buffers (the JS heap takes them back). */
+export function emptyCache(): void {
+  cache.clear();
+  stats.cachedBytes = 0;
+}
 
 /**
  * The block and byte position of `elems` elements of `elemBytes` bytes at `off` of handle `h`, checked as the
@@ -108,9 +146,10 @@ function region(
   const b = blocks.get(h);
   if (b === undefined) {
     if (elems === 0) return { buffer: new ArrayBuffer(0), at: 0 };
-    fail(op, `buffer '${name}' is not a live buffer (freed or invalid handle ${h})`);
+    // The addon's words, so that callers and tests see one message whichever backend owns the buffer.
+    fail(op, `buffer '${name}' is not a live native buffer (freed or invalid handle ${h})`);
   }
-  if (write && b.readonly) fail(op, `buffer '${name}' is read-only (file contents)`);
+  if (write && b.readonly) fail(op, `buffer '${name}' is read-only (a file mapping)`);
   if (off < 0 || off % elemBytes !== 0) fail(op, `buffer '${name}' has a misaligned offset ${off}`);
   if (elems < 0) fail(op, `buffer '${name}' has a negative extent`);
   const need = off + elems * elemBytes;
