@@ -13,7 +13,7 @@ import { defaultEosIds, generateStream } from '../../generate/index.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 import { autocast } from '../../tensor/index.ts';
 import { loadModel } from '../../train/model-io.ts';
-import { modelDirOf } from './run.ts';
+import { modelDirOf } from './run/context.ts';
 
 interface ChatFlags {
   load_checkpoint: string;

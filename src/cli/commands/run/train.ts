@@ -1,0 +1,101 @@
+// `sftkit run --run_mode train|finetune`: checks the records against the model and memory, then runs the
+// Trainer with progress on rank 0; a stop signal saves a checkpoint and exits with 128 + the signal.
+import { freemem, totalmem } from 'node:os';
+import { resolve } from 'node:path';
+import { formatProfile, profileRows, startProfile, stopProfile } from '../../../backend/profile.ts';
+import type { RowStore } from '../../../data/row-store.ts';
+import { exitTogether } from '../../../distributed/index.ts';
+import { ConfigError } from '../../../errors.ts';
+import type { CausalLM } from '../../../models/model.ts';
+import type { RunConfig } from '../../../train/config.ts';
+import { RecordsBatchSource } from '../../../train/records-source.ts';
+import { Trainer, frozenSet } from '../../../train/trainer.ts';
+import { stopExitCode } from '../../stop-signals.ts';
+import { type RunContext, openDataset } from './context.ts';
+
+function estimateBytes(model: CausalLM, cfg: RunConfig, seqLength: number): number {
+  const params = model.params.values.layout.size;
+  const c = model.config;
+  const hidden = c.family === 'llama' ? c.hiddenSize : c.nEmbd;
+  const layers = c.numHiddenLayers;
+  // Weights, gradients, two AdamW moments in fp32; activations kept per layer (about 16 hidden-sized
+  // tensors per token and layer), a quarter of that with recompute.
+  const act = cfg.runner_config.batch_size * seqLength * hidden * layers * 16 * 4 * (cfg.model.recompute ? 0.25 : 1);
+  return params * 16 + act;
+}
+
+/** Prints the parameter counts and the memory estimate; refuses (unless --force) when it exceeds free memory. */
+function checkMemory(ctx: RunContext, seqLength: number): void {
+  const { cfg, model, out } = ctx;
+  const bytes = estimateBytes(model, cfg, seqLength);
+  const frozen = frozenSet(model.params.names, cfg.freeze);
+  const count = (names: readonly string[]): number => names.reduce((n, k) => n + model.params.get(k).size, 0);
+  const total = count(model.params.names);
+  const trainable = count(model.params.names.filter((n) => !frozen.has(n)));
+  out.line(`model: ${model.config.modelType}, ${total.toLocaleString('en-US')} parameters, ${trainable.toLocaleString('en-US')} trainable${frozen.size > 0 ? ` (${frozen.size} tensors frozen)` : ''}`);
+  out.line(`estimated peak memory: ${(bytes / 2 ** 30).toFixed(2)} GiB (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);
+  if (bytes > freemem() && !ctx.flags.force) {
+    throw new ConfigError(`training needs about ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(freemem() / 2 ** 30).toFixed(1)} GiB available`, {
+      hint: 'lower batch_size, enable model.recompute, or pass --force',
+    });
+  }
+}
+
+export async function runTraining(ctx: RunContext): Promise<void> {
+  const { cfg, model, out, pg } = ctx;
+  const records = openDataset(cfg.train_dataset.dataset_dir, 'train_dataset');
+  let evalRecords: RowStore | null = null;
+  try {
+    evalRecords = cfg.callbacks.eval.do_eval ? openDataset(cfg.eval_dataset.dataset_dir, 'eval_dataset') : null;
+    ctx.checkRows(records);
+    if (evalRecords) ctx.checkRows(evalRecords);
+    checkMemory(ctx, records.seqLength);
+    ctx.output.ensure();
+
+    const batchSize = cfg.runner_config.batch_size;
+    const train = new RecordsBatchSource(records, { batchSize, shuffle: cfg.train_dataset.shuffle, dropRemainder: cfg.train_dataset.drop_remainder, seed: cfg.seed, rank: pg.rank, worldSize: pg.size });
+    if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${batchSize}${cfg.parallel_config.optimizer_shard ? ', optimizer state sharded (ZeRO-1)' : ''}`);
+    const evalSource = evalRecords ? new RecordsBatchSource(evalRecords, { batchSize, shuffle: false, dropRemainder: false, seed: cfg.seed }) : null;
+    const tokenizerDir = ctx.tokenizerDir;
+    const trainer = new Trainer({
+      config: cfg,
+      model,
+      train,
+      evalSource,
+      assetsDir: tokenizerDir ? resolve(tokenizerDir) : null,
+      resume: ctx.resume,
+      pg,
+      events: {
+        step: (s) => out.step(s, cfg.callbacks.loss_monitor.log_every),
+        eval: (step, r) => out.line(`eval at step ${step}: loss ${r.loss.toFixed(4)}  perplexity ${r.perplexity.toFixed(3)}  (${r.tokens} tokens)`),
+        checkpoint: (dir) => out.line(`checkpoint: ${dir}`),
+        warn: (m) => out.line(`warning: ${m}`),
+        note: (m) => out.line(m),
+      },
+    });
+    ctx.onStop = (sig) => trainer.requestStop(`received ${sig}`, stopExitCode(sig));
+    // A signal that arrived while the model loaded stops the run before its first step.
+    if (ctx.stops?.signal) ctx.onStop(ctx.stops.signal);
+
+    if (ctx.flags.profile) startProfile();
+    const summary = await trainer.run();
+    if (ctx.flags.profile) {
+      stopProfile();
+      out.line(`native time by kernel (per optimizer step, over ${summary.steps} steps):\n${formatProfile(profileRows(), Math.max(1, summary.steps))}`);
+    }
+
+    if (summary.stoppedEarly) {
+      let saved = 'nothing saved, it stopped before its first step';
+      if (summary.lastCheckpoint) saved = `saved ${summary.lastCheckpoint}; continue with --resume_training`;
+      else if (ctx.resume) saved = 'nothing new to save; continue with --resume_training';
+      out.line(`stopped after step ${summary.steps} (${summary.stopReason}): ${saved}`);
+      // Every rank agreed on this stop and wrote its part of the checkpoint: end together, with 128 + signal.
+      exitTogether(summary.stopCode ?? 1);
+    } else {
+      out.line(`done: ${summary.steps} steps, last loss ${summary.lastLoss.toFixed(4)}${summary.lastCheckpoint ? `, checkpoint ${summary.lastCheckpoint}` : ''}`);
+    }
+  } finally {
+    records.close();
+    evalRecords?.close();
+  }
+}
