@@ -3,7 +3,7 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { ConfigError } from '../../errors.ts';
-import { type RunConfig, applyOverrides, loadRunConfig, parseRunConfig, parseValue } from '../../train/config.ts';
+import { type RunConfig, applyOverrides, describeConfigKeys, loadRunConfig, parseRunConfig, parseValue } from '../../train/config.ts';
 import { RunContext, type RunFlags } from './run/context.ts';
 import { runEval } from './run/eval.ts';
 import { runPredict } from './run/predict.ts';
@@ -67,6 +67,21 @@ export function buildRunConfig(flags: RunFlags, rest: readonly string[]): RunCon
   return loadRunConfig(flags.config, overrides);
 }
 
+/** `run --help`'s list of every config key, its default, what it takes and its flag, made from the schema. */
+export function configKeysHelp(): string {
+  const flagOf = new Map(Object.entries(FLAG_KEYS).map(([flag, key]) => [key, `--${flag}`]));
+  const rows = describeConfigKeys().map((k) => [k.key, k.default === undefined ? '(unset)' : JSON.stringify(k.default), k.kind, flagOf.get(k.key) ?? '']);
+  const widths = [0, 1].map((c) => Math.max(...rows.map((r) => (r[c] as string).length)));
+  const lines = rows.map((r) => `  ${(r[0] as string).padEnd(widths[0] as number)}  ${(r[1] as string).padEnd(widths[1] as number)}  ${r[2]}${r[3] ? `  (${r[3]})` : ''}`.trimEnd());
+  return [
+    '',
+    'Config keys: the sections of a --config YAML file. Any key can be set from the command line as a dotted',
+    'override, --section.key VALUE (e.g. --optimizer.learning_rate 2e-5 --runner_config.max_steps 100):',
+    `  ${'key'.padEnd(widths[0] as number)}  ${'default'.padEnd(widths[1] as number)}  values  (flag)`,
+    ...lines,
+  ].join('\n');
+}
+
 /** One function per run mode; train and finetune differ only in where the model comes from (RunContext.open). */
 const RUN_MODES: Record<RunConfig['run_mode'], (ctx: RunContext) => Promise<void>> = {
   train: runTraining,
@@ -115,6 +130,7 @@ export function registerRun(program: Command): void {
     .option('--temperature <t>', 'sampling temperature')
     .option('--force', 'train even when the memory estimate exceeds free memory')
     .option('--profile', 'after training, print the native time per kernel per step')
+    .addHelpText('after', () => configKeysHelp())
     .allowUnknownOption(true)
     .allowExcessArguments(true)
     .action(async (opts: RunFlags, command: Command) => {

@@ -24,6 +24,23 @@ function estimateBytes(model: CausalLM, cfg: RunConfig, seqLength: number): numb
   return params * 16 + act;
 }
 
+/**
+ * Rows longer than the positions the model was trained for: GPT-2's learned positions end there, and a RoPE model
+ * meets angles it never saw unless config.json scales them (rope_scaling), so only then is it allowed.
+ */
+function checkSequenceLength(model: CausalLM, rows: RowStore): void {
+  const c = model.config;
+  const [limit, key] = c.family === 'llama' ? [c.maxPositionEmbeddings, 'max_position_embeddings'] : [c.nPositions, 'n_positions'];
+  if (rows.seqLength <= limit || (c.family === 'llama' && c.ropeScaling !== null)) return;
+  throw new ConfigError(`${rows.source}: seq_length ${rows.seqLength} is above the model's ${key} ${limit}`, {
+    where: 'train_dataset.dataset_dir',
+    hint:
+      c.family === 'llama'
+        ? `preprocess again with --seq_length ${limit} or less, or set rope_scaling in the model's config.json to train at longer lengths`
+        : `preprocess again with --seq_length ${limit} or less (GPT-2 has no positions beyond ${limit})`,
+  });
+}
+
 /** Prints the parameter counts and the memory estimate; refuses (unless --force) when it exceeds free memory. */
 function checkMemory(ctx: RunContext, seqLength: number): void {
   const { cfg, model, out } = ctx;
@@ -49,6 +66,7 @@ export async function runTraining(ctx: RunContext): Promise<void> {
     evalRecords = cfg.callbacks.eval.do_eval ? openDataset(cfg.eval_dataset.dataset_dir, 'eval_dataset') : null;
     ctx.checkRows(records);
     if (evalRecords) ctx.checkRows(evalRecords);
+    checkSequenceLength(model, records);
     checkMemory(ctx, records.seqLength);
     ctx.output.ensure();
 
