@@ -5,9 +5,10 @@
 // outside the scope), as autocast does; recompute re-enters the scope its block was first run under.
 
 import { BF16_PATH, ISA, native } from '../backend/binding.ts';
+import type { ComputeDtype } from '../dtype.ts';
 
-/** The precision of GEMM operands: fp32, or bf16 with fp32 accumulation. */
-export type ComputeDtype = 'float32' | 'bfloat16';
+/** The precision of GEMM operands: fp32, or bf16 with fp32 accumulation (src/dtype.ts's compute dtypes). */
+export type { ComputeDtype } from '../dtype.ts';
 
 let current: ComputeDtype = 'float32';
 

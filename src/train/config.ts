@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { COMPUTE_DTYPES } from '../dtype.ts';
 import { ConfigError } from '../errors.ts';
 
 const positiveInt = z.number().int().positive();
@@ -23,7 +24,7 @@ export const runConfigSchema = z.strictObject({
   model: z
     .strictObject({
       arch: z.string().default(''),
-      dtype: z.enum(['float32', 'bfloat16']).default('float32'),
+      dtype: z.enum(COMPUTE_DTYPES).default('float32'),
       recompute: z.boolean().default(false),
     })
     .prefault({}),
