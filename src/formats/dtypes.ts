@@ -1,6 +1,5 @@
-// Weight dtypes as stored on disk (safetensors names), their sizes, and exact casts between float dtypes
+// Weight dtypes on disk (src/dtype.ts's safetensors column, with its sizes) and exact casts between float dtypes
 // done in TypeScript (round-to-nearest-even, like PyTorch's `.to()`), so conversion needs no tensor engine.
-// The names and sizes come from src/dtype.ts, sftkit's one dtype vocabulary; this file works in its safetensors column.
 import { CONVERT_DTYPES, type ConvertDtype, DTYPE_NAMES, DTYPE_TABLE, type Dtype, type SafetensorsDtype, dtypeOfSafetensors } from '../dtype.ts';
 import { FormatError } from '../errors.ts';
 
