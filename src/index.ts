@@ -13,6 +13,7 @@ export type { LinearOptions } from './nn/linear.ts';
 export { AdamW, globalGradNorm, clipScale } from './train/adamw.ts';
 export type { AdamWOptions } from './train/adamw.ts';
 export { SftkitError, ShapeError, FormatError, ConfigError, DataError } from './errors.ts';
+export { DTYPE_TABLE, DTYPE_NAMES, COMPUTE_DTYPES, type Dtype } from './dtype.ts';
 export * as hub from './hub/index.ts';
 export { parseModelConfig, readModelConfig, SUPPORTED_MODEL_TYPES } from './models/config.ts';
 export type { ModelConfig, LlamaConfig, Gpt2Config, RopeScaling } from './models/config.ts';

@@ -4,13 +4,14 @@ import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { KERNEL_DTYPE_CODES, MPI_DTYPE_CODES } from '../dtype.ts';
 
 /** A native buffer handle (an id in the addon's handle table; 0 = absent where a buffer is optional). */
 export type Handle = number;
 /** Byte offset into a native buffer. */
 export type ByteOffset = number;
 
-export const DTYPE_CODE = { float32: 0, bfloat16: 1, float16: 2, int32: 3 } as const;
+export const DTYPE_CODE = KERNEL_DTYPE_CODES;
 export const UNARY_OP = {
   neg: 0, exp: 1, log: 2, sqrt: 3, rsqrt: 4, silu: 5, gelu: 6, scale: 7, powScalar: 8, addScalar: 9, square: 10, relu: 11,
 } as const;
@@ -25,7 +26,7 @@ export const ISA = { scalar: 0, avx2: 1, avx512: 2 } as const;
  */
 export const BF16_PATH = { fallback: 0, native: 1, emulated: 2, amx: 3, amxEmulated: 4 } as const;
 /** Element types of the MPI collectives (float32 and int32 share DTYPE_CODE's numbers). */
-export const MPI_DTYPE = { float32: 0, int32: 3, float64: 4 } as const;
+export const MPI_DTYPE = MPI_DTYPE_CODES;
 export const MPI_OP = { sum: 0, max: 1, min: 2 } as const;
 
 export interface MemStats {

@@ -2,9 +2,12 @@
 // columns). Bytes are what the call's buffer arguments span, read plus written (a read-modify-write counts
 // twice), not cache-level traffic; the fused cross-entropy also counts its fp32 logits chunks (written by the
 // chunk GEMM and read back), the one large intermediate a kernel keeps to itself.
+import { type Dtype, KERNEL_DTYPE_CODES, dtypeBytes } from '../dtype.ts';
+
 const F32 = 4;
-/** Bytes per element by DTYPE_CODE (float32, bfloat16, float16, int32). */
-const DTYPE_BYTES = [4, 2, 2, 4] as const;
+/** Bytes per element by kernel dtype code (src/dtype.ts). */
+const DTYPE_BYTES: number[] = [];
+for (const [name, code] of Object.entries(KERNEL_DTYPE_CODES)) DTYPE_BYTES[code] = dtypeBytes(name as Dtype);
 
 export interface KernelCost { bytes: number; flops: number }
 

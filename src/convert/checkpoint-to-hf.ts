@@ -2,17 +2,27 @@
 // that transformers loads: config.json, generation_config.json, safetensors (+ index), tokenizer files.
 import { join } from 'node:path';
 import { writeDirAtomically, readManifest, resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
-import { TARGET_DTYPES } from '../formats/dtypes.ts';
+import { TARGET_DTYPES, type TargetDtypeName, type WeightDtype } from '../formats/dtypes.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
 import { readModelConfig } from '../models/config.ts';
 import { DEFAULT_MAX_SHARD_BYTES, checkInputDir, type ConvertOptions, type ConvertReport } from './hf-to-checkpoint.ts';
 import { planConversion } from '../formats/weight-plan.ts';
 import { writeModel } from './write-model.ts';
 
+/**
+ * The dtype to write: --dtype, else the one the weights were published in (sftkit.json's source_dtype), so a bf16
+ * base fine-tuned in float32 goes back as bf16, as it came; undefined keeps each tensor's stored dtype.
+ */
+function exportDtype(asked: TargetDtypeName | undefined, sourceDtype: string | undefined): WeightDtype | undefined {
+  if (asked !== undefined) return TARGET_DTYPES[asked];
+  if (sourceDtype !== undefined && Object.hasOwn(TARGET_DTYPES, sourceDtype)) return TARGET_DTYPES[sourceDtype as TargetDtypeName];
+  return undefined;
+}
+
 export async function convertCheckpointToHf(o: Omit<ConvertOptions, 'model'>): Promise<ConvertReport> {
   const t0 = performance.now();
   const dir = resolveCheckpointDir(o.inputPath);
-  readManifest(dir);
+  const manifest = readManifest(dir);
   checkInputDir(dir);
   const cfg = readModelConfig(join(dir, 'config.json'));
   const source = openWeightSource(dir);
@@ -24,7 +34,7 @@ export async function convertCheckpointToHf(o: Omit<ConvertOptions, 'model'>): P
         inputDir: dir,
         source,
         plan,
-        dtype: o.dtype === undefined ? undefined : TARGET_DTYPES[o.dtype],
+        dtype: exportDtype(o.dtype, manifest.source_dtype),
         maxShardBytes: o.maxShardBytes ?? DEFAULT_MAX_SHARD_BYTES,
         onTensor: o.onTensor,
       });
@@ -35,6 +45,9 @@ export async function convertCheckpointToHf(o: Omit<ConvertOptions, 'model'>): P
         skipped: plan.skipped.map((s) => `${s.name} (${s.reason})`),
         bytes: written.bytes,
         dtype: written.dtype,
+        ...(o.dtype === undefined && manifest.source_dtype !== undefined && written.dtype === manifest.source_dtype
+          ? { dtypeNote: `${written.dtype}, the dtype the weights were published in (pass --dtype float32 to keep the trained precision)` }
+          : {}),
         files: written.files.map((f) => f.name).sort(),
         seconds: (performance.now() - t0) / 1000,
       };

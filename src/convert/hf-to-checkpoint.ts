@@ -3,8 +3,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
-import { writeDirAtomically, writeManifest } from '../formats/checkpoint-dir.ts';
-import { TARGET_DTYPES, type TargetDtypeName } from '../formats/dtypes.ts';
+import { readSourceDtype, writeDirAtomically, writeManifest } from '../formats/checkpoint-dir.ts';
+import { TARGET_DTYPES, type TargetDtypeName, type WeightDtype, torchDtypeName } from '../formats/dtypes.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
 import { modelFamily, readModelConfig, type ModelFamily, type ModelType } from '../models/config.ts';
@@ -30,11 +30,24 @@ export interface ConvertReport {
   skipped: string[];
   bytes: number;
   dtype: string;
+  /** Why this dtype was written when no --dtype asked for one (convert --reversed's default), for the user. */
+  dtypeNote?: string;
   files: string[];
   seconds: number;
 }
 
 export const DEFAULT_MAX_SHARD_BYTES = 5e9;
+
+/**
+ * The dtype the weights were published in (sftkit.json's source_dtype): the input's own source_dtype when it is
+ * a sftkit checkpoint, else its config.json torch_dtype, else the dtype its tensors are stored in.
+ */
+function publishedDtype(inputPath: string, torchDtype: string | null, stored: readonly WeightDtype[]): { source_dtype?: string } {
+  const kinds = new Set(stored);
+  const storedDtype = kinds.size === 1 ? torchDtypeName([...kinds][0] as WeightDtype) : null;
+  const dtype = readSourceDtype(inputPath) ?? torchDtype ?? storedDtype;
+  return dtype === null ? {} : { source_dtype: dtype };
+}
 
 export function checkInputDir(path: string): void {
   if (!existsSync(path) || !statSync(path).isDirectory()) throw new ConfigError(`--input_path ${path} is not a directory`, { where: path });
@@ -68,6 +81,7 @@ export async function convertHfToCheckpoint(o: ConvertOptions): Promise<ConvertR
       const manifest = writeManifest(tmp, {
         model_type: cfg.modelType,
         dtype: written.dtype,
+        ...publishedDtype(o.inputPath, cfg.torchDtype, plan.tensors.map((t) => t.dtype)),
         source: { path: resolve(o.inputPath), format: source.format },
       }, written.files);
       return {

@@ -1,7 +1,7 @@
-// The training data loader (DESIGN.md contract): batches of rows from memory-mapped token records, a seeded
+// The training data loader (DESIGN.md contract): batches of rows from a row store (token records, ...), a seeded
 // shuffle per epoch, sharding by data-parallel rank, and a global cursor that restores exactly on any world size.
 import { ConfigError, DataError } from '../errors.ts';
-import type { Records } from './records.ts';
+import type { RowStore } from './row-store.ts';
 
 export interface LoaderOptions {
   /** Rows per rank per step. */
@@ -116,7 +116,7 @@ export class DataLoader {
   private orderEpoch = -1;
 
   constructor(
-    readonly records: Records,
+    readonly store: RowStore,
     opts: LoaderOptions,
   ) {
     const int = (name: string, v: number, min: number): number => {
@@ -131,8 +131,8 @@ export class DataLoader {
     this.rank = int('rank', opts.rank ?? 0, 0);
     if (this.rank >= this.worldSize) throw new ConfigError(`data loader: rank ${this.rank} is not below world size ${this.worldSize}`, { where: 'rank' });
     if (this.stepsPerEpoch === 0) {
-      throw new DataError(`${records.dir}: ${records.rows} rows do not fill one global batch of ${this.globalBatch} (batch ${this.batchSize} × ${this.worldSize} ranks)`, {
-        where: records.dir,
+      throw new DataError(`${store.source}: ${store.rows} rows do not fill one global batch of ${this.globalBatch} (batch ${this.batchSize} × ${this.worldSize} ranks)`, {
+        where: store.source,
         hint: 'use a smaller batch size, or drop_remainder: false',
       });
     }
@@ -145,7 +145,7 @@ export class DataLoader {
 
   /** Steps in a whole epoch (from position 0). */
   get stepsPerEpoch(): number {
-    const n = this.records.rows;
+    const n = this.store.rows;
     return this.dropRemainder ? Math.floor(n / this.globalBatch) : Math.ceil(n / this.globalBatch);
   }
 
@@ -154,17 +154,17 @@ export class DataLoader {
   }
 
   cursor(): LoaderCursor {
-    return { epoch: this.ep, position: this.pos, rows: this.records.rows, seed: this.seed, shuffle: this.shuffle };
+    return { epoch: this.ep, position: this.pos, rows: this.store.rows, seed: this.seed, shuffle: this.shuffle };
   }
 
   /** Continues from a cursor saved by any rank of a job with any world size or batch size. */
   restore(c: LoaderCursor): void {
     const where = 'data loader cursor';
-    if (!Number.isInteger(c.epoch) || c.epoch < 0 || !Number.isInteger(c.position) || c.position < 0 || c.position > this.records.rows) {
-      throw new DataError(`${where}: epoch ${c.epoch} position ${c.position} is not valid for ${this.records.rows} rows`, { where });
+    if (!Number.isInteger(c.epoch) || c.epoch < 0 || !Number.isInteger(c.position) || c.position < 0 || c.position > this.store.rows) {
+      throw new DataError(`${where}: epoch ${c.epoch} position ${c.position} is not valid for ${this.store.rows} rows`, { where });
     }
-    if (c.rows !== this.records.rows || c.seed !== this.seed || c.shuffle !== this.shuffle) {
-      throw new DataError(`${where}: saved for ${c.rows} rows, seed ${c.seed}, shuffle ${c.shuffle}; this loader has ${this.records.rows}, ${this.seed}, ${this.shuffle}`, {
+    if (c.rows !== this.store.rows || c.seed !== this.seed || c.shuffle !== this.shuffle) {
+      throw new DataError(`${where}: saved for ${c.rows} rows, seed ${c.seed}, shuffle ${c.shuffle}; this loader has ${this.store.rows}, ${this.seed}, ${this.shuffle}`, {
         where,
         hint: 'resume with the same token records, seed and shuffle setting',
       });
@@ -175,7 +175,7 @@ export class DataLoader {
 
   private orderOf(epoch: number): Uint32Array {
     if (this.orderEpoch !== epoch || this.order === null) {
-      this.order = epochOrder(this.records.rows, epoch, this.seed, this.shuffle);
+      this.order = epochOrder(this.store.rows, epoch, this.seed, this.shuffle);
       this.orderEpoch = epoch;
     }
     return this.order;
@@ -186,7 +186,7 @@ export class DataLoader {
    * Every rank must call it in step: each call consumes one global batch.
    */
   next(): Batch | null {
-    const n = this.records.rows;
+    const n = this.store.rows;
     const left = n - this.pos;
     const global = Math.min(this.globalBatch, left);
     if (global <= 0 || (this.dropRemainder && global < this.globalBatch)) {
@@ -199,16 +199,12 @@ export class DataLoader {
     const from = this.pos + Math.floor((this.rank * global) / this.worldSize);
     const to = this.pos + Math.floor(((this.rank + 1) * global) / this.worldSize);
     const rows = to - from;
-    const L = this.records.rowLength;
+    const L = this.store.rowLength;
     const inputIds = new Int32Array(rows * L);
     const labels = new Int32Array(rows * L);
-    const segmentIds = this.records.hasSegments ? new Int32Array(rows * L) : undefined;
-    for (let i = 0; i < rows; i++) {
-      const row = order[from + i] as number;
-      this.records.readRow(row, 'input_ids', inputIds, i * L);
-      this.records.readRow(row, 'labels', labels, i * L);
-      if (segmentIds !== undefined) this.records.readRow(row, 'segment_ids', segmentIds, i * L);
-    }
+    const segmentIds = this.store.hasSegments ? new Int32Array(rows * L) : undefined;
+    const dst = { inputIds, labels, segmentIds };
+    for (let i = 0; i < rows; i++) this.store.readInto(order[from + i] as number, dst, i * L);
     const batch: Batch = { inputIds, labels, rows, globalRows: global, epoch: this.ep };
     if (segmentIds !== undefined) batch.segmentIds = segmentIds;
     this.pos += global;

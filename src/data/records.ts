@@ -10,6 +10,9 @@ import { nativeBackend as native } from '../backend/native.ts';
 import { DataError, FormatError, describeValue } from '../errors.ts';
 import { openForWrite, syncAndClose, writeAllSync, writeFileAtomicSync } from '../formats/write-file.ts';
 import type { PreprocessReport } from './report.ts';
+import { type RowBuffers, type RowStore, type RowStoreInfo, type RowTokenizer, type TrainingSetup, validateRowsFor } from './row-store.ts';
+
+export type { TrainingSetup } from './row-store.ts';
 
 export const RECORDS_MAGIC = 'sftkit-records';
 export const RECORDS_VERSION = 1;
@@ -269,14 +272,27 @@ interface MappedShard {
   handles: Partial<Record<Column, Handle>>;
 }
 
+/** What a manifest tells the row-store checks (validateRowsFor), without opening the shards. */
+function manifestInfo(m: RecordsManifest, source: string): RowStoreInfo {
+  return {
+    source,
+    seqLength: m.seq_length,
+    tokenizer: { identity: m.tokenizer.identity, vocabSize: m.tokenizer.vocab_size },
+    maxTokenId: Math.max(m.report.max_token_id, m.pad_id),
+  };
+}
+
 /** Token records opened for reading: each shard file memory-mapped, rows copied out on demand. */
-export class Records {
+export class Records implements RowStore {
   readonly dir: string;
   readonly manifest: RecordsManifest;
+  readonly source: string;
   readonly rows: number;
   readonly seqLength: number;
   readonly rowLength: number;
   readonly hasSegments: boolean;
+  readonly tokenizer: RowTokenizer;
+  readonly maxTokenId: number;
   private readonly shards: MappedShard[] = [];
   private closed = false;
 
@@ -288,6 +304,10 @@ export class Records {
     this.seqLength = this.manifest.seq_length;
     this.rowLength = this.manifest.row_length;
     this.hasSegments = this.manifest.columns.segment_ids === 'int32';
+    const info = manifestInfo(this.manifest, join(dir, MANIFEST_NAME));
+    this.source = info.source;
+    this.tokenizer = info.tokenizer;
+    this.maxTokenId = info.maxTokenId;
     let first = 0;
     try {
       for (const s of this.manifest.shards) {
@@ -381,6 +401,13 @@ export class Records {
     native.read(h, (row - shard.first) * this.rowLength * 4, dst.subarray(at, at + this.rowLength));
   }
 
+  /** RowStore's read: input ids, labels and (packed rows) segment ids of one row. */
+  readInto(row: number, dst: RowBuffers, at = 0): void {
+    this.readRow(row, 'input_ids', dst.inputIds, at);
+    this.readRow(row, 'labels', dst.labels, at);
+    if (this.hasSegments && dst.segmentIds !== undefined) this.readRow(row, 'segment_ids', dst.segmentIds, at);
+  }
+
   /** One row of every column, freshly allocated (tests and tools; the loader reads into its own buffers). */
   row(row: number): { inputIds: Int32Array; labels: Int32Array; segmentIds?: Int32Array } {
     const get = (c: Column): Int32Array => {
@@ -413,31 +440,7 @@ export function openRecords(dir: string): Records {
   return new Records(dir);
 }
 
-export interface TrainingSetup {
-  tokenizerIdentity: string;
-  /** Identities earlier sftkit versions gave the same tokenizer (Tokenizer.earlierIdentities), asked only on a mismatch. */
-  earlierIdentities?: () => readonly string[];
-  seqLength: number;
-  vocabSize: number;
-}
-
-/** Errors (before training starts) when records were made for another tokenizer, sequence length or vocabulary. */
+/** validateRowsFor (row-store.ts) for our records, opened or only their manifest. */
 export function validateRecordsFor(records: Records | RecordsManifest, setup: TrainingSetup, where = records instanceof Records ? join(records.dir, MANIFEST_NAME) : 'records'): void {
-  const m = records instanceof Records ? records.manifest : records;
-  if (m.tokenizer.identity !== setup.tokenizerIdentity && setup.earlierIdentities?.().includes(m.tokenizer.identity) !== true) {
-    throw new DataError(`${where}: the records were tokenized with another tokenizer (identity ${m.tokenizer.identity.slice(0, 12)}…, the model's is ${setup.tokenizerIdentity.slice(0, 12)}…)`, {
-      where,
-      hint: "run `sftkit data preprocess` again with the model's tokenizer",
-    });
-  }
-  if (m.seq_length !== setup.seqLength) {
-    throw new DataError(`${where}: the records have seq_length ${m.seq_length}, training uses ${setup.seqLength}`, { where, hint: 'preprocess again with --seq_length or change the training seq_length' });
-  }
-  const maxId = Math.max(m.report.max_token_id, m.pad_id);
-  if (m.tokenizer.vocab_size > setup.vocabSize || maxId >= setup.vocabSize) {
-    throw new DataError(`${where}: the records use token ids up to ${maxId} (tokenizer vocabulary ${m.tokenizer.vocab_size}), the model's vocabulary has ${setup.vocabSize}`, {
-      where,
-      hint: 'the model and the tokenizer of the records do not belong together',
-    });
-  }
+  validateRowsFor(manifestInfo(records instanceof Records ? records.manifest : records, where), setup);
 }

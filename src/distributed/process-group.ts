@@ -1,10 +1,12 @@
 // The process-group interface every distributed backend implements (MPI now, NCCL later), and the spans
 // of native memory its collectives work on: whole contiguous tensors or element ranges of a flat buffer.
 import type { ComputeBackend } from '../backend/compute.ts';
+import { type CollectiveDtype, dtypeBytes } from '../dtype.ts';
 import { ShapeError } from '../errors.ts';
 import type { Tensor } from '../tensor/index.ts';
 
-export type CollectiveDType = 'float32' | 'int32' | 'float64';
+/** The dtypes the collectives move (src/dtype.ts's CollectiveDtype). */
+export type CollectiveDType = CollectiveDtype;
 /** 'avg' is a sum followed by × 1/size (float32 and float64 only). */
 export type ReduceOp = 'sum' | 'avg' | 'max' | 'min';
 
@@ -44,10 +46,8 @@ export interface ProcessGroup {
   abort(code: number): never;
 }
 
-const BYTES: Record<CollectiveDType, number> = { float32: 4, int32: 4, float64: 8 };
-
 export function dtypeBytesOf(dtype: CollectiveDType): number {
-  return BYTES[dtype];
+  return dtypeBytes(dtype);
 }
 
 /** A tensor as a span; it must be contiguous float32 or int32. */

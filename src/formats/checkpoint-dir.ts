@@ -25,6 +25,11 @@ export interface CheckpointManifest {
   model_type: string;
   /** PyTorch name of the weights' float dtype, or "mixed". */
   dtype: string;
+  /**
+   * PyTorch name of the dtype the weights were published in (the first HF folder's torch_dtype), carried from
+   * checkpoint to checkpoint through training (which stores float32) so `convert --reversed` writes it back.
+   */
+  source_dtype?: string;
   source: { path: string; format: string };
   /** sha256 of every other file in the directory, by relative name. */
   files: Record<string, string>;
@@ -165,7 +170,16 @@ export function readManifest(dir: string): CheckpointManifest {
       hint: 'use the sftkit version that wrote it, or re-convert from the HF weights',
     });
   }
+  if (m.source_dtype !== undefined && typeof m.source_dtype !== 'string') {
+    throw new FormatError(`${path}: source_dtype must be a string (got ${describeValue(m.source_dtype)})`, { where: `${path}: source_dtype` });
+  }
   return m as CheckpointManifest;
+}
+
+/** sftkit.json's source_dtype when `dir` is a sftkit checkpoint that has one, else null (an HF folder, an older checkpoint). */
+export function readSourceDtype(dir: string): string | null {
+  if (!existsSync(join(dir, MANIFEST_FILE))) return null;
+  return readManifest(dir).source_dtype ?? null;
 }
 
 /**

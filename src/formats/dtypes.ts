@@ -1,34 +1,34 @@
-// Weight dtypes as stored on disk (safetensors names), their sizes, and exact casts between float dtypes
+// Weight dtypes on disk (src/dtype.ts's safetensors column, with its sizes) and exact casts between float dtypes
 // done in TypeScript (round-to-nearest-even, like PyTorch's `.to()`), so conversion needs no tensor engine.
+import { CONVERT_DTYPES, type ConvertDtype, DTYPE_NAMES, DTYPE_TABLE, type Dtype, type SafetensorsDtype, dtypeOfSafetensors } from '../dtype.ts';
 import { FormatError } from '../errors.ts';
 
-export const WEIGHT_DTYPES = ['F64', 'F32', 'F16', 'BF16', 'I64', 'I32', 'I16', 'I8', 'U8', 'BOOL'] as const;
-export type WeightDtype = (typeof WEIGHT_DTYPES)[number];
+/** A weight file's dtype by its safetensors name (`BF16`): src/dtype.ts's safetensors column. */
+export type WeightDtype = SafetensorsDtype;
+export const WEIGHT_DTYPES: readonly WeightDtype[] = DTYPE_NAMES.map((d) => DTYPE_TABLE[d].safetensors);
 
-export const DTYPE_BYTES: Record<WeightDtype, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U8: 1, BOOL: 1,
-};
+export const DTYPE_BYTES = Object.fromEntries(DTYPE_NAMES.map((d) => [DTYPE_TABLE[d].safetensors, DTYPE_TABLE[d].bytes])) as Readonly<Record<WeightDtype, number>>;
 
 /** The float dtypes a user may ask conversion to produce, by their PyTorch names. */
-export const TARGET_DTYPES = { float32: 'F32', bfloat16: 'BF16', float16: 'F16' } as const satisfies Record<string, WeightDtype>;
-export type TargetDtypeName = keyof typeof TARGET_DTYPES;
+export const TARGET_DTYPES = Object.fromEntries(CONVERT_DTYPES.map((d) => [d, DTYPE_TABLE[d].safetensors])) as { readonly [K in ConvertDtype]: (typeof DTYPE_TABLE)[K]['safetensors'] };
+export type TargetDtypeName = ConvertDtype;
 
-const TORCH_NAMES: Record<WeightDtype, string> = {
-  F64: 'float64', F32: 'float32', F16: 'float16', BF16: 'bfloat16',
-  I64: 'int64', I32: 'int32', I16: 'int16', I8: 'int8', U8: 'uint8', BOOL: 'bool',
-};
+/** The vocabulary's name of a safetensors dtype (every WeightDtype has one). */
+function dtypeOf(d: WeightDtype): Dtype {
+  return dtypeOfSafetensors(d) as Dtype;
+}
 
 export function isWeightDtype(s: unknown): s is WeightDtype {
-  return typeof s === 'string' && (WEIGHT_DTYPES as readonly string[]).includes(s);
+  return typeof s === 'string' && dtypeOfSafetensors(s) !== null;
 }
 
 export function isFloatDtype(d: WeightDtype): boolean {
-  return d === 'F64' || d === 'F32' || d === 'F16' || d === 'BF16';
+  return DTYPE_TABLE[dtypeOf(d)].float;
 }
 
 /** PyTorch's name of a dtype (`torch_dtype` in config.json, `--dtype` on the command line). */
 export function torchDtypeName(d: WeightDtype): string {
-  return TORCH_NAMES[d];
+  return dtypeOf(d);
 }
 
 /** Element count of a shape, or null when it is not a safe integer (an absurd shape claimed by a bad file). */

@@ -1,5 +1,6 @@
 // PyTorch `.bin` state dicts (torch.save's zip format): the pickle is read by our allowlist unpickler, and each
 // tensor is read from its storage entry in place, honouring shared storages, storage offsets and strides.
+import { DTYPE_NAMES, DTYPE_TABLE } from '../dtype.ts';
 import { FormatError, describeValue } from '../errors.ts';
 import { openFileSource, type ByteSource } from './byte-source.ts';
 import { DTYPE_BYTES, numelOf, type WeightDtype } from './dtypes.ts';
@@ -10,13 +11,8 @@ import type { TensorFile } from './tensor-file.ts';
 /** The pickle of a 7B state dict is ~100 KB; anything near this is not a state dict. */
 const MAX_PICKLE_BYTES = 256 * 1024 * 1024;
 
-const STORAGE_DTYPES: Record<string, WeightDtype> = {
-  DoubleStorage: 'F64', FloatStorage: 'F32', HalfStorage: 'F16', BFloat16Storage: 'BF16',
-  LongStorage: 'I64', IntStorage: 'I32', ShortStorage: 'I16', CharStorage: 'I8', ByteStorage: 'U8', BoolStorage: 'BOOL',
-};
-const TORCH_DTYPES: Record<string, WeightDtype> = {
-  float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int16: 'I16', int8: 'I8', uint8: 'U8', bool: 'BOOL',
-};
+/** torch.<X>Storage (the legacy storage classes torch.save pickles) -> dtype, from src/dtype.ts. */
+const STORAGE_DTYPES: ReadonlyMap<string, WeightDtype> = new Map(DTYPE_NAMES.map((d) => [DTYPE_TABLE[d].torchStorage, DTYPE_TABLE[d].safetensors]));
 
 interface StorageType { readonly qualifiedName: string; readonly storageDtype: WeightDtype }
 interface StorageRef { readonly kind: 'storage'; dtype: WeightDtype; numel: number; entry: ZipEntry; key: string }
@@ -76,10 +72,10 @@ function makeResolver(file: string, archive: ZipArchive, prefix: string) {
     ['torch._utils._rebuild_parameter', rebuildParameter('_rebuild_parameter')],
     ['torch._utils._rebuild_parameter_with_state', rebuildParameter('_rebuild_parameter_with_state')],
   ]);
-  for (const [name, dtype] of Object.entries(STORAGE_DTYPES)) {
+  for (const [name, dtype] of STORAGE_DTYPES) {
     globals.set(`torch.${name}`, { qualifiedName: `torch.${name}`, storageDtype: dtype } as StorageType);
   }
-  for (const name of Object.keys(TORCH_DTYPES)) globals.set(`torch.${name}`, { qualifiedName: `torch.${name}` });
+  for (const name of DTYPE_NAMES) globals.set(`torch.${name}`, { qualifiedName: `torch.${name}` });
 
   const storages = new Map<string, StorageRef>();
   return {

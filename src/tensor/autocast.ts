@@ -6,9 +6,10 @@
 
 import { BF16_PATH, ISA, host } from '../backend/host.ts';
 import { activeBackend } from '../backend/select.ts';
+import type { ComputeDtype } from '../dtype.ts';
 
-/** The precision of GEMM operands: fp32, or bf16 with fp32 accumulation. */
-export type ComputeDtype = 'float32' | 'bfloat16';
+/** The precision of GEMM operands: fp32, or bf16 with fp32 accumulation (src/dtype.ts's compute dtypes). */
+export type { ComputeDtype } from '../dtype.ts';
 
 let current: ComputeDtype = 'float32';
 

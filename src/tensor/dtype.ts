@@ -1,16 +1,17 @@
 // Tensor dtypes: fp32 is the compute type; bf16/f16 are storage types (cast to compute); int32 holds ids.
-import { DTYPE_CODE } from '../backend/compute.ts';
+// Names, sizes and kernel codes come from src/dtype.ts, sftkit's one dtype vocabulary.
+import { DTYPE_TABLE, KERNEL_DTYPE_CODES, type TensorDtype } from '../dtype.ts';
 
-export type DType = 'float32' | 'bfloat16' | 'float16' | 'int32';
+export type DType = TensorDtype;
 
-export const DTYPES: readonly DType[] = ['float32', 'bfloat16', 'float16', 'int32'];
+export const DTYPES = Object.keys(KERNEL_DTYPE_CODES) as readonly DType[];
 
 export function dtypeBytes(dtype: DType): number {
-  return dtype === 'bfloat16' || dtype === 'float16' ? 2 : 4;
+  return DTYPE_TABLE[dtype].bytes;
 }
 
 export function dtypeCode(dtype: DType): number {
-  return DTYPE_CODE[dtype];
+  return KERNEL_DTYPE_CODES[dtype];
 }
 
 export function isDType(x: string): x is DType {

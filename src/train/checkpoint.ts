@@ -11,7 +11,7 @@ import { MANIFEST_FILE, readJsonFile, readManifest, sha256File, writeManifest } 
 import { writeFileAtomicSync } from '../formats/write-file.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { TrainOptimizer } from './optimizer.ts';
-import { writeModelFiles } from './model-io.ts';
+import { sourceDtypeOf, writeModelFiles } from './model-io.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const META_FILE = 'meta.json';
@@ -300,7 +300,7 @@ export async function saveCheckpoint(o: SaveOptions): Promise<string> {
       const files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
       const state: TrainerState = { ...o.state, optimizer_files: hashFiles(join(tmp, 'optimizer'), readdirSync(join(tmp, 'optimizer'))) };
       writeFileSync(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
-      writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', source: { path: o.name, format: 'sftkit-training' } }, files);
+      writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', ...sourceDtypeOf(o.model), source: { path: o.name, format: 'sftkit-training' } }, files);
       fsyncPath(join(tmp, 'optimizer'));
       fsyncPath(tmp);
       // The same step saved again (e.g. a stop right after a save): the old folder leaves by a rename too.

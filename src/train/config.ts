@@ -3,6 +3,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { COMPUTE_DTYPES } from '../dtype.ts';
 import { ConfigError } from '../errors.ts';
 
 const positiveInt = z.number().int().positive();
@@ -23,7 +24,7 @@ export const runConfigSchema = z.strictObject({
   model: z
     .strictObject({
       arch: z.string().default(''),
-      dtype: z.enum(['float32', 'bfloat16']).default('float32'),
+      dtype: z.enum(COMPUTE_DTYPES).default('float32'),
       // Storage dtype of frozen weights (freeze): bfloat16 halves them; trainable weights stay float32.
       base_dtype: z.enum(['float32', 'bfloat16']).default('float32'),
       recompute: z.boolean().default(false),
@@ -107,26 +108,65 @@ export const runConfigSchema = z.strictObject({
 
 export type RunConfig = z.infer<typeof runConfigSchema>;
 
-/** Every valid dotted key (for overrides and "did you mean" hints). */
-export function configKeys(): string[] {
-  const out: string[] = [];
-  const walk = (schema: z.ZodType, prefix: string): void => {
+export interface ConfigKeyInfo {
+  /** Dotted key, as an override takes it: `optimizer.learning_rate`. */
+  key: string;
+  /** What it takes: `integer`, `number`, `boolean`, `string`, `a | b | c`, `list of ...`. */
+  kind: string;
+  /** The default, or undefined when it has none (unset). */
+  default: unknown;
+}
+
+type SchemaDef = { type: string; innerType?: z.ZodType; shape?: Record<string, z.ZodType>; entries?: Record<string, string>; values?: unknown[]; options?: z.ZodType[]; element?: z.ZodType };
+
+/** The kind of value a leaf of the schema takes, in words (for `run --help`). */
+function kindOf(schema: z.ZodType): string {
+  const def = (schema as unknown as { def: SchemaDef }).def;
+  if (def.innerType && (def.type === 'default' || def.type === 'prefault' || def.type === 'optional')) return kindOf(def.innerType);
+  switch (def.type) {
+    case 'enum':
+      return Object.values(def.entries ?? {}).join(' | ');
+    case 'literal':
+      return (def.values ?? []).map((v) => String(v)).join(' | ');
+    case 'union':
+      return (def.options ?? []).map(kindOf).join(' | ');
+    case 'number':
+      return (schema as unknown as { isInt?: boolean }).isInt === true ? 'integer' : 'number';
+    case 'array': {
+      const element = def.element ? kindOf(def.element) : 'values';
+      return `list of ${element.includes(' | ') ? `(${element})` : element}`;
+    }
+    default:
+      return def.type;
+  }
+}
+
+/** Every key of the schema with its kind and default, in schema order (`sftkit run --help` prints them). */
+export function describeConfigKeys(): ConfigKeyInfo[] {
+  const defaults = runConfigSchema.parse({}) as unknown as Record<string, unknown>;
+  const out: ConfigKeyInfo[] = [];
+  const walk = (schema: z.ZodType, prefix: string, dflt: unknown): void => {
     let s: z.ZodType = schema;
-    // Unwrap defaults/prefaults to reach objects.
     for (;;) {
-      const def = (s as unknown as { def: { type: string; innerType?: z.ZodType } }).def;
+      const def = (s as unknown as { def: SchemaDef }).def;
       if ((def.type === 'default' || def.type === 'prefault' || def.type === 'optional') && def.innerType) s = def.innerType;
       else break;
     }
-    const def = (s as unknown as { def: { type: string; shape?: Record<string, z.ZodType> } }).def;
+    const def = (s as unknown as { def: SchemaDef }).def;
     if (def.type === 'object' && def.shape) {
-      for (const [k, v] of Object.entries(def.shape)) walk(v, prefix ? `${prefix}.${k}` : k);
+      const values = (dflt ?? {}) as Record<string, unknown>;
+      for (const [k, v] of Object.entries(def.shape)) walk(v, prefix ? `${prefix}.${k}` : k, values[k]);
     } else {
-      out.push(prefix);
+      out.push({ key: prefix, kind: kindOf(schema), default: dflt });
     }
   };
-  walk(runConfigSchema, '');
+  walk(runConfigSchema, '', defaults);
   return out;
+}
+
+/** Every valid dotted key (for overrides and "did you mean" hints). */
+export function configKeys(): string[] {
+  return describeConfigKeys().map((k) => k.key);
 }
 
 function editDistance(a: string, b: string): number {
@@ -154,11 +194,67 @@ function shownKey(key: string): string {
   return key.length <= MAX_SUGGESTED_KEY_LENGTH ? key : `${key.slice(0, 60)}…(${key.length} characters)`;
 }
 
-/** The valid key closest to `key` (by edit distance on the full dotted path and on its last part), or null when the key is too long to be a typo. */
+/**
+ * Names other trainers (HF TrainingArguments, TRL, LLaMA-Factory, torchtune) and common shorthands give our keys:
+ * spelling is no guide there (`lr` is closer to `model.arch` than to `optimizer.learning_rate`), meaning is.
+ */
+export const KEY_ALIASES: Readonly<Record<string, string>> = {
+  lr: 'optimizer.learning_rate',
+  learning_rate: 'optimizer.learning_rate',
+  weight_decay: 'optimizer.weight_decay',
+  adam_beta1: 'optimizer.beta1',
+  adam_beta2: 'optimizer.beta2',
+  adam_epsilon: 'optimizer.eps',
+  max_steps: 'runner_config.max_steps',
+  steps: 'runner_config.max_steps',
+  epochs: 'runner_config.epochs',
+  num_epochs: 'runner_config.epochs',
+  num_train_epochs: 'runner_config.epochs',
+  bs: 'runner_config.batch_size',
+  batch_size: 'runner_config.batch_size',
+  micro_batch_size: 'runner_config.batch_size',
+  per_device_train_batch_size: 'runner_config.batch_size',
+  train_batch_size: 'runner_config.batch_size',
+  grad_accum: 'runner_config.gradient_accumulation_steps',
+  gradient_accumulation_steps: 'runner_config.gradient_accumulation_steps',
+  max_grad_norm: 'runner_config.clip_grad_norm',
+  grad_clip: 'runner_config.clip_grad_norm',
+  warmup_steps: 'lr_schedule.warmup_steps',
+  warmup_ratio: 'lr_schedule.warmup_ratio',
+  lr_scheduler_type: 'lr_schedule.type',
+  scheduler: 'lr_schedule.type',
+  save_steps: 'callbacks.checkpoint.save_checkpoint_steps',
+  save_total_limit: 'callbacks.checkpoint.keep_checkpoint_max',
+  logging_steps: 'callbacks.loss_monitor.log_every',
+  eval_steps: 'callbacks.eval.eval_steps',
+  do_eval: 'callbacks.eval.do_eval',
+  gradient_checkpointing: 'model.recompute',
+  activation_checkpointing: 'model.recompute',
+  dtype: 'model.dtype',
+  torch_dtype: 'model.dtype',
+  bf16: 'model.dtype',
+  model_name_or_path: 'load_checkpoint',
+  model_path: 'load_checkpoint',
+  checkpoint: 'load_checkpoint',
+  resume_from_checkpoint: 'resume_training',
+  dataset: 'train_dataset.dataset_dir',
+  train_data: 'train_dataset.dataset_dir',
+  dataset_dir: 'train_dataset.dataset_dir',
+  output_path: 'output_dir',
+};
+
+/**
+ * The valid key meant by `key`: an alias by meaning (KEY_ALIASES, of the whole key or its last part), else the
+ * closest by edit distance on the full dotted path and on its last part; null when the key is too long to be a typo.
+ */
 export function nearestKey(key: string): string | null {
   if (key.length > MAX_SUGGESTED_KEY_LENGTH) return null;
   const keys = configKeys();
   const last = key.split('.').pop() ?? key;
+  // Own entries only: a key such as `constructor` must not find Object.prototype's.
+  const aliasOf = (k: string): string | undefined => (Object.hasOwn(KEY_ALIASES, k) ? KEY_ALIASES[k] : undefined);
+  const alias = aliasOf(key) ?? aliasOf(last);
+  if (alias !== undefined && keys.includes(alias)) return alias;
   let best = keys[0] as string;
   let bestScore = Infinity;
   for (const k of keys) {

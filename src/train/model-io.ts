@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { totalmem } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../errors.ts';
-import { TOKENIZER_FILES, copyInto, writeManifest } from '../formats/checkpoint-dir.ts';
+import { TOKENIZER_FILES, copyInto, readSourceDtype, writeManifest } from '../formats/checkpoint-dir.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
 import { type WeightDtype, castFloat } from '../formats/dtypes.ts';
 import { writeSafetensorsSharded, writeTextFile, type WrittenFile } from '../formats/safetensors-writer.ts';
@@ -63,7 +63,10 @@ export function loadModel(dir: string, seed = 0, opts: LoadOptions = {}): Causal
   if (!existsSync(cfgPath)) throw new ConfigError(`${dir}: no config.json`, { where: cfgPath, hint: 'pass a model checkpoint (sftkit convert) or an HF model folder' });
   // readModelConfig opens it by path: refuse a config.json that links out of the folder before it does.
   confinedRealPath(cfgPath);
-  const config = readModelConfig(cfgPath);
+  // A training checkpoint's config.json says float32 (what it stores); the dtype the weights were published in
+  // comes from its sftkit.json, so the next checkpoint carries it on and `convert --reversed` writes it back.
+  const read = readModelConfig(cfgPath);
+  const config: ModelConfig = { ...read, torchDtype: readSourceDtype(dir) ?? read.torchDtype };
   const source = openWeightSource(dir);
   let model: CausalLM | null = null;
   try {
@@ -100,6 +103,11 @@ export function loadModel(dir: string, seed = 0, opts: LoadOptions = {}): Causal
   } finally {
     source.close();
   }
+}
+
+/** sftkit.json's source_dtype for a checkpoint of `model`: the torch_dtype its weights were published in, when known. */
+export function sourceDtypeOf(model: CausalLM): { source_dtype?: string } {
+  return model.config.torchDtype === null ? {} : { source_dtype: model.config.torchDtype };
 }
 
 /** Writes config.json, generation_config.json, model.safetensors (fp32) and tokenizer files into `dir`. */
@@ -139,6 +147,6 @@ export function writeModelFiles(dir: string, model: CausalLM, opts: { assetsDir:
 /** Writes a complete model checkpoint (the files above plus sftkit.json) into an existing empty `dir`. */
 export function writeModelCheckpoint(dir: string, model: CausalLM, opts: { assetsDir: string | null; source: { path: string; format: string } }): void {
   const files = writeModelFiles(dir, model, opts);
-  writeManifest(dir, { model_type: model.config.modelType, dtype: 'float32', source: opts.source }, files);
+  writeManifest(dir, { model_type: model.config.modelType, dtype: 'float32', ...sourceDtypeOf(model), source: opts.source }, files);
 }
 

@@ -1,9 +1,9 @@
-// Token records as the trainer's BatchSource, through the data loader (src/data/loader.ts): a batch is
-// addressed by (epoch, index), which is the loader's global cursor {epoch, position: index × global batch},
+// A row store (token records, later MindRecord) as the trainer's BatchSource, through the data loader
+// (src/data/loader.ts): a batch is addressed by (epoch, index), the loader's global cursor {epoch, position: index × global batch},
 // so resume replays nothing and 2 ranks × b read exactly the rows 1 rank reads with accumulation 2 × b.
 import type { LoaderCursor } from '../data/loader.ts';
 import { DataLoader, type LoaderOptions } from '../data/loader.ts';
-import type { Records } from '../data/records.ts';
+import type { RowStore } from '../data/row-store.ts';
 import type { BatchSource, TrainBatch } from './batches.ts';
 
 export class RecordsBatchSource implements BatchSource {
@@ -12,10 +12,10 @@ export class RecordsBatchSource implements BatchSource {
   readonly batchesPerEpoch: number;
   private readonly loader: DataLoader;
 
-  constructor(records: Records, opts: LoaderOptions) {
-    this.loader = new DataLoader(records, opts);
+  constructor(store: RowStore, opts: LoaderOptions) {
+    this.loader = new DataLoader(store, opts);
     this.batchSize = this.loader.batchSize;
-    this.rowLength = records.rowLength;
+    this.rowLength = store.rowLength;
     this.batchesPerEpoch = this.loader.stepsPerEpoch;
   }
 

@@ -6,7 +6,7 @@ import { join, relative, dirname, normalize } from 'node:path';
 
 const LAYERS = ['cli', 'hub', 'convert', 'train', 'eval', 'generate', 'data', 'tokenizer', 'formats', 'models', 'nn', 'distributed', 'tensor', 'backend'];
 // Files directly under src/ that every layer may import (shared leaf modules).
-const SHARED = new Set(['errors.ts']);
+const SHARED = new Set(['errors.ts', 'dtype.ts']);
 const src = join(import.meta.dirname, '..', '..', 'src');
 
 function tsFiles(dir: string): string[] {

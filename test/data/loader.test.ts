@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataLoader, emptyReport, epochOrder, openRecords, RecordsWriter, type Records } from '../../src/data/index.ts';
+import { DataLoader, emptyReport, epochOrder, openRecords, RecordsWriter, validateRowsFor, type Records, type RowBuffers, type RowStore } from '../../src/data/index.ts';
 import { DataError } from '../../src/errors.ts';
 
 const SEQ = 5;
@@ -17,10 +17,49 @@ function makeRecords(rows: number, segments = false): Records {
   for (let r = 0; r < rows; r++) {
     const ids = Int32Array.from({ length: SEQ + 1 }, (_, i) => r * 100 + i);
     const labels = ids.map((x, i) => (i === 0 ? -100 : x));
-    w.push(ids, labels, segments ? new Int32Array(SEQ + 1).fill(1) : undefined);
+    w.push(ids, labels, segments ? Int32Array.from({ length: SEQ + 1 }, (_, i) => 1 + (i >> 2)) : undefined);
   }
   w.finish({ seq_length: SEQ, dataset_type: 'text', template: null, packed: segments, pad_id: 0, ignore_id: -100, tokenizer: { identity: 'test', kind: 'sentencepiece', vocab_size: 10000, bos_id: 1, eos_id: 2 } }, emptyReport());
   return openRecords(dir);
+}
+
+/** The rows makeRecords writes, held in arrays: a second RowStore implementation, as MindRecord will be. */
+class ArrayRowStore implements RowStore {
+  readonly source = 'memory';
+  readonly seqLength = SEQ;
+  readonly rowLength = SEQ + 1;
+  readonly tokenizer = { identity: 'test', vocabSize: 10000 };
+  readonly maxTokenId: number;
+  private closed = false;
+  constructor(
+    private readonly data: { inputIds: Int32Array; labels: Int32Array; segmentIds?: Int32Array }[],
+    readonly hasSegments: boolean,
+  ) {
+    this.maxTokenId = Math.max(-1, ...data.flatMap((r) => Array.from(r.inputIds)));
+  }
+  get rows(): number {
+    return this.data.length;
+  }
+  readInto(row: number, dst: RowBuffers, at = 0): void {
+    if (this.closed) throw new DataError('memory: closed');
+    const r = this.data[row];
+    if (r === undefined) throw new DataError(`memory: no row ${row}`);
+    dst.inputIds.set(r.inputIds, at);
+    dst.labels.set(r.labels, at);
+    if (this.hasSegments && r.segmentIds !== undefined) dst.segmentIds?.set(r.segmentIds, at);
+  }
+  close(): void {
+    this.closed = true;
+  }
+}
+
+function makeArrayStore(rows: number, segments = false): ArrayRowStore {
+  const data = Array.from({ length: rows }, (_, r) => {
+    const inputIds = Int32Array.from({ length: SEQ + 1 }, (_, i) => r * 100 + i);
+    const labels = inputIds.map((x, i) => (i === 0 ? -100 : x));
+    return segments ? { inputIds, labels, segmentIds: Int32Array.from({ length: SEQ + 1 }, (_, i) => 1 + (i >> 2)) } : { inputIds, labels };
+  });
+  return new ArrayRowStore(data, segments);
 }
 
 /** The row indices of one batch. */
@@ -34,7 +73,7 @@ test('records span several shards and read back row by row', () => {
     const row = rec.row(r);
     assert.deepEqual(Array.from(row.inputIds), [0, 1, 2, 3, 4, 5].map((i) => r * 100 + i));
     assert.equal(row.labels[0], -100);
-    assert.deepEqual(Array.from(row.segmentIds as Int32Array), [1, 1, 1, 1, 1, 1]);
+    assert.deepEqual(Array.from(row.segmentIds as Int32Array), [1, 1, 1, 1, 2, 2]);
   }
   assert.throws(() => rec.row(23), DataError);
   rec.close();
@@ -109,4 +148,36 @@ test('a saved cursor resumes exactly under other world sizes: nothing replayed, 
   assert.equal(again.epoch, 1);
   assert.throws(() => new DataLoader(rec, { batchSize: 1, seed: 12 }).restore(saved), (e: unknown) => e instanceof DataError && /seed 11/.test(e.message));
   rec.close();
+});
+
+test('the loader reads any RowStore: an in-memory store gives the same batches, cursors and checks as the records', () => {
+  for (const segments of [false, true]) {
+    const rec = makeRecords(23, segments);
+    const mem = makeArrayStore(23, segments);
+    const opts = [
+      { batchSize: 4, seed: 5 },
+      { batchSize: 2, seed: 9, dropRemainder: false, rank: 1, worldSize: 3 },
+      { batchSize: 3, shuffle: false, dropRemainder: false },
+    ];
+    for (const o of opts) {
+      const a = new DataLoader(rec, o);
+      const b = new DataLoader(mem, o);
+      assert.equal(b.stepsPerEpoch, a.stepsPerEpoch);
+      for (let step = 0; step < 2 * a.stepsPerEpoch + 2; step++) {
+        const x = a.next();
+        const y = b.next();
+        assert.deepEqual(y, x, `step ${step}`);
+        assert.deepEqual(b.cursor(), a.cursor());
+      }
+    }
+    // The same identity and vocabulary checks apply to both.
+    for (const store of [rec, mem]) {
+      validateRowsFor(store, { tokenizerIdentity: 'test', seqLength: SEQ, vocabSize: 10000 });
+      assert.throws(() => validateRowsFor(store, { tokenizerIdentity: 'other', seqLength: SEQ, vocabSize: 10000 }), (e: unknown) => e instanceof DataError && /another tokenizer/.test(e.message));
+      assert.throws(() => validateRowsFor(store, { tokenizerIdentity: 'test', seqLength: SEQ + 1, vocabSize: 10000 }), (e: unknown) => e instanceof DataError && /seq_length 5, training uses 6/.test(e.message));
+    }
+    assert.throws(() => new DataLoader(mem, { batchSize: 24 }), (e: unknown) => e instanceof DataError && /^memory: 23 rows do not fill/.test(e.message));
+    rec.close();
+    mem.close();
+  }
 });

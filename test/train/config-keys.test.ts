@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError } from '../../src/errors.ts';
-import { applyOverrides, loadRunConfig, nearestKey } from '../../src/train/config.ts';
+import { KEY_ALIASES, applyOverrides, configKeys, describeConfigKeys, loadRunConfig, nearestKey } from '../../src/train/config.ts';
 
 test('a typo still gets its suggestion', () => {
   assert.equal(nearestKey('optimizer.learnig_rate'), 'optimizer.learning_rate');
@@ -32,4 +32,28 @@ test('a 100 KB unknown YAML key is refused in well under a second, its name shor
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('names from other trainers suggest our key by meaning, not by spelling', () => {
+  assert.equal(nearestKey('lr'), 'optimizer.learning_rate');
+  assert.equal(nearestKey('learning_rate'), 'optimizer.learning_rate');
+  assert.equal(nearestKey('optimizer.lr'), 'optimizer.learning_rate');
+  assert.equal(nearestKey('max_steps'), 'runner_config.max_steps');
+  assert.equal(nearestKey('bs'), 'runner_config.batch_size');
+  assert.equal(nearestKey('num_train_epochs'), 'runner_config.epochs');
+  // Object.prototype's names are not aliases: spelling decides for them.
+  assert.ok(configKeys().includes(nearestKey('constructor') as string));
+  assert.ok(configKeys().includes(nearestKey('__proto__') as string));
+  // Every alias leads to a key the schema has (a renamed key must rename its aliases).
+  const keys = new Set(configKeys());
+  for (const [alias, key] of Object.entries(KEY_ALIASES)) assert.ok(keys.has(key), `${alias} -> ${key}`);
+});
+
+test('describeConfigKeys lists every key with its kind and default, from the schema', () => {
+  const info = new Map(describeConfigKeys().map((k) => [k.key, k]));
+  assert.deepEqual([...info.keys()], configKeys());
+  assert.deepEqual(info.get('optimizer.learning_rate'), { key: 'optimizer.learning_rate', kind: 'number', default: 1e-5 });
+  assert.deepEqual(info.get('runner_config.max_steps'), { key: 'runner_config.max_steps', kind: 'integer', default: -1 });
+  assert.deepEqual(info.get('lr_schedule.type'), { key: 'lr_schedule.type', kind: 'constant | linear | cosine', default: 'cosine' });
+  assert.deepEqual(info.get('generation.template'), { key: 'generation.template', kind: 'string', default: undefined });
 });

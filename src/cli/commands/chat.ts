@@ -8,12 +8,13 @@ import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { chatPromptIds, type ChatTurn } from '../../data/chat-prompt.ts';
 import { generationTemplate } from '../../data/recorded-template.ts';
+import { COMPUTE_DTYPES, type ComputeDtype } from '../../dtype.ts';
 import { ConfigError } from '../../errors.ts';
 import { defaultEosIds, generateStream } from '../../generate/index.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 import { autocast } from '../../tensor/index.ts';
 import { loadModel } from '../../train/model-io.ts';
-import { modelDirOf } from './run.ts';
+import { modelDirOf } from './run/context.ts';
 
 interface ChatFlags {
   load_checkpoint: string;
@@ -73,7 +74,7 @@ async function chat(flags: ChatFlags): Promise<void> {
   if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(tokDir, f)))) {
     throw new ConfigError(`${tokDir} has no tokenizer.model or tokenizer.json`, { where: '--tokenizer', hint: 'pass --tokenizer DIR' });
   }
-  if (flags.dtype !== 'float32' && flags.dtype !== 'bfloat16') throw new ConfigError(`--dtype ${flags.dtype}: float32 or bfloat16`, { where: '--dtype' });
+  if (!(COMPUTE_DTYPES as readonly string[]).includes(flags.dtype)) throw new ConfigError(`--dtype ${flags.dtype}: ${COMPUTE_DTYPES.join(' or ')}`, { where: '--dtype' });
   const tok = Tokenizer.fromDir(tokDir);
   const model = loadModel(dir);
   const tty = process.stdin.isTTY === true;
@@ -110,7 +111,7 @@ async function chat(flags: ChatFlags): Promise<void> {
         if (tty) out('assistant> ');
         const printer = new ReplyPrinter(tok, new Set(eosIds), out);
         // Each turn draws from the same seed, so a conversation replays exactly.
-        autocast(flags.dtype as 'float32' | 'bfloat16', () => generateStream(model, ids, { ...opts, seed }, (id) => printer.add(id)));
+        autocast(flags.dtype as ComputeDtype, () => generateStream(model, ids, { ...opts, seed }, (id) => printer.add(id)));
         history.push({ user: message, assistant: printer.finish() });
         out('\n');
       }
@@ -137,7 +138,7 @@ export function registerChat(program: Command): void {
     .option('--temperature <t>', 'sampling temperature')
     .option('--repetition_penalty <r>', 'HF repetition penalty')
     .option('--seed <n>', 'seed of sampling', '0')
-    .option('--dtype <dtype>', 'compute dtype: float32 | bfloat16', 'float32')
+    .option('--dtype <dtype>', `compute dtype: ${COMPUTE_DTYPES.join(' | ')}`, 'float32')
     .action(async (flags: ChatFlags) => {
       await chat(flags);
     });

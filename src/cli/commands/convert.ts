@@ -26,6 +26,7 @@ function report(r: ConvertReport, reversed: boolean): void {
     `${reversed ? 'exported' : 'converted'} ${r.modelType}: ${r.tensors} tensors, ${gb.toFixed(3)} GB ${r.dtype} ` +
       `in ${r.seconds.toFixed(1)} s (${(gb / Math.max(r.seconds, 1e-9)).toFixed(2)} GB/s) -> ${r.outputPath}`,
   );
+  if (r.dtypeNote !== undefined) console.log(`dtype: ${r.dtypeNote}`);
   if (r.skipped.length > 0) console.log(`skipped: ${r.skipped.join(', ')}`);
 }
 
@@ -51,7 +52,7 @@ export function registerConvert(program: Command): void {
     .requiredOption('--input_path <dir>', 'HF model folder or hub repo id (or, with --reversed, a sftkit model/training checkpoint)')
     .requiredOption('--output_path <dir>', 'directory to create (must not exist, or be empty)')
     .option('--model <name>', 'llama | gpt2 (the family), or an HF model_type (llama, mistral, qwen2, gpt2): must agree with config.json')
-    .option('--dtype <dtype>', 'float32 | bfloat16 | float16, or q8_0 with --format gguf (default: keep the stored dtype)')
+    .option('--dtype <dtype>', 'float32 | bfloat16 | float16, or q8_0 with --format gguf (default: keep the stored dtype; with --reversed, the dtype the weights were published in)')
     .option('--max_shard_size <size>', 'largest safetensors shard', '5GB')
     .option('--reversed', 'sftkit checkpoint -> HF folder')
     .option('--format <format>', 'with --reversed: hf (default) | gguf (one .gguf file for llama.cpp/ollama, plus a Modelfile)')

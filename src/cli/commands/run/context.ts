@@ -1,0 +1,183 @@
+// What every `sftkit run` mode starts from: the process group and its rank-0 printer, graceful stops, the
+// model (a checkpoint to resume, --load_checkpoint, or model.arch), the tokenizer read on first use, the output folder.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { openRecords } from '../../../data/records.ts';
+import { type RowStore, validateRowsFor } from '../../../data/row-store.ts';
+import { type ProcessGroup, initProcessGroup } from '../../../distributed/index.ts';
+import { ConfigError } from '../../../errors.ts';
+import { resolveCheckpointDir } from '../../../formats/checkpoint-dir.ts';
+import type { GenerationOptions } from '../../../generate/index.ts';
+import { resolveModelDir } from '../../../hub/index.ts';
+import { readModelConfig } from '../../../models/config.ts';
+import type { CausalLM } from '../../../models/model.ts';
+import { Tokenizer } from '../../../tokenizer/index.ts';
+import { type LoadedCheckpoint, findResumeCheckpoint } from '../../../train/checkpoint.ts';
+import type { RunConfig } from '../../../train/config.ts';
+import { createModel, loadModel, weightOptionsOf } from '../../../train/model-io.ts';
+import { expectedTensors } from '../../../models/tensor-table.ts';
+import type { ModelConfig } from '../../../models/config.ts';
+import { bf16GemmPath } from '../../../tensor/index.ts';
+import { OutputDir } from '../../output-dir.ts';
+import { StepPrinter } from '../../progress.ts';
+import { type StopSignal, StopWatch, stopTimeoutSeconds } from '../../stop-signals.ts';
+
+export interface RunFlags {
+  config?: string;
+  force?: boolean;
+  profile?: boolean;
+  usePar?: boolean;
+  predict_data?: string;
+  [key: string]: unknown;
+}
+
+/** A sink for the output of ranks other than 0. */
+function quietStream(): NodeJS.WriteStream {
+  return { isTTY: false, write: () => true } as unknown as NodeJS.WriteStream;
+}
+
+/** The directory a model comes from: a checkpoint, a checkpoint/ root, an HF folder, or a hub repo id. */
+export async function modelDirOf(pathOrRepo: string): Promise<string> {
+  if (existsSync(pathOrRepo)) {
+    if (existsSync(join(pathOrRepo, 'config.json'))) return pathOrRepo;
+    return resolveCheckpointDir(pathOrRepo);
+  }
+  return (await resolveModelDir(pathOrRepo)).path;
+}
+
+function archConfigPath(arch: string): string {
+  const candidates = [arch, join(arch, 'config.json'), join('configs', 'tiny', `${arch}.json`)];
+  for (const c of candidates) if (existsSync(c) && c.endsWith('.json')) return c;
+  throw new ConfigError(`model.arch ${JSON.stringify(arch)}: no such config.json (or preset under configs/tiny/)`, { where: 'model.arch' });
+}
+
+/** A new model (run_mode train) with the run's frozen weights in the frozen store. */
+function createModelFor(config: ModelConfig, cfg: RunConfig): CausalLM {
+  const names = expectedTensors(config).filter((t) => t.optional !== 'tied').map((t) => t.name);
+  return createModel(config, cfg.seed, weightOptionsOf(cfg, names));
+}
+
+/** Token records of `train_dataset` or `eval_dataset`, opened as the loader's row store. */
+export function openDataset(dir: string, what: 'train_dataset' | 'eval_dataset'): RowStore {
+  if (!dir) throw new ConfigError(`${what}.dataset_dir is not set`, { where: `${what}.dataset_dir`, hint: `pass --${what}_dir DIR (the output of sftkit data preprocess)` });
+  return openRecords(dir);
+}
+
+export class RunContext {
+  /** Created only once a mode's inputs check out (it calls ensure()), and removed again if the run fails before writing into it. */
+  readonly output: OutputDir;
+  /** Set by the training mode: what a stop signal does to its trainer. */
+  onStop: ((sig: StopSignal) => void) | null = null;
+  // The tokenizer is read once, when something first needs it (a 32k-piece model takes ~0.5 s to load).
+  private tokenizerRead: Tokenizer | null | undefined;
+
+  private constructor(
+    readonly cfg: RunConfig,
+    readonly flags: RunFlags,
+    readonly pg: ProcessGroup,
+    /** Prints on rank 0 only; every rank logs to its own worker_<r>.log through the launcher anyway. */
+    readonly out: StepPrinter,
+    readonly stops: StopWatch | null,
+    readonly model: CausalLM,
+    /** The checkpoint or HF folder the model came from; null when it was made from model.arch. */
+    readonly modelDir: string | null,
+    readonly resume: LoadedCheckpoint | null,
+  ) {
+    this.output = new OutputDir(cfg.output_dir);
+  }
+
+  static async open(cfg: RunConfig, flags: RunFlags): Promise<RunContext> {
+    const dp = cfg.parallel_config.data_parallel;
+    const pg = initProcessGroup(dp === 'auto' ? {} : { worldSize: dp });
+    const out = new StepPrinter(pg.rank === 0 ? process.stdout : quietStream());
+    if (cfg.model.dtype === 'bfloat16') {
+      out.line(`model.dtype bfloat16: mixed precision, GEMMs on ${bf16GemmPath()}; weights, optimizer state and checkpoints stay fp32`);
+    }
+    if (flags.usePar) out.line('note: --use_parallel is implied by `sftkit launch`; this process trains alone');
+    // Training stops gracefully on SIGINT, SIGTERM and SIGUSR1, from now on: a signal forwarded by the launcher
+    // while the model loads must not kill a rank (or open Node's inspector, SIGUSR1's default).
+    const mode = cfg.run_mode;
+    let ctx: RunContext | null = null;
+    const stops =
+      mode === 'train' || mode === 'finetune'
+        ? new StopWatch({ onStop: (sig) => ctx?.onStop?.(sig), print: (l) => out.line(l), timeoutSeconds: stopTimeoutSeconds() })
+        : null;
+    try {
+      // The model: from the checkpoint to resume, --load_checkpoint, or model.arch (train from scratch).
+      let resume: LoadedCheckpoint | null = null;
+      let modelDir: string | null = null;
+      if (cfg.resume_training !== false) {
+        const name = typeof cfg.resume_training === 'string' ? cfg.resume_training : null;
+        resume = findResumeCheckpoint(join(cfg.output_dir, 'checkpoint'), name, (m) => out.line(`warning: ${m}`));
+        modelDir = resume.dir;
+        out.line(`resuming from ${resume.dir} (step ${resume.state.step})`);
+      } else if (cfg.load_checkpoint) {
+        modelDir = await modelDirOf(cfg.load_checkpoint);
+      } else if (mode !== 'train') {
+        throw new ConfigError(`run_mode ${mode} needs --load_checkpoint`, { where: 'load_checkpoint' });
+      }
+      // Training builds the model with its frozen weights already in the frozen store (freeze, model.base_dtype).
+      const training = mode === 'train' || mode === 'finetune';
+      const model = modelDir
+        ? loadModel(modelDir, cfg.seed, training ? { weights: (names) => weightOptionsOf(cfg, names) } : {})
+        : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg);
+      ctx = new RunContext(cfg, flags, pg, out, stops, model, modelDir, resume);
+      return ctx;
+    } catch (err) {
+      stops?.dispose();
+      throw err;
+    }
+  }
+
+  /** Where the tokenizer files come from: `tokenizer:`, else the model's folder. */
+  get tokenizerDir(): string | null {
+    return this.cfg.tokenizer || this.modelDir;
+  }
+
+  /** The tokenizer, or null when neither `tokenizer:` nor the model's folder has tokenizer files. */
+  tokenizer(): Tokenizer | null {
+    if (this.tokenizerRead === undefined) {
+      const dir = this.tokenizerDir;
+      const has = dir !== null && dir !== '' && ['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)));
+      this.tokenizerRead = has ? Tokenizer.fromDir(dir as string) : null;
+    }
+    return this.tokenizerRead;
+  }
+
+  needTokenizer(what: string): Tokenizer {
+    const tok = this.tokenizer();
+    if (!tok) throw new ConfigError(`${what} needs a tokenizer`, { where: 'tokenizer', hint: 'set tokenizer: DIR, or load a checkpoint that has its tokenizer files' });
+    return tok;
+  }
+
+  /** Rows must come from the model's tokenizer (when it is known) and fit its vocabulary. */
+  checkRows(rows: RowStore): void {
+    const vocab = this.model.config.vocabSize;
+    const tok = this.tokenizer();
+    if (tok) {
+      validateRowsFor(rows, { tokenizerIdentity: tok.identity, earlierIdentities: () => tok.earlierIdentities(), seqLength: rows.seqLength, vocabSize: vocab });
+    } else if (rows.tokenizer.vocabSize > vocab) {
+      validateRowsFor(rows, { tokenizerIdentity: rows.tokenizer.identity, seqLength: rows.seqLength, vocabSize: vocab });
+    }
+  }
+
+  /** The `generation:` section as generate()'s options (eval's generation metrics and predict). */
+  generationOptions(): Omit<GenerationOptions, 'eosTokenIds'> {
+    const g = this.cfg.generation;
+    return {
+      maxNewTokens: g.max_new_tokens,
+      doSample: g.do_sample,
+      topK: g.top_k,
+      topP: g.top_p,
+      temperature: g.temperature,
+      repetitionPenalty: g.repetition_penalty,
+      batchSize: g.batch_size,
+      seed: this.cfg.seed,
+    };
+  }
+
+  close(): void {
+    this.stops?.dispose();
+    this.model.release();
+  }
+}
