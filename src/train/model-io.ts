@@ -37,7 +37,7 @@ export function createModel(config: ModelConfig, seed: number, weights: WeightOp
     .reduce((n, t) => n + numel(t.shape) * (frozen(t.name) ? frozenBytes : 4), 0);
   const params = expectedTensors(config).reduce((n, t) => n + numel(t.shape), 0);
   if (bytes > totalmem()) {
-    throw new ConfigError(`the model of config.json needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${params} parameters; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {
+    throw new ConfigError(`the model of config.json needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${params} fp32 parameters${weights.frozen && weights.frozenDtype === 'bfloat16' ? ' (frozen ones in bf16)' : ''}; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {
       where: 'config.json',
       hint: 'check num_hidden_layers, hidden_size, intermediate_size and vocab_size',
     });
