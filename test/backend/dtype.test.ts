@@ -11,7 +11,7 @@ import { DTYPES, dtypeBytes, dtypeCode } from '../../src/tensor/dtype.ts';
 import { Tensor } from '../../src/tensor/index.ts';
 import { runConfigSchema } from '../../src/train/config.ts';
 
-const native = join(import.meta.dirname, '..', 'native');
+const native = join(import.meta.dirname, '..', '..', 'native');
 
 /** `enum DType : int { kF32 = 0, ... }` of a C++ header, as name -> code. */
 function cppEnum(file: string): Map<string, number> {
