@@ -9,7 +9,7 @@ import { confinedRealPath } from '../formats/confined-file.ts';
 import { castFloat } from '../formats/dtypes.ts';
 import { writeSafetensorsSharded, writeTextFile, type WrittenFile } from '../formats/safetensors-writer.ts';
 import { planConversion } from '../formats/weight-plan.ts';
-import { openWeightSource } from '../formats/weight-source.ts';
+import { openWeightSource, type WeightSource } from '../formats/weight-source.ts';
 import { type ModelConfig, readModelConfig } from '../models/config.ts';
 import { expectedTensors } from '../models/tensor-table.ts';
 import { Gpt2 } from '../models/gpt2.ts';
@@ -37,12 +37,19 @@ export function loadModel(dir: string, seed = 0): CausalLM {
   // readModelConfig opens it by path: refuse a config.json that links out of the folder before it does.
   confinedRealPath(cfgPath);
   const config = readModelConfig(cfgPath);
-  const source = openWeightSource(dir);
+  return loadModelFrom(config, openWeightSource(dir), seed);
+}
+
+/**
+ * A model of `config` with the weights of `source` (any WeightSource with HF names: an HF folder, or a
+ * MindSpore .ckpt read through its name table); the source is closed when done.
+ */
+export function loadModelFrom(config: ModelConfig, source: WeightSource, seed = 0): CausalLM {
   let model: CausalLM | null = null;
   try {
     // Every weight present with the shape config.json implies before anything is allocated: a config of
     // 4,000 layers next to the weights of 2 must fail here, not after a 12 GB allocation.
-    const plan = planConversion(config, source.tensors, dir);
+    const plan = planConversion(config, source.tensors, source.dir);
     model = createModel(config, seed);
     for (const t of plan.tensors) {
       const data = castFloat(source.read(t.source), t.dtype, 'F32');

@@ -13,6 +13,7 @@ import { examplesFromRecords } from '../../eval/record-examples.ts';
 import { defaultEosIds, generate, generationText } from '../../generate/index.ts';
 import { formatProfile, profileRows, startProfile, stopProfile } from '../../backend/profile.ts';
 import { exitTogether, initProcessGroup } from '../../distributed/index.ts';
+import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../convert/mindspore-convert.ts';
 import { resolveCheckpointDir } from '../../formats/checkpoint-dir.ts';
 import { writeFileAtomicSync } from '../../formats/write-file.ts';
 import { resolveModelDir } from '../../hub/index.ts';
@@ -154,17 +155,22 @@ async function run(flags: RunFlags, rest: string[]): Promise<void> {
   // The model: from the checkpoint to resume, --load_checkpoint, or model.arch (train from scratch).
   let resume = null;
   let modelDir: string | null = null;
+  let mindsporeCkpt: string | null = null;
   if (cfg.resume_training !== false) {
     const name = typeof cfg.resume_training === 'string' ? cfg.resume_training : null;
     resume = findResumeCheckpoint(join(cfg.output_dir, 'checkpoint'), name, (m) => out.line(`warning: ${m}`));
     modelDir = resume.dir;
     out.line(`resuming from ${resume.dir} (step ${resume.state.step})`);
+  } else if (cfg.load_checkpoint && isMindSporeCkpt(cfg.load_checkpoint)) {
+    // A MindFormers .ckpt: weights only; config.json (and the tokenizer) from model.arch or the .ckpt's folder.
+    mindsporeCkpt = cfg.load_checkpoint;
+    modelDir = ckptConfigDir(mindsporeCkpt, cfg.model.arch);
   } else if (cfg.load_checkpoint) {
     modelDir = await modelDirOf(cfg.load_checkpoint);
   } else if (mode !== 'train') {
     throw new ConfigError(`run_mode ${mode} needs --load_checkpoint`, { where: 'load_checkpoint' });
   }
-  const model: CausalLM = modelDir ? loadModel(modelDir, cfg.seed) : createModel(readModelConfig(archConfigPath(cfg.model.arch)), cfg.seed);
+  const model: CausalLM = mindsporeCkpt !== null && modelDir !== null ? loadMindSporeModel(mindsporeCkpt, modelDir, cfg.seed) : modelDir ? loadModel(modelDir, cfg.seed) : createModel(readModelConfig(archConfigPath(cfg.model.arch)), cfg.seed);
   const tokenizerDir = cfg.tokenizer || modelDir;
   // Created only once the inputs check out (each mode calls ensure()), and removed again if the run fails
   // before writing anything into it.
@@ -330,7 +336,7 @@ export function registerRun(program: Command): void {
     .description('train, fine-tune, evaluate or predict (MindFormers run_mindformer.py)')
     .option('--config <file>', 'YAML run config (configs/...)')
     .option('--run_mode <mode>', 'train | finetune | eval | predict')
-    .option('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder or hub repo id')
+    .option('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder, hub repo id, or a MindFormers .ckpt (config.json beside it or in --model.arch)')
     .option('--train_dataset_dir <dir>', 'token records for training (sftkit data preprocess)')
     .option('--eval_dataset_dir <dir>', 'token records for evaluation')
     .option('--do_eval', 'evaluate every callbacks.eval.eval_steps steps')
