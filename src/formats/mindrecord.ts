@@ -325,7 +325,16 @@ export class MindRecordReader {
         throw new FormatError(`${file}: its header names it ${describeValue(addresses[first.header.shardId])}; MindRecord files cannot be renamed`, { where: file, hint: 'give the file back its name, or write the dataset again' });
       }
       for (const [k, name] of addresses.entries()) {
-        const s = k === first.header.shardId ? first : openShard(join(dirname(file), name), name);
+        let s = first;
+        if (k !== first.header.shardId) {
+          try {
+            s = openShard(join(dirname(file), name), name);
+          } catch (err) {
+            // The header named the file: say so, so a mistyped or missing shard points back at it.
+            if (!(err instanceof FormatError)) throw err;
+            throw new FormatError(`${file}: shard ${k} of its shard_addresses: ${err.message}`, { where: file, hint: 'every file a MindRecord dataset was written as must stay beside the others, under its name' });
+          }
+        }
         if (k !== first.header.shardId) shards.push(s);
         else shards.push(first);
         if (s.header.shardId !== k) throw new FormatError(`${s.path}: shard_id ${s.header.shardId}, but it is shard ${k} of ${file}`, { where: s.path, hint: HINT });
@@ -355,7 +364,8 @@ export class MindRecordReader {
     while (this.firstRow[k]! > i) k--;
     const s = this.shards[k]!;
     const r = i - this.firstRow[k]!;
-    const at = `${s.path}: row ${r}`;
+    // A row is located through the index, so a damaged row may be the index's fault as much as the file's.
+    const at = `${s.path}: row ${r} (located by ${basename(s.path)}.db)`;
     const fail = (msg: string): never => {
       throw new FormatError(`${at}: ${msg}`, { where: at, hint: HINT });
     };
