@@ -443,7 +443,7 @@ export interface MindRecordWriterOptions {
   overwrite?: boolean;
 }
 
-interface WPage extends Page {}
+type WPage = Page;
 
 /**
  * Writes one MindRecord file and its .db as FileWriter does when each row is written by its own
