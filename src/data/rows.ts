@@ -2,10 +2,14 @@
 // padding, and packing several samples per row with segment ids. Every sample ends up counted in the report.
 import { IGNORE_ID } from './qa-tokenize.ts';
 import type { EncodedSample } from './qa-tokenize.ts';
-import type { RecordsWriter } from './records.ts';
 import { countDrop, type PreprocessReport } from './report.ts';
 
 export type Truncation = 'right' | 'drop';
+
+/** Where finished rows go (RecordsWriter, MindRecordWriter). */
+export interface RowSink {
+  push(ids: Int32Array, labels: Int32Array, segments?: Int32Array): void;
+}
 
 export interface RowOptions {
   rowLength: number;
@@ -33,7 +37,7 @@ export class RowAssembler {
 
   constructor(
     private readonly opts: RowOptions,
-    private readonly sink: RecordsWriter,
+    private readonly sink: RowSink,
     private readonly report: PreprocessReport,
   ) {
     this.ids = new Int32Array(opts.rowLength);
@@ -119,7 +123,7 @@ export class StreamChunker {
 
   constructor(
     private readonly rowLength: number,
-    private readonly sink: RecordsWriter,
+    private readonly sink: RowSink,
     private readonly report: PreprocessReport,
   ) {
     this.row = new Int32Array(rowLength);

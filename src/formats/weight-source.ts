@@ -11,7 +11,8 @@ import { type SafetensorsFile, openSafetensors } from './safetensors.ts';
 import type { TensorFile, TensorInfo } from './tensor-file.ts';
 import { openTorchBin } from './torch-bin.ts';
 
-export type WeightFormat = 'safetensors' | 'pytorch';
+/** 'mindspore': a MindFormers .ckpt read through its name table (src/convert/mindspore.ts). */
+export type WeightFormat = 'safetensors' | 'pytorch' | 'mindspore';
 
 export interface WeightTensor extends TensorInfo {
   /** The file holding it, relative to the folder. */

@@ -1,6 +1,6 @@
 // Reads a SentencePiece `tokenizer.model` (ModelProto) into plain data and checks it the way SentencePiece does on load.
 import { FormatError } from '../errors.ts';
-import { ProtoReader, WIRE_BYTES, WIRE_FIXED32, WIRE_VARINT, type ProtoField } from './protobuf-reader.ts';
+import { ProtoReader, WIRE_BYTES, WIRE_FIXED32, WIRE_VARINT, type ProtoField } from '../formats/protobuf.ts';
 
 /** ModelProto.SentencePiece.Type. */
 export const PieceType = { NORMAL: 1, UNKNOWN: 2, CONTROL: 3, USER_DEFINED: 4, UNUSED: 5, BYTE: 6 } as const;
@@ -41,6 +41,8 @@ export interface SentencePieceModel {
   normalizerSpec: NormalizerSpec;
 }
 
+const SP_HINT = 'the file is corrupt or not a SentencePiece model';
+
 const MODEL_TYPES: Record<number, string> = { 1: 'UNIGRAM', 2: 'BPE', 3: 'WORD', 4: 'CHAR' };
 /** Names of SentencePiece's built-in and custom normalization rules; all are applied through the charsmap. */
 const NORMALIZER_NAMES = new Set(['identity', 'nmt_nfkc', 'nfkc', 'nmt_nfkc_cf', 'nfkc_cf', 'user_defined', '']);
@@ -51,12 +53,12 @@ function bool(f: ProtoField, where: string): boolean {
 }
 
 function expectWire(f: ProtoField, wire: number, where: string): void {
-  if (f.wire !== wire) throw new FormatError(`${where}: field ${f.field} has wire type ${f.wire}, expected ${wire}`, { where, hint: 'the file is corrupt or not a SentencePiece model' });
+  if (f.wire !== wire) throw new FormatError(`${where}: field ${f.field} has wire type ${f.wire}, expected ${wire}`, { where, hint: SP_HINT });
 }
 
 function readPiece(bytes: Uint8Array, where: string): SentencePiece {
   const sp: SentencePiece = { piece: '', score: 0, type: PieceType.NORMAL };
-  new ProtoReader(bytes, where).forEach((f) => {
+  new ProtoReader(bytes, where, SP_HINT).forEach((f) => {
     if (f.field === 1) sp.piece = ProtoReader.string(f, `${where}.piece`);
     else if (f.field === 2) {
       expectWire(f, WIRE_FIXED32, `${where}.score`);
@@ -82,7 +84,7 @@ function readTrainerSpec(bytes: Uint8Array, where: string): TrainerSpec {
     padPiece: '<pad>',
     unkSurface: ' \u2047 ',
   };
-  new ProtoReader(bytes, where).forEach((f) => {
+  new ProtoReader(bytes, where, SP_HINT).forEach((f) => {
     switch (f.field) {
       case 3:
         expectWire(f, WIRE_VARINT, `${where}.model_type`);
@@ -129,7 +131,7 @@ function readTrainerSpec(bytes: Uint8Array, where: string): TrainerSpec {
 
 function readNormalizerSpec(bytes: Uint8Array, where: string): NormalizerSpec {
   const spec: NormalizerSpec = { name: '', precompiledCharsmap: new Uint8Array(0), addDummyPrefix: true, removeExtraWhitespaces: true, escapeWhitespaces: true };
-  new ProtoReader(bytes, where).forEach((f) => {
+  new ProtoReader(bytes, where, SP_HINT).forEach((f) => {
     if (f.field === 1) spec.name = ProtoReader.string(f, `${where}.name`);
     else if (f.field === 2) {
       expectWire(f, WIRE_BYTES, `${where}.precompiled_charsmap`);
@@ -147,7 +149,7 @@ export function parseSentencePieceModel(buf: Uint8Array, file: string): Sentence
   let trainerSpec: TrainerSpec | null = null;
   let normalizerSpec: NormalizerSpec | null = null;
   let denormalizer: NormalizerSpec | null = null;
-  new ProtoReader(buf, file).forEach((f) => {
+  new ProtoReader(buf, file, SP_HINT).forEach((f) => {
     if (f.field === 1) {
       expectWire(f, WIRE_BYTES, `${file}: pieces`);
       pieces.push(readPiece(f.bytes, `${file}: pieces[${pieces.length}]`));
@@ -163,7 +165,7 @@ export function parseSentencePieceModel(buf: Uint8Array, file: string): Sentence
     }
   });
   if (pieces.length === 0) {
-    throw new FormatError(`${file}: pieces: the model has no pieces`, { where: `${file}: pieces`, hint: 'the file is corrupt or not a SentencePiece model' });
+    throw new FormatError(`${file}: pieces: the model has no pieces`, { where: `${file}: pieces`, hint: SP_HINT });
   }
   const trainer = trainerSpec ?? readTrainerSpec(new Uint8Array(0), `${file}: trainer_spec`);
   const normalizer = normalizerSpec ?? readNormalizerSpec(new Uint8Array(0), `${file}: normalizer_spec`);

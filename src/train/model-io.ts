@@ -9,7 +9,7 @@ import { confinedRealPath } from '../formats/confined-file.ts';
 import { type WeightDtype, castFloat } from '../formats/dtypes.ts';
 import { writeSafetensorsSharded, writeTextFile, type WrittenFile } from '../formats/safetensors-writer.ts';
 import { planConversion } from '../formats/weight-plan.ts';
-import { openWeightSource } from '../formats/weight-source.ts';
+import { openWeightSource, type WeightSource } from '../formats/weight-source.ts';
 import { type ModelConfig, readModelConfig } from '../models/config.ts';
 import { expectedTensors } from '../models/tensor-table.ts';
 import { Gpt2 } from '../models/gpt2.ts';
@@ -67,12 +67,19 @@ export function loadModel(dir: string, seed = 0, opts: LoadOptions = {}): Causal
   // comes from its sftkit.json, so the next checkpoint carries it on and `convert --reversed` writes it back.
   const read = readModelConfig(cfgPath);
   const config: ModelConfig = { ...read, torchDtype: readSourceDtype(dir) ?? read.torchDtype };
-  const source = openWeightSource(dir);
+  return loadModelFrom(config, openWeightSource(dir), seed, opts);
+}
+
+/**
+ * A model of `config` with the weights of `source` (any WeightSource with HF names: an HF folder, or a
+ * MindSpore .ckpt read through its name table); the source is closed when done.
+ */
+export function loadModelFrom(config: ModelConfig, source: WeightSource, seed = 0, opts: LoadOptions = {}): CausalLM {
   let model: CausalLM | null = null;
   try {
     // Every weight present with the shape config.json implies before anything is allocated: a config of
     // 4,000 layers next to the weights of 2 must fail here, not after a 12 GB allocation.
-    const plan = planConversion(config, source.tensors, dir);
+    const plan = planConversion(config, source.tensors, source.dir);
     const weights = opts.weights?.(expectedTensors(config).filter((t) => t.optional !== 'tied').map((t) => t.name)) ?? {};
     // Every weight is written below: no random initialisation.
     model = createModel(config, seed, { ...weights, initialise: false });

@@ -16,6 +16,9 @@ import { openRecords, RecordsWriter, validateRecordsFor } from '../../src/data/r
 import { bufferSource } from '../../src/formats/byte-source.ts';
 import { encodeGgml } from '../../src/formats/ggml-encode.ts';
 import { encodeGgufHeader, parseGguf, type GgufValue } from '../../src/formats/gguf.ts';
+import { MindRecordReader, MindRecordWriter } from '../../src/formats/mindrecord.ts';
+import { parseMindSporeCkpt, writeMindSporeCkpt } from '../../src/formats/mindspore-ckpt.ts';
+import { writeMindFormersCkpt } from '../../src/convert/mindspore.ts';
 import { readManifest, resolveCheckpointDir, sha256File } from '../../src/formats/checkpoint-dir.ts';
 import { parseSafetensors } from '../../src/formats/safetensors.ts';
 import { parseTorchBin } from '../../src/formats/torch-bin.ts';
@@ -598,7 +601,108 @@ const trainingCheckpoint = folderTarget({
   },
 });
 
+// ---- MindSpore .ckpt ---------------------------------------------------------------------------------------
+
+/** Seeds: the MindFormers checkpoints of the llama and gpt2 fixtures, and a small one with sliced tensors. */
+function seedCkpts(): Array<{ bytes: Buffer; hot: Range[] }> {
+  const dir = tempDir('ckpt-seed');
+  try {
+    const out: Buffer[] = [];
+    for (const d of ['llama-st-sharded', 'gpt2-st']) {
+      const src = openWeightSource(join(WEIGHTS, d));
+      try {
+        writeMindFormersCkpt({ path: join(dir, `${d}.ckpt`), cfg: readModelConfig(join(WEIGHTS, d, 'config.json')), source: src, chunkBytes: 256 });
+      } finally {
+        src.close();
+      }
+      out.push(readFileSync(join(dir, `${d}.ckpt`)));
+    }
+    writeMindSporeCkpt(join(dir, 'small.ckpt'), [
+      { name: 'w', dtype: 'F32', shape: [3, 4] },
+      { name: 'global_step', dtype: 'I64', shape: [] },
+      { name: 'h', dtype: 'BF16', shape: [8] },
+    ], (s) => new Uint8Array(s.name === 'w' ? 48 : s.name === 'h' ? 16 : 8).fill(7), { chunkBytes: 16 });
+    out.push(readFileSync(join(dir, 'small.ckpt')));
+    // Hot ranges: the first bytes of every Value (keys, lengths, tag, dims, type), where the parser decides.
+    return out.map((bytes) => {
+      const hot: Range[] = [];
+      const ckpt = parseMindSporeCkpt(bufferSource('seed.ckpt', bytes));
+      for (const t of ckpt.tensors) for (const c of t.chunks) hot.push([Math.max(0, c.offset - 40 - t.name.length), c.offset]);
+      ckpt.close();
+      return { bytes, hot };
+    });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+const mindsporeCkpt: Target = {
+  name: 'mindspore-ckpt',
+  description: 'MindSpore .ckpt: protobuf Checkpoint values (parseMindSporeCkpt, every tensor read)',
+  prepare() {
+    const seeds = seedCkpts();
+    return {
+      generate(r) {
+        const seed = pick(r, seeds);
+        return { file: 'model.ckpt', bytes: mutateBytes(seed.bytes, r, { hot: seed.hot }) };
+      },
+      exercise(input) {
+        const ckpt = parseMindSporeCkpt(bufferSource(`fuzz/${input.file}`, input.bytes));
+        for (const t of ckpt.tensors) ckpt.read(t.name);
+      },
+      dispose() {},
+    };
+  },
+};
+
+// ---- MindRecord --------------------------------------------------------------------------------------------
+
+const MR_HEADER = 1 << 14;
+const MR_PAGE = 1 << 15;
+
+/** Mutates the header JSON in place (its length prefix rewritten), keeping the pages where they were. */
+function mutateMindRecordHeader(file: Uint8Array, r: Rng): Uint8Array {
+  const b = Buffer.from(file);
+  const len = Number(b.readBigUInt64LE(0));
+  if (len > MR_HEADER - 8) return mutateBytes(file, r);
+  const json = enc.encode(mutateJson(dec.decode(b.subarray(8, 8 + len)), r));
+  const out = Buffer.from(b);
+  out.fill(0, 0, Math.min(MR_HEADER, out.length));
+  out.writeBigUInt64LE(BigInt(json.byteLength), 0);
+  out.set(json.subarray(0, out.length - 8), 8);
+  return out;
+}
+
+const mindrecord = folderTarget({
+  name: 'mindrecord',
+  description: 'MindRecord file and its .db index (MindRecordReader.open: header JSON, pages, SQLite index, every row decoded)',
+  build(dir) {
+    const w = new MindRecordWriter(join(dir, 'data.mindrecord'), { seqLength: 15, labels: true, desc: 'qa', headerSize: MR_HEADER, pageSize: MR_PAGE });
+    for (let row = 0; row < 700; row++) {
+      const ids = Int32Array.from({ length: 16 }, (_, i) => ((row * 131 + i * 977) % 70000) - 100);
+      w.push(ids, ids.map((x, i) => (i < 3 ? -100 : x)));
+    }
+    w.finish();
+    const size = readFileSync(join(dir, 'data.mindrecord')).byteLength;
+    const data = (s: Uint8Array, r: Rng): Uint8Array =>
+      r() < 0.4 ? mutateMindRecordHeader(s, r) : mutateBytes(s, r, { hot: [[0, 2048], [MR_HEADER, MR_HEADER + 4096], [MR_HEADER + MR_PAGE, size]] });
+    return [
+      { file: 'data.mindrecord', mutate: data },
+      { file: 'data.mindrecord', mutate: data },
+      { file: 'data.mindrecord.db', mutate: (s, r) => mutateBytes(s, r) },
+    ];
+  },
+  run(dir) {
+    const reader = MindRecordReader.open(join(dir, 'data.mindrecord'));
+    try {
+      for (let i = 0; i < reader.rowCount; i++) reader.readRow(i);
+    } finally {
+      reader.close();
+    }
+  },
+});
+
 export const TARGETS: readonly Target[] = [
   safetensors, safetensorsIndex, torchBin, sentencepiece, tokenizerJson, tokenizerConfig, configJson, generationConfig,
-  alpaca, conversations, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint, gguf,
+  alpaca, conversations, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint, gguf, mindsporeCkpt, mindrecord,
 ];

@@ -15,6 +15,7 @@ import { Tokenizer } from '../../tokenizer/index.ts';
 import { autocast } from '../../tensor/index.ts';
 import { loadModel } from '../../train/model-io.ts';
 import { modelDirOf } from './run/context.ts';
+import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../convert/mindspore-convert.ts';
 
 interface ChatFlags {
   load_checkpoint: string;
@@ -69,14 +70,16 @@ class ReplyPrinter {
 }
 
 async function chat(flags: ChatFlags): Promise<void> {
-  const dir = await modelDirOf(flags.load_checkpoint);
+  // A MindFormers .ckpt holds weights only: config.json and the tokenizer come from its folder.
+  const ckpt = isMindSporeCkpt(flags.load_checkpoint) ? flags.load_checkpoint : null;
+  const dir = ckpt !== null ? ckptConfigDir(ckpt) : await modelDirOf(flags.load_checkpoint);
   const tokDir = flags.tokenizer ?? dir;
   if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(tokDir, f)))) {
     throw new ConfigError(`${tokDir} has no tokenizer.model or tokenizer.json`, { where: '--tokenizer', hint: 'pass --tokenizer DIR' });
   }
   if (!(COMPUTE_DTYPES as readonly string[]).includes(flags.dtype)) throw new ConfigError(`--dtype ${flags.dtype}: ${COMPUTE_DTYPES.join(' or ')}`, { where: '--dtype' });
   const tok = Tokenizer.fromDir(tokDir);
-  const model = loadModel(dir);
+  const model = ckpt !== null ? loadMindSporeModel(ckpt, dir) : loadModel(dir);
   const tty = process.stdin.isTTY === true;
   const out = (s: string): void => void process.stdout.write(s);
   try {
@@ -127,7 +130,7 @@ export function registerChat(program: Command): void {
   program
     .command('chat')
     .description('chat with a model in the terminal (reads one message per line from stdin when it is not a terminal)')
-    .requiredOption('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder or hub repo id')
+    .requiredOption('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder, hub repo id, or a MindFormers .ckpt with config.json beside it')
     .option('--tokenizer <dir>', 'tokenizer folder (default: the checkpoint\'s)')
     .option('--template <name>', 'vicuna | alpaca | chatml | llama2 | hf | none (default: the one recorded with the training data, else vicuna)')
     .option('--system <text>', 'system prompt (default: the template\'s)')

@@ -6,6 +6,7 @@ import { convertCheckpointToHf } from '../../convert/checkpoint-to-hf.ts';
 import { convertHfToCheckpoint, type ConvertReport } from '../../convert/hf-to-checkpoint.ts';
 import { parseShardSize } from '../../convert/shard-size.ts';
 import { exportGguf, GGUF_DTYPES, type GgufDtypeName } from '../../convert/gguf-export.ts';
+import { convertMindSporeToCheckpoint, exportMindSporeCkpt, isMindSporeCkpt } from '../../convert/mindspore-convert.ts';
 import { TARGET_DTYPES, type TargetDtypeName } from '../../formats/dtypes.ts';
 import { SUPPORTED_MODEL_TYPES, type ModelFamily, type ModelType } from '../../models/config.ts';
 
@@ -18,6 +19,7 @@ interface ConvertFlags {
   max_shard_size: string;
   format?: string;
   merge_lora?: boolean;
+  config?: string;
 }
 
 function report(r: ConvertReport, reversed: boolean): void {
@@ -31,7 +33,7 @@ function report(r: ConvertReport, reversed: boolean): void {
 }
 
 async function convertToGguf(flags: ConvertFlags): Promise<void> {
-  if (flags.format !== 'gguf') throw new ConfigError(`--format ${flags.format} is not supported (supported: hf, gguf)`, { where: '--format' });
+  if (flags.format !== 'gguf') throw new ConfigError(`--format ${flags.format} is not supported (supported: hf, gguf, mindspore)`, { where: '--format' });
   if (!flags.reversed) throw new ConfigError('--format gguf exports a checkpoint: add --reversed', { where: '--format' });
   if (flags.dtype !== undefined && !(flags.dtype in GGUF_DTYPES)) {
     throw new ConfigError(`--dtype ${flags.dtype} is not supported for GGUF (supported: ${Object.keys(GGUF_DTYPES).join(', ')})`, { where: '--dtype' });
@@ -55,13 +57,36 @@ export function registerConvert(program: Command): void {
     .option('--dtype <dtype>', 'float32 | bfloat16 | float16, or q8_0 with --format gguf (default: keep the stored dtype; with --reversed, the dtype the weights were published in)')
     .option('--max_shard_size <size>', 'largest safetensors shard', '5GB')
     .option('--reversed', 'sftkit checkpoint -> HF folder')
-    .option('--format <format>', 'with --reversed: hf (default) | gguf (one .gguf file for llama.cpp/ollama, plus a Modelfile)')
+    .option('--format <format>', 'with --reversed: hf (default) | gguf (one .gguf file for llama.cpp/ollama, plus a Modelfile) | mindspore (one MindFormers .ckpt)')
+    .option('--config <path>', 'with a .ckpt --input_path: the config.json (or its folder, with the tokenizer files) giving the architecture (default: the .ckpt\'s folder)')
     .option('--merge_lora', 'merge LoRA adapters before export (not available yet)')
     .action(async (flags: ConvertFlags) => {
       if (flags.merge_lora) throw new ConfigError('--merge_lora is not available yet: LoRA adapters and their merge arrive with issue 15', { where: '--merge_lora', hint: 'export the full fine-tuned checkpoint without --merge_lora' });
-      if (flags.format !== undefined && flags.format !== 'hf') return convertToGguf(flags);
+      if (flags.format !== undefined && flags.format !== 'hf' && flags.format !== 'mindspore') return convertToGguf(flags);
       if (flags.dtype !== undefined && !(flags.dtype in TARGET_DTYPES)) {
         throw new ConfigError(`--dtype ${flags.dtype} is not supported (supported: ${Object.keys(TARGET_DTYPES).join(', ')})`, { where: '--dtype' });
+      }
+      const dtype = flags.dtype as TargetDtypeName | undefined;
+      if (flags.format === 'mindspore') {
+        if (!flags.reversed) throw new ConfigError('--format mindspore exports a checkpoint: add --reversed (a .ckpt --input_path is read without it)', { where: '--format' });
+        const r = await exportMindSporeCkpt({ inputPath: flags.input_path, outputPath: flags.output_path, ...(dtype !== undefined ? { dtype } : {}) });
+        console.log(`exported ${r.modelType} as a MindFormers checkpoint: ${r.tensors} tensors, ${(r.bytes / 1e9).toFixed(3)} GB ${r.dtype} in ${r.seconds.toFixed(1)} s -> ${r.outputPath}`);
+        return;
+      }
+      if (flags.config !== undefined && !(isMindSporeCkpt(flags.input_path) && !flags.reversed)) {
+        throw new ConfigError('--config is for a MindSpore .ckpt --input_path (an HF folder or checkpoint has its own config.json)', { where: '--config' });
+      }
+      if (!flags.reversed && isMindSporeCkpt(flags.input_path)) {
+        const r = await convertMindSporeToCheckpoint({
+          inputPath: flags.input_path,
+          outputPath: flags.output_path,
+          ...(flags.config !== undefined ? { config: flags.config } : {}),
+          ...(flags.model !== undefined ? { model: flags.model } : {}),
+          ...(dtype !== undefined ? { dtype } : {}),
+          maxShardBytes: parseShardSize(flags.max_shard_size),
+        });
+        report(r, false);
+        return;
       }
       // MindFormers names the converter (llama, gpt2); HF names the architecture (model_type): both are accepted.
       const modelNames: readonly string[] = ['llama', 'gpt2', ...SUPPORTED_MODEL_TYPES];

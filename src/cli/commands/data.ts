@@ -1,6 +1,6 @@
 // `sftkit data alpaca` (MindFormers' alpaca_converter) and `sftkit data preprocess` (its llama_preprocess).
 import type { Command } from 'commander';
-import { convertAlpacaFile, formatReport, preprocess, type DatasetType, type TemplateName } from '../../data/index.ts';
+import { convertAlpacaFile, formatReport, preprocess, preprocessToMindRecord, type DatasetType, type TemplateName } from '../../data/index.ts';
 import { ConfigError } from '../../errors.ts';
 import { resolveModelDir } from '../../hub/index.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
@@ -24,6 +24,7 @@ interface PreprocessFlags {
   samples_num?: string;
   repeat: string;
   force?: boolean;
+  output_format: string;
 }
 
 function int(flag: string, value: string | undefined): number | undefined {
@@ -60,7 +61,8 @@ export function registerData(program: Command): void {
     .option('--model_file <path>', 'a SentencePiece tokenizer.model (with the tokenizer_config.json beside it, if any)')
     .option('--tokenizer <dir>', 'a model folder with tokenizer.model or tokenizer.json (and tokenizer_config.json)')
     .option('--seq_length <n>', 'tokens per training sample (rows hold seq_length + 1)')
-    .option('--output_file <dir>', 'the token records directory to write')
+    .option('--output_file <path>', 'the token records directory to write (with --output_format mindrecord: the MindRecord file; its index goes to <path>.db)')
+    .option('--output_format <format>', 'records (sftkit token records) | mindrecord (MindFormers\' llama_preprocess.py layout)', 'records')
     .option('--template <name>', 'qa chat template: vicuna | alpaca | chatml | llama2 | hf (default vicuna)')
     .option('--packing', 'pack several samples per row with segment ids')
     .option('--truncation <mode>', 'samples longer than a row: right (cut) | drop', 'right')
@@ -73,8 +75,12 @@ export function registerData(program: Command): void {
       }
       const tokenizer = flags.model_file !== undefined ? Tokenizer.fromModelFile(flags.model_file) : Tokenizer.fromDir((await resolveModelDir(flags.tokenizer as string)).path);
       const output = required('--output_file', flags.output_file);
+      if (flags.output_format !== 'records' && flags.output_format !== 'mindrecord') {
+        throw new ConfigError(`--output_format must be records or mindrecord (got ${flags.output_format})`, { where: '--output_format' });
+      }
       const started = Date.now();
-      const { report } = await preprocess({
+      const run = flags.output_format === 'mindrecord' ? preprocessToMindRecord : preprocess;
+      const { report } = await run({
         datasetType: flags.dataset_type as DatasetType,
         inputGlob: required('--input_glob', flags.input_glob),
         tokenizer,

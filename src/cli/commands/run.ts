@@ -109,7 +109,7 @@ export function registerRun(program: Command): void {
     .description('train, fine-tune, evaluate or predict (MindFormers run_mindformer.py)')
     .option('--config <file>', 'YAML run config (configs/...)')
     .option('--run_mode <mode>', 'train | finetune | eval | predict')
-    .option('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder or hub repo id')
+    .option('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder, hub repo id, or a MindFormers .ckpt (config.json beside it or in --model.arch)')
     .option('--train_dataset_dir <dir>', 'token records for training (sftkit data preprocess)')
     .option('--eval_dataset_dir <dir>', 'token records for evaluation')
     .option('--do_eval', 'evaluate every callbacks.eval.eval_steps steps')

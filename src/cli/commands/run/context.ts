@@ -14,7 +14,8 @@ import type { CausalLM } from '../../../models/model.ts';
 import { Tokenizer } from '../../../tokenizer/index.ts';
 import { type LoadedCheckpoint, findResumeCheckpoint } from '../../../train/checkpoint.ts';
 import type { RunConfig } from '../../../train/config.ts';
-import { createModel, loadModel, weightOptionsOf } from '../../../train/model-io.ts';
+import { type LoadOptions, createModel, loadModel, weightOptionsOf } from '../../../train/model-io.ts';
+import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../../convert/mindspore-convert.ts';
 import { expectedTensors } from '../../../models/tensor-table.ts';
 import type { ModelConfig } from '../../../models/config.ts';
 import { bf16GemmPath } from '../../../tensor/index.ts';
@@ -106,11 +107,16 @@ export class RunContext {
       // The model: from the checkpoint to resume, --load_checkpoint, or model.arch (train from scratch).
       let resume: LoadedCheckpoint | null = null;
       let modelDir: string | null = null;
+      let mindsporeCkpt: string | null = null;
       if (cfg.resume_training !== false) {
         const name = typeof cfg.resume_training === 'string' ? cfg.resume_training : null;
         resume = findResumeCheckpoint(join(cfg.output_dir, 'checkpoint'), name, (m) => out.line(`warning: ${m}`));
         modelDir = resume.dir;
         out.line(`resuming from ${resume.dir} (step ${resume.state.step})`);
+      } else if (cfg.load_checkpoint && isMindSporeCkpt(cfg.load_checkpoint)) {
+        // A MindFormers .ckpt: weights only; config.json (and the tokenizer) from model.arch or the .ckpt's folder.
+        mindsporeCkpt = cfg.load_checkpoint;
+        modelDir = ckptConfigDir(mindsporeCkpt, cfg.model.arch);
       } else if (cfg.load_checkpoint) {
         modelDir = await modelDirOf(cfg.load_checkpoint);
       } else if (mode !== 'train') {
@@ -118,9 +124,13 @@ export class RunContext {
       }
       // Training builds the model with its frozen weights already in the frozen store (freeze, model.base_dtype).
       const training = mode === 'train' || mode === 'finetune';
-      const model = modelDir
-        ? loadModel(modelDir, cfg.seed, training ? { weights: (names) => weightOptionsOf(cfg, names) } : {})
-        : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg);
+      const loadOpts: LoadOptions = training ? { weights: (names) => weightOptionsOf(cfg, names) } : {};
+      const model =
+        mindsporeCkpt !== null && modelDir !== null
+          ? loadMindSporeModel(mindsporeCkpt, modelDir, cfg.seed, loadOpts)
+          : modelDir
+            ? loadModel(modelDir, cfg.seed, loadOpts)
+            : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg);
       ctx = new RunContext(cfg, flags, pg, out, stops, model, modelDir, resume);
       return ctx;
     } catch (err) {
