@@ -235,3 +235,18 @@ function* arrayRecords(file: string, source: Iterable<Uint8Array>, startLine: nu
 export function readJsonRecords(file: string): SourcedRecord[] {
   return [...streamJsonRecords(file)];
 }
+
+/** Lines of a text file (split on `\n`, a `\r` kept), decoded as UTF-8 one at a time. */
+export function* streamLines(file: string, options: StreamOptions = {}): Generator<string> {
+  const current = new Pieces();
+  for (const chunk of chunks(file, options.chunkBytes ?? 1 << 20)) {
+    let from = 0;
+    for (let nl = chunk.indexOf(NEWLINE); nl >= 0; nl = chunk.indexOf(NEWLINE, from)) {
+      current.add(chunk.subarray(from, nl));
+      yield current.take();
+      from = nl + 1;
+    }
+    current.add(chunk.subarray(from));
+  }
+  yield current.take();
+}

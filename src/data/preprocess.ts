@@ -1,25 +1,31 @@
 // `sftkit data preprocess`: conversations (qa) or raw text (wiki, text) into token records, with a report.
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeDirAtomically } from '../formats/checkpoint-dir.ts';
 import { ConfigError, DataError } from '../errors.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { ALPACA_PROMPT_INPUT_HEAD, ALPACA_PROMPT_NO_INPUT_HEAD } from './alpaca.ts';
 import { parseConversation, type Conversation } from './conversation.ts';
-import { expandGlob } from './glob.ts';
 import { HfTemplateEncoder } from './hf-template.ts';
-import { readJsonRecords } from './json-input.ts';
 import { PartEncoder, type ChatEncoder } from './qa-tokenize.ts';
 import { RecordsWriter, type RecordsManifest } from './records.ts';
 import { countDrop, emptyReport, type PreprocessReport } from './report.ts';
 import { RowAssembler, StreamChunker, type Truncation } from './rows.ts';
+import { mixedRecords, mixedTexts, MIX_STRATEGIES, type InputSource, type MixStrategy } from './sources.ts';
 import { checkTemplateName, PART_TEMPLATES, type TemplateName } from './templates.ts';
 
 export type DatasetType = 'qa' | 'wiki' | 'text';
 
 export interface PreprocessOptions {
   datasetType: DatasetType;
-  inputGlob: string;
+  /** One source: a file or glob (the `--input_glob` form). */
+  inputGlob?: string;
+  /** Several sources (`--input path[:weight]`), mixed by `mixStrategy`; instead of inputGlob. */
+  inputs?: InputSource[];
+  /** How several sources are combined (default: interleave_under when weights are given, else concat). */
+  mixStrategy?: MixStrategy;
+  /** Seed of the weighted mix (default 0). */
+  seed?: number;
   tokenizer: Tokenizer;
   seqLength: number;
   outputDir: string;
@@ -69,6 +75,42 @@ function checkOptions(o: PreprocessOptions): void {
   if (o.repeat !== undefined && (!Number.isInteger(o.repeat) || o.repeat < 1)) throw new ConfigError(`--repeat must be a positive integer`, { where: '--repeat' });
   if (o.template !== undefined) checkTemplateName(o.template);
   if (o.template !== undefined && o.datasetType !== 'qa') throw new ConfigError('--template applies to --dataset_type qa only', { where: '--template' });
+  if ((o.inputGlob === undefined) === (o.inputs === undefined || o.inputs.length === 0)) {
+    throw new ConfigError('data preprocess: give either --input_glob or one or more --input', { where: '--input' });
+  }
+  if (o.mixStrategy !== undefined && !MIX_STRATEGIES.includes(o.mixStrategy)) {
+    throw new ConfigError(`--mix_strategy must be ${MIX_STRATEGIES.join(', ')} (got ${o.mixStrategy})`, { where: '--mix_strategy' });
+  }
+  if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) throw new ConfigError(`--seed must be an integer (got ${o.seed})`, { where: '--seed' });
+}
+
+/** The smallest power of two at or above n (a --seq_length to suggest). */
+function powerOfTwoAtLeast(n: number): number {
+  let p = 1;
+  while (p < n) p *= 2;
+  return p;
+}
+
+/** Why no row was written, and what to change. */
+function noRowsError(o: PreprocessOptions, input: string, report: PreprocessReport, rows: RowAssembler, chunkedTokens: number): DataError {
+  const counts = `${report.samples_in} samples in, ${report.dropped.count} dropped, ${report.tail_tokens_dropped} tail tokens`;
+  const L = o.seqLength + 1;
+  let why = '';
+  let hint = 'check the input, --seq_length and --truncation';
+  if (report.samples_in === 0) {
+    why = 'the input holds no samples';
+    hint = 'check the input files (empty files, or --samples_num)';
+  } else if (rows.shortestTooLong !== null && report.dropped.count === report.samples_in) {
+    // Every sample was dropped for its length (--truncation drop), or kept no trained token once cut at the right.
+    const need = rows.shortestTooLong - 1;
+    const what = o.truncation === 'drop' ? 'dropped (--truncation drop)' : 'left with nothing to train once cut (the prompt fills the row)';
+    why = `every sample is longer than ${o.seqLength} tokens after the template (rows hold seq_length + 1 = ${L}): the shortest is ${rows.shortestTooLong}, so all were ${what}`;
+    hint = `use --seq_length ${powerOfTwoAtLeast(need)} or more (${need} is the least that fits the shortest sample)`;
+  } else if (chunkedTokens > 0 && chunkedTokens < L) {
+    why = `the input has ${chunkedTokens} tokens in all, less than one row of seq_length + 1 = ${L}`;
+    hint = `use --seq_length ${Math.max(1, chunkedTokens - 1)} or less, --packing, or more text`;
+  }
+  return new DataError(`${input}: no rows to write${why === '' ? '' : `: ${why}`} (${counts})`, { where: input, hint });
 }
 
 /** A conversation whose first user message is a whole Stanford Alpaca prompt (the alpaca converter's output). */
@@ -80,7 +122,9 @@ function isAlpacaPrompted(conv: Conversation): boolean {
 export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult> {
   checkOptions(o);
   const tok = o.tokenizer;
-  const files = expandGlob(o.inputGlob);
+  const sources: InputSource[] = o.inputs !== undefined && o.inputs.length > 0 ? o.inputs : [{ pattern: o.inputGlob as string }];
+  const input = o.inputGlob ?? sources.map((s) => s.pattern).join(', ');
+  const mix = { strategy: o.mixStrategy ?? (sources.some((s) => s.weight !== undefined) ? 'interleave_under' : 'concat'), seed: o.seed ?? 0 } as const;
   const template = o.datasetType === 'qa' ? (o.template ?? 'vicuna') : null;
   const encoder = template === null ? null : chatEncoder(tok, template);
   const padId = padIdOf(tok);
@@ -96,24 +140,34 @@ export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult
   if (o.force === true && existsSync(o.outputDir) && readdirSync(o.outputDir).length > 0 && !existsSync(join(o.outputDir, 'manifest.json'))) {
     throw new ConfigError(`${o.outputDir} holds something other than token records (no manifest.json): --force replaces only token records`, { where: o.outputDir, hint: 'choose another --output_file' });
   }
-  return writeDirAtomically(o.outputDir, (tmp) => {
+  // The input is streamed, never held whole: conversations are read twice, once to validate every sample (a bad
+  // one stops the run before any work is wasted) and once to encode them; the mix is seeded, so both passes and
+  // every --repeat pass see the same samples in the same order.
+  const conversations = async function* (): AsyncGenerator<Conversation> {
+    let taken = 0;
+    for await (const { item } of mixedRecords(sources, mix)) {
+      if (taken++ >= limit) return;
+      yield parseConversation(item);
+    }
+  };
+  if (encoder !== null) {
+    let all = 0, alpaca = 0;
+    for await (const conv of conversations()) {
+      all++;
+      if (isAlpacaPrompted(conv)) alpaca++;
+    }
+    promptFormat = all > 0 && alpaca === all ? 'alpaca' : null;
+  }
+  return writeDirAtomically(o.outputDir, async (tmp) => {
     const writer = new RecordsWriter(tmp, { seqLength: o.seqLength, segments: packing });
     try {
       const rowOpts = { rowLength: o.seqLength + 1, padId, packing, truncation: o.truncation ?? 'right', maskSegmentStart: template === null };
       const rows = new RowAssembler(rowOpts, writer, report);
       const chunker = new StreamChunker(o.seqLength + 1, writer, report);
+      let chunkedTokens = 0;
       if (encoder !== null) {
-        // Parse and validate everything first: a bad sample stops the run before any work is wasted.
-        const convs = [];
-        for (const f of files) {
-          for (const rec of readJsonRecords(f)) {
-            if (convs.length >= limit) break;
-            convs.push(parseConversation(rec));
-          }
-        }
-        promptFormat = convs.length > 0 && convs.every(isAlpacaPrompted) ? 'alpaca' : null;
         for (let pass = 0; pass < repeat; pass++) {
-          for (const conv of convs) {
+          for await (const conv of conversations()) {
             report.samples_in++;
             const enc = encoder.encode(conv);
             if ('drop' in enc) countDrop(report, enc.drop);
@@ -125,38 +179,28 @@ export async function preprocess(o: PreprocessOptions): Promise<PreprocessResult
       } else {
         for (let pass = 0; pass < repeat; pass++) {
           let taken = 0;
-          for (const f of files) {
-            let text: string;
-            try {
-              text = readFileSync(f, 'utf8');
-            } catch (err) {
-              throw new DataError(`${f}: cannot read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { where: f });
+          for await (const { item } of mixedTexts(sources, mix)) {
+            if (taken >= limit) break;
+            taken++;
+            report.samples_in++;
+            progress();
+            // WikiText's `= Title =` lines are headings, not prose (MindFormers drops them).
+            if (o.datasetType === 'wiki' && item.text.trim().startsWith('=')) {
+              countDrop(report, 'wiki heading');
+              continue;
             }
-            for (const para of paragraphs(text)) {
-              if (taken >= limit) break;
-              taken++;
-              report.samples_in++;
-              progress();
-              // WikiText's `= Title =` lines are headings, not prose (MindFormers drops them).
-              if (o.datasetType === 'wiki' && para.trim().startsWith('=')) {
-                countDrop(report, 'wiki heading');
-                continue;
-              }
-              const ids = tok.encode(para, { addBos: true, addEos: true, parseSpecial: false });
-              if (packing) rows.add({ ids, labels: ids });
-              else chunker.add(ids);
+            const ids = tok.encode(item.text, { addBos: true, addEos: true, parseSpecial: false });
+            if (packing) rows.add({ ids, labels: ids });
+            else {
+              chunker.add(ids);
+              chunkedTokens += ids.length;
             }
           }
         }
         if (packing) rows.finish();
         else chunker.finish();
       }
-      if (report.rows_out === 0) {
-        throw new DataError(`${o.inputGlob}: no rows to write (${report.samples_in} samples in, ${report.dropped.count} dropped, ${report.tail_tokens_dropped} tail tokens)`, {
-          where: o.inputGlob,
-          hint: 'check the input, --seq_length and --truncation',
-        });
-      }
+      if (report.rows_out === 0) throw noRowsError(o, input, report, rows, chunkedTokens);
       const manifest = writer.finish(
         {
           seq_length: o.seqLength,
