@@ -1,5 +1,5 @@
 // `sftkit data preprocess`: conversations (qa) or raw text (wiki, text) into token records, with a report.
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeDirAtomically } from '../formats/checkpoint-dir.ts';
 import { ConfigError, DataError } from '../errors.ts';
@@ -82,6 +82,30 @@ function checkOptions(o: PreprocessOptions): void {
     throw new ConfigError(`--mix_strategy must be ${MIX_STRATEGIES.join(', ')} (got ${o.mixStrategy})`, { where: '--mix_strategy' });
   }
   if (o.seed !== undefined && !Number.isSafeInteger(o.seed)) throw new ConfigError(`--seed must be an integer (got ${o.seed})`, { where: '--seed' });
+}
+
+/**
+ * The model's position limit, when its folder says it: config.json's max_position_embeddings (n_positions for
+ * GPT-2), else tokenizer_config.json's model_max_length (ignoring the huge "no limit" values transformers writes).
+ * Unreadable files count as silent: this only feeds a warning.
+ */
+export function modelMaxPositions(dir: string): { value: number; field: string; file: string } | null {
+  const read = (name: string): Record<string, unknown> | null => {
+    try {
+      const v = JSON.parse(readFileSync(join(dir, name), 'utf8')) as unknown;
+      return typeof v === 'object' && v !== null && !Array.isArray(v) ? (v as Record<string, unknown>) : null;
+    } catch {
+      return null;
+    }
+  };
+  const config = read('config.json');
+  for (const field of ['max_position_embeddings', 'n_positions']) {
+    const v = config?.[field];
+    if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0) return { value: v, field, file: join(dir, 'config.json') };
+  }
+  const v = read('tokenizer_config.json')?.['model_max_length'];
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v > 0 && v < 1e7) return { value: v, field: 'model_max_length', file: join(dir, 'tokenizer_config.json') };
+  return null;
 }
 
 /** The smallest power of two at or above n (a --seq_length to suggest). */
