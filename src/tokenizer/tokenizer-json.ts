@@ -4,7 +4,7 @@ import type { Hash } from 'node:crypto';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { DataError, FormatError, describeValue } from '../errors.ts';
 import type { TokenizerBackend } from './backend.ts';
-import { ByteLevelBpe } from './byte-level-bpe.ts';
+import { MergesBpe } from './merges-bpe.ts';
 
 interface AddedTokenJson {
   id: number;
@@ -77,7 +77,7 @@ function checkIds(json: Record<string, unknown>, file: string): AddedTokenJson[]
  * `fast`, if it gives the library's ids on the probe text (a last guard: otherwise the library encodes). The probe
  * holds no added token's text, so both settings of parseSpecial must give the same ids.
  */
-function agreesOnProbe(fast: ByteLevelBpe | null, full: HfTokenizer): ByteLevelBpe | null {
+function agreesOnProbe(fast: MergesBpe | null, full: HfTokenizer): MergesBpe | null {
   if (fast === null) return null;
   const lib = full.encode(PROBE_TEXT, { add_special_tokens: false }).ids.join(' ');
   return [false, true].every((parseSpecial) => fast.encode(PROBE_TEXT, parseSpecial).join(' ') === lib) ? fast : null;
@@ -95,7 +95,7 @@ export class TokenizerJsonBackend implements TokenizerBackend {
   private readonly plain: HfTokenizer | null;
   private readonly specialIds: Set<number>;
   /** Our encoder, when the file is a byte-level BPE it implements (null: the library encodes). */
-  private readonly fast: ByteLevelBpe | null;
+  private readonly fast: MergesBpe | null;
 
   constructor(
     private readonly json: Record<string, unknown>,
@@ -114,7 +114,7 @@ export class TokenizerJsonBackend implements TokenizerBackend {
       // post-processor or decoder shows on a first encode and decode, so it is refused here, naming the file.
       const probe = (tok: HfTokenizer): void => void tok.decode(tok.encode(PROBE_TEXT, { add_special_tokens: true }).ids, { skip_special_tokens: false });
       probe(this.full);
-      this.fast = agreesOnProbe(ByteLevelBpe.fromJson(json), this.full);
+      this.fast = agreesOnProbe(MergesBpe.fromJson(json), this.full);
       this.plain = this.fast === null ? new HfTokenizer({ ...json, added_tokens: added.filter((t) => t.special !== true) }, config) : null;
       if (this.plain !== null) probe(this.plain);
     } catch (err) {

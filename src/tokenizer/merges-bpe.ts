@@ -1,6 +1,7 @@
-// Our encoder for byte-level BPE tokenizer.json files (GPT-2, Llama 3, Qwen2, SmolLM): added tokens, the NFC
-// normalizer, the split regex, GPT-2's byte-to-character map and merges by rank, with a cache of words' ids.
-// Files that use anything else are left to @huggingface/tokenizers (fromJson returns null).
+// Our encoder for the two families of BPE tokenizer.json files: byte-level (GPT-2, Llama 3, Qwen2, SmolLM: the NFC
+// normalizer, a split regex, GPT-2's byte-to-character map) and SentencePiece-style (Llama 2, Mistral: `▁` prepended
+// and for spaces, characters with byte fallback to <0xNN> pieces). Both: added tokens, merges by rank, a cache of
+// words' ids. Files that use anything else are left to @huggingface/tokenizers (fromJson returns null).
 
 import { GPT2_SPLIT_PATTERN, translateSplitPattern } from './split-regex.ts';
 
@@ -51,18 +52,58 @@ function splitRegexOf(pre: unknown): RegExp | null | undefined {
   return translateSplitPattern(pattern) ?? undefined;
 }
 
+/** The SentencePiece-style normalizer: Prepend `▁`, then Replace " " by `▁` (Llama 2's and Mistral's files). */
+function isMetaspaceNormalizer(n: unknown): boolean {
+  const seq = n as { type?: unknown; normalizers?: Array<Record<string, unknown>> } | null;
+  if (seq?.type !== 'Sequence' || !Array.isArray(seq.normalizers) || seq.normalizers.length !== 2) return false;
+  const [prepend, replace] = seq.normalizers;
+  return prepend?.['type'] === 'Prepend' && prepend['prepend'] === SPACE_MARK
+    && replace?.['type'] === 'Replace' && (replace['pattern'] as Record<string, unknown> | undefined)?.['String'] === ' ' && replace['content'] === SPACE_MARK
+    && Object.keys(replace['pattern'] as object).length === 1;
+}
+
+/** Which family `json` belongs to, with its settings, or null for a file our encoder does not implement. */
+function familyOf(json: Record<string, unknown>, vocab: Map<string, number>): Family | null {
+  const model = json['model'] as Record<string, unknown>;
+  const normalizer = json['normalizer'];
+  if (isMetaspaceNormalizer(normalizer) && isNullish(json['pre_tokenizer'])) {
+    const byteFallback = model['byte_fallback'] === true;
+    const unk = model['unk_token'];
+    const unkId = typeof unk === 'string' ? vocab.get(unk) ?? null : null;
+    // Without an unk piece an unknown character has no id (the Rust library fails); leave such files to the library.
+    if (unkId === null) return null;
+    // A piece with `▁` after another character could be merged across the start of a `▁` run.
+    const cutAtSpaces = ![...vocab.keys()].some((piece) => /[^\u2581]\u2581/u.test(piece));
+    return { kind: 'sentencepiece', byteFallback, unkId, fuseUnk: model['fuse_unk'] === true, cutAtSpaces };
+  }
+  if (!isOff(model['byte_fallback'])) return null;
+  if (!isNullish(normalizer) && (normalizer as Record<string, unknown>)['type'] !== 'NFC') return null;
+  const split = splitRegexOf(json['pre_tokenizer']);
+  if (split === undefined) return null;
+  if (!byteToChar().every((c) => vocab.has(c))) return null;
+  return { kind: 'byte-level', nfc: !isNullish(normalizer), split };
+}
+
 /** Words longer than this (UTF-16 units) are not cached, as in the Rust library: it bounds the cache's memory. */
 const CACHE_MAX_WORD = 256;
 const CACHE_LIMIT = 1 << 18;
 const POS_SCALE = 2 ** 32;
 
-export class ByteLevelBpe {
+const SPACE_MARK = '\u2581';
+
+/** How a file turns text into the words that BPE merges. */
+type Family =
+  | { kind: 'byte-level'; nfc: boolean; split: RegExp | null }
+  /** Prepend `▁` and replace spaces by it; cut before each `▁` run when no vocabulary entry spans such a cut. */
+  | { kind: 'sentencepiece'; byteFallback: boolean; unkId: number | null; fuseUnk: boolean; cutAtSpaces: boolean };
+
+export class MergesBpe {
   private readonly vocab: Map<string, number>;
-  private readonly byteId = new Int32Array(256);
+  /** Byte-level: the id of each byte's character; SentencePiece-style: the id of its <0xNN> piece (-1: none). */
+  private readonly byteId = new Int32Array(256).fill(-1);
   private readonly byteChars = byteToChar();
   private readonly ignoreMerges: boolean;
-  private readonly nfc: boolean;
-  private readonly split: RegExp | null;
+  private readonly family: Family;
   /** Added tokens matched in the raw text (normalized: false) and in normalized text, with and without the special ones. */
   private readonly rawAll: RegExp | null;
   private readonly rawPlain: RegExp | null;
@@ -87,16 +128,18 @@ export class ByteLevelBpe {
     vocab: Map<string, number>;
     merges: Array<[string, string]>;
     ignoreMerges: boolean;
-    nfc: boolean;
-    split: RegExp | null;
+    family: Family;
     added: AddedTokenJson[];
   }) {
     this.vocab = o.vocab;
     this.ignoreMerges = o.ignoreMerges;
-    this.nfc = o.nfc;
-    this.split = o.split;
-    for (let b = 0; b < 256; b++) this.byteId[b] = o.vocab.get(this.byteChars[b]!)!;
-    const norm = (s: string): string => (o.nfc ? s.normalize('NFC') : s);
+    this.family = o.family;
+    for (let b = 0; b < 256; b++) {
+      const piece = o.family.kind === 'byte-level' ? this.byteChars[b]! : `<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`;
+      this.byteId[b] = o.vocab.get(piece) ?? -1;
+    }
+    const nfc = o.family.kind === 'byte-level' && o.family.nfc;
+    const norm = (s: string): string => (nfc ? s.normalize('NFC') : s);
     const contents = (normalized: boolean, special: boolean): string[] =>
       o.added.filter((t) => (t.normalized === true) === normalized && (special || t.special !== true) && t.content !== '').map((t) => (normalized ? norm(t.content) : t.content));
     for (const t of o.added) this.addedIds.set(t.normalized === true ? norm(t.content) : t.content, t.id);
@@ -125,19 +168,15 @@ export class ByteLevelBpe {
   }
 
   /** Our encoder for `json`, or null when the file uses a feature it does not implement. */
-  static fromJson(json: Record<string, unknown>): ByteLevelBpe | null {
+  static fromJson(json: Record<string, unknown>): MergesBpe | null {
     const model = json['model'] as Record<string, unknown>;
     if (model['type'] !== 'BPE' || !isNullish(model['dropout']) || !isEmptyAffix(model['continuing_subword_prefix'])
-      || !isEmptyAffix(model['end_of_word_suffix']) || !isOff(model['byte_fallback'])) return null;
-    const normalizer = json['normalizer'] as Record<string, unknown> | null | undefined;
-    if (!isNullish(normalizer) && normalizer?.['type'] !== 'NFC') return null;
-    const nfc = !isNullish(normalizer);
-    const split = splitRegexOf(json['pre_tokenizer']);
-    if (split === undefined) return null;
+      || !isEmptyAffix(model['end_of_word_suffix'])) return null;
     const rawVocab = model['vocab'];
     if (typeof rawVocab !== 'object' || rawVocab === null || Array.isArray(rawVocab)) return null;
     const vocab = new Map<string, number>(Object.entries(rawVocab as Record<string, number>));
-    if (!byteToChar().every((c) => vocab.has(c))) return null;
+    const family = familyOf(json, vocab);
+    if (family === null) return null;
     const rawMerges = model['merges'];
     if (!Array.isArray(rawMerges)) return null;
     const merges: Array<[string, string]> = [];
@@ -149,9 +188,10 @@ export class ByteLevelBpe {
     }
     const added = (json['added_tokens'] ?? []) as AddedTokenJson[];
     // lstrip / rstrip / single_word change how added tokens are matched; normalized tokens are matched after
-    // normalization, which we do only for NFC or no normalizer.
+    // normalization, which we do only for byte-level files (NFC or no normalizer).
     if (!added.every((t) => isOff(t.single_word) && isOff(t.lstrip) && isOff(t.rstrip))) return null;
-    return new ByteLevelBpe({ vocab, merges, ignoreMerges: model['ignore_merges'] === true, nfc, split, added });
+    if (family.kind === 'sentencepiece' && added.some((t) => t.normalized === true)) return null;
+    return new MergesBpe({ vocab, merges, ignoreMerges: model['ignore_merges'] === true, family, added });
   }
 
   /** Ids of `text`; added tokens are matched (special ones only when `parseSpecial`), BOS/EOS are not added. */
@@ -159,8 +199,9 @@ export class ByteLevelBpe {
     const out: number[] = [];
     const raw = parseSpecial ? this.rawAll : this.rawPlain;
     const norm = parseSpecial ? this.normAll : this.normPlain;
+    const family = this.family;
     this.eachSegment(text, raw, (segment) => {
-      const normalized = this.nfc ? normalizeNfc(segment) : segment;
+      const normalized = family.kind === 'sentencepiece' ? SPACE_MARK + segment.replaceAll(' ', SPACE_MARK) : family.nfc ? normalizeNfc(segment) : segment;
       this.eachSegment(normalized, norm, (piece) => this.encodeSegment(piece, out), out);
     }, out);
     return out;
@@ -183,7 +224,22 @@ export class ByteLevelBpe {
   }
 
   private encodeSegment(segment: string, out: number[]): void {
-    const re = this.split;
+    if (this.family.kind === 'sentencepiece') {
+      if (!this.family.cutAtSpaces) {
+        this.encodeWord(segment, out);
+        return;
+      }
+      // No merge can span the start of a `▁` run: each stretch from one such start to the next is merged alone.
+      let from = 0;
+      for (let i = segment.indexOf(SPACE_MARK, 1); i >= 0; i = segment.indexOf(SPACE_MARK, i + 1)) {
+        if (segment.charCodeAt(i - 1) === 0x2581) continue;
+        this.encodeWord(segment.slice(from, i), out);
+        from = i;
+      }
+      this.encodeWord(from === 0 ? segment : segment.slice(from), out);
+      return;
+    }
+    const re = this.family.split;
     if (re === null) {
       this.encodeWord(segment, out);
       return;
@@ -219,20 +275,53 @@ export class ByteLevelBpe {
     for (let i = 0; i < ids.length; i++) out.push(ids[i]!);
   }
 
-  /** The merges of one word, from its UTF-8 bytes up. */
+  /** The initial symbols of a word: its bytes' characters (byte-level), or its characters with byte fallback. */
+  private symbols(word: string): number {
+    if (this.family.kind === 'byte-level') {
+      const bytes = Buffer.from(word, 'utf8');
+      this.ensure(bytes.length);
+      for (let i = 0; i < bytes.length; i++) this.sym[i] = this.byteId[bytes[i]!]!;
+      return bytes.length;
+    }
+    const { byteFallback, unkId, fuseUnk } = this.family;
+    this.ensure(4 * word.length);
+    let n = 0;
+    let lastWasUnk = false;
+    for (const c of word) {
+      const id = this.vocab.get(c);
+      if (id !== undefined) {
+        this.sym[n++] = id;
+        lastWasUnk = false;
+        continue;
+      }
+      const bytes = byteFallback ? Buffer.from(c, 'utf8') : null;
+      if (bytes !== null && bytes.every((b) => this.byteId[b]! >= 0)) {
+        for (const b of bytes) this.sym[n++] = this.byteId[b]!;
+        lastWasUnk = false;
+        continue;
+      }
+      // An unknown character (fromJson made sure there is an unk piece): a run of them is one unk with fuse_unk.
+      if (!(fuseUnk && lastWasUnk)) this.sym[n++] = unkId!;
+      lastWasUnk = true;
+    }
+    return n;
+  }
+
+  /** The merges of one word, from its initial symbols up. */
   private bpe(word: string): number[] {
-    const bytes = Buffer.from(word, 'utf8');
-    const n = bytes.length;
     if (this.ignoreMerges) {
-      let mapped = '';
-      for (let i = 0; i < n; i++) mapped += this.byteChars[bytes[i]!]!;
-      const id = this.vocab.get(mapped);
+      let key = word;
+      if (this.family.kind === 'byte-level') {
+        const bytes = Buffer.from(word, 'utf8');
+        key = '';
+        for (let i = 0; i < bytes.length; i++) key += this.byteChars[bytes[i]!]!;
+      }
+      const id = this.vocab.get(key);
       if (id !== undefined) return [id];
     }
-    this.ensure(n);
+    const n = this.symbols(word);
     const sym = this.sym, next = this.next, prev = this.prev;
     for (let i = 0; i < n; i++) {
-      sym[i] = this.byteId[bytes[i]!]!;
       next[i] = i + 1 < n ? i + 1 : -1;
       prev[i] = i - 1;
     }
@@ -266,6 +355,7 @@ export class ByteLevelBpe {
       }
     }
     const ids: number[] = [];
+    if (n === 0) return ids;
     for (let i = 0; i >= 0; i = next[i]!) ids.push(sym[i]!);
     return ids;
   }

