@@ -30,7 +30,8 @@ export function byteToChar(): string[] {
 function alternation(tokens: string[]): RegExp | null {
   if (tokens.length === 0) return null;
   const sorted = [...tokens].sort((a, b) => b.length - a.length);
-  return new RegExp(sorted.map((t) => t.replace(/[\\^$.*+?()[\]{}|/-]/g, '\\$&')).join('|'), 'gu');
+  // Only syntax characters may be escaped in a unicode regex (`\-` outside a class is an error there).
+  return new RegExp(sorted.map((t) => t.replace(/[\\^$.*+?()[\]{}|/]/g, '\\$&')).join('|'), 'gu');
 }
 
 const isNullish = (v: unknown): boolean => v === null || v === undefined;

@@ -59,6 +59,16 @@ test('qwen2_5: ordinary added tokens are matched in user text, special ones only
   assert.deepEqual(tok.encodeAsPieces('Hello world'), ['Hello', '\u0120world']);
 });
 
+test('added tokens with any punctuation are matched literally', () => {
+  const json = JSON.parse(readFileSync(join(lenml('gpt2'), 'tokenizer.json'), 'utf8')) as Record<string, unknown>;
+  const odd = ['<|a-b|>', '[x](y)*+?', '^$.|/\\{2}', '\u{1F600}-tok'];
+  const added = [...(json['added_tokens'] as object[]), ...odd.map((content, i) => ({ id: 50257 + i, content, special: false }))];
+  const bpe = MergesBpe.fromJson({ ...json, added_tokens: added })!;
+  assert.deepEqual(bpe.encode(`${odd.join('')}`, false), [50257, 50258, 50259, 50260]);
+  assert.deepEqual(bpe.encode('a<|a-b|>b', false).slice(1, 2), [50257]);
+  assert.ok(!bpe.encode('<|a_b|>', false).includes(50257));
+});
+
 test('byte-to-character map: GPT-2 printable bytes stay, the other 68 move to U+0100 on, all distinct', () => {
   const map = byteToChar();
   assert.equal(new Set(map).size, 256);
