@@ -3,9 +3,10 @@ export { alpacaPrompt, convertAlpacaFile, convertAlpacaRecords, type ConvertedSa
 export { parseConversation, type Conversation, type Round } from './conversation.ts';
 export { expandGlob } from './glob.ts';
 export { HfTemplateEncoder } from './hf-template.ts';
-export { readJsonRecords, type SourcedRecord } from './json-input.ts';
+export { readJsonRecords, streamJsonRecords, type SourcedRecord } from './json-input.ts';
+export { MIX_STRATEGIES, mixSources, parseInputSpec, textParagraphs, type InputSource, type MixStrategy } from './sources.ts';
 export { commonPrefix, encodeParts, IGNORE_ID, PartEncoder, type ChatEncoder, type EncodedSample } from './qa-tokenize.ts';
-export { chatEncoder, padIdOf, paragraphs, preprocess, preprocessToMindRecord, type DatasetType, type PreprocessOptions, type PreprocessResult } from './preprocess.ts';
+export { chatEncoder, modelMaxPositions, padIdOf, paragraphs, preprocess, preprocessToMindRecord, type DatasetType, type PreprocessOptions, type PreprocessResult } from './preprocess.ts';
 export { openRecords, readRecordsManifest, Records, RecordsWriter, validateRecordsFor, RECORDS_MAGIC, RECORDS_VERSION, type RecordsManifest } from './records.ts';
 export { validateRowsFor, type RowBuffers, type RowStore, type RowStoreInfo, type RowTokenizer, type TrainingSetup } from './row-store.ts';
 export { emptyReport, formatReport, type PreprocessReport } from './report.ts';

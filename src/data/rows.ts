@@ -34,6 +34,8 @@ export class RowAssembler {
   private used = 0;
   private segmentCount = 0;
   private padTokens = 0;
+  /** Tokens of the shortest sample dropped for its length (or left with nothing to train once cut), for the error that says why no row was written. */
+  shortestTooLong: number | null = null;
 
   constructor(
     private readonly opts: RowOptions,
@@ -51,6 +53,7 @@ export class RowAssembler {
     let { ids, labels } = sample;
     if (ids.length > L) {
       if (this.opts.truncation === 'drop') {
+        this.noteTooLong(ids.length);
         countDrop(this.report, 'longer than seq_length');
         return;
       }
@@ -59,6 +62,7 @@ export class RowAssembler {
     }
     const startMasked = this.opts.maskSegmentStart === true;
     if (trainedIn(labels) === 0) {
+      if (sample.ids.length > L) this.noteTooLong(sample.ids.length);
       countDrop(this.report, sample.ids.length > L ? 'nothing to train after truncation' : 'nothing to train');
       return;
     }
@@ -73,6 +77,10 @@ export class RowAssembler {
     }
     if (this.used + ids.length > L) this.flush();
     this.place(ids, labels, startMasked);
+  }
+
+  private noteTooLong(tokens: number): void {
+    if (this.shortestTooLong === null || tokens < this.shortestTooLong) this.shortestTooLong = tokens;
   }
 
   private place(ids: readonly number[], labels: readonly number[], maskStart: boolean): void {

@@ -1,8 +1,10 @@
-// The `tokenizer.json` backend of Tokenizer, over @huggingface/tokenizers (pure JS; see docs/TOKENIZERS.md for why).
+// The `tokenizer.json` backend of Tokenizer: our byte-level BPE encoder where the file is one (GPT-2, Llama 3, Qwen2),
+// @huggingface/tokenizers (pure JS) for other files and for decoding (see docs/TOKENIZERS.md).
 import type { Hash } from 'node:crypto';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { DataError, FormatError, describeValue } from '../errors.ts';
 import type { TokenizerBackend } from './backend.ts';
+import { MergesBpe } from './merges-bpe.ts';
 
 interface AddedTokenJson {
   id: number;
@@ -71,14 +73,29 @@ function checkIds(json: Record<string, unknown>, file: string): AddedTokenJson[]
   return rawAdded as AddedTokenJson[];
 }
 
+/**
+ * `fast`, if it gives the library's ids on the probe text (a last guard: otherwise the library encodes). The probe
+ * holds no added token's text, so both settings of parseSpecial must give the same ids.
+ */
+function agreesOnProbe(fast: MergesBpe | null, full: HfTokenizer): MergesBpe | null {
+  if (fast === null) return null;
+  const lib = full.encode(PROBE_TEXT, { add_special_tokens: false }).ids.join(' ');
+  return [false, true].every((parseSpecial) => fast.encode(PROBE_TEXT, parseSpecial).join(' ') === lib) ? fast : null;
+}
+
 export class TokenizerJsonBackend implements TokenizerBackend {
   readonly kind = 'tokenizer.json' as const;
   readonly vocabSize: number;
   /** Knows every added token: used with parseSpecial, for decoding and for id <-> piece. */
   private readonly full: HfTokenizer;
-  /** The same tokenizer without its special added tokens, so that their text in user input is ordinary text. */
-  private readonly plain: HfTokenizer;
+  /**
+   * The same tokenizer without its special added tokens, so that their text in user input is ordinary text; built
+   * only when our encoder does not serve the file.
+   */
+  private readonly plain: HfTokenizer | null;
   private readonly specialIds: Set<number>;
+  /** Our encoder, when the file is a byte-level BPE it implements (null: the library encodes). */
+  private readonly fast: MergesBpe | null;
 
   constructor(
     private readonly json: Record<string, unknown>,
@@ -93,10 +110,13 @@ export class TokenizerJsonBackend implements TokenizerBackend {
     this.specialIds = new Set(added.filter((t) => t.special === true).map((t) => t.id));
     try {
       this.full = new HfTokenizer(json, config);
-      this.plain = new HfTokenizer({ ...json, added_tokens: added.filter((t) => t.special !== true) }, config);
       // The library checks the sections only when it uses them: a malformed normalizer, pre-tokenizer,
       // post-processor or decoder shows on a first encode and decode, so it is refused here, naming the file.
-      for (const tok of [this.full, this.plain]) tok.decode(tok.encode(PROBE_TEXT, { add_special_tokens: true }).ids, { skip_special_tokens: false });
+      const probe = (tok: HfTokenizer): void => void tok.decode(tok.encode(PROBE_TEXT, { add_special_tokens: true }).ids, { skip_special_tokens: false });
+      probe(this.full);
+      this.fast = agreesOnProbe(MergesBpe.fromJson(json), this.full);
+      this.plain = this.fast === null ? new HfTokenizer({ ...json, added_tokens: added.filter((t) => t.special !== true) }, config) : null;
+      if (this.plain !== null) probe(this.plain);
     } catch (err) {
       throw new FormatError(`${file}: cannot build the tokenizer: ${(err as Error)?.message ?? String(err)}`, { where: file });
     }
@@ -106,11 +126,13 @@ export class TokenizerJsonBackend implements TokenizerBackend {
   }
 
   encode(text: string | Uint8Array, parseSpecial: boolean): number[] {
-    return (parseSpecial ? this.full : this.plain).encode(asString(text), { add_special_tokens: false }).ids;
+    if (this.fast !== null) return this.fast.encode(asString(text), parseSpecial);
+    return (parseSpecial ? this.full : this.plain!).encode(asString(text), { add_special_tokens: false }).ids;
   }
 
   encodeAsPieces(text: string | Uint8Array, parseSpecial: boolean): string[] {
-    return (parseSpecial ? this.full : this.plain).encode(asString(text), { add_special_tokens: false }).tokens;
+    if (this.fast !== null) return this.fast.encode(asString(text), parseSpecial).map((id) => this.idToPiece(id));
+    return (parseSpecial ? this.full : this.plain!).encode(asString(text), { add_special_tokens: false }).tokens;
   }
 
   /** No clean-up of spaces before punctuation: decoding stays a faithful inverse, as in the Rust library. */

@@ -68,3 +68,29 @@ test('data preprocess over existing records: refused with a hint naming --output
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('data preprocess: a short --seq_length says why nothing was written; one above max_position_embeddings warns; --input mixes sources', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sftkit-cli-data-'));
+  try {
+    const model = join(dir, 'model');
+    mkdirSync(model);
+    writeFileSync(join(model, 'tokenizer.model'), readFileSync(join(FIX, 'tokenizer', 'bpe.model')));
+    writeFileSync(join(model, 'config.json'), JSON.stringify({ model_type: 'llama', max_position_embeddings: 128 }));
+    const conv = join(FIX, 'data', 'conversations.jsonl');
+    let r = sftkit(['data', 'preprocess', '--input_glob', conv, '--tokenizer', model, '--seq_length', '8', '--truncation', 'drop', '--output_file', join(dir, 'a')]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /no rows to write: every sample is longer than 8 tokens after the template \(rows hold seq_length \+ 1 = 9\): the shortest is \d+/);
+    assert.match(r.stderr, /hint: use --seq_length \d+ or more/);
+    assert.doesNotMatch(r.stderr, /\n {4}at /);
+    r = sftkit(['data', 'preprocess', '--input', `${conv}:0.7`, '--input', `${join(FIX, 'data', 'conversations.parquet')}:0.3`, '--seed', '3', '--tokenizer', model, '--seq_length', '255', '--output_file', join(dir, 'b')]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stderr, /warning: --seq_length 255 is above the model's max_position_embeddings 128 \(.*config\.json\); training refuses such rows unless rope scaling is set/);
+    assert.match(r.stdout, /wrote \d+ rows to /);
+    r = sftkit(['data', 'preprocess', '--input', `${conv}:0.7`, '--input', conv, '--tokenizer', model, '--seq_length', '64', '--output_file', join(dir, 'c')]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /give a weight to every source/);
+    assert.doesNotMatch(r.stderr, /warning/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -9,7 +9,7 @@ import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { generationConfigFor } from '../../src/convert/write-model.ts';
 import { convertAlpacaRecords } from '../../src/data/alpaca.ts';
 import { parseConversation } from '../../src/data/conversation.ts';
-import { readJsonRecords } from '../../src/data/json-input.ts';
+import { readJsonRecords, streamJsonRecords } from '../../src/data/json-input.ts';
 import { DataLoader } from '../../src/data/loader.ts';
 import { emptyReport } from '../../src/data/report.ts';
 import { openRecords, RecordsWriter, validateRecordsFor } from '../../src/data/records.ts';
@@ -432,6 +432,62 @@ const conversations = folderTarget({
   },
 });
 
+/** The records of a whole-file parse (the oracle of the streaming reader), or the parse error. */
+function wholeFileRecords(bytes: Uint8Array): unknown[] {
+  let text = Buffer.from(bytes).toString('utf8');
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+  const first = /[^ \n\r\t]/.exec(text);
+  if (first === null) return [];
+  if (first[0] === '[') {
+    const value: unknown = JSON.parse(text);
+    if (!Array.isArray(value)) throw new Error('not an array');
+    return value;
+  }
+  return text.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as unknown);
+}
+
+const jsonStream = folderTarget({
+  name: 'json-stream',
+  description: 'the streaming JSON-array / JSONL reader (streamJsonRecords, chunk sizes 1-64 bytes), checked against a whole-file JSON.parse',
+  build(dir) {
+    writeFileSync(join(dir, 'conversations.jsonl'), readFileSync(join(FIXTURES, 'data', 'conversations.jsonl')));
+    writeFileSync(join(dir, 'alpaca.json'), readFileSync(join(FIXTURES, 'data', 'alpaca_small.json')));
+    return [
+      { file: 'conversations.jsonl', mutate: (s, r) => mutateDataFile(s, r, { jsonl: true }) },
+      { file: 'alpaca.json', mutate: (s, r) => mutateDataFile(s, r, { jsonl: false }) },
+    ];
+  },
+  run(dir, file) {
+    const bytes = readFileSync(join(dir, file));
+    let expected: unknown[] | null;
+    try {
+      expected = wholeFileRecords(bytes);
+    } catch {
+      expected = null;
+    }
+    // The chunk size follows from the input, so a case replays exactly; small sizes cut records anywhere.
+    const chunkBytes = 1 + (bytes.length % 64);
+    let got: unknown[];
+    try {
+      got = [...streamJsonRecords(join(dir, file), { chunkBytes })].map((rec) => rec.value);
+    } catch (err) {
+      if (expected !== null) throw new Error(`the stream refused a file JSON.parse reads: ${(err as Error).message}`);
+      throw err;
+    }
+    if (expected === null) throw new Error('the stream accepted a file JSON.parse refuses');
+    if (got.length !== expected.length) throw new Error(`the stream gave ${got.length} records, JSON.parse ${expected.length}`);
+    got.forEach((value, i) => {
+      let same: boolean;
+      try {
+        same = JSON.stringify(value) === JSON.stringify(expected[i]);
+      } catch {
+        same = true; // nested too deeply for JSON.stringify's stack: the count above is the check
+      }
+      if (!same) throw new Error(`record ${i}: the stream gave another value than JSON.parse`);
+    });
+  },
+});
+
 // ---- token records -----------------------------------------------------------------------------------------
 
 const RECORDS_VOCAB = 1000;
@@ -704,5 +760,5 @@ const mindrecord = folderTarget({
 
 export const TARGETS: readonly Target[] = [
   safetensors, safetensorsIndex, torchBin, sentencepiece, tokenizerJson, tokenizerConfig, configJson, generationConfig,
-  alpaca, conversations, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint, gguf, mindsporeCkpt, mindrecord,
+  alpaca, conversations, jsonStream, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint, gguf, mindsporeCkpt, mindrecord,
 ];

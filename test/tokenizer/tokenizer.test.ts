@@ -29,21 +29,15 @@ for (const name of ['gpt2', 'llama2'] as const) {
 
   test(`${name} tokenizer.json: ids and decoded text equal the Rust tokenizers library's`, () => {
     assert.equal(tok.kind, 'tokenizer.json');
-    const bom: string[] = [];
     for (const row of rows) {
       const ref = row[name];
       const ids = tok.encode(row.text, { addBos: false, addEos: false });
-      // Known difference of @huggingface/tokenizers: its JS regex \s counts U+FEFF as whitespace, Oniguruma's does not,
-      // so GPT-2's pre-tokenizer splits differently around a BOM inside text (docs/TOKENIZERS.md).
-      if (name === 'gpt2' && row.text.includes('\ufeff') && JSON.stringify(ids) !== JSON.stringify(ref.ids)) {
-        bom.push(row.text);
-        continue;
-      }
+      // GPT-2's file goes through our byte-level encoder, whose regex keeps Oniguruma's \s (U+FEFF is not
+      // whitespace), so even the lines with a BOM inside text match the Rust library.
       assert.deepEqual(ids, ref.ids, JSON.stringify(row.text));
       assert.equal(tok.decode(ref.ids), ref.decoded, JSON.stringify(row.text));
       if (ref.special) assert.deepEqual(tok.encode(row.text, { addBos: false, parseSpecial: true }), ref.special, JSON.stringify(row.text));
     }
-    assert.ok(bom.length <= 10, `${bom.length} lines with U+FEFF differ`);
   });
 }
 

@@ -1,6 +1,7 @@
 // `sftkit data alpaca` (MindFormers' alpaca_converter) and `sftkit data preprocess` (its llama_preprocess).
+import { dirname } from 'node:path';
 import type { Command } from 'commander';
-import { convertAlpacaFile, formatReport, preprocess, preprocessToMindRecord, type DatasetType, type TemplateName } from '../../data/index.ts';
+import { convertAlpacaFile, formatReport, modelMaxPositions, parseInputSpec, preprocess, preprocessToMindRecord, type DatasetType, type MixStrategy, type TemplateName } from '../../data/index.ts';
 import { ConfigError } from '../../errors.ts';
 import { resolveModelDir } from '../../hub/index.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
@@ -14,6 +15,9 @@ interface AlpacaFlags {
 interface PreprocessFlags {
   dataset_type: string;
   input_glob?: string;
+  input: string[];
+  mix_strategy?: string;
+  seed?: string;
   model_file?: string;
   tokenizer?: string;
   seq_length?: string;
@@ -57,7 +61,10 @@ export function registerData(program: Command): void {
     .command('preprocess')
     .description('tokenize conversations (qa) or text (wiki, text) into token records of seq_length + 1')
     .option('--dataset_type <type>', 'qa | wiki | text', 'qa')
-    .option('--input_glob <glob>', 'input file(s): conversations (JSON array or JSONL) for qa, text files for wiki/text')
+    .option('--input_glob <glob>', 'input file(s): conversations (JSON array, JSONL or Parquet) for qa; text files, or JSONL / Parquet with a "text" field, for wiki/text')
+    .option('--input <path[:weight]>', 'an input source (file or glob), repeatable; with weights (a.jsonl:0.7 --input b.parquet:0.3) the sources are mixed', (v: string, all: string[]) => [...all, v], [] as string[])
+    .option('--mix_strategy <s>', 'several --input: concat | interleave_under (stop when a source runs out) | interleave_over (oversample until every source has run out); default interleave_under with weights, else concat')
+    .option('--seed <n>', 'seed of the weighted mix (default 0)')
     .option('--model_file <path>', 'a SentencePiece tokenizer.model (with the tokenizer_config.json beside it, if any)')
     .option('--tokenizer <dir>', 'a model folder with tokenizer.model or tokenizer.json (and tokenizer_config.json)')
     .option('--seq_length <n>', 'tokens per training sample (rows hold seq_length + 1)')
@@ -73,18 +80,31 @@ export function registerData(program: Command): void {
       if ((flags.model_file === undefined) === (flags.tokenizer === undefined)) {
         throw new ConfigError('data preprocess: give exactly one of --model_file PATH or --tokenizer DIR', { where: '--model_file' });
       }
-      const tokenizer = flags.model_file !== undefined ? Tokenizer.fromModelFile(flags.model_file) : Tokenizer.fromDir((await resolveModelDir(flags.tokenizer as string)).path);
+      const modelDir = flags.model_file !== undefined ? dirname(flags.model_file) : (await resolveModelDir(flags.tokenizer as string)).path;
+      const tokenizer = flags.model_file !== undefined ? Tokenizer.fromModelFile(flags.model_file) : Tokenizer.fromDir(modelDir);
       const output = required('--output_file', flags.output_file);
       if (flags.output_format !== 'records' && flags.output_format !== 'mindrecord') {
         throw new ConfigError(`--output_format must be records or mindrecord (got ${flags.output_format})`, { where: '--output_format' });
       }
+      const seqLength = required('--seq_length', int('--seq_length', flags.seq_length));
+      // Rows longer than the model's positions train positions it never learned: training refuses them unless
+      // rope scaling is set, so say it now, before the preprocessing time is spent.
+      const max = modelMaxPositions(modelDir);
+      if (max !== null && seqLength > max.value) {
+        console.warn(`warning: --seq_length ${seqLength} is above the model's ${max.field} ${max.value} (${max.file}); training refuses such rows unless rope scaling is set`);
+      }
+      if (flags.input_glob !== undefined && flags.input.length > 0) throw new ConfigError('data preprocess: give --input_glob or --input, not both', { where: '--input' });
+      const seed = flags.seed === undefined ? undefined : Number(flags.seed);
+      if (seed !== undefined && !Number.isSafeInteger(seed)) throw new ConfigError(`--seed must be an integer (got ${flags.seed})`, { where: '--seed' });
       const started = Date.now();
       const run = flags.output_format === 'mindrecord' ? preprocessToMindRecord : preprocess;
       const { report } = await run({
         datasetType: flags.dataset_type as DatasetType,
-        inputGlob: required('--input_glob', flags.input_glob),
+        ...(flags.input.length > 0 ? { inputs: flags.input.map(parseInputSpec) } : { inputGlob: required('--input_glob', flags.input_glob) }),
+        ...(flags.mix_strategy !== undefined ? { mixStrategy: flags.mix_strategy as MixStrategy } : {}),
+        ...(seed !== undefined ? { seed } : {}),
         tokenizer,
-        seqLength: required('--seq_length', int('--seq_length', flags.seq_length)),
+        seqLength,
         outputDir: output,
         ...(flags.template !== undefined ? { template: flags.template as TemplateName } : {}),
         packing: flags.packing === true,
