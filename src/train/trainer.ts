@@ -296,7 +296,7 @@ export class Trainer {
           etaSeconds: perStep * (totalSteps - step),
         };
         if (lead && (step % cfg.callbacks.loss_monitor.log_every === 0 || step === totalSteps)) {
-          appendFileSync(metricsPath, `${JSON.stringify({ type: 'train', step, epoch: epoch + 1, loss, lr, grad_norm: gradNorm, trained_tokens: trainedTokens, tokens_per_s: info.tokensPerSecond })}\n`);
+          appendFileSync(metricsPath, `${JSON.stringify({ type: 'train', step, total_steps: totalSteps, epoch: epoch + 1, loss, lr, grad_norm: gradNorm, trained_tokens: trainedTokens, tokens_per_s: info.tokensPerSecond })}\n`);
         }
         if (lead) events?.step?.(info);
 
