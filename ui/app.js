@@ -58,9 +58,12 @@ export async function streamEvents(path, body, onEvent) {
   const reader = res.body.getReader();
   const decoder = new TextDecoder();
   let buffer = '';
+  let finished = false;
+  // Read to the end of the body even after [DONE], so the request completes instead of being left open.
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
+    if (finished) continue;
     buffer += decoder.decode(value, { stream: true });
     let cut;
     while ((cut = buffer.indexOf('\n\n')) >= 0) {
@@ -69,7 +72,10 @@ export async function streamEvents(path, body, onEvent) {
       for (const line of event.split('\n')) {
         if (!line.startsWith('data: ')) continue;
         const data = line.slice(6);
-        if (data === '[DONE]') return;
+        if (data === '[DONE]') {
+          finished = true;
+          break;
+        }
         const parsed = JSON.parse(data);
         if (parsed.error) throw new ApiError(500, parsed);
         onEvent(parsed);

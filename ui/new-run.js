@@ -1,7 +1,7 @@
 // The New-run page: a form drawn from the run-config schema (every key, its default, its bounds), checked by the
 // server against that same schema as you type, showing the YAML and the equivalent `sftkit run` command; Start
 // runs it as a child process and opens it under Runs.
-import { api, h, showError } from './app.js';
+import { ApiError, api, h, showError } from './app.js';
 
 /** Keys the form does not show: output_dir is the run's name. */
 const HIDDEN = new Set(['output_dir']);
@@ -112,6 +112,7 @@ export async function newRunPage(main) {
     try {
       const p = await api('/api/runs/preview', body());
       if (mine !== seq) return;
+      if (!p.valid) throw new ApiError(400, p);
       problem.textContent = '';
       yaml.textContent = p.yaml || '# all defaults';
       command.textContent = `${p.command}\n\n# or, without the file:\n${p.overrides_command}`;
@@ -142,7 +143,7 @@ export async function newRunPage(main) {
   main.append(
     h('div', { class: 'cols2' },
       h('div', { class: 'panel' }, h('h2', {}, 'New run'), h('div', { class: 'field' }, h('label', {}, 'run name (its folder)'), name), ...sections.values(), datalists),
-      h('div', { class: 'panel' }, h('h3', {}, 'Config (YAML)'), yaml, h('h3', {}, 'Command'), command, problem, h('div', { class: 'row-actions' }, start)),
+      h('div', { class: 'panel sticky' }, h('h3', {}, 'Config (YAML)'), yaml, h('h3', {}, 'Command'), command, problem, h('div', { class: 'row-actions' }, start)),
     ),
   );
   await preview();

@@ -47,6 +47,9 @@ class RunMetrics {
   }
 }
 
+/** Axis tick labels that stay distinct for small values (learning rates). */
+const ticks = (u, values) => values.map((v) => (v === 0 ? '0' : Math.abs(v) < 0.01 ? v.toExponential(1) : String(+v.toPrecision(4))));
+
 function chart(el, title, series, width) {
   return new uPlot(
     {
@@ -54,7 +57,7 @@ function chart(el, title, series, width) {
       width,
       height: 220,
       scales: { x: { time: false } },
-      axes: [{ label: 'step' }, {}],
+      axes: [{ label: 'step' }, { values: ticks, size: 60 }],
       series: [{ label: 'step' }, ...series.map((s) => ({ spanGaps: true, width: 1.5, points: { show: false }, ...s }))],
     },
     [[], ...series.map(() => [])],
@@ -71,6 +74,11 @@ function align(lists) {
   return [steps, ...cols];
 }
 
+function ago(ms) {
+  const s = (Date.now() - ms) / 1000;
+  return s < 60 ? 'just now' : s < 3600 ? `${Math.round(s / 60)} min ago` : s < 86400 ? `${Math.round(s / 3600)} h ago` : new Date(ms).toLocaleDateString();
+}
+
 export async function runsPage(main) {
   const params = routeParams();
   let selected = params.get('run');
@@ -79,7 +87,7 @@ export async function runsPage(main) {
   const detail = h('div', { class: 'panel', 'data-testid': 'run-detail' }, h('p', { class: 'muted' }, 'Choose a run.'));
   main.append(
     h('div', { class: 'cols' },
-      h('div', { class: 'panel' }, h('h2', {}, 'Runs'), h('table', { 'data-testid': 'runs-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'run'), h('th', {}, 'status'), h('th', {}, 'ckpts'), h('th', {}, 'compare'))), list)),
+      h('div', { class: 'panel' }, h('h2', {}, 'Runs'), h('table', { 'data-testid': 'runs-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'run'), h('th', {}, 'updated'), h('th', {}, 'ckpts'), h('th', {}, 'compare'))), list)),
       detail,
     ),
   );
@@ -87,6 +95,7 @@ export async function runsPage(main) {
   let metrics = null;
   let other = null;
   let charts = null;
+  let info = null;
   let timer = null;
   let stopped = false;
 
@@ -96,7 +105,7 @@ export async function runsPage(main) {
       ...runs.map((r) =>
         h('tr', { class: `selectable${r.id === selected ? ' selected' : ''}`, 'data-run': r.id, onclick: () => select(r.id) },
           h('td', {}, r.id),
-          h('td', {}, r.started ? (r.started.status === 'running' ? 'running' : `exited ${r.started.exitCode ?? r.started.signal ?? ''}`) : r.updated ? new Date(r.updated).toLocaleString() : ''),
+          h('td', { class: 'muted' }, r.started ? (r.started.status === 'running' ? 'running' : `exited ${r.started.exitCode ?? r.started.signal ?? ''}`) : r.updated ? ago(r.updated) : ''),
           h('td', {}, r.checkpoints),
           h('td', { onclick: (e) => e.stopPropagation() }, h('input', { type: 'radio', name: 'compare', 'data-compare': r.id, checked: r.id === compare, disabled: r.id === selected, onchange: () => setCompare(r.id) })),
         ),
@@ -125,7 +134,7 @@ export async function runsPage(main) {
     const lossEl = h('div', { 'data-testid': 'loss-chart' });
     const lrEl = h('div');
     const tpsEl = h('div');
-    const info = h('div');
+    info = h('div');
     detail.replaceChildren(h('h2', {}, id), stats, lossEl, h('div', { class: 'cols2' }, lrEl, tpsEl), info);
     charts = {
       stats,
@@ -188,7 +197,11 @@ export async function runsPage(main) {
       if (metrics) got += await metrics.poll();
       if (other) got += await other.poll();
       if (got > 0 || force) draw();
-      if (force || ++polls % 5 === 0) await refreshList();
+      if (force || ++polls % 5 === 0) {
+        await refreshList();
+        // Checkpoints, eval results and the log change while a run trains.
+        if (metrics && info && !force) await showInfo(info, metrics.id);
+      }
     } catch (err) {
       showError(err);
     }

@@ -181,7 +181,7 @@ test('new-run form: schema defaults, YAML and command from the values, errors na
   assert.equal(schema.properties.optimizer.properties.learning_rate.default, 1e-5);
   assert.deepEqual(schema.properties.run_mode.enum, ['train', 'finetune', 'eval', 'predict']);
   const ok = await post('/api/runs/preview', { name: 'exp/one', config: { run_mode: 'finetune', load_checkpoint: 'models/base', train_dataset: { dataset_dir: 'records' }, optimizer: { learning_rate: 0.001 }, runner_config: { max_steps: 5 } } });
-  assert.equal(ok.status, 200, JSON.stringify(ok.json));
+  assert.equal(ok.json.valid, true, JSON.stringify(ok.json));
   assert.equal(ok.json.yaml, 'output_dir: exp/one\nload_checkpoint: models/base\ntrain_dataset:\n  dataset_dir: records\nrunner_config:\n  max_steps: 5\noptimizer:\n  learning_rate: 0.001\n');
   assert.equal(ok.json.command, 'sftkit run --config exp/one/sftkit-ui-config.yaml');
   assert.equal(ok.json.overrides_command, 'sftkit run --output_dir exp/one --load_checkpoint models/base --train_dataset.dataset_dir records --runner_config.max_steps 5 --optimizer.learning_rate 0.001');
@@ -198,8 +198,12 @@ test('new-run form: schema defaults, YAML and command from the values, errors na
   ] as const;
   for (const [body, where] of bad) {
     const r = await post('/api/runs/preview', body);
-    assert.ok(r.status >= 400 && r.status < 500, `${JSON.stringify(body)}: ${r.status}`);
+    assert.deepEqual([r.status, r.json.valid], [200, false], `${JSON.stringify(body)}: ${r.status}`);
     assert.equal(r.json.error.where, where, JSON.stringify(r.json));
+    // Starting it is refused the same way, with a 4xx, and nothing is started.
+    const start = await post('/api/runs', body);
+    assert.ok(start.status >= 400 && start.status < 500, `${JSON.stringify(body)}: ${start.status}`);
+    assert.equal(start.json.error.where, where);
   }
   const unknown = await post('/api/runs/preview', { name: 'x', config: { optimizer: { lerning_rate: 1 } } });
   assert.match(unknown.json.error.message, /did you mean 'optimizer.learning_rate'/);
