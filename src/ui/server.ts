@@ -120,8 +120,17 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
     }
     if (get && path === '/api/config-schema') return sendJson(res, 200, configFormSchema());
     if (req.method === 'POST' && path === '/api/runs/preview') {
-      const plan = planRun(root, await readJsonBody(req));
-      return sendJson(res, 200, { name: plan.name, yaml: plan.yaml, command: plan.command, overrides_command: plan.overridesCommand });
+      // Checking values is the preview's job: an invalid form is a 200 answer carrying the error and its field.
+      const body = await readJsonBody(req);
+      let plan;
+      try {
+        plan = planRun(root, body);
+      } catch (err) {
+        const { status, body: answer } = errorAnswer(err);
+        if (status >= 500) throw err;
+        return sendJson(res, 200, { valid: false, ...answer });
+      }
+      return sendJson(res, 200, { valid: true, name: plan.name, yaml: plan.yaml, command: plan.command, overrides_command: plan.overridesCommand });
     }
     if (req.method === 'POST' && path === '/api/runs') {
       const plan = planRun(root, await readJsonBody(req));
