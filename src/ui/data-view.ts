@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { openRecords, RECORDS_MAGIC, MANIFEST_NAME, type Records, type RecordsManifest } from '../data/records.ts';
 import { confinedRealPath, readConfinedText } from '../formats/confined-file.ts';
 import { Tokenizer } from '../tokenizer/index.ts';
-import { HttpError } from './http.ts';
+import { HttpError, MAX_DEPTH, nesting } from './http.ts';
 import type { UiRoot } from './root-paths.ts';
 
 const IGNORE = -100;
@@ -23,7 +23,7 @@ export interface RecordsSummary {
 function manifestOf(root: UiRoot, dir: string): RecordsManifest | null {
   try {
     const m = JSON.parse(readConfinedText(join(dir, MANIFEST_NAME), { root: root.path })) as RecordsManifest;
-    return m.magic === RECORDS_MAGIC ? m : null;
+    return m?.magic === RECORDS_MAGIC && nesting(m) <= MAX_DEPTH ? m : null;
   } catch {
     return null;
   }

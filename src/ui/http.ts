@@ -28,11 +28,33 @@ export async function readJsonBody(req: IncomingMessage): Promise<unknown> {
     if (size > MAX_BODY) throw new HttpError(413, `the body is larger than ${MAX_BODY} bytes`);
     chunks.push(chunk as Buffer);
   }
+  let value: unknown;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    value = JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch (err) {
     throw new HttpError(400, `the body is not JSON (${(err as Error).message})`);
   }
+  // The API's documents are a few levels deep; a deeply nested one would only exhaust the stack of whatever
+  // walks it next (schema validation, cloning).
+  if (nesting(value) > MAX_DEPTH) throw new HttpError(400, `the body nests deeper than ${MAX_DEPTH} levels`);
+  return value;
+}
+
+/** Deeper documents, from a request or from a file, are refused: answering them would overflow JSON.stringify. */
+export const MAX_DEPTH = 32;
+
+/** How deeply arrays and objects nest in a parsed JSON value (iterative: the check itself must not recurse). */
+export function nesting(value: unknown): number {
+  let deepest = 0;
+  const stack: [unknown, number][] = [[value, 0]];
+  while (stack.length > 0) {
+    const [v, depth] = stack.pop() as [unknown, number];
+    if (typeof v !== 'object' || v === null) continue;
+    deepest = Math.max(deepest, depth + 1);
+    if (deepest > MAX_DEPTH) return deepest;
+    for (const child of Object.values(v)) stack.push([child, depth + 1]);
+  }
+  return deepest;
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {

@@ -4,7 +4,7 @@
 import { closeSync, fstatSync, lstatSync, readSync } from 'node:fs';
 import { join } from 'node:path';
 import { openConfined, readConfinedText } from '../formats/confined-file.ts';
-import { HttpError } from './http.ts';
+import { HttpError, MAX_DEPTH, nesting } from './http.ts';
 import type { UiRoot } from './root-paths.ts';
 
 /** A marker the dashboard writes into the folder of a run it starts (argv, start time). */
@@ -59,9 +59,11 @@ function isTrainingRoot(dir: string): boolean {
   }
 }
 
+/** A JSON file of a run, or null when it is missing, unreadable, not JSON or nested too deeply to answer with. */
 function readJson(root: UiRoot, path: string): unknown {
   try {
-    return JSON.parse(readConfinedText(path, { root: root.path }));
+    const v: unknown = JSON.parse(readConfinedText(path, { root: root.path }));
+    return nesting(v) > MAX_DEPTH ? null : v;
   } catch {
     return null;
   }
@@ -154,7 +156,7 @@ export function readMetrics(root: UiRoot, id: string, offset: number): MetricsCh
       if (line.trim() === '') continue;
       try {
         const v: unknown = JSON.parse(line);
-        if (typeof v === 'object' && v !== null && !Array.isArray(v)) points.push(v as Record<string, unknown>);
+        if (typeof v === 'object' && v !== null && !Array.isArray(v) && nesting(v) <= MAX_DEPTH) points.push(v as Record<string, unknown>);
       } catch {
         // a damaged line (a crash mid-write): the rest of the curve still shows
       }
