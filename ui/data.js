@@ -61,6 +61,27 @@ export async function dataPage(main) {
     ),
   );
 
+  // A conversation file, tokenized on the server with a tokenizer and template as `sftkit data preprocess` would.
+  const { checkpoints } = await api('/api/checkpoints');
+  const convFile = h('input', { type: 'text', placeholder: 'conversations.json (under the root)', 'data-testid': 'conv-file' });
+  const convTok = h('select', { 'data-testid': 'conv-tokenizer' }, checkpoints.map((c) => h('option', { value: c.id }, c.id)));
+  const convTemplate = h('select', { 'data-testid': 'conv-template' }, ['vicuna', 'alpaca', 'chatml', 'llama2', 'hf'].map((t) => h('option', { value: t }, t)));
+  const convSeq = h('input', { type: 'number', min: 2, value: 512, style: 'width: 6em', 'data-testid': 'conv-seq' });
+  const convTable = h('table', {});
+  const tokenize = async () => {
+    const r = await api('/api/records/tokenize', { file: convFile.value.trim(), tokenizer: convTok.value, template: convTemplate.value, seq_length: Number(convSeq.value) });
+    convTable.append(h('tr', { class: 'selectable', 'data-records': r.id, onclick: () => open(r.id, 0).catch(showError) }, h('td', {}, r.id), h('td', {}, convFile.value), h('td', {}, `${convTemplate.value}, ${convSeq.value}`)));
+    await open(r.id, 0);
+  };
+  side.append(
+    h('h3', {}, 'Or tokenize a conversation file'),
+    h('div', { class: 'row-actions' }, convFile),
+    h('div', { class: 'row-actions' }, h('label', {}, 'tokenizer ', convTok)),
+    h('div', { class: 'row-actions' }, h('label', {}, 'template ', convTemplate), h('label', {}, 'seq_length ', convSeq)),
+    h('div', { class: 'row-actions' }, h('button', { onclick: () => tokenize().catch(showError), 'data-testid': 'conv-open' }, 'Tokenize and view')),
+    convTable,
+  );
+
   async function open(id, from, row = null) {
     history.replaceState(null, '', `#/data?dir=${encodeURIComponent(id)}${row !== null ? `&row=${row}` : ''}`);
     for (const tr of side.querySelectorAll('tr[data-records]')) tr.classList.toggle('selected', tr.dataset.records === id);

@@ -3,7 +3,7 @@
 // equivalent `sftkit run` command, and started as `sftkit run --config <file>`: argv built here from fixed
 // parts, never a shell string, and no part of the request names what runs.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { closeSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { closeSync, existsSync, lstatSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import { stringify as toYaml } from 'yaml';
 import { z } from 'zod';
@@ -114,6 +114,14 @@ export function planRun(root: UiRoot, body: unknown): RunPlan {
   };
 }
 
+function isLink(path: string): boolean {
+  try {
+    return lstatSync(path).isSymbolicLink();
+  } catch {
+    return false;
+  }
+}
+
 export interface StartedRun {
   name: string;
   pid: number | undefined;
@@ -138,6 +146,13 @@ export class RunLauncher {
     const dir = join(this.root.path, ...plan.name.split('/'));
     if (existsSync(join(dir, 'metrics.jsonl'))) {
       throw new HttpError(409, `${plan.name} already holds a run (metrics.jsonl); choose another name`, 'name');
+    }
+    // Every part of the name that exists already must stay inside the root (a link among them would make
+    // mkdir create folders elsewhere).
+    const parts = plan.name.split('/');
+    for (let i = 1; i <= parts.length; i++) {
+      const prefix = parts.slice(0, i).join('/');
+      if (existsSync(join(this.root.path, prefix)) || isLink(join(this.root.path, prefix))) this.root.resolve(prefix);
     }
     mkdirSync(dir, { recursive: true });
     // Created by us just now or already a folder under the root; re-check that no link leads it out.

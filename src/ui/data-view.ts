@@ -1,8 +1,12 @@
 // The Data page's API: token records under the root, each row drawn token by token (input id, piece, label,
 // trained or masked, BOS/EOS/padding), the preprocessing report, and search by text. A row's trained tokens
 // are the records' own rule: positions j >= 1 whose label is not -100 (the loss sees labels[:, 1:]).
+import { lstatSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { preprocess } from '../data/preprocess.ts';
 import { openRecords, RECORDS_MAGIC, MANIFEST_NAME, type Records, type RecordsManifest } from '../data/records.ts';
+import { TEMPLATE_NAMES, type TemplateName } from '../data/templates.ts';
 import { confinedRealPath, readConfinedText } from '../formats/confined-file.ts';
 import { Tokenizer } from '../tokenizer/index.ts';
 import { HttpError, MAX_DEPTH, nesting } from './http.ts';
@@ -64,19 +68,84 @@ export interface RowView {
   text: string | null;
 }
 
+/** Ids of records tokenized here from a conversation file (they live in a temp folder, outside the root). */
+const TOKENIZED = /^@tokenized\/\d+$/;
+/** Samples a conversation file is tokenized from, at most: the view is for looking, not for training. */
+const MAX_SAMPLES = 5000;
+const MAX_INPUT_BYTES = 64 << 20;
+
+export interface TokenizeRequest {
+  /** A conversation file (JSON array or JSONL of MindFormers conversations) under the root. */
+  file: string;
+  /** A folder under the root with the tokenizer files (a checkpoint). */
+  tokenizer: string;
+  template: string;
+  seq_length: number;
+}
+
 /** Opened records and the tokenizer found for them, kept while the server runs. */
 export class DataViews {
-  private readonly open = new Map<string, Records>();
-  private readonly tokenizers = new Map<string, Tokenizer | null>();
+  private readonly open = new Map<string, { records: Records; stamp: string }>();
+  /** Tokenizers by identity (found, or made for a tokenized view). */
+  private readonly tokenizers = new Map<string, Tokenizer>();
+  /** Every tokenizer folder looked at, by its path and its files' mtimes (null: not loadable). */
+  private readonly byDir = new Map<string, { stamp: string; tok: Tokenizer | null }>();
+  private readonly temps: string[] = [];
 
   constructor(private readonly root: UiRoot) {}
 
+  /**
+   * A conversation file tokenized with a tokenizer and template into records of seq_length + 1, as `sftkit data
+   * preprocess` would (the same code), in a temp folder; answers the id to view them by and their report.
+   */
+  async tokenize(body: unknown): Promise<{ id: string; report: RecordsManifest['report'] }> {
+    const b = (typeof body === 'object' && body !== null ? body : {}) as Partial<Record<keyof TokenizeRequest, unknown>>;
+    if (typeof b.file !== 'string' || b.file === '') throw new HttpError(400, "'file' must name a conversation file under the root", 'file');
+    if (typeof b.tokenizer !== 'string' || b.tokenizer === '') throw new HttpError(400, "'tokenizer' must name a folder with tokenizer files under the root", 'tokenizer');
+    if (typeof b.template !== 'string' || !(TEMPLATE_NAMES as readonly string[]).includes(b.template)) throw new HttpError(400, `'template' must be one of ${TEMPLATE_NAMES.join(', ')}`, 'template');
+    if (!Number.isInteger(b.seq_length) || (b.seq_length as number) < 2 || (b.seq_length as number) > 65536) throw new HttpError(400, "'seq_length' must be an integer in [2, 65536]", 'seq_length');
+    const file = this.root.resolve(b.file);
+    // preprocess takes a glob: the real path goes in only when it holds no glob character.
+    if (/[*?[\]{}!]/.test(file)) throw new HttpError(400, `${b.file}: a file name with glob characters (*?[]{}!) cannot be tokenized here`, 'file');
+    const st = statSync(file);
+    if (!st.isFile()) throw new HttpError(400, `${b.file}: not a file`, 'file');
+    if (st.size > MAX_INPUT_BYTES) throw new HttpError(413, `${b.file}: larger than ${MAX_INPUT_BYTES >> 20} MB; preprocess it with sftkit data preprocess and open the records`, 'file');
+    const tokDir = this.root.resolve(b.tokenizer);
+    for (const f of ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json']) {
+      try {
+        confinedRealPath(join(tokDir, f), { root: this.root.path });
+      } catch (err) {
+        if (/outside/.test((err as Error).message)) throw new HttpError(403, `${b.tokenizer}/${f}: a symlink leads outside the root`, 'tokenizer');
+      }
+    }
+    const tokenizer = Tokenizer.fromDir(tokDir);
+    const temp = mkdtempSync(join(tmpdir(), 'sftkit-ui-records-'));
+    this.temps.push(temp);
+    const out = join(temp, 'records');
+    const { report } = await preprocess({ datasetType: 'qa', inputGlob: file, tokenizer, seqLength: b.seq_length as number, outputDir: out, template: b.template as TemplateName, truncation: 'right', samplesNum: MAX_SAMPLES });
+    const id = `@tokenized/${this.temps.length}`;
+    this.open.set(id, { records: openRecords(out), stamp: '' });
+    this.tokenizers.set(tokenizer.identity, tokenizer);
+    return { id, report };
+  }
+
   /** The records at `id`, every file checked to lie inside the root before it is mapped. */
   records(id: string): Records {
+    if (TOKENIZED.test(id)) {
+      const r = this.open.get(id);
+      if (!r) throw new HttpError(404, `${id}: no such tokenized view (they last while the server runs)`);
+      return r.records;
+    }
     const dir = this.root.resolve(id);
     const key = this.root.relative(dir);
+    // Records rewritten in place (preprocess --force) are opened again.
+    const stamp = stampOf([join(dir, MANIFEST_NAME)]);
     const cached = this.open.get(key);
-    if (cached) return cached;
+    if (cached && cached.stamp === stamp) return cached.records;
+    if (cached) {
+      cached.records.close();
+      this.open.delete(key);
+    }
     const m = manifestOf(this.root, dir);
     if (m === null) throw new HttpError(404, `${id}: not a token records folder (no ${MANIFEST_NAME} of sftkit records)`);
     for (const s of m.shards ?? []) {
@@ -90,7 +159,7 @@ export class DataViews {
       }
     }
     const r = openRecords(dir);
-    this.open.set(key, r);
+    this.open.set(key, { records: r, stamp });
     return r;
   }
 
@@ -100,23 +169,31 @@ export class DataViews {
    */
   tokenizerFor(records: Records): Tokenizer | null {
     const want = records.manifest.tokenizer.identity;
-    if (this.tokenizers.has(want)) return this.tokenizers.get(want) ?? null;
+    const known = this.tokenizers.get(want);
+    if (known) return known;
+    // Each folder's tokenizer is loaded once (until its files change): a miss costs a walk, not a reload.
     let found: Tokenizer | null = null;
     this.root.walk(this.root.path, 5, (dir, entries) => {
       if (found !== null) return true;
-      if (!entries.some((e) => e.isFile() && (e.name === 'tokenizer.model' || e.name === 'tokenizer.json'))) return false;
-      try {
-        for (const f of ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json']) {
-          if (entries.some((e) => e.name === f)) confinedRealPath(join(dir, f), { root: this.root.path });
+      const files = ['tokenizer.model', 'tokenizer.json', 'tokenizer_config.json'].filter((f) => entries.some((e) => e.isFile() && e.name === f));
+      if (!files.some((f) => f !== 'tokenizer_config.json')) return false;
+      const stamp = stampOf(files.map((f) => join(dir, f)));
+      let entry = this.byDir.get(dir);
+      if (entry?.stamp !== stamp) {
+        let tok: Tokenizer | null = null;
+        try {
+          for (const f of files) confinedRealPath(join(dir, f), { root: this.root.path });
+          tok = Tokenizer.fromDir(dir);
+        } catch {
+          tok = null; // not a usable tokenizer folder: keep looking
         }
-        const tok = Tokenizer.fromDir(dir);
-        if (tok.identity === want || tok.earlierIdentities().includes(want)) found = tok;
-      } catch {
-        // not a usable tokenizer folder: keep looking
+        entry = { stamp, tok };
+        this.byDir.set(dir, entry);
       }
+      if (entry.tok && (entry.tok.identity === want || entry.tok.earlierIdentities().includes(want))) found = entry.tok;
       return true;
     });
-    this.tokenizers.set(want, found);
+    if (found !== null) this.tokenizers.set(want, found);
     return found;
   }
 
@@ -156,9 +233,24 @@ export class DataViews {
   }
 
   close(): void {
-    for (const r of this.open.values()) r.close();
+    for (const r of this.open.values()) r.records.close();
     this.open.clear();
+    for (const t of this.temps.splice(0)) rmSync(t, { recursive: true, force: true });
   }
+}
+
+/** Sizes and mtimes of files: what says a cached reading of them is stale. */
+function stampOf(paths: readonly string[]): string {
+  return paths
+    .map((p) => {
+      try {
+        const st = lstatSync(p);
+        return `${st.size}:${st.mtimeMs}`;
+      } catch {
+        return '-';
+      }
+    })
+    .join('|');
 }
 
 function trainedCount(labels: Int32Array): number {

@@ -148,6 +148,7 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
       const r = data.records(id);
       return sendJson(res, 200, { rows: r.rows, seq_length: r.seqLength, manifest: { ...r.manifest, shards: undefined }, tokenizer: data.tokenizerFor(r) !== null, list: data.rowCounts(id, intParam(url, 'from', 0), Math.min(200, intParam(url, 'count', 50))) });
     }
+    if (req.method === 'POST' && path === '/api/records/tokenize') return sendJson(res, 200, await data.tokenize(await readJsonBody(req)));
     if (get && path === '/api/records/row') return sendJson(res, 200, data.rowView(param(url, 'dir'), intParam(url, 'row', 0)));
     if (get && path === '/api/records/search') return sendJson(res, 200, { matches: data.search(param(url, 'dir'), param(url, 'q'), Math.min(200, intParam(url, 'limit', 50))) });
     if (get && (path === '/api/checkpoints' || path === '/v1/models')) {

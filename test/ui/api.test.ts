@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chatPromptIds } from '../../src/data/chat-prompt.ts';
@@ -121,6 +121,34 @@ test('records: per-row trained-token counts equal the labels file; a row drawn t
   assert.equal((await get('/api/records/row?dir=runs/done&row=0')).status, 404);
 });
 
+test('a conversation file tokenized with a tokenizer and template views like its records', async () => {
+  const r = await post('/api/records/tokenize', { file: 'conversations.json', tokenizer: 'models/base', template: 'vicuna', seq_length: 128 });
+  assert.equal(r.status, 200, JSON.stringify(r.json));
+  assert.match(r.json.id, /^@tokenized\/\d+$/);
+  // The fixture's records are the same file passed over 4 times: the first pass is these rows.
+  const counts = trainedCountsFromFile(join(root, 'records'));
+  const list = (await get(`/api/records/rows?dir=${encodeURIComponent(r.json.id)}&from=0&count=200`)).json;
+  assert.equal(list.rows * 4, counts.length);
+  assert.deepEqual(list.list.map((x: { trained: number }) => x.trained), counts.slice(0, list.rows));
+  const full = (await get('/api/records/rows?dir=records&count=1')).json;
+  assert.equal(r.json.report.trained_tokens * 4, full.manifest.report.trained_tokens);
+  assert.deepEqual(list.manifest.report, r.json.report);
+  const row = (await get(`/api/records/row?dir=${encodeURIComponent(r.json.id)}&row=0`)).json;
+  assert.equal(row.trained, counts[0]);
+  for (const [body, status] of [
+    [{ file: '../conversations.json', tokenizer: 'models/base', template: 'vicuna', seq_length: 128 }, 403],
+    [{ file: 'conversations.json', tokenizer: '/etc', template: 'vicuna', seq_length: 128 }, 403],
+    [{ file: 'conversations.json', tokenizer: 'models/base', template: 'jinja-of-doom', seq_length: 128 }, 400],
+    [{ file: 'conversations.json', tokenizer: 'models/base', template: 'vicuna', seq_length: 1 }, 400],
+    [{ file: 'models/base/config.json', tokenizer: 'models/base', template: 'vicuna', seq_length: 128 }, 400],
+    [{ file: 'models', tokenizer: 'models/base', template: 'vicuna', seq_length: 128 }, 400],
+  ] as const) {
+    const e = await post('/api/records/tokenize', body);
+    assert.equal(e.status, status, `${JSON.stringify(body)}: ${JSON.stringify(e.json)}`);
+  }
+  assert.equal((await get('/api/records/row?dir=@tokenized/999&row=0')).status, 404);
+});
+
 test('paths: .., absolute, encoded, and symlinks out of the root are refused with 4xx', async () => {
   const tries = [
     '/api/runs/metrics?run=..&offset=0',
@@ -153,6 +181,10 @@ test('paths: .., absolute, encoded, and symlinks out of the root are refused wit
   }
   const png = await fetch(`${ui.url}/api/file?path=runs/done/../done/x.png`);
   assert.equal(png.status, 403);
+  // A run named through a link out of the root is refused before any folder is made.
+  const started = await post('/api/runs', { name: 'runs/escape/sneaky', config: { load_checkpoint: 'models/base', train_dataset: { dataset_dir: 'records' } } });
+  assert.equal(started.status, 403, JSON.stringify(started.json));
+  assert.ok(!existsSync(join(outside, 'sneaky')));
 });
 
 test('Host and Origin: another host name (DNS rebinding) and another site are refused; non-loopback needs a key', async () => {

@@ -62,6 +62,15 @@ test('the dashboard in chromium: runs, data, chat and a run started from the for
     await page.locator('[data-testid="search"]').press('Enter');
     await page.locator('[data-testid="search-results"] tr[data-row="2"]').waitFor();
 
+    // The same conversations tokenized here from their file: the first row is the records' first row.
+    await page.locator('[data-testid="conv-file"]').fill('conversations.json');
+    await page.locator('[data-testid="conv-tokenizer"]').selectOption('models/base');
+    await page.locator('[data-testid="conv-seq"]').fill('128');
+    await page.locator('[data-testid="conv-open"]').click();
+    await page.waitForURL(/dir=%40tokenized/);
+    await page.locator('[data-testid="row-trained"]').waitFor();
+    assert.equal(Number(await page.locator('[data-testid="row-trained"]').textContent()), counts[0]);
+
     // New run: the form from the schema; its YAML follows the values; Start opens the run under Runs.
     await page.goto(`${ui.url}/#/new`);
     await page.locator('[data-key="optimizer.learning_rate"]').waitFor();
