@@ -51,7 +51,10 @@ export async function api(path, body) {
   return json;
 }
 
-/** A streamed POST (server-sent events): calls onEvent with each `data:` payload parsed, until `[DONE]`. */
+/**
+ * A streamed POST (server-sent events): calls onEvent with each `data:` payload parsed, until `[DONE]`, and with
+ * the number of the network read it came in (so a page can tell a stream from one late answer).
+ */
 export async function streamEvents(path, body, onEvent) {
   const res = await fetch(path, { method: 'POST', headers: headers({ 'content-type': 'application/json' }), body: JSON.stringify(body) });
   if (!res.ok) throw new ApiError(res.status, await res.json().catch(() => null));
@@ -59,11 +62,13 @@ export async function streamEvents(path, body, onEvent) {
   const decoder = new TextDecoder();
   let buffer = '';
   let finished = false;
+  let reads = 0;
   // Read to the end of the body even after [DONE], so the request completes instead of being left open.
   for (;;) {
     const { done, value } = await reader.read();
     if (done) break;
     if (finished) continue;
+    reads++;
     buffer += decoder.decode(value, { stream: true });
     let cut;
     while ((cut = buffer.indexOf('\n\n')) >= 0) {
@@ -78,7 +83,7 @@ export async function streamEvents(path, body, onEvent) {
         }
         const parsed = JSON.parse(data);
         if (parsed.error) throw new ApiError(500, parsed);
-        onEvent(parsed);
+        onEvent(parsed, reads);
       }
     }
   }

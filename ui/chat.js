@@ -55,13 +55,17 @@ export async function chatPage(main) {
     col.log.append(reply);
     let content = '';
     let chunks = 0;
-    await streamEvents('/v1/chat/completions', { ...request, stream: true }, (ev) => {
+    const reads = new Set();
+    await streamEvents('/v1/chat/completions', { ...request, stream: true }, (ev, read) => {
       const delta = ev.choices?.[0]?.delta?.content;
       if (typeof delta === 'string' && delta !== '') {
         content += delta;
         chunks++;
+        reads.add(read);
         reply.textContent = content;
         reply.dataset.chunks = String(chunks);
+        // Network reads that brought text: more than one means the reply arrived as it was generated.
+        reply.dataset.reads = String(reads.size);
       }
       const finish = ev.choices?.[0]?.finish_reason;
       if (finish) reply.title = `finish: ${finish}${ev.usage ? `, ${ev.usage.completion_tokens} tokens` : ''}`;

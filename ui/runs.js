@@ -87,7 +87,7 @@ export async function runsPage(main) {
   const detail = h('div', { class: 'panel', 'data-testid': 'run-detail' }, h('p', { class: 'muted' }, 'Choose a run.'));
   main.append(
     h('div', { class: 'cols' },
-      h('div', { class: 'panel' }, h('h2', {}, 'Runs'), h('table', { 'data-testid': 'runs-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'run'), h('th', {}, 'updated'), h('th', {}, 'ckpts'), h('th', {}, 'compare'))), list)),
+      h('div', { class: 'panel' }, h('h2', {}, 'Runs'), h('table', { 'data-testid': 'runs-table' }, h('thead', {}, h('tr', {}, h('th', {}, 'run'), h('th', {}, 'updated'), h('th', {}, 'ckpts'), h('th', {}, 'compare ', h('button', { title: 'compare with none', onclick: () => { for (const r of list.querySelectorAll('input[data-compare]')) r.checked = false; setCompare(null); } }, '×')))), list)),
       detail,
     ),
   );

@@ -3,7 +3,7 @@
 // prompt code of `sftkit chat`), kept in this one file so that `sftkit serve`'s handler can replace it. The
 // `model` of a request is a checkpoint folder relative to the dashboard's root; two stay loaded (base and
 // fine-tuned side by side). Generation runs on the server's thread, token by token: each chunk is written to
-// the socket as its token is chosen (a socket write goes out at once when the connection can take it).
+// the socket and flushed as its token is chosen.
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +43,9 @@ export interface ChatRequest {
   /** sftkit's own: a template name instead of the one recorded with the model's training data. */
   template?: string;
 }
+
+/** Thrown from the token callback to stop generating for a client that has gone. */
+class ClientGone extends Error {}
 
 /** Models kept loaded: the two of a side-by-side comparison. */
 const KEEP_LOADED = 2;
@@ -162,20 +165,31 @@ export class ChatRoute {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
     const send = (delta: Record<string, unknown>, finish: string | null): void => {
       res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`);
+      // Node corks the socket for a response's writes until the next tick, which a generation loop never
+      // yields to: uncork so that each chunk leaves now (uncorking an uncorked socket does nothing).
+      res.socket?.uncork();
     };
     send({ role: 'assistant', content: '' }, null);
     // Text goes out as it becomes whole: the reply so far is decoded each token, and a trailing U+FFFD (a
     // character split across byte tokens) waits for the token that completes it.
     const ids: number[] = [];
     let sent = '';
-    const g = generateStream(model, p.ids, opts, (t) => {
-      if (eosSet.has(t)) return;
-      ids.push(t);
-      const text = tok.decode(ids, { skipSpecial: true });
-      if (text.endsWith('\uFFFD') || text.length === sent.length) return;
-      send({ content: text.slice(sent.length) }, null);
-      sent = text;
-    });
+    let g;
+    try {
+      g = generateStream(model, p.ids, opts, (t) => {
+        // A client that went away (a failed write destroys the socket at once) stops the generation.
+        if (res.destroyed || res.socket?.destroyed === true) throw new ClientGone();
+        if (eosSet.has(t)) return;
+        ids.push(t);
+        const text = tok.decode(ids, { skipSpecial: true });
+        if (text.endsWith('\uFFFD') || text.length === sent.length) return;
+        send({ content: text.slice(sent.length) }, null);
+        sent = text;
+      });
+    } catch (err) {
+      if (err instanceof ClientGone) return;
+      throw err;
+    }
     const text = tok.decode(ids, { skipSpecial: true });
     if (text.length > sent.length) send({ content: text.slice(sent.length) }, null);
     res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta: {}, finish_reason: g.finishReason === 'eos' ? 'stop' : 'length' }], usage: usage(g.tokens.length) })}\n\n`);

@@ -208,6 +208,10 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
   };
 
   const server = createServer((req, res) => void handler(req, res));
+  // Generation blocks the event loop for seconds; with Node's 5 s keep-alive an idle connection's timer then
+  // fires just as the page reuses it, and the request dies with the socket. A minute keeps that race away.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 7860, host, () => resolve());

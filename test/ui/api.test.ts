@@ -3,6 +3,7 @@
 // and not), and the security rules: paths confined to the root, loopback only without a key, Host and Origin.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { request } from 'node:http';
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -272,6 +273,16 @@ test('chat: /v1/chat/completions streams chunks ending [DONE] whose text is gene
   assert.ok(chunks.filter((c) => c.choices[0]!.delta.content).length > 1, 'the reply comes in several chunks');
   assert.equal(chunks.map((c) => c.choices[0]!.delta.content ?? '').join(''), want);
   assert.ok(['stop', 'length'].includes(chunks.at(-1)!.choices[0]!.finish_reason!));
+
+  // Each chunk leaves as its token is chosen: a client in another process (this one's event loop is busy
+  // generating) reads the reply over several reads, the first long before the last.
+  const client = `const r = await fetch(process.argv[1], { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'models/base', messages: [{ role: 'user', content: 'Tell me about the Congress.' }], max_tokens: 48, stream: true }) });
+    const reader = r.body.getReader(); let reads = 0; for (;;) { const { done } = await reader.read(); if (done) break; reads++; } console.log(reads);`;
+  const child = spawn(process.execPath, ['--input-type=module', '-e', client, `${ui.url}/v1/chat/completions`], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise((resolve) => child.on('exit', resolve));
+  assert.ok(Number(out.trim()) > 1, `the streamed reply came in ${out.trim()} read(s)`);
 
   const models = (await get('/v1/models')).json;
   assert.ok(models.data.some((m: { id: string }) => m.id === 'models/tuned'));

@@ -110,6 +110,7 @@ test('the dashboard in chromium: runs, data, chat and a run started from the for
     for (const k of ['a', 'b']) {
       const reply = page.locator(`[data-testid="reply-${k}"]`);
       assert.ok(Number(await reply.getAttribute('data-chunks')) > 1, `reply ${k} streamed in chunks`);
+      assert.ok(Number(await reply.getAttribute('data-reads')) > 1, `reply ${k} arrived over several network reads, as it was generated`);
       assert.notEqual(((await reply.textContent()) ?? '').trim(), '');
     }
     assert.match((await page.locator('[data-testid="prompt-a"]').textContent()) ?? '', /USER: Name a color\. ASSISTANT:/);
