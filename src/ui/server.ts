@@ -31,6 +31,8 @@ const TYPES: Record<string, string> = {
   '.jpeg': 'image/jpeg',
 };
 
+type Route = (req: IncomingMessage, res: ServerResponse, url: URL) => void | Promise<void>;
+
 export interface UiServerOptions {
   root: string;
   host?: string;
@@ -94,21 +96,20 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
     return [...LOOPBACK].some((name) => h === `${name.includes(':') ? `[${name}]` : name}:${port}`);
   };
 
-  const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
-    const path = url.pathname;
-    const get = req.method === 'GET' || req.method === 'HEAD';
-    if (get && path === '/api/info') return sendJson(res, 200, { root: root.path, auth: key !== null });
-    if (get && path === '/api/runs') {
+  /** The API: one entry per method and path (HEAD is answered as GET). */
+  const routes: Record<string, Route> = {
+    'GET /api/info': (_req, res) => sendJson(res, 200, { root: root.path, auth: key !== null }),
+    'GET /api/runs': (_req, res) => {
       const runs = listRuns(root).map((r) => ({ ...r, started: launcher.status(r.id) }));
       for (const s of launcher.all()) if (!runs.some((r) => r.id === s.name)) runs.push({ id: s.name, hasMetrics: false, checkpoints: 0, updated: 0, started: s });
-      return sendJson(res, 200, { runs });
-    }
-    if (get && path === '/api/runs/detail') {
+      sendJson(res, 200, { runs });
+    },
+    'GET /api/runs/detail': (_req, res, url) => {
       const id = param(url, 'run');
-      return sendJson(res, 200, { ...runDetail(root, id), status: launcher.status(root.relative(root.resolve(id))) });
-    }
-    if (get && path === '/api/runs/metrics') return sendJson(res, 200, readMetrics(root, param(url, 'run'), intParam(url, 'offset', 0)));
-    if (get && path === '/api/runs/log') {
+      sendJson(res, 200, { ...runDetail(root, id), status: launcher.status(root.relative(root.resolve(id))) });
+    },
+    'GET /api/runs/metrics': (_req, res, url) => sendJson(res, 200, readMetrics(root, param(url, 'run'), intParam(url, 'offset', 0))),
+    'GET /api/runs/log': (_req, res, url) => {
       const dir = root.resolve(param(url, 'run'));
       let text = '';
       try {
@@ -116,10 +117,10 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
       } catch {
         text = '';
       }
-      return sendJson(res, 200, { log: text });
-    }
-    if (get && path === '/api/config-schema') return sendJson(res, 200, configFormSchema());
-    if (req.method === 'POST' && path === '/api/runs/preview') {
+      sendJson(res, 200, { log: text });
+    },
+    'GET /api/config-schema': (_req, res) => sendJson(res, 200, configFormSchema()),
+    'POST /api/runs/preview': async (req, res) => {
       // Checking values is the preview's job: an invalid form is a 200 answer carrying the error and its field.
       const body = await readJsonBody(req);
       let plan;
@@ -130,44 +131,40 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
         if (status >= 500) throw err;
         return sendJson(res, 200, { valid: false, ...answer });
       }
-      return sendJson(res, 200, { valid: true, name: plan.name, yaml: plan.yaml, command: plan.command, overrides_command: plan.overridesCommand });
-    }
-    if (req.method === 'POST' && path === '/api/runs') {
+      sendJson(res, 200, { valid: true, name: plan.name, yaml: plan.yaml, command: plan.command, overrides_command: plan.overridesCommand });
+    },
+    'POST /api/runs': async (req, res) => {
       const plan = planRun(root, await readJsonBody(req));
       const started = launcher.start(plan);
-      return sendJson(res, 201, { run: plan.name, started, yaml: plan.yaml, command: plan.command });
-    }
-    if (req.method === 'POST' && path === '/api/runs/stop') {
-      const body = (await readJsonBody(req)) as { run?: unknown };
-      if (typeof body?.run !== 'string') throw new HttpError(400, "expected {\"run\": name}");
-      return sendJson(res, 200, { stopping: launcher.stop(body.run) });
-    }
-    if (get && path === '/api/records') return sendJson(res, 200, { records: listRecords(root) });
-    if (get && path === '/api/records/rows') {
+      sendJson(res, 201, { run: plan.name, started, yaml: plan.yaml, command: plan.command });
+    },
+    'POST /api/runs/stop': async (req, res) => {
+      const body = (await readJsonBody(req)) as { run?: unknown } | null;
+      if (typeof body?.run !== 'string') throw new HttpError(400, 'expected {"run": name}');
+      sendJson(res, 200, { stopping: launcher.stop(body.run) });
+    },
+    'GET /api/records': (_req, res) => sendJson(res, 200, { records: listRecords(root) }),
+    'GET /api/records/rows': (_req, res, url) => {
       const id = param(url, 'dir');
       const r = data.records(id);
-      return sendJson(res, 200, { rows: r.rows, seq_length: r.seqLength, manifest: { ...r.manifest, shards: undefined }, tokenizer: data.tokenizerFor(r) !== null, list: data.rowCounts(id, intParam(url, 'from', 0), Math.min(200, intParam(url, 'count', 50))) });
-    }
-    if (req.method === 'POST' && path === '/api/records/tokenize') return sendJson(res, 200, await data.tokenize(await readJsonBody(req)));
-    if (get && path === '/api/records/row') return sendJson(res, 200, data.rowView(param(url, 'dir'), intParam(url, 'row', 0)));
-    if (get && path === '/api/records/search') return sendJson(res, 200, { matches: data.search(param(url, 'dir'), param(url, 'q'), Math.min(200, intParam(url, 'limit', 50))) });
-    if (get && (path === '/api/checkpoints' || path === '/v1/models')) {
-      const list = listCheckpoints(root);
-      if (path === '/v1/models') return sendJson(res, 200, { object: 'list', data: list.map((c) => ({ id: c.id, object: 'model', created: 0, owned_by: 'sftkit' })) });
-      return sendJson(res, 200, { checkpoints: list });
-    }
-    if (get && path === '/api/file') {
+      const list = data.rowCounts(id, intParam(url, 'from', 0), Math.min(200, intParam(url, 'count', 50)));
+      sendJson(res, 200, { rows: r.rows, seq_length: r.seqLength, manifest: { ...r.manifest, shards: undefined }, tokenizer: data.tokenizerFor(r) !== null, list });
+    },
+    'POST /api/records/tokenize': async (req, res) => sendJson(res, 200, await data.tokenize(await readJsonBody(req))),
+    'GET /api/records/row': (_req, res, url) => sendJson(res, 200, data.rowView(param(url, 'dir'), intParam(url, 'row', 0))),
+    'GET /api/records/search': (_req, res, url) => sendJson(res, 200, { matches: data.search(param(url, 'dir'), param(url, 'q'), Math.min(200, intParam(url, 'limit', 50))) }),
+    'GET /api/checkpoints': (_req, res) => sendJson(res, 200, { checkpoints: listCheckpoints(root) }),
+    'GET /v1/models': (_req, res) => sendJson(res, 200, { object: 'list', data: listCheckpoints(root).map((c) => ({ id: c.id, object: 'model', created: 0, owned_by: 'sftkit' })) }),
+    'GET /api/file': (_req, res, url) => {
       const rel = param(url, 'path');
       const type = TYPES[extname(rel).toLowerCase()];
       if (!type?.startsWith('image/')) throw new HttpError(403, `${rel}: only images (png, svg, jpg) are served`);
       const bytes = readConfined(root.resolve(rel), { root: root.path });
       res.writeHead(200, { 'content-type': type, 'content-length': bytes.length, 'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'", 'x-content-type-options': 'nosniff' });
       res.end(bytes);
-      return;
-    }
-    if (req.method === 'POST' && path === '/api/chat/prompt') return chat.handlePrompt(req, res);
-    if (req.method === 'POST' && path === '/v1/chat/completions') return chat.handle(req, res);
-    throw new HttpError(404, `no route ${req.method} ${path}`);
+    },
+    'POST /api/chat/prompt': (req, res) => chat.handlePrompt(req, res),
+    'POST /v1/chat/completions': (req, res) => chat.handle(req, res),
   };
 
   const handler = async (req: IncomingMessage, res: ServerResponse): Promise<void> => {
@@ -181,7 +178,9 @@ export async function startUiServer(opts: UiServerOptions): Promise<UiServer> {
           const got = Buffer.from(/^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1] ?? '');
           if (got.length !== key.length || !timingSafeEqual(got, key)) throw new HttpError(401, 'missing or wrong API key (Authorization: Bearer <key>)');
         }
-        return await api(req, res, url);
+        const route = routes[`${req.method === 'HEAD' ? 'GET' : req.method} ${url.pathname}`];
+        if (route === undefined) throw new HttpError(404, `no route ${req.method} ${url.pathname}`);
+        return await route(req, res, url);
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') throw new HttpError(405, `${req.method} is not served here`);
       const file = files.get(url.pathname);
