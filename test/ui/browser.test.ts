@@ -18,7 +18,7 @@ const CHROMIUM = process.env['SFTKIT_CHROMIUM'] ?? '/usr/bin/chromium';
 const required = process.env['SFTKIT_REQUIRE_BROWSER'] === '1';
 const skip = !existsSync(CHROMIUM) && !required ? `no chromium at ${CHROMIUM} (apt-get install -y chromium; SFTKIT_REQUIRE_BROWSER=1 makes this a failure)` : false;
 
-test('the dashboard in chromium: runs, data, chat and a run started from the form', { skip, timeout: 120_000 }, async () => {
+test('the dashboard in chromium: runs, data, chat and a run started from the form', { skip, timeout: 240_000 }, async () => {
   const root = await makeUiRoot();
   const shots = process.env['SFTKIT_UI_SCREENSHOTS'] ?? join(tmpdir(), 'sftkit-ui-screenshots');
   mkdirSync(shots, { recursive: true });
@@ -92,12 +92,12 @@ test('the dashboard in chromium: runs, data, chat and a run started from the for
     await page.waitForURL(/#\/runs\?run=from-form/);
     await page.locator('tr[data-run="from-form"]').waitFor();
     // Points arrive while it trains: first some, then more.
-    await page.waitForFunction(() => Number(document.querySelector('[data-testid="run-detail"]')?.getAttribute('data-points') ?? 0) >= 1, undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => Number(document.querySelector('[data-testid="run-detail"]')?.getAttribute('data-points') ?? 0) >= 1, undefined, { timeout: 90_000 });
     const firstPoints = Number(await page.locator('[data-testid="run-detail"]').getAttribute('data-points'));
-    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="run-detail"]')?.getAttribute('data-points') ?? 0) > n, firstPoints, { timeout: 60_000 });
+    await page.waitForFunction((n) => Number(document.querySelector('[data-testid="run-detail"]')?.getAttribute('data-points') ?? 0) > n, firstPoints, { timeout: 90_000 });
     await page.locator('input[data-compare="runs/done"]').check();
     // The ETA comes from the pace the page watched: it appears once steps have arrived twice.
-    await page.waitForFunction(() => /\d/.test(document.querySelector('[data-testid="stat-eta"]')?.textContent ?? ''), undefined, { timeout: 60_000 });
+    await page.waitForFunction(() => /\d/.test(document.querySelector('[data-testid="stat-eta"]')?.textContent ?? ''), undefined, { timeout: 90_000 });
     assert.match((await page.locator('[data-testid="stat-step"]').textContent()) ?? '', /^\d+ \/ 40$/);
     await page.screenshot({ path: join(shots, 'runs.png') });
 
