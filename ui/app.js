@@ -65,7 +65,15 @@ export async function streamEvents(path, body, onEvent) {
   let reads = 0;
   // Read to the end of the body even after [DONE], so the request completes instead of being left open.
   for (;;) {
-    const { done, value } = await reader.read();
+    let step;
+    try {
+      step = await reader.read();
+    } catch (err) {
+      // The reply is whole once [DONE] came: a connection lost after it costs nothing.
+      if (finished) return;
+      throw err;
+    }
+    const { done, value } = step;
     if (done) break;
     if (finished) continue;
     reads++;

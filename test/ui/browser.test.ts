@@ -31,7 +31,7 @@ test('the dashboard in chromium: runs, data, chat and a run started from the for
       if (m.type() === 'error') errors.push(`console: ${m.text()}`);
     });
     page.on('pageerror', (e) => errors.push(`page: ${e.message}`));
-    page.on('requestfailed', (r) => errors.push(`request failed: ${r.url()}`));
+    page.on('requestfailed', (r) => errors.push(`request failed: ${r.method()} ${r.url()} (${r.failure()?.errorText ?? ''})`));
 
     // Runs: the finished run's curves, another run drawn over it, its checkpoints, eval results and report.
     await page.goto(`${ui.url}/#/runs?run=runs/done`);
