@@ -8,6 +8,7 @@ import { registerDownload } from './commands/download.ts';
 import { registerRun } from './commands/run.ts';
 import { registerLaunch } from './commands/launch.ts';
 import { registerTokenize } from './commands/tokenize.ts';
+import { registerUi } from './commands/ui.ts';
 
 export function registerCommands(program: Command): void {
   registerDemo(program);
@@ -18,4 +19,5 @@ export function registerCommands(program: Command): void {
   registerRun(program);
   registerChat(program);
   registerLaunch(program);
+  registerUi(program);
 }

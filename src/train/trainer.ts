@@ -339,7 +339,7 @@ export class Trainer {
     };
     if (!run.lead) return;
     if (step % cfg.callbacks.loss_monitor.log_every === 0 || step === run.totalSteps) {
-      const line = { type: 'train', step, epoch: epoch + 1, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, trained_tokens: r.trainedTokens, tokens_per_s: info.tokensPerSecond };
+      const line = { type: 'train', step, total_steps: run.totalSteps, epoch: epoch + 1, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, trained_tokens: r.trainedTokens, tokens_per_s: info.tokensPerSecond };
       appendFileSync(run.metricsPath, `${JSON.stringify(line)}\n`);
     }
     events?.step?.(info);
