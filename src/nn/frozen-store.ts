@@ -1,23 +1,45 @@
 // Frozen weights: no gradient and no optimizer state. Each is held in its own storage dtype (float32, or
 // bfloat16 at half the bytes), either in its own native block or as a read-only view of a memory-mapped
-// checkpoint file. Compute reads them widened to float32 (`dense`); a quantized kind (NF4/int8 blocks with
-// their scales) is meant to join FrozenWeight as another `kind`, read by the linear in linear.ts directly.
+// checkpoint file, or quantized (NF4 with double-quantized block scales, or int8 per output channel: QLoRA's
+// frozen base). Linears read a low-precision frozen weight through `rows()` (panels expanded into fp32 just
+// before the GEMM packs them, src/tensor/frozen-gemm.ts); other code reads it widened to float32 (`dense`).
 import { ShapeError } from '../errors.ts';
-import { type Storage, Tensor, cast, contiguousStrides, dtypeBytes, keep, noGrad, numel, scope } from '../tensor/index.ts';
+import {
+  Bf16Rows, QuantizedWeight, type RowSource, type Storage, Tensor, cast, contiguousStrides, dtypeBytes, keep, noGrad, numel, scope,
+} from '../tensor/index.ts';
 
-/** Storage dtypes a frozen weight may have today. */
-export type FrozenDtype = 'float32' | 'bfloat16';
+/** Storage dtypes of frozen weights (`model.base_dtype`): dense float32/bfloat16, or quantized nf4/int8. */
+export type FrozenDtype = 'float32' | 'bfloat16' | 'nf4' | 'int8';
 
-export const FROZEN_DTYPES: readonly FrozenDtype[] = ['float32', 'bfloat16'];
+export const FROZEN_DTYPES: readonly FrozenDtype[] = ['float32', 'bfloat16', 'nf4', 'int8'];
+
+type DenseDtype = 'float32' | 'bfloat16';
 
 /** One frozen weight as stored. `mapped`: a view of a file mapping (its pages are the file's). */
-export interface FrozenWeight {
-  readonly kind: 'dense';
-  readonly name: string;
-  readonly shape: readonly number[];
-  readonly dtype: FrozenDtype;
-  readonly tensor: Tensor;
-  readonly mapped: boolean;
+export type FrozenWeight =
+  | {
+      readonly kind: 'dense';
+      readonly name: string;
+      readonly shape: readonly number[];
+      readonly dtype: DenseDtype;
+      readonly tensor: Tensor;
+      readonly mapped: boolean;
+    }
+  | {
+      readonly kind: 'quantized';
+      readonly name: string;
+      readonly shape: readonly number[];
+      readonly dtype: 'nf4' | 'int8';
+      readonly q: QuantizedWeight;
+      readonly mapped: false;
+    };
+
+/**
+ * Whether a weight is quantized under an nf4/int8 store: the matrices of linear layers, as QLoRA quantizes
+ * them. Embeddings, the output head and every vector (norms, biases) stay in bfloat16.
+ */
+export function quantizable(name: string, shape: readonly number[]): boolean {
+  return shape.length === 2 && name.endsWith('.weight') && !/(^|\.)(embed_tokens|wte|wpe|lm_head)\./.test(name) && !name.startsWith('lm_head');
 }
 
 export class FrozenStore {
@@ -44,23 +66,36 @@ export class FrozenStore {
     this.weights.set(name, { kind: 'pending', shape: [...shape] });
   }
 
-  /** Stores float32 values (rounded to nearest even when the store's dtype is bfloat16). */
+  /**
+   * Stores float32 values: as they are, rounded to bfloat16 (nearest even), or quantized (nf4/int8 stores:
+   * linear matrices; the rest in bfloat16).
+   */
   set(name: string, shape: readonly number[], data: Float32Array): void {
     if (data.length !== numel(shape)) throw new ShapeError(`frozen weight ${name}: ${data.length} values for shape [${shape.join(', ')}]`, { where: name });
     this.drop(name);
+    if ((this.dtype === 'nf4' || this.dtype === 'int8') && quantizable(name, shape)) {
+      for (let i = 0; i < data.length; i++) {
+        if (!Number.isFinite(data[i] as number)) throw new ShapeError(`frozen weight ${name}: element ${i} is ${data[i]}; only finite weights can be quantized`, { where: name });
+      }
+      const kind = this.dtype;
+      const q = scope(() => QuantizedWeight.quantize(Tensor.from(data, [...shape]), kind, { name }));
+      this.weights.set(name, { kind: 'quantized', name, shape: [...shape], dtype: kind, q, mapped: false });
+      return;
+    }
+    const dense: DenseDtype = this.dtype === 'float32' ? 'float32' : 'bfloat16';
     const tensor = scope(() => {
       const f32 = Tensor.from(data, [...shape]);
-      return keep(this.dtype === 'float32' ? f32 : noGrad(() => cast(f32, this.dtype)));
+      return keep(dense === 'float32' ? f32 : noGrad(() => cast(f32, dense)));
     });
     tensor.name = name;
-    this.weights.set(name, { kind: 'dense', name, shape: [...shape], dtype: this.dtype, tensor, mapped: false });
+    this.weights.set(name, { kind: 'dense', name, shape: [...shape], dtype: dense, tensor, mapped: false });
   }
 
   /**
    * Makes a frozen weight a view of a read-only mapping: `byteOffset` (a multiple of the element size) into
    * `file`, in `dtype`. The store releases the mapping when it is released.
    */
-  map(name: string, shape: readonly number[], file: Storage, byteOffset: number, dtype: FrozenDtype): void {
+  map(name: string, shape: readonly number[], file: Storage, byteOffset: number, dtype: DenseDtype): void {
     const size = dtypeBytes(dtype);
     if (byteOffset % size !== 0) throw new ShapeError(`frozen weight ${name}: byte offset ${byteOffset} is not a multiple of ${size}`, { where: name });
     if (byteOffset + numel(shape) * size > file.bytes) throw new ShapeError(`frozen weight ${name}: past the end of its mapping`, { where: name });
@@ -79,27 +114,46 @@ export class FrozenStore {
     return w;
   }
 
+  /** The stored tensor of a dense frozen weight (a quantized one has none: see `rows` and `dense`). */
   stored(name: string): Tensor {
-    return this.weight(name).tensor;
+    const w = this.weight(name);
+    if (w.kind !== 'dense') throw new ShapeError(`frozen weight ${name} is quantized (${w.dtype}); it has no dense storage`, { where: name });
+    return w.tensor;
+  }
+
+  /**
+   * A low-precision frozen matrix as rows a linear can expand panel by panel (bfloat16 or quantized), or null
+   * when it is float32 (read directly) or not a matrix.
+   */
+  rows(name: string): RowSource | null {
+    const w = this.weight(name);
+    if (w.kind === 'quantized') return w.q;
+    return w.dtype === 'bfloat16' && w.shape.length === 2 && w.tensor.isContiguous ? new Bf16Rows(w.tensor) : null;
   }
 
   /** Float32 for compute: the stored tensor itself when it is float32, else a widened copy in the current scope. */
   dense(name: string): Tensor {
     const w = this.weight(name);
+    if (w.kind === 'quantized') return w.q.dequantize();
     return w.dtype === 'float32' ? w.tensor : noGrad(() => cast(w.tensor, 'float32'));
   }
 
-  /** Float32 values (checkpoints). */
+  /** Float32 values (checkpoints; a quantized weight's dequantized values). */
   read(name: string): Float32Array {
     const w = this.weight(name);
+    if (w.kind === 'quantized') return scope(() => w.q.dequantize().toArray() as Float32Array);
     if (w.dtype === 'float32') return w.tensor.toArray() as Float32Array;
     return scope(() => noGrad(() => cast(w.tensor, 'float32')).toArray() as Float32Array);
   }
 
-  /** Bytes of every loaded frozen weight in its storage dtype (mapped ones included). */
+  /** Bytes of every loaded frozen weight in its storage dtype (mapped ones included; codes and scales of quantized ones). */
   bytes(): number {
     let n = 0;
-    for (const w of this.weights.values()) n += numel(w.shape) * (w.kind === 'dense' ? dtypeBytes(w.dtype) : dtypeBytes(this.dtype));
+    for (const w of this.weights.values()) {
+      if (w.kind === 'quantized') n += w.q.bytes;
+      else if (w.kind === 'dense') n += numel(w.shape) * dtypeBytes(w.dtype);
+      else n += numel(w.shape) * (this.dtype === 'float32' ? 4 : 2);
+    }
     return n;
   }
 
@@ -112,6 +166,7 @@ export class FrozenStore {
   private drop(name: string): void {
     const w = this.weights.get(name);
     if (w?.kind === 'dense' && !w.mapped) w.tensor.storage.release();
+    if (w?.kind === 'quantized') w.q.release();
   }
 
   release(): void {

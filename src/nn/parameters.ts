@@ -2,7 +2,7 @@
 // (so the optimizer, clipping and all-reduce each see one block), and the frozen ones in a FrozenStore
 // (frozen-store.ts): no gradient, no optimizer state, each in its own storage dtype, possibly memory-mapped.
 import { ShapeError } from '../errors.ts';
-import { FlatBuffer, type Rng, Tensor, flatLayout, loadInto, numel } from '../tensor/index.ts';
+import { FlatBuffer, type Rng, type RowSource, Tensor, flatLayout, loadInto, numel } from '../tensor/index.ts';
 import { type FrozenDtype, FrozenStore } from './frozen-store.ts';
 
 export interface ParamSpec {
@@ -116,6 +116,12 @@ export class ParameterSet {
   weight(name: string): Tensor {
     this.spec(name);
     return this.frozen.has(name) ? this.frozen.dense(name) : this.values.get(name);
+  }
+
+  /** A frozen low-precision (bfloat16, NF4, int8) matrix as rows a linear expands panel by panel; null otherwise. */
+  frozenRows(name: string): RowSource | null {
+    this.spec(name);
+    return this.frozen.has(name) ? this.frozen.rows(name) : null;
   }
 
   /** Float32 values of a weight (checkpoint writing, tests). */

@@ -25,8 +25,9 @@ export const runConfigSchema = z.strictObject({
     .strictObject({
       arch: z.string().default(''),
       dtype: z.enum(COMPUTE_DTYPES).default('float32'),
-      // Storage dtype of frozen weights (freeze): bfloat16 halves them; trainable weights stay float32.
-      base_dtype: z.enum(['float32', 'bfloat16']).default('float32'),
+      // Storage dtype of frozen weights (freeze, or a LoRA base): bfloat16 halves them; nf4 (QLoRA's 4-bit NormalFloat,
+      // block 64, double-quantized scales) and int8 (per output channel) quantize linear matrices (the rest bfloat16).
+      base_dtype: z.enum(['float32', 'bfloat16', 'nf4', 'int8']).default('float32'),
       recompute: z.boolean().default(false),
     })
     .prefault({}),

@@ -15,7 +15,7 @@ import { expectedTensors } from '../models/tensor-table.ts';
 import { Gpt2 } from '../models/gpt2.ts';
 import { Llama } from '../models/llama.ts';
 import type { CausalLM } from '../models/model.ts';
-import type { FrozenDtype } from '../nn/frozen-store.ts';
+import { quantizable } from '../nn/frozen-store.ts';
 import type { WeightOptions } from '../nn/parameters.ts';
 import { Storage, dtypeBytes, numel } from '../tensor/index.ts';
 import type { RunConfig } from './config.ts';
@@ -31,13 +31,19 @@ export function createModel(config: ModelConfig, seed: number, weights: WeightOp
   // A config whose weights alone exceed this machine's memory is refused before the allocation (it would
   // otherwise end in a native out-of-memory abort naming nothing). Frozen weights count at their dtype.
   const frozen = weights.frozen ?? (() => false);
-  const frozenBytes = weights.frozenDtype === 'bfloat16' ? 2 : 4;
+  // Bytes per frozen element: nf4 is 4 bits plus its scales (about 0.52), int8 one byte plus a scale per row;
+  // under both, the weights that are not linear matrices stay bfloat16.
+  const frozenBytes = (t: { name: string; shape: readonly number[] }): number => {
+    const d = weights.frozenDtype ?? 'float32';
+    if ((d === 'nf4' || d === 'int8') && quantizable(t.name, t.shape)) return d === 'nf4' ? 0.52 : 1;
+    return d === 'float32' ? 4 : 2;
+  };
   const bytes = expectedTensors(config)
     .filter((t) => t.optional !== 'tied')
-    .reduce((n, t) => n + numel(t.shape) * (frozen(t.name) ? frozenBytes : 4), 0);
+    .reduce((n, t) => n + numel(t.shape) * (frozen(t.name) ? frozenBytes(t) : 4), 0);
   const params = expectedTensors(config).reduce((n, t) => n + numel(t.shape), 0);
   if (bytes > totalmem()) {
-    throw new ConfigError(`the model of config.json needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${params} fp32 parameters${weights.frozen && weights.frozenDtype === 'bfloat16' ? ' (frozen ones in bf16)' : ''}; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {
+    throw new ConfigError(`the model of config.json needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${params} fp32 parameters${weights.frozen && weights.frozenDtype !== undefined && weights.frozenDtype !== 'float32' ? ` (frozen ones in ${weights.frozenDtype})` : ''}; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {
       where: 'config.json',
       hint: 'check num_hidden_layers, hidden_size, intermediate_size and vocab_size',
     });
@@ -55,7 +61,7 @@ export interface LoadOptions {
   mapFrozen?: boolean;
 }
 
-const SAFETENSORS_DTYPE: Record<FrozenDtype, WeightDtype> = { float32: 'F32', bfloat16: 'BF16' };
+const SAFETENSORS_DTYPE: Record<'float32' | 'bfloat16', WeightDtype> = { float32: 'F32', bfloat16: 'BF16' };
 
 /** A model from a folder holding config.json and weights (a sftkit model checkpoint or an HF folder). */
 export function loadModel(dir: string, seed = 0, opts: LoadOptions = {}): CausalLM {
@@ -87,8 +93,11 @@ export function loadModelFrom(config: ModelConfig, source: WeightSource, seed = 
     const mappings = new Map<string, Storage>();
     for (const t of plan.tensors) {
       const at = opts.mapFrozen !== false && params.isFrozen(t.name) ? source.locate(t.source) : null;
-      const dtype = params.frozen.dtype;
-      if (at && t.dtype === SAFETENSORS_DTYPE[dtype] && at.begin % dtypeBytes(dtype) === 0) {
+      // Dense frozen weights map when the file holds them in the store's dtype; under an nf4/int8 store the
+      // weights that are not quantized (embeddings, norms) are bfloat16 and map as such.
+      const store = params.frozen.dtype;
+      const dtype = store === 'float32' || store === 'bfloat16' ? store : quantizable(t.name, t.shape) ? null : 'bfloat16';
+      if (at && dtype && t.dtype === SAFETENSORS_DTYPE[dtype] && at.begin % dtypeBytes(dtype) === 0) {
         let file = mappings.get(at.path);
         if (!file) {
           file = Storage.mmap(confinedRealPath(at.path));
