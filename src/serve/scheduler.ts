@@ -61,8 +61,10 @@ export interface SchedulerStats {
   queued: number;
   steps: number;
   prefills: number;
-  /** Sequences per decode step, summed over steps (steps / this = mean batch). */
+  /** Sequences per decode step, summed over steps (this / steps = mean batch). */
   decodedRows: number;
+  /** Sequences ended by cancel(). */
+  cancelled: number;
 }
 
 export class BatchScheduler {
@@ -72,7 +74,7 @@ export class BatchScheduler {
   private readonly queue: Sequence[] = [];
   private running = false;
   private closed = false;
-  private readonly counters = { steps: 0, prefills: 0, decodedRows: 0 };
+  private readonly counters = { steps: 0, prefills: 0, decodedRows: 0, cancelled: 0 };
   private idleWaiters: (() => void)[] = [];
 
   constructor(
@@ -281,6 +283,7 @@ export class BatchScheduler {
   private finish(seq: Sequence, reason: FinishReason, error?: Error): void {
     if (seq.state === 'done') return;
     seq.state = 'done';
+    if (reason === 'cancelled') this.counters.cancelled++;
     try {
       seq.spec.onFinish(reason, error);
     } catch {
