@@ -32,3 +32,6 @@ export type { BatchSource, TrainBatch } from './train/batches.ts';
 export { RecordsBatchSource } from './train/records-source.ts';
 export { loadModel, createModel, writeModelCheckpoint } from './train/model-io.ts';
 export { KvCache } from './models/kv-cache.ts';
+export type { ForwardCache } from './models/kv-cache.ts';
+export { SlotKvCache } from './models/slot-kv-cache.ts';
+export { createEngine, startServer, BatchScheduler, ModelRegistry, RequestError } from './serve/index.ts';

@@ -88,6 +88,10 @@ function readBody(req: IncomingMessage, limit: number, endpoint: string): Promis
       if (!over) resolve(Buffer.concat(chunks).toString('utf8'));
     });
     req.on('error', reject);
+    // A client that goes away mid-upload: nothing is left to answer.
+    req.on('close', () => {
+      if (!req.complete) reject(new RequestError('the client closed the connection before sending the whole body', { status: 400, type: 'invalid_request_error', code: 'incomplete_body', endpoint }));
+    });
   });
 }
 
