@@ -11,7 +11,7 @@ import type { CausalLM } from '../models/model.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
 import { RequestError, badField } from './errors.ts';
 import { chatRequestIds, completionRequestIds } from './prompt.ts';
-import type { ModelRegistry } from './registry.ts';
+import type { ModelRegistry, ServedModel } from './registry.ts';
 import { CHAT_ENDPOINT, COMPLETIONS_ENDPOINT, type ChatRequest, type CompletionRequest, type Endpoint, parseRequest } from './request.ts';
 import type { BatchScheduler, FinishReason, Sequence } from './scheduler.ts';
 import { TextStream } from './text-stream.ts';
@@ -104,7 +104,7 @@ function keyMatches(header: string | undefined, key: string): boolean {
 }
 
 interface Prepared {
-  model: string;
+  entry: ServedModel;
   promptIds: number[];
   maxTokens: number;
 }
@@ -128,7 +128,7 @@ function prepare(engine: ServeEngine, req: ChatRequest | CompletionRequest, endp
   if (req.maxTokens !== undefined && req.maxTokens > room) {
     throw badField(endpoint, 'max_tokens', `the prompt (${ids.length} tokens) plus max_tokens ${req.maxTokens} exceed the context of ${context} tokens`, 'context_length_exceeded');
   }
-  return { model: entry.id, promptIds: ids, maxTokens: req.maxTokens ?? room };
+  return { entry, promptIds: ids, maxTokens: req.maxTokens ?? room };
 }
 
 function finishReason(r: FinishReason): 'stop' | 'length' {
@@ -159,7 +159,7 @@ function generateResponse(engine: ServeEngine, req: ChatRequest | CompletionRequ
     total_tokens: p.promptIds.length + seq.tokens.length,
   });
   const chunk = (choice: Record<string, unknown>, extra: Record<string, unknown> = {}): string =>
-    `data: ${JSON.stringify({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model: p.model, choices: [{ index: 0, ...choice }], ...extra })}\n\n`;
+    `data: ${JSON.stringify({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model: p.entry.id, choices: [{ index: 0, ...choice }], ...extra })}\n\n`;
   const piece = (delta: string, finish: string | null): Record<string, unknown> =>
     chat ? { delta: finish === null && delta === '' ? { role: 'assistant', content: '' } : delta === '' ? {} : { content: delta }, logprobs: null, finish_reason: finish } : { text: delta, logprobs: null, finish_reason: finish };
 
@@ -182,17 +182,17 @@ function generateResponse(engine: ServeEngine, req: ChatRequest | CompletionRequ
     if (req.stream) {
       if (tail !== '') res.write(chunk(piece(tail, null)));
       res.write(chunk(piece('', finish)));
-      if (req.includeUsage) res.write(`data: ${JSON.stringify({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model: p.model, choices: [], usage: usage(s) })}\n\n`);
+      if (req.includeUsage) res.write(`data: ${JSON.stringify({ id, object: chat ? 'chat.completion.chunk' : 'text_completion', created, model: p.entry.id, choices: [], usage: usage(s) })}\n\n`);
       res.end('data: [DONE]\n\n');
       return;
     }
     const choice = chat
       ? { index: 0, message: { role: 'assistant', content: text.text }, logprobs: null, finish_reason: finish }
       : { index: 0, text: text.text, logprobs: null, finish_reason: finish };
-    sendJson(res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model: p.model, choices: [choice], usage: usage(s) });
+    sendJson(res, 200, { id, object: chat ? 'chat.completion' : 'text_completion', created, model: p.entry.id, choices: [choice], usage: usage(s) });
   };
   seq = engine.scheduler.submit({
-    model: engine.registry.resolve(p.model, endpoint),
+    model: p.entry,
     promptIds: p.promptIds,
     maxTokens: p.maxTokens,
     sampling,
