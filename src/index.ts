@@ -49,3 +49,6 @@ export { estimateTrainingMemory, formatMemoryEstimate } from './train/memory-est
 export type { MemoryEstimate } from './train/memory-estimate.ts';
 export { frozenSet } from './train/freeze.ts';
 export { KvCache } from './models/kv-cache.ts';
+export type { ForwardCache } from './models/kv-cache.ts';
+export { SlotKvCache } from './models/slot-kv-cache.ts';
+export { createEngine, startServer, BatchScheduler, ModelRegistry, RequestError } from './serve/index.ts';

@@ -36,6 +36,10 @@ export const SECTIONS: readonly SectionSpec[] = [
     id: 'tokenizer', title: 'Tokenization vs spm_encode', script: 'bench/tokenizer/run.ts', args: ['--runs', '3'], quickArgs: ['--runs', '1', '--json-mb', '0.5'],
     needs: ['spm', 'time'],
   },
+  {
+    id: 'serve', title: 'Serving: continuous batching over HTTP (1, 4, 16 streams)', script: 'bench/serve/run.ts', args: ['M'],
+    quickArgs: ['M', '--new', '32', '--prompt', '32'], needs: [],
+  },
   { id: 'data', title: 'Data preprocessing', script: 'bench/data/run.ts', args: [], quickArgs: ['--records', '5000'], needs: [] },
   { id: 'convert', title: 'Conversion RSS (Llama-2-7B shapes)', script: 'bench/convert/run.ts', args: ['--layers', '2'], quickArgs: ['--layers', '1'], needs: [] },
   { id: 'distributed', title: 'Data parallel on MPI', script: 'bench/distributed/run.ts', args: [], quickArgs: [], needs: ['mpi'] },

@@ -6,6 +6,7 @@ import { registerData } from './commands/data.ts';
 import { registerDemo } from './commands/demo.ts';
 import { registerDownload } from './commands/download.ts';
 import { registerRun } from './commands/run.ts';
+import { registerServe } from './commands/serve.ts';
 import { registerLaunch } from './commands/launch.ts';
 import { registerTokenize } from './commands/tokenize.ts';
 import { registerUi } from './commands/ui.ts';
@@ -19,5 +20,6 @@ export function registerCommands(program: Command): void {
   registerRun(program);
   registerChat(program);
   registerLaunch(program);
+  registerServe(program);
   registerUi(program);
 }

@@ -1,5 +1,7 @@
 // Next-token choice from one row of logits, with Hugging Face transformers' semantics: repetition penalty,
 // then (when sampling) temperature, top-k and top-p, then a draw from the softmax through a seeded Rng.
+// OpenAI's frequency and presence penalties (over the generated tokens only, as vLLM applies them) come
+// right after the repetition penalty; both are 0 (off) unless a caller sets them.
 import { ConfigError } from '../errors.ts';
 import type { Rng } from '../tensor/index.ts';
 
@@ -14,6 +16,10 @@ export interface SamplingOptions {
   topP?: number;
   /** HF's repetition penalty: logits of tokens already in the row (prompt and generated) are divided by it when positive, multiplied when negative. */
   repetitionPenalty?: number;
+  /** OpenAI's frequency penalty: each generated token's logit loses this times its count so far (-2..2). */
+  frequencyPenalty?: number;
+  /** OpenAI's presence penalty: each token generated at least once loses this from its logit (-2..2). */
+  presencePenalty?: number;
 }
 
 export interface ResolvedSampling {
@@ -22,16 +28,28 @@ export interface ResolvedSampling {
   topK: number;
   topP: number;
   repetitionPenalty: number;
+  frequencyPenalty: number;
+  presencePenalty: number;
 }
 
-/** Checks the options and fills in the defaults (greedy, 1.0, 0, 1.0, 1.0). */
+/** Checks the options and fills in the defaults (greedy, 1.0, 0, 1.0, 1.0, 0, 0). */
 export function resolveSampling(opts: SamplingOptions): ResolvedSampling {
-  const s = { doSample: opts.doSample ?? false, temperature: opts.temperature ?? 1, topK: opts.topK ?? 0, topP: opts.topP ?? 1, repetitionPenalty: opts.repetitionPenalty ?? 1 };
+  const s = {
+    doSample: opts.doSample ?? false,
+    temperature: opts.temperature ?? 1,
+    topK: opts.topK ?? 0,
+    topP: opts.topP ?? 1,
+    repetitionPenalty: opts.repetitionPenalty ?? 1,
+    frequencyPenalty: opts.frequencyPenalty ?? 0,
+    presencePenalty: opts.presencePenalty ?? 0,
+  };
   const bad = (field: string, value: number, rule: string): ConfigError => new ConfigError(`generation.${field} must be ${rule}, got ${value}`, { where: `generation.${field}` });
   if (!(s.temperature > 0) || !Number.isFinite(s.temperature)) throw bad('temperature', s.temperature, 'a positive number');
   if (!Number.isInteger(s.topK) || s.topK < 0) throw bad('top_k', s.topK, 'an integer >= 0');
   if (!(s.topP > 0 && s.topP <= 1)) throw bad('top_p', s.topP, 'in (0, 1]');
   if (!(s.repetitionPenalty > 0) || !Number.isFinite(s.repetitionPenalty)) throw bad('repetition_penalty', s.repetitionPenalty, 'a positive number');
+  if (!(Math.abs(s.frequencyPenalty) <= 2)) throw bad('frequency_penalty', s.frequencyPenalty, 'in [-2, 2]');
+  if (!(Math.abs(s.presencePenalty) <= 2)) throw bad('presence_penalty', s.presencePenalty, 'in [-2, 2]');
   return s;
 }
 
@@ -42,6 +60,20 @@ export function applyRepetitionPenalty(scores: Float64Array, seen: Iterable<numb
     const s = scores[id];
     if (s === undefined) continue;
     scores[id] = s < 0 ? s * penalty : s / penalty;
+  }
+}
+
+/**
+ * OpenAI's frequency and presence penalties on one row, in place: a token generated c > 0 times so far loses
+ * c * frequency + presence from its logit.
+ */
+export function applyFrequencyPenalties(scores: Float64Array, generated: Iterable<number>, frequency: number, presence: number): void {
+  if (frequency === 0 && presence === 0) return;
+  const counts = new Map<number, number>();
+  for (const id of generated) counts.set(id, (counts.get(id) ?? 0) + 1);
+  for (const [id, c] of counts) {
+    const s = scores[id];
+    if (s !== undefined) scores[id] = s - c * frequency - presence;
   }
 }
 
@@ -91,10 +123,15 @@ export function argmax(scores: ArrayLike<number>): number {
   return best;
 }
 
-/** The processed scores of one row: what greedy takes the argmax of, or what sampling draws from (as logits). */
-export function processScores(logits: ArrayLike<number>, seen: Iterable<number>, s: ResolvedSampling): Float64Array {
+/**
+ * The processed scores of one row: what greedy takes the argmax of, or what sampling draws from (as logits).
+ * `seen` is the row's prompt and generated tokens (repetition penalty), `generated` the generated ones only
+ * (frequency and presence penalties).
+ */
+export function processScores(logits: ArrayLike<number>, seen: Iterable<number>, s: ResolvedSampling, generated: Iterable<number> = []): Float64Array {
   const scores = Float64Array.from(logits);
   applyRepetitionPenalty(scores, seen, s.repetitionPenalty);
+  applyFrequencyPenalties(scores, generated, s.frequencyPenalty, s.presencePenalty);
   if (!s.doSample) return scores;
   if (s.temperature !== 1) for (let i = 0; i < scores.length; i++) scores[i] = (scores[i] as number) / s.temperature;
   applyTopK(scores, s.topK);
@@ -102,9 +139,9 @@ export function processScores(logits: ArrayLike<number>, seen: Iterable<number>,
   return scores;
 }
 
-/** Chooses the next token of one row. */
-export function nextToken(logits: ArrayLike<number>, seen: Iterable<number>, s: ResolvedSampling, rng: Rng): number {
-  const scores = processScores(logits, seen, s);
+/** Chooses the next token of one row (see processScores for `seen` and `generated`). */
+export function nextToken(logits: ArrayLike<number>, seen: Iterable<number>, s: ResolvedSampling, rng: Rng, generated: Iterable<number> = []): number {
+  const scores = processScores(logits, seen, s, generated);
   if (!s.doSample) return argmax(scores);
   // Inverse-CDF draw over the softmax of the surviving scores, in vocabulary order.
   let max = -Infinity;

@@ -23,7 +23,17 @@ export interface CacheStep {
   kSegments: Tensor | null;
 }
 
-export class KvCache {
+/**
+ * What a model's forward pass asks of a cache: open a step of S new tokens per row, then hand each layer's new
+ * k and v and get back every key and value the step's queries see. KvCache (rows advance together) and
+ * SlotKvCache (continuous batching: rows come and go) both answer it.
+ */
+export interface ForwardCache {
+  begin(B: number, S: number, segments: Int32Array | null): CacheStep;
+  append(layer: number, k: Tensor, v: Tensor): [Tensor, Tensor];
+}
+
+export class KvCache implements ForwardCache {
   readonly batch: number;
   readonly maxLen: number;
   readonly kvHeads: number;

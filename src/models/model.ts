@@ -3,7 +3,7 @@ import type { ParamSpec, ParameterSet, WeightOptions } from '../nn/parameters.ts
 import * as T from '../tensor/index.ts';
 import type { Tensor } from '../tensor/index.ts';
 import type { ModelConfig } from './config.ts';
-import type { KvCache } from './kv-cache.ts';
+import type { ForwardCache } from './kv-cache.ts';
 import type { ExpectedTensor } from './tensor-table.ts';
 
 export interface ForwardOptions {
@@ -17,7 +17,7 @@ export interface ForwardOptions {
    * Incremental decoding (inside noGrad): this step's k/v are appended to the cache and attention sees every
    * cached token; `positions` and `segments` then cover only the new tokens.
    */
-  cache?: KvCache | null;
+  cache?: ForwardCache | null;
 }
 
 /** What a model class is built with: the initialisation and which weights are frozen, in what dtype. */

@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join, relative, dirname, normalize } from 'node:path';
 
-const LAYERS = ['cli', 'ui', 'hub', 'convert', 'train', 'eval', 'generate', 'data', 'tokenizer', 'formats', 'models', 'nn', 'distributed', 'tensor', 'backend'];
+const LAYERS = ['cli', 'ui', 'serve', 'hub', 'convert', 'train', 'eval', 'generate', 'data', 'tokenizer', 'formats', 'models', 'nn', 'distributed', 'tensor', 'backend'];
 // Files directly under src/ that every layer may import (shared leaf modules).
 const SHARED = new Set(['errors.ts', 'dtype.ts']);
 const src = join(import.meta.dirname, '..', '..', 'src');

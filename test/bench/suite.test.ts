@@ -48,7 +48,7 @@ test('sectionCommand quotes the exact command of full and quick runs', () => {
 test('every section names the tools it compares against', () => {
   const needs = Object.fromEntries(SECTIONS.map((s) => [s.id, s.needs]));
   assert.deepEqual(needs, {
-    gemm: ['cc', 'openblas'], train: ['torch'], 'train-bf16': ['torch'], generate: ['torch'], tokenizer: ['spm', 'time'], data: [], convert: [], distributed: ['mpi'],
+    gemm: ['cc', 'openblas'], train: ['torch'], 'train-bf16': ['torch'], generate: ['torch'], tokenizer: ['spm', 'time'], serve: [], data: [], convert: [], distributed: ['mpi'],
   });
 });
 

@@ -35,6 +35,8 @@ import { mutateBytes, type Range } from './mutate-bytes.ts';
 import { mutateJson, mutateValue } from './mutate-json.ts';
 import { int, pick, type Rng } from './rng.ts';
 import { storedZip, hostilePickle } from './zip-builder.ts';
+import { chatRequestIds, completionRequestIds } from '../../src/serve/prompt.ts';
+import { CHAT_ENDPOINT, COMPLETIONS_ENDPOINT, parseRequest } from '../../src/serve/request.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const FIXTURES = join(ROOT, 'test', 'fixtures');
@@ -758,7 +760,64 @@ const mindrecord = folderTarget({
   },
 });
 
+// ---- OpenAI request bodies (sftkit serve) ------------------------------------------------------------------
+
+const CHAT_SEEDS = [
+  { model: 'demo', messages: [{ role: 'user', content: 'The capital of France is' }], temperature: 0, max_tokens: 16 },
+  {
+    model: 'demo',
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: [{ type: 'text', text: 'Hi' }] },
+      { role: 'assistant', content: 'Hello.' },
+      { role: 'user', content: 'Name a color.' },
+    ],
+    stream: true,
+    stream_options: { include_usage: true },
+    stop: ['\n', 'USER:'],
+    top_p: 0.9,
+    top_k: 40,
+    seed: 7,
+    frequency_penalty: 0.5,
+    presence_penalty: -0.5,
+    repetition_penalty: 1.1,
+    n: 1,
+    logprobs: false,
+    response_format: { type: 'text' },
+  },
+];
+const COMPLETION_SEEDS = [
+  { model: 'demo', prompt: 'Once upon a time', max_tokens: 8, temperature: 0.7, stop: 'END' },
+  { model: 'demo', prompt: [1, 450, 7483, 310], max_completion_tokens: 4, echo: false, best_of: 1, stream: false },
+];
+
+const openaiRequest: Target = {
+  name: 'openai-request',
+  description: 'OpenAI chat/completions request bodies (parseRequest, then the prompt rendered with the demo tokenizer)',
+  prepare(): PreparedTarget {
+    const tok = Tokenizer.fromDir(join(ROOT, 'assets', 'demo', 'base-model'));
+    const tpl = { template: 'vicuna', alpacaPrompts: false, source: 'config' as const };
+    const seeds = [
+      ...CHAT_SEEDS.map((b) => ({ file: CHAT_ENDPOINT.slice(1), bytes: enc.encode(JSON.stringify(b)) })),
+      ...COMPLETION_SEEDS.map((b) => ({ file: COMPLETIONS_ENDPOINT.slice(1), bytes: enc.encode(JSON.stringify(b)) })),
+    ];
+    return {
+      generate(r) {
+        const seed = pick(r, seeds);
+        return { file: seed.file, bytes: mutateJsonFile(seed.bytes, r) };
+      },
+      exercise(input) {
+        const endpoint = `/${input.file}` as typeof CHAT_ENDPOINT | typeof COMPLETIONS_ENDPOINT;
+        const req = parseRequest(endpoint, dec.decode(input.bytes));
+        if (req.kind === 'chat') chatRequestIds(tok, tpl, req.messages);
+        else completionRequestIds(tok, tok.vocabSize, req.prompt);
+      },
+      dispose() {},
+    };
+  },
+};
+
 export const TARGETS: readonly Target[] = [
   safetensors, safetensorsIndex, torchBin, sentencepiece, tokenizerJson, tokenizerConfig, configJson, generationConfig,
-  alpaca, conversations, jsonStream, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint, gguf, mindsporeCkpt, mindrecord,
+  alpaca, conversations, jsonStream, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint, gguf, mindsporeCkpt, mindrecord, openaiRequest,
 ];
