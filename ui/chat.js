@@ -56,7 +56,7 @@ export async function chatPage(main) {
     let content = '';
     let chunks = 0;
     const reads = new Set();
-    await streamEvents('/v1/chat/completions', { ...request, stream: true }, (ev, read) => {
+    await streamEvents('/v1/chat/completions', { ...request, stream: true, stream_options: { include_usage: true } }, (ev, read) => {
       const delta = ev.choices?.[0]?.delta?.content;
       if (typeof delta === 'string' && delta !== '') {
         content += delta;
@@ -67,8 +67,12 @@ export async function chatPage(main) {
         // Network reads that brought text: more than one means the reply arrived as it was generated.
         reply.dataset.reads = String(reads.size);
       }
+      // The finish reason comes on the last choice; the token counts (stream_options.include_usage) in a
+      // chunk of their own after it, as OpenAI sends them.
       const finish = ev.choices?.[0]?.finish_reason;
-      if (finish) reply.title = `finish: ${finish}${ev.usage ? `, ${ev.usage.completion_tokens} tokens` : ''}`;
+      if (finish) reply.dataset.finish = finish;
+      if (ev.usage) reply.dataset.tokens = String(ev.usage.completion_tokens);
+      if (reply.dataset.finish) reply.title = `finish: ${reply.dataset.finish}${reply.dataset.tokens ? `, ${reply.dataset.tokens} tokens` : ''}`;
     });
     reply.dataset.done = '1';
     histories.get(key).push({ role: 'user', content: text }, { role: 'assistant', content });

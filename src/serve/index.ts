@@ -6,5 +6,6 @@ export { ModelRegistry } from './registry.ts';
 export type { ServedModel } from './registry.ts';
 export { BatchScheduler } from './scheduler.ts';
 export type { FinishReason, SchedulerOptions, SchedulerStats, SequenceSpec } from './scheduler.ts';
-export { startServer } from './server.ts';
+export { answer, startServer } from './server.ts';
+export { CHAT_ENDPOINT, COMPLETIONS_ENDPOINT } from './request.ts';
 export type { RunningServer, ServeEngine, ServerOptions } from './server.ts';

@@ -213,6 +213,19 @@ function generateResponse(engine: ServeEngine, req: ChatRequest | CompletionRequ
   });
 }
 
+/**
+ * Answers one request body already read, on `endpoint`, with `engine`: what the HTTP layer below does after its
+ * routing, key and body checks, for a server that routes itself (`sftkit ui` mounts its chat on this). Errors
+ * are answered as OpenAI-shaped JSON, never thrown.
+ */
+export function answer(engine: ServeEngine, endpoint: Endpoint, body: string, res: ServerResponse): void {
+  try {
+    generateResponse(engine, parseRequest(endpoint, body), endpoint, res);
+  } catch (err) {
+    sendError(res, asRequestError(err));
+  }
+}
+
 async function handle(engine: ServeEngine, opts: ServerOptions, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const path = (req.url ?? '/').split('?')[0] as string;
   const method = req.method ?? 'GET';

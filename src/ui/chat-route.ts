@@ -1,10 +1,7 @@
-// POST /v1/chat/completions for the Chat page, in the OpenAI API's shape (streamed as server-sent events ending
-// `data: [DONE]`, or one JSON answer): a thin adapter over sftkit's own generation (the loading, template and
-// prompt code of `sftkit chat`), kept in this one file so that `sftkit serve`'s handler can replace it. The
+// POST /v1/chat/completions for the Chat page, answered by `sftkit serve`'s own engine (src/serve: request
+// checks, template rendering, the continuous-batching scheduler, server-sent events ending `data: [DONE]`). The
 // `model` of a request is a checkpoint folder relative to the dashboard's root; two stay loaded (base and
-// fine-tuned side by side). Generation runs on the server's thread, token by token: each chunk is written to
-// the socket and flushed as its token is chosen.
-import { randomBytes } from 'node:crypto';
+// fine-tuned side by side), each behind its own serve engine, so a reply streams while the other pages answer.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -12,8 +9,8 @@ import { type ChatTurn, chatPromptIds } from '../data/chat-prompt.ts';
 import { generationTemplate } from '../data/recorded-template.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
 import { resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
-import { defaultEosIds, generateStream } from '../generate/index.ts';
 import type { CausalLM } from '../models/model.ts';
+import { CHAT_ENDPOINT, type ServeEngine, answer, createEngine } from '../serve/index.ts';
 import { Tokenizer } from '../tokenizer/index.ts';
 import { loadModel } from '../train/model-io.ts';
 import { HttpError, readJsonBody, sendJson } from './http.ts';
@@ -23,6 +20,8 @@ interface Loaded {
   dir: string;
   model: CausalLM;
   tok: Tokenizer;
+  /** Serve engines over this model, one per chat template asked for. */
+  engines: Map<string, ServeEngine>;
 }
 
 interface ChatMessage {
@@ -43,9 +42,6 @@ export interface ChatRequest {
   /** sftkit's own: a template name instead of the one recorded with the model's training data. */
   template?: string;
 }
-
-/** Thrown from the token callback to stop generating for a client that has gone. */
-class ClientGone extends Error {}
 
 /** Models kept loaded: the two of a side-by-side comparison. */
 const KEEP_LOADED = 2;
@@ -113,9 +109,9 @@ export class ChatRoute {
     }
     if (!['tokenizer.model', 'tokenizer.json'].some((f) => existsSync(join(dir, f)))) throw new HttpError(422, `${model}: the checkpoint has no tokenizer files`, 'model');
     const tok = Tokenizer.fromDir(dir);
-    const loaded: Loaded = { dir, model: loadModel(dir), tok };
+    const loaded: Loaded = { dir, model: loadModel(dir), tok, engines: new Map() };
     this.loaded.push(loaded);
-    while (this.loaded.length > KEEP_LOADED) this.loaded.shift()?.model.release();
+    while (this.loaded.length > KEEP_LOADED) void release(this.loaded.shift() as Loaded);
     return loaded;
   }
 
@@ -136,67 +132,31 @@ export class ChatRoute {
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = checkRequest(await readJsonBody(req));
-    const p = this.prompt(body);
-    const { model, tok } = p.loaded;
+    const loaded = this.load(body.model);
+    // The template is fixed per engine: one engine per template a request names (the recorded one by default).
+    const tpl = generationTemplate(body.template ?? undefined, loaded.dir);
+    const key = `${tpl.template}\0${tpl.alpacaPrompts}`;
+    let engine = loaded.engines.get(key);
+    if (!engine) {
+      engine = createEngine(loaded.model, loaded.tok, { modelId: this.root.relative(loaded.dir) || '.', template: tpl, slots: 4, maxQueue: 16 });
+      loaded.engines.set(key, engine);
+    }
     const maxTokens = Math.min(MAX_TOKENS_LIMIT, body.max_completion_tokens ?? body.max_tokens ?? 128);
     if (maxTokens < 1) throw new HttpError(400, "'max_tokens' must be at least 1", 'max_tokens');
-    const temperature = body.temperature ?? 0;
-    const eos = defaultEosIds(model, tok);
-    const eosSet = new Set(eos);
-    const opts = {
-      maxNewTokens: maxTokens,
-      doSample: temperature > 0,
-      ...(temperature > 0 ? { temperature } : {}),
-      ...(body.top_p !== undefined && body.top_p > 0 && body.top_p <= 1 ? { topP: body.top_p } : {}),
-      eosTokenIds: eos,
-      seed: body.seed ?? 0,
-    };
-    const id = `chatcmpl-${randomBytes(12).toString('hex')}`;
-    const created = Math.floor(Date.now() / 1000);
-    const base = { id, created, model: body.model };
-    const usage = (completion: number) => ({ prompt_tokens: p.ids.length, completion_tokens: completion, total_tokens: p.ids.length + completion });
-    if (body.stream !== true) {
-      const ids: number[] = [];
-      const g = generateStream(model, p.ids, opts, (t) => void (eosSet.has(t) || ids.push(t)));
-      const text = tok.decode(ids, { skipSpecial: true });
-      sendJson(res, 200, { ...base, object: 'chat.completion', choices: [{ index: 0, message: { role: 'assistant', content: text }, finish_reason: g.finishReason === 'eos' ? 'stop' : 'length' }], usage: usage(g.tokens.length) });
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-store', connection: 'keep-alive', 'x-accel-buffering': 'no' });
-    const send = (delta: Record<string, unknown>, finish: string | null): void => {
-      res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`);
-      // Node corks the socket for a response's writes until the next tick, which a generation loop never
-      // yields to: uncork so that each chunk leaves now (uncorking an uncorked socket does nothing).
-      res.socket?.uncork();
-    };
-    send({ role: 'assistant', content: '' }, null);
-    // Text goes out as it becomes whole: the reply so far is decoded each token, and a trailing U+FFFD (a
-    // character split across byte tokens) waits for the token that completes it.
-    const ids: number[] = [];
-    let sent = '';
-    let g;
-    try {
-      g = generateStream(model, p.ids, opts, (t) => {
-        // A client that went away (a failed write destroys the socket at once) stops the generation.
-        if (res.destroyed || res.socket?.destroyed === true) throw new ClientGone();
-        if (eosSet.has(t)) return;
-        ids.push(t);
-        const text = tok.decode(ids, { skipSpecial: true });
-        if (text.endsWith('\uFFFD') || text.length === sent.length) return;
-        send({ content: text.slice(sent.length) }, null);
-        sent = text;
-      });
-    } catch (err) {
-      if (err instanceof ClientGone) return;
-      throw err;
-    }
-    const text = tok.decode(ids, { skipSpecial: true });
-    if (text.length > sent.length) send({ content: text.slice(sent.length) }, null);
-    res.write(`data: ${JSON.stringify({ ...base, object: 'chat.completion.chunk', choices: [{ index: 0, delta: {}, finish_reason: g.finishReason === 'eos' ? 'stop' : 'length' }], usage: usage(g.tokens.length) })}\n\n`);
-    res.end('data: [DONE]\n\n');
+    // The page's defaults: greedy (temperature 0) and 128 tokens; the rest as the request says.
+    const forwarded: Record<string, unknown> = { ...(body as unknown as Record<string, unknown>), model: engine.registry.list()[0]!.id, temperature: body.temperature ?? 0, max_tokens: maxTokens };
+    delete forwarded['template'];
+    delete forwarded['max_completion_tokens'];
+    answer(engine, CHAT_ENDPOINT, JSON.stringify(forwarded), res);
   }
 
   close(): void {
-    for (const l of this.loaded.splice(0)) l.model.release();
+    for (const l of this.loaded.splice(0)) void release(l);
   }
+}
+
+/** Stops a model's engines (their KV caches freed), then the model. */
+async function release(l: Loaded): Promise<void> {
+  for (const e of l.engines.values()) await e.scheduler.close();
+  l.model.release();
 }
