@@ -51,7 +51,8 @@ export interface TrainingSetup {
 export function validateRowsFor(rows: RowStoreInfo, setup: TrainingSetup): void {
   const where = rows.source;
   const identity = rows.tokenizer.identity;
-  if (identity !== setup.tokenizerIdentity && setup.earlierIdentities?.().includes(identity) !== true) {
+  // '' : rows whose tokenizer was not recorded (MindRecord); only the vocabulary check below applies to them.
+  if (identity !== '' && identity !== setup.tokenizerIdentity && setup.earlierIdentities?.().includes(identity) !== true) {
     throw new DataError(`${where}: the records were tokenized with another tokenizer (identity ${identity.slice(0, 12)}…, the model's is ${setup.tokenizerIdentity.slice(0, 12)}…)`, {
       where,
       hint: "run `sftkit data preprocess` again with the model's tokenizer",

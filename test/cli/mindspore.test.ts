@@ -55,9 +55,14 @@ test('convert --reversed --format mindspore, run --load_checkpoint X.ckpt, conve
       return (JSON.parse(ev.stdout.trim().split('\n').pop() ?? '{}') as { loss: number }).loss;
     };
     const baseline = loss(ckptDir);
+    // The MindRecord file evaluates directly (run --eval_dataset_dir X.mindrecord): the same rows, the same loss.
+    const evMr = sftkit(['run', '--run_mode', 'eval', '--load_checkpoint', ckptDir, '--eval_dataset_dir', join(dir, 'corpus.mindrecord'), '--output_dir', join(dir, 'eval-mr')]);
+    assert.equal(evMr.status, 0, evMr.stderr);
+    assert.match(evMr.stdout, /does not record its tokenizer \(MindRecord\)/);
+    assert.equal((JSON.parse(evMr.stdout.trim().split('\n').pop() ?? '{}') as { loss: number }).loss, baseline);
     assert.equal(loss(join(msDir, 'llama_tiny.ckpt')), baseline);
 
-    const ft = sftkit(['run', '--run_mode', 'finetune', '--load_checkpoint', join(msDir, 'llama_tiny.ckpt'), '--train_dataset_dir', records, '--output_dir', join(dir, 'ft'), '--batch_size', '2', '--runner_config.max_steps', '1']);
+    const ft = sftkit(['run', '--run_mode', 'finetune', '--load_checkpoint', join(msDir, 'llama_tiny.ckpt'), '--train_dataset_dir', join(dir, 'corpus.mindrecord'), '--output_dir', join(dir, 'ft'), '--batch_size', '2', '--runner_config.max_steps', '1']);
     assert.equal(ft.status, 0, ft.stderr);
     assert.match(ft.stdout, /step 1\/1/);
 

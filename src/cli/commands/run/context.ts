@@ -1,6 +1,6 @@
 // What every `sftkit run` mode starts from: the process group and its rank-0 printer, graceful stops, the
 // model (a checkpoint to resume, --load_checkpoint, or model.arch), the tokenizer read on first use, the output folder.
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { openRecords } from '../../../data/records.ts';
 import { type RowStore, validateRowsFor } from '../../../data/row-store.ts';
@@ -14,6 +14,7 @@ import type { CausalLM } from '../../../models/model.ts';
 import { Tokenizer } from '../../../tokenizer/index.ts';
 import { type LoadedCheckpoint, findResumeCheckpoint } from '../../../train/checkpoint.ts';
 import type { RunConfig } from '../../../train/config.ts';
+import { MindRecordRows } from '../../../data/mindrecord-rows.ts';
 import { type LoadOptions, createModel, loadModel, weightOptionsOf } from '../../../train/model-io.ts';
 import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../../convert/mindspore-convert.ts';
 import { expectedTensors } from '../../../models/tensor-table.ts';
@@ -61,6 +62,11 @@ function createModelFor(config: ModelConfig, cfg: RunConfig): CausalLM {
 /** Token records of `train_dataset` or `eval_dataset`, opened as the loader's row store. */
 export function openDataset(dir: string, what: 'train_dataset' | 'eval_dataset'): RowStore {
   if (!dir) throw new ConfigError(`${what}.dataset_dir is not set`, { where: `${what}.dataset_dir`, hint: `pass --${what}_dir DIR (the output of sftkit data preprocess)` });
+  // A MindFormers MindRecord file (or a folder holding one) trains directly; anything else is token records.
+  const mindrecord = dir.endsWith('.mindrecord') ? dir : existsSync(dir) && statSync(dir).isDirectory() ? readdirSync(dir).filter((f) => f.endsWith('.mindrecord')).sort()[0] : undefined;
+  if (mindrecord !== undefined && !existsSync(join(dir, 'manifest.json'))) {
+    return MindRecordRows.open(mindrecord === dir ? dir : join(dir, mindrecord));
+  }
   return openRecords(dir);
 }
 
@@ -166,8 +172,11 @@ export class RunContext {
     const tok = this.tokenizer();
     if (tok) {
       validateRowsFor(rows, { tokenizerIdentity: tok.identity, earlierIdentities: () => tok.earlierIdentities(), seqLength: rows.seqLength, vocabSize: vocab });
-    } else if (rows.tokenizer.vocabSize > vocab) {
+    } else if (rows.tokenizer.vocabSize > vocab || rows.maxTokenId >= vocab) {
       validateRowsFor(rows, { tokenizerIdentity: rows.tokenizer.identity, seqLength: rows.seqLength, vocabSize: vocab });
+    }
+    if (rows.tokenizer.identity === '') {
+      this.out.line(`note: ${rows.source} does not record its tokenizer (MindRecord): only its token ids (up to ${rows.maxTokenId}) were checked against the model's vocabulary of ${vocab}`);
     }
   }
 
