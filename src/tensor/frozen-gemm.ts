@@ -59,6 +59,26 @@ function checkInput(x: Tensor, w: RowSource, cols: number, what: string): [numbe
   return [x.size / cols, cols];
 }
 
+/**
+ * Calls `gemm(n0, rows, panel)` for each run of at most panelRows(N, K) rows of w, expanded into one fp32
+ * scratch panel (reused, released at the end).
+ */
+function forEachPanel(w: RowSource, gemm: (n0: number, rows: number, panel: Tensor) => void): void {
+  const [N, K] = [w.rows, w.cols];
+  const P = panelRows(N, K);
+  const panel = Tensor.empty([P, K], 'float32', { backend: w.backend });
+  try {
+    for (let n0 = 0; n0 < N; n0 += P) {
+      const rows = Math.min(P, N - n0);
+      const view = rows === P ? panel : panelView(panel, rows, K);
+      w.dequantizeRows(n0, rows, view);
+      gemm(n0, rows, view);
+    }
+  } finally {
+    panel.storage.release();
+  }
+}
+
 /** y = x·Wᵀ for x (..., K) and W (N, K): returns y (..., N). bf16: bf16 compute with fp32 accumulation. */
 export function frozenLinearForward(x: Tensor, w: RowSource, bf16 = false): Tensor {
   const [M, K] = checkInput(x, w, w.cols, 'frozen linear');
@@ -70,18 +90,10 @@ export function frozenLinearForward(x: Tensor, w: RowSource, bf16 = false): Tens
     be.fill(y.handle, y.byteOffset, y.size, 0, DTYPE_CODE.float32);
     return y;
   }
-  const P = panelRows(N, K);
-  const panel = Tensor.empty([P, K], 'float32', { backend: be });
-  try {
-    for (let n0 = 0; n0 < N; n0 += P) {
-      const rows = Math.min(P, N - n0);
-      w.dequantizeRows(n0, rows, rows === P ? panel : panelView(panel, rows, K));
-      // y[:, n0:n0+rows] = x (M, K) · panel (rows, K)ᵀ
-      be.gemm(false, true, M, rows, K, 1, x.handle, x.byteOffset, K, panel.handle, panel.byteOffset, K, 0, y.handle, y.byteOffset + n0 * 4, N, 1, 0, 0, 0, bf16);
-    }
-  } finally {
-    panel.storage.release();
-  }
+  // y[:, n0:n0+rows] = x (M, K) · panel (rows, K)ᵀ
+  forEachPanel(w, (n0, rows, panel) =>
+    be.gemm(false, true, M, rows, K, 1, x.handle, x.byteOffset, K, panel.handle, panel.byteOffset, K, 0, y.handle, y.byteOffset + n0 * 4, N, 1, 0, 0, 0, bf16),
+  );
   return y;
 }
 
@@ -96,18 +108,10 @@ export function frozenLinearInputGrad(dy: Tensor, w: RowSource, bf16 = false): T
     be.fill(dx.handle, dx.byteOffset, dx.size, 0, DTYPE_CODE.float32);
     return dx;
   }
-  const P = panelRows(N, K);
-  const panel = Tensor.empty([P, K], 'float32', { backend: be });
-  try {
-    for (let n0 = 0; n0 < N; n0 += P) {
-      const rows = Math.min(P, N - n0);
-      w.dequantizeRows(n0, rows, rows === P ? panel : panelView(panel, rows, K));
-      // dx (M, K) (+)= dy[:, n0:n0+rows] (M, rows) · panel (rows, K)
-      be.gemm(false, false, M, K, rows, 1, dy.handle, dy.byteOffset + n0 * 4, N, panel.handle, panel.byteOffset, K, n0 === 0 ? 0 : 1, dx.handle, dx.byteOffset, K, 1, 0, 0, 0, bf16);
-    }
-  } finally {
-    panel.storage.release();
-  }
+  // dx (M, K) (+)= dy[:, n0:n0+rows] (M, rows) · panel (rows, K)
+  forEachPanel(w, (n0, rows, panel) =>
+    be.gemm(false, false, M, K, rows, 1, dy.handle, dy.byteOffset + n0 * 4, N, panel.handle, panel.byteOffset, K, n0 === 0 ? 0 : 1, dx.handle, dx.byteOffset, K, 1, 0, 0, 0, bf16),
+  );
   return dx;
 }
 
