@@ -1,6 +1,6 @@
-// Llama (GQA, llama3 rope scaling, untied), Qwen2 (qkv bias, tied) and GPT-2 against plain-PyTorch
-// references written to HF's math (scripts/reference/model_parity.py): logits, loss, every parameter
-// gradient, and the losses of 5 AdamW steps, in fp32.
+// Llama (GQA, llama3 rope scaling, untied), Qwen2 (qkv bias, tied), GPT-2 and Mistral (sliding window 4 over
+// 9 tokens) against plain-PyTorch references written to HF's math (scripts/reference/model_parity.py,
+// window_parity.py): logits, loss, every parameter gradient, and the losses of 5 AdamW steps, in fp32.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -57,7 +57,7 @@ function meanLoss(model: CausalLM, meta: Fixture, withLogits: boolean): { loss: 
   return { loss: T.scale(sum, 1 / count), logits: lg };
 }
 
-for (const name of ['llama_gqa', 'qwen2_tied', 'gpt2']) {
+for (const name of ['llama_gqa', 'qwen2_tied', 'gpt2', 'mistral_window']) {
   test(`${name}: logits, loss and every gradient match PyTorch`, () => {
     const { model, meta, get } = build(name);
     try {
@@ -118,6 +118,23 @@ test('recompute gives the same gradients as keeping activations', () => {
       return model.params.grads.all.toArray() as Float32Array;
     });
     assert.deepEqual(Buffer.from((grads[1] as Float32Array).buffer), Buffer.from((grads[0] as Float32Array).buffer));
+  } finally {
+    model.release();
+  }
+});
+
+test('mistral_window: the fixture depends on the window (without it the logits differ)', () => {
+  const { meta, get } = load('mistral_window');
+  const config = parseModelConfig({ ...meta.config, sliding_window: null }, 'mistral_window.json');
+  if (config.family !== 'llama') assert.fail('not llama');
+  assert.deepEqual([config.slidingWindow, config.windowedLayers], [null, [false, false]]);
+  const model = new Llama(config);
+  try {
+    for (const n of model.params.names) loadInto(model.params.get(n), get(`param:${n}`));
+    scope(() => {
+      const { logits: lg } = meanLoss(model, meta, true);
+      assert.ok(relError(lg as Float32Array, get('logits')) > 1e-2, 'a model without the window matches the windowed reference');
+    });
   } finally {
     model.release();
   }
