@@ -49,6 +49,7 @@ export function readMetrics(path: string): { train: TrainLine[]; eval: EvalLine[
 }
 
 export const REPORT_FILE = 'report.md';
+const MAX_TRAIN_POINTS = 2000;
 export const CURVE_FILE = 'loss_curve.png';
 
 const num = (x: number | undefined, digits = 4): string => (x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits));
@@ -103,11 +104,14 @@ export function renderRunReport(cfg: RunConfig, progress: RunProgress, metrics: 
 /** Writes `<output_dir>/report.md` and `<output_dir>/loss_curve.png` (each through a temp file and a rename). */
 export async function writeRunReport(cfg: RunConfig, progress: RunProgress): Promise<void> {
   const metrics = readMetrics(join(cfg.output_dir, 'metrics.jsonl'));
+  // A long run's chart draws at most about MAX_TRAIN_POINTS training points (every k-th, and the last one).
+  const stride = Math.ceil(metrics.train.length / MAX_TRAIN_POINTS);
+  const train = metrics.train.filter((_, i) => i % stride === 0 || i === metrics.train.length - 1);
   const points: CurvePoint[] = [
-    ...metrics.train.map((m) => ({ step: m.step, loss: m.loss, series: 'training loss' })),
+    ...train.map((m) => ({ step: m.step, loss: m.loss, series: 'training loss' })),
     ...metrics.eval.map((m) => ({ step: m.step, loss: m.loss, series: 'eval loss' })),
   ];
-  const lr: LrPoint[] = metrics.train.map((m) => ({ step: m.step, lr: m.lr }));
+  const lr: LrPoint[] = train.map((m) => ({ step: m.step, lr: m.lr }));
   await writeLossCurve(points, join(cfg.output_dir, CURVE_FILE), `sftkit ${cfg.run_mode}: loss and learning rate`, lr);
   writeFileAtomicSync(join(cfg.output_dir, REPORT_FILE), renderRunReport(cfg, progress, metrics));
 }
