@@ -250,7 +250,9 @@ export class Trainer {
       // A stop on any rank stops all of them after this same step, so they all save the same checkpoint.
       const stop = run.step < run.totalSteps ? this.stopAgreed(run.pg) : 0;
       if (stop > 0) {
+        // Saved at this step already: its report said "running", so it is written again.
         if (run.savedStep !== run.step) await this.save(run, 'stopped');
+        else await this.report(run, 'stopped');
         return this.stopped(run, result.loss, stop);
       }
     }
@@ -534,21 +536,26 @@ export class Trainer {
     if (!run.lead) return;
     events?.checkpoint?.(run.lastCheckpoint);
     run.tb?.flush();
+    await this.report(run, status);
+  }
+
+  /** The report hook (rank 0) with where the run stands; a failure is a warning. */
+  private async report(run: RunState, status?: RunProgress['status']): Promise<void> {
     const report = this.opts.report;
-    if (!report) return;
-    const stopReason = early?.stop ?? (status === 'stopped' ? (this.stopReason ?? 'another rank was asked to stop') : null);
+    if (!run.lead || !report) return;
+    const early = run.early;
     const progress: RunProgress = {
-      step,
+      step: run.step,
       totalSteps: run.totalSteps,
-      status: status ?? (early?.stop ? 'stopped' : step === run.totalSteps ? 'finished' : 'running'),
-      stopReason,
+      status: status ?? (early?.stop ? 'stopped' : run.step === run.totalSteps ? 'finished' : 'running'),
+      stopReason: early?.stop ?? (status === 'stopped' ? (this.stopReason ?? 'another rank was asked to stop') : null),
       lastCheckpoint: run.lastCheckpoint,
       best: bestOf(run),
     };
     try {
       await report(progress);
     } catch (err) {
-      events?.warn?.(`could not write the run report: ${(err as Error).message}`);
+      this.opts.events?.warn?.(`could not write the run report: ${(err as Error).message}`);
     }
   }
 

@@ -453,3 +453,30 @@ test('early stopping without evaluation, or on a metric the evals do not compute
     rmSync(out, { recursive: true, force: true });
   }
 });
+
+test('the report hook runs after every save with where the run stands; a failing report is a warning', async () => {
+  const out = tmp();
+  const m = model();
+  try {
+    const cfg = config(out, { runner_config: { epochs: 1, batch_size: 2 } });
+    const seen: string[] = [];
+    await new Trainer({
+      config: cfg, model: m, train: new ArrayBatchSource(rows(8, 9, 7), { batchSize: 2 }), assetsDir: null,
+      report: async (p) => {
+        seen.push(`${p.step}/${p.totalSteps} ${p.status} ${p.lastCheckpoint?.split('/').pop()}`);
+      },
+    }).run();
+    assert.deepEqual(seen, ['2/4 running tiny-1_2', '4/4 finished tiny-1_4']);
+    const warnings: string[] = [];
+    const summary = await new Trainer({
+      config: config(join(out, 'b'), { runner_config: { epochs: 1, batch_size: 2 } }), model: m, train: new ArrayBatchSource(rows(8, 9, 7), { batchSize: 2 }), assetsDir: null,
+      report: () => Promise.reject(new Error('disk full')),
+      events: { warn: (w) => warnings.push(w) },
+    }).run();
+    assert.equal(summary.steps, 4);
+    assert.deepEqual(warnings, ['could not write the run report: disk full', 'could not write the run report: disk full']);
+  } finally {
+    m.release();
+    rmSync(out, { recursive: true, force: true });
+  }
+});
