@@ -1,5 +1,5 @@
-// Llama (GQA, llama3 rope scaling, untied), Qwen2 (qkv bias, tied), GPT-2 and Mistral (sliding window 4 over
-// 9 tokens) against plain-PyTorch references written to HF's math (scripts/reference/model_parity.py,
+// Llama (GQA, llama3 rope scaling, untied), Qwen2 (qkv bias, tied), GPT-2, Mistral (sliding window 4 over
+// 9 tokens) and Qwen2 with use_sliding_window (window 3 on its second layer only, by max_window_layers) against plain-PyTorch references written to HF's math (scripts/reference/model_parity.py,
 // window_parity.py): logits, loss, every parameter gradient, and the losses of 5 AdamW steps, in fp32.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -57,7 +57,7 @@ function meanLoss(model: CausalLM, meta: Fixture, withLogits: boolean): { loss: 
   return { loss: T.scale(sum, 1 / count), logits: lg };
 }
 
-for (const name of ['llama_gqa', 'qwen2_tied', 'gpt2', 'mistral_window']) {
+for (const name of ['llama_gqa', 'qwen2_tied', 'gpt2', 'mistral_window', 'qwen2_window']) {
   test(`${name}: logits, loss and every gradient match PyTorch`, () => {
     const { model, meta, get } = build(name);
     try {
@@ -123,19 +123,25 @@ test('recompute gives the same gradients as keeping activations', () => {
   }
 });
 
-test('mistral_window: the fixture depends on the window (without it the logits differ)', () => {
-  const { meta, get } = load('mistral_window');
-  const config = parseModelConfig({ ...meta.config, sliding_window: null }, 'mistral_window.json');
-  if (config.family !== 'llama') assert.fail('not llama');
-  assert.deepEqual([config.slidingWindow, config.windowedLayers], [null, [false, false]]);
-  const model = new Llama(config);
-  try {
-    for (const n of model.params.names) loadInto(model.params.get(n), get(`param:${n}`));
-    scope(() => {
-      const { logits: lg } = meanLoss(model, meta, true);
-      assert.ok(relError(lg as Float32Array, get('logits')) > 1e-2, 'a model without the window matches the windowed reference');
-    });
-  } finally {
-    model.release();
-  }
-});
+// Each windowed fixture depends on its windows: with none, or (Qwen2) on every layer, the logits differ.
+for (const [name, change] of [
+  ['mistral_window', { sliding_window: null }],
+  ['qwen2_window', { use_sliding_window: false }],
+  ['qwen2_window', { max_window_layers: 0 }],
+] as const) {
+  test(`${name}: the reference depends on which layers are windowed (${JSON.stringify(change)} differs)`, () => {
+    const { meta, get } = load(name);
+    const config = parseModelConfig({ ...meta.config, ...change }, `${name}.json`);
+    if (config.family !== 'llama') assert.fail('not llama');
+    const model = new Llama(config);
+    try {
+      for (const n of model.params.names) loadInto(model.params.get(n), get(`param:${n}`));
+      scope(() => {
+        const { logits: lg } = meanLoss(model, meta, true);
+        assert.ok(relError(lg as Float32Array, get('logits')) > 1e-3, `a model with other windows (${config.windowedLayers}) matches the reference`);
+      });
+    } finally {
+      model.release();
+    }
+  });
+}
