@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 import { readTfEvents } from '../../src/formats/tfevents.ts';
-import { CURVE_PNG_WIDTH } from '../../src/report/loss-curve.ts';
+import { CURVE_PNG_WIDTH } from '../../src/train/report/loss-curve.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const bin = join(root, 'bin', 'sftkit.js');

@@ -19,8 +19,8 @@ import { loadModel } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
 import { type EvalResult, Trainer, evaluateLoss } from '../../train/trainer.ts';
 import { StepPrinter } from '../progress.ts';
-import { writeLossCurve } from '../../report/loss-curve.ts';
-import { readMetrics } from '../../report/run-report.ts';
+import { writeLossCurve } from '../../train/report/loss-curve.ts';
+import { readMetrics } from '../../train/report/run-report.ts';
 import { type DemoReport, renderReport } from './report.ts';
 
 export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');

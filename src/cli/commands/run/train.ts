@@ -10,7 +10,7 @@ import type { CausalLM } from '../../../models/model.ts';
 import type { RunConfig } from '../../../train/config.ts';
 import { RecordsBatchSource } from '../../../train/records-source.ts';
 import { Trainer } from '../../../train/trainer.ts';
-import { writeRunReport } from '../../../report/run-report.ts';
+import { writeRunReport } from '../../../train/report/run-report.ts';
 import { estimateTrainingMemory, formatMemoryEstimate } from '../../../train/memory-estimate.ts';
 import { type MetricName, evaluateGeneration } from '../../../eval/index.ts';
 import { examplesFromRecords } from '../../../eval/record-examples.ts';

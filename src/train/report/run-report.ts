@@ -3,9 +3,9 @@
 // generation metrics, the best checkpoint, and the settings that shaped the curve.
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { writeFileAtomicSync } from '../formats/write-file.ts';
-import type { RunConfig } from '../train/config.ts';
-import type { RunProgress } from '../train/trainer.ts';
+import { writeFileAtomicSync } from '../../formats/write-file.ts';
+import type { RunConfig } from '../config.ts';
+import type { RunProgress } from '../trainer.ts';
 import { type CurvePoint, type LrPoint, writeLossCurve } from './loss-curve.ts';
 
 export interface TrainLine {

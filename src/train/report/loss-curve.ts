@@ -2,7 +2,7 @@
 // browser) → PNG (resvg), written atomically. vega is loaded on first use, so commands that draw nothing
 // do not pay for it.
 import type { TopLevelSpec } from 'vega-lite';
-import { writeFileAtomicSync } from '../formats/write-file.ts';
+import { writeFileAtomicSync } from '../../formats/write-file.ts';
 
 export interface CurvePoint {
   step: number;
