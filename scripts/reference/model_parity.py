@@ -86,14 +86,23 @@ def llama_forward(cfg, p, ids):
     freqs = pos[:, None] * inv[None, :]
     emb = torch.cat((freqs, freqs), dim=-1)
     cos, sin = emb.cos()[None, :, None, :], emb.sin()[None, :, None, :]
-    mask = torch.full((S, S), float('-inf')).triu(1)
-    window = cfg.get('sliding_window') if cfg['model_type'] == 'mistral' else None
-    if window:  # Mistral (HF's eager/sdpa mask): query i sees keys j with i - window < j <= i
-        i, j = torch.arange(S)[:, None], torch.arange(S)[None, :]
-        mask = mask.masked_fill(j <= i - window, float('-inf'))
+    causal = torch.full((S, S), float('-inf')).triu(1)
+    # Sliding windows as transformers' configs set them: Mistral on every layer; Qwen2 only with
+    # use_sliding_window, on the layers from max_window_layers on (Qwen2Config's layer_types).
+    if cfg['model_type'] == 'mistral':
+        window, windowed = cfg.get('sliding_window'), [True] * L
+    elif cfg['model_type'] == 'qwen2' and cfg.get('use_sliding_window', False):
+        window, windowed = cfg.get('sliding_window'), [i >= cfg.get('max_window_layers', 28) for i in range(L)]
+    else:
+        window, windowed = None, [False] * L
+    windowed_mask = causal
+    if window:  # HF's eager/sdpa mask: query i sees keys j with i - window < j <= i
+        qi, kj = torch.arange(S)[:, None], torch.arange(S)[None, :]
+        windowed_mask = causal.masked_fill(kj <= qi - window, float('-inf'))
     x = p['model.embed_tokens.weight'][ids]
     for i in range(L):
         pre = f'model.layers.{i}'
+        mask = windowed_mask if windowed[i] else causal
         a = rms(x, p[f'{pre}.input_layernorm.weight'])
         q = F.linear(a, p[f'{pre}.self_attn.q_proj.weight'], p.get(f'{pre}.self_attn.q_proj.bias') if bias else None).view(B, S, hq, hd)
         k = F.linear(a, p[f'{pre}.self_attn.k_proj.weight'], p.get(f'{pre}.self_attn.k_proj.bias') if bias else None).view(B, S, hkv, hd)

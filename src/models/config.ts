@@ -49,8 +49,10 @@ export interface LlamaConfig extends CommonConfig {
   oBias: boolean;
   mlpBias: boolean;
   hiddenAct: string;
-  /** Mistral/Qwen2 sliding-window attention size, null when unused. */
+  /** Mistral/Qwen2 sliding-window attention size, null when no layer uses one. */
   slidingWindow: number | null;
+  /** Per layer: whether its attention is windowed by `slidingWindow` (all false when it is null). */
+  windowedLayers: boolean[];
 }
 
 export interface Gpt2Config extends CommonConfig {
@@ -185,8 +187,8 @@ function parseLlama(f: Fields, modelType: ModelType): LlamaConfig {
   }
   const attentionBias = f.bool('attention_bias', false);
   const isQwen2 = modelType === 'qwen2';
-  const useSliding = isQwen2 ? f.bool('use_sliding_window', false) : true;
-  const slidingWindow = useSliding && f.has('sliding_window') ? f.int('sliding_window') : null;
+  const numHiddenLayers = f.int('num_hidden_layers');
+  const { slidingWindow, windowedLayers } = parseSlidingWindow(f, modelType, numHiddenLayers);
   return {
     ...common(f, modelType, false, f.raw),
     family: 'llama',
@@ -204,7 +206,33 @@ function parseLlama(f: Fields, modelType: ModelType): LlamaConfig {
     mlpBias: f.bool('mlp_bias', false),
     hiddenAct: f.str('hidden_act', 'silu'),
     slidingWindow,
+    windowedLayers,
   };
+}
+
+/**
+ * transformers' semantics: Mistral windows every layer when `sliding_window` is set (absent: MistralConfig's
+ * default 4096; null: no window). Llama has none. Qwen2 windows only with `use_sliding_window: true`, and then
+ * only the layers from `max_window_layers` on (default 28), or those `layer_types` names "sliding_attention".
+ */
+function parseSlidingWindow(f: Fields, modelType: ModelType, layers: number): { slidingWindow: number | null; windowedLayers: boolean[] } {
+  const none = { slidingWindow: null, windowedLayers: new Array<boolean>(layers).fill(false) };
+  if (modelType === 'mistral') {
+    if (f.raw['sliding_window'] === null) return none;
+    return { slidingWindow: f.int('sliding_window', 4096), windowedLayers: new Array<boolean>(layers).fill(true) };
+  }
+  if (modelType !== 'qwen2' || !f.bool('use_sliding_window', false) || f.raw['sliding_window'] === null) return none;
+  const slidingWindow = f.int('sliding_window', 4096);
+  const types = f.raw['layer_types'];
+  if (types !== undefined && types !== null) {
+    const where = `${f.file}: layer_types`;
+    if (!Array.isArray(types) || types.length !== layers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
+      throw new ConfigError(`${where} must list "sliding_attention" or "full_attention" for each of the ${layers} layers`, { where });
+    }
+    return { slidingWindow, windowedLayers: types.map((t) => t === 'sliding_attention') };
+  }
+  const from = f.raw['max_window_layers'] === 0 ? 0 : f.int('max_window_layers', 28);
+  return { slidingWindow, windowedLayers: Array.from({ length: layers }, (_, i) => i >= from) };
 }
 
 function parseGpt2(f: Fields): Gpt2Config {

@@ -65,7 +65,8 @@ export class Llama implements CausalLM {
         q = T.rope(q, tables, hd); // (B, S, Hq, hd)
         k = T.rope(k, tables, hd); // (B, S, Hkv, hd)
         const [kc, vc] = cache ? cache.append(i, k, v) : [k, v]; // (B, past + S, Hkv, hd)
-        const att = T.attention(q, kc, vc, { causal: true, qOffset: step.past, qSegments: step.qSegments, kSegments: step.kSegments }); // (B, S, Hq, hd)
+        const window = c.windowedLayers[i] ? (c.slidingWindow ?? 0) : 0;
+        const att = T.attention(q, kc, vc, { causal: true, qOffset: step.past, qSegments: step.qSegments, kSegments: step.kSegments, window }); // (B, S, Hq, hd)
         const o = linear(T.reshape(att, [B, S, c.numAttentionHeads * hd]), this.params, `${pre}.self_attn.o_proj`, { bias: c.oBias }); // (B, S, D)
         const h2 = T.add(h, o); // (B, S, D)
         const m = T.rmsNorm(h2, this.p(`${pre}.post_attention_layernorm.weight`), c.rmsNormEps); // (B, S, D)

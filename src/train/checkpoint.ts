@@ -51,6 +51,8 @@ const trainerStateSchema = z.object({
   world_size: z.int().positive(),
   optimizer_files: z.record(fileName, sha256),
   config: z.unknown(),
+  // The best checkpoint so far by callbacks.early_stopping's metric and the evals since it (resume goes on from here).
+  early_stopping: z.object({ best_value: z.number().nullable(), best_step: count, best_checkpoint: z.string().nullable(), bad_evals: count }).optional(),
 });
 
 const uint32 = z.int().min(0).max(0xffffffff);
@@ -64,7 +66,8 @@ const rankStateSchema = z.object({
   loader: z.unknown(),
 });
 
-const metaSchema = z.object({ latest: z.string(), checkpoints: z.array(z.string()) });
+// `best`: the checkpoint callbacks.early_stopping keeps (never pruned by keep_checkpoint_max).
+const metaSchema = z.object({ latest: z.string(), checkpoints: z.array(z.string()), best: z.string().optional() });
 
 export type TrainerState = z.infer<typeof trainerStateSchema>;
 export type RankState = z.infer<typeof rankStateSchema>;
@@ -149,7 +152,7 @@ function readMeta(root: string): Meta | null {
   const path = join(root, META_FILE);
   if (!existsSync(path)) return null;
   const meta = readValidated(path, metaSchema);
-  return { latest: meta.latest, checkpoints: meta.checkpoints.filter(isPlainName) };
+  return { latest: meta.latest, checkpoints: meta.checkpoints.filter(isPlainName), ...(meta.best !== undefined && isPlainName(meta.best) ? { best: meta.best } : {}) };
 }
 
 function readMetaSafe(root: string): Meta | null {
@@ -203,6 +206,7 @@ export function sweepCheckpointRoot(root: string, opts: SweepOptions): string[] 
   const meta = readMetaSafe(root);
   const listed = new Set(meta?.checkpoints ?? []);
   if (meta) listed.add(meta.latest);
+  if (meta?.best !== undefined) listed.add(meta.best);
   const removed: string[] = [];
   for (const entry of readdirSync(root).sort()) {
     const path = join(root, entry);
@@ -233,6 +237,8 @@ export interface SaveOptions {
   assetsDir: string | null;
   keepMax: number;
   pg: ProcessGroup;
+  /** The best checkpoint's name (callbacks.early_stopping), kept beyond keepMax and named in meta.json; may be `name`. */
+  best?: string | null;
 }
 
 function fsyncPath(path: string): void {
@@ -324,10 +330,12 @@ export async function saveCheckpoint(o: SaveOptions): Promise<string> {
     const meta = readMetaSafe(o.root);
     const earlier = meta ? meta.checkpoints.filter((c) => isDir(join(o.root, c))) : listedCheckpoints(o.root);
     const checkpoints = [...earlier.filter((c) => c !== o.name), o.name];
-    const keep = checkpoints.slice(Math.max(0, checkpoints.length - o.keepMax));
+    const best = o.best ?? null;
+    const recent = checkpoints.slice(Math.max(0, checkpoints.length - o.keepMax));
+    const keep = best !== null && checkpoints.includes(best) && !recent.includes(best) ? [best, ...recent] : recent;
     try {
-      writeMeta(o.root, { latest: o.name, checkpoints: keep });
-      for (const old of checkpoints.slice(0, checkpoints.length - keep.length)) pruneCheckpoint(o.root, old);
+      writeMeta(o.root, { latest: o.name, checkpoints: keep, ...(best !== null && keep.includes(best) ? { best } : {}) });
+      for (const old of checkpoints.filter((c) => !keep.includes(c))) pruneCheckpoint(o.root, old);
     } catch (err) {
       failure = err;
     }

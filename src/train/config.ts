@@ -90,6 +90,25 @@ export const runConfigSchema = z.strictObject({
           metrics: z.array(z.enum(['perplexity', 'em', 'f1', 'rouge_l', 'bleu4'])).default(['perplexity']),
         })
         .prefault({}),
+      // TensorBoard event files (src/formats/tfevents.ts); log_dir '' means <output_dir>/tensorboard.
+      tensorboard: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          log_dir: z.string().default(''),
+        })
+        .prefault({}),
+      // Keeps the best checkpoint by an eval metric (meta.json `best`, never pruned) and, with patience > 0,
+      // stops after that many evals without an improvement of more than min_delta.
+      early_stopping: z
+        .strictObject({
+          enabled: z.boolean().default(false),
+          metric: z.enum(['eval_loss', 'perplexity', 'em', 'f1', 'rouge_l', 'bleu4']).default('eval_loss'),
+          // Unset: min for eval_loss and perplexity, max for the generation metrics.
+          mode: z.enum(['min', 'max']).optional(),
+          patience: z.number().int().min(0).default(0),
+          min_delta: z.number().min(0).default(0),
+        })
+        .prefault({}),
     })
     .prefault({}),
   generation: z
@@ -242,6 +261,13 @@ export const KEY_ALIASES: Readonly<Record<string, string>> = {
   train_data: 'train_dataset.dataset_dir',
   dataset_dir: 'train_dataset.dataset_dir',
   output_path: 'output_dir',
+  early_stopping_patience: 'callbacks.early_stopping.patience',
+  early_stopping_threshold: 'callbacks.early_stopping.min_delta',
+  metric_for_best_model: 'callbacks.early_stopping.metric',
+  load_best_model_at_end: 'callbacks.early_stopping.enabled',
+  logging_dir: 'callbacks.tensorboard.log_dir',
+  report_to: 'callbacks.tensorboard.enabled',
+  tensorboard: 'callbacks.tensorboard.enabled',
 };
 
 /**

@@ -2,10 +2,13 @@
 // batch whose trained tokens normalise the loss, each micro-batch's forward/loss/backward (loss-step.ts),
 // clip, AdamW, log, evaluate, checkpoint. Resume restores weights, moments, step and data position exactly,
 // so the losses continue bit for bit; a stop request (a signal) ends the run at the next step boundary, the
-// same one on every rank, with a checkpoint.
+// same one on every rank, with a checkpoint. Around the loop: TensorBoard scalars (callbacks.tensorboard), the
+// best checkpoint and early stopping by an eval metric (callbacks.early_stopping), and a report hook after
+// every save (`sftkit run` writes report.md and loss_curve.png there).
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, SftkitError } from '../errors.ts';
+import { TfEventsWriter } from '../formats/tfevents.ts';
 import { type CausalLM, noDecay } from '../models/model.ts';
 import * as T from '../tensor/index.ts';
 import { Rng } from '../tensor/index.ts';
@@ -56,6 +59,25 @@ export interface TrainerEvents {
   note?(message: string): void;
 }
 
+/** Where a run stands after a save: what the report hook gets. */
+export interface RunProgress {
+  step: number;
+  totalSteps: number;
+  /** running: more steps follow; finished: the last step; stopped: a stop request or early stopping ended it. */
+  status: 'running' | 'finished' | 'stopped';
+  stopReason: string | null;
+  lastCheckpoint: string | null;
+  best: BestCheckpoint | null;
+}
+
+/** The best checkpoint by callbacks.early_stopping's metric. */
+export interface BestCheckpoint {
+  metric: string;
+  value: number;
+  step: number;
+  checkpoint: string | null;
+}
+
 export interface TrainerOptions {
   config: RunConfig;
   model: CausalLM;
@@ -75,6 +97,8 @@ export interface TrainerOptions {
   /** Data-parallel ranks (default: this process alone). `train` must be this rank's shard of the batches. */
   pg?: ProcessGroup;
   events?: TrainerEvents;
+  /** Called on rank 0 after every checkpoint save (the last one included); a failure is a warning, not a stop. */
+  report?: ((progress: RunProgress) => Promise<void>) | null;
 }
 
 export interface TrainSummary {
@@ -87,6 +111,10 @@ export interface TrainSummary {
   /** The stop code agreed by every rank (the largest one requested), or null when the run was not stopped. */
   stopCode: number | null;
   lastCheckpoint: string | null;
+  /** Why early stopping ended the run (it then saved and returns normally), or null. */
+  earlyStopped: string | null;
+  /** The best checkpoint by callbacks.early_stopping's metric, when that is enabled and an eval ran. */
+  best: BestCheckpoint | null;
 }
 
 function countTrained(targets: Int32Array): number {
@@ -109,6 +137,27 @@ function generationMetricsOf(cfg: RunConfig): MetricName[] {
   return cfg.callbacks.eval.metrics.filter((m): m is MetricName => m !== 'perplexity');
 }
 
+/** callbacks.early_stopping's state: the best eval so far and the evals since (saved in trainer_state.json). */
+interface EarlyState {
+  metric: string;
+  mode: 'min' | 'max';
+  bestValue: number | null;
+  bestStep: number;
+  bestCheckpoint: string | null;
+  badEvals: number;
+  /** The last eval improved: the next save becomes the best checkpoint. */
+  pending: boolean;
+  /** Set when patience ran out: the run saves and ends. */
+  stop: string | null;
+}
+
+/** The value of `metric` in an eval result (eval_loss, perplexity or a generation metric). */
+function metricValue(metric: string, r: EvalResult): number | undefined {
+  if (metric === 'eval_loss') return r.loss;
+  if (metric === 'perplexity') return r.perplexity;
+  return r.metrics?.[metric];
+}
+
 /** What setup() prepares for the loop: the schedule, the optimizer and where the run stands. */
 interface RunState {
   stepsPerEpoch: number;
@@ -127,6 +176,9 @@ interface RunState {
   losses: number[];
   lastCheckpoint: string | null;
   savedStep: number;
+  /** TensorBoard writer (rank 0, callbacks.tensorboard.enabled). */
+  tb: TfEventsWriter | null;
+  early: EarlyState | null;
 }
 
 /** One optimizer step's outcome, before logging. */
@@ -167,31 +219,48 @@ export class Trainer {
   async run(): Promise<TrainSummary> {
     const run = this.setup();
     try {
-      // A stop asked for while the model was loading: nothing new to save.
-      const early = this.stopAgreed(run.pg);
-      if (early > 0) return this.stopped(run, NaN, early);
-      while (run.step < run.totalSteps) {
-        const epoch = Math.floor(run.step / run.stepsPerEpoch);
-        const result = this.trainStep(run, epoch);
-        run.step += 1;
-        run.losses.push(result.loss);
-        this.logStep(run, epoch, result);
-        if (this.evalDue(run)) this.evaluate(run);
-        const ck = this.opts.config.callbacks.checkpoint;
-        if (run.step % ck.save_checkpoint_steps === 0 || run.step === run.totalSteps) await this.save(run);
-        // Let signal handlers run between steps.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-        // A stop on any rank stops all of them after this same step, so they all save the same checkpoint.
-        const stop = run.step < run.totalSteps ? this.stopAgreed(run.pg) : 0;
-        if (stop > 0) {
-          if (run.savedStep !== run.step) await this.save(run);
-          return this.stopped(run, result.loss, stop);
-        }
-      }
+      return await this.loop(run);
     } finally {
       run.optimizer.release();
+      run.tb?.close();
     }
-    return { steps: run.step, lastLoss: run.losses[run.losses.length - 1] ?? NaN, losses: run.losses, stoppedEarly: false, stopReason: null, stopCode: null, lastCheckpoint: run.lastCheckpoint };
+  }
+
+  private async loop(run: RunState): Promise<TrainSummary> {
+    // A stop asked for while the model was loading: nothing new to save.
+    const before = this.stopAgreed(run.pg);
+    if (before > 0) return this.stopped(run, NaN, before);
+    while (run.step < run.totalSteps) {
+      const epoch = Math.floor(run.step / run.stepsPerEpoch);
+      const result = this.trainStep(run, epoch);
+      run.step += 1;
+      run.losses.push(result.loss);
+      this.logStep(run, epoch, result);
+      if (this.evalDue(run)) this.evaluate(run);
+      const ck = this.opts.config.callbacks.checkpoint;
+      const early = run.early;
+      // An improved eval is saved at once (it becomes the best checkpoint); so is the step early stopping ends at.
+      if (run.step % ck.save_checkpoint_steps === 0 || run.step === run.totalSteps || early?.pending || early?.stop) await this.save(run);
+      if (early?.stop) {
+        this.opts.events?.note?.(`early stopping: ${early.stop}`);
+        return { ...this.summary(run, result.loss), earlyStopped: early.stop };
+      }
+      // Let signal handlers run between steps.
+      await new Promise<void>((resolve) => setImmediate(resolve));
+      // A stop on any rank stops all of them after this same step, so they all save the same checkpoint.
+      const stop = run.step < run.totalSteps ? this.stopAgreed(run.pg) : 0;
+      if (stop > 0) {
+        // Saved at this step already: its report said "running", so it is written again.
+        if (run.savedStep !== run.step) await this.save(run, 'stopped');
+        else await this.report(run, 'stopped');
+        return this.stopped(run, result.loss, stop);
+      }
+    }
+    return this.summary(run, run.losses[run.losses.length - 1] ?? NaN);
+  }
+
+  private summary(run: RunState, lastLoss: number): TrainSummary {
+    return { steps: run.step, lastLoss, losses: run.losses, stoppedEarly: false, stopReason: null, stopCode: null, lastCheckpoint: run.lastCheckpoint, earlyStopped: null, best: bestOf(run) };
   }
 
   // --- setup
@@ -215,6 +284,7 @@ export class Trainer {
         hint: 'set eval_dataset.dataset_dir and a tokenizer, or keep metrics: [perplexity] and score them after training with sftkit run --run_mode eval',
       });
     }
+    const early = this.earlyState();
     const totalSteps = rc.max_steps > 0 ? rc.max_steps : rc.epochs * stepsPerEpoch;
     const schedule: LrSchedule = {
       type: cfg.lr_schedule.type,
@@ -253,6 +323,13 @@ export class Trainer {
       }
       const mine = resume.ranks.find((x) => x.rank === pg.rank) ?? resume.ranks[0];
       if (mine) rng.setState(mine.rng);
+      const saved = resume.state.early_stopping;
+      if (early && saved) {
+        early.bestValue = saved.best_value;
+        early.bestStep = saved.best_step;
+        early.bestCheckpoint = saved.best_checkpoint;
+        early.badEvals = saved.bad_evals;
+      }
     }
 
     const lead = pg.rank === 0;
@@ -261,6 +338,8 @@ export class Trainer {
     const ckRoot = join(outDir, 'checkpoint');
     // What an interrupted run left behind goes before this run saves anything (only rank 0 touches the root).
     if (lead) sweepCheckpointRoot(ckRoot, { keep: resume?.name ?? null, log: (m) => events?.note?.(m) });
+    const tbCfg = cfg.callbacks.tensorboard;
+    const tb = lead && tbCfg.enabled ? new TfEventsWriter(tbCfg.log_dir !== '' ? tbCfg.log_dir : join(outDir, 'tensorboard')) : null;
     return {
       stepsPerEpoch, totalSteps, accum, schedule, optimizer, pg, rng, lead,
       metricsPath: join(outDir, 'metrics.jsonl'),
@@ -271,7 +350,30 @@ export class Trainer {
       losses: [],
       lastCheckpoint: null,
       savedStep: resume?.state.step ?? -1,
+      tb,
+      early,
     };
+  }
+
+  /** callbacks.early_stopping checked against the eval settings; null when it is off. */
+  private earlyState(): EarlyState | null {
+    const cfg = this.opts.config;
+    const es = cfg.callbacks.early_stopping;
+    if (!es.enabled) return null;
+    if (!cfg.callbacks.eval.do_eval || !this.opts.evalSource) {
+      throw new ConfigError('callbacks.early_stopping needs evaluation during training', {
+        where: 'callbacks.early_stopping.enabled',
+        hint: 'set callbacks.eval.do_eval: true and eval_dataset.dataset_dir',
+      });
+    }
+    if (es.metric !== 'eval_loss' && es.metric !== 'perplexity' && !cfg.callbacks.eval.metrics.includes(es.metric)) {
+      throw new ConfigError(`callbacks.early_stopping.metric ${es.metric} is not computed at eval: callbacks.eval.metrics is [${cfg.callbacks.eval.metrics.join(', ')}]`, {
+        where: 'callbacks.early_stopping.metric',
+        hint: `add ${es.metric} to callbacks.eval.metrics, or use eval_loss`,
+      });
+    }
+    const mode = es.mode ?? (es.metric === 'eval_loss' || es.metric === 'perplexity' ? 'min' : 'max');
+    return { metric: es.metric, mode, bestValue: null, bestStep: 0, bestCheckpoint: null, badEvals: 0, pending: false, stop: null };
   }
 
   /**
@@ -341,6 +443,7 @@ export class Trainer {
     if (step % cfg.callbacks.loss_monitor.log_every === 0 || step === run.totalSteps) {
       const line = { type: 'train', step, total_steps: run.totalSteps, epoch: epoch + 1, loss: r.loss, lr: r.lr, grad_norm: r.gradNorm, trained_tokens: r.trainedTokens, tokens_per_s: info.tokensPerSecond };
       appendFileSync(run.metricsPath, `${JSON.stringify(line)}\n`);
+      run.tb?.scalars({ 'train/loss': r.loss, 'train/lr': r.lr, 'train/grad_norm': r.gradNorm, 'train/tokens_per_s': info.tokensPerSecond }, step);
     }
     events?.step?.(info);
   }
@@ -364,21 +467,53 @@ export class Trainer {
     }
     if (run.lead) {
       appendFileSync(run.metricsPath, `${JSON.stringify({ type: 'eval', step: run.step, ...result })}\n`);
+      const scalars: Record<string, number> = { 'eval/loss': result.loss, 'eval/perplexity': result.perplexity };
+      for (const [k, v] of Object.entries(result.metrics ?? {})) scalars[`eval/${k}`] = v;
+      run.tb?.scalars(scalars, run.step);
       events?.eval?.(run.step, result);
+    }
+    if (run.early) this.judge(run, run.early, result);
+  }
+
+  /** Early stopping's verdict on an eval (the same on every rank: every rank evaluates the same replica). */
+  private judge(run: RunState, early: EarlyState, result: EvalResult): void {
+    const value = metricValue(early.metric, result);
+    if (value === undefined || !Number.isFinite(value)) {
+      this.opts.events?.warn?.(`early stopping: eval at step ${run.step} gave no finite ${early.metric}; counted as no improvement`);
+    }
+    const delta = this.opts.config.callbacks.early_stopping.min_delta;
+    const better =
+      value !== undefined && Number.isFinite(value) && (early.bestValue === null || (early.mode === 'min' ? value < early.bestValue - delta : value > early.bestValue + delta));
+    if (better) {
+      early.bestValue = value;
+      early.bestStep = run.step;
+      early.badEvals = 0;
+      early.pending = true;
+      return;
+    }
+    early.badEvals += 1;
+    const patience = this.opts.config.callbacks.early_stopping.patience;
+    if (patience > 0 && early.badEvals >= patience && run.step < run.totalSteps) {
+      early.stop = `${early.metric} did not improve on ${early.bestValue} (step ${early.bestStep}) by more than ${delta} in ${early.badEvals} evals; stopped after step ${run.step}`;
     }
   }
 
   // --- checkpoints
 
   /** Saves the checkpoint of run.step (weights, this rank's optimizer part and RNG/data position). */
-  private async save(run: RunState): Promise<void> {
+  private async save(run: RunState, status?: RunProgress['status']): Promise<void> {
     const { config: cfg, model, train, events } = this.opts;
-    const { step, schedule, pg } = run;
+    const { step, schedule, pg, early } = run;
     const epoch = Math.floor((step - 1) / run.stepsPerEpoch);
     const ck = cfg.callbacks.checkpoint;
+    const name = checkpointName(ck.prefix, epoch + 1, step);
+    if (early?.pending) {
+      early.bestCheckpoint = name;
+      early.pending = false;
+    }
     run.lastCheckpoint = await saveCheckpoint({
       root: run.ckRoot,
-      name: checkpointName(ck.prefix, epoch + 1, step),
+      name,
       model,
       optimizer: run.optimizer,
       state: {
@@ -389,14 +524,39 @@ export class Trainer {
         loss_scale: 1,
         world_size: pg.size,
         config: cfg,
+        ...(early ? { early_stopping: { best_value: early.bestValue, best_step: early.bestStep, best_checkpoint: early.bestCheckpoint, bad_evals: early.badEvals } } : {}),
       },
       rank: { rank: pg.rank, rng: run.rng.getState(), loader: { epoch: Math.floor(step / run.stepsPerEpoch), batch: (step % run.stepsPerEpoch) * run.accum } },
       assetsDir: this.opts.assetsDir,
       keepMax: ck.keep_checkpoint_max,
       pg,
+      best: early?.bestCheckpoint ?? null,
     });
     run.savedStep = step;
-    if (run.lead) events?.checkpoint?.(run.lastCheckpoint);
+    if (!run.lead) return;
+    events?.checkpoint?.(run.lastCheckpoint);
+    run.tb?.flush();
+    await this.report(run, status);
+  }
+
+  /** The report hook (rank 0) with where the run stands; a failure is a warning. */
+  private async report(run: RunState, status?: RunProgress['status']): Promise<void> {
+    const report = this.opts.report;
+    if (!run.lead || !report) return;
+    const early = run.early;
+    const progress: RunProgress = {
+      step: run.step,
+      totalSteps: run.totalSteps,
+      status: status ?? (early?.stop ? 'stopped' : run.step === run.totalSteps ? 'finished' : 'running'),
+      stopReason: early?.stop ?? (status === 'stopped' ? (this.stopReason ?? 'another rank was asked to stop') : null),
+      lastCheckpoint: run.lastCheckpoint,
+      best: bestOf(run),
+    };
+    try {
+      await report(progress);
+    } catch (err) {
+      this.opts.events?.warn?.(`could not write the run report: ${(err as Error).message}`);
+    }
   }
 
   private stopped(run: RunState, loss: number, code: number): TrainSummary {
@@ -408,6 +568,14 @@ export class Trainer {
       stopReason: this.stopReason ?? 'another rank was asked to stop',
       stopCode: code,
       lastCheckpoint: run.lastCheckpoint,
+      earlyStopped: null,
+      best: bestOf(run),
     };
   }
+}
+
+function bestOf(run: RunState): BestCheckpoint | null {
+  const e = run.early;
+  if (!e || e.bestValue === null) return null;
+  return { metric: e.metric, value: e.bestValue, step: e.bestStep, checkpoint: e.bestCheckpoint === null ? null : join(run.ckRoot, e.bestCheckpoint) };
 }

@@ -3,9 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+
+import { readTfEvents } from '../../src/formats/tfevents.ts';
+import { CURVE_PNG_WIDTH } from '../../src/train/report/loss-curve.ts';
 
 const root = join(import.meta.dirname, '..', '..');
 const bin = join(root, 'bin', 'sftkit.js');
@@ -25,9 +28,24 @@ test('preprocess, train, resume and evaluate through the CLI', () => {
     assert.equal(pre.status, 0, pre.stderr);
     const out = join(dir, 'out');
     const common = ['--config', 'configs/tiny/pretrain_llama_tiny.yaml', '--train_dataset_dir', records, '--output_dir', out, '--batch_size', '4', '--callbacks.checkpoint.save_checkpoint_steps', '2'];
-    const first = sftkit(['run', ...common, '--runner_config.max_steps', '4']);
+    const first = sftkit(['run', ...common, '--runner_config.max_steps', '4', '--callbacks.tensorboard.enabled', 'true']);
     assert.equal(first.status, 0, first.stderr);
     assert.match(first.stdout, /step 4\/4 .*loss \d/);
+    // report.md and loss_curve.png: a PNG of CURVE_PNG_WIDTH pixels, and the final loss in the report.
+    const png = readFileSync(join(out, 'loss_curve.png'));
+    assert.deepEqual([...png.subarray(0, 8)], [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+    assert.equal(png.toString('latin1', 12, 16), 'IHDR');
+    assert.equal(png.readUInt32BE(16), CURVE_PNG_WIDTH);
+    assert.ok(png.readUInt32BE(20) > 400 && png.readUInt32BE(20) < 2000, `height ${png.readUInt32BE(20)}`);
+    assert.equal(png.toString('latin1', png.length - 8, png.length - 4), 'IEND');
+    const lastLoss = (readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number }).pop() as { loss: number }).loss;
+    const report = readFileSync(join(out, 'report.md'), 'utf8');
+    assert.match(report, /step 4 of 4, finished/);
+    assert.ok(report.includes(`| final training loss (step 4) | ${lastLoss.toFixed(4)} |`), report);
+    assert.match(report, /\| latest checkpoint \| `checkpoint\/tiny-1_4` \|/);
+    assert.ok(readdirSync(out).every((f) => !f.startsWith('.')), 'no temp files left');
+    const tb = readdirSync(join(out, 'tensorboard'));
+    assert.equal(readTfEvents(readFileSync(join(out, 'tensorboard', tb[0] as string))).filter((e) => e.scalars.some((x) => x.tag === 'train/loss')).length, 4);
     const resumed = sftkit(['run', ...common, '--runner_config.max_steps', '6', '--resume_training']);
     assert.equal(resumed.status, 0, resumed.stderr);
     assert.match(resumed.stdout, /resuming from .*tiny-1_4 \(step 4\)/);

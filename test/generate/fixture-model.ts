@@ -18,7 +18,7 @@ export interface ModelFixture {
 const DIR = join(import.meta.dirname, '..', 'fixtures', 'models');
 
 /** Builds the fixture's model with its PyTorch weights loaded. */
-export function fixtureModel(name: 'llama_gqa' | 'qwen2_tied' | 'gpt2'): { model: CausalLM; meta: ModelFixture } {
+export function fixtureModel(name: 'llama_gqa' | 'qwen2_tied' | 'gpt2' | 'mistral_window' | 'qwen2_window'): { model: CausalLM; meta: ModelFixture } {
   const meta = JSON.parse(readFileSync(join(DIR, `${name}.json`), 'utf8')) as ModelFixture;
   const buf = readFileSync(join(DIR, `${name}.bin`));
   const all = new Float32Array(buf.buffer, buf.byteOffset, buf.byteLength / 4);

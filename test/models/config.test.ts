@@ -70,6 +70,24 @@ test('mistral and qwen2 are llama-family configs', () => {
   assert.equal(params(q), 494_032_768);
 });
 
+test('sliding windows follow transformers: mistral on every layer, qwen2 only when used, from max_window_layers', () => {
+  const llama = (c: ReturnType<typeof parseModelConfig>) => (c.family === 'llama' ? c : assert.fail('not llama'));
+  const base = { hidden_size: 8, intermediate_size: 16, num_attention_heads: 2, num_hidden_layers: 4, vocab_size: 10 };
+  const m = llama(parseModelConfig({ ...base, model_type: 'mistral' }, 'config.json'));
+  assert.deepEqual([m.slidingWindow, m.windowedLayers], [4096, [true, true, true, true]]);
+  const off = llama(parseModelConfig({ ...base, model_type: 'mistral', sliding_window: null }, 'config.json'));
+  assert.deepEqual([off.slidingWindow, off.windowedLayers], [null, [false, false, false, false]]);
+  const qOff = llama(parseModelConfig({ ...base, model_type: 'qwen2', sliding_window: 32, max_window_layers: 2 }, 'config.json'));
+  assert.deepEqual(qOff.windowedLayers, [false, false, false, false]);
+  const q = llama(parseModelConfig({ ...base, model_type: 'qwen2', use_sliding_window: true, sliding_window: 32, max_window_layers: 2 }, 'config.json'));
+  assert.deepEqual([q.slidingWindow, q.windowedLayers], [32, [false, false, true, true]]);
+  const qt = llama(parseModelConfig({ ...base, model_type: 'qwen2', use_sliding_window: true, sliding_window: 32, layer_types: ['sliding_attention', 'full_attention', 'full_attention', 'sliding_attention'] }, 'config.json'));
+  assert.deepEqual(qt.windowedLayers, [true, false, false, true]);
+  assert.throws(() => parseModelConfig({ ...base, model_type: 'qwen2', use_sliding_window: true, layer_types: ['full_attention'] }, 'config.json'), /layer_types must list/);
+  const l = llama(parseModelConfig({ ...base, model_type: 'llama', sliding_window: 8 }, 'config.json'));
+  assert.equal(l.slidingWindow, null);
+});
+
 test('gpt2: Conv1D layouts and the published parameter count', () => {
   const c = parseModelConfig(GPT2, 'config.json');
   if (c.family !== 'gpt2') assert.fail('not gpt2');

@@ -1,6 +1,6 @@
-// Llama (GQA, llama3 rope scaling, untied), Qwen2 (qkv bias, tied) and GPT-2 against plain-PyTorch
-// references written to HF's math (scripts/reference/model_parity.py): logits, loss, every parameter
-// gradient, and the losses of 5 AdamW steps, in fp32.
+// Llama (GQA, llama3 rope scaling, untied), Qwen2 (qkv bias, tied), GPT-2, Mistral (sliding window 4 over
+// 9 tokens) and Qwen2 with use_sliding_window (window 3 on its second layer only, by max_window_layers) against plain-PyTorch references written to HF's math (scripts/reference/model_parity.py,
+// window_parity.py): logits, loss, every parameter gradient, and the losses of 5 AdamW steps, in fp32.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -57,7 +57,7 @@ function meanLoss(model: CausalLM, meta: Fixture, withLogits: boolean): { loss: 
   return { loss: T.scale(sum, 1 / count), logits: lg };
 }
 
-for (const name of ['llama_gqa', 'qwen2_tied', 'gpt2']) {
+for (const name of ['llama_gqa', 'qwen2_tied', 'gpt2', 'mistral_window', 'qwen2_window']) {
   test(`${name}: logits, loss and every gradient match PyTorch`, () => {
     const { model, meta, get } = build(name);
     try {
@@ -122,3 +122,26 @@ test('recompute gives the same gradients as keeping activations', () => {
     model.release();
   }
 });
+
+// Each windowed fixture depends on its windows: with none, or (Qwen2) on every layer, the logits differ.
+for (const [name, change] of [
+  ['mistral_window', { sliding_window: null }],
+  ['qwen2_window', { use_sliding_window: false }],
+  ['qwen2_window', { max_window_layers: 0 }],
+] as const) {
+  test(`${name}: the reference depends on which layers are windowed (${JSON.stringify(change)} differs)`, () => {
+    const { meta, get } = load(name);
+    const config = parseModelConfig({ ...meta.config, ...change }, `${name}.json`);
+    if (config.family !== 'llama') assert.fail('not llama');
+    const model = new Llama(config);
+    try {
+      for (const n of model.params.names) loadInto(model.params.get(n), get(`param:${n}`));
+      scope(() => {
+        const { logits: lg } = meanLoss(model, meta, true);
+        assert.ok(relError(lg as Float32Array, get('logits')) > 1e-3, `a model with other windows (${config.windowedLayers}) matches the reference`);
+      });
+    } finally {
+      model.release();
+    }
+  });
+}

@@ -41,6 +41,9 @@ test('names from other trainers suggest our key by meaning, not by spelling', ()
   assert.equal(nearestKey('max_steps'), 'runner_config.max_steps');
   assert.equal(nearestKey('bs'), 'runner_config.batch_size');
   assert.equal(nearestKey('num_train_epochs'), 'runner_config.epochs');
+  assert.equal(nearestKey('early_stopping_patience'), 'callbacks.early_stopping.patience');
+  assert.equal(nearestKey('metric_for_best_model'), 'callbacks.early_stopping.metric');
+  assert.equal(nearestKey('logging_dir'), 'callbacks.tensorboard.log_dir');
   // Object.prototype's names are not aliases: spelling decides for them.
   assert.ok(configKeys().includes(nearestKey('constructor') as string));
   assert.ok(configKeys().includes(nearestKey('__proto__') as string));

@@ -16,6 +16,7 @@ import { createModel, loadModel, weightOptionsOf } from '../../src/train/model-i
 import { openSafetensors } from '../../src/formats/safetensors.ts';
 import { ConfigError } from '../../src/errors.ts';
 import { Trainer, TrainingError } from '../../src/train/trainer.ts';
+import { readTfEvents } from '../../src/formats/tfevents.ts';
 
 const MODEL = {
   model_type: 'llama', vocab_size: 37, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2,
@@ -347,6 +348,133 @@ test('generation metrics asked for during training run at each eval step, or are
     assert.deepEqual(seen, [1, 0.25, 2, 0.5]);
     const evals = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { type: string; metrics?: { em: number } }).filter((l) => l.type === 'eval');
     assert.deepEqual(evals.map((e) => e.metrics?.em), [0.25, 0.5]);
+  } finally {
+    m.release();
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('callbacks.tensorboard writes train and eval scalars that read back equal to metrics.jsonl', async () => {
+  const out = tmp();
+  const m = model();
+  try {
+    const cfg = config(out, {
+      runner_config: { epochs: 1, batch_size: 2 },
+      callbacks: { eval: { do_eval: true, eval_steps: 2, metrics: ['perplexity', 'em'] }, tensorboard: { enabled: true } },
+    });
+    const src = new ArrayBatchSource(rows(8, 9, 4), { batchSize: 2 });
+    await new Trainer({ config: cfg, model: m, train: src, evalSource: src, assetsDir: null, generationMetrics: () => ({ em: 0.375 }) }).run();
+    const files = readdirSync(join(out, 'tensorboard'));
+    assert.equal(files.length, 1);
+    assert.match(files[0] as string, /^events\.out\.tfevents\.\d+\./);
+    const events = readTfEvents(readFileSync(join(out, 'tensorboard', files[0] as string)));
+    assert.equal(events[0]?.fileVersion, 'brain.Event:2');
+    const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | string | Record<string, number>>);
+    const want = lines.map((l): { step: number; scalars: Record<string, number> } =>
+      l['type'] === 'train'
+        ? { step: l['step'] as number, scalars: { 'train/loss': l['loss'] as number, 'train/lr': l['lr'] as number, 'train/grad_norm': l['grad_norm'] as number, 'train/tokens_per_s': l['tokens_per_s'] as number } }
+        : { step: l['step'] as number, scalars: { 'eval/loss': l['loss'] as number, 'eval/perplexity': l['perplexity'] as number, 'eval/em': 0.375 } },
+    );
+    const got = events.slice(1).map((e) => ({ step: e.step, scalars: Object.fromEntries(e.scalars.map((s) => [s.tag, s.value])) }));
+    assert.deepEqual(got, want.map((w) => ({ step: w.step, scalars: Object.fromEntries(Object.entries(w.scalars).map(([k, v]) => [k, Math.fround(v)])) })));
+    assert.deepEqual(got.map((g) => g.step), [1, 2, 2, 3, 4, 4]);
+  } finally {
+    m.release();
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('early stopping keeps the best checkpoint past keep_checkpoint_max, stops after patience evals, and resumes its state', async () => {
+  // em by step (mode max): best 0.5 at step 2; steps 3 and 4 do not beat it, so patience 2 stops after step 4.
+  const em: Record<number, number> = { 1: 0.1, 2: 0.5, 3: 0.4, 4: 0.5, 5: 0.9, 6: 0.9, 7: 0.9, 8: 0.9 };
+  const data = rows(8, 9, 5);
+  const settings = {
+    runner_config: { epochs: 2, batch_size: 2 },
+    callbacks: {
+      checkpoint: { prefix: 'tiny', save_checkpoint_steps: 2, keep_checkpoint_max: 1 },
+      eval: { do_eval: true, eval_steps: 1, metrics: ['perplexity', 'em'] },
+      early_stopping: { enabled: true, metric: 'em', patience: 2 },
+    },
+  };
+  const trainer = (out: string, m: CausalLM, extra: Partial<ConstructorParameters<typeof Trainer>[0]> = {}): Trainer => {
+    let step = 0;
+    return new Trainer({
+      config: config(out, settings), model: m, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), evalSource: new ArrayBatchSource(data.slice(0, 2), { batchSize: 2 }), assetsDir: null,
+      generationMetrics: () => ({ em: em[step] ?? 0 }),
+      ...extra,
+      events: { step: (s) => { step = s.step; extra.events?.step?.(s); } },
+    });
+  };
+  const outA = tmp();
+  const outB = tmp();
+  try {
+    const mA = model();
+    const full = await trainer(outA, mA).run();
+    mA.release();
+    assert.equal(full.steps, 4);
+    assert.match(full.earlyStopped ?? '', /em did not improve on 0\.5 \(step 2\) by more than 0 in 2 evals; stopped after step 4/);
+    assert.deepEqual(full.best, { metric: 'em', value: 0.5, step: 2, checkpoint: join(outA, 'checkpoint', 'tiny-1_2') });
+    const meta = JSON.parse(readFileSync(join(outA, 'checkpoint', 'meta.json'), 'utf8')) as { latest: string; checkpoints: string[]; best: string };
+    assert.deepEqual(meta, { latest: 'tiny-1_4', checkpoints: ['tiny-1_2', 'tiny-1_4'], best: 'tiny-1_2' });
+    assert.deepEqual(readdirSync(join(outA, 'checkpoint')).sort(), ['meta.json', 'tiny-1_2', 'tiny-1_4']);
+
+    // Stopped after step 3 (one eval without improvement) and resumed: the second one still stops it at step 4.
+    const mB = model();
+    const first = trainer(outB, mB, { events: { step: (s) => s.step === 3 && first.requestStop() } });
+    const part = await first.run();
+    mB.release();
+    assert.equal(part.stoppedEarly, true);
+    const ck = findResumeCheckpoint(join(outB, 'checkpoint'), null, () => assert.fail('no warning expected'));
+    assert.equal(ck.name, 'tiny-1_3');
+    assert.deepEqual(ck.state.early_stopping, { best_value: 0.5, best_step: 2, best_checkpoint: 'tiny-1_2', bad_evals: 1 });
+    const mC = loadModel(ck.dir);
+    const rest = await trainer(outB, mC, { resume: ck }).run();
+    mC.release();
+    assert.equal(rest.steps, 4);
+    assert.deepEqual([...part.losses, ...rest.losses], full.losses);
+    assert.deepEqual(rest.best, { metric: 'em', value: 0.5, step: 2, checkpoint: join(outB, 'checkpoint', 'tiny-1_2') });
+  } finally {
+    rmSync(outA, { recursive: true, force: true });
+    rmSync(outB, { recursive: true, force: true });
+  }
+});
+
+test('early stopping without evaluation, or on a metric the evals do not compute, is refused', async () => {
+  const out = tmp();
+  const m = model();
+  try {
+    const src = new ArrayBatchSource(rows(4, 9, 6), { batchSize: 2 });
+    const noEval = config(out, { callbacks: { early_stopping: { enabled: true } } });
+    await assert.rejects(new Trainer({ config: noEval, model: m, train: src, assetsDir: null }).run(), (e: unknown) => e instanceof ConfigError && e.where === 'callbacks.early_stopping.enabled');
+    const noMetric = config(out, { callbacks: { eval: { do_eval: true }, early_stopping: { enabled: true, metric: 'f1' } } });
+    await assert.rejects(new Trainer({ config: noMetric, model: m, train: src, evalSource: src, assetsDir: null }).run(), (e: unknown) => e instanceof ConfigError && /metric f1 is not computed/.test(e.message));
+  } finally {
+    m.release();
+    rmSync(out, { recursive: true, force: true });
+  }
+});
+
+test('the report hook runs after every save with where the run stands; a failing report is a warning', async () => {
+  const out = tmp();
+  const m = model();
+  try {
+    const cfg = config(out, { runner_config: { epochs: 1, batch_size: 2 } });
+    const seen: string[] = [];
+    await new Trainer({
+      config: cfg, model: m, train: new ArrayBatchSource(rows(8, 9, 7), { batchSize: 2 }), assetsDir: null,
+      report: async (p) => {
+        seen.push(`${p.step}/${p.totalSteps} ${p.status} ${p.lastCheckpoint?.split('/').pop()}`);
+      },
+    }).run();
+    assert.deepEqual(seen, ['2/4 running tiny-1_2', '4/4 finished tiny-1_4']);
+    const warnings: string[] = [];
+    const summary = await new Trainer({
+      config: config(join(out, 'b'), { runner_config: { epochs: 1, batch_size: 2 } }), model: m, train: new ArrayBatchSource(rows(8, 9, 7), { batchSize: 2 }), assetsDir: null,
+      report: () => Promise.reject(new Error('disk full')),
+      events: { warn: (w) => warnings.push(w) },
+    }).run();
+    assert.equal(summary.steps, 4);
+    assert.deepEqual(warnings, ['could not write the run report: disk full', 'could not write the run report: disk full']);
   } finally {
     m.release();
     rmSync(out, { recursive: true, force: true });

@@ -19,7 +19,8 @@ import { loadModel } from '../../train/model-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
 import { type EvalResult, Trainer, evaluateLoss } from '../../train/trainer.ts';
 import { StepPrinter } from '../progress.ts';
-import { writeLossCurve } from './plot.ts';
+import { writeLossCurve } from '../../train/report/loss-curve.ts';
+import { readMetrics } from '../../train/report/run-report.ts';
 import { type DemoReport, renderReport } from './report.ts';
 
 export const PACKAGE_ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -224,12 +225,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
       config: cfg,
     };
     await timed('8. report: loss curve and report.md', async () => {
-      const trainPoints = readFileSync(join(out, 'metrics.jsonl'), 'utf8')
-        .trim()
-        .split('\n')
-        .map((l) => JSON.parse(l) as { type: string; step: number; loss: number })
-        .filter((m) => m.type === 'train')
-        .map((m) => ({ step: m.step, loss: m.loss, series: 'training loss' }));
+      const trainPoints = readMetrics(join(out, 'metrics.jsonl')).train.map((m) => ({ step: m.step, loss: m.loss, series: 'training loss' }));
       const evalCurve = [{ step: 0, loss: before.loss.loss, series: 'held-out loss' }, ...evalPoints.map((p) => ({ step: p.step, loss: p.result.loss, series: 'held-out loss' }))];
       await writeLossCurve([...trainPoints, ...evalCurve], join(out, 'loss_curve.png'), 'Fine-tuning the demo Llama on instruction tasks');
       writeFileSync(join(out, 'eval_results.json'), `${JSON.stringify({ before: report.before, after: report.after, majority: report.majority }, null, 2)}\n`);

@@ -10,6 +10,7 @@ import type { CausalLM } from '../../../models/model.ts';
 import type { RunConfig } from '../../../train/config.ts';
 import { RecordsBatchSource } from '../../../train/records-source.ts';
 import { Trainer } from '../../../train/trainer.ts';
+import { writeRunReport } from '../../../train/report/run-report.ts';
 import { estimateTrainingMemory, formatMemoryEstimate } from '../../../train/memory-estimate.ts';
 import { type MetricName, evaluateGeneration } from '../../../eval/index.ts';
 import { examplesFromRecords } from '../../../eval/record-examples.ts';
@@ -94,6 +95,8 @@ export async function runTraining(ctx: RunContext): Promise<void> {
       assetsDir: tokenizerDir ? resolve(tokenizerDir) : null,
       resume: ctx.resume,
       pg,
+      // report.md and loss_curve.png in the output dir after every checkpoint save and at the end.
+      report: (progress) => writeRunReport(cfg, progress),
       events: {
         step: (s) => out.step(s, cfg.callbacks.loss_monitor.log_every),
         eval: (step, r) => {
@@ -126,6 +129,10 @@ export async function runTraining(ctx: RunContext): Promise<void> {
     } else {
       out.line(`done: ${summary.steps} steps, last loss ${summary.lastLoss.toFixed(4)}${summary.lastCheckpoint ? `, checkpoint ${summary.lastCheckpoint}` : ''}`);
     }
+    if (summary.best) {
+      out.line(`best checkpoint: ${summary.best.checkpoint ?? '-'} (${summary.best.metric} ${summary.best.value.toFixed(4)} at step ${summary.best.step})`);
+    }
+    if (pg.rank === 0) out.line(`report: ${resolve(cfg.output_dir, 'report.md')}, ${resolve(cfg.output_dir, 'loss_curve.png')}`);
   } finally {
     records.close();
     evalRecords?.close();
