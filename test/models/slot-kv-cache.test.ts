@@ -28,7 +28,7 @@ function step(model: CausalLM, cache: SlotKvCache, ids: Int32Array, S: number, p
 
 interface Seq { ids: number[]; row: number }
 
-for (const name of ['llama_gqa', 'gpt2'] as const) {
+for (const name of ['llama_gqa', 'gpt2', 'mistral_window', 'qwen2_window'] as const) {
   test(`${name}: sequences joining, leaving and compacted decode like full forwards of their own tokens`, () => {
     const { model } = fixtureModel(name);
     const V = model.config.vocabSize;
