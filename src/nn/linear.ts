@@ -2,8 +2,10 @@
 // frozen in bf16, later quantized or carrying a LoRA adapter) is decided here, not in the model files.
 // HF layouts: Llama's nn.Linear stores weight (out, in), y = x @ weightᵀ + bias; GPT-2's Conv1D stores
 // weight (in, out), y = x @ weight + bias.
-import { add, matmul, mT, type Tensor } from '../tensor/index.ts';
+// A module with a LoRA adapter (lora.ts) adds s·dropout(x)·Aᵀ·Bᵀ, A (r, in) and B (out, r) in both layouts.
+import { Tensor, add, isGradEnabled, matmul, mT, mul, scale } from '../tensor/index.ts';
 import type { ParameterSet } from './parameters.ts';
+import { loraA, loraB } from './lora.ts';
 
 export interface LinearOptions {
   /** How the weight is stored: 'out,in' (nn.Linear, default) or 'in,out' (GPT-2's Conv1D). */
@@ -19,5 +21,19 @@ export const CONV1D: LinearOptions = { layout: 'in,out', bias: true };
 export function linear(x: Tensor, weights: ParameterSet, name: string, opts: LinearOptions = {}): Tensor {
   const w = weights.weight(`${name}.weight`);
   const y = matmul(x, opts.layout === 'in,out' ? w : mT(w));
-  return opts.bias ? add(y, weights.weight(`${name}.bias`)) : y;
+  const base = opts.bias ? add(y, weights.weight(`${name}.bias`)) : y;
+  const lora = weights.lora?.modules.get(name);
+  if (!lora) return base;
+  // Dropout on the adapter's input only while training (gradients recorded), inverted as in PyTorch.
+  let xa = x;
+  if (lora.dropout > 0 && isGradEnabled()) {
+    const keepP = 1 - lora.dropout;
+    const rng = (weights.lora as NonNullable<ParameterSet['lora']>).rng;
+    const n = x.shape.reduce((a, b) => a * b, 1);
+    const mask = new Float32Array(n);
+    for (let i = 0; i < n; i++) mask[i] = rng.uniform() < keepP ? 1 / keepP : 0;
+    xa = mul(x, Tensor.from(mask, [...x.shape]));
+  }
+  const delta = matmul(matmul(xa, mT(weights.weight(loraA(name)))), mT(weights.weight(loraB(name))));
+  return add(base, scale(delta, lora.scale));
 }
