@@ -5,7 +5,8 @@
 // weights. Adapter weights are named `<module>.lora_A.weight` / `<module>.lora_B.weight` inside sftkit and
 // `base_model.model.<module>.lora_A.weight` in PEFT's files (peftKey). Targets are matched as PEFT matches
 // them: a list of names matches a module whose name is one of them or ends with `.<name>`; a single string is
-// a regular expression the whole module name must match.
+// a regular expression the whole module name must match; 'all-linear' (as PEFT) selects every linear but the
+// output head (sftkit never adapts embeddings or lm_head).
 import { ConfigError } from '../errors.ts';
 import type { Rng } from '../tensor/index.ts';
 import type { ParameterSet } from './parameters.ts';
@@ -55,7 +56,9 @@ export function loraScale(o: Pick<LoraOptions, 'alpha' | 'rank' | 'use_rslora'>)
 /** The modules `target_modules` selects among a model's linears (PEFT's matching), refused when it selects none. */
 export function matchTargets(linearModules: readonly string[], targets: string[] | string, where = 'lora.target_modules'): string[] {
   let test: (m: string) => boolean;
-  if (typeof targets === 'string') {
+  if (targets === 'all-linear') {
+    test = () => true;
+  } else if (typeof targets === 'string') {
     let re: RegExp;
     try {
       re = new RegExp(`^(?:${targets})$`);
