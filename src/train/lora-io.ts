@@ -80,7 +80,7 @@ export function loadAdapter(model: CausalLM, dir: string, seed = 0): void {
     for (const t of file.tensors) {
       // PEFT writes the adapter's name into the key only for a non-default adapter (`lora_A.<name>.weight`).
       if (!expected.has(t.name)) {
-        throw new FormatError(`${path}: tensor ${t.name} belongs to no LoRA module of this model and adapter config`, { where: `${path}: ${t.name}`, hint: 'the adapter was made for another base model, or holds more than LoRA A/B weights' });
+        throw new FormatError(`${path}: tensor ${t.name} belongs to no LoRA module of this model that ${join(dir, ADAPTER_CONFIG_FILE)} targets`, { where: `${path}: ${t.name}`, hint: 'the adapter was made for another base model, or holds more than LoRA A/B weights' });
       }
     }
     for (const name of model.params.adapterNames) {
