@@ -11,6 +11,7 @@ import { Gpt2 } from '../../src/models/gpt2.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { type CausalLM, logits, lossSum, noDecay } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
+import { linear } from '../../src/nn/linear.ts';
 import { type LoraOptions, PEFT_PREFIX, attachLora } from '../../src/nn/lora.ts';
 import * as T from '../../src/tensor/index.ts';
 import { Rng, Tensor, backward, loadInto, scope } from '../../src/tensor/index.ts';
@@ -163,6 +164,44 @@ test('a regex target selects by full module name (PEFT), e.g. only layer 1', () 
   try {
     attachLora(m.params, { rank: 2, alpha: 2, dropout: 0, target_modules: 'model\\.layers\\.1\\.self_attn\\.(q|v)_proj', use_rslora: false }, new Rng(1), false);
     assert.deepEqual([...m.params.lora?.modules.keys() ?? []], ['model.layers.1.self_attn.q_proj', 'model.layers.1.self_attn.v_proj']);
+  } finally {
+    m.release();
+  }
+});
+
+test('dropout drops the adapter input only while gradients are recorded, scaled by 1/(1-p)', () => {
+  const m = tinyLlama();
+  try {
+    attachLora(m.params, { rank: 2, alpha: 4, dropout: 0.5, target_modules: ['q_proj'], use_rslora: false }, new Rng(5), false);
+    const rng = new Rng(2);
+    for (const n of m.params.adapterNames) m.params.load(n, rng.fillNormal(new Float32Array(m.params.read(n).length), 0, 0.5));
+    const run = (): Float32Array => scope(() => logits(m, m.forward(Tensor.from([1, 2, 3, 4], [1, 4], 'int32'), { positions: positionIds(1, 4) })).toArray() as Float32Array);
+    const evalA = T.noGrad(run);
+    const evalB = T.noGrad(run);
+    assert.deepEqual(evalA, evalB);
+    const trainA = run();
+    const trainB = run();
+    assert.notDeepEqual(trainA, evalA);
+    assert.notDeepEqual(trainA, trainB);
+    // p = 0 keeps training equal to eval.
+    (m.params.lora?.modules.get('model.layers.0.self_attn.q_proj') as { dropout: number }).dropout = 0;
+    (m.params.lora?.modules.get('model.layers.1.self_attn.q_proj') as { dropout: number }).dropout = 0;
+    assert.deepEqual(run(), evalA);
+    // The kept inputs are scaled by 1/(1-p): A sums x (all ones), B copies, so the delta is s·2·(inputs kept).
+    const mod = m.params.lora?.modules.get('model.layers.0.self_attn.q_proj') as { dropout: number; scale: number };
+    mod.dropout = 0.5;
+    const name = 'model.layers.0.self_attn.q_proj';
+    m.params.load(`${name}.lora_A.weight`, Float32Array.from({ length: 16 }, (_, i) => (i < 8 ? 1 : 0)));
+    m.params.load(`${name}.lora_B.weight`, Float32Array.from({ length: 16 }, (_, i) => (i % 2 === 0 ? 1 : 0)));
+    const x = Tensor.from(new Float32Array(8).fill(1), [1, 8]);
+    const full = scope(() => T.noGrad(() => linear(x, m.params, name)).toArray() as Float32Array);
+    const noLora = full.map((v) => v - mod.scale * 8);
+    for (let t = 0; t < 5; t++) {
+      const y = scope(() => linear(x, m.params, name).toArray() as Float32Array);
+      const kept = (y[0]! - noLora[0]!) / (mod.scale * 2);
+      assert.ok(Math.abs(kept - Math.round(kept)) < 1e-4 && kept >= 0 && kept <= 8, `kept ${kept}`);
+      y.forEach((v, o) => assert.ok(Math.abs(v - noLora[o]! - mod.scale * 2 * Math.round(kept)) < 1e-4));
+    }
   } finally {
     m.release();
   }
