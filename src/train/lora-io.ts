@@ -175,11 +175,20 @@ export function loraOn(cfg: Pick<RunConfig, 'lora'>): boolean {
  * The adapters of a run: a resumed checkpoint's own (adapter_config.json in it), else lora.adapter (a PEFT
  * folder, for any run mode), else new ones when training with lora.rank > 0. A model without any stays as it is.
  */
-export function attachLoraFor(model: CausalLM, cfg: Pick<RunConfig, 'lora' | 'seed'>, at: { resumeDir: string | null; training: boolean }): void {
-  if (at.resumeDir !== null && isAdapterDir(at.resumeDir)) return loadAdapter(model, at.resumeDir, cfg.seed);
-  if (cfg.lora.adapter !== '') return loadAdapter(model, cfg.lora.adapter, cfg.seed);
-  if (at.training && cfg.lora.rank > 0) {
+export function attachLoraFor(model: CausalLM, cfg: Pick<RunConfig, 'lora' | 'seed'> & { model?: { recompute: boolean } }, at: { resumeDir: string | null; training: boolean }): void {
+  if (at.resumeDir !== null && isAdapterDir(at.resumeDir)) loadAdapter(model, at.resumeDir, cfg.seed);
+  else if (cfg.lora.adapter !== '') loadAdapter(model, cfg.lora.adapter, cfg.seed);
+  else if (at.training && cfg.lora.rank > 0) {
     const { adapter: _adapter, ...options } = cfg.lora;
     attachLora(model.params, options, new Rng(cfg.seed), model.config.family === 'gpt2');
+  }
+  // Recompute runs a block's first pass without gradients (no dropout) and its second with them (dropout): the
+  // two passes would disagree, so LoRA dropout and recompute are not combined.
+  const dropout = model.params.lora?.options.dropout ?? 0;
+  if (at.training && dropout > 0 && cfg.model?.recompute === true) {
+    throw new ConfigError(`lora dropout ${dropout} cannot be combined with model.recompute (the recomputed pass would draw other masks)`, {
+      where: 'lora.dropout',
+      hint: 'set lora.dropout: 0 (or model.recompute: false)',
+    });
   }
 }
