@@ -9,36 +9,10 @@
 // output head (sftkit never adapts embeddings or lm_head).
 import { ConfigError } from '../errors.ts';
 import type { Rng } from '../tensor/index.ts';
+import type { LoraOptions, LoraModule, LoraState } from './lora-state.ts';
 import type { ParameterSet } from './parameters.ts';
 
-export interface LoraOptions {
-  rank: number;
-  alpha: number;
-  dropout: number;
-  /** Names (PEFT's suffix match) or one regular expression (full match). */
-  target_modules: string[] | string;
-  use_rslora: boolean;
-}
-
-/** One adapted module: its scale, dropout and how its base weight is laid out. */
-export interface LoraModule {
-  module: string;
-  rank: number;
-  scale: number;
-  dropout: number;
-  inFeatures: number;
-  outFeatures: number;
-  /** GPT-2's Conv1D stores W as (in, out): PEFT's fan_in_fan_out. */
-  fanInFanOut: boolean;
-}
-
-/** What a ParameterSet carries once adapters are attached: read by linear() for every module it adapts. */
-export interface LoraState {
-  options: LoraOptions;
-  modules: Map<string, LoraModule>;
-  /** Draws dropout masks (seeded by the run); dropout applies only while gradients are recorded. */
-  rng: Rng;
-}
+export type { LoraOptions, LoraModule, LoraState } from './lora-state.ts';
 
 /** Base weights sftkit can adapt are those of its linears: every 2-D `.weight` but the embeddings. */
 const NOT_LINEAR = /(^|\.)(embed_tokens|wte|wpe|lm_head)$/;

@@ -4,7 +4,7 @@
 import { ShapeError } from '../errors.ts';
 import { FlatBuffer, type Rng, Tensor, flatLayout, loadInto, numel } from '../tensor/index.ts';
 import { type FrozenDtype, FrozenStore } from './frozen-store.ts';
-import type { LoraState } from './lora.ts';
+import type { LoraState } from './lora-state.ts';
 
 export interface ParamSpec {
   name: string;
