@@ -48,6 +48,8 @@ export type { MicroBatch, LossStepOptions } from './train/loss-step.ts';
 export { estimateTrainingMemory, formatMemoryEstimate } from './train/memory-estimate.ts';
 export type { MemoryEstimate } from './train/memory-estimate.ts';
 export { frozenSet } from './train/freeze.ts';
+export { type LoraOptions, attachLora, loraScale, matchTargets } from './nn/lora.ts';
+export { loadAdapter, mergeLora, readAdapterConfig, writeAdapterFiles } from './train/lora-io.ts';
 export { KvCache } from './models/kv-cache.ts';
 export type { ForwardCache } from './models/kv-cache.ts';
 export { SlotKvCache } from './models/slot-kv-cache.ts';

@@ -1,9 +1,11 @@
 // bench/train: sftkit vs tuned PyTorch training (and forward-only) tokens/s, model FLOP utilisation against the
 // GEMM peak of the dtype that runs (measured in sftkit's process) and peak RSS, side by side in one run, for the
 // S/M/L configs of DESIGN.md.
-// Usage: npm run bench:train -- [S M L] [--steps N] [--profile] [--compare-malloc] [--bf16]
+// Usage: npm run bench:train -- [S M L] [--steps N] [--profile] [--compare-malloc] [--bf16] [--lora R]
 // (--compare-malloc adds a PyTorch row without tcmalloc, to see what the allocator changes; --bf16 adds rows for
-// bf16 mixed precision: ours (model.dtype bfloat16) against PyTorch bf16 autocast.)
+// bf16 mixed precision: ours (model.dtype bfloat16) against PyTorch bf16 autocast; --lora R adds rows for LoRA rank R
+// on every linear, ours against PyTorch with the same LoRA written by hand, the ratio against that PyTorch run,
+// plus our LoRA against our own full fine-tuning in the findings' notes.)
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { type Finding, type Peak, emitFindings } from '../lib/report.ts';
@@ -16,7 +18,9 @@ exitIfMissing('bench/train/run.ts', ['torch']);
 const args = process.argv.slice(2);
 const stepsAt = args.indexOf('--steps');
 const steps = stepsAt >= 0 ? Number(args[stepsAt + 1]) : 5;
-const configs = args.filter((a, i) => !a.startsWith('--') && (stepsAt < 0 || i !== stepsAt + 1));
+const loraAt = args.indexOf('--lora');
+const loraRank = loraAt >= 0 ? Number(args[loraAt + 1]) : 0;
+const configs = args.filter((a, i) => !a.startsWith('--') && (stepsAt < 0 || i !== stepsAt + 1) && (loraAt < 0 || i !== loraAt + 1));
 const profile = args.includes('--profile');
 const bf16 = args.includes('--bf16');
 const compareMalloc = args.includes('--compare-malloc');
@@ -72,6 +76,12 @@ for (const name of names) {
     rows.push({ run: oursBf16, base: torchBf16, meter: oursBf16, dtype: 'bfloat16' }, { run: torchBf16, base: torchBf16, meter: oursBf16, dtype: 'bfloat16' });
     pair = { ours: oursBf16, torch: torchBf16 };
     bf16Note = `${oursBf16.bf16_kernel ?? '?'} (binding path: ${oursBf16.bf16_path ?? '?'})`;
+  }
+  if (loraRank > 0) {
+    const oursLora = runOne(process.execPath, ['--import', 'tsx', 'bench/train/sftkit-step.ts', name, String(steps), '--lora', String(loraRank)]);
+    const torchLora = runOne(PYTHON, ['bench/train/torch_step.py', name, String(steps), '--lora', String(loraRank)], tuned.env);
+    rows.push({ run: oursLora, base: torchLora, meter: ours, dtype: 'float32' }, { run: torchLora, base: torchLora, meter: ours, dtype: 'float32' });
+    console.log(`(${name}: sftkit LoRA r${loraRank} runs at ${(oursLora.tokens_per_s / ours.tokens_per_s).toFixed(2)}× sftkit full fine-tuning; peak RSS ${oursLora.peak_rss_mb.toFixed(0)} vs ${ours.peak_rss_mb.toFixed(0)} MB)`);
   }
   for (const { run, base, meter, dtype } of rows) {
     const gflops = modelGflops(run, d);

@@ -2,8 +2,10 @@
 // frozen in bf16, later quantized or carrying a LoRA adapter) is decided here, not in the model files.
 // HF layouts: Llama's nn.Linear stores weight (out, in), y = x @ weightᵀ + bias; GPT-2's Conv1D stores
 // weight (in, out), y = x @ weight + bias.
-import { add, frozenLinear, matmul, mT, type Tensor } from '../tensor/index.ts';
+// A module with a LoRA adapter (lora.ts) adds s·dropout(x)·Aᵀ·Bᵀ, A (r, in) and B (out, r) in both layouts.
+import { Tensor, add, frozenLinear, isGradEnabled, matmul, mT, mul, scale } from '../tensor/index.ts';
 import type { ParameterSet } from './parameters.ts';
+import { loraA, loraB } from './lora.ts';
 
 export interface LinearOptions {
   /** How the weight is stored: 'out,in' (nn.Linear, default) or 'in,out' (GPT-2's Conv1D). */
@@ -18,13 +20,28 @@ export const CONV1D: LinearOptions = { layout: 'in,out', bias: true };
 /** y = x @ W(name)ᵀ + b for the module `name` (its weight is `${name}.weight`, its bias `${name}.bias`). */
 export function linear(x: Tensor, weights: ParameterSet, name: string, opts: LinearOptions = {}): Tensor {
   // A frozen (out, in) weight in bfloat16 or quantized (NF4, int8) is read panel by panel by the GEMM itself,
-  // never widened whole.
+  // never widened whole (QLoRA's frozen base).
   const rows = opts.layout !== 'in,out' ? weights.frozenRows(`${name}.weight`) : null;
+  let y: Tensor;
   if (rows) {
-    const y = frozenLinear(x, rows);
-    return opts.bias ? add(y, weights.weight(`${name}.bias`)) : y;
+    y = frozenLinear(x, rows);
+  } else {
+    const w = weights.weight(`${name}.weight`);
+    y = matmul(x, opts.layout === 'in,out' ? w : mT(w));
   }
-  const w = weights.weight(`${name}.weight`);
-  const y = matmul(x, opts.layout === 'in,out' ? w : mT(w));
-  return opts.bias ? add(y, weights.weight(`${name}.bias`)) : y;
+  const base = opts.bias ? add(y, weights.weight(`${name}.bias`)) : y;
+  const lora = weights.lora?.modules.get(name);
+  if (!lora) return base;
+  // Dropout on the adapter's input only while training (gradients recorded), inverted as in PyTorch.
+  let xa = x;
+  if (lora.dropout > 0 && isGradEnabled()) {
+    const keepP = 1 - lora.dropout;
+    const rng = (weights.lora as NonNullable<ParameterSet['lora']>).rng;
+    const n = x.shape.reduce((a, b) => a * b, 1);
+    const mask = new Float32Array(n);
+    for (let i = 0; i < n; i++) mask[i] = rng.uniform() < keepP ? 1 / keepP : 0;
+    xa = mul(x, Tensor.from(mask, [...x.shape]));
+  }
+  const delta = matmul(matmul(xa, mT(weights.weight(loraA(name)))), mT(weights.weight(loraB(name))));
+  return add(base, scale(delta, lora.scale));
 }

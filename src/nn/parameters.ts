@@ -4,6 +4,7 @@
 import { ShapeError } from '../errors.ts';
 import { FlatBuffer, type Rng, type RowSource, Tensor, flatLayout, loadInto, numel } from '../tensor/index.ts';
 import { type FrozenDtype, FrozenStore } from './frozen-store.ts';
+import type { LoraState } from './lora-state.ts';
 
 export interface ParamSpec {
   name: string;
@@ -49,6 +50,10 @@ export class ParameterSet {
   readonly frozen: FrozenStore;
   /** Every weight's name, trainable or frozen, in model order. */
   readonly names: string[];
+  /** LoRA adapters (lora.ts), when attached: their weights are trainable and not among `names`. */
+  lora: LoraState | null = null;
+  /** The adapter weights' names (`<module>.lora_A.weight`, …), in the order they were attached. */
+  adapterNames: string[] = [];
   private readonly specs: Map<string, ParamSpec>;
 
   constructor(specs: readonly ParamSpec[], rng: Rng, opts: WeightOptions = {}) {
@@ -153,6 +158,27 @@ export class ParameterSet {
     for (const s of keep) loadInto(this.values.get(s.name), old.values.get(s.name).toArray() as Float32Array);
     old.values.release();
     old.grads.release();
+  }
+
+  /**
+   * Adds LoRA adapter weights to the trainable buffer with their initial values (lora.ts's attachLora, which
+   * freezes the base first). The trainable buffers are rebuilt; the weights trainable before keep their values.
+   */
+  addAdapters(adapters: readonly { name: string; shape: number[]; values: Float32Array }[], state: LoraState): void {
+    for (const a of adapters) {
+      if (this.specs.has(a.name)) throw new ShapeError(`parameter ${a.name} exists already`, { where: a.name });
+    }
+    const old = { values: this.values, grads: this.grads };
+    const keep = this.trainableNames.map((n) => this.spec(n));
+    const added: ParamSpec[] = adapters.map((a) => ({ name: a.name, shape: a.shape, init: { kind: 'zeros' } }));
+    for (const s of added) this.specs.set(s.name, s);
+    ({ values: this.values, grads: this.grads } = this.allocateTrainable([...keep, ...added]));
+    for (const s of keep) loadInto(this.values.get(s.name), old.values.get(s.name).toArray() as Float32Array);
+    for (const a of adapters) loadInto(this.values.get(a.name), a.values);
+    old.values.release();
+    old.grads.release();
+    this.adapterNames.push(...adapters.map((a) => a.name));
+    this.lora = state;
   }
 
   counts(): WeightCounts {

@@ -12,6 +12,7 @@ import { writeFileAtomicSync } from '../formats/write-file.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { TrainOptimizer } from './optimizer.ts';
 import { sourceDtypeOf, writeModelFiles } from './model-io.ts';
+import { writeAdapterFiles } from './lora-io.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
 export const META_FILE = 'meta.json';
@@ -304,6 +305,8 @@ export async function saveCheckpoint(o: SaveOptions): Promise<string> {
   if (pg.rank === 0) {
     try {
       const files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
+      // A LoRA run's adapters beside the base, in PEFT's files (PeftModel.from_pretrained reads this folder).
+      if (o.model.params.lora) files.push(...writeAdapterFiles(tmp, o.model, null));
       const state: TrainerState = { ...o.state, optimizer_files: hashFiles(join(tmp, 'optimizer'), readdirSync(join(tmp, 'optimizer'))) };
       writeFileSync(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
       writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', ...sourceDtypeOf(o.model), source: { path: o.name, format: 'sftkit-training' } }, files);

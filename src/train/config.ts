@@ -67,6 +67,18 @@ export const runConfigSchema = z.strictObject({
       optimizer_shard: z.boolean().default(false),
     })
     .prefault({}),
+  // LoRA (docs/LORA.md): on when rank > 0 or adapter names a PEFT adapter folder to load (train on, eval,
+  // predict). Every base weight is then frozen; the adapters are the only trainable weights.
+  lora: z
+    .strictObject({
+      rank: z.int().min(0).default(0),
+      alpha: z.number().positive().default(16),
+      dropout: z.number().min(0).lt(1).default(0),
+      target_modules: z.union([z.array(z.string()).min(1), z.string().min(1)]).default(['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']),
+      use_rslora: z.boolean().default(false),
+      adapter: z.string().default(''),
+    })
+    .prefault({}),
   freeze: z
     .strictObject({
       include: z.array(z.string()).default([]),

@@ -14,6 +14,12 @@ export interface MemoryEstimateInput {
   /** Data-parallel ranks and whether the moments are sharded over them (ZeRO-1). */
   worldSize?: number;
   optimizerShard?: boolean;
+  /**
+   * LoRA adapters (nn/lora.ts), whose weights are the trainable ones of `weights`: each adapted module keeps
+   * x·Aᵀ (r floats per token) and its (out)-wide delta before and after the scale; with dropout, the mask and
+   * the dropped input (2·in floats per token).
+   */
+  lora?: { modules: readonly { inFeatures: number; outFeatures: number; rank: number }[]; dropout: number };
 }
 
 /** Bytes by kind; `total` is their sum. */
@@ -78,7 +84,10 @@ export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
   const kept = i.recompute ? tokens * (layers * hiddenOf(c) + per.block) : tokens * layers * per.kept;
   // Backward's own temporaries beside them: the widest gradients of one block (dgate, dup, dX of the MLP).
   const inFlight = tokens * (3 * ffnOf(c) + 2 * hiddenOf(c));
-  const activations = (kept + inFlight) * 4;
+  // LoRA's adapter activations, over every adapted module (one block's share under recompute).
+  const loraFloats = (i.lora?.modules ?? []).reduce((n, m) => n + m.rank + 2 * m.outFeatures + ((i.lora?.dropout ?? 0) > 0 ? 2 * m.inFeatures : 0), 0);
+  const loraKept = tokens * (i.recompute ? loraFloats / layers : loraFloats);
+  const activations = (kept + inFlight + loraKept) * 4;
   // The loss: final hidden states, their gradient and norm output, and one block of logits.
   const logitsBlock = Math.min(LOSS_BLOCK_BYTES, tokens * c.vocabSize * 4);
   const workspace = tokens * hiddenOf(c) * 3 * 4 + logitsBlock;

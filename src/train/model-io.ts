@@ -22,8 +22,10 @@ import type { RunConfig } from './config.ts';
 import { frozenSet } from './freeze.ts';
 
 /** Which weights a run freezes and how it stores them: `freeze` and `model.base_dtype` of the run config. */
-export function weightOptionsOf(cfg: Pick<RunConfig, 'freeze' | 'model'>, names: readonly string[]): WeightOptions {
-  const frozen = frozenSet(names, cfg.freeze);
+export function weightOptionsOf(cfg: Pick<RunConfig, 'freeze' | 'model'> & Partial<Pick<RunConfig, 'lora'>>, names: readonly string[]): WeightOptions {
+  // A LoRA run freezes every base weight (its adapters are the trainable ones).
+  const lora = cfg.lora !== undefined && (cfg.lora.rank > 0 || cfg.lora.adapter !== '');
+  const frozen = lora ? new Set(names) : frozenSet(names, cfg.freeze);
   return { frozen: (n) => frozen.has(n), frozenDtype: cfg.model.base_dtype };
 }
 

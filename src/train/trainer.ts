@@ -383,6 +383,7 @@ export class Trainer {
    */
   private freeze(): void {
     const { config: cfg, model } = this.opts;
+    if (model.params.lora) return; // LoRA froze the whole base already (nn/lora.ts)
     const frozen = frozenSet(model.params.names, cfg.freeze);
     const extra = model.params.frozen.names.filter((n) => !frozen.has(n));
     if (extra.length > 0) {

@@ -246,7 +246,7 @@ test('GGUF export refuses: an unknown pre-tokenizer, no tokenizer, an existing o
       spawnSync(process.execPath, [join(ROOT, 'bin', 'sftkit.js'), 'convert', ...args], { encoding: 'utf8', env: { ...process.env, SFTKIT_FROM_SOURCE: '1' } });
     const lora = cli(['--reversed', '--format', 'gguf', '--merge_lora', '--input_path', DEMO, '--output_path', join(tmp, 'd.gguf')]);
     assert.notEqual(lora.status, 0);
-    assert.match(String(lora.stderr), /--merge_lora is not available yet: LoRA adapters and their merge arrive with issue 15/);
+    assert.match(String(lora.stderr), /--merge_lora exports an HF folder: use it with --reversed \(and --format hf\)/);
     const notReversed = cli(['--format', 'gguf', '--input_path', DEMO, '--output_path', join(tmp, 'e.gguf')]);
     assert.match(String(notReversed.stderr), /--format gguf exports a checkpoint: add --reversed/);
     const q4 = cli(['--reversed', '--format', 'gguf', '--dtype', 'q4_0', '--input_path', DEMO, '--output_path', join(tmp, 'f.gguf')]);

@@ -16,7 +16,7 @@ test('every parser of untrusted input has a fuzz target', () => {
   assert.deepEqual(TARGETS.map((t) => t.name), [
     'safetensors', 'safetensors-index', 'torch-bin', 'tokenizer.model', 'tokenizer.json', 'tokenizer_config.json', 'config.json',
     'generation_config.json', 'alpaca', 'conversations', 'json-stream', 'token-records', 'yaml-config', 'checkpoint-dir', 'training-checkpoint', 'gguf',
-    'mindspore-ckpt', 'mindrecord', 'openai-request',
+    'mindspore-ckpt', 'mindrecord', 'openai-request', 'peft-adapter',
   ]);
 });
 

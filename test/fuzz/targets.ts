@@ -28,6 +28,9 @@ import { parseModelConfig, readModelConfig } from '../../src/models/config.ts';
 import { expectedTensors } from '../../src/models/tensor-table.ts';
 import { Tokenizer } from '../../src/tokenizer/index.ts';
 import { findResumeCheckpoint } from '../../src/train/checkpoint.ts';
+import { attachLora } from '../../src/nn/lora.ts';
+import { Rng as TensorRng } from '../../src/tensor/index.ts';
+import { loadAdapter, mergeLora, writeAdapterFiles } from '../../src/train/lora-io.ts';
 import { loadRunConfig } from '../../src/train/config.ts';
 import { createModel, loadModel, writeModelCheckpoint } from '../../src/train/model-io.ts';
 import type { FuzzInput, PreparedTarget, Target } from './harness.ts';
@@ -817,7 +820,36 @@ const openaiRequest: Target = {
   },
 };
 
+// ---- a PEFT LoRA adapter folder ----------------------------------------------------------------------------
+
+/** A PEFT adapter folder as `run --lora.adapter DIR` and `convert --merge_lora` read it (loadAdapter onto a model). */
+const peftAdapter = folderTarget({
+  name: 'peft-adapter',
+  description: 'a PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors: loadAdapter)',
+  build(dir) {
+    const model = createModel(parseModelConfig(CKPT_CONFIG, 'config.json'), 0);
+    attachLora(model.params, { rank: 2, alpha: 4, dropout: 0, target_modules: ['q_proj', 'v_proj'], use_rslora: false }, new TensorRng(1), false);
+    writeAdapterFiles(dir, model, 'fuzz-base');
+    model.release();
+    const st = (s: Uint8Array, r: Rng): Uint8Array => (r() < 0.5 ? withHeader(s, r) : mutateBytes(s, r, { hot: [[0, 8 + Number(Buffer.from(s).readBigUInt64LE(0))]] }));
+    return [
+      { file: 'adapter_config.json', mutate: mutateJsonFile },
+      { file: 'adapter_model.safetensors', mutate: st },
+    ];
+  },
+  run(dir) {
+    const model = createModel(parseModelConfig(CKPT_CONFIG, 'config.json'), 0);
+    try {
+      loadAdapter(model, dir);
+      mergeLora(model);
+    } finally {
+      model.release();
+    }
+  },
+});
+
 export const TARGETS: readonly Target[] = [
   safetensors, safetensorsIndex, torchBin, sentencepiece, tokenizerJson, tokenizerConfig, configJson, generationConfig,
   alpaca, conversations, jsonStream, tokenRecords, yamlConfig, checkpointDir, trainingCheckpoint, gguf, mindsporeCkpt, mindrecord, openaiRequest,
+  peftAdapter,
 ];

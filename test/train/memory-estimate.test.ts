@@ -35,3 +35,27 @@ test('the estimate counts trainable, optimizer, frozen, activations, workspace a
   assert.equal(big.workspace, tokens * 64 * 3 * 4 + 32 * 2 ** 20);
   assert.match(formatMemoryEstimate(e), /^estimated peak memory: .* GiB = trainable .* \+ optimizer .* \+ frozen .* \+ activations/);
 });
+
+test('a LoRA run: adapters are the trainable weights (with their moments), the base is frozen, adapter activations add up', () => {
+  // Llama CFG, rank 8 on q_proj and down_proj of each of 3 layers: A (8, in) + B (out, 8).
+  const mods = Array.from({ length: 3 }, () => [
+    { inFeatures: 64, outFeatures: 64, rank: 8 },
+    { inFeatures: 160, outFeatures: 64, rank: 8 },
+  ]).flat();
+  const adapterParams = mods.reduce((n, m) => n + m.rank * (m.inFeatures + m.outFeatures), 0);
+  assert.equal(adapterParams, 3 * (8 * 128 + 8 * 224));
+  const base = 1000 * 64 * 2 + 3 * (64 * 64 + 2 * 64 * 32 + 64 * 64 + 3 * 64 * 160 + 2 * 64) + 64;
+  const weights = { trainableParams: adapterParams, frozenParams: base, frozenBytes: base * 2, frozenMappedBytes: 0 };
+  const plain = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: false });
+  const e = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: false, lora: { modules: mods, dropout: 0 } });
+  const tokens = 64;
+  assert.equal(e.trainable, adapterParams * 8);
+  assert.equal(e.optimizer, adapterParams * 8);
+  assert.equal(e.frozen, base * 2);
+  assert.equal(e.activations - plain.activations, tokens * 6 * (8 + 2 * 64) * 4);
+  const d = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: false, lora: { modules: mods, dropout: 0.1 } });
+  assert.equal(d.activations - plain.activations, tokens * 3 * ((8 + 128 + 128) + (8 + 128 + 320)) * 4);
+  const r = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: true, lora: { modules: mods, dropout: 0 } });
+  const rPlain = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: true });
+  assert.equal(r.activations - rPlain.activations, (tokens * 6 * (8 + 2 * 64) * 4) / 3);
+});

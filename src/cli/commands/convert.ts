@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { ConfigError } from '../../errors.ts';
 import { resolveModelDir } from '../../hub/index.ts';
 import { convertCheckpointToHf } from '../../convert/checkpoint-to-hf.ts';
+import { convertMergedLoraToHf } from '../../convert/merge-lora.ts';
 import { convertHfToCheckpoint, type ConvertReport } from '../../convert/hf-to-checkpoint.ts';
 import { parseShardSize } from '../../convert/shard-size.ts';
 import { exportGguf, GGUF_DTYPES, type GgufDtypeName } from '../../convert/gguf-export.ts';
@@ -59,9 +60,11 @@ export function registerConvert(program: Command): void {
     .option('--reversed', 'sftkit checkpoint -> HF folder')
     .option('--format <format>', 'with --reversed: hf (default) | gguf (one .gguf file for llama.cpp/ollama, plus a Modelfile) | mindspore (one MindFormers .ckpt)')
     .option('--config <path>', 'with a .ckpt --input_path: the config.json (or its folder, with the tokenizer files) giving the architecture (default: the .ckpt\'s folder)')
-    .option('--merge_lora', 'merge LoRA adapters before export (not available yet)')
+    .option('--merge_lora', 'with --reversed: fold the LoRA adapters of a LoRA run\'s checkpoint into its base weights (W + s·B·A), writing a plain HF folder')
     .action(async (flags: ConvertFlags) => {
-      if (flags.merge_lora) throw new ConfigError('--merge_lora is not available yet: LoRA adapters and their merge arrive with issue 15', { where: '--merge_lora', hint: 'export the full fine-tuned checkpoint without --merge_lora' });
+      if (flags.merge_lora && (!flags.reversed || (flags.format !== undefined && flags.format !== 'hf'))) {
+        throw new ConfigError('--merge_lora exports an HF folder: use it with --reversed (and --format hf)', { where: '--merge_lora' });
+      }
       if (flags.format !== undefined && flags.format !== 'hf' && flags.format !== 'mindspore') return convertToGguf(flags);
       if (flags.dtype !== undefined && !(flags.dtype in TARGET_DTYPES)) {
         throw new ConfigError(`--dtype ${flags.dtype} is not supported (supported: ${Object.keys(TARGET_DTYPES).join(', ')})`, { where: '--dtype' });
@@ -101,7 +104,9 @@ export function registerConvert(program: Command): void {
         dtype: flags.dtype as TargetDtypeName | undefined,
         maxShardBytes: parseShardSize(flags.max_shard_size),
       };
-      const r = flags.reversed
+      const r = flags.merge_lora
+        ? await convertMergedLoraToHf(common)
+        : flags.reversed
         ? await convertCheckpointToHf(common)
         : await convertHfToCheckpoint({ ...common, model: flags.model as ModelFamily | undefined });
       report(r, flags.reversed === true);

@@ -10,6 +10,7 @@ interface DemoFlags {
   train_samples?: string;
   eval_samples?: string;
   epochs?: string;
+  config?: string;
 }
 
 function positive(name: string, v: string | undefined): number | undefined {
@@ -27,6 +28,7 @@ export function registerDemo(program: Command): void {
     .option('--train_samples <n>', 'use only the first N training samples (a shorter run)')
     .option('--eval_samples <n>', 'use only the first N held-out samples')
     .option('--epochs <n>', 'fine-tuning epochs (default: configs/demo/finetune.yaml)')
+    .option('--config <yaml>', 'the fine-tuning recipe (default configs/demo/finetune.yaml; configs/demo/finetune_lora.yaml trains LoRA adapters)')
     .action(async (flags: DemoFlags) => {
       const isa = ['scalar', 'AVX2+FMA', 'AVX-512'][host.detectedIsa()] ?? 'unknown';
       const print = new StepPrinter();
@@ -37,6 +39,7 @@ export function registerDemo(program: Command): void {
         trainSamples: positive('train_samples', flags.train_samples),
         evalSamples: positive('eval_samples', flags.eval_samples),
         epochs: positive('epochs', flags.epochs),
+        ...(flags.config !== undefined ? { configPath: flags.config } : {}),
         print,
       });
       print.line(

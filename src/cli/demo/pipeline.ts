@@ -16,6 +16,7 @@ import type { CausalLM } from '../../models/model.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 import { loadRunConfig } from '../../train/config.ts';
 import { loadModel } from '../../train/model-io.ts';
+import { attachLoraFor } from '../../train/lora-io.ts';
 import { RecordsBatchSource } from '../../train/records-source.ts';
 import { type EvalResult, Trainer, evaluateLoss } from '../../train/trainer.ts';
 import { StepPrinter } from '../progress.ts';
@@ -33,7 +34,9 @@ export interface DemoOptions {
   evalSamples?: number;
   epochs?: number;
   seqLength?: number;
-  /** Extra dotted overrides of configs/demo/finetune.yaml (experiments). */
+  /** The fine-tuning recipe (default configs/demo/finetune.yaml; configs/demo/finetune_lora.yaml trains LoRA adapters). */
+  configPath?: string;
+  /** Extra dotted overrides of the recipe (experiments). */
   overrides?: Record<string, unknown>;
   print?: StepPrinter;
 }
@@ -99,7 +102,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
   }
   mkdirSync(join(out, 'data'), { recursive: true });
 
-  const cfgPath = join(PACKAGE_ROOT, 'configs', 'demo', 'finetune.yaml');
+  const cfgPath = o.configPath ?? join(PACKAGE_ROOT, 'configs', 'demo', 'finetune.yaml');
   const overrides: Record<string, unknown> = { output_dir: out };
   if (o.epochs !== undefined) overrides['runner_config.epochs'] = o.epochs;
   Object.assign(overrides, o.overrides ?? {});
@@ -159,7 +162,9 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
 
     const trainSource = new RecordsBatchSource(trainRecords, { batchSize: cfg.runner_config.batch_size, shuffle: true, dropRemainder: true, seed: cfg.seed });
     const evalPoints: { step: number; result: EvalResult }[] = [];
-    const summary = await timed('5. fine-tune all parameters', async () => {
+    // A LoRA recipe (lora.rank > 0) adds adapters to the evaluated base and trains them alone.
+    attachLoraFor(model, cfg, { resumeDir: null, training: true });
+    const summary = await timed(model.params.lora ? `5. fine-tune LoRA adapters (rank ${cfg.lora.rank}, ${model.params.counts().trainableParams.toLocaleString('en-US')} trainable parameters)` : '5. fine-tune all parameters', async () => {
       const trainer = new Trainer({
         config: cfg,
         model,

@@ -16,6 +16,7 @@ import { type LoadedCheckpoint, findResumeCheckpoint } from '../../../train/chec
 import type { RunConfig } from '../../../train/config.ts';
 import { MindRecordRows } from '../../../data/mindrecord-rows.ts';
 import { type LoadOptions, createModel, loadModel, weightOptionsOf } from '../../../train/model-io.ts';
+import { attachLoraFor } from '../../../train/lora-io.ts';
 import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../../convert/mindspore-convert.ts';
 import { expectedTensors } from '../../../models/tensor-table.ts';
 import type { ModelConfig } from '../../../models/config.ts';
@@ -137,6 +138,8 @@ export class RunContext {
           : modelDir
             ? loadModel(modelDir, cfg.seed, loadOpts)
             : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg);
+      // LoRA: the resumed checkpoint's adapter, lora.adapter (a PEFT folder), or new adapters (lora.rank).
+      attachLoraFor(model, cfg, { resumeDir: resume?.dir ?? null, training });
       ctx = new RunContext(cfg, flags, pg, out, stops, model, modelDir, resume);
       return ctx;
     } catch (err) {

@@ -50,6 +50,7 @@ function checkMemory(ctx: RunContext, seqLength: number): void {
     recompute: cfg.model.recompute,
     worldSize: ctx.pg.size,
     optimizerShard: cfg.parallel_config.optimizer_shard,
+    ...(model.params.lora ? { lora: { modules: [...model.params.lora.modules.values()], dropout: model.params.lora.options.dropout } } : {}),
   });
   const bytes = estimate.total;
   out.line(`${formatMemoryEstimate(estimate)} (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);

@@ -1,0 +1,37 @@
+// `sftkit convert --reversed --merge_lora`: a checkpoint of a LoRA run (base weights + PEFT adapter files) ->
+// a plain HF folder whose weights are W + s·B·A (train/lora-io.ts's mergeLora), which any HF loader reads
+// without PEFT. The merged model is written as a sftkit model checkpoint beside the output first, then
+// exported by the ordinary --reversed path (same dtype rules, shards and tokenizer files), then removed.
+import { mkdirSync, rmSync } from 'node:fs';
+import { ConfigError } from '../errors.ts';
+import { resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
+import { isAdapterDir, loadAdapter, mergeLora } from '../train/lora-io.ts';
+import { loadModel, writeModelCheckpoint } from '../train/model-io.ts';
+import { convertCheckpointToHf } from './checkpoint-to-hf.ts';
+import type { ConvertOptions, ConvertReport } from './hf-to-checkpoint.ts';
+
+export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): Promise<ConvertReport> {
+  const dir = resolveCheckpointDir(o.inputPath);
+  if (!isAdapterDir(dir)) {
+    throw new ConfigError(`--merge_lora: ${dir} holds no LoRA adapter (adapter_config.json)`, { where: '--merge_lora', hint: 'pass the checkpoint of a LoRA run, or drop --merge_lora' });
+  }
+  const tmp = `${o.outputPath}.merge-tmp`;
+  const model = loadModel(dir, 0);
+  try {
+    loadAdapter(model, dir);
+    mergeLora(model);
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    writeModelCheckpoint(tmp, model, { assetsDir: dir, source: { path: dir, format: 'sftkit-lora-merged' } });
+  } catch (err) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw err;
+  } finally {
+    model.release();
+  }
+  try {
+    return await convertCheckpointToHf({ ...o, inputPath: tmp });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,103 @@
+// LoRA (Hu et al. 2021) as PEFT defines it: a targeted linear with weight W gets two trainable matrices,
+// A (r, in) and B (out, r), and computes y = base(x) + s·dropout(x)·Aᵀ·Bᵀ with s = alpha/r (alpha/√r with
+// rsLoRA). A starts Kaiming-uniform (a = √5, i.e. U(±1/√in)), B at zero, so the adapted model starts equal to
+// the base. The base weights are frozen (no gradient, no optimizer state); the adapters are the only trainable
+// weights. Adapter weights are named `<module>.lora_A.weight` / `<module>.lora_B.weight` inside sftkit and
+// `base_model.model.<module>.lora_A.weight` in PEFT's files (peftKey). Targets are matched as PEFT matches
+// them: a list of names matches a module whose name is one of them or ends with `.<name>`; a single string is
+// a regular expression the whole module name must match; 'all-linear' (as PEFT) selects every linear but the
+// output head (sftkit never adapts embeddings or lm_head).
+import { ConfigError } from '../errors.ts';
+import type { Rng } from '../tensor/index.ts';
+import type { LoraOptions, LoraModule, LoraState } from './lora-state.ts';
+import type { ParameterSet } from './parameters.ts';
+
+export type { LoraOptions, LoraModule, LoraState } from './lora-state.ts';
+
+/** Base weights sftkit can adapt are those of its linears: every 2-D `.weight` but the embeddings. */
+const NOT_LINEAR = /(^|\.)(embed_tokens|wte|wpe|lm_head)$/;
+
+export const loraA = (module: string): string => `${module}.lora_A.weight`;
+export const loraB = (module: string): string => `${module}.lora_B.weight`;
+export const PEFT_PREFIX = 'base_model.model.';
+/** PEFT's key of an adapter weight (`base_model.model.<module>.lora_A.weight`). */
+export const peftKey = (name: string): string => `${PEFT_PREFIX}${name}`;
+
+export function loraScale(o: Pick<LoraOptions, 'alpha' | 'rank' | 'use_rslora'>): number {
+  return o.use_rslora ? o.alpha / Math.sqrt(o.rank) : o.alpha / o.rank;
+}
+
+/** The modules `target_modules` selects among a model's linears (PEFT's matching), refused when it selects none. */
+export function matchTargets(linearModules: readonly string[], targets: string[] | string, where = 'lora.target_modules'): string[] {
+  let test: (m: string) => boolean;
+  if (targets === 'all-linear') {
+    test = () => true;
+  } else if (typeof targets === 'string') {
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(?:${targets})$`);
+    } catch (err) {
+      throw new ConfigError(`${where}: invalid regex ${JSON.stringify(targets)} (${(err as Error).message})`, { where });
+    }
+    test = (m) => re.test(m);
+  } else {
+    if (targets.length === 0) throw new ConfigError(`${where} is empty`, { where, hint: 'name modules, e.g. [q_proj, v_proj]' });
+    for (const t of targets) {
+      if (!linearModules.some((m) => m === t || m.endsWith(`.${t}`))) {
+        throw new ConfigError(`${where}: ${JSON.stringify(t)} matches no linear module of this model`, {
+          where,
+          hint: `its linears end in ${[...new Set(linearModules.map((m) => m.split('.').pop()))].join(', ')}`,
+        });
+      }
+    }
+    test = (m) => targets.some((t) => m === t || m.endsWith(`.${t}`));
+  }
+  const hit = linearModules.filter(test);
+  if (hit.length === 0) throw new ConfigError(`${where}: ${JSON.stringify(targets)} matches no linear module of this model`, { where });
+  return hit;
+}
+
+/** The linear modules of a parameter set and their (in, out) sizes. `conv1d`: GPT-2's (in, out) layout. */
+export function linearModules(params: ParameterSet, conv1d: boolean): { module: string; inFeatures: number; outFeatures: number }[] {
+  const out: { module: string; inFeatures: number; outFeatures: number }[] = [];
+  for (const name of params.names) {
+    if (!name.endsWith('.weight')) continue;
+    const module = name.slice(0, -'.weight'.length);
+    const shape = params.shape(name);
+    if (shape.length !== 2 || NOT_LINEAR.test(module)) continue;
+    const [a, b] = shape as [number, number];
+    out.push(conv1d ? { module, inFeatures: a, outFeatures: b } : { module, inFeatures: b, outFeatures: a });
+  }
+  return out;
+}
+
+/**
+ * Adds LoRA adapters to `params` for the modules `opts.target_modules` selects and freezes every base weight.
+ * A is drawn Kaiming-uniform from `rng`, B is zero (PEFT's init); a loader overwrites both afterwards.
+ */
+export function attachLora(params: ParameterSet, opts: LoraOptions, rng: Rng, conv1d: boolean): LoraState {
+  if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new ConfigError(`lora.rank must be a positive integer, got ${opts.rank}`, { where: 'lora.rank' });
+  if (!(opts.dropout >= 0 && opts.dropout < 1)) throw new ConfigError(`lora.dropout must be in [0, 1), got ${opts.dropout}`, { where: 'lora.dropout' });
+  const linears = linearModules(params, conv1d);
+  const chosen = new Set(matchTargets(linears.map((l) => l.module), opts.target_modules));
+  const scale = loraScale(opts);
+  const modules = new Map<string, LoraModule>();
+  const specs: { name: string; shape: number[]; values: Float32Array }[] = [];
+  for (const l of linears) {
+    if (!chosen.has(l.module)) continue;
+    if (opts.rank > Math.min(l.inFeatures, l.outFeatures)) {
+      throw new ConfigError(`lora.rank ${opts.rank} exceeds ${l.module} (${l.outFeatures}×${l.inFeatures}): a rank above min(in, out) adds nothing`, {
+        where: 'lora.rank',
+        hint: `use a rank of at most ${Math.min(l.inFeatures, l.outFeatures)}`,
+      });
+    }
+    modules.set(l.module, { module: l.module, rank: opts.rank, scale, dropout: opts.dropout, inFeatures: l.inFeatures, outFeatures: l.outFeatures, fanInFanOut: conv1d });
+    const bound = 1 / Math.sqrt(l.inFeatures); // kaiming_uniform_(a=√5): gain √(2/6) · √(3/fan_in)
+    specs.push({ name: loraA(l.module), shape: [opts.rank, l.inFeatures], values: rng.fillUniform(new Float32Array(opts.rank * l.inFeatures), -bound, bound) });
+    specs.push({ name: loraB(l.module), shape: [l.outFeatures, opts.rank], values: new Float32Array(l.outFeatures * opts.rank) });
+  }
+  params.freeze(() => true);
+  const state: LoraState = { options: opts, modules, rng };
+  params.addAdapters(specs, state);
+  return state;
+}

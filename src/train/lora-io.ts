@@ -1,0 +1,194 @@
+// LoRA adapters in and out of PEFT's files: adapter_config.json (PEFT's LoraConfig fields) and
+// adapter_model.safetensors (`base_model.model.<module>.lora_A.weight`, A (r, in), B (out, r), fp32), so an
+// adapter sftkit trains loads with PeftModel.from_pretrained and one PEFT wrote trains on, evaluates and
+// predicts here. mergeLora folds W + s·B·A into the base weights (convert --merge_lora).
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { ConfigError, FormatError } from '../errors.ts';
+import { readJsonFile } from '../formats/checkpoint-dir.ts';
+import { confinedRealPath } from '../formats/confined-file.ts';
+import { castFloat } from '../formats/dtypes.ts';
+import { openSafetensors } from '../formats/safetensors.ts';
+import { type WrittenFile, writeSafetensors, writeTextFile } from '../formats/safetensors-writer.ts';
+import type { CausalLM } from '../models/model.ts';
+import type { RunConfig } from './config.ts';
+import { type LoraOptions, PEFT_PREFIX, attachLora, loraA, loraB, peftKey } from '../nn/lora.ts';
+import { Rng } from '../tensor/index.ts';
+
+export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
+export const ADAPTER_WEIGHTS_FILE = 'adapter_model.safetensors';
+
+/** A folder holding a PEFT LoRA adapter. */
+export function isAdapterDir(dir: string): boolean {
+  return existsSync(join(dir, ADAPTER_CONFIG_FILE));
+}
+
+/** The fields of PEFT's LoraConfig sftkit reads; other fields PEFT writes are accepted and ignored. */
+const adapterConfigSchema = z.looseObject({
+  peft_type: z.literal('LORA'),
+  r: z.int().positive(),
+  lora_alpha: z.number().positive(),
+  lora_dropout: z.number().min(0).lt(1).default(0),
+  target_modules: z.union([z.array(z.string()).min(1), z.string()]),
+  use_rslora: z.boolean().default(false),
+  bias: z.literal('none').default('none'),
+  fan_in_fan_out: z.boolean().default(false),
+  base_model_name_or_path: z.string().nullable().optional(),
+  use_dora: z.literal(false).optional(),
+  modules_to_save: z.null().optional(),
+  rank_pattern: z.record(z.string(), z.unknown()).refine((o) => Object.keys(o).length === 0, 'per-module ranks are not supported').optional(),
+  alpha_pattern: z.record(z.string(), z.unknown()).refine((o) => Object.keys(o).length === 0, 'per-module alphas are not supported').optional(),
+});
+
+/** Reads and checks adapter_config.json: LoraOptions, or a FormatError naming the file and field. */
+export function readAdapterConfig(dir: string): { options: LoraOptions; fanInFanOut: boolean; base: string | null } {
+  const path = join(dir, ADAPTER_CONFIG_FILE);
+  if (!existsSync(path)) throw new FormatError(`${dir}: no ${ADAPTER_CONFIG_FILE}`, { where: path, hint: 'pass a PEFT LoRA adapter folder' });
+  const raw = readJsonFile(path);
+  const parsed = adapterConfigSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.join('.') ?? '';
+    throw new FormatError(`${path}: field "${field}" ${issue?.message ?? 'is invalid'}`, { where: `${path}: ${field}`, hint: 'sftkit reads PEFT LoRA adapters (peft_type LORA, bias none, no DoRA)' });
+  }
+  const c = parsed.data;
+  return {
+    options: { rank: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout, target_modules: c.target_modules, use_rslora: c.use_rslora },
+    fanInFanOut: c.fan_in_fan_out,
+    base: c.base_model_name_or_path ?? null,
+  };
+}
+
+/**
+ * Attaches the adapter in `dir` to `model` (freezing its base) and loads A and B. Every adapter tensor must
+ * belong to a module the config targets, with the shape the model implies: else a FormatError naming it.
+ */
+export function loadAdapter(model: CausalLM, dir: string, seed = 0): void {
+  const { options } = readAdapterConfig(dir);
+  const path = join(dir, ADAPTER_WEIGHTS_FILE);
+  if (!existsSync(path)) throw new FormatError(`${dir}: no ${ADAPTER_WEIGHTS_FILE}`, { where: path });
+  try {
+    attachLora(model.params, options, new Rng(seed), model.config.family === 'gpt2');
+  } catch (err) {
+    if (err instanceof ConfigError) throw new FormatError(`${join(dir, ADAPTER_CONFIG_FILE)}: ${err.message}`, { where: join(dir, ADAPTER_CONFIG_FILE), hint: 'the adapter was made for another base model' });
+    throw err;
+  }
+  const file = openSafetensors(confinedRealPath(path));
+  try {
+    const expected = new Set(model.params.adapterNames.map(peftKey));
+    for (const t of file.tensors) {
+      // PEFT writes the adapter's name into the key only for a non-default adapter (`lora_A.<name>.weight`).
+      if (!expected.has(t.name)) {
+        throw new FormatError(`${path}: tensor ${t.name} belongs to no LoRA module of this model that ${join(dir, ADAPTER_CONFIG_FILE)} targets`, { where: `${path}: ${t.name}`, hint: 'the adapter was made for another base model, or holds more than LoRA A/B weights' });
+      }
+    }
+    for (const name of model.params.adapterNames) {
+      const key = peftKey(name);
+      const t = file.get(key);
+      if (!t) throw new FormatError(`${path}: tensor ${key} is missing`, { where: `${path}: ${key}` });
+      const want = model.params.shape(name);
+      if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+        throw new FormatError(`${path}: tensor ${key} has shape [${t.shape.join(', ')}], the model needs [${want.join(', ')}]`, { where: `${path}: ${key}`, hint: 'the adapter was made for another base model or rank' });
+      }
+      if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new FormatError(`${path}: tensor ${key} has dtype ${t.dtype}, not a float`, { where: `${path}: ${key}` });
+      const bytes = castFloat(file.read(key), t.dtype, 'F32');
+      const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
+      model.params.load(name, new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice());
+    }
+  } finally {
+    file.close();
+  }
+}
+
+/** PEFT's adapter_config.json for the adapters of `model`. */
+export function adapterConfigOf(model: CausalLM, base: string | null): Record<string, unknown> {
+  const lora = model.params.lora;
+  if (!lora) throw new ConfigError('the model has no LoRA adapters', { where: 'lora' });
+  const o = lora.options;
+  return {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: base,
+    r: o.rank,
+    lora_alpha: o.alpha,
+    lora_dropout: o.dropout,
+    target_modules: o.target_modules,
+    use_rslora: o.use_rslora,
+    bias: 'none',
+    fan_in_fan_out: model.config.family === 'gpt2',
+    init_lora_weights: true,
+    inference_mode: false,
+    modules_to_save: null,
+    layers_to_transform: null,
+    use_dora: false,
+    rank_pattern: {},
+    alpha_pattern: {},
+  };
+}
+
+/** Writes adapter_config.json and adapter_model.safetensors (fp32, PEFT's keys) into `dir`. */
+export function writeAdapterFiles(dir: string, model: CausalLM, base: string | null): WrittenFile[] {
+  const names = model.params.adapterNames;
+  const specs = names.map((name) => ({ name: peftKey(name), dtype: 'F32' as const, shape: [...model.params.shape(name)] }));
+  const weights = writeSafetensors(join(dir, ADAPTER_WEIGHTS_FILE), specs, (spec) => {
+    const a = model.params.read(spec.name.slice(PEFT_PREFIX.length));
+    return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  });
+  const cfg = writeTextFile(join(dir, ADAPTER_CONFIG_FILE), `${JSON.stringify(adapterConfigOf(model, base), null, 2)}\n`, () => ADAPTER_CONFIG_FILE);
+  return [{ ...weights, name: ADAPTER_WEIGHTS_FILE }, cfg];
+}
+
+/**
+ * Folds every adapter into its base weight, W + s·B·A (Conv1D: W + s·(B·A)ᵀ), computed in float64 and
+ * stored back into the frozen store, and detaches LoRA: the model is then a plain one (its `names`).
+ */
+export function mergeLora(model: CausalLM): void {
+  const lora = model.params.lora;
+  if (!lora) throw new ConfigError('the model has no LoRA adapters to merge', { where: 'merge_lora' });
+  for (const m of lora.modules.values()) {
+    const A = model.params.read(loraA(m.module));
+    const B = model.params.read(loraB(m.module));
+    const wName = `${m.module}.weight`;
+    const W = model.params.read(wName);
+    const r = m.rank;
+    const { inFeatures: nin, outFeatures: nout } = m;
+    for (let o = 0; o < nout; o++) {
+      for (let i = 0; i < nin; i++) {
+        let d = 0;
+        for (let k = 0; k < r; k++) d += (B[o * r + k] as number) * (A[k * nin + i] as number);
+        const at = m.fanInFanOut ? i * nout + o : o * nin + i;
+        W[at] = (W[at] as number) + m.scale * d;
+      }
+    }
+    model.params.load(wName, W);
+  }
+  model.params.lora = null;
+}
+
+/** Whether a run config asks for LoRA (new adapters by lora.rank, or a PEFT adapter by lora.adapter). */
+export function loraOn(cfg: Pick<RunConfig, 'lora'>): boolean {
+  return cfg.lora.rank > 0 || cfg.lora.adapter !== '';
+}
+
+/**
+ * The adapters of a run: a resumed checkpoint's own (adapter_config.json in it), else lora.adapter (a PEFT
+ * folder, for any run mode), else new ones when training with lora.rank > 0. A model without any stays as it is.
+ */
+export function attachLoraFor(model: CausalLM, cfg: Pick<RunConfig, 'lora' | 'seed'> & { model?: { recompute: boolean } }, at: { resumeDir: string | null; training: boolean }): void {
+  if (at.resumeDir !== null && isAdapterDir(at.resumeDir)) loadAdapter(model, at.resumeDir, cfg.seed);
+  else if (cfg.lora.adapter !== '') loadAdapter(model, cfg.lora.adapter, cfg.seed);
+  else if (at.training && cfg.lora.rank > 0) {
+    const { adapter: _adapter, ...options } = cfg.lora;
+    attachLora(model.params, options, new Rng(cfg.seed), model.config.family === 'gpt2');
+  }
+  // Recompute runs a block's first pass without gradients (no dropout) and its second with them (dropout): the
+  // two passes would disagree, so LoRA dropout and recompute are not combined.
+  const dropout = model.params.lora?.options.dropout ?? 0;
+  if (at.training && dropout > 0 && cfg.model?.recompute === true) {
+    throw new ConfigError(`lora dropout ${dropout} cannot be combined with model.recompute (the recomputed pass would draw other masks)`, {
+      where: 'lora.dropout',
+      hint: 'set lora.dropout: 0 (or model.recompute: false)',
+    });
+  }
+}

@@ -1,0 +1,63 @@
+// `sftkit run` with LoRA end to end on the demo base: train with --lora.rank (only adapters trainable, the
+// checkpoint holds PEFT's files), eval with --lora.adapter, `convert --reversed --merge_lora` to a plain HF
+// folder, and eval on it: the same loss as base + adapter.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+const root = join(import.meta.dirname, '..', '..');
+const bin = join(root, 'bin', 'sftkit.js');
+const BASE = join(root, 'assets', 'demo', 'base-model');
+
+function sftkit(args: string[]): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [bin, ...args], { cwd: root, encoding: 'utf8', env: { ...process.env, SFTKIT_THREADS: '2' } });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+test('run --lora.rank trains adapters, eval --lora.adapter equals eval on the --merge_lora export', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sftkit-run-lora-'));
+  try {
+    const ckpt = join(dir, 'llama_tiny');
+    assert.equal(sftkit(['convert', '--input_path', BASE, '--output_path', ckpt, '--model', 'llama']).status, 0);
+    const conv = join(dir, 'conv.json');
+    assert.equal(sftkit(['data', 'alpaca', '--data_path', join(root, 'assets', 'demo', 'alpaca_eval.json'), '--output_path', conv]).status, 0);
+    const records = join(dir, 'records');
+    const pre = sftkit(['data', 'preprocess', '--dataset_type', 'qa', '--input_glob', conv, '--tokenizer', ckpt, '--seq_length', '256', '--samples_num', '8', '--output_file', records]);
+    assert.equal(pre.status, 0, pre.stderr);
+
+    const out = join(dir, 'output');
+    const run = sftkit(['run', '--load_checkpoint', ckpt, '--train_dataset_dir', records, '--output_dir', out, '--batch_size', '4', '--runner_config.max_steps', '2',
+      '--optimizer.learning_rate', '0.01', '--lora.rank', '4', '--lora.alpha', '8', '--lora.target_modules', '[q_proj, v_proj, down_proj]']);
+    assert.equal(run.status, 0, run.stderr);
+    assert.match(run.stdout, /tensors frozen/);
+    const ck = join(out, 'checkpoint');
+    const latest = (JSON.parse(readFileSync(join(ck, 'meta.json'), 'utf8')) as { latest: string }).latest;
+    const ckDir = join(ck, latest);
+    assert.ok(existsSync(join(ckDir, 'adapter_config.json')) && existsSync(join(ckDir, 'adapter_model.safetensors')));
+
+    const evalWith = (args: string[], outDir: string): { loss: number } => {
+      const r = sftkit(['run', '--run_mode', 'eval', '--eval_dataset_dir', records, '--output_dir', outDir, '--batch_size', '4', ...args]);
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(readFileSync(join(outDir, 'eval_results.json'), 'utf8')) as { loss: number };
+    };
+    const base = evalWith(['--load_checkpoint', ckpt], join(dir, 'e0'));
+    const adapted = evalWith(['--load_checkpoint', ckpt, '--lora.adapter', ckDir], join(dir, 'e1'));
+    assert.notEqual(adapted.loss, base.loss);
+
+    const merged = join(dir, 'merged');
+    const conv2 = sftkit(['convert', '--reversed', '--merge_lora', '--input_path', ck, '--output_path', merged, '--dtype', 'float32']);
+    assert.equal(conv2.status, 0, conv2.stderr);
+    assert.ok(!existsSync(join(merged, 'adapter_config.json')));
+    const m = evalWith(['--load_checkpoint', merged], join(dir, 'e2'));
+    assert.ok(Math.abs(m.loss - adapted.loss) / adapted.loss <= 1e-5, `merged ${m.loss} vs adapter ${adapted.loss}`);
+
+    const bad = sftkit(['convert', '--reversed', '--merge_lora', '--input_path', ckpt, '--output_path', join(dir, 'nope')]);
+    assert.notEqual(bad.status, 0);
+    assert.match(bad.stderr, /holds no LoRA adapter/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
