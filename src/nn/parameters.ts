@@ -159,6 +159,30 @@ export class ParameterSet {
     this.grads.zero();
   }
 
+  /** Whether the trainable weights have their full gradient buffer (false while dropGradients() holds). */
+  get hasGradients(): boolean {
+    return this.grads.layout.size === this.values.layout.size;
+  }
+
+  /**
+   * Frees the full gradient buffer (ZeRO-2 redirects every gradient into shard buckets instead): `grads`
+   * becomes an empty buffer and the weights' .grad null, until restoreGradients().
+   */
+  dropGradients(): void {
+    if (!this.hasGradients || this.values.layout.size === 0) return;
+    this.grads.release();
+    this.grads = new FlatBuffer(flatLayout([]));
+    for (const name of this.trainableNames) this.values.get(name).grad = null;
+  }
+
+  /** A zeroed full gradient buffer again, linked to the weights' .grad. */
+  restoreGradients(): void {
+    if (this.hasGradients) return;
+    this.grads.release();
+    this.grads = new FlatBuffer(this.values.layout);
+    for (const name of this.trainableNames) this.values.get(name).grad = this.grads.get(name);
+  }
+
   release(): void {
     this.values.release();
     this.grads.release();
