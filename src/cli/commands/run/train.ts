@@ -10,7 +10,7 @@ import type { CausalLM } from '../../../models/model.ts';
 import type { RunConfig } from '../../../train/config.ts';
 import { RecordsBatchSource } from '../../../train/records-source.ts';
 import { Trainer } from '../../../train/trainer.ts';
-import { estimateTrainingMemory, formatMemoryEstimate } from '../../../train/memory-estimate.ts';
+import { estimateTrainingMemory, formatMemoryEstimate, suggestZeroStage } from '../../../train/memory-estimate.ts';
 import { type MetricName, evaluateGeneration } from '../../../eval/index.ts';
 import { examplesFromRecords } from '../../../eval/record-examples.ts';
 import { defaultEosIds } from '../../../generate/index.ts';
@@ -41,20 +41,24 @@ function checkMemory(ctx: RunContext, seqLength: number): void {
   const frozenCount = model.params.frozen.names.length;
   const total = counts.trainableParams + counts.frozenParams;
   out.line(`model: ${model.config.modelType}, ${total.toLocaleString('en-US')} parameters, ${counts.trainableParams.toLocaleString('en-US')} trainable${frozenCount > 0 ? ` (${frozenCount} tensors frozen, ${cfg.model.base_dtype}${counts.frozenMappedBytes > 0 ? ', mapped from the checkpoint' : ''})` : ''}`);
-  const estimate = estimateTrainingMemory({
+  const input = {
     config: model.config,
     weights: counts,
     batchSize: cfg.runner_config.batch_size,
     seqLength,
     recompute: cfg.model.recompute,
     worldSize: ctx.pg.size,
-    optimizerShard: cfg.parallel_config.optimizer_shard,
-  });
+    zeroStage: cfg.parallel_config.zero_stage,
+  };
+  const estimate = estimateTrainingMemory(input);
   const bytes = estimate.total;
   out.line(`${formatMemoryEstimate(estimate)} (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);
   if (bytes > freemem() && !ctx.flags.force) {
+    // A higher ZeRO stage that fits at this world size comes first in the hint.
+    const fit = ctx.pg.size > 1 ? suggestZeroStage(input, freemem()) : null;
+    const stage = fit && fit.stage > cfg.parallel_config.zero_stage ? `set parallel_config.zero_stage ${fit.stage} (about ${(fit.estimate.total / 2 ** 30).toFixed(1)} GiB per rank), ` : '';
     throw new ConfigError(`training needs about ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(freemem() / 2 ** 30).toFixed(1)} GiB available`, {
-      hint: 'lower batch_size, enable model.recompute, or pass --force',
+      hint: `${stage}lower batch_size, enable model.recompute, or pass --force`,
     });
   }
 }
