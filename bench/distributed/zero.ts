@@ -49,7 +49,7 @@ function rank(stage: 0 | 1 | 2, steps: number): void {
   const real = initProcessGroup();
   const { pg, sent } = counting(real);
   const before = vmHwmBytes();
-  const model = new Llama(cfg, { seed: 0 });
+  const model = new Llama(cfg, { seed: 0, weights: { gradients: stage < 2 } });
   const adamw = { lr: 1e-4, weightDecay: 0.1, noDecay };
   const opt: TrainOptimizer = stage === 0 ? new ReplicatedAdamW(model.params, pg, adamw) : new ZeroAdamW(model.params, pg, adamw, stage);
   const rng = new Rng(1 + real.rank);

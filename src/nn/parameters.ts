@@ -23,6 +23,11 @@ export interface WeightOptions {
    * weight is then written by the loader, and a frozen weight may be a mapping of the file instead.
    */
   initialise?: boolean;
+  /**
+   * Allocate the full gradient buffer (default true). ZeRO-2 passes false: its gradients live in shard buckets,
+   * and a buffer made and dropped later would still have raised the process's peak memory.
+   */
+  gradients?: boolean;
 }
 
 /** Parameter counts and resident bytes of the two kinds (for the memory estimate). */
@@ -50,6 +55,7 @@ export class ParameterSet {
   /** Every weight's name, trainable or frozen, in model order. */
   readonly names: string[];
   private readonly specs: Map<string, ParamSpec>;
+  private withGradients: boolean;
 
   constructor(specs: readonly ParamSpec[], rng: Rng, opts: WeightOptions = {}) {
     const isFrozen = opts.frozen ?? (() => false);
@@ -57,6 +63,7 @@ export class ParameterSet {
     this.specs = new Map(specs.map((s) => [s.name, s]));
     this.frozen = new FrozenStore(opts.frozenDtype ?? 'float32');
     const trainable = specs.filter((s) => !isFrozen(s.name));
+    this.withGradients = opts.gradients ?? true;
     ({ values: this.values, grads: this.grads } = this.allocateTrainable(trainable));
     const init = opts.initialise ?? true;
     // The RNG is drawn in model order over every weight, frozen or not, so a frozen run starts from the same
@@ -74,12 +81,12 @@ export class ParameterSet {
   private allocateTrainable(specs: readonly ParamSpec[]): { values: FlatBuffer; grads: FlatBuffer } {
     const layout = flatLayout(specs);
     const values = new FlatBuffer(layout);
-    const grads = new FlatBuffer(layout);
+    const grads = new FlatBuffer(this.withGradients ? layout : flatLayout([]));
     for (const name of layout.names) {
       const t = values.get(name);
       t.name = name;
       t.requiresGrad = true;
-      t.grad = grads.get(name);
+      t.grad = this.withGradients ? grads.get(name) : null;
     }
     return { values, grads };
   }
@@ -159,9 +166,9 @@ export class ParameterSet {
     this.grads.zero();
   }
 
-  /** Whether the trainable weights have their full gradient buffer (false while dropGradients() holds). */
+  /** Whether the trainable weights have their full gradient buffer (see dropGradients()). */
   get hasGradients(): boolean {
-    return this.grads.layout.size === this.values.layout.size;
+    return this.withGradients;
   }
 
   /**
@@ -169,7 +176,8 @@ export class ParameterSet {
    * becomes an empty buffer and the weights' .grad null, until restoreGradients().
    */
   dropGradients(): void {
-    if (!this.hasGradients || this.values.layout.size === 0) return;
+    if (!this.withGradients) return;
+    this.withGradients = false;
     this.grads.release();
     this.grads = new FlatBuffer(flatLayout([]));
     for (const name of this.trainableNames) this.values.get(name).grad = null;
@@ -177,7 +185,8 @@ export class ParameterSet {
 
   /** A zeroed full gradient buffer again, linked to the weights' .grad. */
   restoreGradients(): void {
-    if (this.hasGradients) return;
+    if (this.withGradients) return;
+    this.withGradients = true;
     this.grads.release();
     this.grads = new FlatBuffer(this.values.layout);
     for (const name of this.trainableNames) this.values.get(name).grad = this.grads.get(name);

@@ -84,6 +84,7 @@ export class ReplicatedAdamW implements TrainOptimizer {
     private readonly pg: ProcessGroup,
     opts: AdamWOptions,
   ) {
+    params.restoreGradients();
     this.opt = new AdamW(params.values, params.grads, opts);
   }
   get step(): number {
@@ -162,6 +163,7 @@ export class ZeroAdamW implements TrainOptimizer {
       this.opt = new ShardedAdamW(params.values, null, pg, { ...opts, gradOp: 'sum', shardGrads: this.sharded.shardGrads });
     } else {
       this.sharded = null;
+      params.restoreGradients();
       this.opt = new ShardedAdamW(params.values, params.grads, pg, { ...opts, gradOp: 'sum' });
     }
   }
@@ -213,9 +215,7 @@ export class ZeroAdamW implements TrainOptimizer {
   }
   release(): void {
     this.opt.release();
-    if (this.sharded) {
-      this.sharded.release();
-      this.params.restoreGradients();
-    }
+    // The model keeps no gradient buffer; an optimizer built on it later makes one (restoreGradients).
+    this.sharded?.release();
   }
 }

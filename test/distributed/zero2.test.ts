@@ -41,7 +41,7 @@ test('stage 2 (small buckets) trains like stage 1 over 3 steps of 2 micro-batche
   const pg = new SingleProcessGroup();
   const results: { weights: Float32Array; norms: number[] }[] = [];
   for (const stage of [1, 2] as const) {
-    const m = createModel(parseModelConfig(MODEL, 'tiny'), 11);
+    const m = createModel(parseModelConfig(MODEL, 'tiny'), 11, { gradients: stage === 1 });
     // 1 KiB buckets: many buckets, reduced as backward makes them ready.
     const opt = new ZeroAdamW(m.params, pg, opts, stage, 1024);
     const norms: number[] = [];
@@ -50,6 +50,7 @@ test('stage 2 (small buckets) trains like stage 1 over 3 steps of 2 micro-batche
         assert.ok((opt.sharded?.buckets.length ?? 0) > 5, 'several buckets');
         assert.equal(m.params.hasGradients, false);
         assert.equal(m.params.grads.layout.size, 0);
+        assert.equal(m.params.get(m.params.trainableNames[0]!).grad, null, 'built without a gradient buffer');
       }
       for (let s = 0; s < 3; s++) {
         const bs = batches(s + 1);
@@ -73,7 +74,14 @@ test('stage 2 (small buckets) trains like stage 1 over 3 steps of 2 micro-batche
       results.push({ weights: m.params.values.all.toArray() as Float32Array, norms });
     } finally {
       opt.release();
-      if (stage === 2) assert.equal(m.params.hasGradients, true, 'release gives the gradient buffer back');
+      if (stage === 2) {
+        assert.equal(m.params.hasGradients, false);
+        // A later optimizer that needs full gradients makes the buffer again.
+        const plain = new ZeroAdamW(m.params, pg, opts, 1);
+        assert.equal(m.params.hasGradients, true);
+        assert.equal(m.params.get(m.params.trainableNames[0]!).grad?.size, m.params.get(m.params.trainableNames[0]!).size);
+        plain.release();
+      }
       m.release();
     }
   }
