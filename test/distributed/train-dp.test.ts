@@ -147,7 +147,12 @@ test('ZeRO-2 through sftkit launch: 2 ranks × 2 and 4 ranks × 1 equal 1 rank �
       launch(np, out, ['--batch_size', batch, '--parallel_config.zero_stage', stage, '--resume_training']);
       const got = weights(join(out, 'checkpoint', 'tiny-1_5'));
       if (np === 2) assert.deepEqual(got, got2, 'resumed at 2 ranks, stage 2: bit-exact');
-      else assert.ok(relDiff(got, ref1) <= 1e-6, `resumed at 4 ranks, stage 1: weights differ by ${relDiff(got, ref1)}`);
+      else {
+        // Steps 1-3 ran with micro-batches of 2 rows, 4-5 of 1 row: allowed the spread that the micro-batch
+        // shape alone makes between the two 1-rank references, on top of 1e-6.
+        const spread = relDiff(ref, ref1);
+        assert.ok(relDiff(got, ref1) <= 1e-6 + spread, `resumed at 4 ranks, stage 1: weights differ by ${relDiff(got, ref1)} (references differ by ${spread})`);
+      }
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
