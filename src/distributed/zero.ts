@@ -58,6 +58,11 @@ export function allGatherParameters(params: FlatBuffer, pg: ProcessGroup): void 
 export interface ShardedAdamWOptions extends AdamWOptions {
   /** How gradients combine across ranks: 'avg' (default) or 'sum' (loss already normalized by the global token count). */
   gradOp?: 'sum' | 'avg';
+  /**
+   * This rank's reduced gradients, kept by the caller (ZeRO-2's ShardedGradients fills them during backward);
+   * then `grads` is null and reduceGradients() is not used. Not released by release().
+   */
+  shardGrads?: Storage;
 }
 
 /**
@@ -77,16 +82,18 @@ export class ShardedAdamW {
   readonly v: Storage;
   readonly shardGrads: Storage;
   private readonly params: FlatBuffer;
-  private readonly grads: FlatBuffer;
+  private readonly grads: FlatBuffer | null;
+  private readonly ownsShardGrads: boolean;
   private readonly pg: ProcessGroup;
   private readonly gradOp: 'sum' | 'avg';
   private readonly hyper: AdamWHyper;
   private readonly pieces: { name: string; start: number; count: number }[];
 
-  constructor(params: FlatBuffer, grads: FlatBuffer, pg: ProcessGroup, opts: ShardedAdamWOptions) {
+  constructor(params: FlatBuffer, grads: FlatBuffer | null, pg: ProcessGroup, opts: ShardedAdamWOptions) {
     this.hyper = adamwHyper(opts);
     ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = this.hyper);
-    if (params.layout.size !== grads.layout.size) {
+    if (grads === null && !opts.shardGrads) throw new ShapeError('sharded AdamW: needs either the full gradients or the shard of reduced gradients');
+    if (grads !== null && params.layout.size !== grads.layout.size) {
       throw new ShapeError(`sharded AdamW: parameters (${params.layout.size}) and gradients (${grads.layout.size}) differ in size`);
     }
     this.params = params;
@@ -97,12 +104,17 @@ export class ShardedAdamW {
     const bytes = Math.max(this.shard.count, 1) * 4;
     this.m = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
     this.v = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
-    this.shardGrads = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
+    if (opts.shardGrads && opts.shardGrads.bytes < this.shard.count * 4) {
+      throw new ShapeError(`sharded AdamW: the given shard gradients hold ${opts.shardGrads.bytes} bytes, the shard needs ${this.shard.count * 4}`);
+    }
+    this.ownsShardGrads = !opts.shardGrads;
+    this.shardGrads = opts.shardGrads ?? Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
     this.pieces = tensorsInShard(params.layout, this.shard);
   }
 
   /** Reduce-scatters the full gradient buffer into this rank's shard of gradients. */
   reduceGradients(): void {
+    if (this.grads === null) throw new ShapeError('sharded AdamW: no full gradients to reduce (the shard is filled by its owner)');
     reduceScatterGradients(this.grads, this.pg, this.shardSpan(this.shardGrads), this.gradOp);
   }
 
@@ -150,7 +162,7 @@ export class ShardedAdamW {
   release(): void {
     this.m.release();
     this.v.release();
-    this.shardGrads.release();
+    if (this.ownsShardGrads) this.shardGrads.release();
   }
 
   private shardSpan(s: Storage): Span {

@@ -24,6 +24,11 @@ export interface WeightOptions {
    * weight is then written by the loader, and a frozen weight may be a mapping of the file instead.
    */
   initialise?: boolean;
+  /**
+   * Allocate the full gradient buffer (default true). ZeRO-2 passes false: its gradients live in shard buckets,
+   * and a buffer made and dropped later would still have raised the process's peak memory.
+   */
+  gradients?: boolean;
 }
 
 /** Parameter counts and resident bytes of the two kinds (for the memory estimate). */
@@ -55,6 +60,7 @@ export class ParameterSet {
   /** The adapter weights' names (`<module>.lora_A.weight`, …), in the order they were attached. */
   adapterNames: string[] = [];
   private readonly specs: Map<string, ParamSpec>;
+  private withGradients: boolean;
 
   constructor(specs: readonly ParamSpec[], rng: Rng, opts: WeightOptions = {}) {
     const isFrozen = opts.frozen ?? (() => false);
@@ -62,6 +68,7 @@ export class ParameterSet {
     this.specs = new Map(specs.map((s) => [s.name, s]));
     this.frozen = new FrozenStore(opts.frozenDtype ?? 'float32');
     const trainable = specs.filter((s) => !isFrozen(s.name));
+    this.withGradients = opts.gradients ?? true;
     ({ values: this.values, grads: this.grads } = this.allocateTrainable(trainable));
     const init = opts.initialise ?? true;
     // The RNG is drawn in model order over every weight, frozen or not, so a frozen run starts from the same
@@ -79,12 +86,12 @@ export class ParameterSet {
   private allocateTrainable(specs: readonly ParamSpec[]): { values: FlatBuffer; grads: FlatBuffer } {
     const layout = flatLayout(specs);
     const values = new FlatBuffer(layout);
-    const grads = new FlatBuffer(layout);
+    const grads = new FlatBuffer(this.withGradients ? layout : flatLayout([]));
     for (const name of layout.names) {
       const t = values.get(name);
       t.name = name;
       t.requiresGrad = true;
-      t.grad = grads.get(name);
+      t.grad = this.withGradients ? grads.get(name) : null;
     }
     return { values, grads };
   }
@@ -189,6 +196,32 @@ export class ParameterSet {
 
   zeroGrad(): void {
     this.grads.zero();
+  }
+
+  /** Whether the trainable weights have their full gradient buffer (see dropGradients()). */
+  get hasGradients(): boolean {
+    return this.withGradients;
+  }
+
+  /**
+   * Frees the full gradient buffer (ZeRO-2 redirects every gradient into shard buckets instead): `grads`
+   * becomes an empty buffer and the weights' .grad null, until restoreGradients().
+   */
+  dropGradients(): void {
+    if (!this.withGradients) return;
+    this.withGradients = false;
+    this.grads.release();
+    this.grads = new FlatBuffer(flatLayout([]));
+    for (const name of this.trainableNames) this.values.get(name).grad = null;
+  }
+
+  /** A zeroed full gradient buffer again, linked to the weights' .grad. */
+  restoreGradients(): void {
+    if (this.withGradients) return;
+    this.withGradients = true;
+    this.grads.release();
+    this.grads = new FlatBuffer(this.values.layout);
+    for (const name of this.trainableNames) this.values.get(name).grad = this.grads.get(name);
   }
 
   release(): void {

@@ -64,7 +64,10 @@ export const runConfigSchema = z.strictObject({
   parallel_config: z
     .strictObject({
       data_parallel: z.union([z.literal('auto'), positiveInt]).default('auto'),
-      optimizer_shard: z.boolean().default(false),
+      // ZeRO stage (0: replicated; 1: optimizer state sharded; 2: also gradients). optimizer_shard: true is
+      // stage 1 (kept for MindFormers configs); both unset is stage 0. Resolved by parseRunConfig.
+      optimizer_shard: z.boolean().optional(),
+      zero_stage: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).optional(),
     })
     .prefault({}),
   // LoRA (docs/LORA.md): on when rank > 0 or adapter names a PEFT adapter folder to load (train on, eval,
@@ -138,7 +141,31 @@ export const runConfigSchema = z.strictObject({
     .prefault({}),
 });
 
-export type RunConfig = z.infer<typeof runConfigSchema>;
+export type ZeroStage = 0 | 1 | 2;
+type ParsedConfig = z.infer<typeof runConfigSchema>;
+/** The validated config, with parallel_config's optimizer_shard and zero_stage resolved into each other. */
+export type RunConfig = Omit<ParsedConfig, 'parallel_config'> & {
+  parallel_config: Omit<ParsedConfig['parallel_config'], 'optimizer_shard' | 'zero_stage'> & { optimizer_shard: boolean; zero_stage: ZeroStage };
+};
+
+/** zero_stage from zero_stage and/or optimizer_shard; contradictions and stage 3 are refused. */
+function resolveParallel(c: ParsedConfig, source: string): RunConfig {
+  const { optimizer_shard: shard, zero_stage: stage } = c.parallel_config;
+  if (stage === 3) {
+    throw new ConfigError(`${source}: parallel_config.zero_stage 3 (parameter sharding) is not implemented yet`, {
+      where: `${source}: parallel_config.zero_stage`,
+      hint: 'use zero_stage 2 (optimizer state and gradients sharded); see docs/DISTRIBUTED.md',
+    });
+  }
+  if (shard !== undefined && stage !== undefined && shard !== stage >= 1) {
+    throw new ConfigError(`${source}: parallel_config.optimizer_shard ${shard} contradicts zero_stage ${stage} (stages 1 and 2 shard the optimizer state, 0 does not)`, {
+      where: `${source}: parallel_config.optimizer_shard`,
+      hint: 'set only zero_stage',
+    });
+  }
+  const zero: ZeroStage = stage ?? (shard ? 1 : 0);
+  return { ...c, parallel_config: { ...c.parallel_config, optimizer_shard: zero >= 1, zero_stage: zero } };
+}
 
 export interface ConfigKeyInfo {
   /** Dotted key, as an override takes it: `optimizer.learning_rate`. */
@@ -309,7 +336,7 @@ export function nearestKey(key: string): string | null {
 /** Validates a plain object; `source` names the file (or "overrides") in errors. */
 export function parseRunConfig(raw: unknown, source: string): RunConfig {
   const result = runConfigSchema.safeParse(raw ?? {});
-  if (result.success) return result.data;
+  if (result.success) return resolveParallel(result.data, source);
   const issue = result.error.issues[0] as z.core.$ZodIssue;
   const path = issue.path.join('.');
   if (issue.code === 'unrecognized_keys') {

@@ -4,6 +4,7 @@
 // against measured peak RSS (bench/train/memory.ts; docs/BENCHMARKS.md) to within 15% at configs M and L.
 import type { ModelConfig } from '../models/config.ts';
 import type { WeightCounts } from '../nn/parameters.ts';
+import { DEFAULT_BUCKET_BYTES } from '../distributed/gradients.ts';
 
 export interface MemoryEstimateInput {
   config: ModelConfig;
@@ -11,8 +12,9 @@ export interface MemoryEstimateInput {
   batchSize: number;
   seqLength: number;
   recompute: boolean;
-  /** Data-parallel ranks and whether the moments are sharded over them (ZeRO-1). */
+  /** Data-parallel ranks and what is sharded over them: zeroStage 1 the moments, 2 also the gradients. */
   worldSize?: number;
+  /** ZeRO-1 (the older flag): zeroStage 1 when zeroStage is not given. */
   optimizerShard?: boolean;
   /**
    * LoRA adapters (nn/lora.ts), whose weights are the trainable ones of `weights`: each adapted module keeps
@@ -20,13 +22,17 @@ export interface MemoryEstimateInput {
    * the dropped input (2·in floats per token).
    */
   lora?: { modules: readonly { inFeatures: number; outFeatures: number; rank: number }[]; dropout: number };
+  zeroStage?: 0 | 1 | 2;
 }
 
 /** Bytes by kind; `total` is their sum. */
 export interface MemoryEstimate {
-  /** Trainable weights: fp32 weight + gradient (8 bytes each), plus the AdamW moments below. */
+  /**
+   * Trainable weights: fp32 weight + gradient (8 bytes each), plus the AdamW moments below. At ZeRO stage 2
+   * the gradient is this rank's shard (4 / N bytes) plus at most two gradient buckets in flight.
+   */
   trainable: number;
-  /** AdamW's two fp32 moments of the trainable weights (this rank's share under ZeRO-1). */
+  /** AdamW's two fp32 moments of the trainable weights (this rank's share under ZeRO stage 1 or 2). */
   optimizer: number;
   /** Frozen weights at their storage dtype (mapped ones count: their pages are read every step). */
   frozen: number;
@@ -74,8 +80,11 @@ export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
   const c = i.config;
   const tokens = i.batchSize * i.seqLength;
   const world = i.worldSize ?? 1;
-  const trainable = i.weights.trainableParams * 8;
-  const optimizer = (i.weights.trainableParams * 8) / (i.optimizerShard ? world : 1);
+  const stage = i.zeroStage ?? (i.optimizerShard ? 1 : 0);
+  const p = i.weights.trainableParams;
+  const grads = stage >= 2 ? (p * 4) / world + Math.min(2 * DEFAULT_BUCKET_BYTES, p * 4) : p * 4;
+  const trainable = p * 4 + grads;
+  const optimizer = (p * 8) / (stage >= 1 ? world : 1);
   const frozen = i.weights.frozenBytes;
   const per = floatsPerTokenLayer(c);
   const layers = c.numHiddenLayers;
@@ -103,4 +112,16 @@ export function formatMemoryEstimate(e: MemoryEstimate): string {
     `estimated peak memory: ${gib(e.total)} = trainable ${gib(e.trainable)} (weights + gradients) + optimizer ${gib(e.optimizer)}` +
     ` + frozen ${gib(e.frozen)} + activations ${gib(e.activations)} + loss workspace ${gib(e.workspace)} + runtime ${gib(e.runtime)}`
   );
+}
+
+/**
+ * The lowest ZeRO stage (0, 1, 2) whose estimate fits in `available` bytes at this world size, with its
+ * estimate; null when none does.
+ */
+export function suggestZeroStage(i: MemoryEstimateInput, available: number): { stage: 0 | 1 | 2; estimate: MemoryEstimate } | null {
+  for (const stage of [0, 1, 2] as const) {
+    const estimate = estimateTrainingMemory({ ...i, zeroStage: stage });
+    if (estimate.total <= available) return { stage, estimate };
+  }
+  return null;
 }

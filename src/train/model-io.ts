@@ -21,12 +21,18 @@ import { Storage, dtypeBytes, numel } from '../tensor/index.ts';
 import type { RunConfig } from './config.ts';
 import { frozenSet } from './freeze.ts';
 
-/** Which weights a run freezes and how it stores them: `freeze` and `model.base_dtype` of the run config. */
-export function weightOptionsOf(cfg: Pick<RunConfig, 'freeze' | 'model'> & Partial<Pick<RunConfig, 'lora'>>, names: readonly string[]): WeightOptions {
-  // A LoRA run freezes every base weight (its adapters are the trainable ones).
+/**
+ * Which weights a run freezes and how it stores them: `freeze` and `model.base_dtype` of the run config (a LoRA
+ * run freezes every base weight: its adapters are the trainable ones); at `parallel_config.zero_stage` 2 no full
+ * gradient buffer is made (the gradients live in shards).
+ */
+export function weightOptionsOf(
+  cfg: Pick<RunConfig, 'freeze' | 'model'> & Partial<Pick<RunConfig, 'lora'>> & { parallel_config?: { zero_stage: number } },
+  names: readonly string[],
+): WeightOptions {
   const lora = cfg.lora !== undefined && (cfg.lora.rank > 0 || cfg.lora.adapter !== '');
   const frozen = lora ? new Set(names) : frozenSet(names, cfg.freeze);
-  return { frozen: (n) => frozen.has(n), frozenDtype: cfg.model.base_dtype };
+  return { frozen: (n) => frozen.has(n), frozenDtype: cfg.model.base_dtype, gradients: (cfg.parallel_config?.zero_stage ?? 0) < 2 };
 }
 
 export function createModel(config: ModelConfig, seed: number, weights: WeightOptions = {}): CausalLM {

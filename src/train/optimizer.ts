@@ -3,7 +3,7 @@
 // and load optimizer/rank_<r>.safetensors, and either can resume from the other's files or another world size.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { allReduceGradients, type ProcessGroup, ShardedAdamW, shardRange } from '../distributed/index.ts';
+import { DEFAULT_BUCKET_BYTES, allReduceGradients, type ProcessGroup, ShardedAdamW, ShardedGradients, shardRange } from '../distributed/index.ts';
 import { FormatError } from '../errors.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
 import { writeSafetensors } from '../formats/safetensors-writer.ts';
@@ -13,6 +13,10 @@ import { AdamW, type AdamWOptions, globalGradNorm } from './adamw.ts';
 
 export interface TrainOptimizer {
   readonly step: number;
+  /** Starts a step's gradient accumulation (zero gradients). */
+  zeroGrad(): void;
+  /** After each micro-batch's backward (ZeRO-2 reduces the buckets backward left). */
+  microBatchDone(): void;
   /** Combines this rank's gradients with the other ranks' (sum: the loss is already normalised globally). */
   reduceGradients(): void;
   /** Global L2 norm of the combined gradients (the same on every rank). */
@@ -80,11 +84,16 @@ export class ReplicatedAdamW implements TrainOptimizer {
     private readonly pg: ProcessGroup,
     opts: AdamWOptions,
   ) {
+    params.restoreGradients();
     this.opt = new AdamW(params.values, params.grads, opts);
   }
   get step(): number {
     return this.opt.step;
   }
+  zeroGrad(): void {
+    this.params.zeroGrad();
+  }
+  microBatchDone(): void {}
   reduceGradients(): void {
     if (this.pg.size > 1) allReduceGradients(this.params.grads, this.pg, { op: 'sum' });
   }
@@ -132,21 +141,45 @@ export class ReplicatedAdamW implements TrainOptimizer {
   }
 }
 
-/** ZeRO-1: this rank's 1/N of the moments. */
+/**
+ * ZeRO-1: this rank's 1/N of the moments. ZeRO-2 (stage 2): also 1/N of the gradients; the full gradient
+ * buffer is freed and backward's gradients go through reduce-scattered buckets (distributed/zero2.ts).
+ */
 export class ZeroAdamW implements TrainOptimizer {
   private readonly opt: ShardedAdamW;
+  /** Stage 2's sharded gradients (null at stage 1). */
+  readonly sharded: ShardedGradients | null;
   constructor(
     private readonly params: ParameterSet,
     private readonly pg: ProcessGroup,
     opts: AdamWOptions,
+    readonly stage: 1 | 2 = 1,
+    bucketBytes = DEFAULT_BUCKET_BYTES,
   ) {
-    this.opt = new ShardedAdamW(params.values, params.grads, pg, { ...opts, gradOp: 'sum' });
+    if (stage === 2) {
+      this.sharded = new ShardedGradients(params.values, pg, { bucketBytes });
+      params.dropGradients();
+      this.sharded.attach();
+      this.opt = new ShardedAdamW(params.values, null, pg, { ...opts, gradOp: 'sum', shardGrads: this.sharded.shardGrads });
+    } else {
+      this.sharded = null;
+      params.restoreGradients();
+      this.opt = new ShardedAdamW(params.values, params.grads, pg, { ...opts, gradOp: 'sum' });
+    }
   }
   get step(): number {
     return this.opt.step;
   }
+  zeroGrad(): void {
+    if (this.sharded) this.sharded.zero();
+    else this.params.zeroGrad();
+  }
+  microBatchDone(): void {
+    this.sharded?.finish();
+  }
   reduceGradients(): void {
-    this.opt.reduceGradients();
+    // Stage 2 reduced every bucket during the micro-batches' backward.
+    if (!this.sharded) this.opt.reduceGradients();
   }
   gradNorm(): number {
     return this.opt.gradNorm();
@@ -168,7 +201,8 @@ export class ZeroAdamW implements TrainOptimizer {
         const a = spec.name === 'exp_avg' ? m : v;
         return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
       },
-      { step: String(step), kind: 'zero1-shard', shard_start: String(shard.start), layout_size: String(this.params.values.layout.size), world_size: String(this.pg.size) },
+      // The same file at stages 1 and 2 (a flat shard of the moments); zero_stage is informative.
+      { step: String(step), kind: 'zero1-shard', zero_stage: String(this.stage), shard_start: String(shard.start), layout_size: String(this.params.values.layout.size), world_size: String(this.pg.size) },
     );
     return file;
   }
@@ -181,5 +215,7 @@ export class ZeroAdamW implements TrainOptimizer {
   }
   release(): void {
     this.opt.release();
+    // The model keeps no gradient buffer; an optimizer built on it later makes one (restoreGradients).
+    this.sharded?.release();
   }
 }

@@ -311,7 +311,8 @@ export class Trainer {
       noDecay,
     };
     // Over the trainable weights only: frozen ones have no gradient and no moments.
-    const optimizer: TrainOptimizer = cfg.parallel_config.optimizer_shard ? new ZeroAdamW(model.params, pg, adamw) : new ReplicatedAdamW(model.params, pg, adamw);
+    const stage = cfg.parallel_config.zero_stage;
+    const optimizer: TrainOptimizer = stage >= 1 ? new ZeroAdamW(model.params, pg, adamw, stage === 2 ? 2 : 1) : new ReplicatedAdamW(model.params, pg, adamw);
     const rng = new Rng(cfg.seed);
     let step = 0;
     const resume = this.opts.resume;
@@ -405,10 +406,11 @@ export class Trainer {
     // The global batch: its trained-token count normalises every micro-batch's loss.
     const micro: ShiftedRows[] = Array.from({ length: run.accum }, (_, j) => shiftRows(train.batch(epoch, inEpoch * run.accum + j), train.rowLength));
     const trainedTokens = run.pg.allReduceNumbers([micro.reduce((n, m) => n + countTrained(m.targets), 0)])[0] as number;
-    model.params.zeroGrad();
+    run.optimizer.zeroGrad();
     let lossTotal = 0;
     for (const m of micro) {
       lossTotal += lossStep(model, m, { seqLength: train.rowLength - 1, normaliser: trainedTokens, dtype: cfg.model.dtype, recompute: cfg.model.recompute });
+      run.optimizer.microBatchDone();
     }
     const loss = trainedTokens > 0 ? (run.pg.allReduceNumbers([lossTotal])[0] as number) / trainedTokens : 0;
     run.optimizer.reduceGradients();

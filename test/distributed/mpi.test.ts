@@ -1,5 +1,5 @@
 // Multi-process tests under `mpirun`: exact collectives, bucketed gradient all-reduce, ZeRO-1 against plain
-// AdamW, no hang when a rank fails, and `sftkit launch` writing one log per worker. They skip without MPI
+// AdamW, ZeRO-2 against 1 rank × N batch, no hang when a rank fails, and `sftkit launch` writing one log per worker. They skip without MPI
 // unless SFTKIT_REQUIRE_MPI=1.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,6 +34,16 @@ test('ZeRO-1: 2 ranks with ShardedAdamW match 1 process of AdamW on the summed g
   assert.equal(r.status, 0, describe(r));
   okLines(r.stdout, 2);
   for (const m of r.stdout.matchAll(/^ok rank \d+ (\S+)$/gm)) assert.ok(Number(m[1]) <= 1e-6);
+});
+
+test('ZeRO-2: 2 and 4 ranks, many buckets reduce-scattered in backward, match 1 rank × N batch over 5 steps', (t) => {
+  if (!needMpi(t)) return;
+  for (const np of [2, 4]) {
+    const r = mpirunWorker(np, 'zero2', [], 120_000);
+    assert.equal(r.status, 0, describe(r));
+    okLines(r.stdout, np);
+    for (const m of r.stdout.matchAll(/^ok rank \d+ (\S+)$/gm)) assert.ok(Number(m[1]) <= 1e-6, `${np} ranks: ${m[1]}`);
+  }
 });
 
 test('a failing rank ends every rank with a non-zero status well within 60 s', (t) => {

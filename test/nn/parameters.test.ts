@@ -71,3 +71,29 @@ test('linear by name: nn.Linear (out, in) and Conv1D (in, out) layouts, trainabl
     }
   }
 });
+
+test('gradients: false makes no gradient buffer; dropGradients and restoreGradients switch it off and on', () => {
+  const specs = [
+    { name: 'a', shape: [3, 5], init: { kind: 'normal' as const, std: 1 } },
+    { name: 'b', shape: [7], init: { kind: 'ones' as const } },
+  ];
+  const p = new ParameterSet(specs, new Rng(1), { gradients: false });
+  try {
+    assert.equal(p.hasGradients, false);
+    assert.equal(p.grads.layout.size, 0);
+    assert.equal(p.get('a').grad, null);
+    p.restoreGradients();
+    assert.equal(p.hasGradients, true);
+    assert.deepEqual(Array.from(p.get('b').grad!.toArray()), new Array(7).fill(0));
+    p.dropGradients();
+    assert.equal(p.get('b').grad, null);
+    // freeze rebuilds the trainable buffers and keeps the state: still no gradients
+    p.freeze((n) => n === 'a');
+    assert.equal(p.hasGradients, false);
+    assert.equal(p.get('b').grad, null);
+    p.restoreGradients();
+    assert.deepEqual(Array.from(p.get('b').grad!.toArray()), new Array(7).fill(0), 'a fresh zeroed buffer');
+  } finally {
+    p.release();
+  }
+});

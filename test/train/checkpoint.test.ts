@@ -153,6 +153,8 @@ test('a save that fails (a full disk) leaves no temp folder and names the checkp
     const root = join(out, 'checkpoint');
     const full: TrainOptimizer = {
       step: 0,
+      zeroGrad: () => {},
+      microBatchDone: () => {},
       reduceGradients: () => {},
       gradNorm: () => 0,
       update: () => {},

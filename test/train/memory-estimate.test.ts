@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseModelConfig } from '../../src/models/config.ts';
-import { RUNTIME_BYTES, estimateTrainingMemory, formatMemoryEstimate } from '../../src/train/memory-estimate.ts';
+import { RUNTIME_BYTES, estimateTrainingMemory, formatMemoryEstimate, suggestZeroStage } from '../../src/train/memory-estimate.ts';
 
 const CFG = parseModelConfig(
   { model_type: 'llama', vocab_size: 1000, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 },
@@ -58,4 +58,22 @@ test('a LoRA run: adapters are the trainable weights (with their moments), the b
   const r = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: true, lora: { modules: mods, dropout: 0 } });
   const rPlain = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: true });
   assert.equal(r.activations - rPlain.activations, (tokens * 6 * (8 + 2 * 64) * 4) / 3);
+});
+
+test('ZeRO-2 divides the gradients too (plus two buckets in flight); the suggested stage is the lowest that fits', () => {
+  const P = 100 * 2 ** 20;
+  const weights = { trainableParams: P, frozenParams: 0, frozenBytes: 0, frozenMappedBytes: 0 };
+  const base = { config: CFG, weights, batchSize: 2, seqLength: 32, recompute: false, worldSize: 4 };
+  const s0 = estimateTrainingMemory({ ...base, zeroStage: 0 });
+  const s1 = estimateTrainingMemory({ ...base, zeroStage: 1 });
+  const s2 = estimateTrainingMemory({ ...base, zeroStage: 2 });
+  assert.deepEqual([s0.trainable, s0.optimizer], [8 * P, 8 * P]);
+  assert.deepEqual([s1.trainable, s1.optimizer], [8 * P, 2 * P]);
+  assert.deepEqual([s2.trainable, s2.optimizer], [4 * P + P + 50 * 2 ** 20, 2 * P]);
+  assert.deepEqual(estimateTrainingMemory({ ...base, optimizerShard: true }), s1);
+  assert.equal(suggestZeroStage(base, s0.total)?.stage, 0);
+  assert.equal(suggestZeroStage(base, s0.total - 1)?.stage, 1);
+  assert.equal(suggestZeroStage(base, s1.total - 1)?.stage, 2);
+  assert.equal(suggestZeroStage(base, s2.total)?.estimate.total, s2.total);
+  assert.equal(suggestZeroStage(base, s2.total - 1), null);
 });

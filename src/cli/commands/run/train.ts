@@ -11,7 +11,7 @@ import type { RunConfig } from '../../../train/config.ts';
 import { RecordsBatchSource } from '../../../train/records-source.ts';
 import { Trainer } from '../../../train/trainer.ts';
 import { writeRunReport } from '../../../train/report/run-report.ts';
-import { estimateTrainingMemory, formatMemoryEstimate } from '../../../train/memory-estimate.ts';
+import { estimateTrainingMemory, formatMemoryEstimate, suggestZeroStage } from '../../../train/memory-estimate.ts';
 import { type MetricName, evaluateGeneration } from '../../../eval/index.ts';
 import { examplesFromRecords } from '../../../eval/record-examples.ts';
 import { defaultEosIds } from '../../../generate/index.ts';
@@ -42,21 +42,25 @@ function checkMemory(ctx: RunContext, seqLength: number): void {
   const frozenCount = model.params.frozen.names.length;
   const total = counts.trainableParams + counts.frozenParams;
   out.line(`model: ${model.config.modelType}, ${total.toLocaleString('en-US')} parameters, ${counts.trainableParams.toLocaleString('en-US')} trainable${frozenCount > 0 ? ` (${frozenCount} tensors frozen, ${cfg.model.base_dtype}${counts.frozenMappedBytes > 0 ? ', mapped from the checkpoint' : ''})` : ''}`);
-  const estimate = estimateTrainingMemory({
+  const input = {
     config: model.config,
     weights: counts,
     batchSize: cfg.runner_config.batch_size,
     seqLength,
     recompute: cfg.model.recompute,
     worldSize: ctx.pg.size,
-    optimizerShard: cfg.parallel_config.optimizer_shard,
+    zeroStage: cfg.parallel_config.zero_stage,
     ...(model.params.lora ? { lora: { modules: [...model.params.lora.modules.values()], dropout: model.params.lora.options.dropout } } : {}),
-  });
+  };
+  const estimate = estimateTrainingMemory(input);
   const bytes = estimate.total;
   out.line(`${formatMemoryEstimate(estimate)} (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);
   if (bytes > freemem() && !ctx.flags.force) {
+    // A higher ZeRO stage that fits at this world size comes first in the hint.
+    const fit = ctx.pg.size > 1 ? suggestZeroStage(input, freemem()) : null;
+    const stage = fit && fit.stage > cfg.parallel_config.zero_stage ? `set parallel_config.zero_stage ${fit.stage} (about ${(fit.estimate.total / 2 ** 30).toFixed(1)} GiB per rank), ` : '';
     throw new ConfigError(`training needs about ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(freemem() / 2 ** 30).toFixed(1)} GiB available`, {
-      hint: 'lower batch_size, enable model.recompute, or pass --force',
+      hint: `${stage}lower batch_size, enable model.recompute, or pass --force`,
     });
   }
 }
@@ -75,7 +79,7 @@ export async function runTraining(ctx: RunContext): Promise<void> {
 
     const batchSize = cfg.runner_config.batch_size;
     const train = new RecordsBatchSource(records, { batchSize, shuffle: cfg.train_dataset.shuffle, dropRemainder: cfg.train_dataset.drop_remainder, seed: cfg.seed, rank: pg.rank, worldSize: pg.size });
-    if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${batchSize}${cfg.parallel_config.optimizer_shard ? ', optimizer state sharded (ZeRO-1)' : ''}`);
+    if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${batchSize}${['', ', optimizer state sharded (ZeRO-1)', ', optimizer state and gradients sharded (ZeRO-2)'][cfg.parallel_config.zero_stage]}`);
     const evalSource = evalRecords ? new RecordsBatchSource(evalRecords, { batchSize, shuffle: false, dropRemainder: false, seed: cfg.seed }) : null;
     const tokenizerDir = ctx.tokenizerDir;
     // Generation metrics at each eval step (callbacks.eval.metrics beyond perplexity): greedy or sampled
