@@ -56,11 +56,12 @@ function inputFor(leaf) {
 function valueOf(leaf, el) {
   const s = leaf.schema;
   if (el.disabled) return undefined;
-  if (el.type === 'checkbox') return el.checked;
+  // An optional flag with no default (parallel_config.optimizer_shard) is left out unless ticked.
+  if (el.type === 'checkbox') return s.default === undefined && !el.checked ? undefined : el.checked;
   const text = el.value.trim();
   if (s.type === 'integer' || s.type === 'number') return text === '' ? undefined : Number(text);
   if (s.type === 'array') return text === '' ? [] : text.split(',').map((x) => x.trim()).filter(Boolean);
-  if (s.anyOf) return /^\d+$/.test(text) ? Number(text) : text;
+  if (s.anyOf) return text === '' && s.default === undefined ? undefined : /^\d+$/.test(text) ? Number(text) : text;
   if (Array.isArray(s.type) && s.type.includes('boolean')) return text === 'true' ? true : text === 'false' || text === '' ? false : text;
   if (s.default === undefined && text === '') return undefined;
   return text;
