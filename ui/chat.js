@@ -1,7 +1,7 @@
 // The Chat page: any checkpoint under the root, replies streamed through /v1/chat/completions (OpenAI's shape),
 // a second checkpoint answering the same conversation beside it (base and fine-tuned), and the prompt as the
 // template renders it, on request.
-import { api, h, routeParams, showError, streamEvents } from './app.js';
+import { api, h, routeParams, showError, streamEvents } from './lib.js';
 
 const TEMPLATES = ['', 'vicuna', 'alpaca', 'chatml', 'llama2', 'hf', 'none'];
 

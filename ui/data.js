@@ -1,7 +1,7 @@
 // The Data page: token records under the root, their preprocessing report (truncations, drops), a page of rows
 // with each row's trained-token count, search by text, and one row drawn token by token: trained tokens
 // (targets of the loss) apart from masked ones, BOS/EOS and padding marked, packed samples separated.
-import { api, fmt, h, routeParams, showError } from './app.js';
+import { api, fmt, h, routeParams, showError } from './lib.js';
 
 const PAGE = 50;
 

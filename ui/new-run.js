@@ -1,7 +1,7 @@
 // The New-run page: a form drawn from the run-config schema (every key, its default, its bounds), checked by the
 // server against that same schema as you type, showing the YAML and the equivalent `sftkit run` command; Start
 // runs it as a child process and opens it under Runs.
-import { ApiError, api, h, showError } from './app.js';
+import { ApiError, api, h, showError } from './lib.js';
 
 /** Keys the form does not show: output_dir is the run's name. */
 const HIDDEN = new Set(['output_dir']);

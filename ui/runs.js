@@ -2,7 +2,7 @@
 // fed by polling metrics.jsonl from the last offset read, its ETA, checkpoints, eval results, report and log,
 // and a second run's loss curve drawn over the first for comparison.
 import uPlot from '/vendor/uplot.esm.js';
-import { api, duration, fmt, h, routeParams, showError } from './app.js';
+import { api, duration, fmt, h, routeParams, showError } from './lib.js';
 
 const POLL_MS = 1000;
 
