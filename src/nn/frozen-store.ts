@@ -39,7 +39,7 @@ export type FrozenWeight =
  * them. Embeddings, the output head and every vector (norms, biases) stay in bfloat16.
  */
 export function quantizable(name: string, shape: readonly number[]): boolean {
-  return shape.length === 2 && name.endsWith('.weight') && !/(^|\.)(embed_tokens|wte|wpe|lm_head)\./.test(name) && !name.startsWith('lm_head');
+  return shape.length === 2 && name.endsWith('.weight') && !/(^|\.)(embed_tokens|wte|wpe|lm_head)\./.test(name);
 }
 
 export class FrozenStore {
