@@ -101,6 +101,11 @@ export class ParameterSet {
     return this.values.layout.names;
   }
 
+  /** Whether any trainable weight's name starts with `prefix` (a block that needs a backward under recompute). */
+  hasTrainableUnder(prefix: string): boolean {
+    return this.trainableNames.some((n) => n.startsWith(prefix));
+  }
+
   isFrozen(name: string): boolean {
     return this.frozen.has(name);
   }

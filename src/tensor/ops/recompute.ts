@@ -1,5 +1,5 @@
 // Activation recompute: run a block without keeping its activations, and run it again during backward.
-import { noGrad, record, withGrad } from '../autograd.ts';
+import { isGradEnabled, noGrad, record, withGrad } from '../autograd.ts';
 import { type ComputeDtype, autocast, computeDtype } from '../autocast.ts';
 import { currentScope } from '../storage.ts';
 import { Tensor } from '../tensor.ts';
@@ -10,15 +10,23 @@ interface RecomputeCtx { fn: (...xs: Tensor[]) => Tensor; inputs: Tensor[]; dtyp
 /**
  * out = fn(...inputs), keeping only the inputs for backward: the block's intermediates are freed with the
  * step scope as usual, and backward recomputes them. fn must be deterministic (our kernels are) and may use
- * trainable parameters, whose gradients accumulate as if fn had run normally.
+ * trainable parameters, whose gradients accumulate as if fn had run normally; `trainableWeights` says it does
+ * (so that the block gets a backward even when no input needs a gradient).
  */
-export function recompute(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[]): Tensor {
+export function recompute(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opts: { trainableWeights?: boolean } = {}): Tensor {
   const out = noGrad(() => fn(...inputs));
   // Backward runs outside any autocast scope: it re-enters the one the block ran under, so the
   // recomputed activations are the same bits as the first pass.
   const ctx: RecomputeCtx = { fn, inputs, dtype: computeDtype() };
   // A fresh output tensor object whose node is the whole block.
   const node = new Tensor(out.storage, out.shape, out.strides, out.offset, out.dtype);
+  // A block with trainable weights needs its backward even when its input needs no gradient (the first block of
+  // a LoRA model, whose embeddings are frozen): the node is recorded whatever the inputs say.
+  if (opts.trainableWeights === true && isGradEnabled()) {
+    node.requiresGrad = true;
+    node.gradFn = { op: 'recompute', inputs: [...inputs], ctx };
+    return node;
+  }
   return record(node, 'recompute', [...inputs], ctx);
 }
 
