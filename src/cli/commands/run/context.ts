@@ -131,7 +131,14 @@ export class RunContext {
       }
       // Training builds the model with its frozen weights already in the frozen store (freeze, model.base_dtype).
       const training = mode === 'train' || mode === 'finetune';
-      const loadOpts: LoadOptions = training ? { weights: (names) => weightOptionsOf(cfg, names) } : {};
+      // eval and predict keep every weight frozen at model.base_dtype when it is not float32 (a bf16 or NF4 base
+      // reads its linears panel by panel, as training does), so a 7B model generates in a fraction of fp32's memory.
+      const lowPrecision = cfg.model.base_dtype !== 'float32';
+      const loadOpts: LoadOptions = training
+        ? { weights: (names) => weightOptionsOf(cfg, names) }
+        : lowPrecision
+          ? { weights: () => ({ frozen: () => true, frozenDtype: cfg.model.base_dtype }) }
+          : {};
       const model =
         mindsporeCkpt !== null && modelDir !== null
           ? loadMindSporeModel(mindsporeCkpt, modelDir, cfg.seed, loadOpts)
