@@ -1,6 +1,7 @@
 // `sftkit convert --reversed`: a sftkit model or training checkpoint (or a checkpoint/ root) -> an HF folder
 // that transformers loads: config.json, generation_config.json, safetensors (+ index), tokenizer files.
 import { join } from 'node:path';
+import { ConfigError } from '../errors.ts';
 import { writeDirAtomically, readManifest, resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
 import { TARGET_DTYPES, type TargetDtypeName, type WeightDtype } from '../formats/dtypes.ts';
 import { openWeightSource } from '../formats/weight-source.ts';
@@ -23,6 +24,12 @@ export async function convertCheckpointToHf(o: Omit<ConvertOptions, 'model'>): P
   const t0 = performance.now();
   const dir = resolveCheckpointDir(o.inputPath);
   const manifest = readManifest(dir);
+  if (manifest.base_model !== undefined) {
+    throw new ConfigError(`${dir}: a LoRA checkpoint holds only its adapter (its base is ${manifest.base_model.name_or_path})`, {
+      where: '--input_path',
+      hint: 'add --merge_lora to export base + adapter as one model, or use the folder as a PEFT adapter as it is',
+    });
+  }
   checkInputDir(dir);
   const cfg = readModelConfig(join(dir, 'config.json'));
   const source = openWeightSource(dir);

@@ -1,11 +1,11 @@
-// `sftkit convert --reversed --merge_lora`: a checkpoint of a LoRA run (base weights + PEFT adapter files) ->
+// `sftkit convert --reversed --merge_lora`: a checkpoint of a LoRA run (PEFT adapter files and the base they name) ->
 // a plain HF folder whose weights are W + s·B·A (train/lora-io.ts's mergeLora), which any HF loader reads
 // without PEFT. The merged model is written as a sftkit model checkpoint beside the output first, then
 // exported by the ordinary --reversed path (same dtype rules, shards and tokenizer files), then removed.
 import { mkdirSync, rmSync } from 'node:fs';
 import { ConfigError } from '../errors.ts';
 import { resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
-import { isAdapterDir, loadAdapter, mergeLora } from '../train/lora-io.ts';
+import { adapterCheckpointBase, baseDirOf, isAdapterDir, loadAdapter, mergeLora } from '../train/lora-io.ts';
 import { loadModel, writeModelCheckpoint } from '../train/model-io.ts';
 import { convertCheckpointToHf } from './checkpoint-to-hf.ts';
 import type { ConvertOptions, ConvertReport } from './hf-to-checkpoint.ts';
@@ -15,14 +15,17 @@ export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): P
   if (!isAdapterDir(dir)) {
     throw new ConfigError(`--merge_lora: ${dir} holds no LoRA adapter (adapter_config.json)`, { where: '--merge_lora', hint: 'pass the checkpoint of a LoRA run, or drop --merge_lora' });
   }
+  // A LoRA run's checkpoint holds the adapter and names its base (sftkit.json's base_model); an older one holds both.
+  const base = adapterCheckpointBase(dir);
+  const baseDir = base ? baseDirOf(dir, base, 'merge from a copy of the checkpoint whose sftkit.json base_model.dir names the base') : dir;
   const tmp = `${o.outputPath}.merge-tmp`;
-  const model = loadModel(dir, 0);
+  const model = loadModel(baseDir, 0);
   try {
     loadAdapter(model, dir);
     mergeLora(model);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
-    writeModelCheckpoint(tmp, model, { assetsDir: dir, source: { path: dir, format: 'sftkit-lora-merged' } });
+    writeModelCheckpoint(tmp, model, { assetsDir: base ? baseDir : dir, source: { path: dir, format: 'sftkit-lora-merged' } });
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;

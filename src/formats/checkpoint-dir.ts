@@ -31,9 +31,17 @@ export interface CheckpointManifest {
    */
   source_dtype?: string;
   source: { path: string; format: string };
+  /**
+   * A LoRA run's checkpoint holds its adapter, not the frozen base: the base is read from `dir` (the resolved
+   * folder, absolute) and was named `name_or_path` (a hub repo id or the path as given).
+   */
+  base_model?: { name_or_path: string; dir: string };
   /** sha256 of every other file in the directory, by relative name. */
   files: Record<string, string>;
 }
+
+/** Where a LoRA checkpoint's frozen base lives (sftkit.json's base_model). */
+export type BaseModelRef = NonNullable<CheckpointManifest['base_model']>;
 
 /** sha256 of a file of a model or checkpoint folder (never through a link leading out of it). */
 export function sha256File(path: string): string {
@@ -172,6 +180,13 @@ export function readManifest(dir: string): CheckpointManifest {
   }
   if (m.source_dtype !== undefined && typeof m.source_dtype !== 'string') {
     throw new FormatError(`${path}: source_dtype must be a string (got ${describeValue(m.source_dtype)})`, { where: `${path}: source_dtype` });
+  }
+  const base = m.base_model as unknown;
+  if (base !== undefined) {
+    const b = base as { name_or_path?: unknown; dir?: unknown } | null;
+    if (typeof b !== 'object' || b === null || typeof b.name_or_path !== 'string' || typeof b.dir !== 'string' || b.dir === '') {
+      throw new FormatError(`${path}: base_model must be {name_or_path, dir} strings (got ${describeValue(base)})`, { where: `${path}: base_model` });
+    }
   }
   return m as CheckpointManifest;
 }

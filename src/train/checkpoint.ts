@@ -7,11 +7,11 @@ import { basename, join } from 'node:path';
 import { z } from 'zod';
 import { FormatError, SftkitError } from '../errors.ts';
 import type { ProcessGroup } from '../distributed/index.ts';
-import { MANIFEST_FILE, readJsonFile, readManifest, sha256File, writeManifest } from '../formats/checkpoint-dir.ts';
+import { type BaseModelRef, MANIFEST_FILE, readJsonFile, readManifest, sha256File, writeManifest } from '../formats/checkpoint-dir.ts';
 import { writeFileAtomicSync } from '../formats/write-file.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { TrainOptimizer } from './optimizer.ts';
-import { sourceDtypeOf, writeModelFiles } from './model-io.ts';
+import { sourceDtypeOf, writeAssetFiles, writeModelFiles } from './model-io.ts';
 import { writeAdapterFiles } from './lora-io.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
@@ -57,13 +57,16 @@ const trainerStateSchema = z.object({
 });
 
 const uint32 = z.int().min(0).max(0xffffffff);
+const rngStateSchema = z.object({
+  // xoshiro128** never leaves the all-zero state, so such a state was not written by us.
+  s: z.tuple([uint32, uint32, uint32, uint32]).refine((s) => s.some((x) => x !== 0), 'the RNG state is all zeros'),
+  spare: z.number().nullable(),
+});
 const rankStateSchema = z.object({
   rank: count,
-  rng: z.object({
-    // xoshiro128** never leaves the all-zero state, so such a state was not written by us.
-    s: z.tuple([uint32, uint32, uint32, uint32]).refine((s) => s.some((x) => x !== 0), 'the RNG state is all zeros'),
-    spare: z.number().nullable(),
-  }),
+  rng: rngStateSchema,
+  // A LoRA run's RNG of the adapters' dropout masks, so that a resumed run draws the masks the uninterrupted one would.
+  lora_rng: rngStateSchema.optional(),
   loader: z.unknown(),
 });
 
@@ -240,6 +243,12 @@ export interface SaveOptions {
   pg: ProcessGroup;
   /** The best checkpoint's name (callbacks.early_stopping), kept beyond keepMax and named in meta.json; may be `name`. */
   best?: string | null;
+  /**
+   * Where a LoRA run's frozen base was loaded from: its checkpoints then hold the adapter (PEFT's files), not
+   * the base, and name this folder in sftkit.json's base_model (and adapter_config.json). Without it (a base made
+   * from model.arch) a LoRA checkpoint stores the base's weights too.
+   */
+  base?: BaseModelRef | null;
 }
 
 function fsyncPath(path: string): void {
@@ -304,12 +313,14 @@ export async function saveCheckpoint(o: SaveOptions): Promise<string> {
   agree(failure);
   if (pg.rank === 0) {
     try {
-      const files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
-      // A LoRA run's adapters beside the base, in PEFT's files (PeftModel.from_pretrained reads this folder).
-      if (o.model.params.lora) files.push(...writeAdapterFiles(tmp, o.model, null));
+      // A LoRA run's adapters in PEFT's files (PeftModel.from_pretrained reads this folder), with a reference to
+      // the frozen base instead of its weights when the run knows where the base lives.
+      const base = o.model.params.lora && o.base ? o.base : null;
+      const files = base ? writeAssetFiles(tmp, o.model, o.assetsDir) : writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
+      if (o.model.params.lora) files.push(...writeAdapterFiles(tmp, o.model, base?.name_or_path ?? null));
       const state: TrainerState = { ...o.state, optimizer_files: hashFiles(join(tmp, 'optimizer'), readdirSync(join(tmp, 'optimizer'))) };
       writeFileSync(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
-      writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', ...sourceDtypeOf(o.model), source: { path: o.name, format: 'sftkit-training' } }, files);
+      writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', ...sourceDtypeOf(o.model), source: { path: o.name, format: 'sftkit-training' }, ...(base ? { base_model: base } : {}) }, files);
       fsyncPath(join(tmp, 'optimizer'));
       fsyncPath(tmp);
       // The same step saved again (e.g. a stop right after a save): the old folder leaves by a rename too.

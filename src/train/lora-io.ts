@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, FormatError } from '../errors.ts';
-import { readJsonFile } from '../formats/checkpoint-dir.ts';
+import { type BaseModelRef, MANIFEST_FILE, readJsonFile, readManifest } from '../formats/checkpoint-dir.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
 import { castFloat } from '../formats/dtypes.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
@@ -166,17 +166,37 @@ export function mergeLora(model: CausalLM): void {
   model.params.lora = null;
 }
 
+/** The base a LoRA run's checkpoint refers to (sftkit.json's base_model) when it holds only its adapter, else null. */
+export function adapterCheckpointBase(dir: string): BaseModelRef | null {
+  if (!isAdapterDir(dir) || !existsSync(join(dir, MANIFEST_FILE))) return null;
+  return readManifest(dir).base_model ?? null;
+}
+
+/**
+ * The folder to load the frozen base of an adapter-only checkpoint from: the one it records, which must still
+ * hold a model; else a FormatError naming it. `elsewhere`: how the caller can name another copy of the base.
+ */
+export function baseDirOf(checkpointDir: string, base: BaseModelRef, elsewhere = 'pass --load_checkpoint naming the same base model'): string {
+  if (existsSync(join(base.dir, 'config.json'))) return base.dir;
+  const named = base.name_or_path === base.dir ? base.dir : `${base.name_or_path} (${base.dir})`;
+  throw new FormatError(`${checkpointDir}: its base model ${named} is missing (no config.json there); a LoRA checkpoint holds only the adapter`, {
+    where: join(checkpointDir, MANIFEST_FILE),
+    hint: `put the base model back at ${base.dir}, or ${elsewhere}`,
+  });
+}
+
 /** Whether a run config asks for LoRA (new adapters by lora.rank, or a PEFT adapter by lora.adapter). */
 export function loraOn(cfg: Pick<RunConfig, 'lora'>): boolean {
   return cfg.lora.rank > 0 || cfg.lora.adapter !== '';
 }
 
 /**
- * The adapters of a run: a resumed checkpoint's own (adapter_config.json in it), else lora.adapter (a PEFT
- * folder, for any run mode), else new ones when training with lora.rank > 0. A model without any stays as it is.
+ * The adapters of a run: those of the checkpoint it resumes or loads (adapter_config.json in it), else
+ * lora.adapter (a PEFT folder, for any run mode), else new ones when training with lora.rank > 0. A model
+ * without any stays as it is.
  */
-export function attachLoraFor(model: CausalLM, cfg: Pick<RunConfig, 'lora' | 'seed'> & { model?: { recompute: boolean } }, at: { resumeDir: string | null; training: boolean }): void {
-  if (at.resumeDir !== null && isAdapterDir(at.resumeDir)) loadAdapter(model, at.resumeDir, cfg.seed);
+export function attachLoraFor(model: CausalLM, cfg: Pick<RunConfig, 'lora' | 'seed'> & { model?: { recompute: boolean } }, at: { checkpointDir: string | null; training: boolean }): void {
+  if (at.checkpointDir !== null && isAdapterDir(at.checkpointDir)) loadAdapter(model, at.checkpointDir, cfg.seed);
   else if (cfg.lora.adapter !== '') loadAdapter(model, cfg.lora.adapter, cfg.seed);
   else if (at.training && cfg.lora.rank > 0) {
     const { adapter: _adapter, ...options } = cfg.lora;

@@ -74,7 +74,14 @@ const SAFETENSORS_DTYPE: Record<'float32' | 'bfloat16', WeightDtype> = { float32
 /** A model from a folder holding config.json and weights (a sftkit model checkpoint or an HF folder). */
 export function loadModel(dir: string, seed = 0, opts: LoadOptions = {}): CausalLM {
   const cfgPath = join(dir, 'config.json');
-  if (!existsSync(cfgPath)) throw new ConfigError(`${dir}: no config.json`, { where: cfgPath, hint: 'pass a model checkpoint (sftkit convert) or an HF model folder' });
+  if (!existsSync(cfgPath)) {
+    // A LoRA run's checkpoint holds its adapter and refers to its base (sftkit.json's base_model).
+    const adapter = existsSync(join(dir, 'adapter_config.json'));
+    throw new ConfigError(`${dir}: no config.json${adapter ? ' (a LoRA adapter without its base model)' : ''}`, {
+      where: cfgPath,
+      hint: adapter ? 'load its base model and pass this folder as the adapter (--lora.adapter)' : 'pass a model checkpoint (sftkit convert) or an HF model folder',
+    });
+  }
   // readModelConfig opens it by path: refuse a config.json that links out of the folder before it does.
   confinedRealPath(cfgPath);
   // A training checkpoint's config.json says float32 (what it stores); the dtype the weights were published in
@@ -148,9 +155,19 @@ export function writeModelFiles(dir: string, model: CausalLM, opts: { assetsDir:
     },
     { maxShardBytes: opts.maxShardBytes ?? 5e9 },
   );
+  files.push(writeTextFile(join(dir, 'config.json'), `${JSON.stringify({ ...model.config.raw, torch_dtype: 'float32' }, null, 2)}\n`, () => 'config.json'));
+  files.push(...writeAssetFiles(dir, model, opts.assetsDir));
+  return files;
+}
+
+/**
+ * Writes generation_config.json and the tokenizer files (copied from `assetsDir` when it has them) into `dir`:
+ * the part of a model checkpoint that is not the model (a LoRA checkpoint holds these beside its adapter).
+ */
+export function writeAssetFiles(dir: string, model: CausalLM, assetsDir: string | null): WrittenFile[] {
+  const files: WrittenFile[] = [];
   const cfg = model.config;
-  files.push(writeTextFile(join(dir, 'config.json'), `${JSON.stringify({ ...cfg.raw, torch_dtype: 'float32' }, null, 2)}\n`, () => 'config.json'));
-  const genSrc = opts.assetsDir ? join(opts.assetsDir, 'generation_config.json') : null;
+  const genSrc = assetsDir ? join(assetsDir, 'generation_config.json') : null;
   if (genSrc && existsSync(genSrc)) {
     files.push(copyInto(genSrc, dir));
   } else {
@@ -160,9 +177,9 @@ export function writeModelFiles(dir: string, model: CausalLM, opts: { assetsDir:
     if (cfg.padTokenId !== null) gen['pad_token_id'] = cfg.padTokenId;
     files.push(writeTextFile(join(dir, 'generation_config.json'), `${JSON.stringify(gen, null, 2)}\n`, () => 'generation_config.json'));
   }
-  if (opts.assetsDir) {
+  if (assetsDir) {
     for (const name of TOKENIZER_FILES) {
-      if (existsSync(join(opts.assetsDir, name))) files.push(copyInto(join(opts.assetsDir, name), dir));
+      if (existsSync(join(assetsDir, name))) files.push(copyInto(join(assetsDir, name), dir));
     }
   }
   return files;

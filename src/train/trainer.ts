@@ -8,6 +8,7 @@
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, SftkitError } from '../errors.ts';
+import type { BaseModelRef } from '../formats/checkpoint-dir.ts';
 import { TfEventsWriter } from '../formats/tfevents.ts';
 import { type CausalLM, noDecay } from '../models/model.ts';
 import * as T from '../tensor/index.ts';
@@ -94,6 +95,11 @@ export interface TrainerOptions {
   generationMetrics?: ((metrics: MetricName[]) => Record<string, number>) | null;
   /** A training checkpoint to continue from (its weights are already in `model`). */
   resume?: LoadedCheckpoint | null;
+  /**
+   * The folder a LoRA run's frozen base was loaded from (and the name it was given): the run's checkpoints then
+   * hold only the adapter and refer to it. Without it a LoRA checkpoint stores the base's weights as well.
+   */
+  base?: BaseModelRef | null;
   /** Data-parallel ranks (default: this process alone). `train` must be this rank's shard of the batches. */
   pg?: ProcessGroup;
   events?: TrainerEvents;
@@ -324,6 +330,8 @@ export class Trainer {
       }
       const mine = resume.ranks.find((x) => x.rank === pg.rank) ?? resume.ranks[0];
       if (mine) rng.setState(mine.rng);
+      // LoRA dropout draws its masks from the adapters' own RNG: where it stood, so the masks go on as before.
+      if (mine?.lora_rng && model.params.lora) model.params.lora.rng.setState(mine.lora_rng);
       const saved = resume.state.early_stopping;
       if (early && saved) {
         early.bestValue = saved.best_value;
@@ -529,11 +537,17 @@ export class Trainer {
         config: cfg,
         ...(early ? { early_stopping: { best_value: early.bestValue, best_step: early.bestStep, best_checkpoint: early.bestCheckpoint, bad_evals: early.badEvals } } : {}),
       },
-      rank: { rank: pg.rank, rng: run.rng.getState(), loader: { epoch: Math.floor(step / run.stepsPerEpoch), batch: (step % run.stepsPerEpoch) * run.accum } },
+      rank: {
+        rank: pg.rank,
+        rng: run.rng.getState(),
+        ...(model.params.lora ? { lora_rng: model.params.lora.rng.getState() } : {}),
+        loader: { epoch: Math.floor(step / run.stepsPerEpoch), batch: (step % run.stepsPerEpoch) * run.accum },
+      },
       assetsDir: this.opts.assetsDir,
       keepMax: ck.keep_checkpoint_max,
       pg,
       best: early?.bestCheckpoint ?? null,
+      base: this.opts.base ?? null,
     });
     run.savedStep = step;
     if (!run.lead) return;

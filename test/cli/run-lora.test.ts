@@ -37,6 +37,10 @@ test('run --lora.rank trains adapters, eval --lora.adapter equals eval on the --
     const latest = (JSON.parse(readFileSync(join(ck, 'meta.json'), 'utf8')) as { latest: string }).latest;
     const ckDir = join(ck, latest);
     assert.ok(existsSync(join(ckDir, 'adapter_config.json')) && existsSync(join(ckDir, 'adapter_model.safetensors')));
+    // The adapter and a reference to the base, not the base's weights.
+    assert.ok(!existsSync(join(ckDir, 'model.safetensors')) && !existsSync(join(ckDir, 'config.json')));
+    assert.equal((JSON.parse(readFileSync(join(ckDir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>)['base_model_name_or_path'], ckpt);
+    assert.equal((JSON.parse(readFileSync(join(ckDir, 'sftkit.json'), 'utf8')) as { base_model: { dir: string } }).base_model.dir, ckpt);
 
     const evalWith = (args: string[], outDir: string): { loss: number } => {
       const r = sftkit(['run', '--run_mode', 'eval', '--eval_dataset_dir', records, '--output_dir', outDir, '--batch_size', '4', ...args]);
@@ -46,6 +50,11 @@ test('run --lora.rank trains adapters, eval --lora.adapter equals eval on the --
     const base = evalWith(['--load_checkpoint', ckpt], join(dir, 'e0'));
     const adapted = evalWith(['--load_checkpoint', ckpt, '--lora.adapter', ckDir], join(dir, 'e1'));
     assert.notEqual(adapted.loss, base.loss);
+    // The LoRA checkpoint as --load_checkpoint: its base (the folder it names) with its adapter.
+    assert.equal(evalWith(['--load_checkpoint', ckDir], join(dir, 'e3')).loss, adapted.loss);
+    const plain = sftkit(['convert', '--reversed', '--input_path', ckDir, '--output_path', join(dir, 'plain')]);
+    assert.notEqual(plain.status, 0);
+    assert.match(plain.stderr, /a LoRA checkpoint holds only its adapter/);
 
     const merged = join(dir, 'merged');
     const conv2 = sftkit(['convert', '--reversed', '--merge_lora', '--input_path', ck, '--output_path', merged, '--dtype', 'float32']);

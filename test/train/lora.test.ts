@@ -4,7 +4,7 @@
 // model whose logits equal base + adapter.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FormatError } from '../../src/errors.ts';
@@ -18,7 +18,7 @@ import { Rng, Tensor, scope } from '../../src/tensor/index.ts';
 import { ArrayBatchSource } from '../../src/train/batches.ts';
 import { findResumeCheckpoint } from '../../src/train/checkpoint.ts';
 import { type RunConfig, parseRunConfig } from '../../src/train/config.ts';
-import { attachLoraFor, loadAdapter, mergeLora, writeAdapterFiles } from '../../src/train/lora-io.ts';
+import { adapterCheckpointBase, attachLoraFor, baseDirOf, loadAdapter, mergeLora, writeAdapterFiles } from '../../src/train/lora-io.ts';
 import { createModel, loadModel, weightOptionsOf, writeModelCheckpoint } from '../../src/train/model-io.ts';
 import { Trainer } from '../../src/train/trainer.ts';
 import { relError } from '../helpers/native.ts';
@@ -66,16 +66,60 @@ function logitsOf(m: CausalLM): Float32Array {
 const tmp = (): string => mkdtempSync(join(tmpdir(), 'sftkit-lora-'));
 const LORA = { rank: 4, alpha: 8, target_modules: ['q_proj', 'v_proj', 'down_proj'] };
 
+/** A base model checkpoint of the tiny Llama in `dir` (what a LoRA run's checkpoints refer to). */
+function writeBase(dir: string): void {
+  const m = createModel(parseModelConfig(LLAMA, 'tiny'), 3);
+  mkdirSync(dir);
+  writeModelCheckpoint(dir, m, { assetsDir: null, source: { path: 'test', format: 'test' } });
+  m.release();
+}
+
+/** The base loaded as `sftkit run` loads it for training: every weight frozen, mapped from the file. */
+const loadBase = (dir: string, cfg: RunConfig): CausalLM => loadModel(dir, 0, { weights: (names) => weightOptionsOf(cfg, names) });
+
+const dirSize = (dir: string): number => readdirSync(dir, { recursive: true, withFileTypes: true }).filter((e) => e.isFile()).reduce((n, e) => n + statSync(join(e.parentPath, e.name)).size, 0);
+
+/**
+ * Trains 4 steps in one go and as 2 + 2 with a stop and a resume from the adapter-only checkpoint (as
+ * `sftkit run --resume_training` does: the base re-loaded from the folder sftkit.json names); returns both.
+ */
+async function stopAndResume(lora: Record<string, unknown>, work: string): Promise<{ full: number[]; resumed: number[]; ckDir: string; baseDir: string }> {
+  const data = rows(8, 9, 5);
+  const baseDir = join(work, 'base');
+  writeBase(baseDir);
+  const base = { name_or_path: 'tiny-base', dir: baseDir };
+  const cfgA = config(join(work, 'a'), lora);
+  const mA = loadBase(baseDir, cfgA);
+  attachLoraFor(mA, cfgA, { checkpointDir: null, training: true });
+  const full = await new Trainer({ config: cfgA, model: mA, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null, base }).run();
+  mA.release();
+
+  const cfgB = config(join(work, 'b'), lora);
+  const mB = loadBase(baseDir, cfgB);
+  attachLoraFor(mB, cfgB, { checkpointDir: null, training: true });
+  const trainer: Trainer = new Trainer({ config: cfgB, model: mB, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null, base, events: { step: (s) => s.step === 2 && trainer.requestStop() } });
+  const first = await trainer.run();
+  mB.release();
+  assert.deepEqual(first.losses, full.losses.slice(0, 2));
+  const ckB = findResumeCheckpoint(join(work, 'b', 'checkpoint'), null, () => assert.fail('no warning'));
+  const recorded = adapterCheckpointBase(ckB.dir);
+  assert.deepEqual(recorded, base);
+  const mC = loadBase(baseDirOf(ckB.dir, recorded as NonNullable<typeof recorded>), cfgB);
+  attachLoraFor(mC, cfgB, { checkpointDir: ckB.dir, training: true });
+  const rest = await new Trainer({ config: cfgB, model: mC, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null, base, resume: ckB }).run();
+  mC.release();
+  return { full: full.losses, resumed: [...first.losses, ...rest.losses], ckDir: ckB.dir, baseDir };
+}
+
 test('a LoRA run trains the adapters only, saves them in PEFT format, and resumes bit for bit', async () => {
   const data = rows(8, 9, 5);
   const outA = tmp();
-  const outB = tmp();
   try {
     const cfgA = config(outA, LORA);
     const mA = baseModel(LLAMA, cfgA);
     const baseBefore = mA.params.read('model.layers.0.self_attn.q_proj.weight');
-    attachLoraFor(mA, cfgA, { resumeDir: null, training: true });
-    const full = await new Trainer({ config: cfgA, model: mA, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null }).run();
+    attachLoraFor(mA, cfgA, { checkpointDir: null, training: true });
+    const full = await new Trainer({ config: cfgA, model: mA, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null, base: { name_or_path: 'org/tiny', dir: '/nowhere' } }).run();
     assert.equal(full.losses.length, 4);
     assert.deepEqual(mA.params.read('model.layers.0.self_attn.q_proj.weight'), baseBefore);
     assert.deepEqual(mA.params.trainableNames, mA.params.adapterNames);
@@ -87,6 +131,7 @@ test('a LoRA run trains the adapters only, saves them in PEFT format, and resume
     const ac = JSON.parse(readFileSync(join(ck.dir, 'adapter_config.json'), 'utf8')) as Record<string, unknown>;
     assert.equal(ac['peft_type'], 'LORA');
     assert.equal(ac['task_type'], 'CAUSAL_LM');
+    assert.equal(ac['base_model_name_or_path'], 'org/tiny');
     assert.equal(ac['r'], 4);
     assert.equal(ac['lora_alpha'], 8);
     assert.equal(ac['bias'], 'none');
@@ -100,24 +145,49 @@ test('a LoRA run trains the adapters only, saves them in PEFT format, and resume
     const opt = openSafetensors(join(ck.dir, 'optimizer', 'rank_0.safetensors'));
     assert.deepEqual(opt.tensors.map((t) => t.name).filter((n) => n.startsWith('exp_avg.')).map((n) => n.slice(8)).sort(), st.tensors.map((t) => t.name.slice('base_model.model.'.length)).sort());
     opt.close();
-
-    const cfgB = config(outB, LORA);
-    const mB = baseModel(LLAMA, cfgB);
-    attachLoraFor(mB, cfgB, { resumeDir: null, training: true });
-    const trainer: Trainer = new Trainer({ config: cfgB, model: mB, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null, events: { step: (s) => s.step === 2 && trainer.requestStop() } });
-    const first = await trainer.run();
-    mB.release();
-    assert.deepEqual(first.losses, full.losses.slice(0, 2));
-    const ckB = findResumeCheckpoint(join(outB, 'checkpoint'), null, () => assert.fail('no warning'));
-    // As `sftkit run` resumes: the base mapped into the frozen store, the checkpoint's adapter attached.
-    const mC = loadModel(ckB.dir, 0, { weights: (names) => weightOptionsOf(cfgB, names) });
-    attachLoraFor(mC, cfgB, { resumeDir: ckB.dir, training: true });
-    const rest = await new Trainer({ config: cfgB, model: mC, train: new ArrayBatchSource(data, { batchSize: 2, seed: 0 }), assetsDir: null, resume: ckB }).run();
-    mC.release();
-    assert.deepEqual(rest.losses, full.losses.slice(2));
   } finally {
     rmSync(outA, { recursive: true, force: true });
-    rmSync(outB, { recursive: true, force: true });
+  }
+});
+
+test('a LoRA checkpoint holds the adapter and a reference to its base, not the base; resume re-loads the base bit for bit', async () => {
+  const work = tmp();
+  try {
+    const { full, resumed, ckDir, baseDir } = await stopAndResume(LORA, work);
+    assert.deepEqual(resumed, full);
+    // The adapter, its optimizer state, trainer state, generation config: no config.json, no base weights.
+    assert.deepEqual(readdirSync(ckDir).sort(), ['adapter_config.json', 'adapter_model.safetensors', 'generation_config.json', 'optimizer', 'rank_0.json', 'sftkit.json', 'trainer_state.json']);
+    const adapterBytes = statSync(join(ckDir, 'adapter_model.safetensors')).size;
+    const baseBytes = statSync(join(baseDir, 'model.safetensors')).size;
+    // adapter + 2 moments + JSON; the base alone is larger than all of it.
+    assert.ok(dirSize(ckDir) < 3 * adapterBytes + 64 * 1024, `checkpoint ${dirSize(ckDir)} B, adapter ${adapterBytes} B`);
+    assert.ok(dirSize(ckDir) < baseBytes, `checkpoint ${dirSize(ckDir)} B vs base ${baseBytes} B`);
+    const manifest = JSON.parse(readFileSync(join(ckDir, 'sftkit.json'), 'utf8')) as { base_model: unknown };
+    assert.deepEqual(manifest.base_model, { name_or_path: 'tiny-base', dir: baseDir });
+
+    // Base gone: a FormatError naming the checkpoint and the missing base, with what to do.
+    rmSync(baseDir, { recursive: true });
+    const recorded = adapterCheckpointBase(ckDir) as NonNullable<ReturnType<typeof adapterCheckpointBase>>;
+    assert.throws(
+      () => baseDirOf(ckDir, recorded),
+      (e: unknown) => e instanceof FormatError && e.message.includes(`base model tiny-base (${baseDir}) is missing`) && /put the base model back at .*--load_checkpoint/.test(e.hint ?? ''),
+    );
+    assert.throws(() => loadModel(ckDir), /no config.json \(a LoRA adapter without its base model\)/);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});
+
+test('LoRA dropout 0.1: the masks\' RNG is saved with the checkpoint, so resume is bit-exact', async () => {
+  const work = tmp();
+  try {
+    const { full, resumed, ckDir } = await stopAndResume({ ...LORA, dropout: 0.1 }, work);
+    assert.deepEqual(resumed, full);
+    const rank = JSON.parse(readFileSync(join(ckDir, 'rank_0.json'), 'utf8')) as { lora_rng?: { s: number[] }; rng: { s: number[] } };
+    assert.ok(rank.lora_rng !== undefined && rank.lora_rng.s.length === 4);
+    assert.notDeepEqual(rank.lora_rng.s, rank.rng.s);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
   }
 });
 
@@ -127,7 +197,7 @@ for (const [family, raw, targets] of [['llama', LLAMA, 'all-linear'], ['gpt2', G
     try {
       const cfg = config(join(dir, 'out'), { rank: 2, alpha: 16, use_rslora: family === 'gpt2', target_modules: targets });
       const m = baseModel(raw, cfg);
-      attachLoraFor(m, cfg, { resumeDir: null, training: true });
+      attachLoraFor(m, cfg, { checkpointDir: null, training: true });
       // Train-like adapters: random B so the adapter changes the output.
       const rng = new Rng(9);
       for (const n of m.params.adapterNames) m.params.load(n, rng.fillNormal(new Float32Array(m.params.read(n).length), 0, 0.2));
@@ -160,7 +230,7 @@ test('adapters that disagree with the model: a FormatError naming the tensor or 
   try {
     const cfg = config(join(dir, 'out'), LORA);
     const m = baseModel(LLAMA, cfg);
-    attachLoraFor(m, cfg, { resumeDir: null, training: true });
+    attachLoraFor(m, cfg, { checkpointDir: null, training: true });
     const ok = join(dir, 'ok');
     mkdirSync(ok);
     writeAdapterFiles(ok, m, null);
@@ -200,7 +270,7 @@ test('LoRA dropout with recompute is refused (the recomputed pass would draw oth
   const cfg = parseRunConfig({ output_dir: '/tmp/unused', model: { recompute: true }, lora: { rank: 2, dropout: 0.1 } }, 'test');
   const m = baseModel(LLAMA, cfg);
   try {
-    assert.throws(() => attachLoraFor(m, cfg, { resumeDir: null, training: true }), /lora dropout 0.1 cannot be combined with model.recompute/);
+    assert.throws(() => attachLoraFor(m, cfg, { checkpointDir: null, training: true }), /lora dropout 0.1 cannot be combined with model.recompute/);
   } finally {
     m.release();
   }

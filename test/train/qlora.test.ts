@@ -46,7 +46,7 @@ async function curve(baseDtype: 'float32' | 'bfloat16' | 'int8' | 'nf4', out: st
   );
   const model = createModel(parseModelConfig(LLAMA, 'tiny'), 7, weightOptionsOf(cfg, []));
   try {
-    attachLoraFor(model, cfg, { resumeDir: null, training: true });
+    attachLoraFor(model, cfg, { checkpointDir: null, training: true });
     const r = await new Trainer({ config: cfg, model, train: new ArrayBatchSource(rows(16, 17, 3), { batchSize: 4, seed: 0 }), assetsDir: null }).run();
     return r.losses;
   } finally {

@@ -2,7 +2,7 @@
 // pretrained base model, alpaca → conversations → token records, evaluate, fine-tune, evaluate again,
 // predict — and a report that shows what fine-tuning taught the model.
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { dirname, join, relative } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { convertHfToCheckpoint } from '../../convert/hf-to-checkpoint.ts';
 import { alpacaPrompt, convertAlpacaFile } from '../../data/alpaca.ts';
@@ -163,7 +163,7 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
     const trainSource = new RecordsBatchSource(trainRecords, { batchSize: cfg.runner_config.batch_size, shuffle: true, dropRemainder: true, seed: cfg.seed });
     const evalPoints: { step: number; result: EvalResult }[] = [];
     // A LoRA recipe (lora.rank > 0) adds adapters to the evaluated base and trains them alone.
-    attachLoraFor(model, cfg, { resumeDir: null, training: true });
+    attachLoraFor(model, cfg, { checkpointDir: null, training: true });
     const summary = await timed(model.params.lora ? `5. fine-tune LoRA adapters (rank ${cfg.lora.rank}, ${model.params.counts().trainableParams.toLocaleString('en-US')} trainable parameters)` : '5. fine-tune all parameters', async () => {
       const trainer = new Trainer({
         config: cfg,
@@ -171,6 +171,8 @@ export async function runDemo(o: DemoOptions): Promise<DemoReport> {
         train: trainSource,
         evalSource,
         assetsDir: ckpt,
+        // LoRA checkpoints hold the adapter and name the base checkpoint instead of copying it.
+        base: model.params.lora ? { name_or_path: ckpt, dir: resolve(ckpt) } : null,
         events: {
           step: (s) => print.step(s, cfg.callbacks.loss_monitor.log_every),
           eval: (step, r) => {

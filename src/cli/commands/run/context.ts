@@ -1,12 +1,12 @@
 // What every `sftkit run` mode starts from: the process group and its rank-0 printer, graceful stops, the
 // model (a checkpoint to resume, --load_checkpoint, or model.arch), the tokenizer read on first use, the output folder.
 import { existsSync, readdirSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { openRecords } from '../../../data/records.ts';
 import { type RowStore, validateRowsFor } from '../../../data/row-store.ts';
 import { type ProcessGroup, initProcessGroup } from '../../../distributed/index.ts';
 import { ConfigError } from '../../../errors.ts';
-import { resolveCheckpointDir } from '../../../formats/checkpoint-dir.ts';
+import { type BaseModelRef, resolveCheckpointDir } from '../../../formats/checkpoint-dir.ts';
 import type { GenerationOptions } from '../../../generate/index.ts';
 import { resolveModelDir } from '../../../hub/index.ts';
 import { readModelConfig } from '../../../models/config.ts';
@@ -16,7 +16,7 @@ import { type LoadedCheckpoint, findResumeCheckpoint } from '../../../train/chec
 import type { RunConfig } from '../../../train/config.ts';
 import { MindRecordRows } from '../../../data/mindrecord-rows.ts';
 import { type LoadOptions, createModel, loadModel, weightOptionsOf } from '../../../train/model-io.ts';
-import { attachLoraFor } from '../../../train/lora-io.ts';
+import { adapterCheckpointBase, attachLoraFor, baseDirOf, loraOn } from '../../../train/lora-io.ts';
 import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../../convert/mindspore-convert.ts';
 import { expectedTensors } from '../../../models/tensor-table.ts';
 import type { ModelConfig } from '../../../models/config.ts';
@@ -71,6 +71,36 @@ export function openDataset(dir: string, what: 'train_dataset' | 'eval_dataset')
   return openRecords(dir);
 }
 
+function hasTokenizer(dir: string): boolean {
+  return ['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)));
+}
+
+/**
+ * A LoRA run's frozen base. A checkpoint that holds only its adapter (resumed, or given as --load_checkpoint)
+ * names its base: that folder is loaded (on resume --load_checkpoint, when given, names another copy of it) and
+ * `adapterCheckpoint` is the checkpoint whose adapter goes on it. A new LoRA training run's base is the folder
+ * --load_checkpoint resolved to (a hub repo id keeps its id as the name). Null where there is no such base (no
+ * LoRA, a model from model.arch or a MindSpore .ckpt: their LoRA checkpoints store the base's weights too).
+ */
+async function loraBaseOf(
+  cfg: RunConfig,
+  at: { modelDir: string | null; resume: LoadedCheckpoint | null; training: boolean; note: (m: string) => void },
+): Promise<{ base: BaseModelRef | null; adapterCheckpoint: string | null }> {
+  const recorded = at.modelDir !== null ? adapterCheckpointBase(at.modelDir) : null;
+  if (at.modelDir !== null && recorded !== null) {
+    if (at.resume !== null && cfg.load_checkpoint) {
+      const base = { name_or_path: cfg.load_checkpoint, dir: resolve(await modelDirOf(cfg.load_checkpoint)) };
+      if (base.dir !== recorded.dir) at.note(`LoRA base: ${base.dir} (--load_checkpoint) instead of the recorded ${recorded.dir}`);
+      return { base, adapterCheckpoint: at.modelDir };
+    }
+    return { base: { ...recorded, dir: baseDirOf(at.modelDir, recorded) }, adapterCheckpoint: at.modelDir };
+  }
+  if (at.training && at.resume === null && at.modelDir !== null && cfg.load_checkpoint && loraOn(cfg)) {
+    return { base: { name_or_path: cfg.load_checkpoint, dir: resolve(at.modelDir) }, adapterCheckpoint: null };
+  }
+  return { base: null, adapterCheckpoint: null };
+}
+
 export class RunContext {
   /** Created only once a mode's inputs check out (it calls ensure()), and removed again if the run fails before writing into it. */
   readonly output: OutputDir;
@@ -90,6 +120,8 @@ export class RunContext {
     /** The checkpoint or HF folder the model came from; null when it was made from model.arch. */
     readonly modelDir: string | null,
     readonly resume: LoadedCheckpoint | null,
+    /** A LoRA run's frozen base (where it was loaded from): the run's checkpoints refer to it instead of storing it. */
+    readonly base: BaseModelRef | null,
   ) {
     this.output = new OutputDir(cfg.output_dir);
   }
@@ -131,6 +163,7 @@ export class RunContext {
       }
       // Training builds the model with its frozen weights already in the frozen store (freeze, model.base_dtype).
       const training = mode === 'train' || mode === 'finetune';
+      const { base, adapterCheckpoint } = await loraBaseOf(cfg, { modelDir: mindsporeCkpt === null ? modelDir : null, resume, training, note: (m) => out.line(m) });
       // eval and predict keep every weight frozen at model.base_dtype when it is not float32 (a bf16 or NF4 base
       // reads its linears panel by panel, as training does), so a 7B model generates in a fraction of fp32's memory.
       const lowPrecision = cfg.model.base_dtype !== 'float32';
@@ -139,15 +172,16 @@ export class RunContext {
         : lowPrecision
           ? { weights: () => ({ frozen: () => true, frozenDtype: cfg.model.base_dtype }) }
           : {};
+      const weightsDir = adapterCheckpoint !== null && base !== null ? base.dir : modelDir;
       const model =
         mindsporeCkpt !== null && modelDir !== null
           ? loadMindSporeModel(mindsporeCkpt, modelDir, cfg.seed, loadOpts)
-          : modelDir
-            ? loadModel(modelDir, cfg.seed, loadOpts)
+          : weightsDir
+            ? loadModel(weightsDir, cfg.seed, loadOpts)
             : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg);
-      // LoRA: the resumed checkpoint's adapter, lora.adapter (a PEFT folder), or new adapters (lora.rank).
-      attachLoraFor(model, cfg, { resumeDir: resume?.dir ?? null, training });
-      ctx = new RunContext(cfg, flags, pg, out, stops, model, modelDir, resume);
+      // LoRA: the adapter of the checkpoint resumed (or loaded), lora.adapter (a PEFT folder), or new adapters (lora.rank).
+      attachLoraFor(model, cfg, { checkpointDir: resume?.dir ?? adapterCheckpoint, training });
+      ctx = new RunContext(cfg, flags, pg, out, stops, model, modelDir, resume, base);
       return ctx;
     } catch (err) {
       stops?.dispose();
@@ -155,16 +189,19 @@ export class RunContext {
     }
   }
 
-  /** Where the tokenizer files come from: `tokenizer:`, else the model's folder. */
+  /** Where the tokenizer files come from: `tokenizer:`, else the model's folder (for an adapter without them, its base's). */
   get tokenizerDir(): string | null {
-    return this.cfg.tokenizer || this.modelDir;
+    if (this.cfg.tokenizer) return this.cfg.tokenizer;
+    const dir = this.modelDir;
+    if (dir !== null && this.base !== null && !hasTokenizer(dir)) return this.base.dir;
+    return dir;
   }
 
   /** The tokenizer, or null when neither `tokenizer:` nor the model's folder has tokenizer files. */
   tokenizer(): Tokenizer | null {
     if (this.tokenizerRead === undefined) {
       const dir = this.tokenizerDir;
-      const has = dir !== null && dir !== '' && ['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)));
+      const has = dir !== null && dir !== '' && hasTokenizer(dir);
       this.tokenizerRead = has ? Tokenizer.fromDir(dir as string) : null;
     }
     return this.tokenizerRead;

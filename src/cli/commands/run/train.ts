@@ -99,6 +99,7 @@ export async function runTraining(ctx: RunContext): Promise<void> {
       generationMetrics,
       assetsDir: tokenizerDir ? resolve(tokenizerDir) : null,
       resume: ctx.resume,
+      base: ctx.base,
       pg,
       // report.md and loss_curve.png in the output dir after every checkpoint save and at the end.
       report: (progress) => writeRunReport(cfg, progress),
