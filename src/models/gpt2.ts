@@ -1,5 +1,6 @@
 // GPT-2: learned positions, pre-LayerNorm blocks, GELU (tanh), Conv1D weights used as stored ([in, out]),
 // lm_head tied to the token embedding. Parameters keep HF names; shapes noted as (B, T, ...).
+import { embed } from '../nn/embedding.ts';
 import { CONV1D, linear } from '../nn/linear.ts';
 import { ParameterSet } from '../nn/parameters.ts';
 import * as T from '../tensor/index.ts';
@@ -33,7 +34,7 @@ export class Gpt2 implements CausalLM {
     const segments = opts.segments ? Tensor.from(opts.segments, [B, S], 'int32') : null;
     const cache = opts.cache ?? null;
     const step = cache ? cache.begin(B, S, opts.segments ?? null) : { past: 0, qSegments: segments, kSegments: segments };
-    let x = T.add(T.embedding(this.p('transformer.wte.weight'), ids), T.embedding(this.p('transformer.wpe.weight'), positions)); // (B, S, D)
+    let x = T.add(embed(ids, this.params, 'transformer.wte.weight'), embed(positions, this.params, 'transformer.wpe.weight')); // (B, S, D)
     for (let i = 0; i < c.numHiddenLayers; i++) {
       const pre = `transformer.h.${i}`;
       const block = (h: Tensor): Tensor => {
@@ -56,7 +57,11 @@ export class Gpt2 implements CausalLM {
   }
 
   lmHead(): Tensor {
-    return this.p(this.config.tieWordEmbeddings ? 'transformer.wte.weight' : 'lm_head.weight');
+    return this.p(this.lmHeadName);
+  }
+
+  get lmHeadName(): string {
+    return this.config.tieWordEmbeddings ? 'transformer.wte.weight' : 'lm_head.weight';
   }
 
   release(): void {

@@ -1,6 +1,7 @@
 // Llama 2/3, Mistral, Qwen2 (qkv bias), TinyLlama, SmolLM: the whole forward pass, from HF config.json.
 // Parameters keep HF names and layouts; shapes are noted as (B, T, ...) on each line.
 import { ParameterSet } from '../nn/parameters.ts';
+import { embed } from '../nn/embedding.ts';
 import { linear } from '../nn/linear.ts';
 import * as T from '../tensor/index.ts';
 import { Rng, Tensor } from '../tensor/index.ts';
@@ -52,7 +53,7 @@ export class Llama implements CausalLM {
     const cache = opts.cache ?? null;
     const step = cache ? cache.begin(B, S, opts.segments ?? null) : { past: 0, qSegments: segments, kSegments: segments };
 
-    let x = T.embedding(this.p('model.embed_tokens.weight'), ids); // (B, S, D)
+    let x = embed(ids, this.params, 'model.embed_tokens.weight'); // (B, S, D)
     for (let i = 0; i < c.numHiddenLayers; i++) {
       const pre = `model.layers.${i}`;
       const block = (h: Tensor): Tensor => {
@@ -82,7 +83,11 @@ export class Llama implements CausalLM {
 
   /** The output projection (vocab, hidden): lm_head, or the embedding when tied. */
   lmHead(): Tensor {
-    return this.p(this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight');
+    return this.p(this.lmHeadName);
+  }
+
+  get lmHeadName(): string {
+    return this.config.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
   }
 
   release(): void {

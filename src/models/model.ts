@@ -34,6 +34,8 @@ export interface CausalLM {
   forward(ids: Tensor, opts: ForwardOptions): Tensor;
   /** The output projection (vocab, hidden). */
   lmHead(): Tensor;
+  /** Its weight's name: lm_head.weight, or the embedding's when tied. */
+  readonly lmHeadName: string;
   release(): void;
 }
 
@@ -50,7 +52,9 @@ export function paramSpecs(tensors: readonly ExpectedTensor[], std: number): Par
 
 /** Logits (B, T, vocab) = hidden @ lm_headᵀ (evaluation and generation; training uses lossSum). */
 export function logits(model: CausalLM, hidden: Tensor): Tensor {
-  return T.matmul(hidden, T.mT(model.lmHead()));
+  // A frozen bf16 head (a LoRA/QLoRA base) is read panel by panel, not widened whole at every decode step.
+  const rows = model.params.frozenRows(model.lmHeadName);
+  return rows ? T.frozenLinear(hidden, rows) : T.matmul(hidden, T.mT(model.lmHead()));
 }
 
 /**

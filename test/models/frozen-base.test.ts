@@ -7,9 +7,11 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseModelConfig } from '../../src/models/config.ts';
-import { type CausalLM, lossSum } from '../../src/models/model.ts';
+import { type CausalLM, logits, lossSum } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
+import { embed } from '../../src/nn/embedding.ts';
 import { quantizable } from '../../src/nn/frozen-store.ts';
+import { ShapeError } from '../../src/errors.ts';
 import * as T from '../../src/tensor/index.ts';
 import { Tensor, backward, scope } from '../../src/tensor/index.ts';
 import { createModel } from '../../src/train/model-io.ts';
@@ -89,3 +91,27 @@ for (const dtype of ['bfloat16', 'int8', 'nf4'] as const) {
     }
   });
 }
+
+test('a frozen bf16 embedding is read a row per token and a frozen bf16 head panel by panel: the widened results, bit for bit / within fp32 rounding', () => {
+  const low = build('bfloat16', param);
+  try {
+    const B = meta.ids.length;
+    const S = (meta.ids[0] as number[]).length;
+    scope(() => {
+      const ids = Tensor.from(meta.ids.flat(), [B, S], 'int32');
+      assert.ok(low.params.frozenRows('model.embed_tokens.weight'), 'the embedding is a frozen bf16 row source');
+      const rowwise = embed(ids, low.params, 'model.embed_tokens.weight').toArray() as Float32Array;
+      const widened = T.embedding(low.params.weight('model.embed_tokens.weight'), ids).toArray() as Float32Array;
+      assert.deepEqual(rowwise, widened);
+      const hidden = T.noGrad(() => low.forward(ids, { positions: positionIds(B, S) }));
+      const viaPanels = T.noGrad(() => logits(low, hidden)).toArray() as Float32Array;
+      const viaWidened = T.noGrad(() => T.matmul(hidden, T.mT(low.params.weight('lm_head.weight')))).toArray() as Float32Array;
+      assert.ok(relError(viaPanels, viaWidened) <= 1e-6, `logits: relative error ${relError(viaPanels, viaWidened)}`);
+      const vocab = config.vocabSize;
+      assert.throws(() => embed(Tensor.from([1, vocab], [1, 2], 'int32'), low.params, 'model.embed_tokens.weight'), (e: unknown) =>
+        e instanceof ShapeError && e.message === `embedding model.embed_tokens.weight: token id ${vocab} (position 1) is outside the vocabulary of ${vocab}`);
+    });
+  } finally {
+    low.release();
+  }
+});
