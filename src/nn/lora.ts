@@ -59,11 +59,15 @@ export function matchTargets(linearModules: readonly string[], targets: string[]
 
 /** The linear modules of a parameter set and their (in, out) sizes. `conv1d`: GPT-2's (in, out) layout. */
 export function linearModules(params: ParameterSet, conv1d: boolean): { module: string; inFeatures: number; outFeatures: number }[] {
+  return linearModulesOf(params.names.map((name) => ({ name, shape: params.shape(name) })), conv1d);
+}
+
+/** The same from a list of weights and their shapes (a model's tensor table, before anything is allocated). */
+export function linearModulesOf(tensors: readonly { name: string; shape: readonly number[] }[], conv1d: boolean): { module: string; inFeatures: number; outFeatures: number }[] {
   const out: { module: string; inFeatures: number; outFeatures: number }[] = [];
-  for (const name of params.names) {
+  for (const { name, shape } of tensors) {
     if (!name.endsWith('.weight')) continue;
     const module = name.slice(0, -'.weight'.length);
-    const shape = params.shape(name);
     if (shape.length !== 2 || NOT_LINEAR.test(module)) continue;
     const [a, b] = shape as [number, number];
     out.push(conv1d ? { module, inFeatures: a, outFeatures: b } : { module, inFeatures: b, outFeatures: a });

@@ -22,6 +22,8 @@ import { expectedTensors } from '../../../models/tensor-table.ts';
 import type { ModelConfig } from '../../../models/config.ts';
 import { bf16GemmPath } from '../../../tensor/index.ts';
 import { OutputDir } from '../../output-dir.ts';
+import { checkPlannedMemory } from './memory.ts';
+import { confinedRealPath } from '../../../formats/confined-file.ts';
 import { StepPrinter } from '../../progress.ts';
 import { type StopSignal, StopWatch, stopTimeoutSeconds } from '../../stop-signals.ts';
 
@@ -52,6 +54,28 @@ function archConfigPath(arch: string): string {
   const candidates = [arch, join(arch, 'config.json'), join('configs', 'tiny', `${arch}.json`)];
   for (const c of candidates) if (existsSync(c) && c.endsWith('.json')) return c;
   throw new ConfigError(`model.arch ${JSON.stringify(arch)}: no such config.json (or preset under configs/tiny/)`, { where: 'model.arch' });
+}
+
+/** config.json for the memory check before loading; null when it cannot be read (loading then says why). */
+function plannedModelConfig(path: string): ModelConfig | null {
+  try {
+    confinedRealPath(path);
+    return readModelConfig(path);
+  } catch {
+    return null;
+  }
+}
+
+/** The training records' seq_length; null when they cannot be opened (the run then says why). */
+function trainSeqLength(cfg: RunConfig): number | null {
+  try {
+    const rows = openDataset(cfg.train_dataset.dataset_dir, 'train_dataset');
+    const seq = rows.seqLength;
+    rows.close();
+    return seq;
+  } catch {
+    return null;
+  }
 }
 
 /** A new model (run_mode train) with the run's frozen weights in the frozen store. */
@@ -173,6 +197,14 @@ export class RunContext {
           ? { weights: () => ({ frozen: () => true, frozenDtype: cfg.model.base_dtype }) }
           : {};
       const weightsDir = adapterCheckpoint !== null && base !== null ? base.dir : modelDir;
+      // A run whose estimate exceeds the free memory is refused before the model loads (a 7B model in fp32 would
+      // be killed by the kernel halfway through loading), with the cheapest setting that fits.
+      if (training && !flags.force) {
+        const dir = mindsporeCkpt !== null ? modelDir : weightsDir;
+        const planned = plannedModelConfig(dir ? join(dir, 'config.json') : archConfigPath(cfg.model.arch));
+        const seq = trainSeqLength(cfg);
+        if (planned && seq !== null) checkPlannedMemory(cfg, planned, seq, pg.size);
+      }
       const model =
         mindsporeCkpt !== null && modelDir !== null
           ? loadMindSporeModel(mindsporeCkpt, modelDir, cfg.seed, loadOpts)

@@ -11,7 +11,8 @@ import type { RunConfig } from '../../../train/config.ts';
 import { RecordsBatchSource } from '../../../train/records-source.ts';
 import { Trainer } from '../../../train/trainer.ts';
 import { writeRunReport } from '../../../train/report/run-report.ts';
-import { estimateTrainingMemory, formatMemoryEstimate, suggestZeroStage } from '../../../train/memory-estimate.ts';
+import { estimateTrainingMemory, formatMemoryEstimate } from '../../../train/memory-estimate.ts';
+import { tooBigError } from './memory.ts';
 import { type MetricName, evaluateGeneration } from '../../../eval/index.ts';
 import { examplesFromRecords } from '../../../eval/record-examples.ts';
 import { defaultEosIds } from '../../../generate/index.ts';
@@ -55,14 +56,7 @@ function checkMemory(ctx: RunContext, seqLength: number): void {
   const estimate = estimateTrainingMemory(input);
   const bytes = estimate.total;
   out.line(`${formatMemoryEstimate(estimate)} (available: ${(freemem() / 2 ** 30).toFixed(1)} of ${(totalmem() / 2 ** 30).toFixed(1)} GiB)`);
-  if (bytes > freemem() && !ctx.flags.force) {
-    // A higher ZeRO stage that fits at this world size comes first in the hint.
-    const fit = ctx.pg.size > 1 ? suggestZeroStage(input, freemem()) : null;
-    const stage = fit && fit.stage > cfg.parallel_config.zero_stage ? `set parallel_config.zero_stage ${fit.stage} (about ${(fit.estimate.total / 2 ** 30).toFixed(1)} GiB per rank), ` : '';
-    throw new ConfigError(`training needs about ${(bytes / 2 ** 30).toFixed(1)} GiB, more than the ${(freemem() / 2 ** 30).toFixed(1)} GiB available`, {
-      hint: `${stage}lower batch_size, enable model.recompute, or pass --force`,
-    });
-  }
+  if (bytes > freemem() && !ctx.flags.force) throw tooBigError(bytes, freemem(), model.config, cfg, seqLength, ctx.pg.size);
 }
 
 export async function runTraining(ctx: RunContext): Promise<void> {

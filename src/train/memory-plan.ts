@@ -1,0 +1,146 @@
+// The memory a training run will need, known from config.json and the run config alone (before a byte of the
+// model is allocated), and the cheapest change of settings that makes a run fit: a 7B model in fp32 would end in
+// an out-of-memory kill while loading, so `sftkit run` refuses it first and says what would fit (recompute,
+// batch 1, LoRA, a bf16/int8/NF4 frozen base, a higher ZeRO stage), with the estimate of that setting.
+import type { ModelConfig } from '../models/config.ts';
+import { expectedTensors } from '../models/tensor-table.ts';
+import { quantizable } from '../nn/frozen-store.ts';
+import { linearModulesOf, matchTargets } from '../nn/lora.ts';
+import type { FrozenDtype } from '../nn/frozen-store.ts';
+import type { WeightCounts } from '../nn/parameters.ts';
+import type { RunConfig } from './config.ts';
+import { type MemoryEstimate, type MemoryEstimateInput, estimateTrainingMemory } from './memory-estimate.ts';
+import { frozenSet } from './freeze.ts';
+
+/** The settings the estimate depends on (a slice of the run config). */
+export interface MemorySettings {
+  batchSize: number;
+  seqLength: number;
+  recompute: boolean;
+  baseDtype: FrozenDtype;
+  /** LoRA rank (0: no LoRA) and its targets. */
+  lora: { rank: number; targets: string[] | string; dropout: number };
+  /** Names `freeze` freezes (without LoRA). */
+  freeze: RunConfig['freeze'];
+  worldSize: number;
+  zeroStage: 0 | 1 | 2 | 3;
+}
+
+/** Bytes of a frozen weight of `shape` stored as `dtype` (as FrozenStore holds it: NF4 codes + double-quantized scales). */
+export function frozenBytesOf(name: string, shape: readonly number[], dtype: FrozenDtype): number {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if ((dtype === 'nf4' || dtype === 'int8') && quantizable(name, shape)) {
+    if (dtype === 'int8') return n + (shape[0] as number) * 4;
+    const blocks = Math.ceil(n / 64);
+    return Math.ceil(n / 2) + blocks + Math.ceil(blocks / 256) * 4;
+  }
+  return n * (dtype === 'float32' ? 4 : 2);
+}
+
+/** Weight counts and LoRA modules of a run of `config` under `s`, from the tensor table alone. */
+export function plannedWeights(config: ModelConfig, s: MemorySettings): { weights: WeightCounts; lora: MemoryEstimateInput['lora'] } {
+  const tensors = expectedTensors(config).filter((t) => t.optional !== 'tied');
+  let lora: MemoryEstimateInput['lora'];
+  let frozen: (name: string) => boolean;
+  let trainableParams = 0;
+  if (s.lora.rank > 0) {
+    const linears = linearModulesOf(tensors, config.family === 'gpt2');
+    const chosen = new Set(matchTargets(linears.map((l) => l.module), s.lora.targets));
+    const modules = linears.filter((l) => chosen.has(l.module)).map((l) => ({ inFeatures: l.inFeatures, outFeatures: l.outFeatures, rank: s.lora.rank }));
+    lora = { modules, dropout: s.lora.dropout };
+    trainableParams = modules.reduce((n, m) => n + m.rank * (m.inFeatures + m.outFeatures), 0);
+    frozen = () => true;
+  } else {
+    const set = frozenSet(tensors.map((t) => t.name), s.freeze);
+    frozen = (n) => set.has(n);
+  }
+  let frozenParams = 0;
+  let frozenBytes = 0;
+  for (const t of tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (frozen(t.name)) {
+      frozenParams += n;
+      frozenBytes += frozenBytesOf(t.name, t.shape, s.baseDtype);
+    } else {
+      trainableParams += n;
+    }
+  }
+  return { weights: { trainableParams, frozenParams, frozenBytes, frozenMappedBytes: 0 }, lora };
+}
+
+/** The estimate of a run of `config` under `s` (what `sftkit run` prints after loading, before it loads). */
+export function planTrainingMemory(config: ModelConfig, s: MemorySettings): MemoryEstimate {
+  const { weights, lora } = plannedWeights(config, s);
+  return estimateTrainingMemory({
+    config,
+    weights,
+    batchSize: s.batchSize,
+    seqLength: s.seqLength,
+    recompute: s.recompute,
+    worldSize: s.worldSize,
+    zeroStage: s.zeroStage as MemoryEstimateInput['zeroStage'],
+    ...(lora ? { lora } : {}),
+  });
+}
+
+/** The settings of a run config (seqLength from its records). */
+export function memorySettingsOf(cfg: RunConfig, seqLength: number, worldSize: number): MemorySettings {
+  return {
+    batchSize: cfg.runner_config.batch_size,
+    seqLength,
+    recompute: cfg.model.recompute,
+    baseDtype: cfg.model.base_dtype,
+    lora: { rank: cfg.lora.rank, targets: cfg.lora.target_modules, dropout: cfg.lora.dropout },
+    freeze: cfg.freeze,
+    worldSize,
+    zeroStage: cfg.parallel_config.zero_stage as MemorySettings['zeroStage'],
+  };
+}
+
+/** A change of settings that fits, in words ("set model.recompute true and ...") with its estimate. */
+export interface Suggestion {
+  change: string;
+  settings: MemorySettings;
+  estimate: MemoryEstimate;
+}
+
+/** LoRA as suggested to a full fine-tune that does not fit: QLoRA's usual rank on every linear. */
+const SUGGESTED_LORA = { rank: 16, targets: 'all-linear' as const };
+
+const PRECISION: FrozenDtype[] = ['float32', 'bfloat16', 'int8', 'nf4'];
+
+/**
+ * The least intrusive change of `s` whose estimate fits in `available` bytes, or null when none does. Tried in
+ * order: a higher ZeRO stage (several ranks; the training is unchanged), recompute, batch 1 (with gradient
+ * accumulation the global batch can stay), then LoRA (a full fine-tune becomes an adapter), then a lower-precision
+ * frozen base (bfloat16, int8, nf4), each with recompute and batch 1 as needed.
+ */
+export function cheapestFit(config: ModelConfig, s: MemorySettings, available: number): Suggestion | null {
+  const candidates: { change: string[]; settings: MemorySettings }[] = [];
+  const add = (change: string[], settings: MemorySettings): void => {
+    candidates.push({ change, settings });
+  };
+  if (s.worldSize > 1) {
+    for (const stage of [1, 2, 3] as const) if (stage > s.zeroStage) add([`set parallel_config.zero_stage ${stage}`], { ...s, zeroStage: stage });
+  }
+  // The run itself, then with recompute, then with batch 1: one ladder per (lora, base dtype).
+  const ladder = (prefix: string[], base: MemorySettings): void => {
+    if (prefix.length > 0) add(prefix, base);
+    if (!base.recompute) add([...prefix, 'set model.recompute true'], { ...base, recompute: true });
+    if (base.batchSize > 1) {
+      add([...prefix, ...(base.recompute ? [] : ['set model.recompute true']), `set runner_config.batch_size 1 (gradient_accumulation_steps ${base.batchSize} keeps the global batch)`], { ...base, recompute: true, batchSize: 1 });
+    }
+  };
+  ladder([], s);
+  const withLora = s.lora.rank > 0 ? s : { ...s, lora: { ...s.lora, ...SUGGESTED_LORA } };
+  const loraWords = s.lora.rank > 0 ? [] : [`use lora (lora.rank ${SUGGESTED_LORA.rank} on all linears: --lora.rank ${SUGGESTED_LORA.rank} --lora.target_modules all-linear)`];
+  if (s.lora.rank === 0) ladder(loraWords, withLora);
+  for (const dtype of PRECISION.slice(PRECISION.indexOf(s.baseDtype) + 1)) {
+    ladder([...loraWords, `set model.base_dtype ${dtype}`], { ...withLora, baseDtype: dtype });
+  }
+  for (const c of candidates) {
+    const estimate = planTrainingMemory(config, c.settings);
+    if (estimate.total <= available) return { change: c.change.join(', '), settings: c.settings, estimate };
+  }
+  return null;
+}
