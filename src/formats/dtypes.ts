@@ -108,11 +108,22 @@ function blockToFloat32(dv: DataView, from: WeightDtype, start: number, out: Flo
  * Casts little-endian float data between F64/F32/F16/BF16. Wider-to-narrower goes through f32 (as PyTorch
  * does for double -> half types); f32 -> bf16/f16 rounds to nearest even. Returns `src` itself when no cast is needed.
  */
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
 export function castFloat(src: Uint8Array, from: WeightDtype, to: WeightDtype): Uint8Array {
   if (from === to) return src;
   if (!isFloatDtype(from) || !isFloatDtype(to)) throw new FormatError(`cannot cast ${from} to ${to}: only float dtypes are cast`);
   const n = src.byteLength / DTYPE_BYTES[from];
   const out = new Uint8Array(n * DTYPE_BYTES[to]);
+  // bf16 → f32 (every bf16 checkpoint a model loads): the high half of each f32, a shift per element with typed
+  // arrays (the DataView loop below is ~10× slower; 13 GB of a 7B model pass here). Little-endian host only.
+  if (from === 'BF16' && to === 'F32' && LITTLE_ENDIAN) {
+    const aligned = src.byteOffset % 2 === 0 ? src : new Uint8Array(src);
+    const a = new Uint16Array(aligned.buffer, aligned.byteOffset, n);
+    const b = new Uint32Array(out.buffer);
+    for (let i = 0; i < n; i++) b[i] = (a[i] as number) << 16;
+    return out;
+  }
   const dvIn = new DataView(src.buffer, src.byteOffset, src.byteLength);
   const dvOut = new DataView(out.buffer);
   const scratch = new Float32Array(Math.min(BLOCK, n));
