@@ -51,7 +51,7 @@ export class Gpt2 implements CausalLM {
         const ff = T.gelu(linear(m, this.params, `${pre}.mlp.c_fc`, CONV1D)); // (B, S, 4D)
         return T.add(h2, linear(ff, this.params, `${pre}.mlp.c_proj`, CONV1D)); // (B, S, D)
       };
-      x = opts.recompute ? T.recompute(block, [x], { trainableWeights: this.params.hasTrainableUnder(`${pre}.`) }) : block(x);
+      x = opts.recompute ? T.recompute(block, [x], { trainableWeights: this.params.hasTrainableUnder(`${pre}.`), rngs: this.params.forwardRngs }) : block(x);
     }
     return T.layerNorm(x, this.p('transformer.ln_f.weight'), this.p('transformer.ln_f.bias'), c.layerNormEpsilon); // (B, S, D)
   }

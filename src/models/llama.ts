@@ -76,7 +76,7 @@ export class Llama implements CausalLM {
         const down = linear(T.swiglu(gate, up), this.params, `${pre}.mlp.down_proj`, mlp); // (B, S, D)
         return T.add(h2, down); // (B, S, D)
       };
-      x = opts.recompute ? T.recompute(block, [x], { trainableWeights: this.params.hasTrainableUnder(`${pre}.`) }) : block(x);
+      x = opts.recompute ? T.recompute(block, [x], { trainableWeights: this.params.hasTrainableUnder(`${pre}.`), rngs: this.params.forwardRngs }) : block(x);
     }
     return T.rmsNorm(x, this.p('model.norm.weight'), c.rmsNormEps); // (B, S, D)
   }

@@ -3,7 +3,7 @@
 // HF layouts: Llama's nn.Linear stores weight (out, in), y = x @ weightᵀ + bias; GPT-2's Conv1D stores
 // weight (in, out), y = x @ weight + bias.
 // A module with a LoRA adapter (lora.ts) adds s·dropout(x)·Aᵀ·Bᵀ, A (r, in) and B (out, r) in both layouts.
-import { Tensor, add, frozenLinear, isGradEnabled, matmul, mT, mul, scale } from '../tensor/index.ts';
+import { Tensor, add, frozenLinear, inRecomputeForward, isGradEnabled, matmul, mT, mul, scale } from '../tensor/index.ts';
 import type { ParameterSet } from './parameters.ts';
 import { loraA, loraB } from './lora.ts';
 
@@ -32,9 +32,10 @@ export function linear(x: Tensor, weights: ParameterSet, name: string, opts: Lin
   const base = opts.bias ? add(y, weights.weight(`${name}.bias`)) : y;
   const lora = weights.lora?.modules.get(name);
   if (!lora) return base;
-  // Dropout on the adapter's input only while training (gradients recorded), inverted as in PyTorch.
+  // Dropout on the adapter's input only while training (gradients recorded, or a recompute block's first pass,
+  // which backward replays with the same masks), inverted as in PyTorch.
   let xa = x;
-  if (lora.dropout > 0 && isGradEnabled()) {
+  if (lora.dropout > 0 && (isGradEnabled() || inRecomputeForward())) {
     const keepP = 1 - lora.dropout;
     const rng = (weights.lora as NonNullable<ParameterSet['lora']>).rng;
     const n = x.shape.reduce((a, b) => a * b, 1);

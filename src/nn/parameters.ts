@@ -101,6 +101,11 @@ export class ParameterSet {
     return this.values.layout.names;
   }
 
+  /** The random streams a forward draws from (LoRA's dropout): recompute replays them. */
+  get forwardRngs(): Rng[] {
+    return this.lora ? [this.lora.rng] : [];
+  }
+
   /** Whether any trainable weight's name starts with `prefix` (a block that needs a backward under recompute). */
   hasTrainableUnder(prefix: string): boolean {
     return this.trainableNames.some((n) => n.startsWith(prefix));

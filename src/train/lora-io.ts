@@ -202,13 +202,4 @@ export function attachLoraFor(model: CausalLM, cfg: Pick<RunConfig, 'lora' | 'se
     const { adapter: _adapter, ...options } = cfg.lora;
     attachLora(model.params, options, new Rng(cfg.seed), model.config.family === 'gpt2');
   }
-  // Recompute runs a block's first pass without gradients (no dropout) and its second with them (dropout): the
-  // two passes would disagree, so LoRA dropout and recompute are not combined.
-  const dropout = model.params.lora?.options.dropout ?? 0;
-  if (at.training && dropout > 0 && cfg.model?.recompute === true) {
-    throw new ConfigError(`lora dropout ${dropout} cannot be combined with model.recompute (the recomputed pass would draw other masks)`, {
-      where: 'lora.dropout',
-      hint: 'set lora.dropout: 0 (or model.recompute: false)',
-    });
-  }
 }

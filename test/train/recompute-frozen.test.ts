@@ -1,7 +1,8 @@
 // Recompute over blocks whose input needs no gradient: a LoRA model (frozen embeddings, adapters inside every
 // block) and a full fine-tune with frozen embeddings. The first block's input comes from a frozen embedding, so
 // only the block's own trainable weights ask for its backward; with recompute on, the losses and every
-// gradient must be bit for bit those of the run without recompute.
+// gradient must be bit for bit those of the run without recompute. With LoRA dropout, the first pass draws the
+// masks (it stands for the training forward) and backward's replay rewinds the stream to draw the same ones.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseModelConfig } from '../../src/models/config.ts';
@@ -27,8 +28,8 @@ function batch(): MicroBatch {
 type Setup = (m: CausalLM) => void;
 
 /** LoRA r=2 on every linear, B drawn non-zero so that A's gradient is not zero either. */
-const lora = (conv1d: boolean): Setup => (m) => {
-  attachLora(m.params, { rank: 2, alpha: 4, dropout: 0, target_modules: 'all-linear', use_rslora: false }, new Rng(3), conv1d);
+const lora = (conv1d: boolean, dropout = 0): Setup => (m) => {
+  attachLora(m.params, { rank: 2, alpha: 4, dropout, target_modules: 'all-linear', use_rslora: false }, new Rng(3), conv1d);
   const rng = new Rng(9);
   for (const name of m.params.trainableNames) {
     if (name.endsWith('lora_B.weight')) m.params.load(name, rng.fillUniform(new Float32Array(m.params.get(name).size), -0.5, 0.5));
@@ -36,15 +37,17 @@ const lora = (conv1d: boolean): Setup => (m) => {
 };
 const frozenEmbeddings: Setup = (m) => m.params.freeze((n) => /embed_tokens|wte|wpe/.test(n));
 
-function run(config: object, setup: Setup, recompute: boolean): { loss: number; grads: Map<string, Float32Array> } {
+function run(config: object, setup: Setup, recompute: boolean): { loss: number; grads: Map<string, Float32Array>; rngAfter: unknown } {
   const m = createModel(parseModelConfig(config, 'tiny'), 11);
   try {
     setup(m);
     m.params.zeroGrad();
     const b = batch();
-    const loss = lossStep(m, b, { seqLength: S, normaliser: b.targets.filter((t) => t !== -100).length, recompute });
+    // Two steps: the dropout stream must continue from the same place after a recomputed step.
+    let loss = 0;
+    for (let k = 0; k < 2; k++) loss = lossStep(m, b, { seqLength: S, normaliser: b.targets.filter((t) => t !== -100).length, recompute });
     const grads = new Map(m.params.trainableNames.map((n) => [n, m.params.get(n).grad?.toArray() as Float32Array]));
-    return { loss, grads };
+    return { loss, grads, rngAfter: m.params.lora?.rng.getState() ?? null };
   } finally {
     m.release();
   }
@@ -53,6 +56,8 @@ function run(config: object, setup: Setup, recompute: boolean): { loss: number; 
 const cases: Array<[string, object, Setup]> = [
   ['Llama + LoRA (all linears)', LLAMA, lora(false)],
   ['GPT-2 + LoRA (all linears, Conv1D)', GPT2, lora(true)],
+  ['Llama + LoRA with dropout 0.3 (the replay draws the same masks)', LLAMA, lora(false, 0.3)],
+  ['GPT-2 + LoRA with dropout 0.3', GPT2, lora(true, 0.3)],
   ['Llama, embeddings frozen', LLAMA, frozenEmbeddings],
   ['GPT-2, embeddings frozen', GPT2, frozenEmbeddings],
 ];
@@ -62,6 +67,7 @@ for (const [what, config, setup] of cases) {
     const plain = run(config, setup, false);
     const rec = run(config, setup, true);
     assert.equal(rec.loss, plain.loss);
+    assert.deepEqual(rec.rngAfter, plain.rngAfter, 'the dropout stream ends where it would without recompute');
     assert.ok(plain.grads.size > 0);
     let nonZero = 0;
     for (const [name, g] of plain.grads) {

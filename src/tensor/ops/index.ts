@@ -9,4 +9,4 @@ export { frozenLinear } from './frozen-linear.ts';
 export { reshape, permute, transpose, slice, expand, contiguous, concat, cast, copyInto } from './views.ts';
 export { embedding, rmsNorm, layerNorm, rope, swiglu, attention, crossEntropy } from './fused.ts';
 export type { AttentionOptions, CrossEntropyOptions, CrossEntropyResult, RopeTables } from './fused.ts';
-export { recompute } from './recompute.ts';
+export { inRecomputeForward, recompute } from './recompute.ts';
