@@ -43,3 +43,18 @@ test('run with freeze, a bf16 frozen base and --do_eval with exact match: estima
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('predict on a bf16 / NF4 base: bf16 (the checkpoint is bf16) answers as fp32 does; NF4 runs end to end', () => {
+  // The demo base model is published in bf16: a bf16 store holds exactly its values, so the greedy answer matches
+  // the fp32 load's; NF4 quantizes (its answer may differ) but must run end to end.
+  const prompt = 'What is the capital of France?';
+  const predict = (dtype: string): string => {
+    const r = sftkit(['run', '--run_mode', 'predict', '--load_checkpoint', BASE, '--predict_data', prompt, '--generation.max_new_tokens', '12', '--model.base_dtype', dtype]);
+    assert.equal(r.status, 0, r.stderr);
+    return r.stdout.split('\n').filter((l) => l.startsWith('=>')).join('\n');
+  };
+  const fp32 = predict('float32');
+  assert.ok(fp32.length > 3, fp32);
+  assert.equal(predict('bfloat16'), fp32);
+  assert.ok(predict('nf4').length > 3);
+});
