@@ -1,7 +1,7 @@
 // Activation recompute: run a block without keeping its activations, and run it again during backward.
 import { isGradEnabled, noGrad, record, withGrad } from '../autograd.ts';
 import { type ComputeDtype, autocast, computeDtype } from '../autocast.ts';
-import { currentScope } from '../storage.ts';
+import { currentScope, withScope } from '../storage.ts';
 import type { Rng } from '../rng.ts';
 import { Tensor } from '../tensor.ts';
 import type { Rule } from './util.ts';
@@ -22,8 +22,8 @@ export function inRecomputeForward(): boolean {
 }
 
 /**
- * out = fn(...inputs), keeping only the inputs for backward: the block's intermediates are freed with the
- * step scope as usual, and backward recomputes them. fn must be deterministic (our kernels are) and may use
+ * out = fn(...inputs), keeping only the inputs for backward: the block's intermediates are freed when it
+ * returns, and backward recomputes them. fn must be deterministic (our kernels are) and may use
  * trainable parameters, whose gradients accumulate as if fn had run normally; `trainableWeights` says it does
  * (so that the block gets a backward even when no input needs a gradient). `rngs`: the random streams fn draws
  * from (LoRA dropout), replayed from the same state in backward.
@@ -37,7 +37,9 @@ export function recompute(fn: (...xs: Tensor[]) => Tensor, inputs: Tensor[], opt
   if (training) firstPasses++;
   let out: Tensor;
   try {
-    out = noGrad(() => fn(...inputs));
+    // In a scope of its own: the block's intermediates are freed as soon as it returns (only its output lives
+    // on), so the step holds one block's activations at a time, not every block's until the step ends.
+    out = noGrad(() => withScope(() => fn(...inputs), (t) => [t.storage]));
   } finally {
     if (training) firstPasses--;
   }
