@@ -108,7 +108,8 @@ struct AdamWArgs {
   X(int64_t, ce_fused_sweep, (const CrossEntropyArgs& a))                                                     \
   X(void, adamw, (float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a))              \
   X(double, sumsq, (const float* x, int64_t n))                                                               \
-  X(void, cast, (const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n))
+  X(void, cast, (const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n))                     \
+  X(void, nf4_dequantize, (const uint8_t* packed, const float* absmax, const uint8_t* qabsmax, float offset, int64_t start, int64_t count, float* out))
 
 #define SFT_DECLARE_KERNEL(ret, name, params) ret name params;
 

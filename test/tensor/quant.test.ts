@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import { Tensor } from '../../src/tensor/index.ts';
 import type { Storage } from '../../src/tensor/storage.ts';
 import { QuantizedWeight } from '../../src/tensor/quant.ts';
+import { isaPaths, withIsa } from '../helpers/native.ts';
 
 const dir = new URL('../fixtures/quant/', import.meta.url);
 const meta = JSON.parse(readFileSync(new URL('quant.json', dir), 'utf8')) as {
@@ -100,6 +101,33 @@ test('panels of rows dequantize to the same values as the whole weight (odd widt
       assert.throws(() => q.dequantizeRows(12, 2, Tensor.empty([2, cols])), /outside a weight of 13 rows/);
     } finally {
       q.release();
+    }
+  }
+});
+
+test('NF4 dequantization on every ISA path equals the scalar one bit for bit (odd starts and lengths, tails)', () => {
+  // Widths around the vector step (2·W codes: 32 on AVX-512, 16 on AVX2) and the 64-element block.
+  const scalar = isaPaths().find((p) => p.name === 'scalar');
+  assert.ok(scalar);
+  for (const cols of [1, 7, 31, 33, 63, 64, 65, 127, 257, 4099]) {
+    const rows = 5;
+    const data = new Float32Array(rows * cols).map((_, i) => Math.sin(i * 0.731) * (1 + (i % 11)));
+    for (const doubleQuant of [true, false]) {
+      const q = QuantizedWeight.quantize(Tensor.from(data, [rows, cols]), 'nf4', { doubleQuant });
+      try {
+        const read = (r0: number, n: number): Float32Array => {
+          const out = Tensor.empty([n, cols]);
+          q.dequantizeRows(r0, n, out);
+          return out.toArray() as Float32Array;
+        };
+        const want = withIsa(scalar.level, () => [read(0, rows), read(1, 3), read(4, 1)]);
+        for (const path of isaPaths()) {
+          const got = withIsa(path.level, () => [read(0, rows), read(1, 3), read(4, 1)]);
+          got.forEach((g, k) => sameBits(g, want[k] as Float32Array, `${path.name} cols ${cols} dq ${doubleQuant} part ${k}`));
+        }
+      } finally {
+        q.release();
+      }
     }
   }
 });

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "kernels/kernels.h"
 #include "runtime.h"
 
 namespace sft::quant {
@@ -108,25 +109,11 @@ void nf4_quantize(const float* x, int64_t n, uint8_t* packed, float* absmax) {
 
 void nf4_dequantize(const uint8_t* packed, const float* absmax, const uint8_t* qabsmax, float offset,
                     int64_t start, int64_t count, float* out) {
-  const Tables& t = tables();
-  if (count <= 0) return;
-  parallel_for_grain(count, 1 << 14, [&](int64_t c0, int64_t c1, int) {
-    int64_t i = start + c0, end = start + c1;
-    float* o = out + c0;
-    while (i < end) {
-      int64_t b = i / kNf4Block;
-      float scale = block_scale(absmax, qabsmax, offset, b, t.dmap);
-      int64_t block_end = std::min(end, (b + 1) * kNf4Block);
-      if (i & 1) *o++ = kNf4[packed[i / 2] & 15] * scale, ++i;  // an odd start: its low nibble
-      for (; i + 1 < block_end; i += 2) {
-        const float* p = t.pair[packed[i / 2]];
-        o[0] = p[0] * scale;
-        o[1] = p[1] * scale;
-        o += 2;
-      }
-      if (i < block_end) *o++ = kNf4[packed[i / 2] >> 4] * scale, ++i;  // an odd end: its high nibble
-    }
-  });
+  k::nf4_dequantize(packed, absmax, qabsmax, offset, start, count, out);  // the active ISA's (kernels/simd/quant.cc)
+}
+
+float nf4_block_scale(const float* absmax, const uint8_t* qabsmax, float offset, int64_t b) {
+  return block_scale(absmax, qabsmax, offset, b, tables().dmap);
 }
 
 float dq_quantize(const float* absmax, int64_t nb, uint8_t* codes, float* absmax2) {
@@ -185,3 +172,32 @@ void int8_dequantize(const int8_t* q, const float* scale, int64_t row0, int64_t 
 }
 
 }  // namespace sft::quant
+
+namespace sft::naive {
+
+// The scalar NF4 dequantization: the reference the SIMD versions match bit for bit (one product per element).
+void nf4_dequantize(const uint8_t* packed, const float* absmax, const uint8_t* qabsmax, float offset,
+                    int64_t start, int64_t count, float* out) {
+  const quant::Tables& t = quant::tables();
+  if (count <= 0) return;
+  parallel_for_grain(count, 1 << 14, [&](int64_t c0, int64_t c1, int) {
+    int64_t i = start + c0, end = start + c1;
+    float* o = out + c0;
+    while (i < end) {
+      int64_t b = i / quant::kNf4Block;
+      float scale = quant::nf4_block_scale(absmax, qabsmax, offset, b);
+      int64_t block_end = std::min(end, (b + 1) * quant::kNf4Block);
+      if (i & 1) *o++ = quant::kNf4[packed[i / 2] & 15] * scale, ++i;  // an odd start: its low nibble
+      for (; i + 1 < block_end; i += 2) {
+        const float* p = t.pair[packed[i / 2]];
+        o[0] = p[0] * scale;
+        o[1] = p[1] * scale;
+        o += 2;
+      }
+      if (i < block_end) *o++ = quant::kNf4[packed[i / 2] >> 4] * scale, ++i;  // an odd end: its high nibble
+    }
+  });
+}
+
+
+}  // namespace sft::naive

@@ -21,6 +21,9 @@ void nf4_quantize(const float* x, int64_t n, uint8_t* packed, float* absmax);
 // blocks) and offset.
 void nf4_dequantize(const uint8_t* packed, const float* absmax, const uint8_t* qabsmax, float offset,
                     int64_t start, int64_t count, float* out);
+// The scale block b dequantizes with (absmax[b], or the double-quantized one): one function for every ISA's
+// dequantization, so their scales are the same bits.
+float nf4_block_scale(const float* absmax, const uint8_t* qabsmax, float offset, int64_t b);
 // absmax (nb) -> codes (nb), absmax2 (ceil(nb/256)); returns the offset.
 float dq_quantize(const float* absmax, int64_t nb, uint8_t* codes, float* absmax2);
 // The scales a double-quantized tensor dequantizes with: out (nb).
