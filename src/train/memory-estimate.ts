@@ -23,6 +23,11 @@ export interface MemoryEstimateInput {
    */
   lora?: { modules: readonly { inFeatures: number; outFeatures: number; rank: number }[]; dropout: number };
   zeroStage?: 0 | 1 | 2;
+  /**
+   * The output head is frozen in bfloat16 or quantized storage: the fused loss widens it to fp32 once per step
+   * (vocab × hidden × 4 bytes, 500 MiB at Llama-2-7B).
+   */
+  widenedHead?: boolean;
 }
 
 /** Bytes by kind; `total` is their sum. */
@@ -38,7 +43,7 @@ export interface MemoryEstimate {
   frozen: number;
   /** Activations kept for backward, and the gradients in flight beside them. */
   activations: number;
-  /** The fused loss's logits block and the final hidden states with their gradient. */
+  /** The fused loss's logits block, the final hidden states with their gradient, and a widened frozen head. */
   workspace: number;
   /** Node, V8 and the addon before any model (measured: ≈ 110 MB). */
   runtime: number;
@@ -99,7 +104,7 @@ export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
   const activations = (kept + inFlight + loraKept) * 4;
   // The loss: final hidden states, their gradient and norm output, and one block of logits.
   const logitsBlock = Math.min(LOSS_BLOCK_BYTES, tokens * c.vocabSize * 4);
-  const workspace = tokens * hiddenOf(c) * 3 * 4 + logitsBlock;
+  const workspace = tokens * hiddenOf(c) * 3 * 4 + logitsBlock + (i.widenedHead ? c.vocabSize * hiddenOf(c) * 4 : 0);
   const runtime = RUNTIME_BYTES;
   return { trainable, optimizer, frozen, activations, workspace, runtime, total: trainable + optimizer + frozen + activations + workspace + runtime };
 }

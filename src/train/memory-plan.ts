@@ -38,7 +38,7 @@ export function frozenBytesOf(name: string, shape: readonly number[], dtype: Fro
 }
 
 /** Weight counts and LoRA modules of a run of `config` under `s`, from the tensor table alone. */
-export function plannedWeights(config: ModelConfig, s: MemorySettings): { weights: WeightCounts; lora: MemoryEstimateInput['lora'] } {
+export function plannedWeights(config: ModelConfig, s: MemorySettings): { weights: WeightCounts; lora: MemoryEstimateInput['lora']; widenedHead: boolean } {
   const tensors = expectedTensors(config).filter((t) => t.optional !== 'tied');
   let lora: MemoryEstimateInput['lora'];
   let frozen: (name: string) => boolean;
@@ -65,12 +65,14 @@ export function plannedWeights(config: ModelConfig, s: MemorySettings): { weight
       trainableParams += n;
     }
   }
-  return { weights: { trainableParams, frozenParams, frozenBytes, frozenMappedBytes: 0 }, lora };
+  const head = config.tieWordEmbeddings ? (config.family === 'gpt2' ? 'transformer.wte.weight' : 'model.embed_tokens.weight') : 'lm_head.weight';
+  const widenedHead = frozen(head) && s.baseDtype !== 'float32';
+  return { weights: { trainableParams, frozenParams, frozenBytes, frozenMappedBytes: 0 }, lora, widenedHead };
 }
 
 /** The estimate of a run of `config` under `s` (what `sftkit run` prints after loading, before it loads). */
 export function planTrainingMemory(config: ModelConfig, s: MemorySettings): MemoryEstimate {
-  const { weights, lora } = plannedWeights(config, s);
+  const { weights, lora, widenedHead } = plannedWeights(config, s);
   return estimateTrainingMemory({
     config,
     weights,
@@ -79,6 +81,7 @@ export function planTrainingMemory(config: ModelConfig, s: MemorySettings): Memo
     recompute: s.recompute,
     worldSize: s.worldSize,
     zeroStage: s.zeroStage as MemoryEstimateInput['zeroStage'],
+    widenedHead,
     ...(lora ? { lora } : {}),
   });
 }

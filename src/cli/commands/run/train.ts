@@ -51,6 +51,7 @@ function checkMemory(ctx: RunContext, seqLength: number): void {
     recompute: cfg.model.recompute,
     worldSize: ctx.pg.size,
     zeroStage: cfg.parallel_config.zero_stage,
+    widenedHead: model.params.frozenRows(model.lmHeadName) !== null,
     ...(model.params.lora ? { lora: { modules: [...model.params.lora.modules.values()], dropout: model.params.lora.options.dropout } } : {}),
   };
   const estimate = estimateTrainingMemory(input);
