@@ -50,7 +50,7 @@ export function reduceScatterGradients(grads: FlatBuffer, pg: ProcessGroup, shar
 }
 
 /** After each rank updated its shard in place, every rank gets every shard. */
-export function allGatherParameters(params: FlatBuffer, pg: ProcessGroup): void {
+export function allGatherParameters(params: Pick<FlatBuffer, 'layout' | 'storage'>, pg: ProcessGroup): void {
   if (pg.size === 1) return;
   pg.allGather({ backend: params.storage.backend, handle: params.storage.handle, byteOffset: 0, count: params.layout.size, dtype: 'float32' }, shardCounts(params.layout, pg.size));
 }
@@ -63,6 +63,11 @@ export interface ShardedAdamWOptions extends AdamWOptions {
    * then `grads` is null and reduceGradients() is not used. Not released by release().
    */
   shardGrads?: Storage;
+  /**
+   * ZeRO-3: this rank's shard of the parameters (shard.count floats, kept by the caller's ShardedParameters):
+   * the update writes there and no full buffer is all-gathered; `params` then gives only the layout and backend.
+   */
+  shardParams?: Storage;
 }
 
 /**
@@ -81,7 +86,8 @@ export class ShardedAdamW {
   readonly m: Storage;
   readonly v: Storage;
   readonly shardGrads: Storage;
-  private readonly params: FlatBuffer;
+  private readonly params: Pick<FlatBuffer, 'layout' | 'storage'>;
+  private readonly shardParams: Storage | null;
   private readonly grads: FlatBuffer | null;
   private readonly ownsShardGrads: boolean;
   private readonly pg: ProcessGroup;
@@ -89,7 +95,7 @@ export class ShardedAdamW {
   private readonly hyper: AdamWHyper;
   private readonly pieces: { name: string; start: number; count: number }[];
 
-  constructor(params: FlatBuffer, grads: FlatBuffer | null, pg: ProcessGroup, opts: ShardedAdamWOptions) {
+  constructor(params: Pick<FlatBuffer, 'layout' | 'storage'>, grads: FlatBuffer | null, pg: ProcessGroup, opts: ShardedAdamWOptions) {
     this.hyper = adamwHyper(opts);
     ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = this.hyper);
     if (grads === null && !opts.shardGrads) throw new ShapeError('sharded AdamW: needs either the full gradients or the shard of reduced gradients');
@@ -97,6 +103,7 @@ export class ShardedAdamW {
       throw new ShapeError(`sharded AdamW: parameters (${params.layout.size}) and gradients (${grads.layout.size}) differ in size`);
     }
     this.params = params;
+    this.shardParams = opts.shardParams ?? null;
     this.grads = grads;
     this.pg = pg;
     this.gradOp = opts.gradOp ?? 'avg';
@@ -109,6 +116,9 @@ export class ShardedAdamW {
     }
     this.ownsShardGrads = !opts.shardGrads;
     this.shardGrads = opts.shardGrads ?? Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
+    if (this.shardParams && this.shardParams.bytes < this.shard.count * 4) {
+      throw new ShapeError(`sharded AdamW: the given shard parameters hold ${this.shardParams.bytes} bytes, the shard needs ${this.shard.count * 4}`);
+    }
     this.pieces = tensorsInShard(params.layout, this.shard);
   }
 
@@ -127,14 +137,16 @@ export class ShardedAdamW {
   /** One AdamW update of the shard (gradients times gradScale), then the all-gather of the parameters. */
   update(lr: number, gradScale = 1, skip: (name: string) => boolean = () => false): void {
     this.step += 1;
-    // Parameters are addressed in the full flat buffer; gradients and moments in the shard-sized buffers.
+    // Parameters are addressed in the full flat buffer (in the shard's own buffer at ZeRO-3); gradients and
+    // moments in the shard-sized buffers.
+    const sp = this.shardParams;
     const pieces = this.pieces.map(({ name, start, count }) => {
       const local = (start - this.shard.start) * 4;
-      return { name, count, pOff: start * 4, gOff: local, mOff: local, vOff: local };
+      return { name, count, pOff: sp ? local : start * 4, gOff: local, mOff: local, vOff: local };
     });
-    const buffers = { backend: this.params.storage.backend, p: this.params.storage.handle, g: this.shardGrads.handle, m: this.m.handle, v: this.v.handle };
+    const buffers = { backend: this.params.storage.backend, p: (sp ?? this.params.storage).handle, g: this.shardGrads.handle, m: this.m.handle, v: this.v.handle };
     adamwStep(this.hyper, this.step, lr, gradScale, buffers, pieces, skip);
-    allGatherParameters(this.params, this.pg);
+    if (!sp) allGatherParameters(this.params, this.pg);
   }
 
   /** The moments as typed arrays (shard.count each), e.g. for optimizer/rank_<r>.safetensors. */

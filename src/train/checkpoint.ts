@@ -12,6 +12,7 @@ import { writeFileAtomicSync } from '../formats/write-file.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { TrainOptimizer } from './optimizer.ts';
 import { sourceDtypeOf, writeModelFiles } from './model-io.ts';
+import type { WrittenFile } from '../formats/safetensors-writer.ts';
 import { writeAdapterFiles } from './lora-io.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
@@ -302,9 +303,17 @@ export async function saveCheckpoint(o: SaveOptions): Promise<string> {
     failure = err;
   }
   agree(failure);
+  // ZeRO-3: the weights stream out layer group by layer group, gathered by every rank while rank 0 writes.
+  o.model.params.beginSave();
+  if (pg.rank !== 0) o.model.params.endSave();
   if (pg.rank === 0) {
     try {
-      const files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
+      let files: WrittenFile[];
+      try {
+        files = writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
+      } finally {
+        o.model.params.endSave();
+      }
       // A LoRA run's adapters beside the base, in PEFT's files (PeftModel.from_pretrained reads this folder).
       if (o.model.params.lora) files.push(...writeAdapterFiles(tmp, o.model, null));
       const state: TrainerState = { ...o.state, optimizer_files: hashFiles(join(tmp, 'optimizer'), readdirSync(join(tmp, 'optimizer'))) };
