@@ -3,6 +3,7 @@
 import { ShapeError } from '../errors.ts';
 import { type AdamWHyper, type AdamWOptions, adamwHyper, adamwStep } from '../tensor/adamw.ts';
 import { type FlatBuffer, type FlatLayout, Storage } from '../tensor/index.ts';
+import { DEFAULT_BUCKET_BYTES } from './gradients.ts';
 import type { ProcessGroup, Span } from './process-group.ts';
 
 /** Shard boundaries fall on multiples of 16 floats (64 bytes), like the tensors of a flat buffer. */
@@ -43,10 +44,30 @@ export function tensorsInShard(layout: FlatLayout, shard: ShardRange): { name: s
   return out;
 }
 
-/** Reduces the full gradient buffer across ranks into `shardGrads`, which receives only this rank's shard. */
-export function reduceScatterGradients(grads: FlatBuffer, pg: ProcessGroup, shardGrads: Span, op: 'sum' | 'avg' = 'avg'): void {
-  const counts = shardCounts(grads.layout, pg.size);
-  pg.reduceScatter({ backend: grads.storage.backend, handle: grads.storage.handle, byteOffset: 0, count: grads.layout.size, dtype: 'float32' }, shardGrads, { op, counts });
+/**
+ * Reduces the full gradient buffer across ranks into `shardGrads`, which receives only this rank's shard. In
+ * chunks of about bucketBytes, each reduce-scattered on its own (its blocks are its overlap with each rank's
+ * shard): one call over the whole buffer would make OpenMPI allocate scratch of the whole buffer's size.
+ */
+export function reduceScatterGradients(grads: FlatBuffer, pg: ProcessGroup, shardGrads: Span, op: 'sum' | 'avg' = 'avg', bucketBytes = DEFAULT_BUCKET_BYTES): void {
+  const layout = grads.layout;
+  const counts = shardCounts(layout, pg.size);
+  const starts = counts.map((_, r) => shardRange(layout, r, pg.size).start);
+  const mine = shardRange(layout, pg.rank, pg.size);
+  const chunk = Math.max(ALIGN, Math.floor(bucketBytes / 4 / ALIGN) * ALIGN);
+  const backend = grads.storage.backend;
+  for (let a = 0; a < layout.size || a === 0; a += chunk) {
+    const b = Math.min(layout.size, a + chunk);
+    const blocks = counts.map((c, r) => Math.max(0, Math.min(b, (starts[r] as number) + c) - Math.max(a, starts[r] as number)));
+    const own = blocks[pg.rank] as number;
+    const at = own > 0 ? Math.max(a, mine.start) - mine.start : 0;
+    pg.reduceScatter(
+      { backend, handle: grads.storage.handle, byteOffset: a * 4, count: b - a, dtype: 'float32' },
+      { ...shardGrads, byteOffset: shardGrads.byteOffset + at * 4, count: own },
+      { op, counts: blocks },
+    );
+    if (layout.size === 0) break;
+  }
 }
 
 /** After each rank updated its shard in place, every rank gets every shard. */

@@ -140,8 +140,11 @@ export class ParameterSet {
     if (this.lora) throw new ShapeError('ZeRO-3 does not shard LoRA adapters (use zero_stage 0 to 2 with LoRA)');
     this.dropGradients();
     const shards = make(this.values);
+    const backend = this.values.storage.backend;
     this.values.release();
     this.values = new FlatBuffer(flatLayout([]));
+    // The allocator would keep the full buffer's block cached for reuse: hand it back to the system.
+    backend.emptyCache();
     this.shards = shards;
     return shards;
   }
