@@ -12,6 +12,7 @@
 // The gradients go through ZeRO-2's buckets (ShardedGradients), one bucket per group, reduce-scattered into
 // the shard as soon as backward completes the group. AdamW (ShardedAdamW) updates the shard in place.
 // The collectives are blocking (the addon binds no non-blocking MPI): no prefetch of the next group.
+import type { ComputeBackend } from '../backend/compute.ts';
 import { ShapeError } from '../errors.ts';
 import { FlatBuffer, type FlatLayout, Storage, Tensor, contiguousStrides, isGradEnabled } from '../tensor/index.ts';
 import { copyInto } from '../tensor/ops/views.ts';
@@ -92,15 +93,20 @@ export class ShardedParameters {
   private saveCursor = -1;
   private released = false;
 
-  /** Takes this rank's shard of `values` (the full buffer, which the caller then frees). */
-  constructor(values: FlatBuffer, pg: ProcessGroup, opts: ShardedParametersOptions = {}) {
+  /**
+   * Takes this rank's shard of `values`: the full buffer (which the caller then frees), or only its layout and
+   * backend, for a model whose weights are then written with load() (loading each rank's part only).
+   */
+  constructor(values: FlatBuffer | { layout: FlatLayout; backend: ComputeBackend }, pg: ProcessGroup, opts: ShardedParametersOptions = {}) {
     this.layout = values.layout;
     this.pg = pg;
     this.onLeaf = opts.onLeaf ?? null;
     this.shard = shardRange(this.layout, pg.rank, pg.size);
-    this.shardValues = Storage.alloc(Math.max(this.shard.count, 1) * 4, { zero: true, persistent: true }, values.storage.backend);
-    if (this.shard.count > 0) {
-      copyInto(new Tensor(values.storage, [this.shard.count], [1], this.shard.start, 'float32'), this.shardSlice(this.shard.start, this.shard.count), false);
+    const full = values instanceof FlatBuffer ? values : null;
+    const backend = full ? full.storage.backend : (values as { backend: ComputeBackend }).backend;
+    this.shardValues = Storage.alloc(Math.max(this.shard.count, 1) * 4, { zero: true, persistent: true }, backend);
+    if (full && this.shard.count > 0) {
+      copyInto(new Tensor(full.storage, [this.shard.count], [1], this.shard.start, 'float32'), this.shardSlice(this.shard.start, this.shard.count), false);
     }
     this.layout.names.forEach((n, k) => this.indexOf.set(n, k));
     this.groups = planGroups(this.layout);

@@ -1,6 +1,7 @@
 // A model's weights: the trainable ones as views of one flat buffer, with gradients as views of a second one
 // (so the optimizer, clipping and all-reduce each see one block), and the frozen ones in a FrozenStore
 // (frozen-store.ts): no gradient, no optimizer state, each in its own storage dtype, possibly memory-mapped.
+import type { ComputeBackend } from '../backend/compute.ts';
 import { ShapeError } from '../errors.ts';
 import { FlatBuffer, type FlatLayout, type Rng, type RowSource, Tensor, flatLayout, loadInto, numel } from '../tensor/index.ts';
 import { type FrozenDtype, FrozenStore } from './frozen-store.ts';
@@ -29,6 +30,11 @@ export interface WeightOptions {
    * and a buffer made and dropped later would still have raised the process's peak memory.
    */
   gradients?: boolean;
+  /**
+   * ZeRO-3 from the start: the trainable weights are never allocated whole; `shard` makes the holder of this
+   * rank's part (distributed/zero3.ts's ShardedParameters) and initial or loaded values are written into it.
+   */
+  shard?: { worldSize: number; make: (layout: FlatLayout, backend: ComputeBackend) => TrainableShards };
 }
 
 /** Parameter counts and resident bytes of the two kinds (for the memory estimate). */
@@ -89,7 +95,14 @@ export class ParameterSet {
     this.frozen = new FrozenStore(opts.frozenDtype ?? 'float32');
     const trainable = specs.filter((s) => !isFrozen(s.name));
     this.withGradients = opts.gradients ?? true;
-    ({ values: this.values, grads: this.grads } = this.allocateTrainable(trainable));
+    if (opts.shard) {
+      this.withGradients = false;
+      this.values = new FlatBuffer(flatLayout([]));
+      this.grads = new FlatBuffer(flatLayout([]));
+      this.shards = opts.shard.make(flatLayout(trainable), this.values.storage.backend);
+    } else {
+      ({ values: this.values, grads: this.grads } = this.allocateTrainable(trainable));
+    }
     const init = opts.initialise ?? true;
     // The RNG is drawn in model order over every weight, frozen or not, so a frozen run starts from the same
     // values as a fully trainable one.
@@ -98,7 +111,8 @@ export class ParameterSet {
         if (init) this.frozen.set(spec.name, spec.shape, initialValues(spec, rng));
         else this.frozen.expect(spec.name, spec.shape);
       } else if (init && spec.init.kind !== 'zeros') {
-        loadInto(this.values.get(spec.name), initialValues(spec, rng));
+        if (this.shards) this.shards.load(spec.name, initialValues(spec, rng));
+        else loadInto(this.values.get(spec.name), initialValues(spec, rng));
       }
     }
   }
@@ -126,9 +140,14 @@ export class ParameterSet {
     return this.layout.names;
   }
 
-  /** Whether ZeRO-3 holds the trainable weights (shardTrainable). */
+  /** Whether ZeRO-3 holds the trainable weights (shardTrainable, or WeightOptions.shard). */
   get sharded(): boolean {
     return this.shards !== null;
+  }
+
+  /** ZeRO-3's holder of the trainable weights, or null. */
+  get trainableShards(): TrainableShards | null {
+    return this.shards;
   }
 
   /**

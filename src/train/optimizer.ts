@@ -4,7 +4,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_BUCKET_BYTES, allReduceGradients, type ProcessGroup, ShardedAdamW, ShardedGradients, ShardedParameters, shardRange } from '../distributed/index.ts';
-import { FormatError } from '../errors.ts';
+import { FormatError, ShapeError } from '../errors.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
 import { writeSafetensors } from '../formats/safetensors-writer.ts';
 import type { ParameterSet } from '../nn/parameters.ts';
@@ -167,7 +167,12 @@ export class ZeroAdamW implements TrainOptimizer {
     bucketBytes = DEFAULT_BUCKET_BYTES,
   ) {
     if (stage === 3) {
-      const weights = params.shardTrainable((values) => new ShardedParameters(values, pg));
+      // A model loaded at stage 3 holds its shard already (weightOptionsOf with a process group); otherwise
+      // the full buffer is sharded now.
+      const held = params.trainableShards;
+      if (held && !(held instanceof ShardedParameters)) throw new ShapeError('ZeRO-3: the model is sharded by something else');
+      const weights = held ?? params.shardTrainable((values) => new ShardedParameters(values, pg));
+      weights.freeAll();
       this.weights = weights;
       const sharded = new ShardedGradients({ layout: weights.layout, storage: weights.shardValues }, pg, { buckets: weights.buckets(), onReduced: (i) => weights.bucketReduced(i) });
       this.sharded = sharded;

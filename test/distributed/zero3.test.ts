@@ -4,7 +4,7 @@
 // the full weights come back with finish().
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SingleProcessGroup, groupKey, planGroups } from '../../src/distributed/index.ts';
+import { ShardedParameters, SingleProcessGroup, groupKey, planGroups } from '../../src/distributed/index.ts';
 import { parseModelConfig } from '../../src/models/config.ts';
 import { Rng, flatLayout } from '../../src/tensor/index.ts';
 import { lossStep, type MicroBatch } from '../../src/train/loss-step.ts';
@@ -136,4 +136,37 @@ test('stage 3: read() and load() go through the shard; a save streams every grou
   assert.equal(m.params.weight(name).size, before.length);
   m.release();
   assert.throws(() => m.params.weight(name), /released/);
+});
+
+test('a model built sharded (WeightOptions.shard) never holds its trainable weights whole, has the same values, and ZeroAdamW adopts its shard', () => {
+  const pg = new SingleProcessGroup();
+  const config = parseModelConfig(MODEL, 'tiny');
+  const plain = createModel(config, 11);
+  let made: ShardedParameters | null = null;
+  const m = createModel(config, 11, {
+    gradients: false,
+    shard: { worldSize: 1, make: (layout, backend) => (made = new ShardedParameters({ layout, backend }, pg)) },
+  });
+  try {
+    assert.equal(m.params.sharded, true);
+    assert.equal(m.params.values.layout.size, 0);
+    assert.equal(m.params.layout.size, plain.params.layout.size);
+    for (const n of plain.params.trainableNames) assert.deepEqual(m.params.read(n), plain.params.read(n), n);
+    const opt = new ZeroAdamW(m.params, pg, opts, 3);
+    assert.equal(opt.weights, made);
+    const bs = batches(1);
+    opt.zeroGrad();
+    for (const b of bs) {
+      lossStep(m, b, { seqLength: S, normaliser: trained(bs), recompute: true });
+      opt.microBatchDone();
+    }
+    opt.update(0.01, 1, () => false);
+    opt.finish();
+    assert.equal(m.params.sharded, false);
+    assert.notDeepEqual(m.params.values.all.toArray(), plain.params.values.all.toArray());
+    opt.release();
+  } finally {
+    m.release();
+    plain.release();
+  }
 });

@@ -55,9 +55,9 @@ function archConfigPath(arch: string): string {
 }
 
 /** A new model (run_mode train) with the run's frozen weights in the frozen store. */
-function createModelFor(config: ModelConfig, cfg: RunConfig): CausalLM {
+function createModelFor(config: ModelConfig, cfg: RunConfig, pg: ProcessGroup): CausalLM {
   const names = expectedTensors(config).filter((t) => t.optional !== 'tied').map((t) => t.name);
-  return createModel(config, cfg.seed, weightOptionsOf(cfg, names));
+  return createModel(config, cfg.seed, weightOptionsOf(cfg, names, pg));
 }
 
 /** Token records of `train_dataset` or `eval_dataset`, opened as the loader's row store. */
@@ -131,13 +131,14 @@ export class RunContext {
       }
       // Training builds the model with its frozen weights already in the frozen store (freeze, model.base_dtype).
       const training = mode === 'train' || mode === 'finetune';
-      const loadOpts: LoadOptions = training ? { weights: (names) => weightOptionsOf(cfg, names) } : {};
+      // At zero_stage 3 each rank allocates and loads only its shard of the trainable weights.
+      const loadOpts: LoadOptions = training ? { weights: (names) => weightOptionsOf(cfg, names, pg) } : {};
       const model =
         mindsporeCkpt !== null && modelDir !== null
           ? loadMindSporeModel(mindsporeCkpt, modelDir, cfg.seed, loadOpts)
           : modelDir
             ? loadModel(modelDir, cfg.seed, loadOpts)
-            : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg);
+            : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg, pg);
       // LoRA: the resumed checkpoint's adapter, lora.adapter (a PEFT folder), or new adapters (lora.rank).
       attachLoraFor(model, cfg, { resumeDir: resume?.dir ?? null, training });
       ctx = new RunContext(cfg, flags, pg, out, stops, model, modelDir, resume);
