@@ -89,6 +89,8 @@ export interface ShardedAdamWOptions extends AdamWOptions {
    * the update writes there and no full buffer is all-gathered; `params` then gives only the layout and backend.
    */
   shardParams?: Storage;
+  /** Chunk size of reduceGradients()' reduce-scatter (default DEFAULT_BUCKET_BYTES). */
+  bucketBytes?: number;
 }
 
 /**
@@ -113,6 +115,7 @@ export class ShardedAdamW {
   private readonly ownsShardGrads: boolean;
   private readonly pg: ProcessGroup;
   private readonly gradOp: 'sum' | 'avg';
+  private readonly bucketBytes: number;
   private readonly hyper: AdamWHyper;
   private readonly pieces: { name: string; start: number; count: number }[];
 
@@ -128,6 +131,7 @@ export class ShardedAdamW {
     this.grads = grads;
     this.pg = pg;
     this.gradOp = opts.gradOp ?? 'avg';
+    this.bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
     this.shard = shardRange(params.layout, pg.rank, pg.size);
     const bytes = Math.max(this.shard.count, 1) * 4;
     this.m = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
@@ -146,7 +150,7 @@ export class ShardedAdamW {
   /** Reduce-scatters the full gradient buffer into this rank's shard of gradients. */
   reduceGradients(): void {
     if (this.grads === null) throw new ShapeError('sharded AdamW: no full gradients to reduce (the shard is filled by its owner)');
-    reduceScatterGradients(this.grads, this.pg, this.shardSpan(this.shardGrads), this.gradOp);
+    reduceScatterGradients(this.grads, this.pg, this.shardSpan(this.shardGrads), this.gradOp, this.bucketBytes);
   }
 
   /** The global L2 norm of the reduced gradients (every rank gets the same value). */

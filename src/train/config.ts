@@ -68,6 +68,9 @@ export const runConfigSchema = z.strictObject({
       // stage 1 (kept for MindFormers configs); both unset is stage 0. Resolved by parseRunConfig.
       optimizer_shard: z.boolean().optional(),
       zero_stage: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).optional(),
+      // MiB per gradient bucket: stage 0's all-reduces, stage 1's reduce-scatter chunks, stage 2's buckets
+      // (stage 3 reduces one bucket per layer group). Smaller: more, shorter collectives and less memory.
+      bucket_mb: z.number().positive().max(4096).default(25),
     })
     .prefault({}),
   // LoRA (docs/LORA.md): on when rank > 0 or adapter names a PEFT adapter folder to load (train on, eval,

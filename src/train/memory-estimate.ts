@@ -23,6 +23,8 @@ export interface MemoryEstimateInput {
    */
   lora?: { modules: readonly { inFeatures: number; outFeatures: number; rank: number }[]; dropout: number };
   zeroStage?: 0 | 1 | 2 | 3;
+  /** Gradient bucket bytes (parallel_config.bucket_mb; default DEFAULT_BUCKET_BYTES). */
+  bucketBytes?: number;
 }
 
 /** Bytes by kind; `total` is their sum. */
@@ -89,7 +91,7 @@ export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
   const layerGroup = Math.min(p, Math.max(0, p - 2 * vocabGroup) / c.numHiddenLayers);
   const grads =
     stage >= 3 ? (p * 4) / world + Math.min(2 * Math.max(vocabGroup, layerGroup) * 4, p * 4)
-    : stage >= 2 ? (p * 4) / world + Math.min(2 * DEFAULT_BUCKET_BYTES, p * 4)
+    : stage >= 2 ? (p * 4) / world + Math.min(2 * (i.bucketBytes ?? DEFAULT_BUCKET_BYTES), p * 4)
     : p * 4;
   const weights = stage >= 3 ? (p * 4) / world + (i.recompute ? Math.min(p, 2 * vocabGroup + 2 * layerGroup) * 4 : p * 4) : p * 4;
   const trainable = weights + grads;

@@ -88,6 +88,7 @@ export class ReplicatedAdamW implements TrainOptimizer {
     private readonly params: ParameterSet,
     private readonly pg: ProcessGroup,
     opts: AdamWOptions,
+    private readonly bucketBytes = DEFAULT_BUCKET_BYTES,
   ) {
     params.restoreGradients();
     this.opt = new AdamW(params.values, params.grads, opts);
@@ -100,7 +101,7 @@ export class ReplicatedAdamW implements TrainOptimizer {
   }
   microBatchDone(): void {}
   reduceGradients(): void {
-    if (this.pg.size > 1) allReduceGradients(this.params.grads, this.pg, { op: 'sum' });
+    if (this.pg.size > 1) allReduceGradients(this.params.grads, this.pg, { op: 'sum', bucketBytes: this.bucketBytes });
   }
   gradNorm(): number {
     return globalGradNorm(this.params.grads);
@@ -186,7 +187,7 @@ export class ZeroAdamW implements TrainOptimizer {
     } else {
       this.sharded = null;
       params.restoreGradients();
-      this.opt = new ShardedAdamW(params.values, params.grads, pg, { ...opts, gradOp: 'sum' });
+      this.opt = new ShardedAdamW(params.values, params.grads, pg, { ...opts, gradOp: 'sum', bucketBytes });
     }
   }
   get step(): number {

@@ -315,7 +315,8 @@ export class Trainer {
     };
     // Over the trainable weights only: frozen ones have no gradient and no moments.
     const stage = cfg.parallel_config.zero_stage;
-    const optimizer: TrainOptimizer = stage >= 1 ? new ZeroAdamW(model.params, pg, adamw, stage as 1 | 2 | 3) : new ReplicatedAdamW(model.params, pg, adamw);
+    const bucketBytes = cfg.parallel_config.bucket_mb * 2 ** 20;
+    const optimizer: TrainOptimizer = stage >= 1 ? new ZeroAdamW(model.params, pg, adamw, stage as 1 | 2 | 3, bucketBytes) : new ReplicatedAdamW(model.params, pg, adamw, bucketBytes);
     const rng = new Rng(cfg.seed);
     let step = 0;
     const resume = this.opts.resume;

@@ -81,6 +81,9 @@ test('parallel_config.zero_stage: optimizer_shard true is stage 1, contradiction
     (e: unknown) => e instanceof ConfigError && /zero_stage 3 shards full-parameter training/.test(e.message) && e.where === 'run.yaml: parallel_config.zero_stage',
   );
   assert.throws(() => pc({ zero_stage: 4 }), ConfigError);
+  assert.equal(pc({}).bucket_mb, 25);
+  assert.equal(pc({ bucket_mb: 0.5 }).bucket_mb, 0.5);
+  for (const bad of [0, -1, 5000, 'big']) assert.throws(() => pc({ bucket_mb: bad }), (e: unknown) => e instanceof ConfigError && /parallel_config\.bucket_mb/.test(e.message), String(bad));
   const c = loadRunConfig(join(root, 'configs/llama2/finetune_llama2_7b.yaml'), { 'parallel_config.zero_stage': parseValue('2') });
   assert.equal(c.parallel_config.zero_stage, 2);
 });

@@ -70,6 +70,7 @@ test('ZeRO-2 divides the gradients too (plus two buckets in flight); the suggest
   assert.deepEqual([s0.trainable, s0.optimizer], [8 * P, 8 * P]);
   assert.deepEqual([s1.trainable, s1.optimizer], [8 * P, 2 * P]);
   assert.deepEqual([s2.trainable, s2.optimizer], [4 * P + P + 50 * 2 ** 20, 2 * P]);
+  assert.equal(estimateTrainingMemory({ ...base, zeroStage: 2, bucketBytes: 2 ** 20 }).trainable, 4 * P + P + 2 * 2 ** 20);
   assert.deepEqual(estimateTrainingMemory({ ...base, optimizerShard: true }), s1);
   assert.equal(suggestZeroStage(base, s0.total)?.stage, 0);
   assert.equal(suggestZeroStage(base, s0.total - 1)?.stage, 1);

@@ -50,6 +50,7 @@ function checkMemory(ctx: RunContext, seqLength: number): void {
     recompute: cfg.model.recompute,
     worldSize: ctx.pg.size,
     zeroStage: cfg.parallel_config.zero_stage,
+    bucketBytes: cfg.parallel_config.bucket_mb * 2 ** 20,
     ...(model.params.lora ? { lora: { modules: [...model.params.lora.modules.values()], dropout: model.params.lora.options.dropout } } : {}),
   };
   const estimate = estimateTrainingMemory(input);
