@@ -2,17 +2,18 @@
 // ZeRO stages 0 to 3, beside the model + gradient + optimizer bytes each rank holds and the ideal
 // 16 bytes × params / N, and the elements each rank hands to collectives per step against the theory.
 // The peak is taken twice: over the whole process, and over the training steps only (VmHWM reset through
-// /proc/self/clear_refs once the optimizer is built: stage 3 builds the full model before it shards it).
+// /proc/self/clear_refs once the optimizer is built). Stage 3 builds the model sharded, as `sftkit run` does.
 // Usage: node --import tsx bench/distributed/zero.ts [--steps N]          (runs mpirun; prints a Markdown table)
 // Rank:  mpirun -np N node --import tsx bench/distributed/zero.ts --rank STAGE STEPS [recompute]   (prints JSON per rank)
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { type ProcessGroup, initProcessGroup } from '../../src/distributed/index.ts';
+import type { ComputeBackend } from '../../src/backend/compute.ts';
+import { type ProcessGroup, ShardedParameters, initProcessGroup } from '../../src/distributed/index.ts';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { noDecay } from '../../src/models/model.ts';
-import { Rng } from '../../src/tensor/index.ts';
+import { type FlatLayout, Rng } from '../../src/tensor/index.ts';
 import { clipScale } from '../../src/train/adamw.ts';
 import { lossStep } from '../../src/train/loss-step.ts';
 import { estimateTrainingMemory } from '../../src/train/memory-estimate.ts';
@@ -61,7 +62,9 @@ function rank(stage: 0 | 1 | 2 | 3, steps: number, recompute: boolean): void {
   const real = initProcessGroup();
   const { pg, sent } = counting(real);
   const before = vmHwmBytes();
-  const model = new Llama(cfg, { seed: 0, weights: { gradients: stage < 2 } });
+  // Stage 3 as `sftkit run` builds it: each rank allocates and initialises only its shard of the weights.
+  const sharding = stage === 3 ? { shard: { worldSize: real.size, make: (layout: FlatLayout, backend: ComputeBackend) => new ShardedParameters({ layout, backend }, pg) } } : {};
+  const model = new Llama(cfg, { seed: 0, weights: { gradients: stage < 2, ...sharding } });
   const P = model.params.layout.size;
   const adamw = { lr: 1e-4, weightDecay: 0.1, noDecay };
   const opt: TrainOptimizer = stage === 0 ? new ReplicatedAdamW(model.params, pg, adamw) : new ZeroAdamW(model.params, pg, adamw, stage);

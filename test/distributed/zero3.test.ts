@@ -170,3 +170,34 @@ test('a model built sharded (WeightOptions.shard) never holds its trainable weig
     plain.release();
   }
 });
+
+test('stage 3 on GPT-2 (lm_head tied to the token embeddings: one group read at both ends) trains exactly like stage 2', () => {
+  const GPT2 = { model_type: 'gpt2', vocab_size: 41, n_embd: 16, n_head: 4, n_layer: 3, n_positions: 32, layer_norm_epsilon: 1e-5 };
+  const pg = new SingleProcessGroup();
+  const out: Float32Array[] = [];
+  // Stage 2 sums the micro-batches' gradients in the same order (per bucket, into the shard): bit for bit.
+  for (const stage of [2, 3] as const) {
+    const m = createModel(parseModelConfig(GPT2, 'tiny'), 5, { gradients: false });
+    const opt = new ZeroAdamW(m.params, pg, opts, stage);
+    try {
+      if (stage === 3) assert.deepEqual(opt.weights!.groups.map((g) => g.key), ['transformer.wte', 'transformer.wpe', 'transformer.h.0', 'transformer.h.1', 'transformer.h.2', 'transformer.ln_f']);
+      for (let s = 0; s < 2; s++) {
+        const bs = batches(s + 7);
+        opt.zeroGrad();
+        for (const b of bs) {
+          lossStep(m, b, { seqLength: S, normaliser: trained(bs), recompute: true });
+          opt.microBatchDone();
+        }
+        opt.reduceGradients();
+        assert.ok(opt.gradNorm() > 0);
+        opt.update(0.01, 1, () => false);
+      }
+      opt.finish();
+      out.push(m.params.values.all.toArray() as Float32Array);
+    } finally {
+      opt.release();
+      m.release();
+    }
+  }
+  assert.deepEqual(out[1], out[0]);
+});
