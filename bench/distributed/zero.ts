@@ -3,11 +3,14 @@
 // 16 bytes × params / N, and the elements each rank hands to collectives per step against the theory.
 // The peak is taken twice: over the whole process, and over the training steps only (VmHWM reset through
 // /proc/self/clear_refs once the optimizer is built). Stage 3 builds the model sharded, as `sftkit run` does.
+// Collective volume: the bytes the collectives wrapper (src/backend/collectives.ts, mpi.traffic()) was handed.
+// ZERO_BENCH_CONFIG=S|M picks another config of bench/train/configs.json (a quick check); ZERO_BENCH_ONLY=2/3r,4/0 runs those rows only.
 // Usage: node --import tsx bench/distributed/zero.ts [--steps N]          (runs mpirun; prints a Markdown table)
 // Rank:  mpirun -np N node --import tsx bench/distributed/zero.ts --rank STAGE STEPS [recompute]   (prints JSON per rank)
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
+import { mpi } from '../../src/backend/collectives.ts';
 import type { ComputeBackend } from '../../src/backend/compute.ts';
 import { type ProcessGroup, ShardedParameters, initProcessGroup } from '../../src/distributed/index.ts';
 import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
@@ -29,17 +32,6 @@ function vmHwmBytes(): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
-/** Counts the elements this rank passes to each collective (the payload, before the ring's (N-1)/N). */
-function counting(pg: ProcessGroup): { pg: ProcessGroup; sent: Record<string, number> } {
-  const sent: Record<string, number> = { allReduce: 0, reduceScatter: 0, allGather: 0 };
-  const size = (x: unknown): number => ((x as { count?: number; size?: number }).count ?? (x as { size: number }).size);
-  const wrapped = Object.create(pg) as ProcessGroup;
-  wrapped.allReduce = (x, op) => { sent['allReduce'] = (sent['allReduce'] as number) + size(x); pg.allReduce(x, op); };
-  wrapped.reduceScatter = (s, r, o) => { sent['reduceScatter'] = (sent['reduceScatter'] as number) + size(s); pg.reduceScatter(s, r, o); };
-  wrapped.allGather = (x, c) => { sent['allGather'] = (sent['allGather'] as number) + (c ? c.reduce((a, b) => a + b, 0) : size(x)); pg.allGather(x, c); };
-  return { pg: wrapped, sent };
-}
-
 /** Resets VmHWM to the current RSS (Linux ≥ 4.0); false where the kernel refuses. */
 function resetHwm(): boolean {
   try {
@@ -51,7 +43,7 @@ function resetHwm(): boolean {
 }
 
 function rank(stage: 0 | 1 | 2 | 3, steps: number, recompute: boolean): void {
-  const c = (JSON.parse(readFileSync(new URL('../train/configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)['L'] as Record<string, number>;
+  const c = (JSON.parse(readFileSync(new URL('../train/configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[process.env.ZERO_BENCH_CONFIG ?? 'L'] as Record<string, number>;
   const cfg = parseModelConfig(
     {
       model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
@@ -60,7 +52,7 @@ function rank(stage: 0 | 1 | 2 | 3, steps: number, recompute: boolean): void {
     'L',
   ) as LlamaConfig;
   const real = initProcessGroup();
-  const { pg, sent } = counting(real);
+  const pg: ProcessGroup = real;
   const before = vmHwmBytes();
   // Stage 3 as `sftkit run` builds it: each rank allocates and initialises only its shard of the weights.
   const sharding = stage === 3 ? { shard: { worldSize: real.size, make: (layout: FlatLayout, backend: ComputeBackend) => new ShardedParameters({ layout, backend }, pg) } } : {};
@@ -70,6 +62,8 @@ function rank(stage: 0 | 1 | 2 | 3, steps: number, recompute: boolean): void {
   const opt: TrainOptimizer = stage === 0 ? new ReplicatedAdamW(model.params, pg, adamw) : new ZeroAdamW(model.params, pg, adamw, stage);
   const setupPeak = vmHwmBytes();
   const reset = resetHwm();
+  // Bytes handed to each collective, counted by the collectives wrapper (src/backend/collectives.ts).
+  mpi.resetTraffic();
   const rng = new Rng(1 + real.rank);
   const ids = Int32Array.from({ length: ROWS * SEQ }, () => rng.int(cfg.vocabSize));
   const targets = Int32Array.from({ length: ROWS * SEQ }, () => rng.int(cfg.vocabSize));
@@ -93,7 +87,9 @@ function rank(stage: 0 | 1 | 2 | 3, steps: number, recompute: boolean): void {
   const gradBytes = stage >= 2 ? shard + bucket : P * 4;
   const state = weightBytes + gradBytes + (stage >= 1 ? 2 * shard : P * 8);
   const est = estimateTrainingMemory({ config: cfg, weights: model.params.counts(), batchSize: ROWS, seqLength: SEQ, recompute, worldSize: N, zeroStage: stage });
-  const perStep = Object.fromEntries(Object.entries(sent).map(([k, v]) => [k, v / steps]));
+  // Float32 elements per step (the gradient norm's one float64 all-reduce adds 8 bytes: noise at this size).
+  const traffic = mpi.traffic();
+  const perStep = { allReduce: traffic.allReduce.bytes / 4 / steps, reduceScatter: traffic.reduceScatter.bytes / 4 / steps, allGather: traffic.allGather.bytes / 4 / steps };
   console.log(JSON.stringify({ rank: real.rank, world: N, stage, recompute, params: P, seconds_per_step: seconds, runtime_rss: before, peak_rss: Math.max(setupPeak, trainPeak || 0), train_peak_rss: trainPeak, state_bytes: state, bucket_bytes: bucket, gathered_bytes: gathered, estimate: est.total, sent_per_step: perStep }));
   opt.finish();
   opt.release();
@@ -109,7 +105,8 @@ function main(steps: number): void {
   exitIfMissing('bench/distributed/zero.ts', ['mpi']);
   const asRoot = process.getuid?.() === 0 ? ['--allow-run-as-root'] : [];
   const mb = (b: number): string => (b / 2 ** 20).toFixed(0);
-  console.log(`machine: ${cpus()[0]?.model ?? '?'} (${cpus().length} cores); config L (dim 768, 12 layers, vocab 32000), ${ROWS} row × ${SEQ} tokens per rank, 1 thread per rank, ${steps} steps, fp32 AdamW`);
+  const name = process.env.ZERO_BENCH_CONFIG ?? 'L';
+  console.log(`machine: ${cpus()[0]?.model ?? '?'} (${cpus().length} cores); config ${name}${name === 'L' ? ' (dim 768, 12 layers, vocab 32000)' : ''}, ${ROWS} row × ${SEQ} tokens per rank, 1 thread per rank, ${steps} steps, fp32 AdamW`);
   console.log('| world | stage | recompute | peak RSS per rank (MB) | training-steps peak (MB) | of it before the model (MB) | weights + grads + moments per rank (MB) | ideal 16 B × P / N (MB) | estimate (MB) | s/step | elements to collectives per step (× P) | theory (× P) |');
   console.log('|---|---|---|---|---|---|---|---|---|---|---|---|');
   const runs: [number, 0 | 1 | 2 | 3, boolean][] = [
@@ -134,7 +131,7 @@ function main(steps: number): void {
     // Stage 0: one all-reduce of P; stages 1 and 2: a reduce-scatter of P and an all-gather of P; stage 3: an
     // all-gather of P for the forward, another for the backward, a reduce-scatter of P (world 1: none).
     const theory = world === 1 ? 0 : stage === 0 ? 1 : stage === 3 ? 3 : 2;
-    const detail = Object.entries(sent).filter(([, v]) => v > 0).map(([k, v]) => `${k} ${(v / P).toFixed(2)}`).join(', ') || 'none';
+    const detail = Object.entries(sent).filter(([, v]) => v / P >= 0.005).map(([k, v]) => `${k} ${(v / P).toFixed(2)}`).join(', ') || 'none';
     console.log(`| ${world} | ${stage} | ${recompute ? 'yes' : 'no'} | ${mb(peak)} | ${mb(trainPeak)} | ${mb(first.runtime_rss)} | ${mb(first.state_bytes)} | ${mb((16 * P) / world)} | ${mb(first.estimate)} | ${first.seconds_per_step.toFixed(1)} | ${total.toFixed(2)} (${detail}) | ${theory} |`);
   }
 }

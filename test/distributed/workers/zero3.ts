@@ -3,6 +3,7 @@
 // with clipping, against one process running plain AdamW over every rank's micro-batches (1 rank × N batch).
 // Checks that no rank ever held the whole weights at once under recompute. Prints "ok rank <r> <rel>".
 import assert from 'node:assert/strict';
+import { mpi } from '../../../src/backend/collectives.ts';
 import { SingleProcessGroup, initProcessGroup } from '../../../src/distributed/index.ts';
 import { parseModelConfig } from '../../../src/models/config.ts';
 import { Rng } from '../../../src/tensor/index.ts';
@@ -55,6 +56,11 @@ const P = model.params.layout.size;
 assert.equal(model.params.values.layout.size, 0, 'no full weight buffer');
 const got = train(zero, model, pg, (s) => batches(pg.rank, s));
 const w = zero.weights!;
+// The collectives wrapper counted every byte ZeRO-3 handed to MPI: the group gathers and the bucket reduce-scatters.
+const traffic = mpi.traffic();
+assert.equal(traffic.allGather.bytes, w.gatheredElements * 4);
+assert.equal(traffic.allGather.calls, w.gathers);
+assert.equal(traffic.reduceScatter.bytes, zero.sharded!.sentElements * 4);
 if (recompute) assert.ok(w.peakGatheredBytes < P * 4, `gathered at once: ${w.peakGatheredBytes} of ${P * 4}`);
 assert.ok(zero.sharded!.peakBucketBytes < P * 4);
 // Every micro-batch gathers every group at least once and reduce-scatters every element once.
