@@ -50,23 +50,32 @@ export function tensorsInShard(layout: FlatLayout, shard: ShardRange): { name: s
  * shard): one call over the whole buffer would make OpenMPI allocate scratch of the whole buffer's size.
  */
 export function reduceScatterGradients(grads: FlatBuffer, pg: ProcessGroup, shardGrads: Span, op: 'sum' | 'avg' = 'avg', bucketBytes = DEFAULT_BUCKET_BYTES): void {
-  const layout = grads.layout;
+  const { backend, handle } = grads.storage;
+  reduceScatterRange(pg, grads.layout, { backend, handle, byteOffset: 0, count: grads.layout.size, dtype: 'float32' }, 0, shardGrads, op, bucketBytes);
+}
+
+/**
+ * Reduce-scatters `send`, which holds the flat elements [start, start + send.count), into `shard` (this rank's
+ * whole shard buffer, from its first element): each rank receives the part inside its shard. In chunks of about
+ * bucketBytes (OpenMPI's reduce-scatter allocates scratch the size of what it is given).
+ */
+export function reduceScatterRange(pg: ProcessGroup, layout: FlatLayout, send: Span, start: number, shard: Span, op: 'sum' | 'avg', bucketBytes = DEFAULT_BUCKET_BYTES): void {
   const counts = shardCounts(layout, pg.size);
   const starts = counts.map((_, r) => shardRange(layout, r, pg.size).start);
   const mine = shardRange(layout, pg.rank, pg.size);
   const chunk = Math.max(ALIGN, Math.floor(bucketBytes / 4 / ALIGN) * ALIGN);
-  const backend = grads.storage.backend;
-  for (let a = 0; a < layout.size || a === 0; a += chunk) {
-    const b = Math.min(layout.size, a + chunk);
+  const end = start + send.count;
+  for (let a = start; a < end || a === start; a += chunk) {
+    const b = Math.min(end, a + chunk);
     const blocks = counts.map((c, r) => Math.max(0, Math.min(b, (starts[r] as number) + c) - Math.max(a, starts[r] as number)));
     const own = blocks[pg.rank] as number;
     const at = own > 0 ? Math.max(a, mine.start) - mine.start : 0;
     pg.reduceScatter(
-      { backend, handle: grads.storage.handle, byteOffset: a * 4, count: b - a, dtype: 'float32' },
-      { ...shardGrads, byteOffset: shardGrads.byteOffset + at * 4, count: own },
+      { ...send, byteOffset: send.byteOffset + (a - start) * 4, count: b - a },
+      { ...shard, byteOffset: shard.byteOffset + at * 4, count: own },
       { op, counts: blocks },
     );
-    if (layout.size === 0) break;
+    if (end === start) break;
   }
 }
 

@@ -9,7 +9,7 @@ import { type FlatBuffer, type FlatLayout, Storage, Tensor, contiguousStrides, s
 import { accumulateInto } from '../tensor/ops/elementwise.ts';
 import { type Bucket, DEFAULT_BUCKET_BYTES, planBuckets } from './gradients.ts';
 import type { ProcessGroup } from './process-group.ts';
-import { type ShardRange, shardCounts, shardRange } from './zero.ts';
+import { type ShardRange, reduceScatterRange, shardCounts, shardRange } from './zero.ts';
 
 export interface ShardedGradientsOptions {
   bucketBytes?: number;
@@ -43,6 +43,7 @@ export class ShardedGradients {
   private readonly values: ShardedValues;
   private readonly pg: ProcessGroup;
   private readonly onReduced: ((i: number) => void) | null;
+  private readonly chunkBytes: number;
   private readonly bucketOf = new Map<string, number>();
   /** Per bucket: elements of it in each rank's shard (the reduce-scatter's blocks, in rank order). */
   private readonly blocks: number[][];
@@ -57,6 +58,7 @@ export class ShardedGradients {
     this.values = values;
     this.pg = pg;
     this.onReduced = opts.onReduced ?? null;
+    this.chunkBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
     const layout = values.layout;
     this.shard = shardRange(layout, pg.rank, pg.size);
     this.shardGrads = Storage.alloc(Math.max(this.shard.count, 1) * 4, { zero: true, persistent: true }, values.storage.backend);
@@ -169,10 +171,16 @@ export class ShardedGradients {
       const own = new Tensor(b.storage, [mine], [1], lo - bucket.start, 'float32');
       accumulateInto(own, new Tensor(this.shardGrads, [mine], [1], lo - this.shard.start, 'float32'));
     }
-    this.pg.reduceScatter(
+    // In chunks of at most bucketBytes: a bucket of one big tensor (the embeddings, a ZeRO-3 layer group) would
+    // otherwise make OpenMPI allocate scratch of its whole size.
+    reduceScatterRange(
+      this.pg,
+      this.values.layout,
       { backend, handle: b.storage.handle, byteOffset: 0, count: bucket.count, dtype: 'float32' },
-      { backend, handle: this.shardGrads.handle, byteOffset: mine > 0 ? (lo - this.shard.start) * 4 : 0, count: mine, dtype: 'float32' },
-      { op: 'sum', counts: blocks },
+      bucket.start,
+      { backend, handle: this.shardGrads.handle, byteOffset: 0, count: this.shard.count, dtype: 'float32' },
+      'sum',
+      this.chunkBytes,
     );
     this.sentElements += bucket.count;
     this.liveBytes -= b.storage.bytes;

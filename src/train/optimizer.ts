@@ -175,7 +175,7 @@ export class ZeroAdamW implements TrainOptimizer {
       const weights = held ?? params.shardTrainable((values) => new ShardedParameters(values, pg));
       weights.freeAll();
       this.weights = weights;
-      const sharded = new ShardedGradients({ layout: weights.layout, storage: weights.shardValues }, pg, { buckets: weights.buckets(), onReduced: (i) => weights.bucketReduced(i) });
+      const sharded = new ShardedGradients({ layout: weights.layout, storage: weights.shardValues }, pg, { buckets: weights.buckets(), onReduced: (i) => weights.bucketReduced(i), bucketBytes });
       this.sharded = sharded;
       weights.setOnLeaf((leaf, name) => sharded.attachLeaf(leaf, name));
       this.opt = new ShardedAdamW({ layout: weights.layout, storage: weights.shardValues }, null, pg, { ...opts, gradOp: 'sum', shardGrads: sharded.shardGrads, shardParams: weights.shardValues });

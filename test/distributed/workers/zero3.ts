@@ -51,7 +51,8 @@ function train(opt: TrainOptimizer, model: ReturnType<typeof createModel>, group
 }
 
 const model = createModel(parseModelConfig(MODEL, 'tiny'), 11);
-const zero = new ZeroAdamW(model.params, pg, opts, 3);
+// Without recompute also reduce-scatter in chunks of 1 KiB (each group's bucket is cut up).
+const zero = new ZeroAdamW(model.params, pg, opts, 3, recompute ? undefined : 1024);
 const P = model.params.layout.size;
 assert.equal(model.params.values.layout.size, 0, 'no full weight buffer');
 const got = train(zero, model, pg, (s) => batches(pg.rank, s));
@@ -61,6 +62,7 @@ const traffic = mpi.traffic();
 assert.equal(traffic.allGather.bytes, w.gatheredElements * 4);
 assert.equal(traffic.allGather.calls, w.gathers);
 assert.equal(traffic.reduceScatter.bytes, zero.sharded!.sentElements * 4);
+if (!recompute) assert.ok(traffic.reduceScatter.calls > 5 * 2 * w.groups.length, `${traffic.reduceScatter.calls} reduce-scatters: the buckets were not cut up`);
 if (recompute) assert.ok(w.peakGatheredBytes < P * 4, `gathered at once: ${w.peakGatheredBytes} of ${P * 4}`);
 assert.ok(zero.sharded!.peakBucketBytes < P * 4);
 // Every micro-batch gathers every group at least once and reduce-scatters every element once.
