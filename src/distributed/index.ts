@@ -1,4 +1,4 @@
-// Distributed training over MPI: process groups, bucketed gradient all-reduce, ZeRO-1 optimizer sharding, ZeRO-2 gradient sharding.
+// Distributed training over MPI: process groups, bucketed gradient all-reduce, ZeRO-1 optimizer sharding, ZeRO-2 gradient sharding, ZeRO-3 parameter sharding.
 export type { Collectible, CollectiveDType, ProcessGroup, ReduceOp, Span } from './process-group.ts';
 export { SingleProcessGroup } from './single.ts';
 export { MpiProcessGroup, exitTogether, installFailureHandlers } from './mpi.ts';
@@ -15,4 +15,6 @@ export {
 } from './zero.ts';
 export type { ShardRange, ShardedAdamWOptions } from './zero.ts';
 export { ShardedGradients } from './zero2.ts';
-export type { ShardedGradientsOptions } from './zero2.ts';
+export { ShardedParameters, groupKey, planGroups } from './zero3.ts';
+export type { ParamGroup, ShardedParametersOptions } from './zero3.ts';
+export type { ShardedGradientsOptions, ShardedValues } from './zero2.ts';

@@ -3,6 +3,7 @@
 import { ShapeError } from '../errors.ts';
 import { type AdamWHyper, type AdamWOptions, adamwHyper, adamwStep } from '../tensor/adamw.ts';
 import { type FlatBuffer, type FlatLayout, Storage } from '../tensor/index.ts';
+import { DEFAULT_BUCKET_BYTES } from './gradients.ts';
 import type { ProcessGroup, Span } from './process-group.ts';
 
 /** Shard boundaries fall on multiples of 16 floats (64 bytes), like the tensors of a flat buffer. */
@@ -43,14 +44,43 @@ export function tensorsInShard(layout: FlatLayout, shard: ShardRange): { name: s
   return out;
 }
 
-/** Reduces the full gradient buffer across ranks into `shardGrads`, which receives only this rank's shard. */
-export function reduceScatterGradients(grads: FlatBuffer, pg: ProcessGroup, shardGrads: Span, op: 'sum' | 'avg' = 'avg'): void {
-  const counts = shardCounts(grads.layout, pg.size);
-  pg.reduceScatter({ backend: grads.storage.backend, handle: grads.storage.handle, byteOffset: 0, count: grads.layout.size, dtype: 'float32' }, shardGrads, { op, counts });
+/**
+ * Reduces the full gradient buffer across ranks into `shardGrads`, which receives only this rank's shard. In
+ * chunks of about bucketBytes, each reduce-scattered on its own (its blocks are its overlap with each rank's
+ * shard): one call over the whole buffer would make OpenMPI allocate scratch of the whole buffer's size.
+ */
+export function reduceScatterGradients(grads: FlatBuffer, pg: ProcessGroup, shardGrads: Span, op: 'sum' | 'avg' = 'avg', bucketBytes = DEFAULT_BUCKET_BYTES): void {
+  const { backend, handle } = grads.storage;
+  reduceScatterRange(pg, grads.layout, { backend, handle, byteOffset: 0, count: grads.layout.size, dtype: 'float32' }, 0, shardGrads, op, bucketBytes);
+}
+
+/**
+ * Reduce-scatters `send`, which holds the flat elements [start, start + send.count), into `shard` (this rank's
+ * whole shard buffer, from its first element): each rank receives the part inside its shard. In chunks of about
+ * bucketBytes (OpenMPI's reduce-scatter allocates scratch the size of what it is given).
+ */
+export function reduceScatterRange(pg: ProcessGroup, layout: FlatLayout, send: Span, start: number, shard: Span, op: 'sum' | 'avg', bucketBytes = DEFAULT_BUCKET_BYTES): void {
+  const counts = shardCounts(layout, pg.size);
+  const starts = counts.map((_, r) => shardRange(layout, r, pg.size).start);
+  const mine = shardRange(layout, pg.rank, pg.size);
+  const chunk = Math.max(ALIGN, Math.floor(bucketBytes / 4 / ALIGN) * ALIGN);
+  const end = start + send.count;
+  for (let a = start; a < end || a === start; a += chunk) {
+    const b = Math.min(end, a + chunk);
+    const blocks = counts.map((c, r) => Math.max(0, Math.min(b, (starts[r] as number) + c) - Math.max(a, starts[r] as number)));
+    const own = blocks[pg.rank] as number;
+    const at = own > 0 ? Math.max(a, mine.start) - mine.start : 0;
+    pg.reduceScatter(
+      { ...send, byteOffset: send.byteOffset + (a - start) * 4, count: b - a },
+      { ...shard, byteOffset: shard.byteOffset + at * 4, count: own },
+      { op, counts: blocks },
+    );
+    if (end === start) break;
+  }
 }
 
 /** After each rank updated its shard in place, every rank gets every shard. */
-export function allGatherParameters(params: FlatBuffer, pg: ProcessGroup): void {
+export function allGatherParameters(params: Pick<FlatBuffer, 'layout' | 'storage'>, pg: ProcessGroup): void {
   if (pg.size === 1) return;
   pg.allGather({ backend: params.storage.backend, handle: params.storage.handle, byteOffset: 0, count: params.layout.size, dtype: 'float32' }, shardCounts(params.layout, pg.size));
 }
@@ -63,6 +93,13 @@ export interface ShardedAdamWOptions extends AdamWOptions {
    * then `grads` is null and reduceGradients() is not used. Not released by release().
    */
   shardGrads?: Storage;
+  /**
+   * ZeRO-3: this rank's shard of the parameters (shard.count floats, kept by the caller's ShardedParameters):
+   * the update writes there and no full buffer is all-gathered; `params` then gives only the layout and backend.
+   */
+  shardParams?: Storage;
+  /** Chunk size of reduceGradients()' reduce-scatter (default DEFAULT_BUCKET_BYTES). */
+  bucketBytes?: number;
 }
 
 /**
@@ -81,15 +118,17 @@ export class ShardedAdamW {
   readonly m: Storage;
   readonly v: Storage;
   readonly shardGrads: Storage;
-  private readonly params: FlatBuffer;
+  private readonly params: Pick<FlatBuffer, 'layout' | 'storage'>;
+  private readonly shardParams: Storage | null;
   private readonly grads: FlatBuffer | null;
   private readonly ownsShardGrads: boolean;
   private readonly pg: ProcessGroup;
   private readonly gradOp: 'sum' | 'avg';
+  private readonly bucketBytes: number;
   private readonly hyper: AdamWHyper;
   private readonly pieces: { name: string; start: number; count: number }[];
 
-  constructor(params: FlatBuffer, grads: FlatBuffer | null, pg: ProcessGroup, opts: ShardedAdamWOptions) {
+  constructor(params: Pick<FlatBuffer, 'layout' | 'storage'>, grads: FlatBuffer | null, pg: ProcessGroup, opts: ShardedAdamWOptions) {
     this.hyper = adamwHyper(opts);
     ({ beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.weightDecay } = this.hyper);
     if (grads === null && !opts.shardGrads) throw new ShapeError('sharded AdamW: needs either the full gradients or the shard of reduced gradients');
@@ -97,9 +136,11 @@ export class ShardedAdamW {
       throw new ShapeError(`sharded AdamW: parameters (${params.layout.size}) and gradients (${grads.layout.size}) differ in size`);
     }
     this.params = params;
+    this.shardParams = opts.shardParams ?? null;
     this.grads = grads;
     this.pg = pg;
     this.gradOp = opts.gradOp ?? 'avg';
+    this.bucketBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
     this.shard = shardRange(params.layout, pg.rank, pg.size);
     const bytes = Math.max(this.shard.count, 1) * 4;
     this.m = Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
@@ -109,13 +150,16 @@ export class ShardedAdamW {
     }
     this.ownsShardGrads = !opts.shardGrads;
     this.shardGrads = opts.shardGrads ?? Storage.alloc(bytes, { zero: true, persistent: true }, params.storage.backend);
+    if (this.shardParams && this.shardParams.bytes < this.shard.count * 4) {
+      throw new ShapeError(`sharded AdamW: the given shard parameters hold ${this.shardParams.bytes} bytes, the shard needs ${this.shard.count * 4}`);
+    }
     this.pieces = tensorsInShard(params.layout, this.shard);
   }
 
   /** Reduce-scatters the full gradient buffer into this rank's shard of gradients. */
   reduceGradients(): void {
     if (this.grads === null) throw new ShapeError('sharded AdamW: no full gradients to reduce (the shard is filled by its owner)');
-    reduceScatterGradients(this.grads, this.pg, this.shardSpan(this.shardGrads), this.gradOp);
+    reduceScatterGradients(this.grads, this.pg, this.shardSpan(this.shardGrads), this.gradOp, this.bucketBytes);
   }
 
   /** The global L2 norm of the reduced gradients (every rank gets the same value). */
@@ -127,14 +171,16 @@ export class ShardedAdamW {
   /** One AdamW update of the shard (gradients times gradScale), then the all-gather of the parameters. */
   update(lr: number, gradScale = 1, skip: (name: string) => boolean = () => false): void {
     this.step += 1;
-    // Parameters are addressed in the full flat buffer; gradients and moments in the shard-sized buffers.
+    // Parameters are addressed in the full flat buffer (in the shard's own buffer at ZeRO-3); gradients and
+    // moments in the shard-sized buffers.
+    const sp = this.shardParams;
     const pieces = this.pieces.map(({ name, start, count }) => {
       const local = (start - this.shard.start) * 4;
-      return { name, count, pOff: start * 4, gOff: local, mOff: local, vOff: local };
+      return { name, count, pOff: sp ? local : start * 4, gOff: local, mOff: local, vOff: local };
     });
-    const buffers = { backend: this.params.storage.backend, p: this.params.storage.handle, g: this.shardGrads.handle, m: this.m.handle, v: this.v.handle };
+    const buffers = { backend: this.params.storage.backend, p: (sp ?? this.params.storage).handle, g: this.shardGrads.handle, m: this.m.handle, v: this.v.handle };
     adamwStep(this.hyper, this.step, lr, gradScale, buffers, pieces, skip);
-    allGatherParameters(this.params, this.pg);
+    if (!sp) allGatherParameters(this.params, this.pg);
   }
 
   /** The moments as typed arrays (shard.count each), e.g. for optimizer/rank_<r>.safetensors. */

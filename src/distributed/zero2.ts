@@ -4,14 +4,25 @@
 // falls in its shard of the flat parameters, added onto what earlier micro-batches left there. The optimizer
 // (ShardedAdamW) then updates the shard and all-gathers the parameters, as in ZeRO-1.
 import { ShapeError } from '../errors.ts';
-import { type FlatBuffer, Storage, Tensor, contiguousStrides, setGradTarget } from '../tensor/index.ts';
+import type { ComputeBackend } from '../backend/compute.ts';
+import { type FlatBuffer, type FlatLayout, Storage, Tensor, contiguousStrides, setGradTarget } from '../tensor/index.ts';
 import { accumulateInto } from '../tensor/ops/elementwise.ts';
 import { type Bucket, DEFAULT_BUCKET_BYTES, planBuckets } from './gradients.ts';
 import type { ProcessGroup } from './process-group.ts';
-import { type ShardRange, shardCounts, shardRange } from './zero.ts';
+import { type ShardRange, reduceScatterRange, shardCounts, shardRange } from './zero.ts';
 
 export interface ShardedGradientsOptions {
   bucketBytes?: number;
+  /** The buckets, in the order backward fills them (default planBuckets(layout, bucketBytes)); ZeRO-3 passes its layer groups. */
+  buckets?: Bucket[];
+  /** Called after bucket i was reduce-scattered (ZeRO-3 frees that layer's gathered weights then). */
+  onReduced?: (i: number) => void;
+}
+
+/** What the gradients need of the trainable weights: their layout and the backend of their memory. */
+export interface ShardedValues {
+  readonly layout: FlatLayout;
+  readonly storage: { readonly backend: ComputeBackend };
 }
 
 interface LiveBucket {
@@ -29,8 +40,10 @@ export class ShardedGradients {
   peakBucketBytes = 0;
   /** Elements this rank put into reduce-scatters so far (communication volume). */
   sentElements = 0;
-  private readonly values: FlatBuffer;
+  private readonly values: ShardedValues;
   private readonly pg: ProcessGroup;
+  private readonly onReduced: ((i: number) => void) | null;
+  private readonly chunkBytes: number;
   private readonly bucketOf = new Map<string, number>();
   /** Per bucket: elements of it in each rank's shard (the reduce-scatter's blocks, in rank order). */
   private readonly blocks: number[][];
@@ -41,13 +54,15 @@ export class ShardedGradients {
   private next = 0;
   private readonly hooks = new Map<Tensor, (t: Tensor) => void>();
 
-  constructor(values: FlatBuffer, pg: ProcessGroup, opts: ShardedGradientsOptions = {}) {
+  constructor(values: ShardedValues, pg: ProcessGroup, opts: ShardedGradientsOptions = {}) {
     this.values = values;
     this.pg = pg;
+    this.onReduced = opts.onReduced ?? null;
+    this.chunkBytes = opts.bucketBytes ?? DEFAULT_BUCKET_BYTES;
     const layout = values.layout;
     this.shard = shardRange(layout, pg.rank, pg.size);
     this.shardGrads = Storage.alloc(Math.max(this.shard.count, 1) * 4, { zero: true, persistent: true }, values.storage.backend);
-    this.buckets = planBuckets(layout, opts.bucketBytes ?? DEFAULT_BUCKET_BYTES);
+    this.buckets = opts.buckets ?? planBuckets(layout, opts.bucketBytes ?? DEFAULT_BUCKET_BYTES);
     this.buckets.forEach((b, i) => {
       for (const n of b.names) this.bucketOf.set(n, i);
     });
@@ -66,14 +81,19 @@ export class ShardedGradients {
   }
 
   /** Redirects the gradients of the flat buffer's tensors here (instead of .grad) and listens for them. */
-  attach(): void {
-    for (const name of this.values.layout.names) {
-      const leaf = this.values.get(name);
-      setGradTarget(leaf, { into: (t) => this.slot(t, name) });
-      const hook = (): void => this.markReady(name);
-      leaf.onGradReady(hook);
-      this.hooks.set(leaf, hook);
-    }
+  attach(values: FlatBuffer): void {
+    for (const name of this.values.layout.names) this.hooks.set(values.get(name), this.attachLeaf(values.get(name), name));
+  }
+
+  /**
+   * Redirects one leaf's gradient here (ZeRO-3 calls it for every weight it gathers: a new leaf each time);
+   * returns the hook it added. The leaf is not remembered: detach() does not undo this.
+   */
+  attachLeaf(leaf: Tensor, name: string): (t: Tensor) => void {
+    setGradTarget(leaf, { into: (t) => this.slot(t, name) });
+    const hook = (): void => this.markReady(name);
+    leaf.onGradReady(hook);
+    return hook;
   }
 
   /** Undoes attach(): gradients go to .grad again. */
@@ -151,16 +171,23 @@ export class ShardedGradients {
       const own = new Tensor(b.storage, [mine], [1], lo - bucket.start, 'float32');
       accumulateInto(own, new Tensor(this.shardGrads, [mine], [1], lo - this.shard.start, 'float32'));
     }
-    this.pg.reduceScatter(
+    // In chunks of at most bucketBytes: a bucket of one big tensor (the embeddings, a ZeRO-3 layer group) would
+    // otherwise make OpenMPI allocate scratch of its whole size.
+    reduceScatterRange(
+      this.pg,
+      this.values.layout,
       { backend, handle: b.storage.handle, byteOffset: 0, count: bucket.count, dtype: 'float32' },
-      { backend, handle: this.shardGrads.handle, byteOffset: mine > 0 ? (lo - this.shard.start) * 4 : 0, count: mine, dtype: 'float32' },
-      { op: 'sum', counts: blocks },
+      bucket.start,
+      { backend, handle: this.shardGrads.handle, byteOffset: 0, count: this.shard.count, dtype: 'float32' },
+      'sum',
+      this.chunkBytes,
     );
     this.sentElements += bucket.count;
     this.liveBytes -= b.storage.bytes;
     b.storage.release();
     this.live[i] = null;
     this.done[i] = true;
+    this.onReduced?.(i);
   }
 
   release(): void {

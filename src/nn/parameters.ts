@@ -1,8 +1,9 @@
 // A model's weights: the trainable ones as views of one flat buffer, with gradients as views of a second one
 // (so the optimizer, clipping and all-reduce each see one block), and the frozen ones in a FrozenStore
 // (frozen-store.ts): no gradient, no optimizer state, each in its own storage dtype, possibly memory-mapped.
+import type { ComputeBackend } from '../backend/compute.ts';
 import { ShapeError } from '../errors.ts';
-import { FlatBuffer, type Rng, type RowSource, Tensor, flatLayout, loadInto, numel } from '../tensor/index.ts';
+import { FlatBuffer, type FlatLayout, type Rng, type RowSource, Tensor, flatLayout, loadInto, numel } from '../tensor/index.ts';
 import { type FrozenDtype, FrozenStore } from './frozen-store.ts';
 import type { LoraState } from './lora-state.ts';
 
@@ -29,6 +30,11 @@ export interface WeightOptions {
    * and a buffer made and dropped later would still have raised the process's peak memory.
    */
   gradients?: boolean;
+  /**
+   * ZeRO-3 from the start: the trainable weights are never allocated whole; `shard` makes the holder of this
+   * rank's part (distributed/zero3.ts's ShardedParameters) and initial or loaded values are written into it.
+   */
+  shard?: { worldSize: number; make: (layout: FlatLayout, backend: ComputeBackend) => TrainableShards };
 }
 
 /** Parameter counts and resident bytes of the two kinds (for the memory estimate). */
@@ -40,6 +46,22 @@ export interface WeightCounts {
   frozenMappedBytes: number;
 }
 
+/**
+ * ZeRO-3's sharded trainable weights (distributed/zero3.ts's ShardedParameters) as the weight set uses them:
+ * weight() and read() may gather a layer group from every rank (collectives), load() writes this rank's part.
+ */
+export interface TrainableShards {
+  readonly layout: FlatLayout;
+  weight(name: string): Tensor;
+  read(name: string): Float32Array;
+  load(name: string, data: Float32Array): void;
+  beginSave(): void;
+  endSave(): void;
+  /** The full flat buffer, gathered from every rank. */
+  gatherAll(): FlatBuffer;
+  release(): void;
+}
+
 function initialValues(spec: ParamSpec, rng: Rng | null): Float32Array {
   const data = new Float32Array(numel(spec.shape));
   if (spec.init.kind === 'normal') rng?.fillNormal(data, 0, spec.init.std);
@@ -48,7 +70,10 @@ function initialValues(spec: ParamSpec, rng: Rng | null): Float32Array {
 }
 
 export class ParameterSet {
-  /** The trainable weights, one flat buffer (layout order = model order of the trainable names). */
+  /**
+   * The trainable weights, one flat buffer (layout order = model order of the trainable names). Empty while
+   * ZeRO-3 shards them (shardTrainable): `layout` is theirs then, and weight() gathers them.
+   */
   values: FlatBuffer;
   /** Their gradients, same layout. */
   grads: FlatBuffer;
@@ -61,6 +86,7 @@ export class ParameterSet {
   adapterNames: string[] = [];
   private readonly specs: Map<string, ParamSpec>;
   private withGradients: boolean;
+  private shards: TrainableShards | null = null;
 
   constructor(specs: readonly ParamSpec[], rng: Rng, opts: WeightOptions = {}) {
     const isFrozen = opts.frozen ?? (() => false);
@@ -69,7 +95,14 @@ export class ParameterSet {
     this.frozen = new FrozenStore(opts.frozenDtype ?? 'float32');
     const trainable = specs.filter((s) => !isFrozen(s.name));
     this.withGradients = opts.gradients ?? true;
-    ({ values: this.values, grads: this.grads } = this.allocateTrainable(trainable));
+    if (opts.shard) {
+      this.withGradients = false;
+      this.values = new FlatBuffer(flatLayout([]));
+      this.grads = new FlatBuffer(flatLayout([]));
+      this.shards = opts.shard.make(flatLayout(trainable), this.values.storage.backend);
+    } else {
+      ({ values: this.values, grads: this.grads } = this.allocateTrainable(trainable));
+    }
     const init = opts.initialise ?? true;
     // The RNG is drawn in model order over every weight, frozen or not, so a frozen run starts from the same
     // values as a fully trainable one.
@@ -78,7 +111,8 @@ export class ParameterSet {
         if (init) this.frozen.set(spec.name, spec.shape, initialValues(spec, rng));
         else this.frozen.expect(spec.name, spec.shape);
       } else if (init && spec.init.kind !== 'zeros') {
-        loadInto(this.values.get(spec.name), initialValues(spec, rng));
+        if (this.shards) this.shards.load(spec.name, initialValues(spec, rng));
+        else loadInto(this.values.get(spec.name), initialValues(spec, rng));
       }
     }
   }
@@ -96,9 +130,68 @@ export class ParameterSet {
     return { values, grads };
   }
 
+  /** The trainable weights' flat layout (also while they are sharded). */
+  get layout(): FlatLayout {
+    return this.shards?.layout ?? this.values.layout;
+  }
+
   /** Trainable weight names (the flat buffer's layout order). */
   get trainableNames(): string[] {
-    return this.values.layout.names;
+    return this.layout.names;
+  }
+
+  /** Whether ZeRO-3 holds the trainable weights (shardTrainable, or WeightOptions.shard). */
+  get sharded(): boolean {
+    return this.shards !== null;
+  }
+
+  /** ZeRO-3's holder of the trainable weights, or null. */
+  get trainableShards(): TrainableShards | null {
+    return this.shards;
+  }
+
+  /**
+   * ZeRO-3: hands the trainable weights to `make` (which keeps this rank's shard of them) and frees the full
+   * buffer and any full gradient buffer. From then on weight(), read() and load() go through the shards.
+   */
+  shardTrainable<S extends TrainableShards>(make: (values: FlatBuffer) => S): S {
+    if (this.shards) throw new ShapeError('the trainable weights are sharded already');
+    if (this.lora) throw new ShapeError('ZeRO-3 does not shard LoRA adapters (use zero_stage 0 to 2 with LoRA)');
+    this.dropGradients();
+    const shards = make(this.values);
+    const backend = this.values.storage.backend;
+    this.values.release();
+    this.values = new FlatBuffer(flatLayout([]));
+    // The allocator would keep the full buffer's block cached for reuse: hand it back to the system.
+    backend.emptyCache();
+    this.shards = shards;
+    return shards;
+  }
+
+  /** Leaves ZeRO-3: every rank gets the full trainable buffer again (a collective). */
+  unshard(): void {
+    const shards = this.shards;
+    if (!shards) return;
+    const full = shards.gatherAll();
+    shards.release();
+    this.shards = null;
+    this.values.release();
+    this.values = full;
+    for (const name of full.layout.names) {
+      const t = full.get(name);
+      t.name = name;
+      t.requiresGrad = true;
+      t.grad = null;
+    }
+  }
+
+  /** Around a consolidated save (every rank calls both; between them the writing rank reads every weight in order). */
+  beginSave(): void {
+    this.shards?.beginSave();
+  }
+
+  endSave(): void {
+    this.shards?.endSave();
   }
 
   /** The random streams a forward draws from (LoRA's dropout): recompute replays them. */
@@ -131,13 +224,15 @@ export class ParameterSet {
    */
   get(name: string): Tensor {
     this.spec(name);
-    return this.frozen.has(name) ? this.frozen.stored(name) : this.values.get(name);
+    if (this.frozen.has(name)) return this.frozen.stored(name);
+    return this.shards ? this.shards.weight(name) : this.values.get(name);
   }
 
   /** The weight as float32 for compute: trainable views as they are, frozen weights widened (step-scoped). */
   weight(name: string): Tensor {
     this.spec(name);
-    return this.frozen.has(name) ? this.frozen.dense(name) : this.values.get(name);
+    if (this.frozen.has(name)) return this.frozen.dense(name);
+    return this.shards ? this.shards.weight(name) : this.values.get(name);
   }
 
   /** A frozen low-precision (bfloat16, NF4, int8) matrix as rows a linear expands panel by panel; null otherwise. */
@@ -149,13 +244,15 @@ export class ParameterSet {
   /** Float32 values of a weight (checkpoint writing, tests). */
   read(name: string): Float32Array {
     this.spec(name);
-    return this.frozen.has(name) ? this.frozen.read(name) : (this.values.get(name).toArray() as Float32Array);
+    if (this.frozen.has(name)) return this.frozen.read(name);
+    return this.shards ? this.shards.read(name) : (this.values.get(name).toArray() as Float32Array);
   }
 
   /** Writes float32 values into a weight, whichever store holds it (checkpoint loading). */
   load(name: string, data: Float32Array): void {
     const s = this.spec(name);
     if (this.frozen.has(name)) this.frozen.set(name, s.shape, data);
+    else if (this.shards) this.shards.load(name, data);
     else loadInto(this.values.get(name), data);
   }
 
@@ -168,6 +265,7 @@ export class ParameterSet {
   freeze(which: (name: string) => boolean): void {
     const moving = this.trainableNames.filter(which);
     if (moving.length === 0) return;
+    if (this.shards) throw new ShapeError('cannot freeze weights while ZeRO-3 shards them');
     const old = { values: this.values, grads: this.grads };
     for (const name of moving) this.frozen.set(name, this.spec(name).shape, old.values.get(name).toArray() as Float32Array);
     const keep = this.trainableNames.filter((n) => !which(n)).map((n) => this.spec(n));
@@ -182,6 +280,7 @@ export class ParameterSet {
    * freezes the base first). The trainable buffers are rebuilt; the weights trainable before keep their values.
    */
   addAdapters(adapters: readonly { name: string; shape: number[]; values: Float32Array }[], state: LoraState): void {
+    if (this.shards) throw new ShapeError('cannot add adapters while ZeRO-3 shards the weights');
     for (const a of adapters) {
       if (this.specs.has(a.name)) throw new ShapeError(`parameter ${a.name} exists already`, { where: a.name });
     }
@@ -235,6 +334,7 @@ export class ParameterSet {
   }
 
   release(): void {
+    this.shards?.release();
     this.values.release();
     this.grads.release();
     this.frozen.release();

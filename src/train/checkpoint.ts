@@ -12,6 +12,7 @@ import { writeFileAtomicSync } from '../formats/write-file.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { TrainOptimizer } from './optimizer.ts';
 import { sourceDtypeOf, writeAssetFiles, writeModelFiles } from './model-io.ts';
+import type { WrittenFile } from '../formats/safetensors-writer.ts';
 import { writeAdapterFiles } from './lora-io.ts';
 
 export const TRAINER_STATE_FILE = 'trainer_state.json';
@@ -311,13 +312,22 @@ export async function saveCheckpoint(o: SaveOptions): Promise<string> {
     failure = err;
   }
   agree(failure);
+  // ZeRO-3: the weights stream out layer group by layer group, gathered by every rank while rank 0 writes.
+  o.model.params.beginSave();
+  if (pg.rank !== 0) o.model.params.endSave();
   if (pg.rank === 0) {
     try {
       // A LoRA run's adapters in PEFT's files (PeftModel.from_pretrained reads this folder), with a reference to
-      // the frozen base instead of its weights when the run knows where the base lives.
+      // the frozen base instead of its weights when the run knows where the base lives. Written while the
+      // weights are gathered (ZeRO-3 shards them between beginSave and endSave).
       const base = o.model.params.lora && o.base ? o.base : null;
-      const files = base ? writeAssetFiles(tmp, o.model, o.assetsDir) : writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
-      if (o.model.params.lora) files.push(...writeAdapterFiles(tmp, o.model, base?.name_or_path ?? null));
+      let files: WrittenFile[];
+      try {
+        files = base ? writeAssetFiles(tmp, o.model, o.assetsDir) : writeModelFiles(tmp, o.model, { assetsDir: o.assetsDir });
+        if (o.model.params.lora) files.push(...writeAdapterFiles(tmp, o.model, base?.name_or_path ?? null));
+      } finally {
+        o.model.params.endSave();
+      }
       const state: TrainerState = { ...o.state, optimizer_files: hashFiles(join(tmp, 'optimizer'), readdirSync(join(tmp, 'optimizer'))) };
       writeFileSync(join(tmp, TRAINER_STATE_FILE), `${JSON.stringify(state, null, 2)}\n`);
       writeManifest(tmp, { model_type: o.model.config.modelType, dtype: 'float32', ...sourceDtypeOf(o.model), source: { path: o.name, format: 'sftkit-training' }, ...(base ? { base_model: base } : {}) }, files);

@@ -64,10 +64,13 @@ export const runConfigSchema = z.strictObject({
   parallel_config: z
     .strictObject({
       data_parallel: z.union([z.literal('auto'), positiveInt]).default('auto'),
-      // ZeRO stage (0: replicated; 1: optimizer state sharded; 2: also gradients). optimizer_shard: true is
+      // ZeRO stage (0: replicated; 1: optimizer state sharded; 2: also gradients; 3: also weights). optimizer_shard: true is
       // stage 1 (kept for MindFormers configs); both unset is stage 0. Resolved by parseRunConfig.
       optimizer_shard: z.boolean().optional(),
       zero_stage: z.union([z.literal(0), z.literal(1), z.literal(2), z.literal(3)]).optional(),
+      // MiB per gradient bucket: stage 0's all-reduces, stage 1's reduce-scatter chunks, stage 2's buckets
+      // (stage 3 reduces one bucket per layer group). Smaller: more, shorter collectives and less memory.
+      bucket_mb: z.number().positive().max(4096).default(25),
     })
     .prefault({}),
   // LoRA (docs/LORA.md): on when rank > 0 or adapter names a PEFT adapter folder to load (train on, eval,
@@ -141,24 +144,24 @@ export const runConfigSchema = z.strictObject({
     .prefault({}),
 });
 
-export type ZeroStage = 0 | 1 | 2;
+export type ZeroStage = 0 | 1 | 2 | 3;
 type ParsedConfig = z.infer<typeof runConfigSchema>;
 /** The validated config, with parallel_config's optimizer_shard and zero_stage resolved into each other. */
 export type RunConfig = Omit<ParsedConfig, 'parallel_config'> & {
   parallel_config: Omit<ParsedConfig['parallel_config'], 'optimizer_shard' | 'zero_stage'> & { optimizer_shard: boolean; zero_stage: ZeroStage };
 };
 
-/** zero_stage from zero_stage and/or optimizer_shard; contradictions and stage 3 are refused. */
+/** zero_stage from zero_stage and/or optimizer_shard; contradictions, and stage 3 with LoRA, are refused. */
 function resolveParallel(c: ParsedConfig, source: string): RunConfig {
   const { optimizer_shard: shard, zero_stage: stage } = c.parallel_config;
-  if (stage === 3) {
-    throw new ConfigError(`${source}: parallel_config.zero_stage 3 (parameter sharding) is not implemented yet`, {
+  if (stage === 3 && (c.lora.rank > 0 || c.lora.adapter !== '')) {
+    throw new ConfigError(`${source}: parallel_config.zero_stage 3 shards full-parameter training; a LoRA run's adapters are too small to shard`, {
       where: `${source}: parallel_config.zero_stage`,
-      hint: 'use zero_stage 2 (optimizer state and gradients sharded); see docs/DISTRIBUTED.md',
+      hint: 'use zero_stage 0 to 2 with LoRA (the frozen base is never sharded)',
     });
   }
   if (shard !== undefined && stage !== undefined && shard !== stage >= 1) {
-    throw new ConfigError(`${source}: parallel_config.optimizer_shard ${shard} contradicts zero_stage ${stage} (stages 1 and 2 shard the optimizer state, 0 does not)`, {
+    throw new ConfigError(`${source}: parallel_config.optimizer_shard ${shard} contradicts zero_stage ${stage} (stages 1 to 3 shard the optimizer state, 0 does not)`, {
       where: `${source}: parallel_config.optimizer_shard`,
       hint: 'set only zero_stage',
     });

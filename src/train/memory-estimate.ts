@@ -12,7 +12,7 @@ export interface MemoryEstimateInput {
   batchSize: number;
   seqLength: number;
   recompute: boolean;
-  /** Data-parallel ranks and what is sharded over them: zeroStage 1 the moments, 2 also the gradients. */
+  /** Data-parallel ranks and what is sharded over them: zeroStage 1 the moments, 2 also the gradients, 3 also the weights. */
   worldSize?: number;
   /** ZeRO-1 (the older flag): zeroStage 1 when zeroStage is not given. */
   optimizerShard?: boolean;
@@ -22,7 +22,9 @@ export interface MemoryEstimateInput {
    * the dropped input (2·in floats per token).
    */
   lora?: { modules: readonly { inFeatures: number; outFeatures: number; rank: number }[]; dropout: number };
-  zeroStage?: 0 | 1 | 2;
+  zeroStage?: 0 | 1 | 2 | 3;
+  /** Gradient bucket bytes (parallel_config.bucket_mb; default DEFAULT_BUCKET_BYTES). */
+  bucketBytes?: number;
   /**
    * The output head is frozen in bfloat16 or quantized storage: the fused loss widens it to fp32 once per step
    * (vocab × hidden × 4 bytes, 500 MiB at Llama-2-7B).
@@ -34,10 +36,12 @@ export interface MemoryEstimateInput {
 export interface MemoryEstimate {
   /**
    * Trainable weights: fp32 weight + gradient (8 bytes each), plus the AdamW moments below. At ZeRO stage 2
-   * the gradient is this rank's shard (4 / N bytes) plus at most two gradient buckets in flight.
+   * the gradient is this rank's shard (4 / N bytes) plus at most two gradient buckets in flight. At stage 3
+   * the weight is this rank's shard too, plus the layer groups gathered at once: with recompute the
+   * embeddings, lm_head and two layers; without it every layer (the graph keeps them until backward).
    */
   trainable: number;
-  /** AdamW's two fp32 moments of the trainable weights (this rank's share under ZeRO stage 1 or 2). */
+  /** AdamW's two fp32 moments of the trainable weights (this rank's share under ZeRO stages 1 to 3). */
   optimizer: number;
   /** Frozen weights at their storage dtype (mapped ones count: their pages are read every step). */
   frozen: number;
@@ -87,8 +91,15 @@ export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
   const world = i.worldSize ?? 1;
   const stage = i.zeroStage ?? (i.optimizerShard ? 1 : 0);
   const p = i.weights.trainableParams;
-  const grads = stage >= 2 ? (p * 4) / world + Math.min(2 * DEFAULT_BUCKET_BYTES, p * 4) : p * 4;
-  const trainable = p * 4 + grads;
+  // ZeRO-3's gather groups (distributed/zero3.ts): the embeddings and lm_head (vocab × hidden each) and a layer.
+  const vocabGroup = Math.min(p, c.vocabSize * hiddenOf(c));
+  const layerGroup = Math.min(p, Math.max(0, p - 2 * vocabGroup) / c.numHiddenLayers);
+  const grads =
+    stage >= 3 ? (p * 4) / world + Math.min(2 * Math.max(vocabGroup, layerGroup) * 4, p * 4)
+    : stage >= 2 ? (p * 4) / world + Math.min(2 * (i.bucketBytes ?? DEFAULT_BUCKET_BYTES), p * 4)
+    : p * 4;
+  const weights = stage >= 3 ? (p * 4) / world + (i.recompute ? Math.min(p, 2 * vocabGroup + 2 * layerGroup) * 4 : p * 4) : p * 4;
+  const trainable = weights + grads;
   const optimizer = (p * 8) / (stage >= 1 ? world : 1);
   const frozen = i.weights.frozenBytes;
   const per = floatsPerTokenLayer(c);
@@ -120,11 +131,11 @@ export function formatMemoryEstimate(e: MemoryEstimate): string {
 }
 
 /**
- * The lowest ZeRO stage (0, 1, 2) whose estimate fits in `available` bytes at this world size, with its
- * estimate; null when none does.
+ * The lowest ZeRO stage (0 to 3) whose estimate fits in `available` bytes at this world size, with its
+ * estimate; null when none does. (Stage 3 saves memory over stage 2 only with recompute.)
  */
-export function suggestZeroStage(i: MemoryEstimateInput, available: number): { stage: 0 | 1 | 2; estimate: MemoryEstimate } | null {
-  for (const stage of [0, 1, 2] as const) {
+export function suggestZeroStage(i: MemoryEstimateInput, available: number): { stage: 0 | 1 | 2 | 3; estimate: MemoryEstimate } | null {
+  for (const stage of [0, 1, 2, 3] as const) {
     const estimate = estimateTrainingMemory({ ...i, zeroStage: stage });
     if (estimate.total <= available) return { stage, estimate };
   }

@@ -17,22 +17,31 @@ import { Llama } from '../models/llama.ts';
 import type { CausalLM } from '../models/model.ts';
 import { quantizable } from '../nn/frozen-store.ts';
 import type { WeightOptions } from '../nn/parameters.ts';
-import { Storage, dtypeBytes, numel } from '../tensor/index.ts';
+import { type FlatLayout, Storage, dtypeBytes, numel } from '../tensor/index.ts';
+import type { ComputeBackend } from '../backend/compute.ts';
+import { type ProcessGroup, ShardedParameters } from '../distributed/index.ts';
 import type { RunConfig } from './config.ts';
 import { frozenSet } from './freeze.ts';
 
 /**
  * Which weights a run freezes and how it stores them: `freeze` and `model.base_dtype` of the run config (a LoRA
  * run freezes every base weight: its adapters are the trainable ones); at `parallel_config.zero_stage` 2 no full
- * gradient buffer is made (the gradients live in shards).
+ * gradient buffer is made (the gradients live in shards); at stage 3, given the run's process group, no full
+ * trainable weight buffer either (each rank holds and loads its shard).
  */
 export function weightOptionsOf(
   cfg: Pick<RunConfig, 'freeze' | 'model'> & Partial<Pick<RunConfig, 'lora'>> & { parallel_config?: { zero_stage: number } },
   names: readonly string[],
+  pg?: ProcessGroup,
 ): WeightOptions {
   const lora = cfg.lora !== undefined && (cfg.lora.rank > 0 || cfg.lora.adapter !== '');
   const frozen = lora ? new Set(names) : frozenSet(names, cfg.freeze);
-  return { frozen: (n) => frozen.has(n), frozenDtype: cfg.model.base_dtype, gradients: (cfg.parallel_config?.zero_stage ?? 0) < 2 };
+  const stage = cfg.parallel_config?.zero_stage ?? 0;
+  // Stage 3 on several ranks: each rank allocates and loads only its part of the trainable weights.
+  const shard = stage === 3 && !lora && pg && pg.size > 1
+    ? { shard: { worldSize: pg.size, make: (layout: FlatLayout, backend: ComputeBackend) => new ShardedParameters({ layout, backend }, pg) } }
+    : {};
+  return { frozen: (n) => frozen.has(n), frozenDtype: cfg.model.base_dtype, gradients: stage < 2, ...shard };
 }
 
 export function createModel(config: ModelConfig, seed: number, weights: WeightOptions = {}): CausalLM {
@@ -48,7 +57,7 @@ export function createModel(config: ModelConfig, seed: number, weights: WeightOp
   };
   const bytes = expectedTensors(config)
     .filter((t) => t.optional !== 'tied')
-    .reduce((n, t) => n + numel(t.shape) * (frozen(t.name) ? frozenBytes(t) : 4), 0);
+    .reduce((n, t) => n + numel(t.shape) * (frozen(t.name) ? frozenBytes(t) : 4 / (weights.shard?.worldSize ?? 1)), 0);
   const params = expectedTensors(config).reduce((n, t) => n + numel(t.shape), 0);
   if (bytes > totalmem()) {
     throw new ConfigError(`the model of config.json needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${params} fp32 parameters${weights.frozen && weights.frozenDtype !== undefined && weights.frozenDtype !== 'float32' ? ` (frozen ones in ${weights.frozenDtype})` : ''}; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {

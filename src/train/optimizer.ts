@@ -3,8 +3,8 @@
 // and load optimizer/rank_<r>.safetensors, and either can resume from the other's files or another world size.
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_BUCKET_BYTES, allReduceGradients, type ProcessGroup, ShardedAdamW, ShardedGradients, shardRange } from '../distributed/index.ts';
-import { FormatError } from '../errors.ts';
+import { DEFAULT_BUCKET_BYTES, allReduceGradients, type ProcessGroup, ShardedAdamW, ShardedGradients, ShardedParameters, shardRange } from '../distributed/index.ts';
+import { FormatError, ShapeError } from '../errors.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
 import { writeSafetensors } from '../formats/safetensors-writer.ts';
 import type { ParameterSet } from '../nn/parameters.ts';
@@ -22,6 +22,11 @@ export interface TrainOptimizer {
   /** Global L2 norm of the combined gradients (the same on every rank). */
   gradNorm(): number;
   update(lr: number, gradScale: number, skip: (name: string) => boolean): void;
+  /**
+   * After the last step, on every rank (a collective at ZeRO-3, which gives the model its full weights back;
+   * nothing for the others). Not on a failure path: release() alone never waits for other ranks.
+   */
+  finish(): void;
   /** Writes this rank's state file into `dir` (optimizer/); returns its file name. */
   save(dir: string): string;
   /** Restores from the optimizer/ directory of a checkpoint written with any world size and either kind. */
@@ -83,6 +88,7 @@ export class ReplicatedAdamW implements TrainOptimizer {
     private readonly params: ParameterSet,
     private readonly pg: ProcessGroup,
     opts: AdamWOptions,
+    private readonly bucketBytes = DEFAULT_BUCKET_BYTES,
   ) {
     params.restoreGradients();
     this.opt = new AdamW(params.values, params.grads, opts);
@@ -95,7 +101,7 @@ export class ReplicatedAdamW implements TrainOptimizer {
   }
   microBatchDone(): void {}
   reduceGradients(): void {
-    if (this.pg.size > 1) allReduceGradients(this.params.grads, this.pg, { op: 'sum' });
+    if (this.pg.size > 1) allReduceGradients(this.params.grads, this.pg, { op: 'sum', bucketBytes: this.bucketBytes });
   }
   gradNorm(): number {
     return globalGradNorm(this.params.grads);
@@ -103,6 +109,7 @@ export class ReplicatedAdamW implements TrainOptimizer {
   update(lr: number, gradScale: number, skip: (name: string) => boolean): void {
     this.opt.update(lr, gradScale, skip);
   }
+  finish(): void {}
   save(dir: string): string {
     // Every rank holds the same moments: rank 0 writes them, named per tensor.
     if (this.pg.rank !== 0) return '';
@@ -144,27 +151,43 @@ export class ReplicatedAdamW implements TrainOptimizer {
 /**
  * ZeRO-1: this rank's 1/N of the moments. ZeRO-2 (stage 2): also 1/N of the gradients; the full gradient
  * buffer is freed and backward's gradients go through reduce-scattered buckets (distributed/zero2.ts).
+ * ZeRO-3 (stage 3): also 1/N of the weights, gathered layer by layer as the model reads them
+ * (distributed/zero3.ts), with one gradient bucket per layer group.
  */
 export class ZeroAdamW implements TrainOptimizer {
   private readonly opt: ShardedAdamW;
-  /** Stage 2's sharded gradients (null at stage 1). */
+  /** Stage 2 and 3's sharded gradients (null at stage 1). */
   readonly sharded: ShardedGradients | null;
+  /** Stage 3's sharded weights (null at stages 1 and 2). */
+  readonly weights: ShardedParameters | null = null;
   constructor(
     private readonly params: ParameterSet,
     private readonly pg: ProcessGroup,
     opts: AdamWOptions,
-    readonly stage: 1 | 2 = 1,
+    readonly stage: 1 | 2 | 3 = 1,
     bucketBytes = DEFAULT_BUCKET_BYTES,
   ) {
-    if (stage === 2) {
+    if (stage === 3) {
+      // A model loaded at stage 3 holds its shard already (weightOptionsOf with a process group); otherwise
+      // the full buffer is sharded now.
+      const held = params.trainableShards;
+      if (held && !(held instanceof ShardedParameters)) throw new ShapeError('ZeRO-3: the model is sharded by something else');
+      const weights = held ?? params.shardTrainable((values) => new ShardedParameters(values, pg));
+      weights.freeAll();
+      this.weights = weights;
+      const sharded = new ShardedGradients({ layout: weights.layout, storage: weights.shardValues }, pg, { buckets: weights.buckets(), onReduced: (i) => weights.bucketReduced(i), bucketBytes });
+      this.sharded = sharded;
+      weights.setOnLeaf((leaf, name) => sharded.attachLeaf(leaf, name));
+      this.opt = new ShardedAdamW({ layout: weights.layout, storage: weights.shardValues }, null, pg, { ...opts, gradOp: 'sum', shardGrads: sharded.shardGrads, shardParams: weights.shardValues });
+    } else if (stage === 2) {
       this.sharded = new ShardedGradients(params.values, pg, { bucketBytes });
       params.dropGradients();
-      this.sharded.attach();
+      this.sharded.attach(params.values);
       this.opt = new ShardedAdamW(params.values, null, pg, { ...opts, gradOp: 'sum', shardGrads: this.sharded.shardGrads });
     } else {
       this.sharded = null;
       params.restoreGradients();
-      this.opt = new ShardedAdamW(params.values, params.grads, pg, { ...opts, gradOp: 'sum' });
+      this.opt = new ShardedAdamW(params.values, params.grads, pg, { ...opts, gradOp: 'sum', bucketBytes });
     }
   }
   get step(): number {
@@ -178,14 +201,19 @@ export class ZeroAdamW implements TrainOptimizer {
     this.sharded?.finish();
   }
   reduceGradients(): void {
-    // Stage 2 reduced every bucket during the micro-batches' backward.
+    // Stages 2 and 3 reduced every bucket during the micro-batches' backward.
     if (!this.sharded) this.opt.reduceGradients();
   }
   gradNorm(): number {
     return this.opt.gradNorm();
   }
   update(lr: number, gradScale: number, skip: (name: string) => boolean): void {
+    // Gathered copies of the weights would be stale after the shard's update.
+    this.weights?.freeAll();
     this.opt.update(lr, gradScale, skip);
+  }
+  finish(): void {
+    if (this.weights) this.params.unshard();
   }
   save(dir: string): string {
     const { m, v, step } = this.opt.readState();
@@ -201,19 +229,23 @@ export class ZeroAdamW implements TrainOptimizer {
         const a = spec.name === 'exp_avg' ? m : v;
         return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
       },
-      // The same file at stages 1 and 2 (a flat shard of the moments); zero_stage is informative.
-      { step: String(step), kind: 'zero1-shard', zero_stage: String(this.stage), shard_start: String(shard.start), layout_size: String(this.params.values.layout.size), world_size: String(this.pg.size) },
+      // The same file at stages 1, 2 and 3 (a flat shard of the moments); zero_stage is informative.
+      { step: String(step), kind: 'zero1-shard', zero_stage: String(this.stage), shard_start: String(shard.start), layout_size: String(this.params.layout.size), world_size: String(this.pg.size) },
     );
     return file;
   }
   load(dir: string): void {
     // Whatever world size wrote it: rebuild the full moments, then take this rank's shard.
-    const layout = this.params.values.layout;
+    const layout = this.params.layout;
     const { m, v, step } = readFullMoments(dir, layout);
     const s = shardRange(layout, this.pg.rank, this.pg.size);
     this.opt.loadState({ m: m.slice(s.start, s.start + s.count), v: v.slice(s.start, s.start + s.count), step });
   }
   release(): void {
+    // Stage 3 without finish() (a failure): the model keeps its shard (model.release() frees it); later
+    // gathers no longer route gradients here.
+    this.weights?.setOnLeaf(null);
+    this.weights?.freeAll();
     this.opt.release();
     // The model keeps no gradient buffer; an optimizer built on it later makes one (restoreGradients).
     this.sharded?.release();

@@ -225,7 +225,10 @@ export class Trainer {
   async run(): Promise<TrainSummary> {
     const run = this.setup();
     try {
-      return await this.loop(run);
+      const summary = await this.loop(run);
+      // Every rank gets here together (the last step, or an agreed stop): ZeRO-3 gathers the full weights back.
+      run.optimizer.finish();
+      return summary;
     } finally {
       run.optimizer.release();
       run.tb?.close();
@@ -318,7 +321,8 @@ export class Trainer {
     };
     // Over the trainable weights only: frozen ones have no gradient and no moments.
     const stage = cfg.parallel_config.zero_stage;
-    const optimizer: TrainOptimizer = stage >= 1 ? new ZeroAdamW(model.params, pg, adamw, stage === 2 ? 2 : 1) : new ReplicatedAdamW(model.params, pg, adamw);
+    const bucketBytes = cfg.parallel_config.bucket_mb * 2 ** 20;
+    const optimizer: TrainOptimizer = stage >= 1 ? new ZeroAdamW(model.params, pg, adamw, stage as 1 | 2 | 3, bucketBytes) : new ReplicatedAdamW(model.params, pg, adamw, bucketBytes);
     const rng = new Rng(cfg.seed);
     let step = 0;
     const resume = this.opts.resume;

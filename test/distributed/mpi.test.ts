@@ -1,5 +1,5 @@
 // Multi-process tests under `mpirun`: exact collectives, bucketed gradient all-reduce, ZeRO-1 against plain
-// AdamW, ZeRO-2 against 1 rank × N batch, no hang when a rank fails, and `sftkit launch` writing one log per worker. They skip without MPI
+// AdamW, ZeRO-2 and ZeRO-3 against 1 rank × N batch, no hang when a rank fails, and `sftkit launch` writing one log per worker. They skip without MPI
 // unless SFTKIT_REQUIRE_MPI=1.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -46,9 +46,19 @@ test('ZeRO-2: 2 and 4 ranks, many buckets reduce-scattered in backward, match 1 
   }
 });
 
+test('ZeRO-3: 2 and 4 ranks, weights gathered by layer group (with and without recompute), match 1 rank × N batch over 5 steps', (t) => {
+  if (!needMpi(t)) return;
+  for (const [np, mode] of [[2, 'recompute'], [4, 'recompute'], [2, 'keep']] as const) {
+    const r = mpirunWorker(np, 'zero3', [mode], 120_000);
+    assert.equal(r.status, 0, describe(r));
+    okLines(r.stdout, np);
+    for (const m of r.stdout.matchAll(/^ok rank \d+ (\S+)$/gm)) assert.ok(Number(m[1]) <= 1e-6, `${np} ranks, ${mode}: ${m[1]}`);
+  }
+});
+
 test('a failing rank ends every rank with a non-zero status well within 60 s', (t) => {
   if (!needMpi(t)) return;
-  for (const mode of ['throw', 'reject', 'exit-code', 'signal']) {
+  for (const mode of ['throw', 'reject', 'exit-code', 'signal', 'zero3']) {
     const r = mpirunWorker(2, 'fail', [mode], 60_000);
     assert.equal(r.timedOut, false, `${mode}: the job hung\n${describe(r)}`);
     assert.ok(r.status !== 0, `${mode}: exit status ${r.status}\n${describe(r)}`);

@@ -158,6 +158,7 @@ test('a save that fails (a full disk) leaves no temp folder and names the checkp
       reduceGradients: () => {},
       gradNorm: () => 0,
       update: () => {},
+      finish: () => {},
       save: (dir: string) => {
         writeFileSync(join(dir, 'rank_0.safetensors'), 'half of it');
         throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });

@@ -66,7 +66,7 @@ test('unknown keys and bad values are ConfigErrors naming the key', () => {
   assert.throws(() => parseRunConfig({ runner_config: { batch_size: 0 } }, 'c.yaml'), /c\.yaml: runner_config\.batch_size/);
 });
 
-test('parallel_config.zero_stage: optimizer_shard true is stage 1, contradictions and stage 3 are refused', () => {
+test('parallel_config.zero_stage: optimizer_shard true is stage 1, contradictions and stage 3 with LoRA are refused', () => {
   const pc = (p: Record<string, unknown>) => parseRunConfig({ parallel_config: p }, 'run.yaml').parallel_config;
   assert.deepEqual([pc({}).zero_stage, pc({}).optimizer_shard], [0, false]);
   assert.deepEqual([pc({ optimizer_shard: true }).zero_stage, pc({ optimizer_shard: true }).optimizer_shard], [1, true]);
@@ -75,8 +75,15 @@ test('parallel_config.zero_stage: optimizer_shard true is stage 1, contradiction
   assert.equal(pc({ zero_stage: 0, optimizer_shard: false }).zero_stage, 0);
   assert.throws(() => pc({ zero_stage: 2, optimizer_shard: false }), (e: unknown) => e instanceof ConfigError && /optimizer_shard false contradicts zero_stage 2/.test(e.message));
   assert.throws(() => pc({ zero_stage: 0, optimizer_shard: true }), (e: unknown) => e instanceof ConfigError && /contradicts zero_stage 0/.test(e.message));
-  assert.throws(() => pc({ zero_stage: 3 }), (e: unknown) => e instanceof ConfigError && /zero_stage 3 \(parameter sharding\) is not implemented/.test(e.message) && e.where === 'run.yaml: parallel_config.zero_stage');
+  assert.deepEqual([pc({ zero_stage: 3 }).zero_stage, pc({ zero_stage: 3, optimizer_shard: true }).optimizer_shard], [3, true]);
+  assert.throws(
+    () => parseRunConfig({ parallel_config: { zero_stage: 3 }, lora: { rank: 8 } }, 'run.yaml'),
+    (e: unknown) => e instanceof ConfigError && /zero_stage 3 shards full-parameter training/.test(e.message) && e.where === 'run.yaml: parallel_config.zero_stage',
+  );
   assert.throws(() => pc({ zero_stage: 4 }), ConfigError);
+  assert.equal(pc({}).bucket_mb, 25);
+  assert.equal(pc({ bucket_mb: 0.5 }).bucket_mb, 0.5);
+  for (const bad of [0, -1, 5000, 'big']) assert.throws(() => pc({ bucket_mb: bad }), (e: unknown) => e instanceof ConfigError && /parallel_config\.bucket_mb/.test(e.message), String(bad));
   const c = loadRunConfig(join(root, 'configs/llama2/finetune_llama2_7b.yaml'), { 'parallel_config.zero_stage': parseValue('2') });
   assert.equal(c.parallel_config.zero_stage, 2);
 });

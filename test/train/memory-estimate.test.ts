@@ -70,10 +70,35 @@ test('ZeRO-2 divides the gradients too (plus two buckets in flight); the suggest
   assert.deepEqual([s0.trainable, s0.optimizer], [8 * P, 8 * P]);
   assert.deepEqual([s1.trainable, s1.optimizer], [8 * P, 2 * P]);
   assert.deepEqual([s2.trainable, s2.optimizer], [4 * P + P + 50 * 2 ** 20, 2 * P]);
+  assert.equal(estimateTrainingMemory({ ...base, zeroStage: 2, bucketBytes: 2 ** 20 }).trainable, 4 * P + P + 2 * 2 ** 20);
   assert.deepEqual(estimateTrainingMemory({ ...base, optimizerShard: true }), s1);
   assert.equal(suggestZeroStage(base, s0.total)?.stage, 0);
   assert.equal(suggestZeroStage(base, s0.total - 1)?.stage, 1);
   assert.equal(suggestZeroStage(base, s1.total - 1)?.stage, 2);
   assert.equal(suggestZeroStage(base, s2.total)?.estimate.total, s2.total);
   assert.equal(suggestZeroStage(base, s2.total - 1), null);
+});
+
+test('ZeRO-3 divides the weights too, plus the gathered groups: with recompute two layers and the embeddings, without it every layer', () => {
+  const deep = parseModelConfig(
+    { model_type: 'llama', vocab_size: 1000, hidden_size: 64, intermediate_size: 160, num_hidden_layers: 24, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128 },
+    'test',
+  );
+  const P = 100 * 2 ** 20;
+  const weights = { trainableParams: P, frozenParams: 0, frozenBytes: 0, frozenMappedBytes: 0 };
+  const base = { config: deep, weights, batchSize: 2, seqLength: 32, recompute: true, worldSize: 8 };
+  const vocab = 1000 * 64;
+  const layer = (P - 2 * vocab) / 24;
+  const s2 = estimateTrainingMemory({ ...base, zeroStage: 2 });
+  const s3 = estimateTrainingMemory({ ...base, zeroStage: 3 });
+  assert.equal(s3.optimizer, P);
+  assert.equal(s3.trainable, (4 * P) / 8 + (2 * vocab + 2 * layer) * 4 + (4 * P) / 8 + 2 * layer * 4);
+  assert.ok(s3.total < s2.total);
+  assert.equal(suggestZeroStage(base, s2.total - 1)?.stage, 3);
+  assert.equal(suggestZeroStage(base, s3.total - 1), null);
+  // Without recompute the graph keeps every layer gathered: no better than stage 2.
+  const plain = { ...base, recompute: false };
+  const n3 = estimateTrainingMemory({ ...plain, zeroStage: 3 });
+  assert.equal(n3.trainable, (4 * P) / 8 + 4 * P + (4 * P) / 8 + 2 * layer * 4);
+  assert.ok(n3.total > estimateTrainingMemory({ ...plain, zeroStage: 2 }).total);
 });

@@ -1,9 +1,10 @@
 // Worker for distributed tests (run under mpirun -np 2): ZeRO-1. Five steps of ShardedAdamW (summed gradients,
 // clipping, weight decay with exemptions, a frozen tensor) must give the parameters of plain AdamW on one
-// process fed the sum of every rank's gradients. Prints "ok rank <r> <relative error>".
+// process fed the sum of every rank's gradients; the gradients' reduce-scatter in many small chunks equals the
+// one over the whole buffer. Prints "ok rank <r> <relative error>".
 import assert from 'node:assert/strict';
 import { nativeBackend as native } from '../../../src/backend/native.ts';
-import { ShardedAdamW, initProcessGroup, shardRange } from '../../../src/distributed/index.ts';
+import { ShardedAdamW, initProcessGroup, reduceScatterGradients, shardRange } from '../../../src/distributed/index.ts';
 import { FlatBuffer } from '../../../src/tensor/index.ts';
 import { AdamW, clipScale, globalGradNorm } from '../../../src/train/adamw.ts';
 import { gradsOf, initialParams, testLayout } from './layout.ts';
@@ -59,6 +60,20 @@ assert.deepEqual(Array.from(fz), Array.from(init.subarray(layout.offsets[5] as n
 const checksum = Array.from(got).reduce((a, v, i) => a + v * (i + 1), 0);
 const [lo, hi] = [pg.allReduceNumbers([checksum], 'min')[0], pg.allReduceNumbers([checksum], 'max')[0]];
 assert.equal(lo, hi);
+// the reduce-scatter in small chunks equals the whole-buffer one
+native.write(grads.storage.handle, 0, gradsOf(layout, pg.rank, 7));
+const shardSpan = (st: { handle: number }) => ({ backend: native, handle: st.handle, byteOffset: 0, count: zero.shard.count, dtype: 'float32' as const });
+const whole = new FlatBuffer(layout);
+const chunked = new FlatBuffer(layout);
+reduceScatterGradients(grads, pg, shardSpan(whole.storage), 'sum', 1 << 30);
+const w = whole.all.toArray().subarray(0, zero.shard.count);
+// 64 bytes: chunks of 16 floats, each inside one shard; 192 bytes: 48 floats, some across a shard boundary.
+for (const bytes of [64, 192]) {
+  reduceScatterGradients(grads, pg, shardSpan(chunked.storage), 'avg', bytes);
+  const c = chunked.all.toArray().subarray(0, zero.shard.count);
+  w.forEach((v, i) => assert.ok(Math.abs(v / pg.size - (c[i] as number)) <= 1e-6 * Math.abs(v), `chunks of ${bytes} B: at ${i}: ${c[i]} vs ${v / pg.size}`));
+}
+assert.ok(w.some((v) => v !== 0));
 // moments are sized to the shard
 assert.equal(zero.readState().m.length, zero.shard.count);
 console.log(`ok rank ${pg.rank} ${rel}`);

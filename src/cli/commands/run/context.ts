@@ -79,9 +79,9 @@ function trainSeqLength(cfg: RunConfig): number | null {
 }
 
 /** A new model (run_mode train) with the run's frozen weights in the frozen store. */
-function createModelFor(config: ModelConfig, cfg: RunConfig): CausalLM {
+function createModelFor(config: ModelConfig, cfg: RunConfig, pg: ProcessGroup): CausalLM {
   const names = expectedTensors(config).filter((t) => t.optional !== 'tied').map((t) => t.name);
-  return createModel(config, cfg.seed, weightOptionsOf(cfg, names));
+  return createModel(config, cfg.seed, weightOptionsOf(cfg, names, pg));
 }
 
 /** Token records of `train_dataset` or `eval_dataset`, opened as the loader's row store. */
@@ -190,9 +190,10 @@ export class RunContext {
       const { base, adapterCheckpoint } = await loraBaseOf(cfg, { modelDir: mindsporeCkpt === null ? modelDir : null, resume, training, note: (m) => out.line(m) });
       // eval and predict keep every weight frozen at model.base_dtype when it is not float32 (a bf16 or NF4 base
       // reads its linears panel by panel, as training does), so a 7B model generates in a fraction of fp32's memory.
+      // At zero_stage 3 each rank allocates and loads only its shard of the trainable weights.
       const lowPrecision = cfg.model.base_dtype !== 'float32';
       const loadOpts: LoadOptions = training
-        ? { weights: (names) => weightOptionsOf(cfg, names) }
+        ? { weights: (names) => weightOptionsOf(cfg, names, pg) }
         : lowPrecision
           ? { weights: () => ({ frozen: () => true, frozenDtype: cfg.model.base_dtype }) }
           : {};
@@ -210,7 +211,7 @@ export class RunContext {
           ? loadMindSporeModel(mindsporeCkpt, modelDir, cfg.seed, loadOpts)
           : weightsDir
             ? loadModel(weightsDir, cfg.seed, loadOpts)
-            : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg);
+            : createModelFor(readModelConfig(archConfigPath(cfg.model.arch)), cfg, pg);
       // LoRA: the adapter of the checkpoint resumed (or loaded), lora.adapter (a PEFT folder), or new adapters (lora.rank).
       attachLoraFor(model, cfg, { checkpointDir: resume?.dir ?? adapterCheckpoint, training });
       ctx = new RunContext(cfg, flags, pg, out, stops, model, modelDir, resume, base);

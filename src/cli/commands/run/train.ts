@@ -52,6 +52,7 @@ function checkMemory(ctx: RunContext, seqLength: number): void {
     worldSize: ctx.pg.size,
     zeroStage: cfg.parallel_config.zero_stage,
     widenedHead: model.params.frozenRows(model.lmHeadName) !== null,
+    bucketBytes: cfg.parallel_config.bucket_mb * 2 ** 20,
     ...(model.params.lora ? { lora: { modules: [...model.params.lora.modules.values()], dropout: model.params.lora.options.dropout } } : {}),
   };
   const estimate = estimateTrainingMemory(input);
@@ -74,7 +75,7 @@ export async function runTraining(ctx: RunContext): Promise<void> {
 
     const batchSize = cfg.runner_config.batch_size;
     const train = new RecordsBatchSource(records, { batchSize, shuffle: cfg.train_dataset.shuffle, dropRemainder: cfg.train_dataset.drop_remainder, seed: cfg.seed, rank: pg.rank, worldSize: pg.size });
-    if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${batchSize}${['', ', optimizer state sharded (ZeRO-1)', ', optimizer state and gradients sharded (ZeRO-2)'][cfg.parallel_config.zero_stage]}`);
+    if (pg.size > 1) out.line(`data parallel: ${pg.size} ranks × batch ${batchSize}${['', ', optimizer state sharded (ZeRO-1)', ', optimizer state and gradients sharded (ZeRO-2)', ', optimizer state, gradients and weights sharded (ZeRO-3)'][cfg.parallel_config.zero_stage]}`);
     const evalSource = evalRecords ? new RecordsBatchSource(evalRecords, { batchSize, shuffle: false, dropRemainder: false, seed: cfg.seed }) : null;
     const tokenizerDir = ctx.tokenizerDir;
     // Generation metrics at each eval step (callbacks.eval.metrics beyond perplexity): greedy or sampled
