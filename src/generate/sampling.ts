@@ -141,6 +141,8 @@ export function processScores(logits: ArrayLike<number>, seen: Iterable<number>,
 
 /** Chooses the next token of one row (see processScores for `seen` and `generated`). */
 export function nextToken(logits: ArrayLike<number>, seen: Iterable<number>, s: ResolvedSampling, rng: Rng, generated: Iterable<number> = []): number {
+  // Plain greedy (no penalty): the argmax of the logits as they are, without a float64 copy of the row.
+  if (!s.doSample && s.repetitionPenalty === 1 && s.frequencyPenalty === 0 && s.presencePenalty === 0) return argmax(logits);
   const scores = processScores(logits, seen, s, generated);
   if (!s.doSample) return argmax(scores);
   // Inverse-CDF draw over the softmax of the surviving scores, in vocabulary order.
