@@ -87,24 +87,37 @@ export function applyTopK(scores: Float64Array, k: number): void {
 
 /**
  * HF TopPLogitsWarper: sorted ascending, tokens whose cumulative probability stays <= 1 - p are removed;
- * the most likely token is always kept.
+ * the most likely token is always kept. Ties are ordered by token id. The sort is a typed-array sort of the
+ * scores alone (equal scores add the same terms, so the sums do not depend on how ties are ordered); the
+ * removed tokens are then found by value: all below the last removed score, and its ties lowest id first.
  */
 export function applyTopP(scores: Float64Array, p: number): void {
   if (p >= 1) return;
-  const order = Array.from(scores.keys()).filter((i) => scores[i] !== -Infinity);
-  order.sort((a, b) => (scores[a] as number) - (scores[b] as number) || a - b);
-  const probs = softmaxOf(order.map((i) => scores[i] as number));
+  const sorted = scores.filter((v) => v !== -Infinity).sort();
+  const probs = softmaxOf(sorted);
   let cum = 0;
-  for (let j = 0; j < order.length - 1; j++) {
-    cum += probs[j] as number;
+  let removed = 0;
+  for (; removed < sorted.length - 1; removed++) {
+    cum += probs[removed] as number;
     if (cum > 1 - p) break;
-    scores[order[j] as number] = -Infinity;
+  }
+  if (removed === 0) return;
+  const last = sorted[removed - 1] as number;
+  let ties = removed;
+  for (let j = 0; j < removed; j++) if ((sorted[j] as number) < last) ties--;
+  for (let i = 0; i < scores.length; i++) {
+    const v = scores[i] as number;
+    if (v < last) scores[i] = -Infinity;
+    else if (v === last && ties > 0) {
+      scores[i] = -Infinity;
+      ties--;
+    }
   }
 }
 
-function softmaxOf(values: readonly number[]): Float64Array {
+function softmaxOf(values: ArrayLike<number>): Float64Array {
   let max = -Infinity;
-  for (const v of values) if (v > max) max = v;
+  for (let i = 0; i < values.length; i++) if ((values[i] as number) > max) max = values[i] as number;
   const out = new Float64Array(values.length);
   let sum = 0;
   for (let i = 0; i < values.length; i++) {
