@@ -80,9 +80,42 @@ export function applyFrequencyPenalties(scores: Float64Array, generated: Iterabl
 /** HF TopKLogitsWarper: scores below the k-th largest become -inf. */
 export function applyTopK(scores: Float64Array, k: number): void {
   if (k <= 0 || k >= scores.length) return;
-  const sorted = Float64Array.from(scores).sort();
-  const kth = sorted[sorted.length - k] as number;
+  const kth = kthLargest(scores, k);
   for (let i = 0; i < scores.length; i++) if ((scores[i] as number) < kth) scores[i] = -Infinity;
+}
+
+/** The k-th largest value (duplicates counted), by a min-heap of the k largest: O(n log k), no full sort. */
+function kthLargest(values: Float64Array, k: number): number {
+  const heap = new Float64Array(k);
+  let size = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (size < k) {
+      // Sift up.
+      let at = size++;
+      while (at > 0) {
+        const parent = (at - 1) >> 1;
+        if ((heap[parent] as number) <= v) break;
+        heap[at] = heap[parent] as number;
+        at = parent;
+      }
+      heap[at] = v;
+    } else if (v > (heap[0] as number)) {
+      // Replace the root and sift down.
+      let at = 0;
+      for (;;) {
+        const l = 2 * at + 1;
+        if (l >= k) break;
+        const r = l + 1;
+        const c = r < k && (heap[r] as number) < (heap[l] as number) ? r : l;
+        if ((heap[c] as number) >= v) break;
+        heap[at] = heap[c] as number;
+        at = c;
+      }
+      heap[at] = v;
+    }
+  }
+  return heap[0] as number;
 }
 
 /**

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { applyTopP, nextToken, processScores, resolveSampling } from '../../src/generate/index.ts';
+import { applyTopK, applyTopP, nextToken, processScores, resolveSampling } from '../../src/generate/index.ts';
 import { Rng } from '../../src/tensor/index.ts';
 
 interface Case { temperature: number; top_k: number; top_p: number; repetition_penalty: number; scores: (number | null)[][] }
@@ -62,6 +62,20 @@ test('top-p by a typed-array sort removes exactly what the ordered definition re
     const got = Float64Array.from(scores);
     applyTopP(got, p);
     assert.deepEqual([...got].map((v) => v === -Infinity), [...reference(scores, p)].map((v) => v === -Infinity), `trial ${trial}: n ${n}, p ${p}`);
+  }
+});
+
+test('top-k by a heap keeps what a full sort keeps (ties with the k-th kept, -inf)', () => {
+  const rng = new Rng(12);
+  for (let trial = 0; trial < 300; trial++) {
+    const n = 2 + rng.int(trial < 200 ? 50 : 5000);
+    const distinct = 1 + rng.int(trial % 3 === 0 ? 4 : 1000);
+    const scores = Float64Array.from({ length: n }, () => (rng.uniform() < 0.05 ? -Infinity : Math.round(rng.uniform() * distinct) / 7 - 3));
+    const k = 1 + rng.int(n - 1);
+    const kth = Float64Array.from(scores).sort()[n - k] as number;
+    const got = Float64Array.from(scores);
+    applyTopK(got, k);
+    assert.deepEqual([...got], [...scores].map((v) => (v < kth ? -Infinity : v)), `trial ${trial}: n ${n}, k ${k}`);
   }
 });
 
