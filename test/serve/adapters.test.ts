@@ -164,10 +164,20 @@ function sftkit(args: string[]): { status: number | null; stdout: string; stderr
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+function sftkitAsync(args: string[]): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'bin', 'sftkit.js'), ...args], { cwd: ROOT, env: { ...process.env, SFTKIT_FROM_SOURCE: '1', SFTKIT_THREADS: '2' } });
+    let stderr = '';
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status) => resolve({ status, stderr }));
+  });
+}
+
 test('`sftkit run --run_mode predict --lora.adapter` says what the server says for that adapter', async () => {
   const prompts = PROMPTS.slice(0, 2);
   writeFileSync(join(tmp, 'prompts.txt'), prompts.join('\n'));
-  const r = sftkit(['run', '--run_mode', 'predict', '--load_checkpoint', DEMO, '--lora.adapter', A2, '--predict_data', join(tmp, 'prompts.txt'), '--max_new_tokens', '16', '--output_dir', join(tmp, 'out')]);
+  // Run without blocking this process's event loop: the server here keeps its idle connections alive meanwhile.
+  const r = await sftkitAsync(['run', '--run_mode', 'predict', '--load_checkpoint', DEMO, '--lora.adapter', A2, '--predict_data', join(tmp, 'prompts.txt'), '--max_new_tokens', '16', '--output_dir', join(tmp, 'out')]);
   assert.equal(r.status, 0, r.stderr);
   const predicted = readFileSync(join(tmp, 'out', 'predict_results.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { output: string }).output);
   for (const [i, p] of prompts.entries()) assert.equal(await chat('a2', p, 16, false), predicted[i], `prompt ${i}`);
