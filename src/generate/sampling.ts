@@ -80,31 +80,77 @@ export function applyFrequencyPenalties(scores: Float64Array, generated: Iterabl
 /** HF TopKLogitsWarper: scores below the k-th largest become -inf. */
 export function applyTopK(scores: Float64Array, k: number): void {
   if (k <= 0 || k >= scores.length) return;
-  const sorted = Float64Array.from(scores).sort();
-  const kth = sorted[sorted.length - k] as number;
+  const kth = kthLargest(scores, k);
   for (let i = 0; i < scores.length; i++) if ((scores[i] as number) < kth) scores[i] = -Infinity;
+}
+
+/** The k-th largest value (duplicates counted), by a min-heap of the k largest: O(n log k), no full sort. */
+function kthLargest(values: Float64Array, k: number): number {
+  const heap = new Float64Array(k);
+  let size = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i] as number;
+    if (size < k) {
+      // Sift up.
+      let at = size++;
+      while (at > 0) {
+        const parent = (at - 1) >> 1;
+        if ((heap[parent] as number) <= v) break;
+        heap[at] = heap[parent] as number;
+        at = parent;
+      }
+      heap[at] = v;
+    } else if (v > (heap[0] as number)) {
+      // Replace the root and sift down.
+      let at = 0;
+      for (;;) {
+        const l = 2 * at + 1;
+        if (l >= k) break;
+        const r = l + 1;
+        const c = r < k && (heap[r] as number) < (heap[l] as number) ? r : l;
+        if ((heap[c] as number) >= v) break;
+        heap[at] = heap[c] as number;
+        at = c;
+      }
+      heap[at] = v;
+    }
+  }
+  return heap[0] as number;
 }
 
 /**
  * HF TopPLogitsWarper: sorted ascending, tokens whose cumulative probability stays <= 1 - p are removed;
- * the most likely token is always kept.
+ * the most likely token is always kept. Ties are ordered by token id. The sort is a typed-array sort of the
+ * scores alone (equal scores add the same terms, so the sums do not depend on how ties are ordered); the
+ * removed tokens are then found by value: all below the last removed score, and its ties lowest id first.
  */
 export function applyTopP(scores: Float64Array, p: number): void {
   if (p >= 1) return;
-  const order = Array.from(scores.keys()).filter((i) => scores[i] !== -Infinity);
-  order.sort((a, b) => (scores[a] as number) - (scores[b] as number) || a - b);
-  const probs = softmaxOf(order.map((i) => scores[i] as number));
+  const sorted = scores.filter((v) => v !== -Infinity).sort();
+  const probs = softmaxOf(sorted);
   let cum = 0;
-  for (let j = 0; j < order.length - 1; j++) {
-    cum += probs[j] as number;
+  let removed = 0;
+  for (; removed < sorted.length - 1; removed++) {
+    cum += probs[removed] as number;
     if (cum > 1 - p) break;
-    scores[order[j] as number] = -Infinity;
+  }
+  if (removed === 0) return;
+  const last = sorted[removed - 1] as number;
+  let ties = removed;
+  for (let j = 0; j < removed; j++) if ((sorted[j] as number) < last) ties--;
+  for (let i = 0; i < scores.length; i++) {
+    const v = scores[i] as number;
+    if (v < last) scores[i] = -Infinity;
+    else if (v === last && ties > 0) {
+      scores[i] = -Infinity;
+      ties--;
+    }
   }
 }
 
-function softmaxOf(values: readonly number[]): Float64Array {
+function softmaxOf(values: ArrayLike<number>): Float64Array {
   let max = -Infinity;
-  for (const v of values) if (v > max) max = v;
+  for (let i = 0; i < values.length; i++) if ((values[i] as number) > max) max = values[i] as number;
   const out = new Float64Array(values.length);
   let sum = 0;
   for (let i = 0; i < values.length; i++) {
@@ -141,6 +187,8 @@ export function processScores(logits: ArrayLike<number>, seen: Iterable<number>,
 
 /** Chooses the next token of one row (see processScores for `seen` and `generated`). */
 export function nextToken(logits: ArrayLike<number>, seen: Iterable<number>, s: ResolvedSampling, rng: Rng, generated: Iterable<number> = []): number {
+  // Plain greedy (no penalty): the argmax of the logits as they are, without a float64 copy of the row.
+  if (!s.doSample && s.repetitionPenalty === 1 && s.frequencyPenalty === 0 && s.presencePenalty === 0) return argmax(logits);
   const scores = processScores(logits, seen, s, generated);
   if (!s.doSample) return argmax(scores);
   // Inverse-CDF draw over the softmax of the surviving scores, in vocabulary order.

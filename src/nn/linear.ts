@@ -6,6 +6,7 @@
 import { Tensor, add, frozenLinear, inRecomputeForward, isGradEnabled, matmul, mT, mul, scale } from '../tensor/index.ts';
 import type { ParameterSet } from './parameters.ts';
 import { loraA, loraB } from './lora.ts';
+import { addRowAdapters } from './row-lora.ts';
 
 export interface LinearOptions {
   /** How the weight is stored: 'out,in' (nn.Linear, default) or 'in,out' (GPT-2's Conv1D). */
@@ -29,7 +30,8 @@ export function linear(x: Tensor, weights: ParameterSet, name: string, opts: Lin
     const w = weights.weight(`${name}.weight`);
     y = matmul(x, opts.layout === 'in,out' ? w : mT(w));
   }
-  const base = opts.bias ? add(y, weights.weight(`${name}.bias`)) : y;
+  // Serving several adapters at once (row-lora.ts): each row adds its own adapter's delta; else y as it is.
+  const base = addRowAdapters(opts.bias ? add(y, weights.weight(`${name}.bias`)) : y, x, name);
   const lora = weights.lora?.modules.get(name);
   if (!lora) return base;
   // Dropout on the adapter's input only while training (gradients recorded, or a recompute block's first pass,

@@ -76,17 +76,16 @@ export function linearModulesOf(tensors: readonly { name: string; shape: readonl
 }
 
 /**
- * Adds LoRA adapters to `params` for the modules `opts.target_modules` selects and freezes every base weight.
- * A is drawn Kaiming-uniform from `rng`, B is zero (PEFT's init); a loader overwrites both afterwards.
+ * The modules `opts` adapts among the linears of `params`, each with its rank, scale and sizes: refused (a
+ * ConfigError) when the targets select none or the rank exceeds a module's min(in, out).
  */
-export function attachLora(params: ParameterSet, opts: LoraOptions, rng: Rng, conv1d: boolean): LoraState {
+export function planLora(params: ParameterSet, opts: LoraOptions, conv1d: boolean): LoraModule[] {
   if (!Number.isInteger(opts.rank) || opts.rank < 1) throw new ConfigError(`lora.rank must be a positive integer, got ${opts.rank}`, { where: 'lora.rank' });
   if (!(opts.dropout >= 0 && opts.dropout < 1)) throw new ConfigError(`lora.dropout must be in [0, 1), got ${opts.dropout}`, { where: 'lora.dropout' });
   const linears = linearModules(params, conv1d);
   const chosen = new Set(matchTargets(linears.map((l) => l.module), opts.target_modules));
   const scale = loraScale(opts);
-  const modules = new Map<string, LoraModule>();
-  const specs: { name: string; shape: number[]; values: Float32Array }[] = [];
+  const modules: LoraModule[] = [];
   for (const l of linears) {
     if (!chosen.has(l.module)) continue;
     if (opts.rank > Math.min(l.inFeatures, l.outFeatures)) {
@@ -95,10 +94,23 @@ export function attachLora(params: ParameterSet, opts: LoraOptions, rng: Rng, co
         hint: `use a rank of at most ${Math.min(l.inFeatures, l.outFeatures)}`,
       });
     }
-    modules.set(l.module, { module: l.module, rank: opts.rank, scale, dropout: opts.dropout, inFeatures: l.inFeatures, outFeatures: l.outFeatures, fanInFanOut: conv1d });
-    const bound = 1 / Math.sqrt(l.inFeatures); // kaiming_uniform_(a=√5): gain √(2/6) · √(3/fan_in)
-    specs.push({ name: loraA(l.module), shape: [opts.rank, l.inFeatures], values: rng.fillUniform(new Float32Array(opts.rank * l.inFeatures), -bound, bound) });
-    specs.push({ name: loraB(l.module), shape: [l.outFeatures, opts.rank], values: new Float32Array(l.outFeatures * opts.rank) });
+    modules.push({ module: l.module, rank: opts.rank, scale, dropout: opts.dropout, inFeatures: l.inFeatures, outFeatures: l.outFeatures, fanInFanOut: conv1d });
+  }
+  return modules;
+}
+
+/**
+ * Adds LoRA adapters to `params` for the modules `opts.target_modules` selects and freezes every base weight.
+ * A is drawn Kaiming-uniform from `rng`, B is zero (PEFT's init); a loader overwrites both afterwards.
+ */
+export function attachLora(params: ParameterSet, opts: LoraOptions, rng: Rng, conv1d: boolean): LoraState {
+  const modules = new Map<string, LoraModule>();
+  const specs: { name: string; shape: number[]; values: Float32Array }[] = [];
+  for (const m of planLora(params, opts, conv1d)) {
+    modules.set(m.module, m);
+    const bound = 1 / Math.sqrt(m.inFeatures); // kaiming_uniform_(a=√5): gain √(2/6) · √(3/fan_in)
+    specs.push({ name: loraA(m.module), shape: [opts.rank, m.inFeatures], values: rng.fillUniform(new Float32Array(opts.rank * m.inFeatures), -bound, bound) });
+    specs.push({ name: loraB(m.module), shape: [m.outFeatures, opts.rank], values: new Float32Array(m.outFeatures * opts.rank) });
   }
   params.freeze(() => true);
   const state: LoraState = { options: opts, modules, rng };

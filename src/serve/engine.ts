@@ -1,11 +1,13 @@
-// Puts a loaded model and tokenizer together for serving: the model registry, the context a request may
-// use, the EOS ids generation stops at, and the continuous-batching scheduler.
+// Puts a loaded model and tokenizer together for serving: the model registry (the base and any LoRA
+// adapters over it), the context a request may use, the EOS ids generation stops at, and the
+// continuous-batching scheduler.
 import type { GenerationTemplate } from '../data/recorded-template.ts';
 import { ConfigError } from '../errors.ts';
 import { defaultEosIds } from '../generate/index.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { Tokenizer } from '../tokenizer/index.ts';
-import { ModelRegistry } from './registry.ts';
+import { loadServedAdapter } from './adapters.ts';
+import { type AdapterSpec, ModelRegistry } from './registry.ts';
 import { BatchScheduler } from './scheduler.ts';
 import type { ServeEngine } from './server.ts';
 
@@ -20,6 +22,8 @@ export interface EngineOptions {
   /** Tokens (prompt + generated) per sequence; default and upper bound: the model's positions, at most 4096 by default. */
   context?: number;
   dtype?: 'float32' | 'bfloat16';
+  /** LoRA adapters served over the base, each as the model NAME (checked by ModelRegistry.parseAdapterSpecs). */
+  adapters?: readonly AdapterSpec[];
 }
 
 /** The model's own position limit. */
@@ -38,6 +42,12 @@ export function createEngine(model: CausalLM, tokenizer: Tokenizer, opts: Engine
   check('max_batch', opts.slots ?? 16, 1, 1024);
   check('max_queue', opts.maxQueue ?? 64, 0, 1 << 20);
   const registry = new ModelRegistry(opts.modelId);
+  try {
+    for (const a of opts.adapters ?? []) registry.addAdapter(loadServedAdapter(model, a.name, a.dir));
+  } catch (err) {
+    registry.release();
+    throw err;
+  }
   const scheduler = new BatchScheduler(model, { slots: opts.slots ?? 16, context, maxQueue: opts.maxQueue ?? 64, dtype: opts.dtype ?? 'float32' });
   return { model, tokenizer, template: opts.template, registry, scheduler, eosIds: defaultEosIds(model, tokenizer) };
 }

@@ -1,7 +1,8 @@
-// The models a server answers to: the loaded base model under its id, and (once LoRA lands, issue 15) one
-// entry per adapter over that base, so a request's `model` picks base or adapter as multi-LoRA servers do.
-// The scheduler carries the entry with each sequence; a batch may then mix entries of one base.
+// The models a server answers to: the loaded base model under its id, and one entry per LoRA adapter over that
+// base (`--adapter NAME=DIR`), so a request's `model` picks base or adapter as multi-LoRA servers do. The
+// scheduler carries the entry with each sequence; a batch then mixes entries of one base in one forward.
 import { ConfigError } from '../errors.ts';
+import type { RowAdapter } from '../nn/row-lora.ts';
 import { RequestError } from './errors.ts';
 
 export interface ServedModel {
@@ -9,26 +10,53 @@ export interface ServedModel {
   id: string;
   /** Unix seconds, as /v1/models reports. */
   created: number;
-  /** null for the base model; an adapter's name once adapters exist. */
-  adapter: string | null;
+  /** null for the base model; the adapter's weights for an adapter. */
+  adapter: RowAdapter | null;
 }
+
+/** One `--adapter NAME=DIR`, split. */
+export interface AdapterSpec {
+  name: string;
+  dir: string;
+}
+
+/** Characters a served model id may hold (hub-style ids like `org/model-v2:lora` included). */
+const ID = /^[A-Za-z0-9._:/-]+$/;
 
 export class ModelRegistry {
   private readonly entries = new Map<string, ServedModel>();
 
-  constructor(baseId: string, created = Math.floor(Date.now() / 1000)) {
+  constructor(
+    readonly baseId: string,
+    private readonly created = Math.floor(Date.now() / 1000),
+  ) {
     if (baseId === '') throw new ConfigError('the served model id is empty', { where: '--served_model_name' });
     this.entries.set(baseId, { id: baseId, created, adapter: null });
   }
 
   /**
-   * `--adapter NAME=DIR`: refused until LoRA adapters exist (checked before anything loads). The entry it
-   * will make is { id: NAME, adapter: NAME }, the adapter's weights loaded beside the base's.
+   * The `--adapter NAME=DIR` flags, checked before anything loads: each NAME=DIR well formed, every name
+   * distinct and none equal to the base model's id.
    */
-  static checkAdapterSpec(spec: string): never {
-    const eq = spec.indexOf('=');
-    if (eq <= 0 || eq === spec.length - 1) throw new ConfigError(`--adapter ${JSON.stringify(spec)}: expected NAME=DIR`, { where: '--adapter' });
-    throw new ConfigError(`--adapter ${spec}: LoRA adapters are not supported yet; sftkit serves the base model only until LoRA lands`, { where: '--adapter' });
+  static parseAdapterSpecs(specs: readonly string[], baseId: string): AdapterSpec[] {
+    const out: AdapterSpec[] = [];
+    for (const spec of specs) {
+      const eq = spec.indexOf('=');
+      if (eq <= 0 || eq === spec.length - 1) throw new ConfigError(`--adapter ${JSON.stringify(spec)}: expected NAME=DIR`, { where: '--adapter', hint: 'e.g. --adapter support=./output/checkpoint/model-1_100' });
+      const name = spec.slice(0, eq);
+      const dir = spec.slice(eq + 1);
+      if (!ID.test(name)) throw new ConfigError(`--adapter ${JSON.stringify(spec)}: the name ${JSON.stringify(name)} may hold only letters, digits and . _ : / -`, { where: '--adapter' });
+      if (name === baseId) throw new ConfigError(`--adapter ${spec}: ${JSON.stringify(name)} is the base model's id`, { where: '--adapter', hint: 'give the adapter another name (or the base another --served_model_name)' });
+      if (out.some((a) => a.name === name)) throw new ConfigError(`--adapter ${spec}: the name ${JSON.stringify(name)} is given twice`, { where: '--adapter' });
+      out.push({ name, dir });
+    }
+    return out;
+  }
+
+  /** Serves `adapter` as the model `adapter.name` (over the base). */
+  addAdapter(adapter: RowAdapter): void {
+    if (this.entries.has(adapter.name)) throw new ConfigError(`the model id ${JSON.stringify(adapter.name)} is already served`, { where: '--adapter' });
+    this.entries.set(adapter.name, { id: adapter.name, created: this.created, adapter });
   }
 
   list(): ServedModel[] {
@@ -43,5 +71,17 @@ export class ModelRegistry {
       throw new RequestError(`The model ${JSON.stringify(model)} does not exist; this server serves ${known}`, { status: 404, type: 'invalid_request_error', param: 'model', code: 'model_not_found', endpoint });
     }
     return e;
+  }
+
+  /** Frees the adapters' weights (the server is closed). */
+  release(): void {
+    for (const e of this.entries.values()) {
+      if (!e.adapter) continue;
+      for (const m of e.adapter.modules.values()) {
+        m.a.release();
+        m.scaledB.release();
+      }
+      this.entries.delete(e.id);
+    }
   }
 }

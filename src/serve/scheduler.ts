@@ -4,8 +4,11 @@
 // a finished or cancelled sequence leaves at once, the last row moving into its place so the active rows stay
 // rows [0, n). A bounded queue refuses work past its size. Tokens are chosen with src/generate's sampling, one
 // seeded Rng per sequence, so a request decodes the same tokens alone or among others (up to float rounding).
+// Sequences of different LoRA adapters over the base (and of the base) share a forward: each row applies its
+// own adapter (nn/row-lora.ts).
 import { nextToken, type ResolvedSampling } from '../generate/index.ts';
 import { logits, type CausalLM } from '../models/model.ts';
+import { withRowAdapters } from '../nn/row-lora.ts';
 import { SlotKvCache } from '../models/slot-kv-cache.ts';
 import * as T from '../tensor/index.ts';
 import { Rng, Tensor, autocast, noGrad, scope } from '../tensor/index.ts';
@@ -15,7 +18,7 @@ import type { ServedModel } from './registry.ts';
 export type FinishReason = 'eos' | 'length' | 'stop' | 'cancelled' | 'error';
 
 export interface SequenceSpec {
-  /** The entry the request named (base model now; an adapter once LoRA exists). */
+  /** The entry the request named: the base model or a LoRA adapter over it. */
   model: ServedModel;
   promptIds: readonly number[];
   /** Most tokens to generate (>= 1; prompt + this fits the scheduler's context). */
@@ -206,7 +209,7 @@ export class BatchScheduler {
     });
     this.cache.planPrefill(row0, B, S);
     const padded = group.some((s) => s.spec.promptIds.length !== S);
-    const rows = this.forward(ids, S, positions, padded ? segments : null);
+    const rows = this.forward(group, ids, S, positions, padded ? segments : null);
     this.counters.prefills++;
     this.choose(group, rows);
   }
@@ -221,19 +224,21 @@ export class BatchScheduler {
       ids[r] = s.tokens[s.tokens.length - 1] as number;
       positions[r] = s.seen.length - 1;
     });
-    const rows = this.forward(ids, 1, positions, null);
+    const rows = this.forward(this.active, ids, 1, positions, null);
     this.counters.steps++;
     this.counters.decodedRows += n;
     this.choose([...this.active], rows);
   }
 
-  /** One cached forward; the logits (B * vocab) of each row's last position. */
-  private forward(ids: Int32Array, S: number, positions: Int32Array, segments: Int32Array | null): Float32Array {
+  /** One cached forward of `seqs`' rows; the logits (B * vocab) of each row's last position. */
+  private forward(seqs: readonly Sequence[], ids: Int32Array, S: number, positions: Int32Array, segments: Int32Array | null): Float32Array {
     const B = ids.length / S;
+    const adapters = seqs.map((s) => s.spec.model.adapter);
     const run = (): Float32Array =>
       noGrad(() =>
         scope(() => {
-          const hidden = this.model.forward(Tensor.from(ids, [B, S], 'int32'), { positions, segments, cache: this.cache }); // (B, S, D)
+          const input = Tensor.from(ids, [B, S], 'int32');
+          const hidden = withRowAdapters(adapters, () => this.model.forward(input, { positions, segments, cache: this.cache })); // (B, S, D)
           return logits(this.model, T.slice(hidden, 1, S - 1, S)).toArray() as Float32Array; // (B, 1, V)
         }),
       );

@@ -279,6 +279,7 @@ export function startServer(engine: ServeEngine, opts: ServerOptions): Promise<R
             server.closeAllConnections();
           });
           await engine.scheduler.close();
+          engine.registry.release();
         },
       });
     });

@@ -1,12 +1,24 @@
-// A generation's text as it grows, for streaming: each token re-decodes the reply so far and hands out only
-// what is settled. It holds back a trailing U+FFFD (a character split across byte tokens) and any tail that
-// could still become a stop string, and cuts the text where a stop string appears (OpenAI leaves it out).
+// A generation's text as it grows, for streaming: each token decodes a short window of the latest tokens (as
+// vLLM's incremental detokenizer does: the new text is what decoding the window with and without its newest
+// tokens differs by), so a reply of n tokens costs O(n) decoding, not O(n²), and hands out only what is
+// settled. It holds back trailing U+FFFDs (a character split across byte tokens) and any tail that could
+// still become a stop string, and cuts the text where a stop string appears (OpenAI leaves it out).
 import type { Tokenizer } from '../tokenizer/index.ts';
+
+/** Tokens a streaming decode window grows to before it restarts, and the tokens it keeps for context. */
+const WINDOW = 32;
+const CONTEXT = 4;
 
 export class TextStream {
   private readonly ids: number[] = [];
   private emitted = '';
   private stopped = false;
+  /** The text of ids[0, read): settled (no split character at its end). */
+  private head = '';
+  /** Each token decodes the window ids[prefix, end); `before` is the text of ids[prefix, read). */
+  private prefix = 0;
+  private read = 0;
+  private before = '';
 
   constructor(
     private readonly tok: Tokenizer,
@@ -26,7 +38,7 @@ export class TextStream {
   push(id: number): string {
     if (this.stopped) return '';
     this.ids.push(id);
-    const full = this.tok.decode(this.ids, { skipSpecial: true });
+    const full = this.decodeAll();
     let cut = -1;
     for (const s of this.stops) {
       const at = full.indexOf(s, Math.max(0, this.emitted.length - s.length + 1));
@@ -36,7 +48,8 @@ export class TextStream {
       this.stopped = true;
       return this.advance(full.slice(0, cut));
     }
-    let settled = full.endsWith('\uFFFD') ? full.slice(0, -1) : full;
+    // A character split across byte tokens decodes to one U+FFFD per byte so far: hold them all back.
+    let settled = full.replace(/\uFFFD+$/, '');
     settled = settled.slice(0, settled.length - this.pendingStopPrefix(settled));
     return this.advance(settled);
   }
@@ -45,6 +58,33 @@ export class TextStream {
   finish(): string {
     if (this.stopped) return '';
     return this.advance(this.tok.decode(this.ids, { skipSpecial: true }));
+  }
+
+  /**
+   * The text of every id so far: the settled head plus what the window ids[prefix, end) adds past ids[prefix,
+   * read). Once that ends in a whole character it is settled; a window past WINDOW tokens restarts at the last
+   * CONTEXT tokens (which give the decoder its context, e.g. a word's leading space). Falls back to decoding
+   * everything when the window's text does not extend its earlier text (a decoder that rewrites earlier text).
+   */
+  private decodeAll(): string {
+    const opts = { skipSpecial: true };
+    const after = this.tok.decode(this.ids.slice(this.prefix), opts);
+    let full: string;
+    if ((this.prefix === 0 || this.before !== '') && after.startsWith(this.before)) full = this.head + after.slice(this.before.length);
+    else {
+      full = this.tok.decode(this.ids, opts);
+      this.prefix = 0;
+      this.before = '';
+    }
+    if (!full.endsWith('\uFFFD')) {
+      this.head = full;
+      this.read = this.ids.length;
+      if (this.read - this.prefix > WINDOW) {
+        this.prefix = this.read - CONTEXT;
+        this.before = this.tok.decode(this.ids.slice(this.prefix), opts);
+      } else this.before = this.prefix === 0 ? full : after; // the text of ids[prefix, read) either way
+    }
+    return full;
   }
 
   /** Length of the longest tail of `text` that begins some stop string. */

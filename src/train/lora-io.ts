@@ -13,7 +13,7 @@ import { openSafetensors } from '../formats/safetensors.ts';
 import { type WrittenFile, writeSafetensors, writeTextFile } from '../formats/safetensors-writer.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { RunConfig } from './config.ts';
-import { type LoraOptions, PEFT_PREFIX, attachLora, loraA, loraB, peftKey } from '../nn/lora.ts';
+import { type LoraModule, type LoraOptions, PEFT_PREFIX, attachLora, loraA, loraB, peftKey, planLora } from '../nn/lora.ts';
 import { Rng } from '../tensor/index.ts';
 
 export const ADAPTER_CONFIG_FILE = 'adapter_config.json';
@@ -60,6 +60,52 @@ export function readAdapterConfig(dir: string): { options: LoraOptions; fanInFan
   };
 }
 
+/** The modules an adapter's config adapts in `model`: a FormatError naming adapter_config.json when it does not fit. */
+function planFor(model: CausalLM, dir: string, options: LoraOptions): LoraModule[] {
+  try {
+    return planLora(model.params, options, model.config.family === 'gpt2');
+  } catch (err) {
+    if (err instanceof ConfigError) throw new FormatError(`${join(dir, ADAPTER_CONFIG_FILE)}: ${err.message}`, { where: join(dir, ADAPTER_CONFIG_FILE), hint: 'the adapter was made for another base model' });
+    throw err;
+  }
+}
+
+/**
+ * Reads adapter_model.safetensors in `dir`: exactly the tensors named in `expected` (sftkit names to shapes),
+ * as fp32. A tensor that belongs to no expected module, a missing one, a wrong shape or a non-float dtype is
+ * a FormatError naming the file and tensor.
+ */
+function readAdapterTensors(dir: string, expected: ReadonlyMap<string, readonly number[]>): Map<string, Float32Array> {
+  const path = join(dir, ADAPTER_WEIGHTS_FILE);
+  if (!existsSync(path)) throw new FormatError(`${dir}: no ${ADAPTER_WEIGHTS_FILE}`, { where: path });
+  const file = openSafetensors(confinedRealPath(path));
+  try {
+    const keys = new Set([...expected.keys()].map(peftKey));
+    for (const t of file.tensors) {
+      // PEFT writes the adapter's name into the key only for a non-default adapter (`lora_A.<name>.weight`).
+      if (!keys.has(t.name)) {
+        throw new FormatError(`${path}: tensor ${t.name} belongs to no LoRA module of this model that ${join(dir, ADAPTER_CONFIG_FILE)} targets`, { where: `${path}: ${t.name}`, hint: 'the adapter was made for another base model, or holds more than LoRA A/B weights' });
+      }
+    }
+    const out = new Map<string, Float32Array>();
+    for (const [name, want] of expected) {
+      const key = peftKey(name);
+      const t = file.get(key);
+      if (!t) throw new FormatError(`${path}: tensor ${key} is missing`, { where: `${path}: ${key}` });
+      if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
+        throw new FormatError(`${path}: tensor ${key} has shape [${t.shape.join(', ')}], the model needs [${want.join(', ')}]`, { where: `${path}: ${key}`, hint: 'the adapter was made for another base model or rank' });
+      }
+      if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new FormatError(`${path}: tensor ${key} has dtype ${t.dtype}, not a float`, { where: `${path}: ${key}` });
+      const bytes = castFloat(file.read(key), t.dtype, 'F32');
+      const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
+      out.set(name, new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice());
+    }
+    return out;
+  } finally {
+    file.close();
+  }
+}
+
 /**
  * Attaches the adapter in `dir` to `model` (freezing its base) and loads A and B. Every adapter tensor must
  * belong to a module the config targets, with the shape the model implies: else a FormatError naming it.
@@ -68,37 +114,33 @@ export function loadAdapter(model: CausalLM, dir: string, seed = 0): void {
   const { options } = readAdapterConfig(dir);
   const path = join(dir, ADAPTER_WEIGHTS_FILE);
   if (!existsSync(path)) throw new FormatError(`${dir}: no ${ADAPTER_WEIGHTS_FILE}`, { where: path });
-  try {
-    attachLora(model.params, options, new Rng(seed), model.config.family === 'gpt2');
-  } catch (err) {
-    if (err instanceof ConfigError) throw new FormatError(`${join(dir, ADAPTER_CONFIG_FILE)}: ${err.message}`, { where: join(dir, ADAPTER_CONFIG_FILE), hint: 'the adapter was made for another base model' });
-    throw err;
+  planFor(model, dir, options);
+  attachLora(model.params, options, new Rng(seed), model.config.family === 'gpt2');
+  const expected = new Map(model.params.adapterNames.map((name) => [name, model.params.shape(name)] as const));
+  for (const [name, values] of readAdapterTensors(dir, expected)) model.params.load(name, values);
+}
+
+/** One module of an adapter read apart from the model: A (r, in) and B (out, r) with its scale. */
+export interface AdapterModuleWeights {
+  module: LoraModule;
+  a: Float32Array;
+  b: Float32Array;
+}
+
+/**
+ * Reads the PEFT adapter in `dir` for `model` without attaching it (serving several adapters over one base):
+ * checked as loadAdapter checks it (targets, ranks, every tensor's presence, shape and dtype).
+ */
+export function readAdapter(model: CausalLM, dir: string): { options: LoraOptions; modules: AdapterModuleWeights[] } {
+  const { options } = readAdapterConfig(dir);
+  const plan = planFor(model, dir, options);
+  const expected = new Map<string, readonly number[]>();
+  for (const m of plan) {
+    expected.set(loraA(m.module), [m.rank, m.inFeatures]);
+    expected.set(loraB(m.module), [m.outFeatures, m.rank]);
   }
-  const file = openSafetensors(confinedRealPath(path));
-  try {
-    const expected = new Set(model.params.adapterNames.map(peftKey));
-    for (const t of file.tensors) {
-      // PEFT writes the adapter's name into the key only for a non-default adapter (`lora_A.<name>.weight`).
-      if (!expected.has(t.name)) {
-        throw new FormatError(`${path}: tensor ${t.name} belongs to no LoRA module of this model that ${join(dir, ADAPTER_CONFIG_FILE)} targets`, { where: `${path}: ${t.name}`, hint: 'the adapter was made for another base model, or holds more than LoRA A/B weights' });
-      }
-    }
-    for (const name of model.params.adapterNames) {
-      const key = peftKey(name);
-      const t = file.get(key);
-      if (!t) throw new FormatError(`${path}: tensor ${key} is missing`, { where: `${path}: ${key}` });
-      const want = model.params.shape(name);
-      if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-        throw new FormatError(`${path}: tensor ${key} has shape [${t.shape.join(', ')}], the model needs [${want.join(', ')}]`, { where: `${path}: ${key}`, hint: 'the adapter was made for another base model or rank' });
-      }
-      if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new FormatError(`${path}: tensor ${key} has dtype ${t.dtype}, not a float`, { where: `${path}: ${key}` });
-      const bytes = castFloat(file.read(key), t.dtype, 'F32');
-      const aligned = bytes.byteOffset % 4 === 0 ? bytes : new Uint8Array(bytes);
-      model.params.load(name, new Float32Array(aligned.buffer, aligned.byteOffset, aligned.byteLength / 4).slice());
-    }
-  } finally {
-    file.close();
-  }
+  const tensors = readAdapterTensors(dir, expected);
+  return { options, modules: plan.map((m) => ({ module: m, a: tensors.get(loraA(m.module)) as Float32Array, b: tensors.get(loraB(m.module)) as Float32Array })) };
 }
 
 /** PEFT's adapter_config.json for the adapters of `model`. */

@@ -38,6 +38,7 @@ import { mutateBytes, type Range } from './mutate-bytes.ts';
 import { mutateJson, mutateValue } from './mutate-json.ts';
 import { int, pick, type Rng } from './rng.ts';
 import { storedZip, hostilePickle } from './zip-builder.ts';
+import { loadServedAdapter } from '../../src/serve/adapters.ts';
 import { chatRequestIds, completionRequestIds } from '../../src/serve/prompt.ts';
 import { CHAT_ENDPOINT, COMPLETIONS_ENDPOINT, parseRequest } from '../../src/serve/request.ts';
 
@@ -822,10 +823,13 @@ const openaiRequest: Target = {
 
 // ---- a PEFT LoRA adapter folder ----------------------------------------------------------------------------
 
-/** A PEFT adapter folder as `run --lora.adapter DIR` and `convert --merge_lora` read it (loadAdapter onto a model). */
+/**
+ * A PEFT adapter folder as `run --lora.adapter DIR` and `convert --merge_lora` read it (loadAdapter onto a
+ * model), and as `serve --adapter NAME=DIR` reads it (apart from the model, beside other adapters).
+ */
 const peftAdapter = folderTarget({
   name: 'peft-adapter',
-  description: 'a PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors: loadAdapter)',
+  description: 'a PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors: loadAdapter, loadServedAdapter)',
   build(dir) {
     const model = createModel(parseModelConfig(CKPT_CONFIG, 'config.json'), 0);
     attachLora(model.params, { rank: 2, alpha: 4, dropout: 0, target_modules: ['q_proj', 'v_proj'], use_rslora: false }, new TensorRng(1), false);
@@ -840,6 +844,11 @@ const peftAdapter = folderTarget({
   run(dir) {
     const model = createModel(parseModelConfig(CKPT_CONFIG, 'config.json'), 0);
     try {
+      const served = loadServedAdapter(model, 'fuzz', dir);
+      for (const m of served.modules.values()) {
+        m.a.release();
+        m.scaledB.release();
+      }
       loadAdapter(model, dir);
       mergeLora(model);
     } finally {

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { nextToken, processScores, resolveSampling } from '../../src/generate/index.ts';
+import { applyTopK, applyTopP, nextToken, processScores, resolveSampling } from '../../src/generate/index.ts';
 import { Rng } from '../../src/tensor/index.ts';
 
 interface Case { temperature: number; top_k: number; top_p: number; repetition_penalty: number; scores: (number | null)[][] }
@@ -25,6 +25,57 @@ test('repetition penalty, temperature, top-k and top-p give HF\'s processed scor
         else assert.ok(Math.abs(v - w) <= 1e-12 * Math.max(1, Math.abs(w)), `row ${r} token ${i}: ${v} vs ${w}`);
       });
     });
+  }
+});
+
+test('top-p by a typed-array sort removes exactly what the ordered definition removes (ties by id, -inf, -0)', () => {
+  // The definition as written: (score, id) ascending, cumulative softmax, remove while it stays <= 1 - p.
+  const reference = (scores: Float64Array, p: number): Float64Array => {
+    const out = Float64Array.from(scores);
+    const order = Array.from(out.keys()).filter((i) => out[i] !== -Infinity);
+    order.sort((a, b) => (out[a] as number) - (out[b] as number) || a - b);
+    const vals = order.map((i) => out[i] as number);
+    const max = Math.max(...vals);
+    const e = vals.map((v) => Math.exp(v - max));
+    let sum = 0;
+    for (const x of e) sum += x;
+    let cum = 0;
+    for (let j = 0; j < order.length - 1; j++) {
+      cum += (e[j] as number) / sum;
+      if (cum > 1 - p) break;
+      out[order[j] as number] = -Infinity;
+    }
+    return out;
+  };
+  const rng = new Rng(11);
+  for (let trial = 0; trial < 300; trial++) {
+    const n = 1 + rng.int(trial < 200 ? 40 : 5000);
+    // Few distinct values make ties; some -inf (already removed) and -0 / +0.
+    const distinct = 1 + rng.int(trial % 3 === 0 ? 4 : 1000);
+    const scores = Float64Array.from({ length: n }, () => {
+      const u = rng.uniform();
+      if (u < 0.05) return -Infinity;
+      if (u < 0.08) return rng.uniform() < 0.5 ? -0 : 0;
+      return Math.round(rng.uniform() * distinct) / 7 - 3;
+    });
+    const p = [0.01, 0.3, 0.9, 0.95, 0.999][trial % 5] as number;
+    const got = Float64Array.from(scores);
+    applyTopP(got, p);
+    assert.deepEqual([...got].map((v) => v === -Infinity), [...reference(scores, p)].map((v) => v === -Infinity), `trial ${trial}: n ${n}, p ${p}`);
+  }
+});
+
+test('top-k by a heap keeps what a full sort keeps (ties with the k-th kept, -inf)', () => {
+  const rng = new Rng(12);
+  for (let trial = 0; trial < 300; trial++) {
+    const n = 2 + rng.int(trial < 200 ? 50 : 5000);
+    const distinct = 1 + rng.int(trial % 3 === 0 ? 4 : 1000);
+    const scores = Float64Array.from({ length: n }, () => (rng.uniform() < 0.05 ? -Infinity : Math.round(rng.uniform() * distinct) / 7 - 3));
+    const k = 1 + rng.int(n - 1);
+    const kth = Float64Array.from(scores).sort()[n - k] as number;
+    const got = Float64Array.from(scores);
+    applyTopK(got, k);
+    assert.deepEqual([...got], [...scores].map((v) => (v < kth ? -Infinity : v)), `trial ${trial}: n ${n}, k ${k}`);
   }
 });
 

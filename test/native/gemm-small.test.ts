@@ -170,6 +170,8 @@ test('small-row gemm gives the same bits at 1 and 2 threads (GEMMs large enough 
         { transA: false, transB: false, M: 3, N: 1100, K: 600, alpha: 1, beta: 0 },
         { transA: false, transB: false, M: 16, N: 999, K: 601, alpha: 1.5, beta: 1 },
         { transA: false, transB: true, M: 4, N: 513, K: 257, alpha: 1, beta: 0, batch: 5, pad: 3 },
+        // Under 2 MiB of B but 4M multiply-adds: split by its arithmetic (a 16-row decode step).
+        { transA: false, transB: true, M: 16, N: 512, K: 513, alpha: 1, beta: 0 },
         { transA: false, transB: true, M: 2, N: 1100, K: 600, alpha: 1, beta: 0, bf16: true },
       ];
       for (const c of cases) {

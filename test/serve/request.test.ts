@@ -114,3 +114,31 @@ test('streamed text: split characters and possible stop strings are held back; a
   assert.ok(!out.endsWith('made'));
   assert.equal(out + u.finish(), full);
 });
+
+test('streamed text decodes a window of the latest tokens: long replies stream what decoding everything each token streams', () => {
+  // The reference: decode every id so far at each token and send what is new (the O(n²) way), holding back
+  // the U+FFFDs of a character whose bytes are still arriving (one per byte: a 4-byte emoji shows up to 3).
+  const reference = (t: Tokenizer, ids: number[]): string[] => {
+    let sent = '';
+    return ids.map((_, i) => {
+      const full = t.decode(ids.slice(0, i + 1), { skipSpecial: true }).replace(/\uFFFD+$/, '');
+      if (!full.startsWith(sent) || full.length <= sent.length) return '';
+      const delta = full.slice(sent.length);
+      sent = full;
+      return delta;
+    });
+  };
+  const llama2 = Tokenizer.fromDir(join(import.meta.dirname, '..', '..', 'node_modules', '@lenml', 'tokenizer-llama2', 'models'));
+  const text = 'Fellow citizens, the state of the Union — ünïcödé, 日本語のテキスト, emoji 🎉🚀 — is strong. '.repeat(4);
+  for (const t of [tok, llama2]) {
+    const ids = t.encode(text, { addBos: false, addEos: false });
+    const s = new TextStream(t, []);
+    assert.deepEqual(ids.map((id) => s.push(id)), reference(t, ids));
+    assert.equal(s.text + s.finish(), t.decode(ids, { skipSpecial: true }));
+    // Random ids, byte pieces included (split characters everywhere).
+    let seed = 7;
+    const rand = Array.from({ length: 300 }, () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) % Math.min(t.vocabSize, 8000));
+    const r = new TextStream(t, []);
+    assert.deepEqual(rand.map((id) => r.push(id)), reference(t, rand), `random ids (${t === tok ? 'sentencepiece' : 'tokenizer.json'})`);
+  }
+});

@@ -1,7 +1,8 @@
 // `sftkit serve` driven by the official `openai` client on the demo model: streamed and non-streamed greedy
 // replies equal `sftkit predict`'s; 16 concurrent streams of different lengths each equal their solo output
 // (up to near-ties); a cancelled stream frees its slot; every bad request gets its OpenAI-shaped error
-// (400 naming the field, 401, 404, 405, 413, 429); the CLI refuses an exposed host without a key.
+// (400 naming the field, 401, 404, 405, 413, 429); the CLI refuses an exposed host without a key. LoRA
+// adapters served beside the base: adapters.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -227,13 +228,13 @@ test('an API key is required when set (401), a full queue answers 429, an oversi
   }
 });
 
-test('sftkit serve: loopback by default, another host needs --api_key, adapters are refused for now', async () => {
+test('sftkit serve: loopback by default, another host needs --api_key, a malformed --adapter is refused', async () => {
   const exposed = sftkit(['serve', '--load_checkpoint', DEMO, '--host', '0.0.0.0', '--port', '0']);
   assert.notEqual(exposed.status, 0);
   assert.match(exposed.stderr, /--api_key/);
-  const adapter = sftkit(['serve', '--load_checkpoint', DEMO, '--adapter', 'mine=/tmp/adapter']);
+  const adapter = sftkit(['serve', '--load_checkpoint', DEMO, '--adapter', '/tmp/adapter']);
   assert.notEqual(adapter.status, 0);
-  assert.match(adapter.stderr, /LoRA adapters are not supported yet/);
+  assert.match(adapter.stderr, /expected NAME=DIR/);
   const child = spawn(process.execPath, [join(ROOT, 'bin', 'sftkit.js'), 'serve', '--load_checkpoint', DEMO, '--port', '0', '--served_model_name', 'tiny'], {
     cwd: ROOT,
     env: { ...process.env, SFTKIT_FROM_SOURCE: '1', SFTKIT_THREADS: '1' },

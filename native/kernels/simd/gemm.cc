@@ -292,6 +292,9 @@ constexpr int kNnV = 2;
 // microseconds, about what streaming 1-2 MiB from L2/L3 takes on one core (a 512 x 512 weight ran as fast
 // or faster on one thread; 768 x 32000 ran 1.6x faster on two).
 constexpr double kSmallThreadMinBytes = 2 << 20;
+// ... unless there is enough arithmetic to pay for the wake-up: a batched decode step (16 rows against a
+// 512 x 512 weight, 4M multiply-adds) is compute-bound on one core.
+constexpr double kSmallThreadMinMacs = 4 << 20;
 
 // c = alpha * s + beta * c, beta == 0 without reading c; the same rounding as the packed kernel's store.
 inline void small_store(float* c, float s, float alpha, float beta) {
@@ -475,7 +478,8 @@ void small_gemm(const GemmArgs& g) {
   };
   const int threads = num_threads();
   const double bytes = 4.0 * static_cast<double>(g.batch) * static_cast<double>(g.N) * static_cast<double>(g.K);
-  if (threads > 1 && total > 1 && bytes >= kSmallThreadMinBytes) {
+  const double macs = static_cast<double>(g.batch) * static_cast<double>(g.M) * static_cast<double>(g.N) * static_cast<double>(g.K);
+  if (threads > 1 && total > 1 && (bytes >= kSmallThreadMinBytes || macs >= kSmallThreadMinMacs)) {
     parallel_for(threads, [&](int64_t t, int64_t, int) {
       auto [u0, u1] = gemm_driver::share(total, static_cast<int>(t), threads);
       run_units(u0, u1);

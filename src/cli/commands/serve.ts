@@ -45,8 +45,9 @@ async function serve(flags: ServeFlags): Promise<void> {
   const port = intFlag(flags.port, '--port');
   if (port < 0 || port > 65535) throw new ConfigError(`--port ${port} is outside 0..65535`, { where: '--port' });
   if (flags.dtype !== 'float32' && flags.dtype !== 'bfloat16') throw new ConfigError(`--dtype ${flags.dtype}: float32 or bfloat16`, { where: '--dtype' });
-  // Adapters are checked before anything loads, so a refused one costs nothing.
-  for (const a of flags.adapter) ModelRegistry.checkAdapterSpec(a);
+  const modelId = flags.served_model_name ?? (existsSync(flags.load_checkpoint) ? basename(resolve(flags.load_checkpoint)) : flags.load_checkpoint);
+  // Adapter flags are checked before anything loads, so a refused one costs nothing.
+  const adapters = ModelRegistry.parseAdapterSpecs(flags.adapter, modelId);
   const dir = await modelDirOf(flags.load_checkpoint);
   const tokDir = flags.tokenizer ?? dir;
   if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(tokDir, f)))) {
@@ -54,7 +55,6 @@ async function serve(flags: ServeFlags): Promise<void> {
   }
   const tok = Tokenizer.fromDir(tokDir);
   const template = generationTemplate(flags.template, dir);
-  const modelId = flags.served_model_name ?? (existsSync(flags.load_checkpoint) ? basename(resolve(flags.load_checkpoint)) : flags.load_checkpoint);
   const model = loadModel(dir);
   let engine;
   try {
@@ -65,6 +65,7 @@ async function serve(flags: ServeFlags): Promise<void> {
       maxQueue: intFlag(flags.max_queue, '--max_queue'),
       ...(flags.context === undefined ? {} : { context: intFlag(flags.context, '--context') }),
       dtype: flags.dtype,
+      adapters,
     });
   } catch (err) {
     model.release();
@@ -72,8 +73,9 @@ async function serve(flags: ServeFlags): Promise<void> {
   }
   const server = await startServer(engine, { host: flags.host, port, apiKey, log: (l) => process.stderr.write(`${l}\n`) });
   const { opts } = engine.scheduler;
+  const withAdapters = adapters.length === 0 ? '' : ` with LoRA adapters ${adapters.map((a) => JSON.stringify(a.name)).join(', ')}`;
   process.stderr.write(
-    `serving ${model.config.modelType} from ${dir} as ${JSON.stringify(modelId)}; template ${template.template} (${template.source}); ` +
+    `serving ${model.config.modelType} from ${dir} as ${JSON.stringify(modelId)}${withAdapters}; template ${template.template} (${template.source}); ` +
       `${opts.slots} sequences per batch, context ${opts.context} tokens, queue ${opts.maxQueue}${apiKey === null ? '' : '; API key required'}\n`,
   );
   // The line tests and scripts wait for.
@@ -101,7 +103,7 @@ export function registerServe(program: Command): void {
     .option('--host <addr>', 'address to bind; anything but loopback needs --api_key', '127.0.0.1')
     .option('--port <n>', 'port (0: any free one)', '8000')
     .option('--api_key <key>', 'require "Authorization: Bearer <key>" (or set SFTKIT_API_KEY)')
-    .option('--adapter <name=dir>', 'serve a LoRA adapter as model NAME (not supported yet)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--adapter <name=dir>', 'serve the PEFT LoRA adapter in DIR over the base as model NAME (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--served_model_name <id>', "the model id requests use (default: the checkpoint folder's name or the repo id)")
     .option('--max_batch <n>', 'sequences decoded together', '16')
     .option('--max_queue <n>', 'requests waiting for a slot before 429', '64')
