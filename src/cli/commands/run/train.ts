@@ -101,6 +101,8 @@ export async function runTraining(ctx: RunContext): Promise<void> {
       assetsDir: tokenizerDir ? resolve(tokenizerDir) : null,
       resume: ctx.resume,
       pg,
+      // ZeRO-3: the weights stay sharded after the last checkpoint (gathering them whole may not fit a rank).
+      wholeModelAfter: false,
       // report.md and loss_curve.png in the output dir after every checkpoint save and at the end.
       report: (progress) => writeRunReport(cfg, progress),
       events: {
