@@ -327,6 +327,7 @@ export class ParameterSet {
   /** A zeroed full gradient buffer again, linked to the weights' .grad. */
   restoreGradients(): void {
     if (this.withGradients) return;
+    if (this.shards) throw new ShapeError('the trainable weights are sharded (ZeRO-3): a full gradient buffer needs unshard() first');
     this.withGradients = true;
     this.grads.release();
     this.grads = new FlatBuffer(this.values.layout);

@@ -167,6 +167,7 @@ export class ZeroAdamW implements TrainOptimizer {
     readonly stage: 1 | 2 | 3 = 1,
     bucketBytes = DEFAULT_BUCKET_BYTES,
   ) {
+    if (stage < 3 && params.sharded) throw new ShapeError(`ZeRO-${stage}: the model's weights are sharded (ZeRO-3); unshard() them first`);
     if (stage === 3) {
       // A model loaded at stage 3 holds its shard already (weightOptionsOf with a process group); otherwise
       // the full buffer is sharded now.

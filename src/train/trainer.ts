@@ -102,6 +102,12 @@ export interface TrainerOptions {
   base?: BaseModelRef | null;
   /** Data-parallel ranks (default: this process alone). `train` must be this rank's shard of the batches. */
   pg?: ProcessGroup;
+  /**
+   * At zero_stage 3, gather the whole weights onto every rank when training ends (default true), so `model`
+   * is whole afterwards. `sftkit run` passes false: the checkpoint holds them, and the whole model need not fit
+   * one rank.
+   */
+  wholeModelAfter?: boolean;
   events?: TrainerEvents;
   /** Called on rank 0 after every checkpoint save (the last one included); a failure is a warning, not a stop. */
   report?: ((progress: RunProgress) => Promise<void>) | null;
@@ -227,7 +233,7 @@ export class Trainer {
     try {
       const summary = await this.loop(run);
       // Every rank gets here together (the last step, or an agreed stop): ZeRO-3 gathers the full weights back.
-      run.optimizer.finish();
+      if (this.opts.wholeModelAfter !== false) run.optimizer.finish();
       return summary;
     } finally {
       run.optimizer.release();

@@ -97,6 +97,8 @@ export async function runTraining(ctx: RunContext): Promise<void> {
       resume: ctx.resume,
       base: ctx.base,
       pg,
+      // ZeRO-3: the weights stay sharded after the last checkpoint (gathering them whole may not fit a rank).
+      wholeModelAfter: false,
       // report.md and loss_curve.png in the output dir after every checkpoint save and at the end.
       report: (progress) => writeRunReport(cfg, progress),
       events: {
