@@ -37,7 +37,8 @@ const B = c['batch'] as number;
 const S = c['seq'] as number;
 const loraAt = process.argv.indexOf('--lora');
 const loraRank = loraAt >= 0 ? Number(process.argv[loraAt + 1]) : 0;
-const model = new Llama(cfg, { seed: 0 });
+// LoRA: the whole base frozen from the start (as `sftkit run` loads it), so its peak RSS never holds a base gradient.
+const model = new Llama(cfg, { seed: 0, weights: { frozen: () => loraRank > 0 } });
 if (loraRank > 0) attachLora(model.params, { rank: loraRank, alpha: 2 * loraRank, dropout: 0, target_modules: 'all-linear', use_rslora: false }, new Rng(0), false);
 const opt = new AdamW(model.params.values, model.params.grads, { lr: 1e-4, weightDecay: 0.1 });
 const rng = new Rng(1);

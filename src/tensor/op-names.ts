@@ -12,6 +12,8 @@ export const OP_NAMES = [
   'matmul',
   // a matmul against a frozen low-precision weight (NF4, int8, bf16): gradient for the input only
   'frozenLinear',
+  // a linear over a frozen weight plus its LoRA adapter's term (gradients for the input, A and B)
+  'loraLinear',
   // views and copies
   'reshape', 'transpose', 'permute', 'slice', 'expand', 'contiguous', 'concat', 'cast',
   // fused NN primitives

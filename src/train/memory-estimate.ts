@@ -18,10 +18,11 @@ export interface MemoryEstimateInput {
   optimizerShard?: boolean;
   /**
    * LoRA adapters (nn/lora.ts), whose weights are the trainable ones of `weights`: each adapted module keeps
-   * x·Aᵀ (r floats per token) and its (out)-wide delta before and after the scale; with dropout, the mask and
-   * the dropped input (2·in floats per token).
+   * x·Aᵀ (r floats per token) — the loraLinear op adds the adapter's term into the base's output — and, with
+   * dropout, the mask and the dropped input (2·in floats per token). GPT-2's Conv1D modules (fanInFanOut) are
+   * composed of ops and also keep their (out)-wide delta before and after the scale.
    */
-  lora?: { modules: readonly { inFeatures: number; outFeatures: number; rank: number }[]; dropout: number };
+  lora?: { modules: readonly { inFeatures: number; outFeatures: number; rank: number; fanInFanOut?: boolean }[]; dropout: number };
   zeroStage?: 0 | 1 | 2 | 3;
   /** Gradient bucket bytes (parallel_config.bucket_mb; default DEFAULT_BUCKET_BYTES). */
   bucketBytes?: number;
@@ -110,7 +111,7 @@ export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
   // Backward's own temporaries beside them: the widest gradients of one block (dgate, dup, dX of the MLP).
   const inFlight = tokens * (3 * ffnOf(c) + 2 * hiddenOf(c));
   // LoRA's adapter activations, over every adapted module (one block's share under recompute).
-  const loraFloats = (i.lora?.modules ?? []).reduce((n, m) => n + m.rank + 2 * m.outFeatures + ((i.lora?.dropout ?? 0) > 0 ? 2 * m.inFeatures : 0), 0);
+  const loraFloats = (i.lora?.modules ?? []).reduce((n, m) => n + m.rank + (m.fanInFanOut === true ? 2 * m.outFeatures : 0) + ((i.lora?.dropout ?? 0) > 0 ? 2 * m.inFeatures : 0), 0);
   const loraKept = tokens * (i.recompute ? loraFloats / layers : loraFloats);
   const activations = (kept + inFlight + loraKept) * 4;
   // The loss: final hidden states, their gradient and norm output, and one block of logits.

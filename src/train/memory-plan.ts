@@ -46,7 +46,7 @@ export function plannedWeights(config: ModelConfig, s: MemorySettings): { weight
   if (s.lora.rank > 0) {
     const linears = linearModulesOf(tensors, config.family === 'gpt2');
     const chosen = new Set(matchTargets(linears.map((l) => l.module), s.lora.targets));
-    const modules = linears.filter((l) => chosen.has(l.module)).map((l) => ({ inFeatures: l.inFeatures, outFeatures: l.outFeatures, rank: s.lora.rank }));
+    const modules = linears.filter((l) => chosen.has(l.module)).map((l) => ({ inFeatures: l.inFeatures, outFeatures: l.outFeatures, rank: s.lora.rank, fanInFanOut: config.family === 'gpt2' }));
     lora = { modules, dropout: s.lora.dropout };
     trainableParams = modules.reduce((n, m) => n + m.rank * (m.inFeatures + m.outFeatures), 0);
     frozen = () => true;

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -66,6 +66,22 @@ test('run --lora.rank trains adapters, eval --lora.adapter equals eval on the --
     const bad = sftkit(['convert', '--reversed', '--merge_lora', '--input_path', ckpt, '--output_path', join(dir, 'nope')]);
     assert.notEqual(bad.status, 0);
     assert.match(bad.stderr, /holds no LoRA adapter/);
+
+    // The base moved away: resume names the missing base; --load_checkpoint names where it went.
+    const moved = join(dir, 'moved-base');
+    renameSync(ckpt, moved);
+    const resume = (extra: string[]): ReturnType<typeof sftkit> =>
+      sftkit(['run', '--train_dataset_dir', records, '--output_dir', out, '--batch_size', '4', '--runner_config.max_steps', '3', '--optimizer.learning_rate', '0.01',
+        '--lora.rank', '4', '--lora.alpha', '8', '--lora.target_modules', '[q_proj, v_proj, down_proj]', '--resume_training', ...extra]);
+    const gone = resume([]);
+    assert.notEqual(gone.status, 0);
+    assert.ok(gone.stderr.includes(`its base model ${ckpt} is missing`), gone.stderr);
+    assert.match(gone.stderr, /put the base model back at .*--load_checkpoint/s);
+    const again = resume(['--load_checkpoint', moved]);
+    assert.equal(again.status, 0, again.stderr);
+    assert.ok(again.stdout.includes(`LoRA base: ${moved} (--load_checkpoint) instead of the recorded ${ckpt}`), again.stdout);
+    const last = (JSON.parse(readFileSync(join(ck, 'meta.json'), 'utf8')) as { latest: string }).latest;
+    assert.equal((JSON.parse(readFileSync(join(ck, last, 'sftkit.json'), 'utf8')) as { base_model: { dir: string } }).base_model.dir, moved);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -66,6 +66,9 @@ const FROZEN_INT8 = (): T.QuantizedWeight =>
 const FROZEN_NF4 = (): T.QuantizedWeight =>
   (nf4Weight ??= T.QuantizedWeight.quantize(Tensor.from(randomF32(5 * 130, 65), [5, 130], 'float32', { persistent: true }), 'nf4'));
 
+let loraBase: Tensor | null = null;
+const LORA_BASE = (): Tensor => (loraBase ??= Tensor.from(randomF32(5 * 6, 73), [5, 6], 'float32', { persistent: true }));
+
 const CASES: Case[] = [
   { name: 'add broadcast', op: 'add', inputs: [f([3, 4], 1), f([4], 2)], fn: (xs) => T.add(x(xs, 0), x(xs, 1)) },
   { name: 'sub broadcast', op: 'sub', inputs: [f([2, 3, 4], 3), f([3, 1], 4)], fn: (xs) => T.sub(x(xs, 0), x(xs, 1)) },
@@ -229,6 +232,38 @@ const CASES: Case[] = [
     op: 'frozenLinear',
     inputs: [f([4, 130], 63)],
     fn: (xs) => T.frozenLinear(x(xs, 0), FROZEN_NF4()),
+  },
+  {
+    name: 'loraLinear over a float32 frozen weight (gradients for x, A and B)',
+    op: 'loraLinear',
+    inputs: [f([2, 3, 6], 64), f([2, 6], 65), f([5, 2], 66)],
+    fn: (xs) => T.loraLinear(x(xs, 0), LORA_BASE(), x(xs, 1), x(xs, 2), { scale: 1.5 }),
+    // y = x·Wᵀ + 1.5·(x·Aᵀ)·Bᵀ, written out.
+    ref: ([xd, ad, bd]) => {
+      const w = randomF32(5 * 6, 73);
+      const y = new Float32Array(6 * 5);
+      for (let m = 0; m < 6; m++) {
+        const proj = [0, 1].map((k) => Array.from({ length: 6 }, (_, i) => (xd as Float32Array)[m * 6 + i] as number * ((ad as Float32Array)[k * 6 + i] as number)).reduce((p, q) => p + q, 0));
+        for (let n = 0; n < 5; n++) {
+          let v = 0;
+          for (let i = 0; i < 6; i++) v += ((xd as Float32Array)[m * 6 + i] as number) * (w[n * 6 + i] as number);
+          y[m * 5 + n] = v + 1.5 * ((proj[0] as number) * ((bd as Float32Array)[n * 2] as number) + (proj[1] as number) * ((bd as Float32Array)[n * 2 + 1] as number));
+        }
+      }
+      return y;
+    },
+  },
+  {
+    name: 'loraLinear with a dropout mask',
+    op: 'loraLinear',
+    inputs: [f([4, 6], 67), f([3, 6], 68), f([5, 3], 69)],
+    fn: (xs) => T.loraLinear(x(xs, 0), LORA_BASE(), x(xs, 1), x(xs, 2), { scale: 0.5, mask: Tensor.from(Array.from({ length: 24 }, (_, i) => (i % 3 === 0 ? 0 : 1.5)), [4, 6]) }),
+  },
+  {
+    name: 'loraLinear over an int8 weight (panel by panel)',
+    op: 'loraLinear',
+    inputs: [f([3, 10], 70), f([2, 10], 71), f([7, 2], 72)],
+    fn: (xs) => T.loraLinear(x(xs, 0), FROZEN_INT8(), x(xs, 1), x(xs, 2), { scale: 2 }),
   },
   {
     name: 'recompute of a block',

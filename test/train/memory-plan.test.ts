@@ -51,7 +51,7 @@ for (const [family, config] of [['llama', LLAMA], ['gpt2', GPT2]] as const) {
         attachLora(l.params, { rank: 4, alpha: 8, dropout: 0, target_modules: targets, use_rslora: false }, new Rng(1), family === 'gpt2');
         const plan = plannedWeights(config, settings({ baseDtype: dtype, lora: { rank: 4, targets, dropout: 0 } }));
         assert.deepEqual(plan.weights, { ...l.params.counts(), frozenMappedBytes: 0 });
-        assert.deepEqual(plan.lora?.modules, [...(l.params.lora?.modules.values() ?? [])].map((x) => ({ inFeatures: x.inFeatures, outFeatures: x.outFeatures, rank: x.rank })));
+        assert.deepEqual(plan.lora?.modules, [...(l.params.lora?.modules.values() ?? [])].map((x) => ({ inFeatures: x.inFeatures, outFeatures: x.outFeatures, rank: x.rank, fanInFanOut: x.fanInFanOut })));
       } finally {
         l.release();
       }

@@ -4,6 +4,7 @@ import type { OpName } from '../op-names.ts';
 import * as elementwise from './elementwise.ts';
 import * as frozenLinear from './frozen-linear.ts';
 import * as fused from './fused.ts';
+import * as loraLinear from './lora-linear.ts';
 import * as matmul from './matmul.ts';
 import * as recompute from './recompute.ts';
 import * as reduce from './reduce.ts';
@@ -17,6 +18,7 @@ export const BACKWARD_RULES: { readonly [K in OpName]: Rule<any> } = {
   ...reduce.rules,
   ...matmul.rules,
   ...frozenLinear.rules,
+  ...loraLinear.rules,
   ...views.rules,
   ...fused.rules,
   ...recompute.rules,

@@ -112,7 +112,9 @@ async function loraBaseOf(
 ): Promise<{ base: BaseModelRef | null; adapterCheckpoint: string | null }> {
   const recorded = at.modelDir !== null ? adapterCheckpointBase(at.modelDir) : null;
   if (at.modelDir !== null && recorded !== null) {
-    if (at.resume !== null && cfg.load_checkpoint) {
+    // The base named as it was recorded (a config's own load_checkpoint) is the recorded folder while it is there: no new hub lookup.
+    const sameAsRecorded = cfg.load_checkpoint === recorded.name_or_path && existsSync(join(recorded.dir, 'config.json'));
+    if (at.resume !== null && cfg.load_checkpoint && !sameAsRecorded) {
       const base = { name_or_path: cfg.load_checkpoint, dir: resolve(await modelDirOf(cfg.load_checkpoint)) };
       if (base.dir !== recorded.dir) at.note(`LoRA base: ${base.dir} (--load_checkpoint) instead of the recorded ${recorded.dir}`);
       return { base, adapterCheckpoint: at.modelDir };
