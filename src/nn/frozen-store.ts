@@ -42,6 +42,17 @@ export function quantizable(name: string, shape: readonly number[]): boolean {
   return shape.length === 2 && name.endsWith('.weight') && !/(^|\.)(embed_tokens|wte|wpe|lm_head)\./.test(name);
 }
 
+/** Bytes of a frozen weight of `shape` stored as `dtype` (as FrozenStore holds it: NF4 codes + double-quantized scales). */
+export function frozenBytesOf(name: string, shape: readonly number[], dtype: FrozenDtype): number {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if ((dtype === 'nf4' || dtype === 'int8') && quantizable(name, shape)) {
+    if (dtype === 'int8') return n + (shape[0] as number) * 4;
+    const blocks = Math.ceil(n / 64);
+    return Math.ceil(n / 2) + blocks + Math.ceil(blocks / 256) * 4;
+  }
+  return n * (dtype === 'float32' ? 4 : 2);
+}
+
 export class FrozenStore {
   /** The dtype new (non-mapped) frozen weights are stored in. */
   readonly dtype: FrozenDtype;

@@ -4,12 +4,11 @@
 // batch 1, LoRA, a bf16/int8/NF4 frozen base, a higher ZeRO stage), with the estimate of that setting.
 import type { ModelConfig } from '../models/config.ts';
 import { expectedTensors } from '../models/tensor-table.ts';
-import { quantizable } from '../nn/frozen-store.ts';
 import { linearModulesOf, matchTargets } from '../nn/lora.ts';
-import type { FrozenDtype } from '../nn/frozen-store.ts';
+import { type FrozenDtype, frozenBytesOf } from '../nn/frozen-store.ts';
 import type { WeightCounts } from '../nn/parameters.ts';
 import type { RunConfig } from './config.ts';
-import { type MemoryEstimate, type MemoryEstimateInput, estimateTrainingMemory } from './memory-estimate.ts';
+import { type MemoryEstimate, type MemoryEstimateInput, estimateTrainingMemory, suggestZeroStage } from './memory-estimate.ts';
 import { frozenSet } from './freeze.ts';
 
 /** The settings the estimate depends on (a slice of the run config). */
@@ -24,17 +23,8 @@ export interface MemorySettings {
   freeze: RunConfig['freeze'];
   worldSize: number;
   zeroStage: 0 | 1 | 2 | 3;
-}
-
-/** Bytes of a frozen weight of `shape` stored as `dtype` (as FrozenStore holds it: NF4 codes + double-quantized scales). */
-export function frozenBytesOf(name: string, shape: readonly number[], dtype: FrozenDtype): number {
-  const n = shape.reduce((a, b) => a * b, 1);
-  if ((dtype === 'nf4' || dtype === 'int8') && quantizable(name, shape)) {
-    if (dtype === 'int8') return n + (shape[0] as number) * 4;
-    const blocks = Math.ceil(n / 64);
-    return Math.ceil(n / 2) + blocks + Math.ceil(blocks / 256) * 4;
-  }
-  return n * (dtype === 'float32' ? 4 : 2);
+  /** Gradient bucket bytes (parallel_config.bucket_mb); default the estimator's. */
+  bucketBytes?: number;
 }
 
 /** Weight counts and LoRA modules of a run of `config` under `s`, from the tensor table alone. */
@@ -72,18 +62,24 @@ export function plannedWeights(config: ModelConfig, s: MemorySettings): { weight
 
 /** The estimate of a run of `config` under `s` (what `sftkit run` prints after loading, before it loads). */
 export function planTrainingMemory(config: ModelConfig, s: MemorySettings): MemoryEstimate {
+  return estimateTrainingMemory(plannedInput(config, s));
+}
+
+/** The estimator's input for a run of `config` under `s`. */
+function plannedInput(config: ModelConfig, s: MemorySettings): MemoryEstimateInput {
   const { weights, lora, widenedHead } = plannedWeights(config, s);
-  return estimateTrainingMemory({
+  return {
     config,
     weights,
     batchSize: s.batchSize,
     seqLength: s.seqLength,
     recompute: s.recompute,
     worldSize: s.worldSize,
-    zeroStage: s.zeroStage as MemoryEstimateInput['zeroStage'],
+    zeroStage: s.zeroStage,
+    ...(s.bucketBytes !== undefined ? { bucketBytes: s.bucketBytes } : {}),
     widenedHead,
     ...(lora ? { lora } : {}),
-  });
+  };
 }
 
 /** The settings of a run config (seqLength from its records). */
@@ -97,6 +93,7 @@ export function memorySettingsOf(cfg: RunConfig, seqLength: number, worldSize: n
     freeze: cfg.freeze,
     worldSize,
     zeroStage: cfg.parallel_config.zero_stage as MemorySettings['zeroStage'],
+    bucketBytes: cfg.parallel_config.bucket_mb * 2 ** 20,
   };
 }
 
@@ -119,13 +116,13 @@ const PRECISION: FrozenDtype[] = ['float32', 'bfloat16', 'int8', 'nf4'];
  * frozen base (bfloat16, int8, nf4), each with recompute and batch 1 as needed.
  */
 export function cheapestFit(config: ModelConfig, s: MemorySettings, available: number): Suggestion | null {
+  // Several ranks: the lowest ZeRO stage that fits (the training itself unchanged).
+  const zero = s.worldSize > 1 ? suggestZeroStage(plannedInput(config, s), available) : null;
+  if (zero && zero.stage > s.zeroStage) return { change: `set parallel_config.zero_stage ${zero.stage}`, settings: { ...s, zeroStage: zero.stage }, estimate: zero.estimate };
   const candidates: { change: string[]; settings: MemorySettings }[] = [];
   const add = (change: string[], settings: MemorySettings): void => {
     candidates.push({ change, settings });
   };
-  if (s.worldSize > 1) {
-    for (const stage of [1, 2, 3] as const) if (stage > s.zeroStage) add([`set parallel_config.zero_stage ${stage}`], { ...s, zeroStage: stage });
-  }
   // The run itself, then with recompute, then with batch 1: one ladder per (lora, base dtype).
   const ladder = (prefix: string[], base: MemorySettings): void => {
     if (prefix.length > 0) add(prefix, base);

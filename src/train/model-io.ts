@@ -15,7 +15,7 @@ import { expectedTensors } from '../models/tensor-table.ts';
 import { Gpt2 } from '../models/gpt2.ts';
 import { Llama } from '../models/llama.ts';
 import type { CausalLM } from '../models/model.ts';
-import { quantizable } from '../nn/frozen-store.ts';
+import { frozenBytesOf, quantizable } from '../nn/frozen-store.ts';
 import type { WeightOptions } from '../nn/parameters.ts';
 import { type FlatLayout, Storage, dtypeBytes, numel } from '../tensor/index.ts';
 import type { ComputeBackend } from '../backend/compute.ts';
@@ -48,16 +48,10 @@ export function createModel(config: ModelConfig, seed: number, weights: WeightOp
   // A config whose weights alone exceed this machine's memory is refused before the allocation (it would
   // otherwise end in a native out-of-memory abort naming nothing). Frozen weights count at their dtype.
   const frozen = weights.frozen ?? (() => false);
-  // Bytes per frozen element: nf4 is 4 bits plus its scales (about 0.52), int8 one byte plus a scale per row;
-  // under both, the weights that are not linear matrices stay bfloat16.
-  const frozenBytes = (t: { name: string; shape: readonly number[] }): number => {
-    const d = weights.frozenDtype ?? 'float32';
-    if ((d === 'nf4' || d === 'int8') && quantizable(t.name, t.shape)) return d === 'nf4' ? 0.52 : 1;
-    return d === 'float32' ? 4 : 2;
-  };
+  const frozenDtype = weights.frozenDtype ?? 'float32';
   const bytes = expectedTensors(config)
     .filter((t) => t.optional !== 'tied')
-    .reduce((n, t) => n + numel(t.shape) * (frozen(t.name) ? frozenBytes(t) : 4 / (weights.shard?.worldSize ?? 1)), 0);
+    .reduce((n, t) => n + (frozen(t.name) ? frozenBytesOf(t.name, t.shape, frozenDtype) : (numel(t.shape) * 4) / (weights.shard?.worldSize ?? 1)), 0);
   const params = expectedTensors(config).reduce((n, t) => n + numel(t.shape), 0);
   if (bytes > totalmem()) {
     throw new ConfigError(`the model of config.json needs ${(bytes / 2 ** 30).toFixed(1)} GiB for its ${params} fp32 parameters${weights.frozen && weights.frozenDtype !== undefined && weights.frozenDtype !== 'float32' ? ` (frozen ones in ${weights.frozenDtype})` : ''}; this machine has ${(totalmem() / 2 ** 30).toFixed(1)} GiB`, {

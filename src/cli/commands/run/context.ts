@@ -2,7 +2,7 @@
 // model (a checkpoint to resume, --load_checkpoint, or model.arch), the tokenizer read on first use, the output folder.
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { openRecords } from '../../../data/records.ts';
+import { MANIFEST_NAME, openRecords, readRecordsManifest } from '../../../data/records.ts';
 import { type RowStore, validateRowsFor } from '../../../data/row-store.ts';
 import { type ProcessGroup, initProcessGroup } from '../../../distributed/index.ts';
 import { ConfigError } from '../../../errors.ts';
@@ -66,13 +66,15 @@ function plannedModelConfig(path: string): ModelConfig | null {
   }
 }
 
-/** The training records' seq_length; null when they cannot be opened (the run then says why). */
+/**
+ * The training records' seq_length from their manifest alone (the rows are opened once, after loading); null
+ * when there is none to read (MindRecord, a missing folder: the check after loading, or the run, says why).
+ */
 function trainSeqLength(cfg: RunConfig): number | null {
+  const dir = cfg.train_dataset.dataset_dir;
+  if (!dir || !existsSync(join(dir, MANIFEST_NAME))) return null;
   try {
-    const rows = openDataset(cfg.train_dataset.dataset_dir, 'train_dataset');
-    const seq = rows.seqLength;
-    rows.close();
-    return seq;
+    return readRecordsManifest(dir).seq_length;
   } catch {
     return null;
   }
