@@ -177,6 +177,40 @@ test('gemm across cache-block edges (rows past the A block, columns past a B blo
   checkCase({ transA: true, transB: true, M: 3700, N: 40, K: 9, alpha: 2, beta: 1 }, 303);
 });
 
+test('gemm narrow path (a LoRA adapter\'s shapes): C a few vectors wide, or a few rows tall from a transposed op(A)', () => {
+  let seed = 350;
+  // Narrow C (N up to 64, 65 falls back to the packed path) over long rows and deep K (past the 256-deep k block).
+  for (const [transA, transB] of TRANSPOSES) {
+    for (const [M, N, K] of [[64, 1, 64], [200, 16, 300], [97, 17, 520], [130, 48, 65], [66, 64, 257], [70, 65, 100]] as const) {
+      checkCase({ transA, transB, M, N, K, alpha: 1.25, beta: seed % 2 === 0 ? 0 : -0.5, ldPad: 3 }, seed++);
+    }
+  }
+  // A few rows of C from op(A) stored (K, M) (A's gradient (g·B)ᵀ·x): computed as Cᵀ and written back transposed.
+  for (const transB of [false, true]) {
+    for (const [M, N, K] of [[1, 64, 64], [16, 300, 520], [33, 100, 257], [64, 129, 70]] as const) {
+      checkCase({ transA: true, transB, M, N, K, alpha: 0.5, beta: seed % 2 === 0 ? 1 : 0, ldPad: 2 }, seed++);
+    }
+  }
+  checkCase({ transA: false, transB: true, M: 90, N: 16, K: 300, alpha: 1, beta: 0, batch: 3, ldPad: 1, stridePad: 5 }, seed++);
+  checkCase({ transA: true, transB: false, M: 16, N: 90, K: 300, alpha: 1, beta: 0.5, batch: 2, ldPad: 4, stridePad: 3 }, seed++);
+});
+
+test('gemm narrow path: a row of C does not depend on the other rows of the call (batch invariance)', () => {
+  // Serving mixes requests in one GEMM: each row of x·Aᵀ must be the same bits whatever rides along with it.
+  for (const { name, level } of isaPaths()) {
+    withIsa(level, () => {
+      const K = 300, N = 16;
+      const x = randomF32(200 * K, 360), a = randomF32(N * K, 361);
+      const run = (M: number): Float32Array => {
+        const c: GemmCase = { transA: false, transB: true, M, N, K, alpha: 1, beta: 0 };
+        return runNative(c, layout(c), { a: x.subarray(0, M * K), b: a, c: new Float32Array(M * N) });
+      };
+      const all = new Uint32Array(run(200).buffer), part = new Uint32Array(run(64).buffer);
+      assert.deepEqual(part, all.subarray(0, 64 * N), `${name}: the first 64 rows differ when 136 more ride along`);
+    });
+  }
+});
+
 test('gemm degenerate sizes: K = 0 gives beta * C; M = 0 or N = 0 writes nothing', () => {
   for (const { name, level } of isaPaths()) {
     withIsa(level, () => {
@@ -214,6 +248,9 @@ test('gemm is deterministic: identical bits run to run at 2 threads, and the sam
           { transA: false, transB: true, M: 257, N: 263, K: 300, alpha: 1, beta: 0 },
           { transA: true, transB: false, M: 5, N: 1200, K: 257, alpha: 1, beta: 1 },
           { transA: false, transB: false, M: 1200, N: 5, K: 257, alpha: 1, beta: 0 },
+          // the narrow path: threads split the rows of C, or of Cᵀ
+          { transA: false, transB: true, M: 1000, N: 16, K: 300, alpha: 1, beta: 0 },
+          { transA: true, transB: false, M: 16, N: 1000, K: 600, alpha: 1, beta: 0 },
           { transA: false, transB: false, M: 65, N: 63, K: 257, alpha: 1, beta: 0, batch: 6 },
         ];
         for (const c of cases) {

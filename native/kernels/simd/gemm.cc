@@ -16,6 +16,7 @@
 #include "kernels/avx512_util.h"
 #endif
 #include "kernels/kernels.h"
+#include "kernels/simd/gemm_narrow.h"
 #include "kernels/simd/simd.h"
 #include "runtime.h"
 
@@ -492,6 +493,8 @@ void small_gemm(const GemmArgs& g) {
 }  // namespace
 
 void gemm(const GemmArgs& g) {
+  // A LoRA adapter's GEMMs (C a few columns wide, or a few rows tall from a transposed op(A)): gemm_narrow.cc.
+  if (narrow_gemm(g)) return;
   if (g.batch > 0 && g.M > 0 && g.N > 0 && g.M <= (g.trans_b ? kSmallRowsNt : kSmallRowsNn) && g.K > 0 && g.alpha != 0.f)
     return small_gemm(g);
 #if SFT_ISA == 2
