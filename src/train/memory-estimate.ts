@@ -50,7 +50,12 @@ export interface MemoryEstimate {
   activations: number;
   /** The fused loss's logits block, the final hidden states with their gradient, and a widened frozen head. */
   workspace: number;
-  /** Node, V8 and the addon before any model (measured: ≈ 110 MB). */
+  /**
+   * Node, V8 and the addon before any model (measured: ≈ 110 MB), plus the host copy of the largest weight
+   * when weights reach the addon through JavaScript buffers (an fp32 model, not file-mapped): V8 frees those
+   * buffers only at its next major collection, so the last big one (embeddings or lm_head) is typically still
+   * resident at the step's peak (94 MB at config L: the estimate was 10% under the measured peak without it).
+   */
   runtime: number;
   total: number;
 }
@@ -117,7 +122,8 @@ export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
   // The loss: final hidden states, their gradient and norm output, and one block of logits.
   const logitsBlock = Math.min(LOSS_BLOCK_BYTES, tokens * c.vocabSize * 4);
   const workspace = tokens * hiddenOf(c) * 3 * 4 + logitsBlock + (i.widenedHead ? c.vocabSize * hiddenOf(c) * 4 : 0);
-  const runtime = RUNTIME_BYTES;
+  const hostCopies = i.weights.frozenMappedBytes === 0 && i.weights.frozenBytes >= 4 * i.weights.frozenParams;
+  const runtime = RUNTIME_BYTES + (hostCopies ? Math.max(c.vocabSize * hiddenOf(c), hiddenOf(c) * ffnOf(c)) * 4 : 0);
   return { trainable, optimizer, frozen, activations, workspace, runtime, total: trainable + optimizer + frozen + activations + workspace + runtime };
 }
 

@@ -23,6 +23,12 @@ test('the estimate counts trainable, optimizer, frozen, activations, workspace a
   assert.equal(e.workspace, tokens * 64 * 3 * 4 + tokens * 1000 * 4);
   assert.equal(e.runtime, RUNTIME_BYTES);
   assert.equal(e.total, e.trainable + e.optimizer + e.frozen + e.activations + e.workspace + e.runtime);
+  // An fp32 base reaches the addon through JavaScript buffers: the largest weight's host copy (the embeddings,
+  // 1000 x 64 floats) is counted until V8 collects it; a bf16 (above) or file-mapped base has none.
+  const fp32 = estimateTrainingMemory({ config: CFG, weights: { ...weights, frozenBytes: 20000 }, batchSize: 2, seqLength: 32, recompute: false });
+  assert.equal(fp32.runtime, RUNTIME_BYTES + 1000 * 64 * 4);
+  const mapped = estimateTrainingMemory({ config: CFG, weights: { ...weights, frozenBytes: 20000, frozenMappedBytes: 20000 }, batchSize: 2, seqLength: 32, recompute: false });
+  assert.equal(mapped.runtime, RUNTIME_BYTES);
   // ZeRO-1 over 4 ranks divides the moments only.
   const z = estimateTrainingMemory({ config: CFG, weights, batchSize: 2, seqLength: 32, recompute: false, worldSize: 4, optimizerShard: true });
   assert.equal(z.optimizer, 2000);
