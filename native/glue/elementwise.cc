@@ -241,6 +241,25 @@ Napi::Value StridedCopy(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// dropoutMask(state Uint32Array(4), keep, x, xOff, out, outOff, mask, maskOff, n): out absent when handle 0.
+Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
+  const char* o = "dropoutMask";
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
+      info[0].As<Napi::TypedArray>().ElementLength() != 4)
+    fail(env, o, "argument 'state' must be a Uint32Array of 4 words");
+  Napi::Uint32Array state = info[0].As<Napi::Uint32Array>();
+  double keep = f64(info, 1, o, "keep");
+  if (!(keep > 0.0 && keep <= 1.0)) fail(env, o, "keep must be in (0, 1], got " + std::to_string(keep));
+  int64_t n = dim(info, 8, o, "n");
+  const float* x = buf<float>(info, 2, o, "x", n, false, true);
+  float* out = buf<float>(info, 4, o, "out", n, true, true);
+  float* mask = buf<float>(info, 6, o, "mask", n, true);
+  if (out && !x) fail(env, o, "out needs x");
+  k::dropout_mask(state.Data(), keep, x, out, mask, n);
+  return env.Undefined();
+}
+
 Napi::Value Fill(const Napi::CallbackInfo& info) {
   const char* o = "fill";
   Napi::Env env = info.Env();
@@ -388,6 +407,7 @@ void register_elementwise(Napi::Env env, Napi::Object exports) {
   exports.Set("where", Napi::Function::New(env, Where, "where"));
   exports.Set("stridedCopy", Napi::Function::New(env, StridedCopy, "stridedCopy"));
   exports.Set("fill", Napi::Function::New(env, Fill, "fill"));
+  exports.Set("dropoutMask", Napi::Function::New(env, DropoutMask, "dropoutMask"));
   exports.Set("cast", Napi::Function::New(env, Cast, "cast"));
   exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
   exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward, "embeddingBackward"));

@@ -175,6 +175,29 @@ void fill_i32(int32_t* dst, int64_t n, int32_t value) {
   parallel_for_grain(n, kGrain * 4, [&](int64_t begin, int64_t end, int) { std::fill(dst + begin, dst + end, value); });
 }
 
+void dropout_mask(uint32_t state[4], double keep, const float* x, float* out, float* mask, int64_t n) {
+  uint32_t s0 = state[0], s1 = state[1], s2 = state[2], s3 = state[3];
+  const float kept = static_cast<float>(1.0 / keep);
+  auto rotl = [](uint32_t v, int k) { return (v << k) | (v >> (32 - k)); };
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t r = rotl(s1 * 5u, 7) * 9u;
+    const uint32_t t = s1 << 9;
+    s2 ^= s0;
+    s3 ^= s1;
+    s1 ^= s2;
+    s0 ^= s3;
+    s2 ^= t;
+    s3 = rotl(s3, 11);
+    const float m = static_cast<double>(r) / 4294967296.0 < keep ? kept : 0.f;
+    mask[i] = m;
+    if (out) out[i] = x[i] * m;
+  }
+  state[0] = s0;
+  state[1] = s1;
+  state[2] = s2;
+  state[3] = s3;
+}
+
 }  // namespace k
 
 }  // namespace sft

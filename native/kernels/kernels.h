@@ -151,6 +151,10 @@ void strided_copy(const void* src, const int64_t* src_strides, void* dst, const 
                   const int64_t* shape, int ndim, int elem_bytes, bool accumulate);
 void fill_f32(float* dst, int64_t n, float value);
 void fill_i32(int32_t* dst, int64_t n, int32_t value);
+// Inverted dropout drawn from xoshiro128** (src/tensor/rng.ts's Rng): for each i, u = next(state) / 2^32,
+// mask[i] = u < keep ? 1/keep : 0, out[i] = x[i] * mask[i] (out may be null). `state` is advanced in place, by
+// exactly the draws n calls of Rng.uniform() make. Serial by nature: one stream, one element after another.
+void dropout_mask(uint32_t state[4], double keep, const float* x, float* out, float* mask, int64_t n);
 }  // namespace k
 
 // f32 -> the nearest bf16 (ties to even), kept in f32 format (low 16 bits zero); NaN stays a quiet NaN.

@@ -107,6 +107,13 @@ export interface Binding {
     shape: number[], elemBytes: number, accumulate: boolean,
   ): void;
   fill(x: Handle, xOff: ByteOffset, n: number, value: number, dtype: number): void;
+  /**
+   * Inverted dropout drawn from the xoshiro128** stream of src/tensor/rng.ts: for each i < n, u = next(state)/2^32,
+   * mask[i] = u < keep ? 1/keep : 0 (float32) and out[i] = x[i]·mask[i] (skipped when out is 0). `state` (the
+   * Rng's 4 words) is advanced in place by exactly the draws of n Rng.uniform() calls, so the masks equal the
+   * TypeScript loop's bit for bit and a saved Rng state resumes the same stream.
+   */
+  dropoutMask(state: Uint32Array, keep: number, x: Handle, xOff: ByteOffset, out: Handle, outOff: ByteOffset, mask: Handle, maskOff: ByteOffset, n: number): void;
   cast(src: Handle, srcOff: ByteOffset, srcDtype: number, dst: Handle, dstOff: ByteOffset, dstDtype: number, n: number): void;
   /** ids int32 (n); weight (vocab, dim); out (n, dim). Throws naming the first out-of-range id. */
   embedding(

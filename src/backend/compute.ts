@@ -23,7 +23,7 @@ export const MEMORY_METHODS = ['alloc', 'free', 'write', 'read', 'size', 'memSta
 export const KERNEL_METHODS = [
   'gemm',
   'unary', 'unaryBackward', 'binary', 'reduce', 'softmax', 'softmaxBackward', 'where',
-  'stridedCopy', 'fill', 'cast', 'embedding', 'embeddingBackward', 'argmax', 'topk', 'adamw', 'sumsq',
+  'stridedCopy', 'fill', 'dropoutMask', 'cast', 'embedding', 'embeddingBackward', 'argmax', 'topk', 'adamw', 'sumsq',
   'rmsnormForward', 'rmsnormBackward', 'layernormForward', 'layernormBackward', 'rope',
   'swigluForward', 'swigluBackward', 'attentionForward', 'attentionBackward',
   'crossEntropyForward', 'crossEntropyBackward', 'crossEntropySweep',

@@ -3,7 +3,7 @@
 // HF layouts: Llama's nn.Linear stores weight (out, in), y = x @ weightᵀ + bias; GPT-2's Conv1D stores
 // weight (in, out), y = x @ weight + bias.
 // A module with a LoRA adapter (lora.ts) adds s·dropout(x)·Aᵀ·Bᵀ, A (r, in) and B (out, r) in both layouts.
-import { Tensor, add, frozenLinear, inRecomputeForward, isGradEnabled, loraLinear, matmul, mT, mul, scale } from '../tensor/index.ts';
+import { type Rng, type Tensor, add, dropoutMask, frozenLinear, inRecomputeForward, isGradEnabled, loraLinear, matmul, mT, mul, scale } from '../tensor/index.ts';
 import type { ParameterSet } from './parameters.ts';
 import { loraA, loraB } from './lora.ts';
 import { addRowAdapters } from './row-lora.ts';
@@ -27,7 +27,7 @@ export function linear(x: Tensor, weights: ParameterSet, name: string, opts: Lin
   // A frozen (out, in) base with an adapter: base and adapter term in one op, no out-wide temporaries (ops/lora-linear.ts).
   if (lora && opts.layout !== 'in,out' && weights.isFrozen(`${name}.weight`)) {
     const w = rows ?? weights.weight(`${name}.weight`);
-    const y = loraLinear(x, w, weights.weight(loraA(name)), weights.weight(loraB(name)), { scale: lora.scale, mask: dropoutMask(x, weights, lora.dropout) });
+    const y = loraLinear(x, w, weights.weight(loraA(name)), weights.weight(loraB(name)), { scale: lora.scale, dropout: dropoutOf(weights, lora.dropout) });
     return opts.bias ? add(y, weights.weight(`${name}.bias`)) : y;
   }
   let y: Tensor;
@@ -40,21 +40,18 @@ export function linear(x: Tensor, weights: ParameterSet, name: string, opts: Lin
   // Serving several adapters at once (row-lora.ts): each row adds its own adapter's delta; else y as it is.
   const base = addRowAdapters(opts.bias ? add(y, weights.weight(`${name}.bias`)) : y, x, name);
   if (!lora) return base;
-  const mask = dropoutMask(x, weights, lora.dropout);
-  const xa = mask ? mul(x, mask) : x;
+  const drop = dropoutOf(weights, lora.dropout);
+  const xa = drop ? mul(x, dropoutMask(x, drop.rng, drop.p, false).mask) : x;
   const delta = matmul(matmul(xa, mT(weights.weight(loraA(name)))), mT(weights.weight(loraB(name))));
   return add(base, scale(delta, lora.scale));
 }
 
 /**
  * Dropout on the adapter's input only while training (gradients recorded, or a recompute block's first pass,
- * which backward replays with the same masks), inverted as in PyTorch: the mask, or null.
+ * which backward replays with the same masks), inverted as in PyTorch, drawn from the adapters' Rng: its
+ * probability and stream, or null.
  */
-function dropoutMask(x: Tensor, weights: ParameterSet, dropout: number): Tensor | null {
+function dropoutOf(weights: ParameterSet, dropout: number): { p: number; rng: Rng } | null {
   if (dropout <= 0 || !(isGradEnabled() || inRecomputeForward())) return null;
-  const keepP = 1 - dropout;
-  const rng = (weights.lora as NonNullable<ParameterSet['lora']>).rng;
-  const mask = new Float32Array(x.size);
-  for (let i = 0; i < mask.length; i++) mask[i] = rng.uniform() < keepP ? 1 / keepP : 0;
-  return Tensor.from(mask, [...x.shape]);
+  return { p: dropout, rng: (weights.lora as NonNullable<ParameterSet['lora']>).rng };
 }

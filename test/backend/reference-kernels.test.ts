@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { BINARY_OP, DTYPE_CODE, ISA, REDUCE_OP, UNARY_OP, native } from '../../src/backend/binding.ts';
 import { REFERENCE_COVERS, REFERENCE_LEAVES, reference as ref } from '../../src/backend/reference/index.ts';
 import { ShapeError } from '../../src/errors.ts';
+import { Rng } from '../../src/tensor/rng.ts';
 import { closeRel, randomF32, withIsa } from '../helpers/native.ts';
 
 type Arr = Float32Array | Int32Array | Uint16Array | Uint32Array | Uint8Array;
@@ -493,6 +494,34 @@ test('fill: every dtype', () => {
   }
   sameError((be) => runOn(be, { x: new Int32Array(2) }, (k, h) => k.fill(h.x, 0, 2, 1.5, DTYPE_CODE.int32)), /^fill: value 1.500000 is not an int32$/);
   sameError((be) => runOn(be, { x: new Int32Array(2) }, (k, h) => k.fill(h.x, 0, 2, 1, 7)), /^fill: unknown dtype code 7 for 'dtype'$/);
+});
+
+test('dropoutMask: bit-exact on both backends and with a loop of Rng.uniform(), which leaves the same stream state', () => {
+  for (const n of [0, ...ODD, 4096]) {
+    for (const p of [0.05, 1 / 3, 0.5, 0]) {
+      const keep = 1 - p;
+      // What LoRA's dropout drew in TypeScript before the kernel: a uniform per element, mask 0 or 1/keep.
+      const loop = new Rng(11 + n);
+      const want = Float32Array.from({ length: n }, () => (loop.uniform() < keep ? 1 / keep : 0));
+      const x = randomF32(n, 12);
+      for (const withOut of [true, false]) {
+        const r = runAll({ x, out: new Float32Array(n), mask: new Float32Array(n) }, (be, h) => {
+          const stream = new Rng(11 + n);
+          be.dropoutMask(stream.words, keep, h.x, 0, withOut ? h.out : 0, 0, h.mask, 0, n);
+          return stream.getState().s;
+        });
+        check(`dropoutMask n=${n} p=${p.toFixed(3)} out=${withOut}`, r, ['mask', 'out'], 0, 0);
+        sameBits(`dropoutMask n=${n} p=${p.toFixed(3)} vs the Rng loop`, r.ref.out.mask, want);
+        assert.deepEqual(r.ref.ret, loop.getState().s, 'the stream state after the kernel equals the loop\'s');
+        assert.deepEqual(r.simd.ret, loop.getState().s, 'the addon leaves the same stream state');
+        if (withOut) sameBits(`dropoutMask n=${n} out = x·mask`, r.ref.out.out, Float32Array.from(x, (v, i) => v * (want[i] as number)));
+      }
+    }
+  }
+  const four = new Float32Array(4);
+  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(new Uint32Array(3), 0.9, 0, 0, 0, 0, h.m, 0, 4)), /^dropoutMask: argument 'state' must be a Uint32Array of 4 words$/);
+  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(new Uint32Array(4), 1.5, 0, 0, 0, 0, h.m, 0, 4)), /^dropoutMask: keep must be in \(0, 1\], got 1.500000$/);
+  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(new Uint32Array(4), 0.9, 0, 0, h.m, 0, h.m, 0, 4)), /^dropoutMask: out needs x$/);
 });
 
 test('cast: every dtype pair, bit-exact, with NaN, ±inf, subnormals, ties and int32 range edges', () => {

@@ -122,6 +122,43 @@ export function fill(x: Handle, xOff: ByteOffset, n: number, value: number, dtyp
   }
 }
 
+/**
+ * Inverted dropout from xoshiro128** (the stream of src/tensor/rng.ts, written out again here: the reference
+ * is the independent statement of what the addon computes): mask[i] = u < keep ? 1/keep : 0 with u the next
+ * draw / 2^32, out[i] = x[i]·mask[i] when out is given; `state` advanced in place.
+ */
+export function dropoutMask(state: Uint32Array, keep: number, x: Handle, xOff: ByteOffset, out: Handle, outOff: ByteOffset, mask: Handle, maskOff: ByteOffset, n: number): void {
+  const o = 'dropoutMask';
+  if (!(state instanceof Uint32Array) || state.length !== 4) fail(o, "argument 'state' must be a Uint32Array of 4 words");
+  if (typeof keep !== 'number') fail(o, "argument 'keep' must be a number");
+  if (!(keep > 0 && keep <= 1)) fail(o, `keep must be in (0, 1], got ${keep.toFixed(6)}`);
+  dim(o, 'n', n);
+  const xv = x === 0 ? null : f32(o, 'x', x, xOff, n, false);
+  const ov = out === 0 ? null : f32(o, 'out', out, outOff, n, true);
+  const mv = f32(o, 'mask', mask, maskOff, n, true);
+  if (ov && !xv) fail(o, 'out needs x');
+  const kept = Math.fround(1 / keep);
+  const rotl = (v: number, k: number): number => ((v << k) | (v >>> (32 - k))) >>> 0;
+  let [s0, s1, s2, s3] = state as unknown as [number, number, number, number];
+  for (let i = 0; i < n; i++) {
+    const r = Math.imul(rotl(Math.imul(s1, 5) >>> 0, 7), 9) >>> 0;
+    const t = (s1 << 9) >>> 0;
+    s2 = (s2 ^ s0) >>> 0;
+    s3 = (s3 ^ s1) >>> 0;
+    s1 = (s1 ^ s2) >>> 0;
+    s0 = (s0 ^ s3) >>> 0;
+    s2 = (s2 ^ t) >>> 0;
+    s3 = rotl(s3, 11);
+    const m = r / 4294967296 < keep ? kept : 0;
+    mv[i] = m;
+    if (ov && xv) ov[i] = (xv[i] as number) * m;
+  }
+  state[0] = s0;
+  state[1] = s1;
+  state[2] = s2;
+  state[3] = s3;
+}
+
 /** A source element as f32 bits (exact for bf16, f16; int32 rounds to the nearest float). */
 function loadBits(src: Uint32Array | Uint16Array | Int32Array, dtype: number, i: number): number {
   switch (dtype) {

@@ -6,7 +6,7 @@ import { attentionBackward, attentionForward } from './attention.ts';
 import { binary, unary, unaryBackward, where } from './elementwise.ts';
 import { gemm } from './gemm.ts';
 import { crossEntropyBackward, crossEntropyForward, crossEntropySweep } from './cross-entropy.ts';
-import { cast, embedding, embeddingBackward, fill, stridedCopy } from './data.ts';
+import { cast, dropoutMask, embedding, embeddingBackward, fill, stridedCopy } from './data.ts';
 import { alloc, emptyCache, free, fromBytes, memStats, read, resetPeak, size, write } from './memory.ts';
 import { layernormBackward, layernormForward, rmsnormBackward, rmsnormForward, rope, swigluBackward, swigluForward } from './nn.ts';
 import { adamw } from './optimizer.ts';
@@ -20,7 +20,7 @@ export const REFERENCE_COVERS = [
   // GEMM
   'gemm',
   // elementwise, reductions, data movement
-  'unary', 'unaryBackward', 'binary', 'reduce', 'softmax', 'softmaxBackward', 'where', 'stridedCopy', 'fill', 'cast',
+  'unary', 'unaryBackward', 'binary', 'reduce', 'softmax', 'softmaxBackward', 'where', 'stridedCopy', 'fill', 'dropoutMask', 'cast',
   'embedding', 'embeddingBackward', 'argmax', 'topk', 'sumsq',
   // fused NN kernels
   'rmsnormForward', 'rmsnormBackward', 'layernormForward', 'layernormBackward', 'rope', 'swigluForward', 'swigluBackward',
@@ -51,7 +51,7 @@ void everyMemberDecided;
 export const reference: Pick<Binding, ReferenceCovered> & { fromBytes: typeof fromBytes } = {
   alloc, free, write, read, size, memStats, resetPeak, emptyCache, fromBytes,
   gemm,
-  unary, unaryBackward, binary, reduce, softmax, softmaxBackward, where, stridedCopy, fill, cast,
+  unary, unaryBackward, binary, reduce, softmax, softmaxBackward, where, stridedCopy, fill, dropoutMask, cast,
   embedding, embeddingBackward, argmax, topk, sumsq,
   rmsnormForward, rmsnormBackward, layernormForward, layernormBackward, rope, swigluForward, swigluBackward,
   attentionForward, attentionBackward, crossEntropyForward, crossEntropyBackward, crossEntropySweep,

@@ -4,12 +4,12 @@
 // scaled delta or sum is made or kept, in either pass: the composed ops kept two such tensors per adapted module
 // until the step ended. W is a float32 tensor or a low-precision RowSource (read panel by panel); it gets no
 // gradient. Inside autocast('bfloat16') the GEMMs run in bf16 compute.
-import { noGrad, record } from '../autograd.ts';
+import { record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { type RowSource, frozenLinearForward, frozenLinearInputGrad } from '../frozen-gemm.ts';
 import type { Tensor } from '../tensor.ts';
 import { add, mul } from './elementwise.ts';
-import { reshape } from './views.ts';
+import type { Rng } from '../rng.ts';
 import { type Rule, dense, emptyOn, expectF32, shapeError, sharedBackend } from './util.ts';
 
 interface LoraLinearCtx {
@@ -41,8 +41,20 @@ function isRows(w: Tensor | RowSource): w is RowSource {
 export interface LoraLinearOptions {
   /** s = alpha / r (alpha / √r with rsLoRA). */
   scale: number;
-  /** Inverted dropout's mask of x (0 or 1/keep), same shape as x, or null. */
-  mask?: Tensor | null;
+  /** Inverted dropout of the adapter's input: drawn from `rng` (the backend's dropoutMask), or none. */
+  dropout?: { p: number; rng: Rng } | null;
+}
+
+/**
+ * Inverted dropout's mask of x (0 or 1/(1-p), float32, x's shape) drawn from rng by the backend's dropoutMask
+ * kernel, the same draws as a loop of rng.uniform(); with `apply`, also x∘mask. Neither is recorded for autograd.
+ */
+export function dropoutMask(x: Tensor, rng: Rng, p: number, apply: boolean): { mask: Tensor; dropped: Tensor | null } {
+  const xd = dense(x);
+  const mask = emptyOn(xd.backend, xd.shape);
+  const dropped = apply ? emptyOn(xd.backend, xd.shape) : null;
+  xd.backend.dropoutMask(rng.words, 1 - p, xd.handle, xd.byteOffset, dropped?.handle ?? 0, dropped?.byteOffset ?? 0, mask.handle, mask.byteOffset, xd.size);
+  return { mask, dropped };
 }
 
 /** x (..., K) · W (N, K)ᵀ + s·(x∘mask)·A (r, K)ᵀ·B (N, r)ᵀ → (..., N); W frozen (no gradient), A and B trained. */
@@ -55,8 +67,6 @@ export function loraLinear(x: Tensor, w: Tensor | RowSource, a: Tensor, b: Tenso
     throw shapeError('loraLinear', `x [${x.shape.join(', ')}], W [${N}, ${WK}], A [${a.shape.join(', ')}], B [${b.shape.join(', ')}] do not fit x·Wᵀ + x·Aᵀ·Bᵀ`);
   }
   if (!isRows(w)) expectF32('loraLinear', ['W', w]);
-  const mask = opts.mask ?? null;
-  if (mask && (mask.size !== x.size || mask.dtype !== 'float32')) throw shapeError('loraLinear', `mask [${mask.shape.join(', ')}] does not match x [${x.shape.join(', ')}]`);
   const be = sharedBackend('loraLinear', x, a, b);
   const bf16 = bf16Compute();
   const xd = dense(x);
@@ -71,8 +81,9 @@ export function loraLinear(x: Tensor, w: Tensor | RowSource, a: Tensor, b: Tenso
   }
   const ad = dense(a);
   const bd = dense(b);
-  const maskX = mask ? noGrad(() => dense(reshape(dense(mask), xd.shape))) : null;
-  const xa = maskX ? noGrad(() => dense(mul(xd, maskX))) : xd;
+  const drop = opts.dropout ? dropoutMask(xd, opts.dropout.rng, opts.dropout.p, true) : null;
+  const maskX = drop?.mask ?? null;
+  const xa = drop?.dropped ?? xd;
   const proj = emptyOn(be, [M, r]);
   gemm({ ta: false, tb: true, m: M, n: r, k: K, alpha: 1, a: xa, b: ad, beta: 0, c: proj, bf16 });
   // y += s · proj · Bᵀ, written into the base's output.
