@@ -6,7 +6,8 @@
 // `base_model.model.<module>.lora_A.weight` in PEFT's files (peftKey). Targets are matched as PEFT matches
 // them: a list of names matches a module whose name is one of them or ends with `.<name>`; a single string is
 // a regular expression the whole module name must match; 'all-linear' (as PEFT) selects every linear but the
-// output head (sftkit never adapts embeddings or lm_head).
+// output head (sftkit never adapts embeddings or lm_head). A module's rank and alpha may differ from the
+// adapter's by PEFT's rank_pattern / alpha_pattern (adapters PEFT wrote).
 import { ConfigError } from '../errors.ts';
 import type { Rng } from '../tensor/index.ts';
 import type { LoraOptions, LoraModule, LoraState } from './lora-state.ts';
@@ -25,6 +26,24 @@ export const peftKey = (name: string): string => `${PEFT_PREFIX}${name}`;
 
 export function loraScale(o: Pick<LoraOptions, 'alpha' | 'rank' | 'use_rslora'>): number {
   return o.use_rslora ? o.alpha / Math.sqrt(o.rank) : o.alpha / o.rank;
+}
+
+/**
+ * The value of PEFT's rank_pattern or alpha_pattern for `module`: that of the first key (a regular expression)
+ * matching the whole name or its end after a dot, as PEFT's get_pattern_key; undefined when none does.
+ */
+export function patternValue(pattern: Record<string, number> | undefined, module: string, where: string): number | undefined {
+  if (!pattern) return undefined;
+  for (const [key, value] of Object.entries(pattern)) {
+    let re: RegExp;
+    try {
+      re = new RegExp(`^(?:.*\\.)?(?:${key})$`);
+    } catch (err) {
+      throw new ConfigError(`${where}: invalid regex ${JSON.stringify(key)} (${(err as Error).message})`, { where });
+    }
+    if (re.test(module)) return value;
+  }
+  return undefined;
 }
 
 /** The modules `target_modules` selects among a model's linears (PEFT's matching), refused when it selects none. */
@@ -84,17 +103,20 @@ export function planLora(params: ParameterSet, opts: LoraOptions, conv1d: boolea
   if (!(opts.dropout >= 0 && opts.dropout < 1)) throw new ConfigError(`lora.dropout must be in [0, 1), got ${opts.dropout}`, { where: 'lora.dropout' });
   const linears = linearModules(params, conv1d);
   const chosen = new Set(matchTargets(linears.map((l) => l.module), opts.target_modules));
-  const scale = loraScale(opts);
   const modules: LoraModule[] = [];
   for (const l of linears) {
     if (!chosen.has(l.module)) continue;
-    if (opts.rank > Math.min(l.inFeatures, l.outFeatures)) {
-      throw new ConfigError(`lora.rank ${opts.rank} exceeds ${l.module} (${l.outFeatures}×${l.inFeatures}): a rank above min(in, out) adds nothing`, {
+    const rank = patternValue(opts.rank_pattern, l.module, 'lora.rank_pattern') ?? opts.rank;
+    const alpha = patternValue(opts.alpha_pattern, l.module, 'lora.alpha_pattern') ?? opts.alpha;
+    if (!Number.isInteger(rank) || rank < 1) throw new ConfigError(`lora.rank_pattern gives ${l.module} rank ${rank}, not a positive integer`, { where: 'lora.rank_pattern' });
+    if (rank > Math.min(l.inFeatures, l.outFeatures)) {
+      throw new ConfigError(`lora.rank ${rank} exceeds ${l.module} (${l.outFeatures}×${l.inFeatures}): a rank above min(in, out) adds nothing`, {
         where: 'lora.rank',
         hint: `use a rank of at most ${Math.min(l.inFeatures, l.outFeatures)}`,
       });
     }
-    modules.push({ module: l.module, rank: opts.rank, scale, dropout: opts.dropout, inFeatures: l.inFeatures, outFeatures: l.outFeatures, fanInFanOut: conv1d });
+    const scale = loraScale({ alpha, rank, use_rslora: opts.use_rslora });
+    modules.push({ module: l.module, rank, scale, dropout: opts.dropout, inFeatures: l.inFeatures, outFeatures: l.outFeatures, fanInFanOut: conv1d });
   }
   return modules;
 }
@@ -109,8 +131,8 @@ export function attachLora(params: ParameterSet, opts: LoraOptions, rng: Rng, co
   for (const m of planLora(params, opts, conv1d)) {
     modules.set(m.module, m);
     const bound = 1 / Math.sqrt(m.inFeatures); // kaiming_uniform_(a=√5): gain √(2/6) · √(3/fan_in)
-    specs.push({ name: loraA(m.module), shape: [opts.rank, m.inFeatures], values: rng.fillUniform(new Float32Array(opts.rank * m.inFeatures), -bound, bound) });
-    specs.push({ name: loraB(m.module), shape: [m.outFeatures, opts.rank], values: new Float32Array(m.outFeatures * opts.rank) });
+    specs.push({ name: loraA(m.module), shape: [m.rank, m.inFeatures], values: rng.fillUniform(new Float32Array(m.rank * m.inFeatures), -bound, bound) });
+    specs.push({ name: loraB(m.module), shape: [m.outFeatures, m.rank], values: new Float32Array(m.outFeatures * m.rank) });
   }
   params.freeze(() => true);
   const state: LoraState = { options: opts, modules, rng };
