@@ -5,13 +5,14 @@ Developer-run only, NOT with Debian's /usr/bin/python3 (torch 1.13, no PEFT): it
 with peft and transformers, e.g. (versions this was run with; pip reads the local mirror):
     /root/.pyenv/versions/3.11.7/bin/python -m venv /tmp/peftvenv
     /tmp/peftvenv/bin/pip install 'torch==2.13.0+cpu' 'transformers==5.18.0' 'peft==0.21.0' safetensors accelerate
-    node --import tsx scripts/reference/peft_interop_sftkit.ts     # the sftkit-trained adapters (sftkit-*)
-    /tmp/peftvenv/bin/python scripts/reference/peft_interop.py    # run from the repository root
+    /tmp/peftvenv/bin/python scripts/reference/peft_interop.py    # from the repository root; needs node
 
 On the tiny HF models test/fixtures/weights/llama-st-sharded and test/fixtures/weights/gpt2-st:
  a) every adapter folder sftkit wrote (test/fixtures/peft/sftkit-*: adapter_config.json + adapter_model.safetensors
-    from a few steps of a sftkit LoRA run) is loaded with PeftModel.from_pretrained(base, folder); every tensor of
-    the file must arrive in the PEFT model unchanged (a key PEFT silently skipped would fail here), and the logits
+    from a few steps of a sftkit LoRA run, made by scripts/reference/peft_interop_sftkit.ts, which this script runs
+    after b) since one of them trains on to PEFT's peft-llama) is loaded with PeftModel.from_pretrained(base, folder); every tensor of
+    the file must arrive in the PEFT model unchanged (a key PEFT silently skipped would fail here),
+    AutoPeftModelForCausalLM.from_pretrained(folder) (the base from base_model_name_or_path) agrees, and the logits
     of the adapted model and of merge_and_unload() are recorded;
  b) adapters made by PEFT itself (get_peft_model with LoraConfig: MLP and attention targets, rank_pattern /
     alpha_pattern, lora_dropout, use_rslora, a regex target_modules, GPT-2's Conv1D with fan_in_fan_out; lora_B
@@ -23,12 +24,13 @@ Logits (eval mode: dropout off) on fixed token ids go to test/fixtures/peft/logi
 import json
 import os
 import shutil
+import subprocess
 import warnings
 
 import peft
 import torch
 import transformers
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import AutoPeftModelForCausalLM, LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
@@ -40,6 +42,9 @@ BASES = {
 }
 IDS = [1, 5, 9, 23, 42, 7]
 LLAMA_ALL = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
+
+# Adapters scripts/reference/peft_interop_sftkit.ts trains with sftkit: name, base.
+SFTKIT_ADAPTERS = [('sftkit-llama', 'llama'), ('sftkit-llama-rslora', 'llama'), ('sftkit-gpt2', 'gpt2'), ('sftkit-from-peft-llama', 'llama')]
 
 # PEFT-written adapters: name -> (base, LoraConfig keyword arguments).
 PEFT_ADAPTERS = {
@@ -114,14 +119,6 @@ def main():
         out['vocab'][family] = logits.shape[-1]
         out['base'][family] = as_list(logits)
 
-    # a) adapters sftkit wrote (scripts/reference/peft_interop_sftkit.ts), read by PEFT.
-    for name, family in (('sftkit-llama', 'llama'), ('sftkit-gpt2', 'gpt2')):
-        folder = os.path.join(OUT, name)
-        pm = load_peft(family, folder)
-        n = check_loaded(pm, folder)
-        print(f'{name}: PeftModel.from_pretrained loaded all {n} tensors')
-        record(out, name, family, folder, pm)
-
     # b) adapters PEFT wrote, for sftkit to read.
     for i, (name, (family, kwargs)) in enumerate(PEFT_ADAPTERS.items()):
         torch.manual_seed(100 + i)
@@ -138,10 +135,24 @@ def main():
         for extra in os.listdir(folder):
             if extra not in ('adapter_config.json', 'adapter_model.safetensors'):
                 os.remove(os.path.join(folder, extra))  # README.md (a model card template): not needed here
+        for f in os.listdir(folder):
+            os.chmod(os.path.join(folder, f), 0o644)
         again = load_peft(family, folder)
         check_loaded(again, folder)
         assert torch.equal(logits_of(again), want), f'{name}: PEFT re-loading its own adapter changed the logits'
         record(out, name, family, folder, again)
+
+    subprocess.run(['node', '--import', 'tsx', os.path.join('scripts', 'reference', 'peft_interop_sftkit.ts')], check=True)
+    # a) adapters sftkit wrote (scripts/reference/peft_interop_sftkit.ts), read by PEFT.
+    for name, family in SFTKIT_ADAPTERS:
+        folder = os.path.join(OUT, name)
+        pm = load_peft(family, folder)
+        n = check_loaded(pm, folder)
+        print(f'{name}: PeftModel.from_pretrained loaded all {n} tensors')
+        # AutoPeftModelForCausalLM loads the base itself, from adapter_config.json's base_model_name_or_path.
+        auto = AutoPeftModelForCausalLM.from_pretrained(folder, dtype=torch.float32, attn_implementation='eager').eval()
+        assert torch.equal(logits_of(auto), logits_of(pm)), f'{name}: AutoPeftModelForCausalLM differs from PeftModel.from_pretrained'
+        record(out, name, family, folder, pm)
 
     with open(os.path.join(OUT, 'logits.json'), 'w') as f:
         json.dump(out, f, separators=(',', ':'))

@@ -1,10 +1,9 @@
 // Writes the sftkit-trained LoRA adapters that scripts/reference/peft_interop.py loads with the real PEFT
-// library: a few AdamW steps of `sftkit run`'s Trainer with LoRA on the tiny HF fixtures
-// test/fixtures/weights/llama-st-sharded (all seven Llama linears, rank 4, dropout 0.05) and
-// test/fixtures/weights/gpt2-st (Conv1D c_attn, c_proj, c_fc, rank 2, rsLoRA), and copies the adapter files of
-// the last checkpoint (adapter_config.json + adapter_model.safetensors, exactly as a LoRA run writes them) to
-// test/fixtures/peft/sftkit-llama and test/fixtures/peft/sftkit-gpt2.
-// Run from the repository root:  node --import tsx scripts/reference/peft_interop_sftkit.ts
+// library: 4 AdamW steps of `sftkit run`'s Trainer with LoRA on the tiny HF fixtures
+// test/fixtures/weights/llama-st-sharded and test/fixtures/weights/gpt2-st (variants below), copying the adapter
+// files of the last checkpoint (adapter_config.json + adapter_model.safetensors, exactly as a LoRA run writes
+// them) to test/fixtures/peft/sftkit-*. One variant trains on test/fixtures/peft/peft-llama (written by PEFT), so
+// peft_interop.py runs this script itself, after writing the PEFT adapters; run it from the repository root.
 import { copyFileSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,10 +56,13 @@ async function train(name: string, baseDir: string, lora: Record<string, unknown
   }
 }
 
-await train('sftkit-llama', join('test', 'fixtures', 'weights', 'llama-st-sharded'), {
-  rank: 4,
-  alpha: 8,
-  dropout: 0.05,
-  target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
-});
-await train('sftkit-gpt2', join('test', 'fixtures', 'weights', 'gpt2-st'), { rank: 2, alpha: 4, use_rslora: true, target_modules: ['c_attn', 'c_proj', 'c_fc'] });
+const LLAMA = join('test', 'fixtures', 'weights', 'llama-st-sharded');
+const GPT2 = join('test', 'fixtures', 'weights', 'gpt2-st');
+// Every Llama linear by name, rank 4, dropout.
+await train('sftkit-llama', LLAMA, { rank: 4, alpha: 8, dropout: 0.05, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+// rsLoRA and a regular expression (written to adapter_config.json as a string, which PEFT full-matches).
+await train('sftkit-llama-rslora', LLAMA, { rank: 8, alpha: 16, use_rslora: true, target_modules: String.raw`model\.layers\.\d+\.(self_attn\.(q|k)_proj|mlp\.down_proj)` });
+// GPT-2's Conv1D (fan_in_fan_out) with 'all-linear', which PEFT expands itself.
+await train('sftkit-gpt2', GPT2, { rank: 2, alpha: 4, use_rslora: true, target_modules: 'all-linear' });
+// Training on an adapter PEFT wrote (per-module ranks and alphas): sftkit writes rank_pattern/alpha_pattern back.
+await train('sftkit-from-peft-llama', LLAMA, { adapter: join(OUT, 'peft-llama') });
