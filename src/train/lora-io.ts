@@ -131,7 +131,10 @@ function readAdapterTensors(dir: string, expected: ReadonlyMap<string, readonly 
       const t = file.get(key);
       if (!t) throw new FormatError(`${path}: tensor ${key} is missing`, { where: `${path}: ${key}` });
       if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-        throw new FormatError(`${path}: tensor ${key} has shape [${t.shape.join(', ')}], the model needs [${want.join(', ')}]`, { where: `${path}: ${key}`, hint: 'the adapter was made for another base model or rank' });
+        throw new FormatError(`${path}: tensor ${key} has shape [${t.shape.join(', ')}], the model needs [${want.join(', ')}] (its sizes and the rank ${join(dir, ADAPTER_CONFIG_FILE)} gives, r or rank_pattern)`, {
+          where: `${path}: ${key}`,
+          hint: 'the adapter was made for another base model, or its adapter_config.json does not match its weights',
+        });
       }
       if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new FormatError(`${path}: tensor ${key} has dtype ${t.dtype}, not a float`, { where: `${path}: ${key}` });
       const bytes = castFloat(file.read(key), t.dtype, 'F32');

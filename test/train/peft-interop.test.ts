@@ -81,6 +81,10 @@ for (const [name, a] of Object.entries(fx.adapters)) {
     try {
       const served = loadServedAdapter(base, name, folder);
       const err = relError(T.noGrad(() => withRowAdapters([served], () => forward(base))), a.logits);
+      for (const mod of served.modules.values()) {
+        mod.a.release();
+        mod.scaledB.release();
+      }
       assert.ok(err <= TOL, `served: rel. error ${err}`);
     } finally {
       base.release();
