@@ -15,7 +15,8 @@ On the tiny HF models test/fixtures/weights/llama-st-sharded and test/fixtures/w
     AutoPeftModelForCausalLM.from_pretrained(folder) (the base from base_model_name_or_path) agrees, and the logits
     of the adapted model and of merge_and_unload() are recorded;
  b) adapters made by PEFT itself (get_peft_model with LoraConfig: MLP and attention targets, rank_pattern /
-    alpha_pattern, lora_dropout, use_rslora, a regex target_modules, GPT-2's Conv1D with fan_in_fan_out; lora_B
+    alpha_pattern, lora_dropout, use_rslora, a regex target_modules, layers_to_transform/layers_pattern,
+    exclude_modules, 'all-linear', GPT-2's Conv1D with fan_in_fan_out; lora_B
     set to seeded random values so that the adapter changes the output) are saved with save_pretrained to
     test/fixtures/peft/peft-*, re-loaded with PeftModel.from_pretrained (same logits), and their logits and
     merge_and_unload() logits are recorded.
@@ -40,11 +41,12 @@ BASES = {
     'llama': os.path.join('test', 'fixtures', 'weights', 'llama-st-sharded'),
     'gpt2': os.path.join('test', 'fixtures', 'weights', 'gpt2-st'),
 }
-IDS = [1, 5, 9, 23, 42, 7]
+IDS = [1, 5, 9, 23, 42]
 LLAMA_ALL = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
 
 # Adapters scripts/reference/peft_interop_sftkit.ts trains with sftkit: name, base.
-SFTKIT_ADAPTERS = [('sftkit-llama', 'llama'), ('sftkit-llama-rslora', 'llama'), ('sftkit-gpt2', 'gpt2'), ('sftkit-from-peft-llama', 'llama')]
+SFTKIT_ADAPTERS = [('sftkit-llama', 'llama'), ('sftkit-llama-rslora', 'llama'), ('sftkit-gpt2', 'gpt2'), ('sftkit-from-peft-llama', 'llama'),
+                   ('sftkit-from-peft-llama-layers', 'llama')]
 
 # PEFT-written adapters: name -> (base, LoraConfig keyword arguments).
 PEFT_ADAPTERS = {
@@ -55,6 +57,12 @@ PEFT_ADAPTERS = {
     # rsLoRA and a regular expression as target_modules (PEFT: a full match of the module name).
     'peft-llama-rslora': ('llama', dict(r=8, lora_alpha=16, use_rslora=True,
                                         target_modules=r'.*\.(q_proj|v_proj|up_proj|down_proj)')),
+    # Selection beyond target_modules: layers_to_transform with layers_pattern, exclude_modules, a module named in
+    # full (adapted whatever its layer) and a name that matches nothing (let be, as long as something matches).
+    'peft-llama-layers': ('llama', dict(r=4, lora_alpha=8, layers_to_transform=[1], layers_pattern='layers', exclude_modules=['v_proj'],
+                                        target_modules=['q_proj', 'v_proj', 'down_proj', 'model.layers.0.mlp.up_proj', 'query_key_value'])),
+    # 'all-linear' (PEFT writes the names it expands to) with a regex exclude_modules.
+    'peft-llama-exclude': ('llama', dict(r=2, lora_alpha=4, target_modules='all-linear', exclude_modules=r'model\.layers\.0\.mlp\..*')),
     # GPT-2's Conv1D: PEFT's fan_in_fan_out.
     'peft-gpt2': ('gpt2', dict(r=4, lora_alpha=16, lora_dropout=0.05, fan_in_fan_out=True,
                                target_modules=['c_attn', 'c_proj', 'c_fc'])),
@@ -71,7 +79,7 @@ def logits_of(model):
 
 
 def as_list(t):
-    return [float('%.8g' % v) for v in t.flatten().tolist()]
+    return [float('%.7g' % v) for v in t.flatten().tolist()]
 
 
 def check_loaded(pm, folder):

@@ -66,3 +66,5 @@ await train('sftkit-llama-rslora', LLAMA, { rank: 8, alpha: 16, use_rslora: true
 await train('sftkit-gpt2', GPT2, { rank: 2, alpha: 4, use_rslora: true, target_modules: 'all-linear' });
 // Training on an adapter PEFT wrote (per-module ranks and alphas): sftkit writes rank_pattern/alpha_pattern back.
 await train('sftkit-from-peft-llama', LLAMA, { adapter: join(OUT, 'peft-llama') });
+// The same with layers_to_transform, layers_pattern and exclude_modules.
+await train('sftkit-from-peft-llama-layers', LLAMA, { adapter: join(OUT, 'peft-llama-layers') });

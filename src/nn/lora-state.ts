@@ -15,6 +15,12 @@ export interface LoraOptions {
    */
   rank_pattern?: Record<string, number>;
   alpha_pattern?: Record<string, number>;
+  /** PEFT's exclude_modules, layers_to_transform and layers_pattern (nn/lora.ts's TargetFilter). */
+  exclude_modules?: string[] | string;
+  layers_to_transform?: number[] | number;
+  layers_pattern?: string[] | string;
+  /** false for an adapter read from adapter_config.json: target names that match nothing are let be, as in PEFT. */
+  every_target_name?: boolean;
 }
 
 /** One adapted module: its scale, dropout and how its base weight is laid out. */

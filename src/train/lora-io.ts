@@ -37,6 +37,9 @@ const adapterConfigSchema = z.looseObject({
   base_model_name_or_path: z.string().nullable().optional(),
   rank_pattern: z.record(z.string(), z.int().positive()).nullable().optional(),
   alpha_pattern: z.record(z.string(), z.number().positive()).nullable().optional(),
+  exclude_modules: z.union([z.array(z.string()), z.string()]).nullable().optional(),
+  layers_to_transform: z.union([z.array(z.int().min(0)), z.int().min(0)]).nullable().optional(),
+  layers_pattern: z.union([z.array(z.string()), z.string()]).nullable().optional(),
 });
 
 /**
@@ -53,8 +56,6 @@ const FEATURES_OFF: readonly (readonly [field: string, what: string])[] = [
   ['modules_to_save', 'fully trained copies of other modules (modules_to_save)'],
   ['trainable_token_indices', 'trained embedding rows (trainable tokens)'],
   ['target_parameters', 'LoRA on parameters (target_parameters)'],
-  ['layers_to_transform', 'adapting only some layers (layers_to_transform)'],
-  ['exclude_modules', 'excluding modules from target_modules (exclude_modules)'],
   ['layer_replication', 'layer replication'],
   ['alora_invocation_tokens', 'activated LoRA (alora_invocation_tokens)'],
   ['use_qalora', 'QA-LoRA'],
@@ -87,12 +88,16 @@ export function readAdapterConfig(dir: string): { options: LoraOptions; fanInFan
     }
   }
   const c = parsed.data;
-  const patterns = {
+  // PEFT's per-module ranks and alphas and its selection beyond target_modules, where set.
+  const extra = {
     ...(c.rank_pattern && Object.keys(c.rank_pattern).length > 0 ? { rank_pattern: c.rank_pattern } : {}),
     ...(c.alpha_pattern && Object.keys(c.alpha_pattern).length > 0 ? { alpha_pattern: c.alpha_pattern } : {}),
+    ...(c.exclude_modules !== undefined && c.exclude_modules !== null && c.exclude_modules.length > 0 ? { exclude_modules: c.exclude_modules } : {}),
+    ...(c.layers_to_transform !== undefined && c.layers_to_transform !== null && (typeof c.layers_to_transform === 'number' || c.layers_to_transform.length > 0) ? { layers_to_transform: c.layers_to_transform } : {}),
+    ...(c.layers_pattern !== undefined && c.layers_pattern !== null && c.layers_pattern.length > 0 ? { layers_pattern: c.layers_pattern } : {}),
   };
   return {
-    options: { rank: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout, target_modules: c.target_modules, use_rslora: c.use_rslora, ...patterns },
+    options: { rank: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout, target_modules: c.target_modules, use_rslora: c.use_rslora, ...extra, every_target_name: false },
     fanInFanOut: c.fan_in_fan_out,
     base: c.base_model_name_or_path ?? null,
   };
@@ -203,7 +208,9 @@ export function adapterConfigOf(model: CausalLM, base: string | null): Record<st
     init_lora_weights: true,
     inference_mode: false,
     modules_to_save: null,
-    layers_to_transform: null,
+    exclude_modules: o.exclude_modules ?? null,
+    layers_to_transform: o.layers_to_transform ?? null,
+    layers_pattern: o.layers_pattern ?? null,
     use_dora: false,
     rank_pattern: o.rank_pattern ?? {},
     alpha_pattern: o.alpha_pattern ?? {},
