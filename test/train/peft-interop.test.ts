@@ -1,7 +1,8 @@
 // sftkit's LoRA adapters against the real PEFT library (fixtures by scripts/reference/peft_interop.py, PEFT 0.21
 // and transformers 5.18; no Python here). Adapters sftkit trained (test/fixtures/peft/sftkit-*), which PEFT's
 // PeftModel.from_pretrained loaded tensor for tensor, and adapters PEFT wrote with save_pretrained
-// (peft-*: rank_pattern/alpha_pattern, rsLoRA, a regex target_modules, GPT-2's Conv1D with fan_in_fan_out):
+// (peft-*: rank_pattern/alpha_pattern, rsLoRA, a regex target_modules, layers_to_transform/exclude_modules,
+// all-linear, GPT-2's Conv1D with fan_in_fan_out):
 // base + adapter here, through the loader of `run --lora.adapter` and through serve's, gives PEFT's logits,
 // and `convert --reversed --merge_lora` gives merge_and_unload()'s.
 import { test } from 'node:test';
