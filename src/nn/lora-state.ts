@@ -9,6 +9,18 @@ export interface LoraOptions {
   /** Names (PEFT's suffix match) or one regular expression (full match). */
   target_modules: string[] | string;
   use_rslora: boolean;
+  /**
+   * PEFT's per-module ranks and alphas (adapters PEFT wrote): the first key, in order, that matches the end of
+   * a module's name after a dot (PEFT's `(.*\.)?(key)$`, a regular expression) overrides rank or alpha there.
+   */
+  rank_pattern?: Record<string, number>;
+  alpha_pattern?: Record<string, number>;
+  /** PEFT's exclude_modules, layers_to_transform and layers_pattern (nn/lora.ts's TargetFilter). */
+  exclude_modules?: string[] | string;
+  layers_to_transform?: number[] | number;
+  layers_pattern?: string[] | string;
+  /** false for an adapter read from adapter_config.json: target names that match nothing are let be, as in PEFT. */
+  every_target_name?: boolean;
 }
 
 /** One adapted module: its scale, dropout and how its base weight is laid out. */

@@ -3,7 +3,7 @@
 // adapter sftkit trains loads with PeftModel.from_pretrained and one PEFT wrote trains on, evaluates and
 // predicts here. mergeLora folds W + s·B·A into the base weights (convert --merge_lora).
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, FormatError } from '../errors.ts';
 import { type BaseModelRef, MANIFEST_FILE, readJsonFile, readManifest } from '../formats/checkpoint-dir.ts';
@@ -24,7 +24,7 @@ export function isAdapterDir(dir: string): boolean {
   return existsSync(join(dir, ADAPTER_CONFIG_FILE));
 }
 
-/** The fields of PEFT's LoraConfig sftkit reads; other fields PEFT writes are accepted and ignored. */
+/** The fields of PEFT's LoraConfig sftkit reads; other fields PEFT writes are accepted and ignored (FEATURES_OFF aside). */
 const adapterConfigSchema = z.looseObject({
   peft_type: z.literal('LORA'),
   r: z.int().positive(),
@@ -35,11 +35,38 @@ const adapterConfigSchema = z.looseObject({
   bias: z.literal('none').default('none'),
   fan_in_fan_out: z.boolean().default(false),
   base_model_name_or_path: z.string().nullable().optional(),
-  use_dora: z.literal(false).optional(),
-  modules_to_save: z.null().optional(),
-  rank_pattern: z.record(z.string(), z.unknown()).refine((o) => Object.keys(o).length === 0, 'per-module ranks are not supported').optional(),
-  alpha_pattern: z.record(z.string(), z.unknown()).refine((o) => Object.keys(o).length === 0, 'per-module alphas are not supported').optional(),
+  rank_pattern: z.record(z.string(), z.int().positive()).nullable().optional(),
+  alpha_pattern: z.record(z.string(), z.number().positive()).nullable().optional(),
+  exclude_modules: z.union([z.array(z.string()), z.string()]).nullable().optional(),
+  layers_to_transform: z.union([z.array(z.int().min(0)), z.int().min(0)]).nullable().optional(),
+  layers_pattern: z.union([z.array(z.string()), z.string()]).nullable().optional(),
 });
+
+/**
+ * Fields of PEFT's LoraConfig (0.21) that change what the adapter computes, or add weights other than LoRA's A
+ * and B, which sftkit does not implement: an adapter that turns one on is refused naming it, rather than loaded
+ * as plain LoRA and giving other outputs than PEFT. Off is absent, null, false, or an empty list or object.
+ * Fields that only steer initialisation (init_lora_weights, loftq_config, eva_config, corda_config,
+ * lora_ga_config), training (velora_config), or distribution (megatron_config) leave the saved A and B to mean
+ * what they mean for plain LoRA, and are ignored.
+ */
+const FEATURES_OFF: readonly (readonly [field: string, what: string])[] = [
+  ['use_dora', 'DoRA (weight-decomposed LoRA, a magnitude vector per module)'],
+  ['lora_bias', 'a bias on lora_B'],
+  ['modules_to_save', 'fully trained copies of other modules (modules_to_save)'],
+  ['trainable_token_indices', 'trained embedding rows (trainable tokens)'],
+  ['target_parameters', 'LoRA on parameters (target_parameters)'],
+  ['layer_replication', 'layer replication'],
+  ['alora_invocation_tokens', 'activated LoRA (alora_invocation_tokens)'],
+  ['use_qalora', 'QA-LoRA'],
+  ['use_bdlora', 'block-diagonal LoRA (use_bdlora)'],
+  ['arrow_config', 'Arrow routing'],
+  ['kasa_config', 'KaSA'],
+  ['monteclora_config', 'MonteCLoRA'],
+];
+
+const isOff = (v: unknown): boolean =>
+  v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
 
 /** Reads and checks adapter_config.json: LoraOptions, or a FormatError naming the file and field. */
 export function readAdapterConfig(dir: string): { options: LoraOptions; fanInFanOut: boolean; base: string | null } {
@@ -50,11 +77,27 @@ export function readAdapterConfig(dir: string): { options: LoraOptions; fanInFan
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
     const field = issue?.path.join('.') ?? '';
-    throw new FormatError(`${path}: field "${field}" ${issue?.message ?? 'is invalid'}`, { where: `${path}: ${field}`, hint: 'sftkit reads PEFT LoRA adapters (peft_type LORA, bias none, no DoRA)' });
+    throw new FormatError(`${path}: field "${field}" ${issue?.message ?? 'is invalid'}`, { where: `${path}: ${field}`, hint: 'sftkit reads PEFT LoRA adapters (peft_type LORA, bias none)' });
+  }
+  for (const [field, what] of FEATURES_OFF) {
+    if (!isOff(raw[field])) {
+      throw new FormatError(`${path}: field "${field}" is ${JSON.stringify(raw[field])}: ${what} is not implemented in sftkit, which reads plain LoRA adapters`, {
+        where: `${path}: ${field}`,
+        hint: 'merge the adapter into its base with PEFT (merge_and_unload) and load the merged model, or train a plain LoRA adapter',
+      });
+    }
   }
   const c = parsed.data;
+  // PEFT's per-module ranks and alphas and its selection beyond target_modules, where set.
+  const extra = {
+    ...(c.rank_pattern && Object.keys(c.rank_pattern).length > 0 ? { rank_pattern: c.rank_pattern } : {}),
+    ...(c.alpha_pattern && Object.keys(c.alpha_pattern).length > 0 ? { alpha_pattern: c.alpha_pattern } : {}),
+    ...(c.exclude_modules !== undefined && c.exclude_modules !== null && c.exclude_modules.length > 0 ? { exclude_modules: c.exclude_modules } : {}),
+    ...(c.layers_to_transform !== undefined && c.layers_to_transform !== null && (typeof c.layers_to_transform === 'number' || c.layers_to_transform.length > 0) ? { layers_to_transform: c.layers_to_transform } : {}),
+    ...(c.layers_pattern !== undefined && c.layers_pattern !== null && c.layers_pattern.length > 0 ? { layers_pattern: c.layers_pattern } : {}),
+  };
   return {
-    options: { rank: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout, target_modules: c.target_modules, use_rslora: c.use_rslora },
+    options: { rank: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout, target_modules: c.target_modules, use_rslora: c.use_rslora, ...extra, every_target_name: false },
     fanInFanOut: c.fan_in_fan_out,
     base: c.base_model_name_or_path ?? null,
   };
@@ -93,7 +136,10 @@ function readAdapterTensors(dir: string, expected: ReadonlyMap<string, readonly 
       const t = file.get(key);
       if (!t) throw new FormatError(`${path}: tensor ${key} is missing`, { where: `${path}: ${key}` });
       if (t.shape.length !== want.length || t.shape.some((d, i) => d !== want[i])) {
-        throw new FormatError(`${path}: tensor ${key} has shape [${t.shape.join(', ')}], the model needs [${want.join(', ')}]`, { where: `${path}: ${key}`, hint: 'the adapter was made for another base model or rank' });
+        throw new FormatError(`${path}: tensor ${key} has shape [${t.shape.join(', ')}], the model needs [${want.join(', ')}] (its sizes and the rank ${join(dir, ADAPTER_CONFIG_FILE)} gives, r or rank_pattern)`, {
+          where: `${path}: ${key}`,
+          hint: 'the adapter was made for another base model, or its adapter_config.json does not match its weights',
+        });
       }
       if (t.dtype !== 'F32' && t.dtype !== 'F16' && t.dtype !== 'BF16') throw new FormatError(`${path}: tensor ${key} has dtype ${t.dtype}, not a float`, { where: `${path}: ${key}` });
       const bytes = castFloat(file.read(key), t.dtype, 'F32');
@@ -162,10 +208,12 @@ export function adapterConfigOf(model: CausalLM, base: string | null): Record<st
     init_lora_weights: true,
     inference_mode: false,
     modules_to_save: null,
-    layers_to_transform: null,
+    exclude_modules: o.exclude_modules ?? null,
+    layers_to_transform: o.layers_to_transform ?? null,
+    layers_pattern: o.layers_pattern ?? null,
     use_dora: false,
-    rank_pattern: {},
-    alpha_pattern: {},
+    rank_pattern: o.rank_pattern ?? {},
+    alpha_pattern: o.alpha_pattern ?? {},
   };
 }
 
@@ -212,6 +260,30 @@ export function mergeLora(model: CausalLM): void {
 export function adapterCheckpointBase(dir: string): BaseModelRef | null {
   if (!isAdapterDir(dir) || !existsSync(join(dir, MANIFEST_FILE))) return null;
   return readManifest(dir).base_model ?? null;
+}
+
+/**
+ * The base of an adapter folder PEFT (or anyone) wrote, without sftkit.json: adapter_config.json's
+ * base_model_name_or_path, which must be a local model folder (a path relative to the working directory, as
+ * PEFT reads it); sftkit does not download it. Else a FormatError naming the field.
+ */
+export function peftAdapterBase(dir: string): BaseModelRef {
+  const path = join(dir, ADAPTER_CONFIG_FILE);
+  const { base } = readAdapterConfig(dir);
+  if (base === null || base === '') {
+    throw new FormatError(`${path}: field "base_model_name_or_path" is empty: the adapter names no base model to fold it into`, {
+      where: `${path}: base_model_name_or_path`,
+      hint: 'set base_model_name_or_path to the local folder of its base model',
+    });
+  }
+  const baseDir = resolve(base);
+  if (!existsSync(join(baseDir, 'config.json'))) {
+    throw new FormatError(`${path}: field "base_model_name_or_path" is ${JSON.stringify(base)}, which is not a local model folder (no config.json at ${baseDir}); sftkit does not download it`, {
+      where: `${path}: base_model_name_or_path`,
+      hint: 'download the base model (sftkit download) and set base_model_name_or_path to its folder',
+    });
+  }
+  return { name_or_path: base, dir: baseDir };
 }
 
 /**

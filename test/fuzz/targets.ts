@@ -832,7 +832,8 @@ const peftAdapter = folderTarget({
   description: 'a PEFT LoRA adapter folder (adapter_config.json, adapter_model.safetensors: loadAdapter, loadServedAdapter)',
   build(dir) {
     const model = createModel(parseModelConfig(CKPT_CONFIG, 'config.json'), 0);
-    attachLora(model.params, { rank: 2, alpha: 4, dropout: 0, target_modules: ['q_proj', 'v_proj'], use_rslora: false }, new TensorRng(1), false);
+    // Per-module rank and alpha (PEFT's rank_pattern / alpha_pattern) in the seed, for the mutator to reach.
+    attachLora(model.params, { rank: 2, alpha: 4, dropout: 0, target_modules: ['q_proj', 'v_proj'], use_rslora: false, rank_pattern: { 'layers\\.0\\.self_attn\\.v_proj': 1 }, alpha_pattern: { q_proj: 8 } }, new TensorRng(1), false);
     writeAdapterFiles(dir, model, 'fuzz-base');
     model.release();
     const st = (s: Uint8Array, r: Rng): Uint8Array => (r() < 0.5 ? withHeader(s, r) : mutateBytes(s, r, { hot: [[0, 8 + Number(Buffer.from(s).readBigUInt64LE(0))]] }));

@@ -249,10 +249,38 @@ test('adapters that disagree with the model: a FormatError naming the tensor or 
       [variant('rank', (c) => { c['r'] = 2; }), /lora_A.weight has shape \[4, 16\], the model needs \[2, 16\]/],
       [variant('target', (c) => { c['target_modules'] = ['nope_proj']; }), /adapter_config.json: lora.target_modules: "nope_proj" matches no linear module/],
       [variant('type', (c) => { c['peft_type'] = 'PREFIX_TUNING'; }), /field "peft_type"/],
-      [variant('dora', (c) => { c['use_dora'] = true; }), /field "use_dora"/],
+      [variant('dora', (c) => { c['use_dora'] = true; }), /field "use_dora" is true: DoRA .* is not implemented in sftkit/],
+      // PEFT features that change what the adapter computes: refused by name, never loaded as plain LoRA.
+      [variant('lora_bias', (c) => { c['lora_bias'] = true; }), /field "lora_bias" is true: a bias on lora_B/],
+      [variant('save', (c) => { c['modules_to_save'] = ['lm_head']; }), /field "modules_to_save" is \["lm_head"\]/],
+      [variant('alora', (c) => { c['alora_invocation_tokens'] = [5, 6]; }), /field "alora_invocation_tokens"/],
+      [variant('replicate', (c) => { c['layer_replication'] = [[0, 2]]; }), /field "layer_replication"/],
+      [variant('bias', (c) => { c['bias'] = 'all'; }), /field "bias"/],
+      // PEFT's layers_to_transform / exclude_modules are honoured: tensors of the layers or modules they leave out are refused.
+      [variant('layers', (c) => { c['layers_to_transform'] = [0]; }), /tensor base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight belongs to no LoRA module/],
+      [variant('exclude', (c) => { c['exclude_modules'] = 'model\\.layers\\.0\\..*'; }), /tensor base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight belongs to no LoRA module/],
+      [variant('exclude_all', (c) => { c['exclude_modules'] = ['q_proj', 'v_proj', 'down_proj']; }), /adapter_config.json: lora.target_modules: "q_proj", "v_proj", "down_proj" match no linear module of this model \(after exclude_modules/],
+      [variant('layers_type', (c) => { c['layers_to_transform'] = ['0']; }), /field "layers_to_transform"/],
+      [variant('rank_pattern', (c) => { c['rank_pattern'] = { 'layers\\.0\\.self_attn\\.q_proj': 2 }; }), /q_proj.lora_A.weight has shape \[4, 16\], the model needs \[2, 16\]/],
+      [variant('rank_regex', (c) => { c['rank_pattern'] = { '(q_proj': 2 }; }), /adapter_config.json: lora.rank_pattern: invalid regex/],
+      [variant('rank_big', (c) => { c['rank_pattern'] = { v_proj: 12 }; }), /adapter_config.json: lora.rank 12 exceeds model.layers.0.self_attn.v_proj \(8×16\)/],
+      [variant('rank_type', (c) => { c['rank_pattern'] = { v_proj: 2.5 }; }), /field "rank_pattern.v_proj"/],
       [variant('extra', () => {}, [{ name: 'base_model.model.model.embed_tokens.lora_embedding_A', shape: [4, 37] }]), /tensor base_model.model.model.embed_tokens.lora_embedding_A belongs to no LoRA module/],
       [variant('missing', () => {}, [{ name: 'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight', shape: [4, 16] }]), /tensor base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight is missing/],
     ];
+    // Harmless fields PEFT writes (off, or about initialisation only), and fields of later PEFT versions: accepted.
+    const harmless = variant('harmless', (c) => {
+      Object.assign(c, { modules_to_save: [], lora_bias: false, use_dora: false, layers_to_transform: null, exclude_modules: null, loftq_config: {}, init_lora_weights: 'gaussian', megatron_config: null, some_future_field: { x: 1 } });
+      // As PEFT: a listed name that matches nothing is let be in an adapter's config (a run's own config refuses it).
+      c['target_modules'] = ['q_proj', 'v_proj', 'down_proj', 'query_key_value'];
+    });
+    const mh = fresh();
+    try {
+      loadAdapter(mh, harmless);
+      assert.equal(mh.params.adapterNames.length, 12);
+    } finally {
+      mh.release();
+    }
     for (const [d, msg] of cases) {
       const mm = fresh();
       try {
