@@ -241,22 +241,22 @@ Napi::Value StridedCopy(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// dropoutMask(state Uint32Array(4), keep, x, xOff, out, outOff, mask, maskOff, n): out absent when handle 0.
+// dropoutMask(key0, key1, keep, x, xOff, out, outOff, mask, maskOff, n): x, out, mask absent when handle 0.
 Napi::Value DropoutMask(const Napi::CallbackInfo& info) {
   const char* o = "dropoutMask";
   Napi::Env env = info.Env();
-  if (info.Length() < 1 || !info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint32_array ||
-      info[0].As<Napi::TypedArray>().ElementLength() != 4)
-    fail(env, o, "argument 'state' must be a Uint32Array of 4 words");
-  Napi::Uint32Array state = info[0].As<Napi::Uint32Array>();
-  double keep = f64(info, 1, o, "keep");
+  const int64_t key0 = i64(info, 0, o, "key0"), key1 = i64(info, 1, o, "key1");
+  if (key0 < 0 || key0 > 0xFFFFFFFFll || key1 < 0 || key1 > 0xFFFFFFFFll) fail(env, o, "keys must be 32-bit unsigned integers");
+  double keep = f64(info, 2, o, "keep");
   if (!(keep > 0.0 && keep <= 1.0)) fail(env, o, "keep must be in (0, 1], got " + std::to_string(keep));
-  int64_t n = dim(info, 8, o, "n");
-  const float* x = buf<float>(info, 2, o, "x", n, false, true);
-  float* out = buf<float>(info, 4, o, "out", n, true, true);
-  float* mask = buf<float>(info, 6, o, "mask", n, true);
+  int64_t n = dim(info, 9, o, "n");
+  if (n > 0xFFFFFFFFll) fail(env, o, "n must be below 2^32 (one mask's counter), got " + std::to_string(n));
+  const float* x = buf<float>(info, 3, o, "x", n, false, true);
+  float* out = buf<float>(info, 5, o, "out", n, true, true);
+  float* mask = buf<float>(info, 7, o, "mask", n, true, true);
   if (out && !x) fail(env, o, "out needs x");
-  k::dropout_mask(state.Data(), keep, x, out, mask, n);
+  if (!out && !mask) fail(env, o, "give out, mask or both");
+  k::dropout_mask(static_cast<uint32_t>(key0), static_cast<uint32_t>(key1), keep, x, out, mask, n);
   return env.Undefined();
 }
 

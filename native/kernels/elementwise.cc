@@ -86,6 +86,23 @@ void binary_row(int op, const float* a, int64_t sa, const float* b, int64_t sb, 
   for (int64_t i = 0; i < n; ++i) out[i] = binary_one(op, a[i * sa], b[i * sb]);
 }
 
+void dropout_mask(uint32_t key0, uint32_t key1, double keep, const float* x, float* out, float* mask, int64_t n) {
+  // Keeps when z / 2^32 < keep, i.e. z < ceil(keep * 2^32) (exact in double; 2^32 keeps everything).
+  const uint64_t threshold = static_cast<uint64_t>(std::ceil(keep * 4294967296.0));
+  const float kept = static_cast<float>(1.0 / keep);
+  auto fmix = [](uint32_t z) {   // murmur3's 32-bit finalizer
+    z = (z ^ (z >> 16)) * 0x85EBCA6Bu;
+    z = (z ^ (z >> 13)) * 0xC2B2AE35u;
+    return z ^ (z >> 16);
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const uint32_t z = fmix(fmix(key0 + 0x9E3779B9u * static_cast<uint32_t>(i + 1)) ^ key1);
+    const float m = z < threshold ? kept : 0.f;
+    if (mask) mask[i] = m;
+    if (out) out[i] = x[i] * m;
+  }
+}
+
 }  // namespace naive
 
 namespace k {
@@ -173,29 +190,6 @@ void fill_f32(float* dst, int64_t n, float value) {
 
 void fill_i32(int32_t* dst, int64_t n, int32_t value) {
   parallel_for_grain(n, kGrain * 4, [&](int64_t begin, int64_t end, int) { std::fill(dst + begin, dst + end, value); });
-}
-
-void dropout_mask(uint32_t state[4], double keep, const float* x, float* out, float* mask, int64_t n) {
-  uint32_t s0 = state[0], s1 = state[1], s2 = state[2], s3 = state[3];
-  const float kept = static_cast<float>(1.0 / keep);
-  auto rotl = [](uint32_t v, int k) { return (v << k) | (v >> (32 - k)); };
-  for (int64_t i = 0; i < n; ++i) {
-    const uint32_t r = rotl(s1 * 5u, 7) * 9u;
-    const uint32_t t = s1 << 9;
-    s2 ^= s0;
-    s3 ^= s1;
-    s1 ^= s2;
-    s0 ^= s3;
-    s2 ^= t;
-    s3 = rotl(s3, 11);
-    const float m = static_cast<double>(r) / 4294967296.0 < keep ? kept : 0.f;
-    mask[i] = m;
-    if (out) out[i] = x[i] * m;
-  }
-  state[0] = s0;
-  state[1] = s1;
-  state[2] = s2;
-  state[3] = s3;
 }
 
 }  // namespace k

@@ -109,7 +109,12 @@ struct AdamWArgs {
   X(void, adamw, (float* p, const float* g, float* m, float* v, int64_t n, const AdamWArgs& a))              \
   X(double, sumsq, (const float* x, int64_t n))                                                               \
   X(void, cast, (const void* src, int src_dtype, void* dst, int dst_dtype, int64_t n))                     \
-  X(void, nf4_dequantize, (const uint8_t* packed, const float* absmax, const uint8_t* qabsmax, float offset, int64_t start, int64_t count, float* out))
+  X(void, nf4_dequantize, (const uint8_t* packed, const float* absmax, const uint8_t* qabsmax, float offset, int64_t start, int64_t count, float* out)) \
+  X(void, dropout_mask, (uint32_t key0, uint32_t key1, double keep, const float* x, float* out, float* mask, int64_t n))
+
+// dropout_mask: inverted dropout from a counter-based hash keyed by two draws of the caller's Rng: for each i,
+// z = h(key0, key1, i), mask[i] = z / 2^32 < keep ? 1/keep : 0, out[i] = x[i] * mask[i] (out or mask may be
+// null; out may be x). Elements are independent: threads and vector lanes split them, the result is the same.
 
 #define SFT_DECLARE_KERNEL(ret, name, params) ret name params;
 
@@ -151,10 +156,6 @@ void strided_copy(const void* src, const int64_t* src_strides, void* dst, const 
                   const int64_t* shape, int ndim, int elem_bytes, bool accumulate);
 void fill_f32(float* dst, int64_t n, float value);
 void fill_i32(int32_t* dst, int64_t n, int32_t value);
-// Inverted dropout drawn from xoshiro128** (src/tensor/rng.ts's Rng): for each i, u = next(state) / 2^32,
-// mask[i] = u < keep ? 1/keep : 0, out[i] = x[i] * mask[i] (out may be null). `state` is advanced in place, by
-// exactly the draws n calls of Rng.uniform() make. Serial by nature: one stream, one element after another.
-void dropout_mask(uint32_t state[4], double keep, const float* x, float* out, float* mask, int64_t n);
 }  // namespace k
 
 // f32 -> the nearest bf16 (ties to even), kept in f32 format (low 16 bits zero); NaN stays a quiet NaN.

@@ -108,12 +108,13 @@ export interface Binding {
   ): void;
   fill(x: Handle, xOff: ByteOffset, n: number, value: number, dtype: number): void;
   /**
-   * Inverted dropout drawn from the xoshiro128** stream of src/tensor/rng.ts: for each i < n, u = next(state)/2^32,
-   * mask[i] = u < keep ? 1/keep : 0 (float32) and out[i] = x[i]·mask[i] (skipped when out is 0). `state` (the
-   * Rng's 4 words) is advanced in place by exactly the draws of n Rng.uniform() calls, so the masks equal the
-   * TypeScript loop's bit for bit and a saved Rng state resumes the same stream.
+   * Inverted dropout from a counter-based hash keyed by (key0, key1), two 32-bit draws the caller takes from its
+   * Rng: for each i < n (n < 2^32), z = f(f(key0 + 0x9E3779B9·(i+1)) ^ key1) with f murmur3's 32-bit finalizer,
+   * mask[i] = z/2^32 < keep ? 1/keep : 0 (float32), out[i] = x[i]·mask[i]; handle 0 skips out (then x) or mask,
+   * and out may be x. Elements are independent, so the kernel may split them across threads and lanes; the same
+   * keys always give the same mask, so a backward pass regenerates it instead of keeping it.
    */
-  dropoutMask(state: Uint32Array, keep: number, x: Handle, xOff: ByteOffset, out: Handle, outOff: ByteOffset, mask: Handle, maskOff: ByteOffset, n: number): void;
+  dropoutMask(key0: number, key1: number, keep: number, x: Handle, xOff: ByteOffset, out: Handle, outOff: ByteOffset, mask: Handle, maskOff: ByteOffset, n: number): void;
   cast(src: Handle, srcOff: ByteOffset, srcDtype: number, dst: Handle, dstOff: ByteOffset, dstDtype: number, n: number): void;
   /** ids int32 (n); weight (vocab, dim); out (n, dim). Throws naming the first out-of-range id. */
   embedding(

@@ -50,7 +50,7 @@ const COSTS: Record<string, (a: Args) => KernelCost> = {
   where: (a) => ({ bytes: 4 * F32 * num(a, 8), flops: 0 }),
   stridedCopy: (a) => ({ bytes: product(a[6]) * num(a, 7) * (a[8] === true ? 3 : 2), flops: 0 }),
   fill: (a) => ({ bytes: num(a, 2) * (DTYPE_BYTES[num(a, 4) as 0] ?? F32), flops: 0 }),
-  dropoutMask: (a) => ({ bytes: num(a, 8) * F32 * (num(a, 4) === 0 ? 1 : 3), flops: 0 }),
+  dropoutMask: (a) => ({ bytes: num(a, 9) * F32 * (num(a, 5) === 0 ? 1 : 3), flops: 0 }),
   cast: (a) => ({ bytes: num(a, 6) * ((DTYPE_BYTES[num(a, 2) as 0] ?? F32) + (DTYPE_BYTES[num(a, 5) as 0] ?? F32)), flops: 0 }),
   write: (a) => ({ bytes: viewBytes(a[2]), flops: 0 }),
   read: (a) => ({ bytes: viewBytes(a[2]), flops: 0 }),

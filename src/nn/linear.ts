@@ -3,7 +3,7 @@
 // HF layouts: Llama's nn.Linear stores weight (out, in), y = x @ weightᵀ + bias; GPT-2's Conv1D stores
 // weight (in, out), y = x @ weight + bias.
 // A module with a LoRA adapter (lora.ts) adds s·dropout(x)·Aᵀ·Bᵀ, A (r, in) and B (out, r) in both layouts.
-import { type Rng, type Tensor, add, dropoutMask, frozenLinear, inRecomputeForward, isGradEnabled, loraLinear, matmul, mT, mul, scale } from '../tensor/index.ts';
+import { type Rng, type Tensor, add, drawDropout, dropoutMaskOf, frozenLinear, inRecomputeForward, isGradEnabled, loraLinear, matmul, mT, mul, scale } from '../tensor/index.ts';
 import type { ParameterSet } from './parameters.ts';
 import { loraA, loraB } from './lora.ts';
 import { addRowAdapters } from './row-lora.ts';
@@ -41,7 +41,7 @@ export function linear(x: Tensor, weights: ParameterSet, name: string, opts: Lin
   const base = addRowAdapters(opts.bias ? add(y, weights.weight(`${name}.bias`)) : y, x, name);
   if (!lora) return base;
   const drop = dropoutOf(weights, lora.dropout);
-  const xa = drop ? mul(x, dropoutMask(x, drop.rng, drop.p, false).mask) : x;
+  const xa = drop ? mul(x, dropoutMaskOf(x, drawDropout(drop.rng, drop.p))) : x;
   const delta = matmul(matmul(xa, mT(weights.weight(loraA(name)))), mT(weights.weight(loraB(name))));
   return add(base, scale(delta, lora.scale));
 }

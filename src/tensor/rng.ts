@@ -88,14 +88,6 @@ export class Rng {
     return p;
   }
 
-  /**
-   * The generator's four state words, live: a kernel that draws from this stream (the backend's dropoutMask)
-   * reads and advances them in place, exactly as the same number of uniform() calls would.
-   */
-  get words(): Uint32Array {
-    return this.s;
-  }
-
   getState(): RngState {
     return { s: [this.s[0] as number, this.s[1] as number, this.s[2] as number, this.s[3] as number], spare: this.spare };
   }

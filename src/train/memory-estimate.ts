@@ -19,8 +19,9 @@ export interface MemoryEstimateInput {
   /**
    * LoRA adapters (nn/lora.ts), whose weights are the trainable ones of `weights`: each adapted module keeps
    * x·Aᵀ (r floats per token) — the loraLinear op adds the adapter's term into the base's output — and, with
-   * dropout, the mask and the dropped input (2·in floats per token). GPT-2's Conv1D modules (fanInFanOut) are
-   * composed of ops and also keep their (out)-wide delta before and after the scale.
+   * dropout, the dropped input (in floats per token; the op regenerates the mask from its keys in backward).
+   * GPT-2's Conv1D modules (fanInFanOut) are composed of ops: they also keep their (out)-wide delta before and
+   * after the scale, and with dropout the mask beside the dropped input (2·in).
    */
   lora?: { modules: readonly { inFeatures: number; outFeatures: number; rank: number; fanInFanOut?: boolean }[]; dropout: number };
   zeroStage?: 0 | 1 | 2 | 3;
@@ -116,7 +117,7 @@ export function estimateTrainingMemory(i: MemoryEstimateInput): MemoryEstimate {
   // Backward's own temporaries beside them: the widest gradients of one block (dgate, dup, dX of the MLP).
   const inFlight = tokens * (3 * ffnOf(c) + 2 * hiddenOf(c));
   // LoRA's adapter activations, over every adapted module (one block's share under recompute).
-  const loraFloats = (i.lora?.modules ?? []).reduce((n, m) => n + m.rank + (m.fanInFanOut === true ? 2 * m.outFeatures : 0) + ((i.lora?.dropout ?? 0) > 0 ? 2 * m.inFeatures : 0), 0);
+  const loraFloats = (i.lora?.modules ?? []).reduce((n, m) => n + m.rank + (m.fanInFanOut === true ? 2 * m.outFeatures : 0) + ((i.lora?.dropout ?? 0) > 0 ? (m.fanInFanOut === true ? 2 : 1) * m.inFeatures : 0), 0);
   const loraKept = tokens * (i.recompute ? loraFloats / layers : loraFloats);
   const activations = (kept + inFlight + loraKept) * 4;
   // The loss: final hidden states, their gradient and norm output, and one block of logits.

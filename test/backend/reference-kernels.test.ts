@@ -10,8 +10,7 @@ import assert from 'node:assert/strict';
 import { BINARY_OP, DTYPE_CODE, ISA, REDUCE_OP, UNARY_OP, native } from '../../src/backend/binding.ts';
 import { REFERENCE_COVERS, REFERENCE_LEAVES, reference as ref } from '../../src/backend/reference/index.ts';
 import { ShapeError } from '../../src/errors.ts';
-import { Rng } from '../../src/tensor/rng.ts';
-import { closeRel, randomF32, withIsa } from '../helpers/native.ts';
+import { closeRel, isaPaths, randomF32, withIsa } from '../helpers/native.ts';
 
 type Arr = Float32Array | Int32Array | Uint16Array | Uint32Array | Uint8Array;
 type Kernels = Pick<typeof native, (typeof REFERENCE_COVERS)[number]>;
@@ -496,32 +495,60 @@ test('fill: every dtype', () => {
   sameError((be) => runOn(be, { x: new Int32Array(2) }, (k, h) => k.fill(h.x, 0, 2, 1, 7)), /^fill: unknown dtype code 7 for 'dtype'$/);
 });
 
-test('dropoutMask: bit-exact on both backends and with a loop of Rng.uniform(), which leaves the same stream state', () => {
-  for (const n of [0, ...ODD, 4096]) {
+test('dropoutMask: bit-exact on both backends at any thread count; keeps about keep of the elements, independently per key', () => {
+  for (const n of [0, ...ODD, 100_003]) {
     for (const p of [0.05, 1 / 3, 0.5, 0]) {
       const keep = 1 - p;
-      // What LoRA's dropout drew in TypeScript before the kernel: a uniform per element, mask 0 or 1/keep.
-      const loop = new Rng(11 + n);
-      const want = Float32Array.from({ length: n }, () => (loop.uniform() < keep ? 1 / keep : 0));
       const x = randomF32(n, 12);
       for (const withOut of [true, false]) {
-        const r = runAll({ x, out: new Float32Array(n), mask: new Float32Array(n) }, (be, h) => {
-          const stream = new Rng(11 + n);
-          be.dropoutMask(stream.words, keep, h.x, 0, withOut ? h.out : 0, 0, h.mask, 0, n);
-          return stream.getState().s;
-        });
+        const r = runAll({ x, out: new Float32Array(n), mask: new Float32Array(n) }, (be, h) =>
+          be.dropoutMask(0x9e3779b9, 12345 + n, keep, h.x, 0, withOut ? h.out : 0, 0, h.mask, 0, n));
         check(`dropoutMask n=${n} p=${p.toFixed(3)} out=${withOut}`, r, ['mask', 'out'], 0, 0);
-        sameBits(`dropoutMask n=${n} p=${p.toFixed(3)} vs the Rng loop`, r.ref.out.mask, want);
-        assert.deepEqual(r.ref.ret, loop.getState().s, 'the stream state after the kernel equals the loop\'s');
-        assert.deepEqual(r.simd.ret, loop.getState().s, 'the addon leaves the same stream state');
-        if (withOut) sameBits(`dropoutMask n=${n} out = x·mask`, r.ref.out.out, Float32Array.from(x, (v, i) => v * (want[i] as number)));
+        // Every vector path this CPU has (AVX2 as well as AVX-512), not only the active one.
+        for (const { name, level } of isaPaths()) {
+          const v = withIsa(level, () => runOn(native, { x, out: new Float32Array(n), mask: new Float32Array(n) }, (be, h) =>
+            be.dropoutMask(0x9e3779b9, 12345 + n, keep, h.x, 0, withOut ? h.out : 0, 0, h.mask, 0, n)));
+          sameBits(`dropoutMask ${name} n=${n} mask`, v.out.mask, r.ref.out.mask);
+          sameBits(`dropoutMask ${name} n=${n} out`, v.out.out, r.ref.out.out);
+        }
+        const mask = r.ref.out.mask as Float32Array;
+        const kept = Math.fround(1 / keep);
+        for (const m of mask) if (m !== 0 && m !== kept) assert.fail(`dropoutMask: a mask value ${m} is neither 0 nor 1/keep`);
+        if (withOut) sameBits(`dropoutMask n=${n} out = x·mask`, r.ref.out.out, Float32Array.from(x, (v, i) => v * (mask[i] as number)));
+        if (n === 100_003) {
+          // Binomial: the kept fraction within 5 standard deviations of keep.
+          const frac = mask.reduce((k, m) => k + (m !== 0 ? 1 : 0), 0) / n;
+          assert.ok(Math.abs(frac - keep) <= 5 * Math.sqrt((keep * (1 - keep)) / n) + 1e-12, `kept ${frac} of the elements, keep = ${keep}`);
+        }
       }
     }
   }
+  // Another key gives another mask (about p·(1-p)·2 of the elements differ); the threads split elements, not the stream.
+  const n = 50_000;
+  const run = (key1: number): Float32Array => runOn(native, { m: new Float32Array(n) }, (k, h) => k.dropoutMask(7, key1, 0.5, 0, 0, 0, 0, h.m, 0, n)).out.m as Float32Array;
+  const a = run(1), b = run(2);
+  const differ = a.reduce((k, v, i) => k + (v !== b[i] ? 1 : 0), 0) / n;
+  assert.ok(Math.abs(differ - 0.5) < 0.02, `masks of two keys differ in ${differ} of the elements`);
+  const before = native.getThreads();
+  try {
+    native.setThreads(1);
+    const one = run(1);
+    native.setThreads(2);
+    sameBits('dropoutMask at 1 and 2 threads', run(1), one);
+  } finally {
+    native.setThreads(before);
+  }
   const four = new Float32Array(4);
-  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(new Uint32Array(3), 0.9, 0, 0, 0, 0, h.m, 0, 4)), /^dropoutMask: argument 'state' must be a Uint32Array of 4 words$/);
-  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(new Uint32Array(4), 1.5, 0, 0, 0, 0, h.m, 0, 4)), /^dropoutMask: keep must be in \(0, 1\], got 1.500000$/);
-  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(new Uint32Array(4), 0.9, 0, 0, h.m, 0, h.m, 0, 4)), /^dropoutMask: out needs x$/);
+  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(-1, 0, 0.9, 0, 0, 0, 0, h.m, 0, 4)), /^dropoutMask: keys must be 32-bit unsigned integers$/);
+  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(0, 0, 1.5, 0, 0, 0, 0, h.m, 0, 4)), /^dropoutMask: keep must be in \(0, 1\], got 1.500000$/);
+  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(0, 0, 0.9, 0, 0, h.m, 0, h.m, 0, 4)), /^dropoutMask: out needs x$/);
+  sameError((be) => runOn(be, { m: four }, (k, h) => k.dropoutMask(0, 0, 0.9, h.m, 0, 0, 0, 0, 0, 4)), /^dropoutMask: give out, mask or both$/);
+  // In place (out = x, no mask written): what backward does to (dproj·A) with the forward's keys.
+  const xs = randomF32(1000, 13);
+  const inPlace = runAll({ x: xs }, (be, h) => be.dropoutMask(3, 4, 0.9, h.x, 0, h.x, 0, 0, 0, 1000));
+  check('dropoutMask in place', inPlace, ['x'], 0, 0);
+  const maskOnly = runOn(ref, { m: new Float32Array(1000) }, (k, h) => k.dropoutMask(3, 4, 0.9, 0, 0, 0, 0, h.m, 0, 1000)).out.m as Float32Array;
+  sameBits('dropoutMask in place = x·mask', inPlace.ref.out.x, Float32Array.from(xs, (v, i) => v * (maskOnly[i] as number)));
 });
 
 test('cast: every dtype pair, bit-exact, with NaN, ±inf, subnormals, ties and int32 range edges', () => {

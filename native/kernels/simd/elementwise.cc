@@ -210,7 +210,75 @@ void binary_row_t(const float* a, int64_t sa, const float* b, int64_t sb, float*
   }
 }
 
+// --- dropout_mask: the counter hash of naive::dropout_mask, W counters at a time
+#if SFT_ISA == 2
+using VI = __m512i;
+inline VI vi_set1(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
+inline VI vi_iota() { return _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15); }
+inline VI vi_add(VI a, VI b) { return _mm512_add_epi32(a, b); }
+inline VI vi_mul(VI a, VI b) { return _mm512_mullo_epi32(a, b); }
+inline VI vi_xor(VI a, VI b) { return _mm512_xor_si512(a, b); }
+template <int S> inline VI vi_srl(VI a) { return _mm512_srli_epi32(a, S); }
+// Lanes with z < t (unsigned) keep `kept`, others 0.
+inline VF keep_where_below(VI z, VI t, VF kept) { return {_mm512_maskz_mov_ps(_mm512_cmplt_epu32_mask(z, t), kept.v)}; }
+#else
+using VI = __m256i;
+inline VI vi_set1(uint32_t v) { return _mm256_set1_epi32(static_cast<int>(v)); }
+inline VI vi_iota() { return _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7); }
+inline VI vi_add(VI a, VI b) { return _mm256_add_epi32(a, b); }
+inline VI vi_mul(VI a, VI b) { return _mm256_mullo_epi32(a, b); }
+inline VI vi_xor(VI a, VI b) { return _mm256_xor_si256(a, b); }
+template <int S> inline VI vi_srl(VI a) { return _mm256_srli_epi32(a, S); }
+inline VF keep_where_below(VI z, VI t, VF kept) {
+  // No unsigned compare on AVX2: flip the sign bits and compare signed.
+  const VI flip = _mm256_set1_epi32(static_cast<int>(0x80000000u));
+  const __m256i lt = _mm256_cmpgt_epi32(_mm256_xor_si256(t, flip), _mm256_xor_si256(z, flip));
+  return {_mm256_and_ps(_mm256_castsi256_ps(lt), kept.v)};
+}
+#endif
+
+inline VI fmix(VI z) {
+  z = vi_mul(vi_xor(z, vi_srl<16>(z)), vi_set1(0x85EBCA6Bu));
+  z = vi_mul(vi_xor(z, vi_srl<13>(z)), vi_set1(0xC2B2AE35u));
+  return vi_xor(z, vi_srl<16>(z));
+}
+
+void dropout_chunk(uint32_t key0, uint32_t key1, uint64_t threshold, float kept, const float* x, float* out, float* mask,
+                   int64_t begin, int64_t end) {
+  const VI golden = vi_set1(0x9E3779B9u), k0 = vi_set1(key0), k1 = vi_set1(key1), lane = vi_iota();
+  // threshold 2^32 (keep = 1) keeps every lane: compare against the largest value and keep ties too.
+  const bool all = threshold > 0xFFFFFFFFull;
+  const VI t = vi_set1(static_cast<uint32_t>(all ? 0xFFFFFFFFull : threshold));
+  const VF vk = set1(kept);
+  int64_t i = begin;
+  for (; i + W <= end; i += W) {
+    const VI counter = vi_add(vi_set1(static_cast<uint32_t>(i + 1)), lane);
+    const VI z = fmix(vi_xor(fmix(vi_add(k0, vi_mul(golden, counter))), k1));
+    const VF m = all ? vk : keep_where_below(z, t, vk);
+    if (mask) store(mask + i, m);
+    if (out) store(out + i, mul(load(x + i), m));
+  }
+  // The tail, one counter at a time (the same hash, scalar).
+  for (; i < end; ++i) {
+    auto f = [](uint32_t z) {
+      z = (z ^ (z >> 16)) * 0x85EBCA6Bu;
+      z = (z ^ (z >> 13)) * 0xC2B2AE35u;
+      return z ^ (z >> 16);
+    };
+    const uint32_t z = f(f(key0 + 0x9E3779B9u * static_cast<uint32_t>(i + 1)) ^ key1);
+    const float m = z < threshold ? kept : 0.f;
+    if (mask) mask[i] = m;
+    if (out) out[i] = x[i] * m;
+  }
+}
+
 }  // namespace
+
+void dropout_mask(uint32_t key0, uint32_t key1, double keep, const float* x, float* out, float* mask, int64_t n) {
+  const uint64_t threshold = static_cast<uint64_t>(std::ceil(keep * 4294967296.0));
+  const float kept = static_cast<float>(1.0 / keep);
+  parallel_for_grain(n, kGrain, [&](int64_t begin, int64_t end, int) { dropout_chunk(key0, key1, threshold, kept, x, out, mask, begin, end); });
+}
 
 void unary(int op, const float* x, float* y, int64_t n, float alpha) {
   parallel_for_grain(n, kGrain, [&](int64_t begin, int64_t end, int) { unary_chunk(op, x + begin, y + begin, end - begin, alpha); });

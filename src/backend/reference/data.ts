@@ -122,41 +122,39 @@ export function fill(x: Handle, xOff: ByteOffset, n: number, value: number, dtyp
   }
 }
 
+/** murmur3's 32-bit finalizer. */
+function fmix32(z: number): number {
+  z = Math.imul((z ^ (z >>> 16)) >>> 0, 0x85ebca6b) >>> 0;
+  z = Math.imul((z ^ (z >>> 13)) >>> 0, 0xc2b2ae35) >>> 0;
+  return (z ^ (z >>> 16)) >>> 0;
+}
+
 /**
- * Inverted dropout from xoshiro128** (the stream of src/tensor/rng.ts, written out again here: the reference
- * is the independent statement of what the addon computes): mask[i] = u < keep ? 1/keep : 0 with u the next
- * draw / 2^32, out[i] = x[i]·mask[i] when out is given; `state` advanced in place.
+ * Inverted dropout from the counter-based hash of Binding.dropoutMask: mask[i] = h(key, i)/2^32 < keep ? 1/keep : 0,
+ * out[i] = x[i]·mask[i], each when given (out may be x).
  */
-export function dropoutMask(state: Uint32Array, keep: number, x: Handle, xOff: ByteOffset, out: Handle, outOff: ByteOffset, mask: Handle, maskOff: ByteOffset, n: number): void {
+export function dropoutMask(key0: number, key1: number, keep: number, x: Handle, xOff: ByteOffset, out: Handle, outOff: ByteOffset, mask: Handle, maskOff: ByteOffset, n: number): void {
   const o = 'dropoutMask';
-  if (!(state instanceof Uint32Array) || state.length !== 4) fail(o, "argument 'state' must be a Uint32Array of 4 words");
+  int(o, 'key0', key0);
+  int(o, 'key1', key1);
+  if (key0 < 0 || key0 > 0xffffffff || key1 < 0 || key1 > 0xffffffff) fail(o, 'keys must be 32-bit unsigned integers');
   if (typeof keep !== 'number') fail(o, "argument 'keep' must be a number");
   if (!(keep > 0 && keep <= 1)) fail(o, `keep must be in (0, 1], got ${keep.toFixed(6)}`);
   dim(o, 'n', n);
+  if (n > 0xffffffff) fail(o, `n must be below 2^32 (one mask's counter), got ${n}`);
   const xv = x === 0 ? null : f32(o, 'x', x, xOff, n, false);
   const ov = out === 0 ? null : f32(o, 'out', out, outOff, n, true);
-  const mv = f32(o, 'mask', mask, maskOff, n, true);
+  const mv = mask === 0 ? null : f32(o, 'mask', mask, maskOff, n, true);
   if (ov && !xv) fail(o, 'out needs x');
+  if (!ov && !mv) fail(o, 'give out, mask or both');
+  const threshold = Math.ceil(keep * 4294967296);
   const kept = Math.fround(1 / keep);
-  const rotl = (v: number, k: number): number => ((v << k) | (v >>> (32 - k))) >>> 0;
-  let [s0, s1, s2, s3] = state as unknown as [number, number, number, number];
   for (let i = 0; i < n; i++) {
-    const r = Math.imul(rotl(Math.imul(s1, 5) >>> 0, 7), 9) >>> 0;
-    const t = (s1 << 9) >>> 0;
-    s2 = (s2 ^ s0) >>> 0;
-    s3 = (s3 ^ s1) >>> 0;
-    s1 = (s1 ^ s2) >>> 0;
-    s0 = (s0 ^ s3) >>> 0;
-    s2 = (s2 ^ t) >>> 0;
-    s3 = rotl(s3, 11);
-    const m = r / 4294967296 < keep ? kept : 0;
-    mv[i] = m;
+    const z = fmix32((fmix32((key0 + Math.imul(0x9e3779b9, (i + 1) >>> 0)) >>> 0) ^ key1) >>> 0);
+    const m = z < threshold ? kept : 0;
+    if (mv) mv[i] = m;
     if (ov && xv) ov[i] = (xv[i] as number) * m;
   }
-  state[0] = s0;
-  state[1] = s1;
-  state[2] = s2;
-  state[3] = s3;
 }
 
 /** A source element as f32 bits (exact for bf16, f16; int32 rounds to the nearest float). */

@@ -8,7 +8,7 @@ import { record } from '../autograd.ts';
 import { bf16Compute } from '../autocast.ts';
 import { type RowSource, frozenLinearForward, frozenLinearInputGrad } from '../frozen-gemm.ts';
 import type { Tensor } from '../tensor.ts';
-import { add, mul } from './elementwise.ts';
+import { add } from './elementwise.ts';
 import type { Rng } from '../rng.ts';
 import { type Rule, dense, emptyOn, expectF32, shapeError, sharedBackend } from './util.ts';
 
@@ -21,7 +21,8 @@ interface LoraLinearCtx {
   a: Tensor;
   b: Tensor;
   scale: number;
-  mask: Tensor | null;
+  /** The dropout mask's keys (regenerated for dx), or null. */
+  dropout: DropoutKeys | null;
   bf16: boolean;
   /** Which of x, A, B take a gradient (the rule computes only those). */
   needs: [boolean, boolean, boolean];
@@ -45,16 +46,32 @@ export interface LoraLinearOptions {
   dropout?: { p: number; rng: Rng } | null;
 }
 
-/**
- * Inverted dropout's mask of x (0 or 1/(1-p), float32, x's shape) drawn from rng by the backend's dropoutMask
- * kernel, the same draws as a loop of rng.uniform(); with `apply`, also x∘mask. Neither is recorded for autograd.
- */
-export function dropoutMask(x: Tensor, rng: Rng, p: number, apply: boolean): { mask: Tensor; dropped: Tensor | null } {
+/** One inverted-dropout mask, named by two draws of an Rng (Binding.dropoutMask): the same keys give the same mask. */
+export interface DropoutKeys {
+  key0: number;
+  key1: number;
+  /** 1 - p. */
+  keep: number;
+}
+
+/** Draws the keys of one dropout mask with probability p from rng (two uniform draws of its stream). */
+export function drawDropout(rng: Rng, p: number): DropoutKeys {
+  return { key0: rng.nextU32(), key1: rng.nextU32(), keep: 1 - p };
+}
+
+/** x∘mask as a new tensor (or in place with `into` = x's own dense storage), not recorded for autograd. */
+export function applyDropout(x: Tensor, keys: DropoutKeys, into?: Tensor): Tensor {
   const xd = dense(x);
-  const mask = emptyOn(xd.backend, xd.shape);
-  const dropped = apply ? emptyOn(xd.backend, xd.shape) : null;
-  xd.backend.dropoutMask(rng.words, 1 - p, xd.handle, xd.byteOffset, dropped?.handle ?? 0, dropped?.byteOffset ?? 0, mask.handle, mask.byteOffset, xd.size);
-  return { mask, dropped };
+  const out = into ?? emptyOn(xd.backend, xd.shape);
+  xd.backend.dropoutMask(keys.key0, keys.key1, keys.keep, xd.handle, xd.byteOffset, out.handle, out.byteOffset, 0, 0, xd.size);
+  return out;
+}
+
+/** The mask itself (0 or 1/keep, float32, x's shape), for ops that multiply by it under autograd. */
+export function dropoutMaskOf(x: Tensor, keys: DropoutKeys): Tensor {
+  const mask = emptyOn(x.backend, x.shape);
+  x.backend.dropoutMask(keys.key0, keys.key1, keys.keep, 0, 0, 0, 0, mask.handle, mask.byteOffset, mask.size);
+  return mask;
 }
 
 /** x (..., K) · W (N, K)ᵀ + s·(x∘mask)·A (r, K)ᵀ·B (N, r)ᵀ → (..., N); W frozen (no gradient), A and B trained. */
@@ -81,14 +98,14 @@ export function loraLinear(x: Tensor, w: Tensor | RowSource, a: Tensor, b: Tenso
   }
   const ad = dense(a);
   const bd = dense(b);
-  const drop = opts.dropout ? dropoutMask(xd, opts.dropout.rng, opts.dropout.p, true) : null;
-  const maskX = drop?.mask ?? null;
-  const xa = drop?.dropped ?? xd;
+  // The mask is not kept: backward regenerates it from its keys.
+  const keys = opts.dropout ? drawDropout(opts.dropout.rng, opts.dropout.p) : null;
+  const xa = keys ? applyDropout(xd, keys) : xd;
   const proj = emptyOn(be, [M, r]);
   gemm({ ta: false, tb: true, m: M, n: r, k: K, alpha: 1, a: xa, b: ad, beta: 0, c: proj, bf16 });
   // y += s · proj · Bᵀ, written into the base's output.
   gemm({ ta: false, tb: true, m: M, n: N, k: r, alpha: opts.scale, a: proj, b: bd, beta: 1, c: y, bf16 });
-  const ctx: LoraLinearCtx = { xa, proj, w: wd, a: ad, b: bd, scale: opts.scale, mask: maskX, bf16, needs: [x.requiresGrad, a.requiresGrad, b.requiresGrad] };
+  const ctx: LoraLinearCtx = { xa, proj, w: wd, a: ad, b: bd, scale: opts.scale, dropout: keys, bf16, needs: [x.requiresGrad, a.requiresGrad, b.requiresGrad] };
   return record(y, 'loraLinear', [x, a, b], ctx);
 }
 
@@ -123,10 +140,10 @@ export const rules = {
         dx = emptyOn(be, shape);
         gemm({ ta: false, tb: false, m: M, n: K, k: N, alpha: 1, a: gd, b: c.w, beta: 0, c: dx, bf16 });
       }
-      if (c.mask) {
+      if (c.dropout) {
         const viaA = emptyOn(be, shape);
         gemm({ ta: false, tb: false, m: M, n: K, k: r, alpha: 1, a: dproj, b: c.a, beta: 0, c: viaA, bf16 });
-        dx = add(dx, mul(viaA, c.mask));
+        dx = add(dx, applyDropout(viaA, c.dropout, viaA));
       } else {
         gemm({ ta: false, tb: false, m: M, n: K, k: r, alpha: 1, a: dproj, b: c.a, beta: 1, c: dx, bf16 });
       }
