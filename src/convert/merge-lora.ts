@@ -2,13 +2,21 @@
 // a plain HF folder whose weights are W + s·B·A (train/lora-io.ts's mergeLora), which any HF loader reads
 // without PEFT. The merged model is written as a sftkit model checkpoint beside the output first, then
 // exported by the ordinary --reversed path (same dtype rules, shards and tokenizer files), then removed.
+// GGUF and MindSpore export read an adapter-only checkpoint through mergedExportSource: the same merge, in memory.
 import { mkdirSync, rmSync } from 'node:fs';
-import { ConfigError } from '../errors.ts';
+import { join } from 'node:path';
+import { ConfigError, FormatError } from '../errors.ts';
 import { resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
-import { adapterCheckpointBase, baseDirOf, isAdapterDir, loadAdapter, mergeLora } from '../train/lora-io.ts';
-import { loadModel, writeModelCheckpoint } from '../train/model-io.ts';
+import { type WeightSource, type WeightTensor, openWeightSource } from '../formats/weight-source.ts';
+import { type ModelConfig, readModelConfig } from '../models/config.ts';
+import type { CausalLM } from '../models/model.ts';
+import { type ModelFolder, isAdapterDir, loadModelFolder, mergeLora, modelFolderOf } from '../train/lora-io.ts';
+import { writeModelCheckpoint } from '../train/model-io.ts';
 import { convertCheckpointToHf } from './checkpoint-to-hf.ts';
-import type { ConvertOptions, ConvertReport } from './hf-to-checkpoint.ts';
+import { type ConvertOptions, type ConvertReport, checkInputDir } from './hf-to-checkpoint.ts';
+
+/** How an exporter can use a LoRA checkpoint whose base has moved. */
+const MOVED_BASE = "copy the checkpoint and set base_model.dir in the copy's sftkit.json to another copy of the base";
 
 export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): Promise<ConvertReport> {
   const dir = resolveCheckpointDir(o.inputPath);
@@ -16,16 +24,14 @@ export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): P
     throw new ConfigError(`--merge_lora: ${dir} holds no LoRA adapter (adapter_config.json)`, { where: '--merge_lora', hint: 'pass the checkpoint of a LoRA run, or drop --merge_lora' });
   }
   // A LoRA run's checkpoint holds the adapter and names its base (sftkit.json's base_model); an older one holds both.
-  const base = adapterCheckpointBase(dir);
-  const baseDir = base ? baseDirOf(dir, base, 'merge from a copy of the checkpoint whose sftkit.json base_model.dir names the base') : dir;
+  const folder = modelFolderOf(dir, MOVED_BASE);
   const tmp = `${o.outputPath}.merge-tmp`;
-  const model = loadModel(baseDir, 0);
+  const model = loadModelFolder({ ...folder, adapterDir: dir });
   try {
-    loadAdapter(model, dir);
     mergeLora(model);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
-    writeModelCheckpoint(tmp, model, { assetsDir: base ? baseDir : dir, source: { path: dir, format: 'sftkit-lora-merged' } });
+    writeModelCheckpoint(tmp, model, { assetsDir: folder.tokenizerDir, source: { path: dir, format: 'sftkit-lora-merged' } });
   } catch (err) {
     rmSync(tmp, { recursive: true, force: true });
     throw err;
@@ -37,4 +43,44 @@ export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): P
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
+}
+
+/** The weights of a model in memory as a WeightSource (fp32, HF names); closing it releases the model. */
+function modelWeightSource(model: CausalLM, dir: string): WeightSource {
+  const tensors: WeightTensor[] = model.params.names.map((name) => ({ name, dtype: 'F32', shape: [...model.params.shape(name)], file: '(merged in memory)' }));
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  return {
+    dir,
+    format: 'merged',
+    tensors,
+    get: (name) => byName.get(name),
+    read(name) {
+      if (!byName.has(name)) throw new FormatError(`${dir}: the merged model has no tensor ${name}`, { where: `${dir}: ${name}` });
+      const a = model.params.read(name);
+      return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+    },
+    locate: () => null,
+    close: () => model.release(),
+  };
+}
+
+/**
+ * The config and weights an exporter streams from the model folder `dir`: its own, or, for a LoRA run's
+ * adapter-only checkpoint, its recorded base with the adapter folded in (W + s·B·A, mergeLora as --merge_lora
+ * computes it), held in memory in fp32. The caller closes the source.
+ */
+export function exportSourceOf(dir: string): { folder: ModelFolder; cfg: ModelConfig; source: WeightSource } {
+  const folder = modelFolderOf(dir, MOVED_BASE);
+  if (folder.adapterDir === null) {
+    checkInputDir(dir);
+    return { folder, cfg: readModelConfig(join(dir, 'config.json')), source: openWeightSource(dir) };
+  }
+  const model = loadModelFolder(folder);
+  try {
+    mergeLora(model);
+  } catch (err) {
+    model.release();
+    throw err;
+  }
+  return { folder, cfg: model.config, source: modelWeightSource(model, dir) };
 }

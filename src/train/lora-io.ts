@@ -1,18 +1,20 @@
 // LoRA adapters in and out of PEFT's files: adapter_config.json (PEFT's LoraConfig fields) and
 // adapter_model.safetensors (`base_model.model.<module>.lora_A.weight`, A (r, in), B (out, r), fp32), so an
 // adapter sftkit trains loads with PeftModel.from_pretrained and one PEFT wrote trains on, evaluates and
-// predicts here. mergeLora folds W + s·B·A into the base weights (convert --merge_lora).
+// predicts here. mergeLora folds W + s·B·A into the base weights (convert --merge_lora). modelFolderOf and
+// loadModelFolder let every command that uses a model take a LoRA run's adapter-only checkpoint as the model.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, FormatError } from '../errors.ts';
-import { type BaseModelRef, MANIFEST_FILE, readJsonFile, readManifest } from '../formats/checkpoint-dir.ts';
+import { type BaseModelRef, MANIFEST_FILE, hasTokenizerFiles, readJsonFile, readManifest } from '../formats/checkpoint-dir.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
 import { castFloat } from '../formats/dtypes.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
 import { type WrittenFile, writeSafetensors, writeTextFile } from '../formats/safetensors-writer.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { RunConfig } from './config.ts';
+import { type LoadOptions, loadModel } from './model-io.ts';
 import { type LoraModule, type LoraOptions, PEFT_PREFIX, attachLora, loraA, loraB, peftKey, planLora } from '../nn/lora.ts';
 import { Rng } from '../tensor/index.ts';
 
@@ -244,4 +246,49 @@ export function attachLoraFor(model: CausalLM, cfg: Pick<RunConfig, 'lora' | 'se
     const { adapter: _adapter, ...options } = cfg.lora;
     attachLora(model.params, options, new Rng(cfg.seed), model.config.family === 'gpt2');
   }
+}
+
+/**
+ * A folder a command uses as a model: a model of its own (config.json and weights), or a LoRA run's checkpoint
+ * holding only its adapter, used over the base its sftkit.json records.
+ */
+export interface ModelFolder {
+  /** The folder named: the generation config and the template recorded with the training data come from here. */
+  dir: string;
+  /** Where config.json and the weights are: `dir`, or the recorded base of an adapter-only checkpoint. */
+  weightsDir: string;
+  /** The tokenizer files: `dir`'s (a LoRA checkpoint carries its base's), else the base's. */
+  tokenizerDir: string;
+  /** The adapter-only checkpoint (`dir`) whose adapter goes over weightsDir; null for a plain model. */
+  adapterDir: string | null;
+  /** The base as the checkpoint records it (name_or_path: what the run's --load_checkpoint said); null for a plain model. */
+  base: BaseModelRef | null;
+}
+
+/**
+ * What the model folder `dir` holds. A LoRA run's adapter-only checkpoint resolves to its recorded base, which
+ * must still be there: else a FormatError naming the checkpoint and the missing base, its hint ending in
+ * `elsewhere` (how the command can name another copy of the base).
+ */
+export function modelFolderOf(dir: string, elsewhere?: string): ModelFolder {
+  const base = adapterCheckpointBase(dir);
+  if (base === null) return { dir, weightsDir: dir, tokenizerDir: dir, adapterDir: null, base: null };
+  const weightsDir = baseDirOf(dir, base, elsewhere);
+  return { dir, weightsDir, tokenizerDir: hasTokenizerFiles(dir) ? dir : weightsDir, adapterDir: dir, base: { ...base, dir: weightsDir } };
+}
+
+/**
+ * The model of a folder: its own weights, or the base of an adapter-only checkpoint with the adapter attached,
+ * as `run --run_mode predict --load_checkpoint <checkpoint>` loads it (so both generate the same tokens).
+ */
+export function loadModelFolder(folder: ModelFolder, seed = 0, opts: LoadOptions = {}): CausalLM {
+  const model = loadModel(folder.weightsDir, seed, opts);
+  if (folder.adapterDir === null) return model;
+  try {
+    loadAdapter(model, folder.adapterDir, seed);
+  } catch (err) {
+    model.release();
+    throw err;
+  }
+  return model;
 }
