@@ -15,16 +15,13 @@ import { writeModelCheckpoint } from '../train/model-io.ts';
 import { convertCheckpointToHf } from './checkpoint-to-hf.ts';
 import { type ConvertOptions, type ConvertReport, checkInputDir } from './hf-to-checkpoint.ts';
 
-/** How an exporter can use a LoRA checkpoint whose base has moved. */
-const MOVED_BASE = "copy the checkpoint and set base_model.dir in the copy's sftkit.json to another copy of the base";
-
 export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): Promise<ConvertReport> {
   const dir = resolveCheckpointDir(o.inputPath);
   if (!isAdapterDir(dir)) {
     throw new ConfigError(`--merge_lora: ${dir} holds no LoRA adapter (adapter_config.json)`, { where: '--merge_lora', hint: 'pass the checkpoint of a LoRA run, or drop --merge_lora' });
   }
   // A LoRA run's checkpoint holds the adapter and names its base (sftkit.json's base_model); an older one holds both.
-  const folder = modelFolderOf(dir, MOVED_BASE);
+  const folder = modelFolderOf(dir);
   const tmp = `${o.outputPath}.merge-tmp`;
   const model = loadModelFolder({ ...folder, adapterDir: dir });
   try {
@@ -70,7 +67,7 @@ function modelWeightSource(model: CausalLM, dir: string): WeightSource {
  * computes it), held in memory in fp32. The caller closes the source.
  */
 export function exportSourceOf(dir: string): { folder: ModelFolder; cfg: ModelConfig; source: WeightSource } {
-  const folder = modelFolderOf(dir, MOVED_BASE);
+  const folder = modelFolderOf(dir);
   if (folder.adapterDir === null) {
     checkInputDir(dir);
     return { folder, cfg: readModelConfig(join(dir, 'config.json')), source: openWeightSource(dir) };

@@ -265,12 +265,15 @@ export interface ModelFolder {
   base: BaseModelRef | null;
 }
 
+/** How a command without a flag for it can use a LoRA checkpoint whose base has moved. */
+const COPY_NAMING_BASE = "copy the checkpoint and set base_model.dir in the copy's sftkit.json to another copy of the base";
+
 /**
  * What the model folder `dir` holds. A LoRA run's adapter-only checkpoint resolves to its recorded base, which
  * must still be there: else a FormatError naming the checkpoint and the missing base, its hint ending in
  * `elsewhere` (how the command can name another copy of the base).
  */
-export function modelFolderOf(dir: string, elsewhere?: string): ModelFolder {
+export function modelFolderOf(dir: string, elsewhere = COPY_NAMING_BASE): ModelFolder {
   const base = adapterCheckpointBase(dir);
   if (base === null) return { dir, weightsDir: dir, tokenizerDir: dir, adapterDir: null, base: null };
   const weightsDir = baseDirOf(dir, base, elsewhere);

@@ -106,7 +106,7 @@ export class ChatRoute {
     const hit = this.loaded.find((l) => l.dir === dir);
     if (hit) return hit;
     // A LoRA run's adapter-only checkpoint chats as its recorded base with its adapter; the base too must lie under the root.
-    const folder = modelFolderOf(dir, 'put the base model back, or copy the checkpoint and set base_model.dir in the copy\'s sftkit.json');
+    const folder = modelFolderOf(dir);
     const within = relative(this.root.path, realpathSync(folder.weightsDir));
     if (within.startsWith('..') || isAbsolute(within)) {
       throw new HttpError(422, `${model}: a LoRA checkpoint whose base model ${folder.weightsDir} lies outside the dashboard's root; start the dashboard with a --root that holds both`, 'model');

@@ -135,6 +135,9 @@ test('sftkit serve --load_checkpoint <LoRA checkpoint>: its adapter as the check
 test('the dashboard\'s chat answers with a LoRA checkpoint as predict does; a base outside the root is refused', async () => {
   const ui = await startUiServer({ root: tmp, port: 0 });
   try {
+    // The chat page's pickers list the checkpoint beside the base.
+    const listed = (await (await fetch(`${ui.url}/api/checkpoints`)).json()) as { checkpoints: { id: string; run: string | null }[] };
+    assert.deepEqual(listed.checkpoints.filter((c) => c.id.startsWith('out/') || c.id.startsWith('models/')), [{ id: 'models/base', run: null }, { id: `out/checkpoint/${ckName}`, run: 'out' }]);
     for (const model of [`out/checkpoint/${ckName}`, 'out/checkpoint']) {
       const r = await fetch(`${ui.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model, messages: [{ role: 'user', content: PROMPTS[0] }], max_tokens: Number(NEW_TOKENS) }) });
       const body = (await r.json()) as { choices: { message: { content: string } }[] };

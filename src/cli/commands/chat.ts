@@ -31,9 +31,6 @@ interface ChatFlags {
   dtype: string;
 }
 
-/** How chat can use a LoRA checkpoint whose base has moved. */
-const BASE_ELSEWHERE = "copy the checkpoint and set base_model.dir in the copy's sftkit.json to another copy of the base";
-
 const HELP = 'commands: /reset (forget the conversation), /exit (or Ctrl-D)';
 
 function numberFlag(value: string | undefined, flag: string): number | undefined {
@@ -76,7 +73,7 @@ async function chat(flags: ChatFlags): Promise<void> {
   const ckpt = isMindSporeCkpt(flags.load_checkpoint) ? flags.load_checkpoint : null;
   const dir = ckpt !== null ? ckptConfigDir(ckpt) : await modelDirOf(flags.load_checkpoint);
   // A LoRA run's checkpoint chats as its recorded base with its adapter, as predict loads it.
-  const folder = ckpt !== null ? null : modelFolderOf(dir, BASE_ELSEWHERE);
+  const folder = ckpt !== null ? null : modelFolderOf(dir);
   const tokDir = flags.tokenizer ?? folder?.tokenizerDir ?? dir;
   if (!hasTokenizerFiles(tokDir)) {
     throw new ConfigError(`${tokDir} has no tokenizer.model or tokenizer.json`, { where: '--tokenizer', hint: 'pass --tokenizer DIR' });
@@ -101,7 +98,7 @@ async function chat(flags: ChatFlags): Promise<void> {
     };
     const seed = numberFlag(flags.seed, '--seed')!;
     const source = tpl.source === 'recorded' ? `recorded with the training data (${tpl.manifest})` : tpl.source === 'config' ? '--template' : 'default';
-    const from = folder?.adapterDir != null ? `${dir} (LoRA adapter over ${folder.weightsDir})` : dir;
+    const from = folder !== null && folder.adapterDir !== null ? `${dir} (LoRA adapter over ${folder.weightsDir})` : dir;
     process.stderr.write(`chat with ${model.config.modelType} from ${from}; template ${tpl.template}${tpl.alpacaPrompts ? ' with Alpaca prompts' : ''} (${source}); ${HELP}\n`);
     const history: ChatTurn[] = [];
     const rl = createInterface({ input: process.stdin, terminal: tty, ...(tty ? { prompt: 'you> ' } : {}) });

@@ -6,7 +6,7 @@ import { MANIFEST_NAME, openRecords, readRecordsManifest } from '../../../data/r
 import { type RowStore, validateRowsFor } from '../../../data/row-store.ts';
 import { type ProcessGroup, initProcessGroup } from '../../../distributed/index.ts';
 import { ConfigError } from '../../../errors.ts';
-import { type BaseModelRef, resolveCheckpointDir } from '../../../formats/checkpoint-dir.ts';
+import { type BaseModelRef, hasTokenizerFiles, resolveCheckpointDir } from '../../../formats/checkpoint-dir.ts';
 import type { GenerationOptions } from '../../../generate/index.ts';
 import { resolveModelDir } from '../../../hub/index.ts';
 import { readModelConfig } from '../../../models/config.ts';
@@ -95,10 +95,6 @@ export function openDataset(dir: string, what: 'train_dataset' | 'eval_dataset')
     return MindRecordRows.open(mindrecord === dir ? dir : join(dir, mindrecord));
   }
   return openRecords(dir);
-}
-
-function hasTokenizer(dir: string): boolean {
-  return ['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)));
 }
 
 /**
@@ -230,7 +226,7 @@ export class RunContext {
   get tokenizerDir(): string | null {
     if (this.cfg.tokenizer) return this.cfg.tokenizer;
     const dir = this.modelDir;
-    if (dir !== null && this.base !== null && !hasTokenizer(dir)) return this.base.dir;
+    if (dir !== null && this.base !== null && !hasTokenizerFiles(dir)) return this.base.dir;
     return dir;
   }
 
@@ -238,7 +234,7 @@ export class RunContext {
   tokenizer(): Tokenizer | null {
     if (this.tokenizerRead === undefined) {
       const dir = this.tokenizerDir;
-      const has = dir !== null && dir !== '' && hasTokenizer(dir);
+      const has = dir !== null && dir !== '' && hasTokenizerFiles(dir);
       this.tokenizerRead = has ? Tokenizer.fromDir(dir as string) : null;
     }
     return this.tokenizerRead;
