@@ -259,9 +259,9 @@ export interface ModelFolder {
   weightsDir: string;
   /** The tokenizer files: `dir`'s (a LoRA checkpoint carries its base's), else the base's. */
   tokenizerDir: string;
-  /** The adapter-only checkpoint (`dir`) whose adapter goes over weightsDir; null for a plain model. */
+  /** The LoRA checkpoint (`dir`) whose adapter goes over weightsDir; null for a plain model. */
   adapterDir: string | null;
-  /** The base as the checkpoint records it (name_or_path: what the run's --load_checkpoint said); null for a plain model. */
+  /** The base as the checkpoint records it (name_or_path: what the run's --load_checkpoint said); null where it records none. */
   base: BaseModelRef | null;
 }
 
@@ -275,7 +275,12 @@ const COPY_NAMING_BASE = "copy the checkpoint and set base_model.dir in the copy
  */
 export function modelFolderOf(dir: string, elsewhere = COPY_NAMING_BASE): ModelFolder {
   const base = adapterCheckpointBase(dir);
-  if (base === null) return { dir, weightsDir: dir, tokenizerDir: dir, adapterDir: null, base: null };
+  if (base === null) {
+    // A LoRA run whose base has no folder to refer to (model.arch, a MindSpore .ckpt) stores the base's weights
+    // beside its adapter: both are the model.
+    const both = isAdapterDir(dir) && existsSync(join(dir, MANIFEST_FILE));
+    return { dir, weightsDir: dir, tokenizerDir: dir, adapterDir: both ? dir : null, base: null };
+  }
   const weightsDir = baseDirOf(dir, base, elsewhere);
   return { dir, weightsDir, tokenizerDir: hasTokenizerFiles(dir) ? dir : weightsDir, adapterDir: dir, base: { ...base, dir: weightsDir } };
 }

@@ -6,7 +6,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FormatError } from '../../src/errors.ts';
@@ -188,6 +188,35 @@ test('GGUF and MindSpore export of a LoRA checkpoint write the tensors of its --
   ok(['convert', '--reversed', '--format', 'mindspore', '--input_path', ck, '--output_path', msCk]);
   ok(['convert', '--reversed', '--format', 'mindspore', '--input_path', merged, '--output_path', msMerged]);
   assert.ok(readFileSync(msCk).equals(readFileSync(msMerged)), 'the MindSpore .ckpt of the checkpoint and of the merged folder');
+});
+
+test('a LoRA run whose base had no folder (model.arch): eval, predict, chat and serve apply the adapter its checkpoint holds beside the base', async () => {
+  const out = join(tmp, 'out-arch');
+  ok(['run', '--run_mode', 'train', '--model.arch', join(DEMO, 'config.json'), '--tokenizer', base, '--train_dataset_dir', join(tmp, 'records'), '--output_dir', out,
+    '--batch_size', '4', '--runner_config.max_steps', '2', '--optimizer.learning_rate', '0.01', '--lora.rank', '4', '--lora.alpha', '8', '--lora.target_modules', '[q_proj, v_proj, down_proj]']);
+  const name = (JSON.parse(readFileSync(join(out, 'checkpoint', 'meta.json'), 'utf8')) as { latest: string }).latest;
+  const both = join(out, 'checkpoint', name);
+  // The base's weights without the adapter, for comparison.
+  const plain = join(tmp, 'arch-base');
+  cpSync(both, plain, { recursive: true, filter: (src) => !/adapter_|trainer_state|optimizer|rank_/.test(src) });
+  const evalLoss = (args: string[], dir: string): number => {
+    ok(['run', '--run_mode', 'eval', '--eval_dataset_dir', join(tmp, 'records'), '--output_dir', join(tmp, dir), '--batch_size', '4', ...args]);
+    return (JSON.parse(readFileSync(join(tmp, dir, 'eval_results.json'), 'utf8')) as { loss: number }).loss;
+  };
+  const adapted = evalLoss(['--load_checkpoint', both], 'arch-e1');
+  assert.equal(evalLoss(['--load_checkpoint', plain, '--lora.adapter', both], 'arch-e2'), adapted);
+  assert.notEqual(evalLoss(['--load_checkpoint', plain], 'arch-e3'), adapted);
+  ok(['run', '--run_mode', 'predict', '--load_checkpoint', plain, '--lora.adapter', both, '--output_dir', join(tmp, 'arch-p'), '--predict_data', PROMPTS[1]!, '--max_new_tokens', NEW_TOKENS]);
+  const want = (JSON.parse(readFileSync(join(tmp, 'arch-p', 'predict_results.jsonl'), 'utf8').trim()) as { output: string }).output;
+  assert.equal(ok(['chat', '--load_checkpoint', both, '--template', 'vicuna', '--max_new_tokens', NEW_TOKENS], `${PROMPTS[1]}\n`), `${want}\n`);
+  const server = await startServe(['--load_checkpoint', both, '--template', 'vicuna']);
+  try {
+    const models = (await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] };
+    assert.deepEqual(models.data.map((m) => m.id).sort(), [name, `${name}-base`]);
+    assert.equal(await reply(server.url, name, PROMPTS[1]!), want);
+  } finally {
+    await server.stop();
+  }
 });
 
 test('with its base gone, chat, serve, the dashboard and export refuse a LoRA checkpoint, naming it and the base', async () => {

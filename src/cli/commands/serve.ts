@@ -41,12 +41,15 @@ function intFlag(value: string, flag: string): number {
 /**
  * The ids a server answers to. A model folder is served as `modelId` with the --adapter adapters over it. An
  * adapter-only checkpoint's adapter is served as `modelId` over its base, which is served under the name the
- * run gave it (a folder's name, or a hub repo id), or `<modelId>-base` where that is modelId itself.
+ * run gave it (its folder's name, or a hub repo id), or `<modelId>-base` where that is modelId itself or the
+ * checkpoint holds the base's weights too (a run whose base had no folder).
  */
 function servedModels(folder: ModelFolder, modelId: string, extra: AdapterSpec[]): { baseId: string; adapters: AdapterSpec[] } {
-  if (folder.adapterDir === null || folder.base === null) return { baseId: modelId, adapters: extra };
-  const named = folder.base.name_or_path;
-  const own = existsSync(named) ? basename(resolve(named)) : named;
+  if (folder.adapterDir === null) return { baseId: modelId, adapters: extra };
+  // A hub repo's snapshot folder is named by its commit: the base then goes by the repo id the run named.
+  const named = folder.base?.name_or_path;
+  const hub = named !== undefined && !existsSync(named) && /[\\/]snapshots[\\/][^\\/]+$/.test(folder.weightsDir);
+  const own = folder.base === null ? modelId : hub ? (named as string) : basename(folder.weightsDir);
   const baseId = own === modelId ? `${modelId}-base` : own;
   const clash = extra.find((a) => a.name === baseId);
   if (clash) throw new ConfigError(`--adapter ${clash.name}=${clash.dir}: ${JSON.stringify(baseId)} is the id of the LoRA checkpoint's base`, { where: '--adapter', hint: 'give the adapter another name' });

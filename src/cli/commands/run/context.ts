@@ -16,7 +16,7 @@ import { type LoadedCheckpoint, findResumeCheckpoint } from '../../../train/chec
 import type { RunConfig } from '../../../train/config.ts';
 import { MindRecordRows } from '../../../data/mindrecord-rows.ts';
 import { type LoadOptions, createModel, loadModel, weightOptionsOf } from '../../../train/model-io.ts';
-import { adapterCheckpointBase, attachLoraFor, baseDirOf, loraOn } from '../../../train/lora-io.ts';
+import { adapterCheckpointBase, attachLoraFor, baseDirOf, loraOn, modelFolderOf } from '../../../train/lora-io.ts';
 import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../../convert/mindspore-convert.ts';
 import { expectedTensors } from '../../../models/tensor-table.ts';
 import type { ModelConfig } from '../../../models/config.ts';
@@ -119,6 +119,9 @@ async function loraBaseOf(
     }
     return { base: { ...recorded, dir: baseDirOf(at.modelDir, recorded) }, adapterCheckpoint: at.modelDir };
   }
+  // eval and predict on the checkpoint of a LoRA run whose base had no folder (it holds the base's weights beside
+  // its adapter) apply its adapter, as chat and serve do (modelFolderOf).
+  if (!at.training && at.modelDir !== null && modelFolderOf(at.modelDir).adapterDir !== null) return { base: null, adapterCheckpoint: at.modelDir };
   if (at.training && at.resume === null && at.modelDir !== null && cfg.load_checkpoint && loraOn(cfg)) {
     return { base: { name_or_path: cfg.load_checkpoint, dir: resolve(at.modelDir) }, adapterCheckpoint: null };
   }
