@@ -2,7 +2,7 @@
 // a plain HF folder whose weights are W + s·B·A (train/lora-io.ts's mergeLora), which any HF loader reads
 // without PEFT. The merged model is written as a sftkit model checkpoint beside the output first, then
 // exported by the ordinary --reversed path (same dtype rules, shards and tokenizer files), then removed.
-// GGUF and MindSpore export read an adapter-only checkpoint through mergedExportSource: the same merge, in memory.
+// GGUF and MindSpore export read an adapter-only checkpoint through exportSourceOf: the same merge, in memory.
 import { mkdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, FormatError } from '../errors.ts';

@@ -47,9 +47,9 @@ function intFlag(value: string, flag: string): number {
 function servedModels(folder: ModelFolder, modelId: string, extra: AdapterSpec[]): { baseId: string; adapters: AdapterSpec[] } {
   if (folder.adapterDir === null) return { baseId: modelId, adapters: extra };
   // A hub repo's snapshot folder is named by its commit: the base then goes by the repo id the run named.
-  const named = folder.base?.name_or_path;
-  const hub = named !== undefined && !existsSync(named) && /[\\/]snapshots[\\/][^\\/]+$/.test(folder.weightsDir);
-  const own = folder.base === null ? modelId : hub ? (named as string) : basename(folder.weightsDir);
+  const named = folder.base?.name_or_path ?? null;
+  const hub = named !== null && !existsSync(named) && /[\\/]snapshots[\\/][^\\/]+$/.test(folder.weightsDir);
+  const own = named === null ? modelId : hub ? named : basename(folder.weightsDir);
   const baseId = own === modelId ? `${modelId}-base` : own;
   const clash = extra.find((a) => a.name === baseId);
   if (clash) throw new ConfigError(`--adapter ${clash.name}=${clash.dir}: ${JSON.stringify(baseId)} is the id of the LoRA checkpoint's base`, { where: '--adapter', hint: 'give the adapter another name' });
