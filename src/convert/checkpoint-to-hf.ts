@@ -27,7 +27,7 @@ export async function convertCheckpointToHf(o: Omit<ConvertOptions, 'model'>): P
   if (manifest.base_model !== undefined) {
     throw new ConfigError(`${dir}: a LoRA checkpoint holds only its adapter (its base is ${manifest.base_model.name_or_path})`, {
       where: '--input_path',
-      hint: 'add --merge_lora to export base + adapter as one model, or use the folder as a PEFT adapter as it is',
+      hint: 'add --merge_lora to export base + adapter as one model (--format gguf and mindspore merge it by themselves), or use the folder as a PEFT adapter as it is',
     });
   }
   checkInputDir(dir);

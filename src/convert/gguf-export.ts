@@ -1,6 +1,7 @@
 // `sftkit convert --reversed --format gguf`: a sftkit checkpoint (or an HF folder) -> one GGUF v3 file that
 // llama.cpp and ollama load, plus an ollama Modelfile beside it. Tensors stream one at a time, converted a
-// block of rows at a time, so memory stays near one source tensor.
+// block of rows at a time, so memory stays near one source tensor. A LoRA run's adapter-only checkpoint is
+// exported merged into its base (the merged model is then held in memory in fp32).
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { ConfigError } from '../errors.ts';
@@ -9,8 +10,9 @@ import { castFloat, DTYPE_BYTES, type WeightDtype } from '../formats/dtypes.ts';
 import { encodeGgml, type GgmlFloatType } from '../formats/ggml-encode.ts';
 import { GGML_TYPES, type GgufTensorInfo, type GgufValue, writeGguf } from '../formats/gguf.ts';
 import { planConversion } from '../formats/weight-plan.ts';
-import { openWeightSource, type WeightSource } from '../formats/weight-source.ts';
-import { readModelConfig, type LlamaConfig, type ModelConfig } from '../models/config.ts';
+import type { WeightSource } from '../formats/weight-source.ts';
+import type { LlamaConfig, ModelConfig } from '../models/config.ts';
+import { exportSourceOf } from './merge-lora.ts';
 import { ggufArchOf, mapTensorsToGguf, permutedSourceRow, type MappedTensor } from './gguf-tensor-map.ts';
 import { partTemplateJinja } from './gguf-chat-template.ts';
 import { ggufVocab } from './gguf-vocab.ts';
@@ -209,12 +211,12 @@ export function exportGguf(o: GgufExportOptions): GgufExportReport {
   if (!out.endsWith('.gguf')) throw new ConfigError(`--output_path ${o.outputPath} must name a .gguf file`, { where: '--output_path' });
   const modelfilePath = join(dirname(out), 'Modelfile');
   if (existsSync(modelfilePath)) throw new ConfigError(`${modelfilePath} already exists; the Modelfile is written beside the .gguf`, { where: modelfilePath, hint: 'write the .gguf into another directory' });
-  const cfg = readModelConfig(join(dir, 'config.json'));
-  const vocab = ggufVocab(dir, cfg);
-  const source = openWeightSource(dir);
+  // A LoRA run's adapter-only checkpoint exports as its base with the adapter merged in (as --merge_lora merges it).
+  const { folder, cfg, source } = exportSourceOf(dir);
   try {
-    const plan = planConversion(cfg, source.tensors, dir);
-    const mapped = mapTensorsToGguf(cfg, plan.tensors, dir);
+    const vocab = ggufVocab(folder.tokenizerDir, cfg);
+    const plan = planConversion(cfg, source.tensors, folder.weightsDir);
+    const mapped = mapTensorsToGguf(cfg, plan.tensors, folder.weightsDir);
     const target = o.dtype === undefined ? defaultType(source, mapped) : GGUF_DTYPES[o.dtype];
     const infos: Array<GgufTensorInfo & { mapped?: MappedTensor; data?: Float32Array }> = mapped.map((m) => ({ name: m.name, shape: m.shape, type: typeOf(m, target), mapped: m }));
     if (cfg.family === 'llama' && cfg.ropeScaling?.type === 'llama3') {

@@ -7,12 +7,12 @@ import { ConfigError } from '../errors.ts';
 import { writeDirAtomically, writeManifest } from '../formats/checkpoint-dir.ts';
 import { TARGET_DTYPES, torchDtypeName, type TargetDtypeName, type WeightDtype } from '../formats/dtypes.ts';
 import { planConversion } from '../formats/weight-plan.ts';
-import { openWeightSource } from '../formats/weight-source.ts';
 import { readModelConfig, type ModelConfig } from '../models/config.ts';
 import type { CausalLM } from '../models/model.ts';
 import { type LoadOptions, loadModelFrom } from '../train/model-io.ts';
 import { DEFAULT_MAX_SHARD_BYTES, checkInputDir, type ConvertReport } from './hf-to-checkpoint.ts';
 import { resolveExportInput } from './gguf-export.ts';
+import { exportSourceOf } from './merge-lora.ts';
 import { openMindSporeWeights, writeMindFormersCkpt } from './mindspore.ts';
 import { writeModel } from './write-model.ts';
 
@@ -87,12 +87,11 @@ export async function exportMindSporeCkpt(o: { inputPath: string; outputPath: st
   }
   if (existsSync(o.outputPath)) throw new ConfigError(`--output_path ${o.outputPath} already exists`, { where: o.outputPath, hint: 'choose another name or remove it' });
   const dir = resolveExportInput(o.inputPath);
-  checkInputDir(dir);
-  const cfg: ModelConfig = readModelConfig(join(dir, 'config.json'));
-  const source = openWeightSource(dir);
+  // A LoRA run's adapter-only checkpoint exports as its base with the adapter merged in.
+  const { folder, cfg, source } = exportSourceOf(dir);
   try {
     // The same checks as any conversion: every weight present with its shape, nothing unknown.
-    planConversion(cfg, source.tensors, dir);
+    planConversion(cfg, source.tensors, folder.weightsDir);
     const dtype: WeightDtype | undefined = o.dtype === undefined ? undefined : TARGET_DTYPES[o.dtype];
     const r = writeMindFormersCkpt({ path: o.outputPath, cfg, source, ...(dtype !== undefined ? { dtype } : {}) });
     return {

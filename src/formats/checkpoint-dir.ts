@@ -19,6 +19,11 @@ export const TOKENIZER_FILES = [
   'vocab.json', 'merges.txt', 'chat_template.jinja', 'chat_template.json',
 ];
 
+/** Whether `dir` holds a tokenizer sftkit reads (tokenizer.model or tokenizer.json). */
+export function hasTokenizerFiles(dir: string): boolean {
+  return ['tokenizer.model', 'tokenizer.json'].some((f) => existsSync(join(dir, f)));
+}
+
 export interface CheckpointManifest {
   format: typeof CHECKPOINT_FORMAT;
   version: number;

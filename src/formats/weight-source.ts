@@ -11,8 +11,11 @@ import { type SafetensorsFile, openSafetensors } from './safetensors.ts';
 import type { TensorFile, TensorInfo } from './tensor-file.ts';
 import { openTorchBin } from './torch-bin.ts';
 
-/** 'mindspore': a MindFormers .ckpt read through its name table (src/convert/mindspore.ts). */
-export type WeightFormat = 'safetensors' | 'pytorch' | 'mindspore';
+/**
+ * 'mindspore': a MindFormers .ckpt read through its name table (src/convert/mindspore.ts); 'merged': a LoRA
+ * checkpoint's base with its adapter folded in, held in memory for export (src/convert/merge-lora.ts).
+ */
+export type WeightFormat = 'safetensors' | 'pytorch' | 'mindspore' | 'merged';
 
 export interface WeightTensor extends TensorInfo {
   /** The file holding it, relative to the folder. */

@@ -1,18 +1,20 @@
 // LoRA adapters in and out of PEFT's files: adapter_config.json (PEFT's LoraConfig fields) and
 // adapter_model.safetensors (`base_model.model.<module>.lora_A.weight`, A (r, in), B (out, r), fp32), so an
 // adapter sftkit trains loads with PeftModel.from_pretrained and one PEFT wrote trains on, evaluates and
-// predicts here. mergeLora folds W + s·B·A into the base weights (convert --merge_lora).
+// predicts here. mergeLora folds W + s·B·A into the base weights (convert --merge_lora). modelFolderOf and
+// loadModelFolder let every command that uses a model take a LoRA run's adapter-only checkpoint as the model.
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { z } from 'zod';
 import { ConfigError, FormatError } from '../errors.ts';
-import { type BaseModelRef, MANIFEST_FILE, readJsonFile, readManifest } from '../formats/checkpoint-dir.ts';
+import { type BaseModelRef, MANIFEST_FILE, hasTokenizerFiles, readJsonFile, readManifest } from '../formats/checkpoint-dir.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
 import { castFloat } from '../formats/dtypes.ts';
 import { openSafetensors } from '../formats/safetensors.ts';
 import { type WrittenFile, writeSafetensors, writeTextFile } from '../formats/safetensors-writer.ts';
 import type { CausalLM } from '../models/model.ts';
 import type { RunConfig } from './config.ts';
+import { type LoadOptions, loadModel } from './model-io.ts';
 import { type LoraModule, type LoraOptions, PEFT_PREFIX, attachLora, loraA, loraB, peftKey, planLora } from '../nn/lora.ts';
 import { Rng } from '../tensor/index.ts';
 
@@ -267,6 +269,11 @@ export function adapterCheckpointBase(dir: string): BaseModelRef | null {
  * base_model_name_or_path, which must be a local model folder (a path relative to the working directory, as
  * PEFT reads it); sftkit does not download it. Else a FormatError naming the field.
  */
+/** An adapter folder as PEFT's save_pretrained writes it: adapter files, and neither sftkit.json nor meta.json. */
+export function isPeftFolder(dir: string): boolean {
+  return isAdapterDir(dir) && !existsSync(join(dir, MANIFEST_FILE)) && !existsSync(join(dir, 'meta.json'));
+}
+
 export function peftAdapterBase(dir: string): BaseModelRef {
   const path = join(dir, ADAPTER_CONFIG_FILE);
   const { base } = readAdapterConfig(dir);
@@ -316,4 +323,62 @@ export function attachLoraFor(model: CausalLM, cfg: Pick<RunConfig, 'lora' | 'se
     const { adapter: _adapter, ...options } = cfg.lora;
     attachLora(model.params, options, new Rng(cfg.seed), model.config.family === 'gpt2');
   }
+}
+
+/**
+ * A folder a command uses as a model: a model of its own (config.json and weights), or a LoRA run's checkpoint
+ * holding only its adapter, used over the base its sftkit.json records.
+ */
+export interface ModelFolder {
+  /** The folder named: the generation config and the template recorded with the training data come from here. */
+  dir: string;
+  /** Where config.json and the weights are: `dir`, or the recorded base of an adapter-only checkpoint. */
+  weightsDir: string;
+  /** The tokenizer files: `dir`'s (a LoRA checkpoint carries its base's), else the base's. */
+  tokenizerDir: string;
+  /** The LoRA checkpoint (`dir`) whose adapter goes over weightsDir; null for a plain model. */
+  adapterDir: string | null;
+  /** The base as the checkpoint records it (name_or_path: what the run's --load_checkpoint said); null where it records none. */
+  base: BaseModelRef | null;
+}
+
+/** How a command without a flag for it can use a LoRA checkpoint whose base has moved. */
+const COPY_NAMING_BASE = "copy the checkpoint and set base_model.dir in the copy's sftkit.json to another copy of the base";
+
+/**
+ * What the model folder `dir` holds. A LoRA run's adapter-only checkpoint resolves to its recorded base, which
+ * must still be there: else a FormatError naming the checkpoint and the missing base, its hint ending in
+ * `elsewhere` (how the command can name another copy of the base).
+ */
+export function modelFolderOf(dir: string, elsewhere = COPY_NAMING_BASE): ModelFolder {
+  if (isPeftFolder(dir)) {
+    // An adapter saved by PEFT (save_pretrained): its base is adapter_config.json's base_model_name_or_path, a local folder.
+    const peftBase = peftAdapterBase(dir);
+    return { dir, weightsDir: peftBase.dir, tokenizerDir: hasTokenizerFiles(dir) ? dir : peftBase.dir, adapterDir: dir, base: peftBase };
+  }
+  const base = adapterCheckpointBase(dir);
+  if (base === null) {
+    // A LoRA run whose base has no folder to refer to (model.arch, a MindSpore .ckpt) stores the base's weights
+    // beside its adapter: both are the model.
+    const both = isAdapterDir(dir) && existsSync(join(dir, MANIFEST_FILE));
+    return { dir, weightsDir: dir, tokenizerDir: dir, adapterDir: both ? dir : null, base: null };
+  }
+  const weightsDir = baseDirOf(dir, base, elsewhere);
+  return { dir, weightsDir, tokenizerDir: hasTokenizerFiles(dir) ? dir : weightsDir, adapterDir: dir, base: { ...base, dir: weightsDir } };
+}
+
+/**
+ * The model of a folder: its own weights, or the base of an adapter-only checkpoint with the adapter attached,
+ * as `run --run_mode predict --load_checkpoint <checkpoint>` loads it (so both generate the same tokens).
+ */
+export function loadModelFolder(folder: ModelFolder, seed = 0, opts: LoadOptions = {}): CausalLM {
+  const model = loadModel(folder.weightsDir, seed, opts);
+  if (folder.adapterDir === null) return model;
+  try {
+    loadAdapter(model, folder.adapterDir, seed);
+  } catch (err) {
+    model.release();
+    throw err;
+  }
+  return model;
 }

@@ -82,7 +82,9 @@ export function loadModel(dir: string, seed = 0, opts: LoadOptions = {}): Causal
     const adapter = existsSync(join(dir, 'adapter_config.json'));
     throw new ConfigError(`${dir}: no config.json${adapter ? ' (a LoRA adapter without its base model)' : ''}`, {
       where: cfgPath,
-      hint: adapter ? 'load its base model and pass this folder as the adapter (--lora.adapter)' : 'pass a model checkpoint (sftkit convert) or an HF model folder',
+      hint: adapter
+        ? 'load its base model and pass this folder as the adapter (run: --lora.adapter DIR; serve: --adapter NAME=DIR)'
+        : 'pass a model checkpoint (sftkit convert) or an HF model folder',
     });
   }
   // readModelConfig opens it by path: refuse a config.json that links out of the folder before it does.

@@ -2,17 +2,18 @@
 // checks, template rendering, the continuous-batching scheduler, server-sent events ending `data: [DONE]`). The
 // `model` of a request is a checkpoint folder relative to the dashboard's root; two stay loaded (base and
 // fine-tuned side by side), each behind its own serve engine, so a reply streams while the other pages answer.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+// A LoRA run's checkpoint answers as its base (which must lie under the root too) with its adapter.
+import { existsSync, realpathSync } from 'node:fs';
+import { isAbsolute, join, relative } from 'node:path';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { type ChatTurn, chatPromptIds } from '../data/chat-prompt.ts';
 import { generationTemplate } from '../data/recorded-template.ts';
 import { confinedRealPath } from '../formats/confined-file.ts';
-import { resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
+import { hasTokenizerFiles, resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
 import type { CausalLM } from '../models/model.ts';
 import { CHAT_ENDPOINT, type ServeEngine, answer, createEngine } from '../serve/index.ts';
 import { Tokenizer } from '../tokenizer/index.ts';
-import { loadModel } from '../train/model-io.ts';
+import { loadModelFolder, modelFolderOf } from '../train/lora-io.ts';
 import { HttpError, readJsonBody, sendJson } from './http.ts';
 import type { UiRoot } from './root-paths.ts';
 
@@ -104,12 +105,20 @@ export class ChatRoute {
     dir = this.root.resolve(this.root.relative(dir));
     const hit = this.loaded.find((l) => l.dir === dir);
     if (hit) return hit;
-    for (const f of ['config.json', 'tokenizer.model', 'tokenizer.json', 'tokenizer_config.json']) {
-      if (existsSync(join(dir, f))) confinedRealPath(join(dir, f), { root: this.root.path });
+    // A LoRA run's adapter-only checkpoint chats as its recorded base with its adapter; the base too must lie under the root.
+    const folder = modelFolderOf(dir);
+    const within = relative(this.root.path, realpathSync(folder.weightsDir));
+    if (within.startsWith('..') || isAbsolute(within)) {
+      throw new HttpError(422, `${model}: a LoRA checkpoint whose base model ${folder.weightsDir} lies outside the dashboard's root; start the dashboard with a --root that holds both`, 'model');
     }
-    if (!['tokenizer.model', 'tokenizer.json'].some((f) => existsSync(join(dir, f)))) throw new HttpError(422, `${model}: the checkpoint has no tokenizer files`, 'model');
-    const tok = Tokenizer.fromDir(dir);
-    const loaded: Loaded = { dir, model: loadModel(dir), tok, engines: new Map() };
+    for (const at of new Set([folder.weightsDir, folder.tokenizerDir])) {
+      for (const f of ['config.json', 'tokenizer.model', 'tokenizer.json', 'tokenizer_config.json']) {
+        if (existsSync(join(at, f))) confinedRealPath(join(at, f), { root: this.root.path });
+      }
+    }
+    if (!hasTokenizerFiles(folder.tokenizerDir)) throw new HttpError(422, `${model}: the checkpoint has no tokenizer files`, 'model');
+    const tok = Tokenizer.fromDir(folder.tokenizerDir);
+    const loaded: Loaded = { dir, model: loadModelFolder(folder), tok, engines: new Map() };
     this.loaded.push(loaded);
     while (this.loaded.length > KEEP_LOADED) void release(this.loaded.shift() as Loaded);
     return loaded;

@@ -65,7 +65,10 @@ function listCheckpoints(root: UiRoot): { id: string; run: string | null }[] {
   const out: { id: string; run: string | null }[] = [];
   root.walk(root.path, 6, (dir, entries) => {
     const names = new Set(entries.filter((e) => e.isFile()).map((e) => e.name));
-    if (!names.has('config.json') || !(names.has('model.safetensors') || names.has('model.safetensors.index.json') || names.has('pytorch_model.bin'))) return false;
+    const model = names.has('config.json') && (names.has('model.safetensors') || names.has('model.safetensors.index.json') || names.has('pytorch_model.bin'));
+    // A LoRA run's checkpoint: its adapter, and its base named in sftkit.json (chat loads the base with it).
+    const adapter = names.has('adapter_config.json') && names.has('adapter_model.safetensors') && names.has('sftkit.json');
+    if (!model && !adapter) return false;
     const id = root.relative(dir);
     const m = /^(.*)\/checkpoint\/[^/]+$/.exec(id);
     out.push({ id, run: m ? (m[1] as string) : null });

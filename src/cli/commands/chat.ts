@@ -1,9 +1,7 @@
 // `sftkit chat`: an interactive terminal chat with a checkpoint, HF folder or hub repo id, in the model's own
 // template (the one recorded with its training data unless --template says otherwise), streaming each reply
 // as it is generated, with multi-turn history, /reset and /exit. Reads one message per line from stdin when
-// it is not a terminal, so it can be scripted and tested.
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+// it is not a terminal, so it can be scripted and tested. A LoRA run's checkpoint chats as its base with its adapter.
 import { createInterface } from 'node:readline';
 import type { Command } from 'commander';
 import { chatPromptIds, type ChatTurn } from '../../data/chat-prompt.ts';
@@ -13,7 +11,8 @@ import { ConfigError } from '../../errors.ts';
 import { defaultEosIds, generateStream } from '../../generate/index.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 import { autocast } from '../../tensor/index.ts';
-import { loadModel } from '../../train/model-io.ts';
+import { hasTokenizerFiles } from '../../formats/checkpoint-dir.ts';
+import { loadModelFolder, modelFolderOf } from '../../train/lora-io.ts';
 import { modelDirOf } from './run/context.ts';
 import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../convert/mindspore-convert.ts';
 
@@ -73,13 +72,15 @@ async function chat(flags: ChatFlags): Promise<void> {
   // A MindFormers .ckpt holds weights only: config.json and the tokenizer come from its folder.
   const ckpt = isMindSporeCkpt(flags.load_checkpoint) ? flags.load_checkpoint : null;
   const dir = ckpt !== null ? ckptConfigDir(ckpt) : await modelDirOf(flags.load_checkpoint);
-  const tokDir = flags.tokenizer ?? dir;
-  if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(tokDir, f)))) {
+  // A LoRA run's checkpoint chats as its recorded base with its adapter, as predict loads it.
+  const folder = ckpt !== null ? null : modelFolderOf(dir);
+  const tokDir = flags.tokenizer ?? folder?.tokenizerDir ?? dir;
+  if (!hasTokenizerFiles(tokDir)) {
     throw new ConfigError(`${tokDir} has no tokenizer.model or tokenizer.json`, { where: '--tokenizer', hint: 'pass --tokenizer DIR' });
   }
   if (!(COMPUTE_DTYPES as readonly string[]).includes(flags.dtype)) throw new ConfigError(`--dtype ${flags.dtype}: ${COMPUTE_DTYPES.join(' or ')}`, { where: '--dtype' });
   const tok = Tokenizer.fromDir(tokDir);
-  const model = ckpt !== null ? loadMindSporeModel(ckpt, dir) : loadModel(dir);
+  const model = folder === null ? loadMindSporeModel(flags.load_checkpoint, dir) : loadModelFolder(folder);
   const tty = process.stdin.isTTY === true;
   const out = (s: string): void => void process.stdout.write(s);
   try {
@@ -97,7 +98,8 @@ async function chat(flags: ChatFlags): Promise<void> {
     };
     const seed = numberFlag(flags.seed, '--seed')!;
     const source = tpl.source === 'recorded' ? `recorded with the training data (${tpl.manifest})` : tpl.source === 'config' ? '--template' : 'default';
-    process.stderr.write(`chat with ${model.config.modelType} from ${dir}; template ${tpl.template}${tpl.alpacaPrompts ? ' with Alpaca prompts' : ''} (${source}); ${HELP}\n`);
+    const from = folder !== null && folder.adapterDir !== null ? `${dir} (LoRA adapter over ${folder.weightsDir})` : dir;
+    process.stderr.write(`chat with ${model.config.modelType} from ${from}; template ${tpl.template}${tpl.alpacaPrompts ? ' with Alpaca prompts' : ''} (${source}); ${HELP}\n`);
     const history: ChatTurn[] = [];
     const rl = createInterface({ input: process.stdin, terminal: tty, ...(tty ? { prompt: 'you> ' } : {}) });
     if (tty) rl.prompt();
@@ -130,7 +132,7 @@ export function registerChat(program: Command): void {
   program
     .command('chat')
     .description('chat with a model in the terminal (reads one message per line from stdin when it is not a terminal)')
-    .requiredOption('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder, hub repo id, or a MindFormers .ckpt with config.json beside it')
+    .requiredOption('--load_checkpoint <path>', 'model checkpoint, training checkpoint (a LoRA run\'s too: its base with its adapter), checkpoint/ root, HF folder, hub repo id, or a MindFormers .ckpt with config.json beside it')
     .option('--tokenizer <dir>', 'tokenizer folder (default: the checkpoint\'s)')
     .option('--template <name>', 'vicuna | alpaca | chatml | llama2 | hf | none (default: the one recorded with the training data, else vicuna)')
     .option('--system <text>', 'system prompt (default: the template\'s)')

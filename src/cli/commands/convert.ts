@@ -63,7 +63,10 @@ export function registerConvert(program: Command): void {
     .option('--merge_lora', 'with --reversed: fold the LoRA adapters of a LoRA run\'s checkpoint into its base weights (W + s·B·A), writing a plain HF folder')
     .action(async (flags: ConvertFlags) => {
       if (flags.merge_lora && (!flags.reversed || (flags.format !== undefined && flags.format !== 'hf'))) {
-        throw new ConfigError('--merge_lora exports an HF folder: use it with --reversed (and --format hf)', { where: '--merge_lora' });
+        throw new ConfigError('--merge_lora exports an HF folder: use it with --reversed (and --format hf)', {
+          where: '--merge_lora',
+          hint: "GGUF and MindSpore export merge a LoRA run's checkpoint into its base by themselves: drop --merge_lora",
+        });
       }
       if (flags.format !== undefined && flags.format !== 'hf' && flags.format !== 'mindspore') return convertToGguf(flags);
       if (flags.dtype !== undefined && !(flags.dtype in TARGET_DTYPES)) {

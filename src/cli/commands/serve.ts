@@ -1,15 +1,17 @@
 // `sftkit serve`: an OpenAI-compatible HTTP server (chat completions, completions, models, health) over a
 // checkpoint, HF folder or hub repo id, with continuous batching. Binds 127.0.0.1 unless told otherwise, and
-// any other address needs an API key.
+// any other address needs an API key. A LoRA run's checkpoint is served as an adapter over the base it records.
 import { existsSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { generationTemplate } from '../../data/recorded-template.ts';
 import { ConfigError } from '../../errors.ts';
 import { createEngine } from '../../serve/engine.ts';
-import { ModelRegistry } from '../../serve/registry.ts';
+import { type AdapterSpec, ModelRegistry } from '../../serve/registry.ts';
 import { startServer } from '../../serve/server.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
+import { hasTokenizerFiles } from '../../formats/checkpoint-dir.ts';
+import { type ModelFolder, modelFolderOf } from '../../train/lora-io.ts';
 import { loadModel } from '../../train/model-io.ts';
 import { modelDirOf } from './run/context.ts';
 
@@ -36,6 +38,24 @@ function intFlag(value: string, flag: string): number {
   return n;
 }
 
+/**
+ * The ids a server answers to. A model folder is served as `modelId` with the --adapter adapters over it. An
+ * adapter-only checkpoint's adapter is served as `modelId` over its base, which is served under the name the
+ * run gave it (its folder's name, or a hub repo id), or `<modelId>-base` where that is modelId itself or the
+ * checkpoint holds the base's weights too (a run whose base had no folder).
+ */
+function servedModels(folder: ModelFolder, modelId: string, extra: AdapterSpec[]): { baseId: string; adapters: AdapterSpec[] } {
+  if (folder.adapterDir === null) return { baseId: modelId, adapters: extra };
+  // A hub repo's snapshot folder is named by its commit: the base then goes by the repo id the run named.
+  const named = folder.base?.name_or_path ?? null;
+  const hub = named !== null && !existsSync(named) && /[\\/]snapshots[\\/][^\\/]+$/.test(folder.weightsDir);
+  const own = named === null ? modelId : hub ? named : basename(folder.weightsDir);
+  const baseId = own === modelId ? `${modelId}-base` : own;
+  const clash = extra.find((a) => a.name === baseId);
+  if (clash) throw new ConfigError(`--adapter ${clash.name}=${clash.dir}: ${JSON.stringify(baseId)} is the id of the LoRA checkpoint's base`, { where: '--adapter', hint: 'give the adapter another name' });
+  return { baseId, adapters: [{ name: modelId, dir: folder.adapterDir }, ...extra] };
+}
+
 async function serve(flags: ServeFlags): Promise<void> {
   const apiKey = flags.api_key ?? process.env['SFTKIT_API_KEY'] ?? null;
   if (apiKey === '') throw new ConfigError('--api_key is empty', { where: '--api_key' });
@@ -47,25 +67,29 @@ async function serve(flags: ServeFlags): Promise<void> {
   if (flags.dtype !== 'float32' && flags.dtype !== 'bfloat16') throw new ConfigError(`--dtype ${flags.dtype}: float32 or bfloat16`, { where: '--dtype' });
   const modelId = flags.served_model_name ?? (existsSync(flags.load_checkpoint) ? basename(resolve(flags.load_checkpoint)) : flags.load_checkpoint);
   // Adapter flags are checked before anything loads, so a refused one costs nothing.
-  const adapters = ModelRegistry.parseAdapterSpecs(flags.adapter, modelId);
+  const extra = ModelRegistry.parseAdapterSpecs(flags.adapter, modelId);
   const dir = await modelDirOf(flags.load_checkpoint);
-  const tokDir = flags.tokenizer ?? dir;
-  if (!['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(tokDir, f)))) {
+  // A LoRA run's adapter-only checkpoint: its recorded base is loaded and served under the base's own name, and
+  // the checkpoint's adapter over it as `modelId` (beside any --adapter), as multi-LoRA servers serve adapters.
+  const folder = modelFolderOf(dir, `serve another copy of the base: --load_checkpoint BASE --adapter ${modelId}=${dir}`);
+  const served = servedModels(folder, modelId, extra);
+  const tokDir = flags.tokenizer ?? folder.tokenizerDir;
+  if (!hasTokenizerFiles(tokDir)) {
     throw new ConfigError(`${tokDir} has no tokenizer.model or tokenizer.json`, { where: '--tokenizer', hint: 'pass --tokenizer DIR' });
   }
   const tok = Tokenizer.fromDir(tokDir);
   const template = generationTemplate(flags.template, dir);
-  const model = loadModel(dir);
+  const model = loadModel(folder.weightsDir);
   let engine;
   try {
     engine = createEngine(model, tok, {
-      modelId,
+      modelId: served.baseId,
       template,
       slots: intFlag(flags.max_batch, '--max_batch'),
       maxQueue: intFlag(flags.max_queue, '--max_queue'),
       ...(flags.context === undefined ? {} : { context: intFlag(flags.context, '--context') }),
       dtype: flags.dtype,
-      adapters,
+      adapters: served.adapters,
     });
   } catch (err) {
     model.release();
@@ -73,9 +97,12 @@ async function serve(flags: ServeFlags): Promise<void> {
   }
   const server = await startServer(engine, { host: flags.host, port, apiKey, log: (l) => process.stderr.write(`${l}\n`) });
   const { opts } = engine.scheduler;
-  const withAdapters = adapters.length === 0 ? '' : ` with LoRA adapters ${adapters.map((a) => JSON.stringify(a.name)).join(', ')}`;
+  const ckptAdapter = folder.adapterDir === null ? 0 : 1;
+  const adapters = served.adapters.slice(ckptAdapter).map((a) => JSON.stringify(a.name)).join(', ');
+  const base = `${model.config.modelType} from ${folder.weightsDir} as ${JSON.stringify(served.baseId)}`;
+  const what = `${folder.adapterDir === null ? '' : `the LoRA checkpoint ${dir} as ${JSON.stringify(modelId)} over its base `}${base}${adapters === '' ? '' : ` with LoRA adapters ${adapters}`}`;
   process.stderr.write(
-    `serving ${model.config.modelType} from ${dir} as ${JSON.stringify(modelId)}${withAdapters}; template ${template.template} (${template.source}); ` +
+    `serving ${what}; template ${template.template} (${template.source}); ` +
       `${opts.slots} sequences per batch, context ${opts.context} tokens, queue ${opts.maxQueue}${apiKey === null ? '' : '; API key required'}\n`,
   );
   // The line tests and scripts wait for.
@@ -97,7 +124,7 @@ export function registerServe(program: Command): void {
   program
     .command('serve')
     .description('serve a model over an OpenAI-compatible HTTP API with continuous batching')
-    .requiredOption('--load_checkpoint <path>', 'model checkpoint, training checkpoint, checkpoint/ root, HF folder or hub repo id')
+    .requiredOption('--load_checkpoint <path>', "model checkpoint, training checkpoint, checkpoint/ root, HF folder or hub repo id; a LoRA run's checkpoint is served over its base")
     .option('--tokenizer <dir>', "tokenizer folder (default: the checkpoint's)")
     .option('--template <name>', 'chat template: vicuna | alpaca | chatml | llama2 | hf | none (default: the one recorded with the training data, else vicuna)')
     .option('--host <addr>', 'address to bind; anything but loopback needs --api_key', '127.0.0.1')

@@ -6,7 +6,7 @@ import { MANIFEST_NAME, openRecords, readRecordsManifest } from '../../../data/r
 import { type RowStore, validateRowsFor } from '../../../data/row-store.ts';
 import { type ProcessGroup, initProcessGroup } from '../../../distributed/index.ts';
 import { ConfigError } from '../../../errors.ts';
-import { type BaseModelRef, resolveCheckpointDir } from '../../../formats/checkpoint-dir.ts';
+import { type BaseModelRef, hasTokenizerFiles, resolveCheckpointDir } from '../../../formats/checkpoint-dir.ts';
 import type { GenerationOptions } from '../../../generate/index.ts';
 import { resolveModelDir } from '../../../hub/index.ts';
 import { readModelConfig } from '../../../models/config.ts';
@@ -16,7 +16,7 @@ import { type LoadedCheckpoint, findResumeCheckpoint } from '../../../train/chec
 import type { RunConfig } from '../../../train/config.ts';
 import { MindRecordRows } from '../../../data/mindrecord-rows.ts';
 import { type LoadOptions, createModel, loadModel, weightOptionsOf } from '../../../train/model-io.ts';
-import { adapterCheckpointBase, attachLoraFor, baseDirOf, loraOn } from '../../../train/lora-io.ts';
+import { adapterCheckpointBase, attachLoraFor, baseDirOf, loraOn, modelFolderOf } from '../../../train/lora-io.ts';
 import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../../convert/mindspore-convert.ts';
 import { expectedTensors } from '../../../models/tensor-table.ts';
 import type { ModelConfig } from '../../../models/config.ts';
@@ -97,10 +97,6 @@ export function openDataset(dir: string, what: 'train_dataset' | 'eval_dataset')
   return openRecords(dir);
 }
 
-function hasTokenizer(dir: string): boolean {
-  return ['tokenizer.json', 'tokenizer.model'].some((f) => existsSync(join(dir, f)));
-}
-
 /**
  * A LoRA run's frozen base. A checkpoint that holds only its adapter (resumed, or given as --load_checkpoint)
  * names its base: that folder is loaded (on resume --load_checkpoint, when given, names another copy of it) and
@@ -123,6 +119,9 @@ async function loraBaseOf(
     }
     return { base: { ...recorded, dir: baseDirOf(at.modelDir, recorded) }, adapterCheckpoint: at.modelDir };
   }
+  // eval and predict on the checkpoint of a LoRA run whose base had no folder (it holds the base's weights beside
+  // its adapter) apply its adapter, as chat and serve do (modelFolderOf).
+  if (!at.training && at.modelDir !== null && modelFolderOf(at.modelDir).adapterDir !== null) return { base: null, adapterCheckpoint: at.modelDir };
   if (at.training && at.resume === null && at.modelDir !== null && cfg.load_checkpoint && loraOn(cfg)) {
     return { base: { name_or_path: cfg.load_checkpoint, dir: resolve(at.modelDir) }, adapterCheckpoint: null };
   }
@@ -230,7 +229,7 @@ export class RunContext {
   get tokenizerDir(): string | null {
     if (this.cfg.tokenizer) return this.cfg.tokenizer;
     const dir = this.modelDir;
-    if (dir !== null && this.base !== null && !hasTokenizer(dir)) return this.base.dir;
+    if (dir !== null && this.base !== null && !hasTokenizerFiles(dir)) return this.base.dir;
     return dir;
   }
 
@@ -238,7 +237,7 @@ export class RunContext {
   tokenizer(): Tokenizer | null {
     if (this.tokenizerRead === undefined) {
       const dir = this.tokenizerDir;
-      const has = dir !== null && dir !== '' && hasTokenizer(dir);
+      const has = dir !== null && dir !== '' && hasTokenizerFiles(dir);
       this.tokenizerRead = has ? Tokenizer.fromDir(dir as string) : null;
     }
     return this.tokenizerRead;
