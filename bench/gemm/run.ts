@@ -1,7 +1,8 @@
 // GEMM benchmark: GFLOP/s of sftkit's sgemm (through the addon) and of OpenBLAS's cblas_sgemm, same shapes,
 // 2 threads each, medians of several runs, printed as a markdown table. Usage: npm run bench:gemm [-- --reps N]
-// [--decode]: --decode times the few-row shapes of KV-cache decoding (x @ Wᵀ of the bench models' linears and
-// lm_heads at 1-16 rows) and prints microseconds and the weight bytes streamed per second instead.
+// [--decode | --lora]: --decode times the few-row shapes of KV-cache decoding (x @ Wᵀ of the bench models' linears and
+// lm_heads at 1-16 rows) and prints microseconds and the weight bytes streamed per second instead; --lora times a
+// rank-16 adapter's narrow GEMMs at the M and L configs' shapes (kernels/simd/gemm_narrow.cc).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
@@ -43,6 +44,20 @@ const DECODE_SHAPES: Shape[] = [
   { M: 4, K: 768, N: 2048, transA: false, transB: false },
   ...[8, 16, 32].map((M) => ({ M, K: 768, N: 2048, transA: false, transB: true })),
 ];
+
+// A rank-16 LoRA adapter's GEMMs on T tokens of a linear K -> N (bench/train/configs.json's M: T 2048; L: T 1024):
+// x·Aᵀ (T×K·K×r, NT), g·B (T×N·N×r, NN), dB = gᵀ·(x·Aᵀ) (N×T·T×r, TN), dA = (g·B)ᵀ·x (r×T·T×K, TN).
+const LORA_SHAPES: Shape[] = [
+  [2048, 512, 512], [2048, 512, 1376], [2048, 1376, 512], [1024, 768, 768], [1024, 768, 2048], [1024, 2048, 768],
+].flatMap(([T, K, N]) => {
+  const t = T as number, k = K as number, n = N as number, r = 16;
+  return [
+    { M: t, K: k, N: r, transA: false, transB: true },
+    { M: t, K: n, N: r, transA: false, transB: false },
+    { M: n, K: t, N: r, transA: true, transB: false },
+    { M: r, K: t, N: k, transA: true, transB: false },
+  ];
+}).filter((s, i, all) => all.findIndex((o) => o.M === s.M && o.K === s.K && o.N === s.N && o.transA === s.transA && o.transB === s.transB) === i);
 
 function parseReps(argv: string[]): number {
   const i = argv.indexOf('--reps');
@@ -136,7 +151,8 @@ function cpuModel(): string {
 function main(): void {
   const reps = parseReps(process.argv.slice(2));
   const decode = process.argv.includes('--decode');
-  const shapes = decode ? DECODE_SHAPES : SHAPES;
+  const lora = process.argv.includes('--lora');
+  const shapes = decode ? DECODE_SHAPES : lora ? LORA_SHAPES : SHAPES;
   const dir = mkdtempSync(join(tmpdir(), 'sftkit-bench-gemm-'));
   try {
     const exe = join(dir, 'openblas-sgemm');
@@ -180,7 +196,7 @@ function main(): void {
     }
     const geo = Math.exp(ratios.reduce((a, r) => a + Math.log(r), 0) / ratios.length);
     console.log(`\ngeometric mean ratio: ${geo.toFixed(2)}; load average at end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
-    if (decode) return;
+    if (decode || lora) return;
     emitFindings([{ figure: 'fp32 GEMM vs OpenBLAS, geometric mean over the shapes', target: '≥ 1.00×', measured: `${geo.toFixed(2)}×`, met: geo >= 1.0 }]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
