@@ -5,7 +5,7 @@
 // `convert --reversed --merge_lora` folder. With the base gone, each refuses, naming the checkpoint and the base.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import { FormatError } from '../../src/errors.ts';
 import { openGguf } from '../../src/formats/gguf.ts';
 import { modelFolderOf } from '../../src/train/lora-io.ts';
 import { startUiServer } from '../../src/ui/server.ts';
+import { startServe } from '../serve/helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const DEMO = join(ROOT, 'assets', 'demo', 'base-model');
@@ -73,23 +74,6 @@ test('sftkit chat --load_checkpoint <LoRA checkpoint> replies as predict does on
   assert.equal(ok(['chat', '--load_checkpoint', join(tmp, 'out', 'checkpoint'), '--max_new_tokens', NEW_TOKENS], `${PROMPTS[0]}\n`), `${predicted[0]}\n`);
 });
 
-/** Starts `sftkit serve` on a free port; resolves with its URL once it listens. */
-function startServe(args: string[]): Promise<{ url: string; stop: () => Promise<void>; stderr: () => string }> {
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'sftkit.js'), 'serve', '--port', '0', ...args], { cwd: ROOT, env: { ...process.env, SFTKIT_FROM_SOURCE: '1', SFTKIT_THREADS: '2' } });
-  let err = '';
-  let out = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const exited = new Promise<void>((done) => child.on('exit', () => done()));
-  return new Promise((resolve, reject) => {
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      const m = /listening on (\S+)/.exec(out);
-      if (m) resolve({ url: m[1] as string, stderr: () => err, stop: async () => void (child.kill('SIGTERM'), await exited) });
-    });
-    void exited.then(() => reject(new Error(`serve exited before listening: ${err}`)));
-  });
-}
-
 async function reply(url: string, model: string, prompt: string): Promise<string> {
   const r = await fetch(`${url}/v1/chat/completions`, {
     method: 'POST',
@@ -102,7 +86,7 @@ async function reply(url: string, model: string, prompt: string): Promise<string
 }
 
 test('sftkit serve --load_checkpoint <LoRA checkpoint>: its adapter as the checkpoint\'s name over its base, --adapter beside it', async () => {
-  const server = await startServe(['--load_checkpoint', ck, '--adapter', `again=${ck}`]);
+  const server = await startServe(['--load_checkpoint', ck, '--adapter', `again=${ck}`], { threads: 2 });
   try {
     assert.ok(server.stderr().includes(`serving the LoRA checkpoint ${ck} as "${ckName}" over its base llama from ${base} as "base" with LoRA adapters "again"`), server.stderr());
     const models = (await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] };
@@ -118,7 +102,7 @@ test('sftkit serve --load_checkpoint <LoRA checkpoint>: its adapter as the check
     await server.stop();
   }
   // --served_model_name names the checkpoint's adapter; the base keeps its own name.
-  const named = await startServe(['--load_checkpoint', join(tmp, 'out', 'checkpoint'), '--served_model_name', 'tuned']);
+  const named = await startServe(['--load_checkpoint', join(tmp, 'out', 'checkpoint'), '--served_model_name', 'tuned'], { threads: 2 });
   try {
     const models = (await (await fetch(`${named.url}/v1/models`)).json()) as { data: { id: string }[] };
     assert.deepEqual(models.data.map((m) => m.id).sort(), ['base', 'tuned']);
@@ -209,7 +193,7 @@ test('a LoRA run whose base had no folder (model.arch): eval, predict, chat and 
   ok(['run', '--run_mode', 'predict', '--load_checkpoint', plain, '--lora.adapter', both, '--output_dir', join(tmp, 'arch-p'), '--predict_data', PROMPTS[1]!, '--max_new_tokens', NEW_TOKENS]);
   const want = (JSON.parse(readFileSync(join(tmp, 'arch-p', 'predict_results.jsonl'), 'utf8').trim()) as { output: string }).output;
   assert.equal(ok(['chat', '--load_checkpoint', both, '--template', 'vicuna', '--max_new_tokens', NEW_TOKENS], `${PROMPTS[1]}\n`), `${want}\n`);
-  const server = await startServe(['--load_checkpoint', both, '--template', 'vicuna']);
+  const server = await startServe(['--load_checkpoint', both, '--template', 'vicuna'], { threads: 2 });
   try {
     const models = (await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] };
     assert.deepEqual(models.data.map((m) => m.id).sort(), [name, `${name}-base`]);

@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSafetensors } from '../../src/formats/safetensors.ts';
 import { needMpi, root, run } from './mpi-helper.ts';
+import { relError } from '../helpers/native.ts';
 
 const bin = join(root, 'bin', 'sftkit.js');
 
@@ -24,15 +25,6 @@ function adapters(dir: string): Float32Array {
   }
 }
 
-function relDiff(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += ((a[i] as number) - (b[i] as number)) ** 2;
-    den += (b[i] as number) ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 test('LoRA: 2 ranks × b equal 1 rank × 2b accumulation (ZeRO-1); a 2-rank checkpoint resumes at 2 ranks', (t) => {
   if (!needMpi(t)) return;
@@ -58,7 +50,7 @@ test('LoRA: 2 ranks × b equal 1 rank × 2b accumulation (ZeRO-1); a 2-rank chec
     const r2 = run(process.execPath, [bin, 'launch', '--worker_num', '2', '--log_dir', join(out, 'logs'), '--', ...common(out, ['--batch_size', '2', '--parallel_config.optimizer_shard', 'true'])], 180_000);
     assert.equal(r2.status, 0, `${r2.stderr}\n${r2.stdout}\n${readFileSafe(join(out, 'logs', 'worker_0.log'))}`);
     const got = adapters(join(out, 'checkpoint', 'tiny-1_5'));
-    assert.ok(relDiff(got, ref) <= 1e-6, `2 ranks: adapters differ from 1-rank accumulation by ${relDiff(got, ref)}`);
+    assert.ok(relError(got, ref) <= 1e-6, `2 ranks: adapters differ from 1-rank accumulation by ${relError(got, ref)}`);
 
     const again = join(dir, 'resume');
     run('cp', ['-r', out, again], 10_000);

@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openSafetensors } from '../../src/formats/safetensors.ts';
 import { needMpi, root, run } from './mpi-helper.ts';
+import { relError } from '../helpers/native.ts';
 
 const bin = join(root, 'bin', 'sftkit.js');
 
@@ -31,15 +32,6 @@ function weights(dir: string): Float32Array {
   }
 }
 
-function relDiff(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += ((a[i] as number) - (b[i] as number)) ** 2;
-    den += (b[i] as number) ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 test('2 ranks × b equal 1 rank × 2b accumulation, with and without ZeRO-1; resume at 2 and at 1 rank', (t) => {
   if (!needMpi(t)) return;
@@ -65,7 +57,7 @@ test('2 ranks × b equal 1 rank × 2b accumulation, with and without ZeRO-1; res
       const r2 = run(process.execPath, [bin, 'launch', '--worker_num', '2', '--log_dir', join(out, 'logs'), '--', ...common(out, ['--batch_size', '2', '--parallel_config.optimizer_shard', shard])], 180_000);
       assert.equal(r2.status, 0, `${r2.stderr}\n${r2.stdout}\n${readFileSafe(join(out, 'logs', 'worker_0.log'))}\n${readFileSafe(join(out, 'logs', 'worker_1.log'))}`);
       const got = weights(join(out, 'checkpoint', 'tiny-1_5'));
-      assert.ok(relDiff(got, ref) <= 1e-6, `optimizer_shard ${shard}: weights differ from 1-rank accumulation by ${relDiff(got, ref)}`);
+      assert.ok(relError(got, ref) <= 1e-6, `optimizer_shard ${shard}: weights differ from 1-rank accumulation by ${relError(got, ref)}`);
     }
 
     // Resume the sharded 2-rank run from step 3: at 2 ranks and at 1 rank (re-sharded), both reach step 5's weights.
@@ -82,7 +74,7 @@ test('2 ranks × b equal 1 rank × 2b accumulation, with and without ZeRO-1; res
       const r = run(process.execPath, args, 180_000, ranks === 1 ? { SFTKIT_THREADS: '2' } : {});
       assert.equal(r.status, 0, r.stderr + r.stdout);
       const got = weights(join(out, 'checkpoint', 'tiny-1_5'));
-      assert.ok(relDiff(got, ref) <= 1e-6, `resumed at ${ranks} rank(s): weights differ by ${relDiff(got, ref)}`);
+      assert.ok(relError(got, ref) <= 1e-6, `resumed at ${ranks} rank(s): weights differ by ${relError(got, ref)}`);
     }
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -132,11 +124,11 @@ test('ZeRO-2 through sftkit launch: 2 ranks × 2 and 4 ranks × 1 equal 1 rank �
     const logs = launch(2, two, ['--batch_size', '2', '--parallel_config.zero_stage', '2']);
     assert.match(logs, /optimizer state and gradients sharded \(ZeRO-2\)/);
     const got2 = weights(join(two, 'checkpoint', 'tiny-1_5'));
-    assert.ok(relDiff(got2, ref) <= 1e-6, `2 ranks, stage 2: weights differ from 1-rank accumulation by ${relDiff(got2, ref)}`);
+    assert.ok(relError(got2, ref) <= 1e-6, `2 ranks, stage 2: weights differ from 1-rank accumulation by ${relError(got2, ref)}`);
     const four = join(dir, 'z2-4');
     launch(4, four, ['--batch_size', '1', '--parallel_config.zero_stage', '2']);
     const got4 = weights(join(four, 'checkpoint', 'tiny-1_5'));
-    assert.ok(relDiff(got4, ref1) <= 1e-6, `4 ranks, stage 2: weights differ from 1-rank accumulation by ${relDiff(got4, ref1)}`);
+    assert.ok(relError(got4, ref1) <= 1e-6, `4 ranks, stage 2: weights differ from 1-rank accumulation by ${relError(got4, ref1)}`);
 
     // Resume the 2-rank stage-2 run from step 3: at 2 ranks stage 2 bit for bit; at 4 ranks stage 1 within 1e-6.
     for (const [np, stage, batch, name] of [[2, '2', '2', 'resume-2'], [4, '1', '1', 'resume-4']] as const) {
@@ -150,8 +142,8 @@ test('ZeRO-2 through sftkit launch: 2 ranks × 2 and 4 ranks × 1 equal 1 rank �
       else {
         // Steps 1-3 ran with micro-batches of 2 rows, 4-5 of 1 row: allowed the spread that the micro-batch
         // shape alone makes between the two 1-rank references, on top of 1e-6.
-        const spread = relDiff(ref, ref1);
-        assert.ok(relDiff(got, ref1) <= 1e-6 + spread, `resumed at 4 ranks, stage 1: weights differ by ${relDiff(got, ref1)} (references differ by ${spread})`);
+        const spread = relError(ref, ref1);
+        assert.ok(relError(got, ref1) <= 1e-6 + spread, `resumed at 4 ranks, stage 1: weights differ by ${relError(got, ref1)} (references differ by ${spread})`);
       }
     }
   } finally {
@@ -195,13 +187,13 @@ test('ZeRO-3 through sftkit launch: 2 ranks × 2 and 4 ranks × 1 equal 1 rank �
     assert.match(logs, /optimizer state, gradients and weights sharded \(ZeRO-3\)/);
     assert.equal(readFileSync(join(two, 'metrics.jsonl'), 'utf8').split('\n').filter((l) => l.includes('"type":"eval"')).length, 3);
     const got2 = weights(join(two, 'checkpoint', 'tiny-1_5'));
-    assert.ok(relDiff(got2, ref) <= 1e-6, `2 ranks, stage 3: weights differ from 1-rank accumulation by ${relDiff(got2, ref)}`);
+    assert.ok(relError(got2, ref) <= 1e-6, `2 ranks, stage 3: weights differ from 1-rank accumulation by ${relError(got2, ref)}`);
     const four = join(dir, 'z3-4');
     launch(4, four, ['--batch_size', '1', '--parallel_config.zero_stage', '3']);
     const got4 = weights(join(four, 'checkpoint', 'tiny-1_5'));
-    assert.ok(relDiff(got4, ref1) <= 1e-6, `4 ranks, stage 3: weights differ from 1-rank accumulation by ${relDiff(got4, ref1)}`);
+    assert.ok(relError(got4, ref1) <= 1e-6, `4 ranks, stage 3: weights differ from 1-rank accumulation by ${relError(got4, ref1)}`);
     // The step-3 checkpoint of a stage-3 run is the same model as the reference's (written by gathering).
-    assert.ok(relDiff(weights(join(four, 'checkpoint', 'tiny-1_3')), weights(join(single1, 'checkpoint', 'tiny-1_3'))) <= 1e-6);
+    assert.ok(relError(weights(join(four, 'checkpoint', 'tiny-1_3')), weights(join(single1, 'checkpoint', 'tiny-1_3'))) <= 1e-6);
 
     // Resume the 2-rank stage-3 run from step 3: at 2 ranks stage 3 bit for bit; at 4 ranks stage 2 and at
     // 1 rank stage 0 within 1e-6.
@@ -220,10 +212,10 @@ test('ZeRO-3 through sftkit launch: 2 ranks × 2 and 4 ranks × 1 equal 1 rank �
       }
       const got = weights(join(out, 'checkpoint', 'tiny-1_5'));
       if (np === 2) assert.deepEqual(got, got2, 'resumed at 2 ranks, stage 3: bit-exact');
-      else if (np === 1) assert.ok(relDiff(got, ref) <= 1e-6, `resumed at 1 rank, stage 0: weights differ by ${relDiff(got, ref)}`);
+      else if (np === 1) assert.ok(relError(got, ref) <= 1e-6, `resumed at 1 rank, stage 0: weights differ by ${relError(got, ref)}`);
       else {
-        const spread = relDiff(ref, ref1);
-        assert.ok(relDiff(got, ref1) <= 1e-6 + spread, `resumed at 4 ranks, stage 2: weights differ by ${relDiff(got, ref1)} (references differ by ${spread})`);
+        const spread = relError(ref, ref1);
+        assert.ok(relError(got, ref1) <= 1e-6 + spread, `resumed at 4 ranks, stage 2: weights differ by ${relError(got, ref1)} (references differ by ${spread})`);
       }
     }
     // A stage-2 checkpoint (4 ranks × 1 above, resumed) continued at stage 3 on 2 ranks.
@@ -232,7 +224,7 @@ test('ZeRO-3 through sftkit launch: 2 ranks × 2 and 4 ranks × 1 equal 1 rank �
     rmSync(join(z2, 'checkpoint', 'tiny-1_5'), { recursive: true });
     writeFileSync(join(z2, 'checkpoint', 'meta.json'), JSON.stringify({ latest: 'tiny-1_3', checkpoints: ['tiny-1_3'] }));
     launch(2, z2, ['--batch_size', '2', '--parallel_config.zero_stage', '3', '--resume_training']);
-    assert.ok(relDiff(weights(join(z2, 'checkpoint', 'tiny-1_5')), ref) <= 1e-6, 'stage-2 checkpoint resumed at stage 3');
+    assert.ok(relError(weights(join(z2, 'checkpoint', 'tiny-1_5')), ref) <= 1e-6, 'stage-2 checkpoint resumed at stage 3');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -12,6 +12,7 @@ import { type RowAdapter, type RowAdapterModule, withRowAdapters } from '../../s
 import { ConfigError } from '../../src/errors.ts';
 import { Rng, Tensor, noGrad, scope } from '../../src/tensor/index.ts';
 import { createModel } from '../../src/train/model-io.ts';
+import { relError } from '../helpers/native.ts';
 
 const LLAMA = {
   model_type: 'llama', vocab_size: 37, hidden_size: 16, intermediate_size: 24, num_hidden_layers: 2,
@@ -46,15 +47,6 @@ function forwardLogits(model: CausalLM, ids: Int32Array, B: number, S: number, r
   );
 }
 
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += ((a[i] as number) - (b[i] as number)) ** 2;
-    den += (b[i] as number) ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 for (const [family, raw, narrow] of [['llama', LLAMA, ['q_proj', 'v_proj']], ['gpt2', GPT2, ['c_attn']]] as const) {
   test(`${family}: rows of the base and two adapters in one forward each give their own logits`, () => {
@@ -71,13 +63,13 @@ for (const [family, raw, narrow] of [['llama', LLAMA, ['q_proj', 'v_proj']], ['g
     const mixed = forwardLogits(base, ids, B, S, choice);
     for (let b = 0; b < B; b++) {
       const alone = forwardLogits(solos[b] as CausalLM, ids.subarray(b * S, (b + 1) * S), 1, S);
-      const err = relErr(mixed.subarray(b * S * V, (b + 1) * S * V), alone);
+      const err = relError(mixed.subarray(b * S * V, (b + 1) * S * V), alone);
       assert.ok(err < 1e-5, `row ${b}: relative error ${err.toExponential(2)}`);
     }
     // The adapters matter, so the comparison above could fail.
-    assert.ok(relErr(forwardLogits(one.model, ids, B, S), forwardLogits(base, ids, B, S)) > 1e-2);
+    assert.ok(relError(forwardLogits(one.model, ids, B, S), forwardLogits(base, ids, B, S)) > 1e-2);
     // All rows of one adapter (the ungathered path), and no adapter at all.
-    assert.ok(relErr(forwardLogits(base, ids, B, S, choice.map(() => two.row)), forwardLogits(two.model, ids, B, S)) < 1e-5);
+    assert.ok(relError(forwardLogits(base, ids, B, S, choice.map(() => two.row)), forwardLogits(two.model, ids, B, S)) < 1e-5);
     assert.deepEqual(forwardLogits(base, ids, B, S, choice.map(() => null)), forwardLogits(base, ids, B, S));
     assert.throws(() => withRowAdapters([one.row], () => 0), ConfigError, 'outside noGrad()');
     for (const m of [base, one.model, two.model]) m.release();

@@ -27,7 +27,7 @@ import { Rng } from '../../src/tensor/index.ts';
 import { Tokenizer } from '../../src/tokenizer/index.ts';
 import { loadAdapter, writeAdapterFiles } from '../../src/train/lora-io.ts';
 import { loadModel } from '../../src/train/model-io.ts';
-import { DEMO, NEAR_TIE, ROOT, judgeGreedy, margin, soloGreedy } from './helpers.ts';
+import { DEMO, NEAR_TIE, ROOT, judgeGreedy, margin, soloGreedy, startServe } from './helpers.ts';
 
 const tok = Tokenizer.fromDir(DEMO);
 const template = generationTemplate(undefined, DEMO);
@@ -227,29 +227,17 @@ test('sftkit serve --adapter: refuses bad adapters before listening, serves good
   assert.notEqual(missing.status, 0);
   assert.match(missing.stderr, /no adapter_config\.json/);
   assert.doesNotMatch(missing.stdout, /listening/);
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'sftkit.js'), 'serve', '--load_checkpoint', DEMO, '--port', '0', '--served_model_name', 'tiny', '--adapter', `one=${A1}`, '--adapter', `two=${A2}`], {
-    cwd: ROOT,
-    env: { ...process.env, SFTKIT_FROM_SOURCE: '1', SFTKIT_THREADS: '1' },
-  });
+  const server = await startServe(['--load_checkpoint', DEMO, '--served_model_name', 'tiny', '--adapter', `one=${A1}`, '--adapter', `two=${A2}`]);
+  const url = server.url;
+  let code: number | null = null;
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-        if (m) resolve(m[1] as string);
-      });
-      child.on('exit', (code) => reject(new Error(`sftkit serve exited with ${code}`)));
-    });
     const c = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
     assert.deepEqual((await c.models.list()).data.map((m) => m.id), ['tiny', 'one', 'two']);
     const p = PROMPTS[0] as string;
     const r = await c.chat.completions.create({ model: 'two', messages: [{ role: 'user', content: p }], temperature: 0, max_tokens: 10 });
     assert.equal(judge('a2', r.choices[0]?.message.content ?? '', soloReply('a2', p, 10)), null);
   } finally {
-    const exited = new Promise((r) => child.on('exit', r));
-    child.kill('SIGTERM');
-    await exited;
+    code = await server.stop();
   }
-  assert.equal(child.exitCode, 0);
+  assert.equal(code, 0);
 });

@@ -1,5 +1,7 @@
-// Test helpers for the server: the demo model, sftkit's own greedy decoding of a prompt alone, and the
-// near-tie judge (top-2 logit margin) that decides whether two decodings may legitimately part.
+// Test helpers for the server: the demo model, sftkit's own greedy decoding of a prompt alone, the
+// near-tie judge (top-2 logit margin) that decides whether two decodings may legitimately part, and
+// `sftkit serve` as a child process.
+import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { generate } from '../../src/generate/index.ts';
 import { logits, type CausalLM } from '../../src/models/model.ts';
@@ -46,4 +48,32 @@ export function judgeGreedy(model: CausalLM, prompt: readonly number[], got: rea
 /** Greedy tokens of one prompt decoded alone by generate(). */
 export function soloGreedy(model: CausalLM, prompt: readonly number[], maxNewTokens: number, eos: readonly number[]): number[] {
   return (generate(model, [prompt], { maxNewTokens, eosTokenIds: eos })[0] as { tokens: number[] }).tokens;
+}
+
+/** A `sftkit serve` child listening on `url`; stop() sends SIGTERM and resolves with its exit code. */
+export interface ServeChild {
+  url: string;
+  /** What the server wrote to stderr so far. */
+  stderr(): string;
+  stop(): Promise<number | null>;
+}
+
+/** Starts `sftkit serve ARGS` from the sources under test on a free port; resolves once it listens. */
+export function startServe(args: readonly string[], opts: { threads?: number } = {}): Promise<ServeChild> {
+  const child = spawn(process.execPath, [join(ROOT, 'bin', 'sftkit.js'), 'serve', '--port', '0', ...args], {
+    cwd: ROOT,
+    env: { ...process.env, SFTKIT_FROM_SOURCE: '1', SFTKIT_THREADS: String(opts.threads ?? 1) },
+  });
+  let err = '';
+  let out = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((done) => child.on('exit', (code) => done(code)));
+  return new Promise((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
+      if (m) resolve({ url: m[1] as string, stderr: () => err, stop: async () => (child.kill('SIGTERM'), await exited) });
+    });
+    void exited.then((code) => reject(new Error(`sftkit serve exited with ${code} before listening: ${err}`)));
+  });
 }

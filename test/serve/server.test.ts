@@ -5,7 +5,7 @@
 // adapters served beside the base: adapters.test.ts.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,7 +18,7 @@ import { createEngine } from '../../src/serve/engine.ts';
 import { type RunningServer, startServer } from '../../src/serve/server.ts';
 import { Tokenizer } from '../../src/tokenizer/index.ts';
 import { loadModel } from '../../src/train/model-io.ts';
-import { DEMO, NEAR_TIE, ROOT, margin } from './helpers.ts';
+import { DEMO, NEAR_TIE, ROOT, margin, startServe } from './helpers.ts';
 
 const tok = Tokenizer.fromDir(DEMO);
 const model = loadModel(DEMO);
@@ -235,28 +235,16 @@ test('sftkit serve: loopback by default, another host needs --api_key, a malform
   const adapter = sftkit(['serve', '--load_checkpoint', DEMO, '--adapter', '/tmp/adapter']);
   assert.notEqual(adapter.status, 0);
   assert.match(adapter.stderr, /expected NAME=DIR/);
-  const child = spawn(process.execPath, [join(ROOT, 'bin', 'sftkit.js'), 'serve', '--load_checkpoint', DEMO, '--port', '0', '--served_model_name', 'tiny'], {
-    cwd: ROOT,
-    env: { ...process.env, SFTKIT_FROM_SOURCE: '1', SFTKIT_THREADS: '1' },
-  });
+  const server = await startServe(['--load_checkpoint', DEMO, '--served_model_name', 'tiny']);
+  const url = server.url;
+  let code: number | null = null;
   try {
-    const url = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        const m = /listening on (http:\/\/127\.0\.0\.1:\d+)/.exec(out);
-        if (m) resolve(m[1] as string);
-      });
-      child.on('exit', (code) => reject(new Error(`sftkit serve exited with ${code}`)));
-    });
     const c = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'unused', maxRetries: 0 });
     assert.deepEqual((await c.models.list()).data.map((m) => m.id), ['tiny']);
     const r = await c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'The capital of France is' }], temperature: 0, max_tokens: 4 });
     assert.equal(r.usage?.completion_tokens, 4);
   } finally {
-    const exited = new Promise((r) => child.on('exit', r));
-    child.kill('SIGTERM');
-    await exited;
+    code = await server.stop();
   }
-  assert.equal(child.exitCode, 0);
+  assert.equal(code, 0);
 });
