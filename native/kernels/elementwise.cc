@@ -90,13 +90,8 @@ void dropout_mask(uint32_t key0, uint32_t key1, double keep, const float* x, flo
   // Keeps when z / 2^32 < keep, i.e. z < ceil(keep * 2^32) (exact in double; 2^32 keeps everything).
   const uint64_t threshold = static_cast<uint64_t>(std::ceil(keep * 4294967296.0));
   const float kept = static_cast<float>(1.0 / keep);
-  auto fmix = [](uint32_t z) {   // murmur3's 32-bit finalizer
-    z = (z ^ (z >> 16)) * 0x85EBCA6Bu;
-    z = (z ^ (z >> 13)) * 0xC2B2AE35u;
-    return z ^ (z >> 16);
-  };
   for (int64_t i = 0; i < n; ++i) {
-    const uint32_t z = fmix(fmix(key0 + 0x9E3779B9u * static_cast<uint32_t>(i + 1)) ^ key1);
+    const uint32_t z = dropout_hash(key0, key1, i);
     const float m = z < threshold ? kept : 0.f;
     if (mask) mask[i] = m;
     if (out) out[i] = x[i] * m;

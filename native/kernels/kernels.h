@@ -116,6 +116,16 @@ struct AdamWArgs {
 // z = h(key0, key1, i), mask[i] = z / 2^32 < keep ? 1/keep : 0, out[i] = x[i] * mask[i] (out or mask may be
 // null; out may be x). Elements are independent: threads and vector lanes split them, the result is the same.
 
+// Element i's draw: murmur3's 32-bit finalizer twice over the counter (i + 1) and the keys.
+inline uint32_t dropout_fmix(uint32_t z) {
+  z = (z ^ (z >> 16)) * 0x85EBCA6Bu;
+  z = (z ^ (z >> 13)) * 0xC2B2AE35u;
+  return z ^ (z >> 16);
+}
+inline uint32_t dropout_hash(uint32_t key0, uint32_t key1, int64_t i) {
+  return dropout_fmix(dropout_fmix(key0 + 0x9E3779B9u * static_cast<uint32_t>(i + 1)) ^ key1);
+}
+
 #define SFT_DECLARE_KERNEL(ret, name, params) ret name params;
 
 namespace naive { SFT_SIMD_KERNELS(SFT_DECLARE_KERNEL) }

@@ -210,7 +210,7 @@ void binary_row_t(const float* a, int64_t sa, const float* b, int64_t sb, float*
   }
 }
 
-// --- dropout_mask: the counter hash of naive::dropout_mask, W counters at a time
+// --- dropout_mask: kernels.h's dropout_hash, W counters at a time
 #if SFT_ISA == 2
 using VI = __m512i;
 inline VI vi_set1(uint32_t v) { return _mm512_set1_epi32(static_cast<int>(v)); }
@@ -260,12 +260,7 @@ void dropout_chunk(uint32_t key0, uint32_t key1, uint64_t threshold, float kept,
   }
   // The tail, one counter at a time (the same hash, scalar).
   for (; i < end; ++i) {
-    auto f = [](uint32_t z) {
-      z = (z ^ (z >> 16)) * 0x85EBCA6Bu;
-      z = (z ^ (z >> 13)) * 0xC2B2AE35u;
-      return z ^ (z >> 16);
-    };
-    const uint32_t z = f(f(key0 + 0x9E3779B9u * static_cast<uint32_t>(i + 1)) ^ key1);
+    const uint32_t z = dropout_hash(key0, key1, i);
     const float m = z < threshold ? kept : 0.f;
     if (mask) mask[i] = m;
     if (out) out[i] = x[i] * m;

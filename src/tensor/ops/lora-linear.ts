@@ -10,6 +10,7 @@ import { type RowSource, frozenLinearForward, frozenLinearInputGrad } from '../f
 import type { Tensor } from '../tensor.ts';
 import { add } from './elementwise.ts';
 import type { Rng } from '../rng.ts';
+import { type DropoutKeys, applyDropout, drawDropout } from './dropout.ts';
 import { type Rule, dense, emptyOn, expectF32, shapeError, sharedBackend } from './util.ts';
 
 interface LoraLinearCtx {
@@ -44,34 +45,6 @@ export interface LoraLinearOptions {
   scale: number;
   /** Inverted dropout of the adapter's input: drawn from `rng` (the backend's dropoutMask), or none. */
   dropout?: { p: number; rng: Rng } | null;
-}
-
-/** One inverted-dropout mask, named by two draws of an Rng (Binding.dropoutMask): the same keys give the same mask. */
-export interface DropoutKeys {
-  key0: number;
-  key1: number;
-  /** 1 - p. */
-  keep: number;
-}
-
-/** Draws the keys of one dropout mask with probability p from rng (two uniform draws of its stream). */
-export function drawDropout(rng: Rng, p: number): DropoutKeys {
-  return { key0: rng.nextU32(), key1: rng.nextU32(), keep: 1 - p };
-}
-
-/** x∘mask as a new tensor (or in place with `into` = x's own dense storage), not recorded for autograd. */
-export function applyDropout(x: Tensor, keys: DropoutKeys, into?: Tensor): Tensor {
-  const xd = dense(x);
-  const out = into ?? emptyOn(xd.backend, xd.shape);
-  xd.backend.dropoutMask(keys.key0, keys.key1, keys.keep, xd.handle, xd.byteOffset, out.handle, out.byteOffset, 0, 0, xd.size);
-  return out;
-}
-
-/** The mask itself (0 or 1/keep, float32, x's shape), for ops that multiply by it under autograd. */
-export function dropoutMaskOf(x: Tensor, keys: DropoutKeys): Tensor {
-  const mask = emptyOn(x.backend, x.shape);
-  x.backend.dropoutMask(keys.key0, keys.key1, keys.keep, 0, 0, 0, 0, mask.handle, mask.byteOffset, mask.size);
-  return mask;
 }
 
 /** x (..., K) · W (N, K)ᵀ + s·(x∘mask)·A (r, K)ᵀ·B (N, r)ᵀ → (..., N); W frozen (no gradient), A and B trained. */
