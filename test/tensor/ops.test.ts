@@ -69,6 +69,24 @@ const FROZEN_NF4 = (): T.QuantizedWeight =>
 let loraBase: Tensor | null = null;
 const LORA_BASE = (): Tensor => (loraBase ??= Tensor.from(randomF32(5 * 6, 73), [5, 6], 'float32', { persistent: true }));
 
+/** y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ written out in float64, W = LORA_BASE's (5, 6) values, A (r, 6), B (5, r). */
+function loraReference(xd: Float32Array, ad: Float32Array, bd: Float32Array, s: number): Float32Array {
+  const w = randomF32(5 * 6, 73);
+  const r = ad.length / 6;
+  const rows = xd.length / 6;
+  const y = new Float32Array(rows * 5);
+  for (let m = 0; m < rows; m++) {
+    const proj = Array.from({ length: r }, (_, k) => Array.from({ length: 6 }, (_, i) => (xd[m * 6 + i] as number) * (ad[k * 6 + i] as number)).reduce((p, q) => p + q, 0));
+    for (let n = 0; n < 5; n++) {
+      let v = 0;
+      for (let i = 0; i < 6; i++) v += (xd[m * 6 + i] as number) * (w[n * 6 + i] as number);
+      for (let k = 0; k < r; k++) v += s * (proj[k] as number) * (bd[n * r + k] as number);
+      y[m * 5 + n] = v;
+    }
+  }
+  return y;
+}
+
 const CASES: Case[] = [
   { name: 'add broadcast', op: 'add', inputs: [f([3, 4], 1), f([4], 2)], fn: (xs) => T.add(x(xs, 0), x(xs, 1)) },
   { name: 'sub broadcast', op: 'sub', inputs: [f([2, 3, 4], 3), f([3, 1], 4)], fn: (xs) => T.sub(x(xs, 0), x(xs, 1)) },
@@ -238,20 +256,23 @@ const CASES: Case[] = [
     op: 'loraLinear',
     inputs: [f([2, 3, 6], 64), f([2, 6], 65), f([5, 2], 66)],
     fn: (xs) => T.loraLinear(x(xs, 0), LORA_BASE(), x(xs, 1), x(xs, 2), { scale: 1.5 }),
-    // y = x·Wᵀ + 1.5·(x·Aᵀ)·Bᵀ, written out.
-    ref: ([xd, ad, bd]) => {
-      const w = randomF32(5 * 6, 73);
-      const y = new Float32Array(6 * 5);
-      for (let m = 0; m < 6; m++) {
-        const proj = [0, 1].map((k) => Array.from({ length: 6 }, (_, i) => (xd as Float32Array)[m * 6 + i] as number * ((ad as Float32Array)[k * 6 + i] as number)).reduce((p, q) => p + q, 0));
-        for (let n = 0; n < 5; n++) {
-          let v = 0;
-          for (let i = 0; i < 6; i++) v += ((xd as Float32Array)[m * 6 + i] as number) * (w[n * 6 + i] as number);
-          y[m * 5 + n] = v + 1.5 * ((proj[0] as number) * ((bd as Float32Array)[n * 2] as number) + (proj[1] as number) * ((bd as Float32Array)[n * 2 + 1] as number));
-        }
-      }
-      return y;
-    },
+    ref: ([xd, ad, bd]) => loraReference(xd as Float32Array, ad as Float32Array, bd as Float32Array, 1.5),
+  },
+  {
+    // 15 tokens ≥ 2·6 inputs and 2·5 outputs: in training the adapter is folded into W in both passes.
+    name: 'loraLinear folded into its weight (many tokens)',
+    op: 'loraLinear',
+    inputs: [f([3, 5, 6], 74), f([2, 6], 75), f([5, 2], 76)],
+    fn: (xs) => T.loraLinear(x(xs, 0), LORA_BASE(), x(xs, 1), x(xs, 2), { scale: 0.75 }),
+    ref: ([xd, ad, bd]) => loraReference(xd as Float32Array, ad as Float32Array, bd as Float32Array, 0.75),
+  },
+  {
+    // 11 tokens: folded for dx (11 ≥ 2·5 outputs), not for y (11 < 2·6 inputs).
+    name: 'loraLinear folded in backward only',
+    op: 'loraLinear',
+    inputs: [f([11, 6], 77), f([3, 6], 78), f([5, 3], 79)],
+    fn: (xs) => T.loraLinear(x(xs, 0), LORA_BASE(), x(xs, 1), x(xs, 2), { scale: 2 }),
+    ref: ([xd, ad, bd]) => loraReference(xd as Float32Array, ad as Float32Array, bd as Float32Array, 2),
   },
   {
     name: 'loraLinear with a dropout mask',
