@@ -5,7 +5,7 @@
 // (--compare-malloc adds a PyTorch row without tcmalloc, to see what the allocator changes; --bf16 adds rows for
 // bf16 mixed precision: ours (model.dtype bfloat16) against PyTorch bf16 autocast; --lora R adds rows for LoRA rank R
 // on every linear, ours against PyTorch with the same LoRA written by hand, the ratio against that PyTorch run,
-// plus our LoRA against our own full fine-tuning in the findings' notes.)
+// plus our LoRA against our own full fine-tuning: separate processes, and interleaved in one (lora-vs-full.ts).)
 import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { type Finding, type Peak, emitFindings } from '../lib/report.ts';
@@ -82,6 +82,12 @@ for (const name of names) {
     const torchLora = runOne(PYTHON, ['bench/train/torch_step.py', name, String(steps), '--lora', String(loraRank)], tuned.env);
     rows.push({ run: oursLora, base: torchLora, meter: ours, dtype: 'float32' }, { run: torchLora, base: torchLora, meter: ours, dtype: 'float32' });
     console.log(`(${name}: sftkit LoRA r${loraRank} runs at ${(oursLora.tokens_per_s / ours.tokens_per_s).toFixed(2)}× sftkit full fine-tuning; peak RSS ${oursLora.peak_rss_mb.toFixed(0)} vs ${ours.peak_rss_mb.toFixed(0)} MB)`);
+    // The same comparison with the two models' steps alternating in one process (bench/train/lora-vs-full.ts):
+    // adjacent steps share the machine's load, which moves separate processes ±15%.
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/train/lora-vs-full.ts', name, String(Math.max(6, 2 * steps)), '--lora', String(loraRank)], { env, encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`bench/train/lora-vs-full.ts ${name} failed:\n${r.stderr}`);
+    const inter = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { pairs: number; full_tokens_per_s: number; lora_tokens_per_s: number; ratio_median: number; ratios: number[] };
+    console.log(`(${name}: interleaved in one process, ${inter.pairs} pairs of steps: full ${inter.full_tokens_per_s.toFixed(0)}, LoRA r${loraRank} ${inter.lora_tokens_per_s.toFixed(0)} tok/s; median ratio of adjacent steps ${inter.ratio_median.toFixed(2)}× (${inter.ratios.map((x) => x.toFixed(2)).join(' ')}))`);
   }
   for (const { run, base, meter, dtype } of rows) {
     const gflops = modelGflops(run, d);

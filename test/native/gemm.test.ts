@@ -271,6 +271,31 @@ test('gemm is deterministic: identical bits run to run at 2 threads, and the sam
   }
 });
 
+test('the thread pool: a threaded GEMM after the workers went to sleep, and many back to back, give the same bits', async () => {
+  // Workers spin for a while after a job, then block on a condition variable: both ways of being woken (and
+  // resizing the pool while they spin) must run every part of the next job exactly once.
+  const before = host.getThreads();
+  try {
+    host.setThreads(2);
+    // beta = 1 accumulates into C: a part run twice (or skipped) changes the bits.
+    const c: GemmCase = { transA: false, transB: true, M: 300, N: 40, K: 257, alpha: 1, beta: 1 };
+    const L = layout(c);
+    const x = inputs(c, L, 600);
+    const want = new Uint32Array(runNative(c, L, x).buffer);
+    for (const idleMs of [0, 5, 40]) {
+      await new Promise((done) => setTimeout(done, idleMs));
+      assert.deepEqual(new Uint32Array(runNative(c, L, x).buffer), want, `after ${idleMs} ms idle`);
+    }
+    for (let i = 0; i < 200; i++) {
+      if (i % 50 === 25) host.setThreads(i % 100 === 25 ? 1 : 2);
+      const got = new Uint32Array(runNative(c, L, x).buffer);
+      if (got.some((v, j) => v !== want[j])) assert.fail(`call ${i} at ${host.getThreads()} threads differs`);
+    }
+  } finally {
+    host.setThreads(before);
+  }
+});
+
 test('gemm rejects bad sizes, leading dimensions and buffers with an error naming gemm and the shapes', () => {
   const h = toNative(new Float32Array(64));
   const small = toNative(new Float32Array(15));
