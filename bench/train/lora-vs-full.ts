@@ -5,9 +5,8 @@
 // from one process to the next; the ratio of adjacent steps moves far less. Prints one JSON line:
 // {config, rank, pairs, full_tokens_per_s, lora_tokens_per_s, ratio_median, ratios, load_before, load_after}.
 // Usage: node --import tsx bench/train/lora-vs-full.ts M [pairs] [--lora R]
-import { readFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
-import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
+import { benchModel } from '../lib/bench-model.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { attachLora } from '../../src/nn/lora.ts';
 import { Rng } from '../../src/tensor/index.ts';
@@ -20,17 +19,7 @@ const name = positional[0] ?? 'M';
 const pairs = Number(positional[1] ?? 8);
 const loraAt = process.argv.indexOf('--lora');
 const rank = loraAt >= 0 ? Number(process.argv[loraAt + 1]) : 16;
-const c = (JSON.parse(readFileSync(new URL('./configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[name];
-if (!c) throw new Error(`unknown config ${name}`);
-const cfg = parseModelConfig(
-  {
-    model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
-    num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: c['seq'], rms_norm_eps: 1e-5,
-  },
-  name,
-) as LlamaConfig;
-const B = c['batch'] as number;
-const S = c['seq'] as number;
+const { cfg, batch: B, seq: S } = benchModel(name);
 const rng = new Rng(1);
 const ids = Int32Array.from({ length: B * S }, () => rng.int(cfg.vocabSize));
 const labels = Int32Array.from({ length: B * S }, () => rng.int(cfg.vocabSize));

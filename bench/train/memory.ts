@@ -6,7 +6,7 @@
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
+import { benchModel } from '../lib/bench-model.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { noDecay } from '../../src/models/model.ts';
 import { attachLora } from '../../src/nn/lora.ts';
@@ -29,17 +29,7 @@ function vmHwmBytes(): number {
 type Mode = 'full' | 'norms' | 'lora';
 
 function child(name: string, mode: Mode, steps: number): void {
-  const c = (JSON.parse(readFileSync(new URL('./configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[name];
-  if (!c) throw new Error(`unknown config ${name}`);
-  const cfg = parseModelConfig(
-    {
-      model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
-      num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: c['seq'], rms_norm_eps: 1e-5,
-    },
-    name,
-  ) as LlamaConfig;
-  const B = c['batch'] as number;
-  const S = c['seq'] as number;
+  const { cfg, batch: B, seq: S } = benchModel(name);
   const before = vmHwmBytes();
   // LoRA: the whole base frozen from the start, as `sftkit run` loads it (weightOptionsOf), so no fp32 gradient of it ever exists.
   const frozen = mode === 'norms' ? (n: string) => !NORMS_AND_HEAD.test(n) : () => mode === 'lora';

@@ -5,8 +5,7 @@
 // `--dtype bfloat16` runs forward and backward under T.autocast (bf16 GEMMs, fp32 everything else).
 // `--lora R` freezes the base and trains rank-R LoRA adapters on every linear (alpha 2R): no weight gradients,
 // AdamW over the adapters only.
-import { readFileSync } from 'node:fs';
-import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
+import { benchModel } from '../lib/bench-model.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { logits } from '../../src/models/model.ts';
 import { positionIds } from '../../src/models/rope.ts';
@@ -24,17 +23,7 @@ const dtype: T.ComputeDtype = dtypeAt >= 0 && process.argv[dtypeAt + 1] === 'bfl
 const positional = process.argv.slice(2).filter((a, i, all) => !a.startsWith('--') && !(all[i - 1] ?? '').startsWith('--'));
 const name = positional[0] ?? 'S';
 const steps = Number(positional[1] ?? 5);
-const c = (JSON.parse(readFileSync(new URL('./configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[name];
-if (!c) throw new Error(`unknown config ${name}`);
-const cfg = parseModelConfig(
-  {
-    model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
-    num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: c['seq'], rms_norm_eps: 1e-5,
-  },
-  name,
-) as LlamaConfig;
-const B = c['batch'] as number;
-const S = c['seq'] as number;
+const { cfg, batch: B, seq: S } = benchModel(name);
 const loraAt = process.argv.indexOf('--lora');
 const loraRank = loraAt >= 0 ? Number(process.argv[loraAt + 1]) : 0;
 // LoRA: the whole base frozen from the start (as `sftkit run` loads it), so its peak RSS never holds a base gradient.
