@@ -24,6 +24,11 @@ export interface EngineOptions {
   dtype?: 'float32' | 'bfloat16';
   /** LoRA adapters served over the base, each as the model NAME (checked by ModelRegistry.parseAdapterSpecs). */
   adapters?: readonly AdapterSpec[];
+  /**
+   * The id /v1/models lists first (default: the base): a LoRA checkpoint served over its base puts its adapter
+   * first, since clients that take the first listed model should get the fine-tuned one.
+   */
+  primary?: string;
 }
 
 /** The model's own position limit. */
@@ -44,6 +49,7 @@ export function createEngine(model: CausalLM, tokenizer: Tokenizer, opts: Engine
   const registry = new ModelRegistry(opts.modelId);
   try {
     for (const a of opts.adapters ?? []) registry.addAdapter(loadServedAdapter(model, a.name, a.dir));
+    if (opts.primary !== undefined) registry.setPrimary(opts.primary);
   } catch (err) {
     registry.release();
     throw err;

@@ -59,6 +59,17 @@ export class ModelRegistry {
     this.entries.set(adapter.name, { id: adapter.name, created: this.created, adapter });
   }
 
+  /** Lists `id` (a served model) first; the rest keep their order (the base, then adapters as added). */
+  setPrimary(id: string): void {
+    const e = this.entries.get(id);
+    if (!e) throw new ConfigError(`the model id ${JSON.stringify(id)} is not served`, { where: '--served_model_name' });
+    this.entries.delete(id);
+    const rest = [...this.entries.values()];
+    this.entries.clear();
+    for (const m of [e, ...rest]) this.entries.set(m.id, m);
+  }
+
+  /** The served models in the order /v1/models lists them. */
   list(): ServedModel[] {
     return [...this.entries.values()];
   }

@@ -90,7 +90,8 @@ test('sftkit serve --load_checkpoint <LoRA checkpoint>: its adapter as the check
   try {
     assert.ok(server.stderr().includes(`serving the LoRA checkpoint ${ck} as "${ckName}" over its base llama from ${base} as "base" with LoRA adapters "again"`), server.stderr());
     const models = (await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] };
-    assert.deepEqual(models.data.map((m) => m.id).sort(), ['again', 'base', ckName].sort());
+    // The checkpoint first (clients that take the first listed model get the fine-tuned one), then base and adapters.
+    assert.deepEqual(models.data.map((m) => m.id), [ckName, 'base', 'again']);
     for (const [i, prompt] of PROMPTS.entries()) {
       assert.equal(await reply(server.url, ckName, prompt), predicted[i], prompt);
       // The same adapter given as --adapter over the base answers the same.
@@ -105,7 +106,7 @@ test('sftkit serve --load_checkpoint <LoRA checkpoint>: its adapter as the check
   const named = await startServe(['--load_checkpoint', join(tmp, 'out', 'checkpoint'), '--served_model_name', 'tuned'], { threads: 2 });
   try {
     const models = (await (await fetch(`${named.url}/v1/models`)).json()) as { data: { id: string }[] };
-    assert.deepEqual(models.data.map((m) => m.id).sort(), ['base', 'tuned']);
+    assert.deepEqual(models.data.map((m) => m.id), ['tuned', 'base']);
     assert.equal(await reply(named.url, 'tuned', PROMPTS[1]!), predicted[1]);
   } finally {
     await named.stop();
@@ -196,7 +197,7 @@ test('a LoRA run whose base had no folder (model.arch): eval, predict, chat and 
   const server = await startServe(['--load_checkpoint', both, '--template', 'vicuna'], { threads: 2 });
   try {
     const models = (await (await fetch(`${server.url}/v1/models`)).json()) as { data: { id: string }[] };
-    assert.deepEqual(models.data.map((m) => m.id).sort(), [name, `${name}-base`]);
+    assert.deepEqual(models.data.map((m) => m.id), [name, `${name}-base`]);
     assert.equal(await reply(server.url, name, PROMPTS[1]!), want);
   } finally {
     await server.stop();

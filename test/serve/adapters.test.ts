@@ -22,6 +22,7 @@ import type { CausalLM } from '../../src/models/model.ts';
 import { type LoraOptions, attachLora } from '../../src/nn/lora.ts';
 import { createEngine } from '../../src/serve/engine.ts';
 import { ModelRegistry } from '../../src/serve/registry.ts';
+import type { RowAdapter } from '../../src/nn/row-lora.ts';
 import { type RunningServer, startServer } from '../../src/serve/server.ts';
 import { Rng } from '../../src/tensor/index.ts';
 import { Tokenizer } from '../../src/tokenizer/index.ts';
@@ -193,6 +194,19 @@ test('bad --adapter flags are refused before anything loads', () => {
   refused(['a1=x', 'a1=y'], /given twice/);
   refused(['demo=x'], /base model's id/);
   assert.deepEqual(ModelRegistry.parseAdapterSpecs(['a1=x=y', 'org/a2=z'], 'demo'), [{ name: 'a1', dir: 'x=y' }, { name: 'org/a2', dir: 'z' }]);
+});
+
+test('the registry lists the base, then adapters as added, unless another served model is made primary', () => {
+  const fake = (name: string): RowAdapter => ({ name, modules: new Map() }) as unknown as RowAdapter;
+  const r = new ModelRegistry('base', 1);
+  r.addAdapter(fake('a1'));
+  r.addAdapter(fake('a2'));
+  assert.deepEqual(r.list().map((m) => m.id), ['base', 'a1', 'a2']);
+  r.setPrimary('a2');
+  assert.deepEqual(r.list().map((m) => m.id), ['a2', 'base', 'a1']);
+  assert.equal(r.resolve('base', 'chat').adapter, null);
+  assert.throws(() => r.setPrimary('nope'), (e: unknown) => e instanceof ConfigError && /"nope" is not served/.test(e.message));
+  assert.deepEqual(r.list().map((m) => m.id), ['a2', 'base', 'a1']);
 });
 
 test('an adapter that does not fit the base is refused naming its file and tensor, and nothing leaks', () => {

@@ -90,6 +90,8 @@ async function serve(flags: ServeFlags): Promise<void> {
       ...(flags.context === undefined ? {} : { context: intFlag(flags.context, '--context') }),
       dtype: flags.dtype,
       adapters: served.adapters,
+      // A LoRA checkpoint: its adapter is what the user asked to serve, so /v1/models lists it first.
+      ...(folder.adapterDir === null ? {} : { primary: modelId }),
     });
   } catch (err) {
     model.release();
