@@ -35,6 +35,8 @@ export interface GgufExportOptions {
   outputPath: string;
   /** Default: the weights' stored float type (f32 when mixed). */
   dtype?: GgufDtypeName;
+  /** A LoRA checkpoint's base model folder, instead of the one it records (--base_model). */
+  baseModel?: string;
   onTensor?: (name: string, bytesDone: number) => void;
 }
 
@@ -212,7 +214,7 @@ export function exportGguf(o: GgufExportOptions): GgufExportReport {
   const modelfilePath = join(dirname(out), 'Modelfile');
   if (existsSync(modelfilePath)) throw new ConfigError(`${modelfilePath} already exists; the Modelfile is written beside the .gguf`, { where: modelfilePath, hint: 'write the .gguf into another directory' });
   // A LoRA run's adapter-only checkpoint exports as its base with the adapter merged in (as --merge_lora merges it).
-  const { folder, cfg, source } = exportSourceOf(dir);
+  const { folder, cfg, source } = exportSourceOf(dir, o.baseModel ?? null);
   try {
     const vocab = ggufVocab(folder.tokenizerDir, cfg);
     const plan = planConversion(cfg, source.tensors, folder.weightsDir);

@@ -11,12 +11,13 @@ import { resolveCheckpointDir } from '../formats/checkpoint-dir.ts';
 import { type WeightSource, type WeightTensor, openWeightSource } from '../formats/weight-source.ts';
 import { type ModelConfig, readModelConfig } from '../models/config.ts';
 import type { CausalLM } from '../models/model.ts';
-import { type ModelFolder, isAdapterDir, isPeftFolder, loadModelFolder, mergeLora, modelFolderOf } from '../train/lora-io.ts';
+import { BASE_MODEL_FLAG_HINT, type ModelFolder, isAdapterDir, isPeftFolder, loadModelFolder, mergeLora, modelFolderOf } from '../train/lora-io.ts';
 import { writeModelCheckpoint } from '../train/model-io.ts';
 import { convertCheckpointToHf } from './checkpoint-to-hf.ts';
 import { type ConvertOptions, type ConvertReport, checkInputDir } from './hf-to-checkpoint.ts';
 
-export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): Promise<ConvertReport> {
+/** o.baseModel: the base model folder to merge into, instead of the one the checkpoint records (--base_model). */
+export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'> & { baseModel?: string }): Promise<ConvertReport> {
   // An adapter folder without sftkit.json (PEFT's save_pretrained) is taken as it is.
   const dir = isPeftFolder(o.inputPath) ? o.inputPath : resolveCheckpointDir(o.inputPath);
   if (!isAdapterDir(dir)) {
@@ -24,7 +25,7 @@ export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): P
   }
   // A LoRA run's checkpoint holds the adapter and names its base (sftkit.json's base_model), a PEFT folder in
   // adapter_config.json's base_model_name_or_path; an older checkpoint holds both.
-  const folder = modelFolderOf(dir, 'merge from a copy of the checkpoint whose sftkit.json base_model.dir names the base');
+  const folder = modelFolderOf(dir, BASE_MODEL_FLAG_HINT, o.baseModel ?? null);
   const tmp = `${o.outputPath}.merge-tmp`;
   const model = loadModelFolder({ ...folder, adapterDir: dir });
   try {
@@ -39,7 +40,8 @@ export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'>): P
     model.release();
   }
   try {
-    return await convertCheckpointToHf({ ...o, inputPath: tmp });
+    const { baseModel: _baseModel, ...rest } = o;
+    return await convertCheckpointToHf({ ...rest, inputPath: tmp });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }
@@ -67,10 +69,11 @@ function modelWeightSource(model: CausalLM, dir: string): WeightSource {
 /**
  * The config and weights an exporter streams from the model folder `dir`: its own, or, for a LoRA run's
  * adapter-only checkpoint, its recorded base with the adapter folded in (W + s·B·A, mergeLora as --merge_lora
- * computes it), held in memory in fp32. The caller closes the source.
+ * computes it), held in memory in fp32; `baseModel` (--base_model) replaces the recorded base. The caller closes
+ * the source.
  */
-export function exportSourceOf(dir: string): { folder: ModelFolder; cfg: ModelConfig; source: WeightSource } {
-  const folder = modelFolderOf(dir);
+export function exportSourceOf(dir: string, baseModel: string | null = null): { folder: ModelFolder; cfg: ModelConfig; source: WeightSource } {
+  const folder = modelFolderOf(dir, BASE_MODEL_FLAG_HINT, baseModel);
   if (folder.adapterDir === null) {
     checkInputDir(dir);
     return { folder, cfg: readModelConfig(join(dir, 'config.json')), source: openWeightSource(dir) };

@@ -80,15 +80,15 @@ export async function convertMindSporeToCheckpoint(o: {
   }
 }
 
-export async function exportMindSporeCkpt(o: { inputPath: string; outputPath: string; dtype?: TargetDtypeName }): Promise<ConvertReport> {
+export async function exportMindSporeCkpt(o: { inputPath: string; outputPath: string; dtype?: TargetDtypeName; baseModel?: string }): Promise<ConvertReport> {
   const t0 = performance.now();
   if (!o.outputPath.endsWith('.ckpt')) {
     throw new ConfigError(`--output_path ${o.outputPath} must end in .ckpt (MindSpore's load_checkpoint refuses other names)`, { where: '--output_path' });
   }
   if (existsSync(o.outputPath)) throw new ConfigError(`--output_path ${o.outputPath} already exists`, { where: o.outputPath, hint: 'choose another name or remove it' });
   const dir = resolveExportInput(o.inputPath);
-  // A LoRA run's adapter-only checkpoint exports as its base with the adapter merged in.
-  const { folder, cfg, source } = exportSourceOf(dir);
+  // A LoRA run's adapter-only checkpoint exports as its base (or o.baseModel) with the adapter merged in.
+  const { folder, cfg, source } = exportSourceOf(dir, o.baseModel ?? null);
   try {
     // The same checks as any conversion: every weight present with its shape, nothing unknown.
     planConversion(cfg, source.tensors, folder.weightsDir);

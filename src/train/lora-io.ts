@@ -345,12 +345,18 @@ export interface ModelFolder {
 /** How a command without a flag for it can use a LoRA checkpoint whose base has moved. */
 const COPY_NAMING_BASE = "copy the checkpoint and set base_model.dir in the copy's sftkit.json to another copy of the base";
 
+/** The hint of commands that take --base_model (chat, serve, convert). */
+export const BASE_MODEL_FLAG_HINT = 'pass --base_model DIR naming another copy of the base';
+
 /**
  * What the model folder `dir` holds. A LoRA run's adapter-only checkpoint resolves to its recorded base, which
  * must still be there: else a FormatError naming the checkpoint and the missing base, its hint ending in
- * `elsewhere` (how the command can name another copy of the base).
+ * `elsewhere` (how the command can name another copy of the base). `baseModel` (a command's --base_model): the
+ * local folder of the base to use instead of the recorded one (a LoRA checkpoint or a PEFT adapter folder only;
+ * the adapter is still checked against it when loaded).
  */
-export function modelFolderOf(dir: string, elsewhere = COPY_NAMING_BASE): ModelFolder {
+export function modelFolderOf(dir: string, elsewhere = COPY_NAMING_BASE, baseModel: string | null = null): ModelFolder {
+  if (baseModel !== null) return overBase(dir, baseModel);
   if (isPeftFolder(dir)) {
     // An adapter saved by PEFT (save_pretrained): its base is adapter_config.json's base_model_name_or_path, a local folder.
     const peftBase = peftAdapterBase(dir);
@@ -365,6 +371,20 @@ export function modelFolderOf(dir: string, elsewhere = COPY_NAMING_BASE): ModelF
   }
   const weightsDir = baseDirOf(dir, base, elsewhere);
   return { dir, weightsDir, tokenizerDir: hasTokenizerFiles(dir) ? dir : weightsDir, adapterDir: dir, base: { ...base, dir: weightsDir } };
+}
+
+/** The adapter of the LoRA checkpoint or PEFT folder `dir` over the base model folder `baseModel` (--base_model). */
+function overBase(dir: string, baseModel: string): ModelFolder {
+  const own = !isPeftFolder(dir) && adapterCheckpointBase(dir) === null;
+  if (own) {
+    const what = isAdapterDir(dir) ? "a LoRA checkpoint that holds its base's weights itself" : 'a model of its own, not a LoRA checkpoint';
+    throw new ConfigError(`--base_model ${baseModel}: ${dir} is ${what}`, { where: '--base_model', hint: 'drop --base_model' });
+  }
+  const baseDir = resolve(baseModel);
+  if (!existsSync(join(baseDir, 'config.json'))) {
+    throw new ConfigError(`--base_model ${baseModel}: no model there (no config.json in ${baseDir})`, { where: '--base_model', hint: 'name the local folder of the base model the adapter was trained on' });
+  }
+  return { dir, weightsDir: baseDir, tokenizerDir: hasTokenizerFiles(dir) ? dir : baseDir, adapterDir: dir, base: { name_or_path: baseModel, dir: baseDir } };
 }
 
 /**

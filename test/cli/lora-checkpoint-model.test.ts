@@ -2,7 +2,8 @@
 // `sftkit chat` replies as `run --run_mode predict --load_checkpoint <checkpoint>` predicts; `sftkit serve`
 // serves its adapter over its base (the base under its own name, an --adapter beside it) with the same replies;
 // the dashboard's chat answers the same; GGUF and MindSpore export write exactly the tensors they write for the
-// `convert --reversed --merge_lora` folder. With the base gone, each refuses, naming the checkpoint and the base.
+// `convert --reversed --merge_lora` folder. With the base gone, each refuses, naming the checkpoint and the base;
+// --base_model names another copy of it.
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -204,7 +205,7 @@ test('a LoRA run whose base had no folder (model.arch): eval, predict, chat and 
   }
 });
 
-test('with its base gone, chat, serve, the dashboard and export refuse a LoRA checkpoint, naming it and the base', async () => {
+test('with its base gone, chat, serve, the dashboard and export refuse a LoRA checkpoint, naming it and the base; --base_model names a copy', async () => {
   const moved = join(tmp, 'models', 'moved');
   renameSync(base, moved);
   try {
@@ -229,6 +230,44 @@ test('with its base gone, chat, serve, the dashboard and export refuse a LoRA ch
     } finally {
       await ui.close();
     }
+
+    // --base_model names the moved copy: chat replies as predict did, serve serves it, and the exports write
+    // what they wrote with the base in place.
+    assert.ok(chat.stderr.includes('pass --base_model DIR naming another copy of the base'), chat.stderr);
+    assert.equal(ok(['chat', '--load_checkpoint', ck, '--base_model', moved, '--max_new_tokens', NEW_TOKENS], `${PROMPTS[0]}\n`), `${predicted[0]}\n`);
+    const server = await startServe(['--load_checkpoint', ck, '--base_model', moved], { threads: 2 });
+    try {
+      assert.equal(await reply(server.url, ckName, PROMPTS[1]!), predicted[1]);
+    } finally {
+      await server.stop();
+    }
+    const gguf2 = join(tmp, 'gguf-moved', 'model.gguf');
+    ok(['convert', '--reversed', '--format', 'gguf', '--base_model', moved, '--input_path', ck, '--output_path', gguf2]);
+    const [a, b] = [openGguf(gguf2), openGguf(join(tmp, 'gguf-ck', 'model.gguf'))];
+    try {
+      assert.deepEqual(a.tensors.map((t) => t.name), b.tensors.map((t) => t.name));
+      for (const t of a.tensors) assert.ok(Buffer.from(a.read(t.name)).equals(Buffer.from(b.read(t.name))), t.name);
+    } finally {
+      a.close();
+      b.close();
+    }
+    const ms2 = join(tmp, 'ms', 'moved.ckpt');
+    ok(['convert', '--reversed', '--format', 'mindspore', '--base_model', moved, '--input_path', ck, '--output_path', ms2]);
+    assert.ok(readFileSync(ms2).equals(readFileSync(join(tmp, 'ms', 'ck.ckpt'))), 'the MindSpore .ckpt over the moved base');
+    const merged2 = join(tmp, 'merged-moved');
+    ok(['convert', '--reversed', '--merge_lora', '--dtype', 'float32', '--base_model', moved, '--input_path', ck, '--output_path', merged2]);
+    assert.ok(readFileSync(join(merged2, 'model.safetensors')).equals(readFileSync(join(tmp, 'merged', 'model.safetensors'))), 'the merged folder over the moved base');
+
+    // Refused: --base_model for a model of its own, a folder without a model, an export that merges nothing.
+    const own = sftkit(['chat', '--load_checkpoint', moved, '--base_model', moved], 'hi\n');
+    assert.notEqual(own.status, 0);
+    assert.match(own.stderr, /--base_model .*is a model of its own, not a LoRA checkpoint/);
+    const empty = sftkit(['chat', '--load_checkpoint', ck, '--base_model', join(tmp, 'nowhere')], 'hi\n');
+    assert.notEqual(empty.status, 0);
+    assert.match(empty.stderr, /--base_model .*nowhere: no model there \(no config\.json/);
+    const plain = sftkit(['convert', '--reversed', '--base_model', moved, '--input_path', ck, '--output_path', join(tmp, 'plain-out')]);
+    assert.notEqual(plain.status, 0);
+    assert.match(plain.stderr, /--base_model names the base of a LoRA checkpoint being exported/);
   } finally {
     renameSync(moved, base);
   }

@@ -12,12 +12,13 @@ import { defaultEosIds, generateStream } from '../../generate/index.ts';
 import { Tokenizer } from '../../tokenizer/index.ts';
 import { autocast } from '../../tensor/index.ts';
 import { hasTokenizerFiles } from '../../formats/checkpoint-dir.ts';
-import { loadModelFolder, modelFolderOf } from '../../train/lora-io.ts';
+import { BASE_MODEL_FLAG_HINT, loadModelFolder, modelFolderOf } from '../../train/lora-io.ts';
 import { modelDirOf } from './run/context.ts';
 import { ckptConfigDir, isMindSporeCkpt, loadMindSporeModel } from '../../convert/mindspore-convert.ts';
 
 interface ChatFlags {
   load_checkpoint: string;
+  base_model?: string;
   tokenizer?: string;
   template?: string;
   system?: string;
@@ -72,8 +73,11 @@ async function chat(flags: ChatFlags): Promise<void> {
   // A MindFormers .ckpt holds weights only: config.json and the tokenizer come from its folder.
   const ckpt = isMindSporeCkpt(flags.load_checkpoint) ? flags.load_checkpoint : null;
   const dir = ckpt !== null ? ckptConfigDir(ckpt) : await modelDirOf(flags.load_checkpoint);
-  // A LoRA run's checkpoint chats as its recorded base with its adapter, as predict loads it.
-  const folder = ckpt !== null ? null : modelFolderOf(dir);
+  if (ckpt !== null && flags.base_model !== undefined) {
+    throw new ConfigError(`--base_model ${flags.base_model}: ${ckpt} is a MindFormers .ckpt, not a LoRA checkpoint`, { where: '--base_model', hint: 'drop --base_model' });
+  }
+  // A LoRA run's checkpoint chats as its recorded base (or --base_model) with its adapter, as predict loads it.
+  const folder = ckpt !== null ? null : modelFolderOf(dir, BASE_MODEL_FLAG_HINT, flags.base_model ?? null);
   const tokDir = flags.tokenizer ?? folder?.tokenizerDir ?? dir;
   if (!hasTokenizerFiles(tokDir)) {
     throw new ConfigError(`${tokDir} has no tokenizer.model or tokenizer.json`, { where: '--tokenizer', hint: 'pass --tokenizer DIR' });
@@ -133,6 +137,7 @@ export function registerChat(program: Command): void {
     .command('chat')
     .description('chat with a model in the terminal (reads one message per line from stdin when it is not a terminal)')
     .requiredOption('--load_checkpoint <path>', 'model checkpoint, training checkpoint (a LoRA run\'s too: its base with its adapter), checkpoint/ root, HF folder, hub repo id, or a MindFormers .ckpt with config.json beside it')
+    .option('--base_model <dir>', "with a LoRA run's checkpoint (or a PEFT adapter folder): the local folder of its base model, instead of the one it records")
     .option('--tokenizer <dir>', 'tokenizer folder (default: the checkpoint\'s)')
     .option('--template <name>', 'vicuna | alpaca | chatml | llama2 | hf | none (default: the one recorded with the training data, else vicuna)')
     .option('--system <text>', 'system prompt (default: the template\'s)')

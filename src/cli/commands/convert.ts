@@ -20,6 +20,7 @@ interface ConvertFlags {
   max_shard_size: string;
   format?: string;
   merge_lora?: boolean;
+  base_model?: string;
   config?: string;
 }
 
@@ -39,7 +40,7 @@ async function convertToGguf(flags: ConvertFlags): Promise<void> {
   if (flags.dtype !== undefined && !(flags.dtype in GGUF_DTYPES)) {
     throw new ConfigError(`--dtype ${flags.dtype} is not supported for GGUF (supported: ${Object.keys(GGUF_DTYPES).join(', ')})`, { where: '--dtype' });
   }
-  const r = exportGguf({ inputPath: flags.input_path, outputPath: flags.output_path, dtype: flags.dtype as GgufDtypeName | undefined });
+  const r = exportGguf({ inputPath: flags.input_path, outputPath: flags.output_path, dtype: flags.dtype as GgufDtypeName | undefined, ...(flags.base_model !== undefined ? { baseModel: flags.base_model } : {}) });
   const gb = r.bytes / 1e9;
   console.log(`exported ${r.modelType} as GGUF (${r.arch}, ${r.dtype}): ${r.tensors} tensors, ${gb.toFixed(3)} GB in ${r.seconds.toFixed(1)} s -> ${r.outputPath}`);
   if (r.f16Fallbacks.length > 0) console.log(`F16 instead of Q8_0 (rows not whole blocks of 32): ${r.f16Fallbacks.join(', ')}`);
@@ -61,7 +62,11 @@ export function registerConvert(program: Command): void {
     .option('--format <format>', 'with --reversed: hf (default) | gguf (one .gguf file for llama.cpp/ollama, plus a Modelfile) | mindspore (one MindFormers .ckpt)')
     .option('--config <path>', 'with a .ckpt --input_path: the config.json (or its folder, with the tokenizer files) giving the architecture (default: the .ckpt\'s folder)')
     .option('--merge_lora', 'with --reversed: fold the LoRA adapters of a LoRA run\'s checkpoint into its base weights (W + s·B·A), writing a plain HF folder')
+    .option('--base_model <dir>', "with --reversed and --merge_lora, --format gguf or --format mindspore: the local folder of a LoRA checkpoint's base model, instead of the one it records")
     .action(async (flags: ConvertFlags) => {
+      if (flags.base_model !== undefined && !(flags.reversed && (flags.merge_lora || flags.format === 'gguf' || flags.format === 'mindspore'))) {
+        throw new ConfigError("--base_model names the base of a LoRA checkpoint being exported: use it with --reversed and --merge_lora, --format gguf or --format mindspore", { where: '--base_model' });
+      }
       if (flags.merge_lora && (!flags.reversed || (flags.format !== undefined && flags.format !== 'hf'))) {
         throw new ConfigError('--merge_lora exports an HF folder: use it with --reversed (and --format hf)', {
           where: '--merge_lora',
@@ -75,7 +80,7 @@ export function registerConvert(program: Command): void {
       const dtype = flags.dtype as TargetDtypeName | undefined;
       if (flags.format === 'mindspore') {
         if (!flags.reversed) throw new ConfigError('--format mindspore exports a checkpoint: add --reversed (a .ckpt --input_path is read without it)', { where: '--format' });
-        const r = await exportMindSporeCkpt({ inputPath: flags.input_path, outputPath: flags.output_path, ...(dtype !== undefined ? { dtype } : {}) });
+        const r = await exportMindSporeCkpt({ inputPath: flags.input_path, outputPath: flags.output_path, ...(dtype !== undefined ? { dtype } : {}), ...(flags.base_model !== undefined ? { baseModel: flags.base_model } : {}) });
         console.log(`exported ${r.modelType} as a MindFormers checkpoint: ${r.tensors} tensors, ${(r.bytes / 1e9).toFixed(3)} GB ${r.dtype} in ${r.seconds.toFixed(1)} s -> ${r.outputPath}`);
         return;
       }
@@ -108,7 +113,7 @@ export function registerConvert(program: Command): void {
         maxShardBytes: parseShardSize(flags.max_shard_size),
       };
       const r = flags.merge_lora
-        ? await convertMergedLoraToHf(common)
+        ? await convertMergedLoraToHf({ ...common, ...(flags.base_model !== undefined ? { baseModel: flags.base_model } : {}) })
         : flags.reversed
         ? await convertCheckpointToHf(common)
         : await convertHfToCheckpoint({ ...common, model: flags.model as ModelFamily | undefined });

@@ -17,6 +17,7 @@ import { modelDirOf } from './run/context.ts';
 
 interface ServeFlags {
   load_checkpoint: string;
+  base_model?: string;
   tokenizer?: string;
   template?: string;
   host: string;
@@ -71,7 +72,7 @@ async function serve(flags: ServeFlags): Promise<void> {
   const dir = await modelDirOf(flags.load_checkpoint);
   // A LoRA run's adapter-only checkpoint: its recorded base is loaded and served under the base's own name, and
   // the checkpoint's adapter over it as `modelId` (beside any --adapter), as multi-LoRA servers serve adapters.
-  const folder = modelFolderOf(dir, `serve another copy of the base: --load_checkpoint BASE --adapter ${modelId}=${dir}`);
+  const folder = modelFolderOf(dir, `serve another copy of the base: --base_model BASE (or --load_checkpoint BASE --adapter ${modelId}=${dir})`, flags.base_model ?? null);
   const served = servedModels(folder, modelId, extra);
   const tokDir = flags.tokenizer ?? folder.tokenizerDir;
   if (!hasTokenizerFiles(tokDir)) {
@@ -127,6 +128,7 @@ export function registerServe(program: Command): void {
     .command('serve')
     .description('serve a model over an OpenAI-compatible HTTP API with continuous batching')
     .requiredOption('--load_checkpoint <path>', "model checkpoint, training checkpoint, checkpoint/ root, HF folder or hub repo id; a LoRA run's checkpoint is served over its base")
+    .option('--base_model <dir>', "with a LoRA run's checkpoint (or a PEFT adapter folder): the local folder of its base model, instead of the one it records")
     .option('--tokenizer <dir>', "tokenizer folder (default: the checkpoint's)")
     .option('--template <name>', 'chat template: vicuna | alpaca | chatml | llama2 | hf | none (default: the one recorded with the training data, else vicuna)')
     .option('--host <addr>', 'address to bind; anything but loopback needs --api_key', '127.0.0.1')
