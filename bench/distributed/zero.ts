@@ -13,7 +13,7 @@ import { cpus } from 'node:os';
 import { mpi } from '../../src/backend/collectives.ts';
 import type { ComputeBackend } from '../../src/backend/compute.ts';
 import { type ProcessGroup, ShardedParameters, initProcessGroup } from '../../src/distributed/index.ts';
-import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
+import { benchModel } from '../lib/bench-model.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { noDecay } from '../../src/models/model.ts';
 import { type FlatLayout, Rng } from '../../src/tensor/index.ts';
@@ -43,14 +43,7 @@ function resetHwm(): boolean {
 }
 
 function rank(stage: 0 | 1 | 2 | 3, steps: number, recompute: boolean): void {
-  const c = (JSON.parse(readFileSync(new URL('../train/configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[process.env.ZERO_BENCH_CONFIG ?? 'L'] as Record<string, number>;
-  const cfg = parseModelConfig(
-    {
-      model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
-      num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: c['seq'], rms_norm_eps: 1e-5,
-    },
-    'L',
-  ) as LlamaConfig;
+  const { cfg } = benchModel(process.env.ZERO_BENCH_CONFIG ?? 'L');
   const real = initProcessGroup();
   const pg: ProcessGroup = real;
   const before = vmHwmBytes();

@@ -1,10 +1,9 @@
 // The sftkit side of bench/generate: forward-only prefill and greedy KV-cache decoding through generate()
 // (src/generate), for one config of bench/train/configs.json with random weights. Prints one JSON line.
 // Usage: node --import tsx bench/generate/sftkit-gen.ts CONFIG --prefill B S --decode B P N [--decode ...] --runs R [--profile]
-import { readFileSync } from 'node:fs';
 import { formatProfile, profileRows, resetProfile, startProfile, stopProfile } from '../../src/backend/profile.ts';
 import { generate } from '../../src/generate/index.ts';
-import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
+import { benchModel } from '../lib/bench-model.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { Rng } from '../../src/tensor/index.ts';
 import { median } from '../lib/stats.ts';
@@ -20,15 +19,7 @@ const runs = argv.includes('--runs') ? Number(argv[argv.indexOf('--runs') + 1]) 
 const prefills = argv.flatMap((a, i) => (a === '--prefill' ? [at(a, i, 2) as [number, number]] : []));
 const decodes = argv.flatMap((a, i) => (a === '--decode' ? [at(a, i, 3) as [number, number, number]] : []));
 
-const c = (JSON.parse(readFileSync(new URL('../train/configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[name];
-if (!c) throw new Error(`unknown config ${name}`);
-const cfg = parseModelConfig(
-  {
-    model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
-    num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: 4096, rms_norm_eps: 1e-5,
-  },
-  name,
-) as LlamaConfig;
+const { cfg } = benchModel(name, 4096);
 const model = new Llama(cfg, { seed: 0 });
 const rng = new Rng(1);
 const prompts = (B: number, P: number): number[][] => Array.from({ length: B }, () => Array.from({ length: P }, () => rng.int(cfg.vocabSize)));

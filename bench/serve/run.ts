@@ -3,11 +3,10 @@
 // and 16 concurrent streams (continuous batching), against the same requests sent one after another.
 // Greedy, EOS ignored, so every stream generates exactly --new tokens from a --prompt-token random prompt.
 // Usage: node --import tsx bench/serve/run.ts [M] [--new 128] [--prompt 64] [--streams 1,4,16] [--runs 1]
-import { readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
-import { type LlamaConfig, parseModelConfig } from '../../src/models/config.ts';
+import { benchModel } from '../lib/bench-model.ts';
 import { Llama } from '../../src/models/llama.ts';
 import { createEngine } from '../../src/serve/engine.ts';
 import { startServer } from '../../src/serve/server.ts';
@@ -32,15 +31,7 @@ for (const [flag, v] of [['--new', newTokens], ['--prompt', promptLen], ['--runs
   if (!Number.isInteger(v) || v < 1) throw new Error(`bench/serve: ${flag} must be a positive integer, got ${v}`);
 }
 
-const c = (JSON.parse(readFileSync(new URL('../train/configs.json', import.meta.url), 'utf8')) as Record<string, Record<string, number>>)[name];
-if (!c) throw new Error(`bench/serve: unknown config ${name}`);
-const cfg = parseModelConfig(
-  {
-    model_type: 'llama', vocab_size: c['vocab'], hidden_size: c['dim'], intermediate_size: c['ffn'], num_hidden_layers: c['layers'],
-    num_attention_heads: c['heads'], num_key_value_heads: c['heads'], max_position_embeddings: 4096, rms_norm_eps: 1e-5,
-  },
-  name,
-) as LlamaConfig;
+const { cfg } = benchModel(name, 4096);
 const model = new Llama(cfg, { seed: 0 });
 // A 32k-piece tokenizer decodes every id of the config's vocabulary (what the server streams as text).
 const tok = Tokenizer.fromDir(join(import.meta.dirname, '..', '..', 'node_modules', '@lenml', 'tokenizer-llama2', 'models'));
