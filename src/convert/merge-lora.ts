@@ -40,8 +40,7 @@ export async function convertMergedLoraToHf(o: Omit<ConvertOptions, 'model'> & {
     model.release();
   }
   try {
-    const { baseModel: _baseModel, ...rest } = o;
-    return await convertCheckpointToHf({ ...rest, inputPath: tmp });
+    return await convertCheckpointToHf({ ...o, inputPath: tmp });
   } finally {
     rmSync(tmp, { recursive: true, force: true });
   }

@@ -47,7 +47,7 @@ const adapterConfigSchema = z.looseObject({
 /**
  * Fields of PEFT's LoraConfig (0.21) that change what the adapter computes, or add weights other than LoRA's A
  * and B, which sftkit does not implement: an adapter that turns one on is refused naming it, rather than loaded
- * as plain LoRA and giving other outputs than PEFT. Off is absent, null, false, or an empty list or object.
+ * as plain LoRA and giving other outputs than PEFT. Off is absent, null, false, or an empty string, list or object.
  * Fields that only steer initialisation (init_lora_weights, loftq_config, eva_config, corda_config,
  * lora_ga_config), training (velora_config), or distribution (megatron_config) leave the saved A and B to mean
  * what they mean for plain LoRA, and are ignored.
@@ -68,7 +68,7 @@ const FEATURES_OFF: readonly (readonly [field: string, what: string])[] = [
 ];
 
 const isOff = (v: unknown): boolean =>
-  v === undefined || v === null || v === false || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
+  v === undefined || v === null || v === false || v === '' || (Array.isArray(v) && v.length === 0) || (typeof v === 'object' && v !== null && !Array.isArray(v) && Object.keys(v).length === 0);
 
 /** Reads and checks adapter_config.json: LoraOptions, or a FormatError naming the file and field. */
 export function readAdapterConfig(dir: string): { options: LoraOptions; fanInFanOut: boolean; base: string | null } {
@@ -91,13 +91,9 @@ export function readAdapterConfig(dir: string): { options: LoraOptions; fanInFan
   }
   const c = parsed.data;
   // PEFT's per-module ranks and alphas and its selection beyond target_modules, where set.
-  const extra = {
-    ...(c.rank_pattern && Object.keys(c.rank_pattern).length > 0 ? { rank_pattern: c.rank_pattern } : {}),
-    ...(c.alpha_pattern && Object.keys(c.alpha_pattern).length > 0 ? { alpha_pattern: c.alpha_pattern } : {}),
-    ...(c.exclude_modules !== undefined && c.exclude_modules !== null && c.exclude_modules.length > 0 ? { exclude_modules: c.exclude_modules } : {}),
-    ...(c.layers_to_transform !== undefined && c.layers_to_transform !== null && (typeof c.layers_to_transform === 'number' || c.layers_to_transform.length > 0) ? { layers_to_transform: c.layers_to_transform } : {}),
-    ...(c.layers_pattern !== undefined && c.layers_pattern !== null && c.layers_pattern.length > 0 ? { layers_pattern: c.layers_pattern } : {}),
-  };
+  const extra = Object.fromEntries(
+    (['rank_pattern', 'alpha_pattern', 'exclude_modules', 'layers_to_transform', 'layers_pattern'] as const).filter((f) => !isOff(c[f])).map((f) => [f, c[f]]),
+  ) as Pick<LoraOptions, 'rank_pattern' | 'alpha_pattern' | 'exclude_modules' | 'layers_to_transform' | 'layers_pattern'>;
   return {
     options: { rank: c.r, alpha: c.lora_alpha, dropout: c.lora_dropout, target_modules: c.target_modules, use_rslora: c.use_rslora, ...extra, every_target_name: false },
     fanInFanOut: c.fan_in_fan_out,
@@ -264,16 +260,16 @@ export function adapterCheckpointBase(dir: string): BaseModelRef | null {
   return readManifest(dir).base_model ?? null;
 }
 
-/**
- * The base of an adapter folder PEFT (or anyone) wrote, without sftkit.json: adapter_config.json's
- * base_model_name_or_path, which must be a local model folder (a path relative to the working directory, as
- * PEFT reads it); sftkit does not download it. Else a FormatError naming the field.
- */
 /** An adapter folder as PEFT's save_pretrained writes it: adapter files, and neither sftkit.json nor meta.json. */
 export function isPeftFolder(dir: string): boolean {
   return isAdapterDir(dir) && !existsSync(join(dir, MANIFEST_FILE)) && !existsSync(join(dir, 'meta.json'));
 }
 
+/**
+ * The base of an adapter folder PEFT (or anyone) wrote, without sftkit.json: adapter_config.json's
+ * base_model_name_or_path, which must be a local model folder (a path relative to the working directory, as
+ * PEFT reads it); sftkit does not download it. Else a FormatError naming the field.
+ */
 export function peftAdapterBase(dir: string): BaseModelRef {
   const path = join(dir, ADAPTER_CONFIG_FILE);
   const { base } = readAdapterConfig(dir);
@@ -356,12 +352,9 @@ export const BASE_MODEL_FLAG_HINT = 'pass --base_model DIR naming another copy o
  * the adapter is still checked against it when loaded).
  */
 export function modelFolderOf(dir: string, elsewhere = COPY_NAMING_BASE, baseModel: string | null = null): ModelFolder {
-  if (baseModel !== null) return overBase(dir, baseModel);
-  if (isPeftFolder(dir)) {
-    // An adapter saved by PEFT (save_pretrained): its base is adapter_config.json's base_model_name_or_path, a local folder.
-    const peftBase = peftAdapterBase(dir);
-    return { dir, weightsDir: peftBase.dir, tokenizerDir: hasTokenizerFiles(dir) ? dir : peftBase.dir, adapterDir: dir, base: peftBase };
-  }
+  if (baseModel !== null) return adapterOver(dir, overridingBase(dir, baseModel));
+  // An adapter saved by PEFT (save_pretrained): its base is adapter_config.json's base_model_name_or_path, a local folder.
+  if (isPeftFolder(dir)) return adapterOver(dir, peftAdapterBase(dir));
   const base = adapterCheckpointBase(dir);
   if (base === null) {
     // A LoRA run whose base has no folder to refer to (model.arch, a MindSpore .ckpt) stores the base's weights
@@ -369,12 +362,16 @@ export function modelFolderOf(dir: string, elsewhere = COPY_NAMING_BASE, baseMod
     const both = isAdapterDir(dir) && existsSync(join(dir, MANIFEST_FILE));
     return { dir, weightsDir: dir, tokenizerDir: dir, adapterDir: both ? dir : null, base: null };
   }
-  const weightsDir = baseDirOf(dir, base, elsewhere);
-  return { dir, weightsDir, tokenizerDir: hasTokenizerFiles(dir) ? dir : weightsDir, adapterDir: dir, base: { ...base, dir: weightsDir } };
+  return adapterOver(dir, { ...base, dir: baseDirOf(dir, base, elsewhere) });
 }
 
-/** The adapter of the LoRA checkpoint or PEFT folder `dir` over the base model folder `baseModel` (--base_model). */
-function overBase(dir: string, baseModel: string): ModelFolder {
+/** The adapter in `dir` over the model folder `base.dir` (tokenizer files: the adapter's own, else the base's). */
+function adapterOver(dir: string, base: BaseModelRef): ModelFolder {
+  return { dir, weightsDir: base.dir, tokenizerDir: hasTokenizerFiles(dir) ? dir : base.dir, adapterDir: dir, base };
+}
+
+/** --base_model for the LoRA checkpoint or PEFT folder `dir`: a local model folder, else a ConfigError. */
+function overridingBase(dir: string, baseModel: string): BaseModelRef {
   const own = !isPeftFolder(dir) && adapterCheckpointBase(dir) === null;
   if (own) {
     const what = isAdapterDir(dir) ? "a LoRA checkpoint that holds its base's weights itself" : 'a model of its own, not a LoRA checkpoint';
@@ -384,7 +381,7 @@ function overBase(dir: string, baseModel: string): ModelFolder {
   if (!existsSync(join(baseDir, 'config.json'))) {
     throw new ConfigError(`--base_model ${baseModel}: no model there (no config.json in ${baseDir})`, { where: '--base_model', hint: 'name the local folder of the base model the adapter was trained on' });
   }
-  return { dir, weightsDir: baseDir, tokenizerDir: hasTokenizerFiles(dir) ? dir : baseDir, adapterDir: dir, base: { name_or_path: baseModel, dir: baseDir } };
+  return { name_or_path: baseModel, dir: baseDir };
 }
 
 /**
